@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make run` (the whole stack with a sample order) and
+# `make test` (the whole test suite). Both create the virtualenv on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## The whole stack (Temporal dev server + UI, D1 emulator, receiver, worker), a sample
+## order flowing through; stays up until Ctrl-C.
+run: $(STAMP)
+	$(PY) -m stack
+
+## Same, but exits once the sample order is delivered (for scripts).
+demo: $(STAMP)
+	$(PY) -m stack --exit-after-sample
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf .state test-output

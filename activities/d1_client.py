@@ -1,0 +1,140 @@
+"""The one place the issuer side talks HTTP to D1's banking API.
+
+Errors are classified here, once, into what the workflow needs to know:
+:class:`D1Rejected` (a 4xx other than 401/408/429: D1 will never accept this request, the
+order ends as rejected) and :class:`D1Unavailable` (5xx, 429, 408, timeouts, connection
+errors: retry with backoff, honouring ``Retry-After``). A 401 refreshes the token and
+retries once inside the same call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from activities.token_provider import AccessTokenProvider, TokenError
+from d1.notifications import OperationNotification, ProductionStatusResponse
+from d1.order import OrderAccepted
+from d1.paths import order_path, status_path
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_4XX = frozenset({401, 408, 425, 429})
+
+
+@dataclass
+class D1Rejected(Exception):
+    http_status: int
+    error_code: str | None
+    error: str | None
+
+    def __str__(self) -> str:
+        return f"D1 rejected the request: HTTP {self.http_status} {self.error_code or '-'}: {self.error or ''}"
+
+
+@dataclass
+class D1Unavailable(Exception):
+    reason: str
+    http_status: int | None = None
+    retry_after_s: float | None = None
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.http_status}" if self.http_status else "no response"
+        return f"D1 unavailable ({status}): {self.reason}"
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+def _error_fields(resp: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    code, text = body.get("errorCode"), body.get("error")
+    return (str(code) if code is not None else None, str(text)[:500] if text is not None else None)
+
+
+def classify(resp: httpx.Response) -> Exception:
+    status = resp.status_code
+    if status >= 500 or status in RETRYABLE_4XX:
+        code, text = _error_fields(resp)
+        return D1Unavailable(
+            reason=code or text or resp.reason_phrase, http_status=status, retry_after_s=_retry_after(resp)
+        )
+    code, text = _error_fields(resp)
+    return D1Rejected(http_status=status, error_code=code, error=text)
+
+
+class D1Client:
+    def __init__(self, http: httpx.AsyncClient, tokens: AccessTokenProvider, *, banking_url: str) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._base = banking_url.rstrip("/")
+
+    async def _call(self, method: str, path: str, *, json_body: Any = None, correlation_id: str) -> httpx.Response:
+        for attempt in (1, 2):
+            try:
+                token = await self._tokens.get()
+            except TokenError as exc:
+                if exc.retryable:
+                    raise D1Unavailable(reason=str(exc), http_status=exc.status) from None
+                raise D1Rejected(http_status=exc.status or 400, error_code="TOKEN_REFUSED", error=str(exc)) from None
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "x-correlation-id": correlation_id,
+            }
+            try:
+                resp = await self._http.request(method, self._base + path, json=json_body, headers=headers)
+            except httpx.TimeoutException as exc:
+                raise D1Unavailable(reason=f"timeout ({type(exc).__name__})") from None
+            except httpx.HTTPError as exc:
+                raise D1Unavailable(reason=f"connection error ({type(exc).__name__})") from None
+            if resp.status_code == 401 and attempt == 1:
+                log.info("D1 answered 401; refreshing the access token once")
+                self._tokens.invalidate(token)
+                continue
+            return resp
+        return resp
+
+    async def submit_order(
+        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
+    ) -> str:
+        resp = await self._call("POST", order_path(issuer_id, card_id), json_body=body, correlation_id=correlation_id)
+        if resp.status_code not in (200, 201, 202):
+            raise classify(resp)
+        try:
+            accepted = OrderAccepted.model_validate(resp.json())
+        except ValueError:
+            accepted = OrderAccepted()
+        # operationId is optional in D1's schema; notifications carry it anyway.
+        return accepted.operationId or ""
+
+    async def production_status(
+        self, issuer_id: str, card_id: str, *, correlation_id: str | None = None
+    ) -> OperationNotification | None:
+        resp = await self._call(
+            "GET", status_path(issuer_id, card_id), correlation_id=correlation_id or uuid.uuid4().hex
+        )
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise classify(resp)
+        try:
+            return ProductionStatusResponse.model_validate(resp.json()).latest()
+        except ValueError:
+            raise D1Unavailable(reason="productionStatus answered a body we cannot read", http_status=200) from None

@@ -1,0 +1,34 @@
+"""Loading the issuer's keys from files named in the settings (never from the repository)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jwcrypto import jwk
+
+
+class KeyFileError(RuntimeError):
+    pass
+
+
+def load_jwk(path: Path, *, private: bool) -> jwk.JWK:
+    """Read a JWK (JSON) or a PEM file. The error names the file, never its content."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    try:
+        if raw.lstrip().startswith(b"{"):
+            key = jwk.JWK.from_json(raw.decode("utf-8"))
+        else:
+            key = jwk.JWK.from_pem(raw)
+    except Exception:
+        raise KeyFileError(f"key file {path} is neither a JWK nor a PEM key") from None
+    if private and not key.has_private:
+        raise KeyFileError(f"key file {path} holds no private key")
+    return key
+
+
+def public_jwk_json(key: jwk.JWK) -> str:
+    return json.dumps(key.export_public(as_dict=True), sort_keys=True)

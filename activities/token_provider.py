@@ -1,0 +1,144 @@
+"""D1 access tokens (JWT-bearer grant, RFC 7523) cached per worker process.
+
+D1 asks issuers not to fetch a token per call (auth.md §2), so one provider per process
+caches the token until shortly before ``expires_in`` and lets exactly one caller fetch
+while the others wait (single flight). The token lives only in this object's memory: it
+is never an activity input or result, so it never reaches workflow history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from jwcrypto import jwk, jwt
+
+from d1.paths import JWT_BEARER_GRANT, TOKEN_PATH
+
+log = logging.getLogger(__name__)
+
+D1_MAX_ASSERTION_LIFETIME_S = 900
+
+
+class TokenError(RuntimeError):
+    """The token endpoint refused or failed; ``retryable`` tells the caller what to do."""
+
+    def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    value: str
+    refresh_at: float
+
+
+def make_assertion(
+    key: jwk.JWK,
+    *,
+    issuer_id: str,
+    kid: str,
+    lifetime_s: int,
+    audience: str | None,
+    now: float,
+) -> str:
+    """ES256 assertion: iss = sub = issuerId, exp at most 15 minutes ahead."""
+    issued = int(now)
+    claims: dict[str, object] = {
+        "iss": issuer_id,
+        "sub": issuer_id,
+        "iat": issued,
+        "exp": issued + min(lifetime_s, D1_MAX_ASSERTION_LIFETIME_S),
+        "jti": uuid.uuid4().hex,
+    }
+    if audience:
+        claims["aud"] = audience
+    token = jwt.JWT(header={"alg": "ES256", "typ": "JWT", "kid": kid}, claims=json.dumps(claims))
+    token.make_signed_token(key)
+    return str(token.serialize())
+
+
+class AccessTokenProvider:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        authz_url: str,
+        issuer_id: str,
+        signing_key: jwk.JWK,
+        kid: str,
+        assertion_lifetime_s: int = 300,
+        audience: str | None = None,
+        refresh_margin_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._url = authz_url.rstrip("/") + TOKEN_PATH
+        self._issuer_id = issuer_id
+        self._key = signing_key
+        self._kid = kid
+        self._lifetime = assertion_lifetime_s
+        self._audience = audience
+        self._margin = refresh_margin_s
+        self._clock = clock
+        self._cached: _CachedToken | None = None
+        self._lock = asyncio.Lock()
+        self.fetch_count = 0
+
+    async def get(self) -> str:
+        cached = self._cached
+        if cached is not None and self._clock() < cached.refresh_at:
+            return cached.value
+        async with self._lock:
+            cached = self._cached
+            if cached is not None and self._clock() < cached.refresh_at:
+                return cached.value
+            self._cached = await self._fetch()
+            return self._cached.value
+
+    def invalidate(self, token: str) -> None:
+        """Drop a token D1 refused (401) so that the next ``get`` fetches a fresh one."""
+        if self._cached is not None and self._cached.value == token:
+            self._cached = None
+
+    async def _fetch(self) -> _CachedToken:
+        now = self._clock()
+        assertion = make_assertion(
+            self._key,
+            issuer_id=self._issuer_id,
+            kid=self._kid,
+            lifetime_s=self._lifetime,
+            audience=self._audience,
+            now=now,
+        )
+        self.fetch_count += 1
+        try:
+            resp = await self._http.post(
+                self._url,
+                data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
+                headers={"Accept": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise TokenError(f"token endpoint unreachable: {type(exc).__name__}", status=None, retryable=True) from None
+        if resp.status_code != 200:
+            retryable = resp.status_code >= 500 or resp.status_code == 429
+            raise TokenError(
+                f"token endpoint answered {resp.status_code}", status=resp.status_code, retryable=retryable
+            )
+        try:
+            body = resp.json()
+            value = str(body["access_token"])
+            expires_in = float(body.get("expires_in") or D1_MAX_ASSERTION_LIFETIME_S)
+        except (ValueError, KeyError, TypeError):
+            raise TokenError("token endpoint answered without access_token", status=200, retryable=True) from None
+        refresh_at = now + max(expires_in - self._margin, expires_in / 2)
+        log.info("obtained D1 access token", extra={"expires_in": expires_in})
+        return _CachedToken(value=value, refresh_at=refresh_at)

@@ -1,0 +1,108 @@
+"""Notification body, operation object and the productionStatus response.
+
+Parsing is tolerant by design (D1 API change policy): unknown fields are kept
+(``extra="allow"``) and enumerations are plain strings, so a new ``details.status`` or a
+new ``operation`` is carried through instead of rejected. Only the fields the schema marks
+required are enforced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, hide_input_in_errors=True)
+
+
+class ShipmentInfo(_Tolerant):
+    carrier: str | None = None
+    trackingNumber: str | None = None
+    status: str | None = None
+    message: str | None = None
+    trackingUrl: str | None = None
+
+
+class OperationDetails(_Tolerant):
+    status: str | None = None
+    reason: str | None = None
+    dueDate: str | None = None
+    productionSite: str | None = None
+    shipment: ShipmentInfo | None = None
+    inputFileName: str | None = None
+    issuerRequestId: str | None = None
+    # Deprecated by D1; parsed so that it is not mistaken for an unknown field, never used.
+    consumerId: str | None = None
+
+
+class OperationNotification(_Tolerant):
+    """One update about one card (``CardStatus-operation-notification``)."""
+
+    operationId: str = Field(min_length=1, max_length=64)
+    operation: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    startTime: str = Field(min_length=1)
+    cardId: str = Field(min_length=1, max_length=48)
+    endTime: str | None = None
+    issuerRequestId: str | None = None
+    inputFileName: str | None = None
+    errorCode: str | None = None
+    error: str | None = None
+    details: OperationDetails | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        """D1 documents ``issuerRequestId`` at both levels; read both."""
+        if self.issuerRequestId:
+            return self.issuerRequestId
+        return self.details.issuerRequestId if self.details else None
+
+    @property
+    def production_status(self) -> str | None:
+        return self.details.status if self.details else None
+
+    @property
+    def shipment(self) -> ShipmentInfo | None:
+        return self.details.shipment if self.details else None
+
+    def dedup_key(self) -> str:
+        """Identity of one update: operationId alone is reused across steps (README §4.4)."""
+        ship = self.shipment
+        parts = [
+            self.operationId,
+            self.operation,
+            self.status,
+            self.production_status or "",
+            (ship.status or "") if ship else "",
+            (ship.trackingNumber or "") if ship else "",
+            (ship.message or "") if ship else "",
+        ]
+        return "|".join(parts)
+
+
+class NotificationBody(_Tolerant):
+    operations: list[OperationNotification] = Field(min_length=1)
+
+
+class ProductionStatusResponse(_Tolerant):
+    """``GET .../productionStatus``.
+
+    The wrapper is undocumented (tracking.md §6): accept ``{"operations": [...]}`` or a bare
+    operation object, and expose the operations either way.
+    """
+
+    operations: list[OperationNotification] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bare_operation(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "operations" not in data and "operationId" in data:
+            return {"operations": [data]}
+        return data
+
+    def latest(self) -> OperationNotification | None:
+        return self.operations[-1] if self.operations else None

@@ -1,0 +1,89 @@
+"""Production statuses (``details.status``) and the ranks that keep an order from moving backwards.
+
+D1 delivers notifications at least once and out of order, and may add statuses without
+notice, so statuses are plain strings: the known ones have a rank, unknown ones have none
+and are recorded without moving the order.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ProductionStatus(StrEnum):
+    CARD_PROD_REQUESTED = "CARD_PROD_REQUESTED"
+    DATA_PREPARED = "DATA_PREPARED"
+    CARD_PROD_READY = "CARD_PROD_READY"
+    CARD_PROD_ONGOING = "CARD_PROD_ONGOING"
+    CARD_PROD_DONE = "CARD_PROD_DONE"
+    CARD_SHIPPED = "CARD_SHIPPED"
+    DATA_EXCEPTION = "DATA_EXCEPTION"
+    CARD_PROD_EXCEPTION = "CARD_PROD_EXCEPTION"
+    CARD_PROD_CANCELED = "CARD_PROD_CANCELED"
+    CARD_RETURNED = "CARD_RETURNED"
+    # Not a D1 status: the product's own marker for an order whose production is paused.
+    # D1 draws on-hold states in its diagram without naming them; the emulator uses this name.
+    CARD_PROD_ON_HOLD = "CARD_PROD_ON_HOLD"
+
+
+class OperationStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCESSFUL = "SUCCESSFUL"
+    FAILED = "FAILED"
+
+
+class Operation(StrEnum):
+    PRODUCE = "PRODUCE"
+    UPDATE_ORDER = "UPDATE_ORDER"
+    STANDALONE_TRACKING = "STANDALONE_TRACKING"
+
+
+S = ProductionStatus
+
+# Happy-path order of production. Terminal statuses rank above everything so that a stale
+# progress update can never "reopen" a finished order.
+PRODUCTION_RANK: dict[str, int] = {
+    S.CARD_PROD_REQUESTED: 10,
+    S.DATA_PREPARED: 20,
+    S.CARD_PROD_READY: 30,
+    S.CARD_PROD_ON_HOLD: 35,
+    S.CARD_PROD_ONGOING: 40,
+    S.CARD_PROD_DONE: 50,
+    S.CARD_SHIPPED: 60,
+    S.CARD_RETURNED: 90,
+    S.DATA_EXCEPTION: 100,
+    S.CARD_PROD_EXCEPTION: 100,
+    S.CARD_PROD_CANCELED: 100,
+}
+
+# Statuses after which D1 sends nothing more about production; the order ends.
+TERMINAL_PRODUCTION_STATUSES: frozenset[str] = frozenset(
+    {S.DATA_EXCEPTION, S.CARD_PROD_EXCEPTION, S.CARD_PROD_CANCELED, S.CARD_RETURNED}
+)
+
+# Carrier shipment statuses (``details.shipment.status``). D1 does not document the value
+# set; these are the normalised names the emulator sends (tracking.md GUESS) and the
+# product ranks them to keep shipment tracking monotonic as well. Unknown values rank 0.
+SHIPMENT_RANK: dict[str, int] = {
+    "InfoReceived": 10,
+    "InTransit": 20,
+    "Exception": 25,
+    "OutForDelivery": 30,
+    "AttemptFail": 35,
+    "Delivered": 90,
+    "Returned": 90,
+}
+
+DEFAULT_DELIVERED_SHIPMENT_STATUSES: tuple[str, ...] = ("Delivered",)
+DEFAULT_RETURNED_SHIPMENT_STATUSES: tuple[str, ...] = ("Returned",)
+
+
+def production_rank(status: str | None) -> int | None:
+    """Rank of a known production status, ``None`` for unknown ones (kept, never ranked)."""
+    if status is None:
+        return None
+    return PRODUCTION_RANK.get(status)
+
+
+def shipment_rank(status: str | None) -> int:
+    return SHIPMENT_RANK.get(status or "", 0)

@@ -1,0 +1,1 @@
+"""Where D1 notifications enter the product: HTTP in, workflow signals out."""

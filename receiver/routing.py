@@ -1,0 +1,103 @@
+"""Turning one D1 operation update into a signal on the right order workflow.
+
+Routing is by ``issuerRequestId`` (it is the idempotency key, so the workflow id follows
+from it directly); without one, by ``cardId`` through a visibility query. An update for
+an order that is closed or unknown is acknowledged and *recorded* (log line with ids only,
+counter), never dropped silently and never answered with an error that would make D1
+retry forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from d1.notifications import OperationNotification
+from workflows.card_order import NOTIFICATION_SIGNAL
+from workflows.messages import workflow_id_for
+
+log = logging.getLogger("receiver.routing")
+
+SIGNAL_RPC_TIMEOUT = timedelta(seconds=5)
+
+
+class Delivery(StrEnum):
+    SIGNALED = "signaled"
+    CLOSED = "closed_or_unknown"  # acknowledged, recorded as late/orphan
+
+
+class TemporalUnavailable(Exception):
+    """Temporal did not take the signal; the receiver answers 503 so that D1 retries."""
+
+
+@dataclass
+class RoutingStats:
+    received: int = 0
+    signaled: int = 0
+    orphaned: int = 0
+    by_operation: dict[str, int] = field(default_factory=dict)
+    orphans: list[dict[str, str | None]] = field(default_factory=list)
+
+    def record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
+        self.orphaned += 1
+        entry = {
+            "issuerId": issuer_id,
+            "cardId": op.cardId,
+            "issuerRequestId": op.request_id,
+            "operationId": op.operationId,
+            "operation": op.operation,
+            "status": op.production_status,
+            "reason": reason,
+        }
+        self.orphans.append(entry)
+        del self.orphans[:-1000]  # keep the most recent ones in memory; the log has all
+        log.warning("notification for a closed or unknown order recorded", extra={"orphan": entry})
+
+
+class NotificationRouter:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.stats = RoutingStats()
+
+    async def _workflow_id_by_card(self, issuer_id: str, card_id: str) -> str | None:
+        query = f'IssuerId = "{_quote(issuer_id)}" AND CardId = "{_quote(card_id)}"'
+        best: tuple[int, object, str] | None = None
+        async for wf in self._client.list_workflows(query, limit=20):
+            running = 1 if wf.status is not None and wf.status.name == "RUNNING" else 0
+            candidate = (running, wf.start_time, wf.id)
+            if best is None or candidate[:2] > best[:2]:  # type: ignore[operator]
+                best = candidate
+        return best[2] if best else None
+
+    async def deliver(self, issuer_id: str, op: OperationNotification) -> Delivery:
+        self.stats.received += 1
+        self.stats.by_operation[op.operation] = self.stats.by_operation.get(op.operation, 0) + 1
+        try:
+            request_id = op.request_id
+            if request_id:
+                workflow_id: str | None = workflow_id_for(issuer_id, request_id)
+            else:
+                workflow_id = await self._workflow_id_by_card(issuer_id, op.cardId)
+            if workflow_id is None:
+                self.stats.record_orphan(issuer_id, op, "no order for this card")
+                return Delivery.CLOSED
+            handle = self._client.get_workflow_handle(workflow_id)
+            await handle.signal(NOTIFICATION_SIGNAL, op, rpc_timeout=SIGNAL_RPC_TIMEOUT)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                self.stats.record_orphan(issuer_id, op, "order closed or unknown")
+                return Delivery.CLOSED
+            raise TemporalUnavailable(f"{err.status.name if err.status else 'error'}") from None
+        except Exception as err:  # connection refused, timeouts inside the SDK
+            raise TemporalUnavailable(type(err).__name__) from None
+        self.stats.signaled += 1
+        return Delivery.SIGNALED
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

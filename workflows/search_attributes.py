@@ -1,0 +1,51 @@
+"""Custom search attributes: how operators find orders in the Temporal UI and CLI.
+
+Search attributes are stored unencrypted (the payload codec does not touch them), so
+only identifiers and statuses go here: never names, addresses or card data.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+ISSUER_ID = SearchAttributeKey.for_keyword("IssuerId")
+CARD_ID = SearchAttributeKey.for_keyword("CardId")
+ISSUER_REQUEST_ID = SearchAttributeKey.for_keyword("IssuerRequestId")
+CONSUMER_ID = SearchAttributeKey.for_keyword("ConsumerId")
+PRODUCTION_STATUS = SearchAttributeKey.for_keyword("ProductionStatus")
+SHIPMENT_STATUS = SearchAttributeKey.for_keyword("ShipmentStatus")
+TRACKING_NUMBER = SearchAttributeKey.for_keyword("TrackingNumber")
+ORDER_OUTCOME = SearchAttributeKey.for_keyword("OrderOutcome")
+DUE_DATE = SearchAttributeKey.for_datetime("DueDate")
+GROUP_ID = SearchAttributeKey.for_keyword("ShipmentGroupId")
+
+ALL: tuple[SearchAttributeKey, ...] = (
+    ISSUER_ID,
+    CARD_ID,
+    ISSUER_REQUEST_ID,
+    CONSUMER_ID,
+    PRODUCTION_STATUS,
+    SHIPMENT_STATUS,
+    TRACKING_NUMBER,
+    ORDER_OUTCOME,
+    DUE_DATE,
+    GROUP_ID,
+)
+
+_CLI_TYPE = {
+    "KEYWORD": "Keyword",
+    "DATETIME": "Datetime",
+    "TEXT": "Text",
+    "INT": "Int",
+    "DOUBLE": "Double",
+    "BOOL": "Bool",
+    "KEYWORD_LIST": "KeywordList",
+}
+
+
+def dev_server_args() -> list[str]:
+    """``--search-attribute Name=Type`` flags for ``temporal server start-dev``."""
+    args: list[str] = []
+    for key in ALL:
+        args += ["--search-attribute", f"{key.name}={_CLI_TYPE[key.indexed_value_type.name]}"]
+    return args
