@@ -1,0 +1,188 @@
+"""The D1-facing HTTP endpoints: token, card order and production status.
+
+Paths are matched by hand rather than by Starlette's router because D1's own documents
+disagree on spelling (README §4.1): the emulator accepts them case-insensitively and with
+``operations:production`` or ``operations/production``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from emulator.error_codes import D1Error, ErrorCode
+from emulator.faults import Injection
+from emulator.orders import validate_path_ids
+from emulator.state import EmulatorState
+from emulator.tokens import parse_token_request
+
+log = logging.getLogger(__name__)
+
+TOKEN_RE = re.compile(r"^/authz/v1/oauth2/token/?$", re.IGNORECASE)
+ORDER_RE = re.compile(
+    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/operations[:/]production/?$",
+    re.IGNORECASE,
+)
+STATUS_RE = re.compile(
+    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/productionstatus/?$",
+    re.IGNORECASE,
+)
+CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CORRELATION_HEADER = "x-correlation-id"
+
+Handler = Callable[[Request, EmulatorState, re.Match[str]], Awaitable[Response]]
+
+
+def _state(request: Request) -> EmulatorState:
+    state: EmulatorState = request.app.state.emulator
+    return state
+
+
+def _correlation_id(request: Request) -> str | None:
+    value = request.headers.get(CORRELATION_HEADER)
+    return value if value and CORRELATION_ID_RE.match(value) else None
+
+
+def _loggable_ids(issuer_id: str, card_id: str) -> tuple[str, str]:
+    """Path ids for log lines: only well-formed ones are written, anything else is client junk."""
+    try:
+        validate_path_ids(issuer_id, card_id)
+    except D1Error:
+        return "<invalid>", "<invalid>"
+    return issuer_id, card_id
+
+
+def error_response(error: D1Error, correlation_id: str | None = None) -> JSONResponse:
+    headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+    return JSONResponse(error.body(), status_code=error.http_status, headers=headers)
+
+
+def injected_response(injection: Injection) -> JSONResponse:
+    assert injection.status is not None
+    body = {"errorCode": injection.error_code or ErrorCode.SERVER_ERROR.value, "error": injection.error or "injected"}
+    headers = {"Retry-After": str(injection.retry_after_s)} if injection.retry_after_s is not None else None
+    return JSONResponse(body, status_code=injection.status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused past ``limit`` bytes without reading the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise D1Error(ErrorCode.PAYLOAD_TOO_LARGE)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def token_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
+    state.stats.token_requests += 1
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+        _, assertion = parse_token_request(request.headers.get("content-type", ""), body)
+        issuer_id = state.tokens.verify_assertion(assertion)
+    except D1Error as exc:
+        log.info("token refused: %s", exc)
+        raise
+    response = state.tokens.issue(issuer_id)
+    state.stats.tokens_issued += 1
+    log.info("token issued issuerId=%s", issuer_id)
+    return JSONResponse(response, headers={"cache-control": "no-store", "pragma": "no-cache"})
+
+
+async def _with_injection(injection: Injection | None, handle: Callable[[], Awaitable[Response]]) -> Response:
+    """Apply one fault-injection share around the real handling of a request."""
+    if injection is None:
+        return await handle()
+    if injection.delay_s:
+        await asyncio.sleep(injection.delay_s)
+    if injection.status is not None and not injection.after_processing:
+        log.info("injected HTTP %d before processing", injection.status)
+        return injected_response(injection)
+    response = await handle()
+    if injection.status is not None:
+        log.info("injected HTTP %d after processing (real answer: %d)", injection.status, response.status_code)
+        return injected_response(injection)
+    return response
+
+
+async def order_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
+    state.stats.order_requests += 1
+    issuer_id, card_id = match["issuer"], match["card"]
+    correlation_id = _correlation_id(request)
+
+    async def handle() -> Response:
+        try:
+            token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
+            validate_path_ids(issuer_id, card_id)
+            if token_issuer != issuer_id:
+                raise D1Error(ErrorCode.FORBIDDEN)
+            body = await read_body(request, state.settings.max_body_bytes)
+            submission = state.orders.submit(issuer_id, card_id, body, correlation_id)
+        except D1Error as exc:
+            log.info("order refused issuerId=%s cardId=%s: %s", *_loggable_ids(issuer_id, card_id), exc)
+            return error_response(exc, correlation_id)
+        order = submission.order
+        log.info(
+            "order %s issuerId=%s cardId=%s issuerRequestId=%s operationId=%s",
+            "accepted" if submission.created else "repeated (idempotent)",
+            issuer_id,
+            card_id,
+            order.issuer_request_id,
+            order.operation_id,
+        )
+        headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+        return JSONResponse({"operationId": order.operation_id}, status_code=202, headers=headers)
+
+    return await _with_injection(state.faults.next_order_injection(), handle)
+
+
+async def status_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
+    state.stats.status_requests += 1
+    issuer_id, card_id = match["issuer"], match["card"]
+    correlation_id = _correlation_id(request)
+
+    async def handle() -> Response:
+        try:
+            token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
+            validate_path_ids(issuer_id, card_id)
+            if token_issuer != issuer_id:
+                raise D1Error(ErrorCode.FORBIDDEN)
+            order = state.orders.latest(issuer_id, card_id)
+            if order is None:
+                raise D1Error(ErrorCode.NOT_FOUND, "No card order is known for this cardId")
+        except D1Error as exc:
+            return error_response(exc, correlation_id)
+        headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+        return JSONResponse({"operations": [order.snapshot()]}, headers=headers)
+
+    return await _with_injection(state.faults.next_status_injection(), handle)
+
+
+ROUTES: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
+    (TOKEN_RE, "POST", token_endpoint),
+    (ORDER_RE, "POST", order_endpoint),
+    (STATUS_RE, "GET", status_endpoint),
+)
+
+
+async def dispatch(request: Request) -> Response:
+    """Catch-all route: D1 paths by pattern, JSON 404/405 for everything else."""
+    path: str = request.scope["path"]
+    for pattern, method, handler in ROUTES:
+        match = pattern.match(path)
+        if match is None:
+            continue
+        if request.method != method:
+            return error_response(D1Error(ErrorCode.METHOD_NOT_ALLOWED))
+        try:
+            return await handler(request, _state(request), match)
+        except D1Error as exc:
+            return error_response(exc, _correlation_id(request))
+    return error_response(D1Error(ErrorCode.NOT_FOUND))

@@ -1,0 +1,133 @@
+"""Run-time fault injection and timing, set through ``POST /_emulator/faults``.
+
+Faults are queues consumed one request at a time, so a test can say "the next three
+order requests fail with 503" and then observe the client's retries succeed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FailureRule(BaseModel):
+    """``count`` consecutive requests answer ``status``.
+
+    ``afterProcessing`` processes the request first (the order is really accepted) and then
+    answers ``status`` anyway: the ambiguous failure a client must resolve by retrying with
+    the same issuerRequestId. ``delayMs`` waits before answering (a slow D1 / client timeout).
+    ``status`` may be omitted to inject only the delay.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(default=None, ge=400, le=599)
+    count: int = Field(default=1, ge=1)
+    afterProcessing: bool = False
+    delayMs: int = Field(default=0, ge=0, le=600_000)
+    # What the injected error body says (D1's convention); defaults to a generic server error.
+    errorCode: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, max_length=256)
+    # Seconds sent in a Retry-After header (meaningful with 429 and 503).
+    retryAfterS: int | None = Field(default=None, ge=0, le=3600)
+
+
+class FaultsRequest(BaseModel):
+    """Body of ``POST /_emulator/faults``. Absent members leave the current setting alone;
+    a present failure list replaces the pending one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    orderFailures: list[FailureRule] | None = None
+    statusFailures: list[FailureRule] | None = None
+    dropNotifications: bool | None = None
+    stepDelayMs: int | None = Field(default=None, ge=0)
+    # The next N accepted orders fail data preparation (DATA_EXCEPTION, status FAILED).
+    dataExceptions: int | None = Field(default=None, ge=0)
+    # Record notification bodies (GET /_emulator/captured) instead of sending them.
+    captureNotifications: bool | None = None
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One request's share of a rule."""
+
+    status: int | None
+    after_processing: bool
+    delay_s: float
+    error_code: str | None = None
+    error: str | None = None
+    retry_after_s: int | None = None
+
+
+def _expand(rules: list[FailureRule]) -> deque[Injection]:
+    out: deque[Injection] = deque()
+    for rule in rules:
+        for _ in range(rule.count):
+            out.append(
+                Injection(
+                    rule.status, rule.afterProcessing, rule.delayMs / 1000, rule.errorCode, rule.error, rule.retryAfterS
+                )
+            )
+    return out
+
+
+@dataclass
+class Faults:
+    default_step_delay_ms: int
+    step_delay_ms: int = 0
+    drop_notifications: bool = False
+    data_exceptions: int = 0
+    capture_notifications: bool = False
+    _order: deque[Injection] = field(default_factory=deque)
+    _status: deque[Injection] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.step_delay_ms = self.default_step_delay_ms
+
+    def apply(self, request: FaultsRequest) -> None:
+        if request.orderFailures is not None:
+            self._order = _expand(request.orderFailures)
+        if request.statusFailures is not None:
+            self._status = _expand(request.statusFailures)
+        if request.dropNotifications is not None:
+            self.drop_notifications = request.dropNotifications
+        if request.stepDelayMs is not None:
+            self.step_delay_ms = request.stepDelayMs
+        if request.dataExceptions is not None:
+            self.data_exceptions = request.dataExceptions
+        if request.captureNotifications is not None:
+            self.capture_notifications = request.captureNotifications
+
+    def reset(self) -> None:
+        self._order.clear()
+        self._status.clear()
+        self.drop_notifications = False
+        self.data_exceptions = 0
+        self.capture_notifications = False
+        self.step_delay_ms = self.default_step_delay_ms
+
+    def next_order_injection(self) -> Injection | None:
+        return self._order.popleft() if self._order else None
+
+    def next_status_injection(self) -> Injection | None:
+        return self._status.popleft() if self._status else None
+
+    def take_data_exception(self) -> bool:
+        if self.data_exceptions > 0:
+            self.data_exceptions -= 1
+            return True
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pendingOrderFailures": len(self._order),
+            "pendingStatusFailures": len(self._status),
+            "dropNotifications": self.drop_notifications,
+            "stepDelayMs": self.step_delay_ms,
+            "dataExceptions": self.data_exceptions,
+            "captureNotifications": self.capture_notifications,
+        }

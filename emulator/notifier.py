@@ -1,0 +1,180 @@
+"""Delivers notifications to the issuer's receiver, like D1's outbound Card API.
+
+D1 documents at-least-once delivery with retries but not the schedule (notifications.md
+§5), so the emulator picks one: any 2xx is delivered; anything else (other status,
+connection error, timeout) is retried with exponential backoff and jitter, until
+``notify_give_up_s`` has passed for that notification.
+
+Each order has its own FIFO stream: a step's notification is not sent before the
+previous one was delivered or given up, while different orders proceed independently.
+In ``capture`` mode the bodies are appended to :attr:`Notifier.captured` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from d1.paths import notification_path
+from emulator.config import EmulatorSettings
+from emulator.faults import Faults
+from emulator.orders import Order
+from emulator.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Stream:
+    """The pending notifications of one order and the task that sends them."""
+
+    order: Order
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    # Notifications queued or being delivered (the end-of-stream marker not included).
+    pending: int = 0
+
+
+def backoff_s(attempt: int, base_ms: int, cap_ms: int) -> float:
+    """Delay before retry number ``attempt`` (1-based): capped doubling, "equal jitter"."""
+    ceiling_ms = min(cap_ms, base_ms * 2 ** min(attempt - 1, 40))
+    return (ceiling_ms / 2 + random.uniform(0, ceiling_ms / 2)) / 1000
+
+
+def _client_ssl_context(settings: EmulatorSettings) -> ssl.SSLContext | bool:
+    """Present the emulator's certificate to the receiver when TLS is configured."""
+    if not settings.tls_enabled:
+        return True
+    ctx = ssl.create_default_context(cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None)
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return ctx
+
+
+class Notifier:
+    def __init__(self, settings: EmulatorSettings, stats: Stats, faults: Faults | None = None) -> None:
+        self._settings = settings
+        self._stats = stats
+        self._faults = faults
+        self._streams: dict[str, _Stream] = {}
+        self._client: httpx.AsyncClient | None = None
+        self.captured: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=self._settings.notify_timeout_s, verify=_client_ssl_context(self._settings)
+        )
+
+    async def stop(self) -> None:
+        await self.cancel_all()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def cancel_all(self) -> None:
+        tasks = [s.task for s in self._streams.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._streams.clear()
+
+    def pending(self) -> int:
+        """Notifications queued or being delivered (0 once everything went out)."""
+        return sum(s.pending for s in self._streams.values())
+
+    def enqueue(self, order: Order, operation: dict[str, Any]) -> None:
+        body = {"operations": [operation]}
+        if self._settings.notification_mode == "capture" or (self._faults and self._faults.capture_notifications):
+            self.captured.append(body)
+            self._stats.notifications_captured += 1
+            return
+        stream = self._streams.get(order.operation_id)
+        if stream is None:
+            stream = _Stream(order=order)
+            self._streams[order.operation_id] = stream
+            stream.task = asyncio.create_task(self._run(stream), name=f"notify-{order.operation_id}")
+        stream.pending += 1
+        stream.queue.put_nowait(body)
+
+    def close(self, order: Order) -> None:
+        """No more notifications for this order: its stream ends once drained."""
+        stream = self._streams.get(order.operation_id)
+        if stream is not None:
+            stream.queue.put_nowait(None)
+
+    async def _run(self, stream: _Stream) -> None:
+        try:
+            while True:
+                body = await stream.queue.get()
+                if body is None:
+                    return
+                try:
+                    await self._deliver(stream.order, body)
+                finally:
+                    stream.pending -= 1
+        finally:
+            if self._streams.get(stream.order.operation_id) is stream:
+                del self._streams[stream.order.operation_id]
+
+    async def _deliver(self, order: Order, body: dict[str, Any]) -> None:
+        assert self._client is not None, "Notifier.start() was not called"
+        settings = self._settings
+        url = settings.receiver_base_url + notification_path(order.issuer_id)
+        headers = {
+            "content-type": "application/json",
+            "x-correlation-id": order.correlation_id or order.operation_id,
+        }
+        content = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        op = body["operations"][0]
+        step = op["details"]["status"]
+        shipment = op["details"].get("shipment") or {}
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            self._stats.notification_attempts += 1
+            try:
+                response = await self._client.post(url, content=content, headers=headers)
+                outcome = f"HTTP {response.status_code}"
+                delivered = 200 <= response.status_code < 300
+            except Exception as exc:  # connection errors, timeouts, bad URL: all retried
+                outcome = type(exc).__name__
+                delivered = False
+            if delivered:
+                self._stats.notifications_sent += 1
+                log.info(
+                    "notification delivered operationId=%s status=%s shipment=%s attempt=%d",
+                    order.operation_id,
+                    step,
+                    shipment.get("status", "-"),
+                    attempt,
+                )
+                return
+            delay = backoff_s(attempt, settings.notify_retry_base_ms, settings.notify_retry_cap_ms)
+            if time.monotonic() - started + delay > settings.notify_give_up_s:
+                self._stats.notifications_given_up += 1
+                log.warning(
+                    "notification given up operationId=%s status=%s after %d attempts (last: %s)",
+                    order.operation_id,
+                    step,
+                    attempt,
+                    outcome,
+                )
+                return
+            log.info(
+                "notification not delivered operationId=%s status=%s attempt=%d (%s); retry in %.3fs",
+                order.operation_id,
+                step,
+                attempt,
+                outcome,
+                delay,
+            )
+            await asyncio.sleep(delay)

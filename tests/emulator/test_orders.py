@@ -1,0 +1,295 @@
+"""Card order and productionStatus endpoints: auth, validation, idempotency, production flow."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from emulator_support import ISSUER_ID, TEST_PAN, Emulator
+
+from d1.notifications import OperationNotification
+from d1.order import CardOrder
+
+EXPECTED_FLOW: list[tuple[str, str, str | None]] = [
+    ("PENDING", "CARD_PROD_REQUESTED", None),
+    ("PENDING", "DATA_PREPARED", None),
+    ("PENDING", "CARD_PROD_READY", None),
+    ("PENDING", "CARD_PROD_ONGOING", None),
+    ("PENDING", "CARD_PROD_DONE", None),
+    ("SUCCESSFUL", "CARD_SHIPPED", "InfoReceived"),
+    ("SUCCESSFUL", "CARD_SHIPPED", "InTransit"),
+    ("SUCCESSFUL", "CARD_SHIPPED", "OutForDelivery"),
+    ("SUCCESSFUL", "CARD_SHIPPED", "Delivered"),
+]
+
+
+def _flow(ops: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    return [(op["status"], op["details"]["status"], (op["details"].get("shipment") or {}).get("status")) for op in ops]
+
+
+def _delivered(ops: list[dict[str, Any]]) -> bool:
+    return any((op["details"].get("shipment") or {}).get("status") == "Delivered" for op in ops)
+
+
+async def test_order_accepted_and_notified_in_order_until_delivered(emu: Emulator) -> None:
+    token = await emu.token()
+    response = await emu.order(token)
+    assert response.status_code == 202
+    operation_id = response.json()["operationId"]
+
+    await emu.receiver.wait_for(_delivered)
+    ops = emu.receiver.operations()
+    assert _flow(ops) == EXPECTED_FLOW
+    assert {op["operationId"] for op in ops} == {operation_id}
+    assert {op["cardId"] for op in ops} == {"card-0001"}
+    assert {op["issuerRequestId"] for op in ops} == {"req-0001"}
+    assert {op["operation"] for op in ops} == {"PRODUCE"}
+    assert len({op["startTime"] for op in ops}) == 1
+    assert ops[0]["startTime"].endswith("Z") and len(ops[0]["startTime"]) == len("2026-03-01T09:15:02.120Z")
+    assert "dueDate" not in ops[0]["details"]
+    for op in ops[1:]:
+        assert op["details"]["productionSite"] == "EMU-SITE-01"
+        assert len(op["details"]["dueDate"]) == 10
+    for op in ops[:5]:
+        assert "endTime" not in op and "shipment" not in op["details"]
+    shipped = ops[5:]
+    assert len({op["details"]["shipment"]["trackingNumber"] for op in shipped}) == 1
+    assert all(op["details"]["shipment"]["carrier"] == "dhl" and op["endTime"] for op in shipped)
+    assert all(op["details"]["shipment"]["message"] for op in shipped)
+    assert all(path == f"/notifications/d1/v2/issuers/{ISSUER_ID}/cards" for path in emu.receiver.paths)
+    assert set(emu.receiver.correlation_ids) == {operation_id}  # no x-correlation-id on the order
+
+    status = await emu.status(token)
+    assert status.status_code == 200
+    assert status.json() == {"operations": [ops[-1]]}
+
+    stats = await emu.stats()
+    assert stats["submissions"] == {"req-0001": 1}
+    assert stats["repeats"] == {}
+    assert stats["orderRequests"] == 1
+    assert stats["notificationsSent"] == len(EXPECTED_FLOW)
+    assert stats["notificationAttempts"] == len(EXPECTED_FLOW)
+
+
+async def test_idempotent_repeat_returns_same_operation_and_no_new_notifications(emu: Emulator) -> None:
+    token = await emu.token()
+    first = await emu.order(token)
+    # A retry re-encrypts the card data (new JWE), as a real client would.
+    second = await emu.order(token, body=emu.order_body())
+    assert first.status_code == second.status_code == 202
+    assert first.json()["operationId"] == second.json()["operationId"]
+
+    await emu.receiver.wait_for(_delivered)
+    third = await emu.order(token)  # even after the order finished
+    assert third.json()["operationId"] == first.json()["operationId"]
+    stats = await emu.stats()
+    assert stats["submissions"] == {"req-0001": 1}
+    assert stats["repeats"] == {"req-0001": 2}
+    assert stats["orderRequests"] == 3
+    assert _flow(emu.receiver.operations()) == EXPECTED_FLOW
+
+
+async def test_second_request_id_on_open_card_conflicts_until_the_order_finished(emu: Emulator) -> None:
+    token = await emu.token()
+    assert (await emu.order(token)).status_code == 202
+    conflict = await emu.order(token, body=emu.order_body("req-0002"))
+    assert conflict.status_code == 409
+    assert conflict.json()["errorCode"] == "CARD_ALREADY_ORDERED"
+    # Another card is independent.
+    assert (await emu.order(token, card_id="card-0002", body=emu.order_body("req-0002"))).status_code == 202
+
+    await emu.wait_status(token, lambda op: (op["details"].get("shipment") or {}).get("status") == "Delivered")
+    reorder = await emu.order(token, body=emu.order_body("req-0003"))
+    assert reorder.status_code == 202
+    status = (await emu.status(token)).json()["operations"][0]
+    assert status["issuerRequestId"] == "req-0003"
+    assert (await emu.stats())["submissions"] == {"req-0001": 1, "req-0002": 1, "req-0003": 1}
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer", ""])
+async def test_order_and_status_need_a_valid_token(emu: Emulator, authorization: str | None) -> None:
+    headers = {"authorization": authorization} if authorization is not None else {}
+    order = await emu.client.post(
+        f"/banking/v1/issuers/{ISSUER_ID}/physicalCards/card-0001/operations:production",
+        json=emu.order_body(),
+        headers=headers,
+    )
+    assert order.status_code == 401
+    assert order.json() == {
+        "errorCode": "UNAUTHORIZED",
+        "error": "The provided Authorization header is missing or invalid",
+    }
+    status = await emu.client.get(
+        f"/banking/v1/issuers/{ISSUER_ID}/physicalCards/card-0001/productionStatus", headers=headers
+    )
+    assert status.status_code == 401
+    assert (await emu.stats())["submissions"] == {}
+
+
+async def test_expired_token_is_refused(emulator_factory: Any) -> None:
+    emu: Emulator = await emulator_factory(token_lifetime_s=1)
+    token = await emu.token()
+    emu.state.tokens._clock = lambda: time.time() + 5  # jump past the expiry
+    assert (await emu.order(token)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/banking/v1/issuers/TESTISS001/physicalcards/card-0001/operations:production",
+        "/banking/v1/issuers/TESTISS001/physicalCards/card-0001/operations/production",
+        "/BANKING/V1/ISSUERS/TESTISS001/PHYSICALCARDS/card-0001/OPERATIONS:PRODUCTION",
+    ],
+)
+async def test_order_path_spellings(emu: Emulator, path: str) -> None:
+    token = await emu.token()
+    response = await emu.order(token, path=path)
+    assert response.status_code == 202
+    status = await emu.client.get(
+        "/banking/v1/issuers/TESTISS001/physicalcards/card-0001/productionstatus",
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert status.status_code == 200
+    assert status.json()["operations"][0]["operationId"] == response.json()["operationId"]
+
+
+async def test_status_of_unknown_card_is_404(emu: Emulator) -> None:
+    token = await emu.token()
+    response = await emu.status(token, card_id="never-ordered")
+    assert response.status_code == 404
+    assert response.json()["errorCode"] == "NOT_FOUND"
+
+
+def _assert_no_card_data(text: str) -> None:
+    assert TEST_PAN not in text
+    assert TEST_PAN[:6] not in text and "2906" not in text
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code", "field"),
+    [
+        (
+            lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="usa"),
+            "FIELD_INVALID_FORMAT",
+            "shipment.deliveryAddress.countryCode",
+        ),
+        (lambda b, e: b["services"].pop("issuance"), "MANDATORY_FIELD_MISSING", "services.issuance"),
+        (lambda b, e: b.pop("shipment"), "MANDATORY_FIELD_MISSING", "shipment"),
+        (
+            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="someone-elses-key")),
+            "INVALID_ENCRYPTED_DATA",
+            "encryptedData",
+        ),
+        (
+            lambda b, e: b.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
+            "FIELD_INVALID_FORMAT",
+            "encryptedData.pan",
+        ),
+        (
+            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN})),
+            "MANDATORY_FIELD_MISSING",
+            "encryptedData.exp",
+        ),
+        (
+            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2913"})),
+            "FIELD_INVALID_FORMAT",
+            "encryptedData.exp",
+        ),
+        (
+            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "cvv2": "12345"})),
+            "FIELD_INVALID_FORMAT",
+            "encryptedData.cvv2",
+        ),
+        (lambda b, e: b.update(pan=TEST_PAN), "FIELD_INVALID_FORMAT", "pan"),
+    ],
+    ids=[
+        "country",
+        "issuance-missing",
+        "shipment-missing",
+        "jwe-kid",
+        "luhn",
+        "exp-missing",
+        "exp-month",
+        "cvv2",
+        "clear-pan",
+    ],
+)
+async def test_invalid_orders_name_the_field_and_never_echo_card_data(
+    emu: Emulator, mutate: Any, code: str, field: str
+) -> None:
+    token = await emu.token()
+    body = emu.order_body()
+    mutate(body, emu)
+    response = await emu.order(token, body=body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["errorCode"] == code
+    assert error["error"].split(":", 1)[0] == field
+    _assert_no_card_data(response.text)
+    assert (await emu.stats())["submissions"] == {}
+    assert emu.receiver.bodies == []
+
+
+async def test_tampered_jwe_tag_is_invalid_encrypted_data(emu: Emulator) -> None:
+    token = await emu.token()
+    body = emu.order_body()
+    parts = body["encryptedData"].split(".")
+    parts[4] = ("A" if parts[4][0] != "A" else "B") + parts[4][1:]
+    body["encryptedData"] = ".".join(parts)
+    response = await emu.order(token, body=body)
+    assert response.status_code == 400
+    assert response.json() == {"errorCode": "INVALID_ENCRYPTED_DATA", "error": "encryptedData: decryption failed"}
+
+
+async def test_bad_path_identifiers(emu: Emulator) -> None:
+    token = await emu.token()
+    bad_card = await emu.order(token, path="/banking/v1/issuers/TESTISS001/physicalCards/card*1/operations:production")
+    assert bad_card.status_code == 400
+    assert bad_card.json()["error"].startswith("cardId:")
+    bad_issuer = await emu.order(token, path="/banking/v1/issuers/SHORT/physicalCards/card-1/operations:production")
+    assert bad_issuer.status_code == 400
+    assert bad_issuer.json()["error"].startswith("issuerId:")
+
+
+async def test_mmyy_expiry_format(emulator_factory: Any) -> None:
+    emu: Emulator = await emulator_factory(expiry_format="MMYY")
+    token = await emu.token()
+    yymm = emu.order_body()  # exp "2906": month 29 in MMYY
+    assert (await emu.order(token, body=yymm)).json()["errorCode"] == "FIELD_INVALID_FORMAT"
+    body = emu.order_body()
+    body["encryptedData"] = emu.encrypt({"pan": TEST_PAN, "exp": "0629"})
+    assert (await emu.order(token, body=body)).status_code == 202
+
+
+async def test_track_data_inside_the_plaintext_is_accepted(emu: Emulator) -> None:
+    token = await emu.token()
+    body = emu.order_body()
+    body["encryptedData"] = emu.encrypt(
+        {"pan": TEST_PAN, "exp": "2906", "trackData": {"track2": f"{TEST_PAN}=29061010000000000000"}}
+    )
+    assert (await emu.order(token, body=body)).status_code == 202
+
+
+async def test_body_built_by_the_shared_contract_model_is_accepted(emu: Emulator) -> None:
+    order = CardOrder.model_validate(
+        {
+            "issuerId": ISSUER_ID,
+            "cardId": "card-contract",
+            "issuerRequestId": "req-contract",
+            "cardProductId": "DEMO_VISA_DEBIT_01",
+            "services": {"issuance": "RENEWAL"},
+            "paymentApplication": {"config": "DEMO"},
+            "shipment": {
+                "deliveryAddress": {"line1": "1 A St", "city": "Paris", "zipCode": "75001", "countryCode": "FR"}
+            },
+            "cardData": {"pan": TEST_PAN, "exp": "2906", "name": "JANE SAMPLE"},
+            "trackData": {"track2": f"{TEST_PAN}=2906101"},
+        }
+    )
+    body = order.d1_body(emu.encrypt(order.sensitive_plaintext()))
+    token = await emu.token()
+    response = await emu.order(token, card_id=order.cardId, body=body)
+    assert response.status_code == 202, response.text
+    op = (await emu.status(token, card_id=order.cardId)).json()["operations"][0]
+    assert OperationNotification.model_validate(op).request_id == "req-contract"
