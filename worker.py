@@ -26,6 +26,7 @@ from activities.token_provider import AccessTokenProvider
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
 from workflows.card_order import CardOrderWorkflow
+from workflows.orphans import OrphanNotificationsWorkflow
 
 log = logging.getLogger("worker")
 
@@ -57,7 +58,7 @@ def build_worker(client: Client, task_queue: str, activities: CardOrderActivitie
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CardOrderWorkflow],
+        workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
         activities=[activities.encrypt_card_data, activities.submit_order, activities.fetch_production_status],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,

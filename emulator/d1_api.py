@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from emulator.error_codes import D1Error, ErrorCode
 from emulator.faults import Injection
@@ -69,6 +69,18 @@ def injected_response(injection: Injection) -> JSONResponse:
     return JSONResponse(body, status_code=injection.status, headers=headers)
 
 
+def _cut_response(response: Response) -> Response:
+    """Send half of the real body, then drop the connection (the client sees a broken read)."""
+    body = bytes(response.body)
+
+    async def half_then_abort() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        raise ConnectionAbortedError("injected: connection cut mid-response")
+
+    headers = {"content-length": str(len(body)), "content-type": response.headers.get("content-type", "")}
+    return StreamingResponse(half_then_abort(), status_code=response.status_code, headers=headers)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused past ``limit`` bytes without reading the rest."""
     chunks: list[bytes] = []
@@ -106,6 +118,9 @@ async def _with_injection(injection: Injection | None, handle: Callable[[], Awai
         log.info("injected HTTP %d before processing", injection.status)
         return injected_response(injection)
     response = await handle()
+    if injection.cut:
+        log.info("injected a connection cut mid-response (real answer: %d)", response.status_code)
+        return _cut_response(response)
     if injection.status is not None:
         log.info("injected HTTP %d after processing (real answer: %d)", injection.status, response.status_code)
         return injected_response(injection)

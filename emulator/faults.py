@@ -6,6 +6,7 @@ order requests fail with 503" and then observe the client's retries succeed.
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,35 @@ class FailureRule(BaseModel):
     retryAfterS: int | None = Field(default=None, ge=0, le=3600)
 
 
+class NotificationChaos(BaseModel):
+    """At-least-once delivery at its worst (notifications.md §5): each notification is lost
+    with probability ``lossRatio`` (only productionStatus then tells the truth), otherwise
+    sent 1 to ``duplicateMax`` times, each copy after a random delay up to ``maxDelayMs``
+    and independently of the others, so copies and steps arrive out of order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lossRatio: float = Field(default=0.0, ge=0.0, le=1.0)
+    duplicateMax: int = Field(default=1, ge=1, le=10)
+    maxDelayMs: int = Field(default=0, ge=0, le=600_000)
+    seed: int | None = None
+
+
+class FailureShare(BaseModel):
+    """A share of requests fail, chosen at random: ``ratio`` of them answer one of
+    ``statuses`` (429 carries Retry-After), are delayed by ``delayMs`` (past the client's
+    timeout), or are cut mid-response, in the proportions given by ``kinds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    statuses: list[int] = Field(default_factory=lambda: [500, 502, 503, 429])
+    kinds: list[str] = Field(default_factory=lambda: ["status", "status", "delay", "cut"])
+    delayMs: int = Field(default=20_000, ge=0, le=600_000)
+    retryAfterS: int = Field(default=1, ge=0, le=60)
+    seed: int | None = None
+
+
 class FaultsRequest(BaseModel):
     """Body of ``POST /_emulator/faults``. Absent members leave the current setting alone;
     a present failure list replaces the pending one."""
@@ -49,6 +79,10 @@ class FaultsRequest(BaseModel):
     dataExceptions: int | None = Field(default=None, ge=0)
     # Record notification bodies (GET /_emulator/captured) instead of sending them.
     captureNotifications: bool | None = None
+    # Random faults, for chaos runs. ``null`` members are left alone; send ``{}`` to switch off.
+    notificationChaos: NotificationChaos | None = None
+    orderFailureShare: FailureShare | None = None
+    statusFailureShare: FailureShare | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,7 @@ class Injection:
     error_code: str | None = None
     error: str | None = None
     retry_after_s: int | None = None
+    cut: bool = False  # close the connection in the middle of the response body
 
 
 def _expand(rules: list[FailureRule]) -> deque[Injection]:
@@ -82,6 +117,10 @@ class Faults:
     drop_notifications: bool = False
     data_exceptions: int = 0
     capture_notifications: bool = False
+    chaos: NotificationChaos = field(default_factory=NotificationChaos)
+    order_share: FailureShare = field(default_factory=FailureShare)
+    status_share: FailureShare = field(default_factory=FailureShare)
+    _rng: random.Random = field(default_factory=random.Random)
     _order: deque[Injection] = field(default_factory=deque)
     _status: deque[Injection] = field(default_factory=deque)
 
@@ -101,6 +140,15 @@ class Faults:
             self.data_exceptions = request.dataExceptions
         if request.captureNotifications is not None:
             self.capture_notifications = request.captureNotifications
+        for share in (request.notificationChaos, request.orderFailureShare, request.statusFailureShare):
+            if share is not None and share.seed is not None:
+                self._rng.seed(share.seed)
+        if request.notificationChaos is not None:
+            self.chaos = request.notificationChaos
+        if request.orderFailureShare is not None:
+            self.order_share = request.orderFailureShare
+        if request.statusFailureShare is not None:
+            self.status_share = request.statusFailureShare
 
     def reset(self) -> None:
         self._order.clear()
@@ -108,13 +156,40 @@ class Faults:
         self.drop_notifications = False
         self.data_exceptions = 0
         self.capture_notifications = False
+        self.chaos = NotificationChaos()
+        self.order_share = FailureShare()
+        self.status_share = FailureShare()
         self.step_delay_ms = self.default_step_delay_ms
 
     def next_order_injection(self) -> Injection | None:
-        return self._order.popleft() if self._order else None
+        return self._order.popleft() if self._order else self._draw(self.order_share)
 
     def next_status_injection(self) -> Injection | None:
-        return self._status.popleft() if self._status else None
+        return self._status.popleft() if self._status else self._draw(self.status_share)
+
+    def _draw(self, share: FailureShare) -> Injection | None:
+        if share.ratio <= 0 or self._rng.random() >= share.ratio:
+            return None
+        kind = self._rng.choice(share.kinds or ["status"])
+        if kind == "delay":
+            return Injection(None, False, share.delayMs / 1000)
+        if kind == "cut":
+            return Injection(None, False, 0.0, cut=True)
+        status = self._rng.choice(share.statuses or [503])
+        return Injection(status, False, 0.0, retry_after_s=share.retryAfterS if status in (429, 503) else None)
+
+    def notification_copies(self) -> list[float]:
+        """Delays (seconds) of the copies to send for one notification; empty = lost."""
+        chaos = self.chaos
+        if chaos.lossRatio and self._rng.random() < chaos.lossRatio:
+            return []
+        copies = self._rng.randint(1, chaos.duplicateMax)
+        return [self._rng.uniform(0, chaos.maxDelayMs / 1000) for _ in range(copies)]
+
+    @property
+    def chaos_active(self) -> bool:
+        c = self.chaos
+        return c.lossRatio > 0 or c.duplicateMax > 1 or c.maxDelayMs > 0
 
     def take_data_exception(self) -> bool:
         if self.data_exceptions > 0:
@@ -130,4 +205,7 @@ class Faults:
             "stepDelayMs": self.step_delay_ms,
             "dataExceptions": self.data_exceptions,
             "captureNotifications": self.capture_notifications,
+            "notificationChaos": self.chaos.model_dump(),
+            "orderFailureShare": self.order_share.model_dump(),
+            "statusFailureShare": self.status_share.model_dump(),
         }

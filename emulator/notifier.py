@@ -67,6 +67,7 @@ class Notifier:
         self._streams: dict[str, _Stream] = {}
         self._client: httpx.AsyncClient | None = None
         self.captured: list[dict[str, Any]] = []
+        self._chaos_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -80,7 +81,7 @@ class Notifier:
             self._client = None
 
     async def cancel_all(self) -> None:
-        tasks = [s.task for s in self._streams.values() if s.task is not None]
+        tasks = [s.task for s in self._streams.values() if s.task is not None] + list(self._chaos_tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -88,13 +89,16 @@ class Notifier:
 
     def pending(self) -> int:
         """Notifications queued or being delivered (0 once everything went out)."""
-        return sum(s.pending for s in self._streams.values())
+        return sum(s.pending for s in self._streams.values()) + len(self._chaos_tasks)
 
     def enqueue(self, order: Order, operation: dict[str, Any]) -> None:
         body = {"operations": [operation]}
         if self._settings.notification_mode == "capture" or (self._faults and self._faults.capture_notifications):
             self.captured.append(body)
             self._stats.notifications_captured += 1
+            return
+        if self._faults is not None and self._faults.chaos_active:
+            self._enqueue_chaotic(order, body)
             return
         stream = self._streams.get(order.operation_id)
         if stream is None:
@@ -103,6 +107,22 @@ class Notifier:
             stream.task = asyncio.create_task(self._run(stream), name=f"notify-{order.operation_id}")
         stream.pending += 1
         stream.queue.put_nowait(body)
+
+    def _enqueue_chaotic(self, order: Order, body: dict[str, Any]) -> None:
+        """Chaos mode: lose, duplicate and reorder (each copy is delivered on its own)."""
+        assert self._faults is not None
+        delays = self._faults.notification_copies()
+        if not delays:
+            self._stats.notifications_dropped += 1
+            return
+        for delay in delays:
+            task = asyncio.create_task(self._deliver_after(order, body, delay))
+            self._chaos_tasks.add(task)
+            task.add_done_callback(self._chaos_tasks.discard)
+
+    async def _deliver_after(self, order: Order, body: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._deliver(order, body)
 
     def close(self, order: Order) -> None:
         """No more notifications for this order: its stream ends once drained."""

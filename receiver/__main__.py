@@ -18,7 +18,7 @@ async def main() -> None:
     rs, ts = ReceiverSettings(), TemporalSettings()
     # Lazy: the receiver starts (and answers 503) even while Temporal is down.
     client = await connect(ts, lazy=True)
-    app = create_app(NotificationRouter(client), max_body_bytes=rs.max_body_bytes)
+    app = create_app(NotificationRouter(client, ts.task_queue), max_body_bytes=rs.max_body_bytes)
     config = uvicorn.Config(app, host=rs.host, port=rs.port, log_level="info", timeout_graceful_shutdown=20)
     await uvicorn.Server(config).serve()
 

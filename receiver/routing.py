@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from d1.notifications import OperationNotification
 from workflows.card_order import NOTIFICATION_SIGNAL
 from workflows.messages import workflow_id_for
+from workflows.orphans import (
+    RECORD_SIGNAL,
+    OrphanEntry,
+    OrphanInbox,
+    OrphanNotificationsWorkflow,
+    inbox_workflow_id,
+)
 
 log = logging.getLogger("receiver.routing")
 
@@ -43,7 +51,7 @@ class RoutingStats:
     by_operation: dict[str, int] = field(default_factory=dict)
     orphans: list[dict[str, str | None]] = field(default_factory=list)
 
-    def record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
+    def record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> dict[str, str | None]:
         self.orphaned += 1
         entry = {
             "issuerId": issuer_id,
@@ -56,12 +64,18 @@ class RoutingStats:
         }
         self.orphans.append(entry)
         del self.orphans[:-1000]  # keep the most recent ones in memory; the log has all
-        log.warning("notification for a closed or unknown order recorded", extra={"orphan": entry})
+        log.warning(
+            "notification for a closed or unknown order recorded: issuerId=%s cardId=%s issuerRequestId=%s "
+            "operationId=%s status=%s (%s)",
+            issuer_id, op.cardId, op.request_id, op.operationId, op.production_status, reason,
+        )
+        return entry
 
 
 class NotificationRouter:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, task_queue: str) -> None:
         self._client = client
+        self._task_queue = task_queue
         self.stats = RoutingStats()
 
     async def _workflow_id_by_card(self, issuer_id: str, card_id: str) -> str | None:
@@ -84,19 +98,51 @@ class NotificationRouter:
             else:
                 workflow_id = await self._workflow_id_by_card(issuer_id, op.cardId)
             if workflow_id is None:
-                self.stats.record_orphan(issuer_id, op, "no order for this card")
+                await self._record_orphan(issuer_id, op, "no order for this card")
                 return Delivery.CLOSED
             handle = self._client.get_workflow_handle(workflow_id)
-            await handle.signal(NOTIFICATION_SIGNAL, op, rpc_timeout=SIGNAL_RPC_TIMEOUT)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                self.stats.record_orphan(issuer_id, op, "order closed or unknown")
+            try:
+                await handle.signal(NOTIFICATION_SIGNAL, op, rpc_timeout=SIGNAL_RPC_TIMEOUT)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                await self._record_orphan(issuer_id, op, "order closed or unknown")
                 return Delivery.CLOSED
+        except RPCError as err:
             raise TemporalUnavailable(f"{err.status.name if err.status else 'error'}") from None
         except Exception as err:  # connection refused, timeouts inside the SDK
             raise TemporalUnavailable(type(err).__name__) from None
         self.stats.signaled += 1
         return Delivery.SIGNALED
+
+
+    async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
+        """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
+        self.stats.record_orphan(issuer_id, op, reason)
+        ship = op.shipment
+        entry = OrphanEntry(
+            issuer_id=issuer_id,
+            card_id=op.cardId,
+            issuer_request_id=op.request_id,
+            operation_id=op.operationId,
+            operation=op.operation,
+            operation_status=op.status,
+            production_status=op.production_status,
+            shipment_status=ship.status if ship else None,
+            reason=reason,
+            received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        )
+        await self._client.start_workflow(
+            OrphanNotificationsWorkflow.run,
+            OrphanInbox(),
+            id=inbox_workflow_id(issuer_id),
+            task_queue=self._task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=RECORD_SIGNAL,
+            start_signal_args=[entry],
+            static_summary=f"Notifications for closed or unknown orders of issuer {issuer_id}",
+            rpc_timeout=SIGNAL_RPC_TIMEOUT,
+        )
 
 
 def _quote(value: str) -> str:

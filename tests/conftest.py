@@ -102,7 +102,7 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.Temp
     tmp = tmp_path_factory.mktemp("stack")
     signing_key, jwks = ensure_issuer_keys(tmp / "issuer", ISSUER_ID)
     client = temporal_env.client
-    router = NotificationRouter(client)
+    router = NotificationRouter(client, TASK_QUEUE)
     receiver_port, emulator_port = free_port(), free_port()
     receiver_url = f"http://127.0.0.1:{receiver_port}"
     emu_settings = EmulatorSettings(

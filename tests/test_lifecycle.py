@@ -16,6 +16,7 @@ from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
 from tests.support.orders import sample_order
 from workflows.messages import OrderView
 from workflows.order_state import Outcome
+from workflows.orphans import RECENT_QUERY, OrphanInbox, inbox_workflow_id
 
 pytestmark = pytest.mark.asyncio
 
@@ -157,6 +158,35 @@ async def test_notification_for_unknown_card_gets_204_and_is_recorded(stack: Sta
     assert resp.status_code == 204
     assert stack.router.stats.orphaned == before + 2
     assert {o["cardId"] for o in stack.router.stats.orphans[-2:]} == {"card-never-ordered", "card-never-ordered-2"}
+    # Operators find them in the issuer's orphan inbox (a workflow visible in the UI).
+    inbox = await stack.client.get_workflow_handle(inbox_workflow_id(ISSUER_ID)).query(
+        RECENT_QUERY, result_type=OrphanInbox
+    )
+    recorded = {(e.card_id, e.reason) for e in inbox.entries}
+    assert ("card-never-ordered", "no order for this card") in recorded
+    assert ("card-never-ordered-2", "order closed or unknown") in recorded
+
+
+async def test_late_notification_after_the_order_closed_is_recorded(stack: Stack) -> None:
+    rid = new_request_id("late")
+    await stack.orders.submit(sample_order(rid))
+    view = await stack.orders.wait(ISSUER_ID, rid)
+    late = {
+        "operationId": view.state.operation_id,
+        "operation": "PRODUCE",
+        "status": "SUCCESSFUL",
+        "startTime": "2026-03-01T09:15:02.120Z",
+        "cardId": view.ref.card_id,
+        "issuerRequestId": rid,
+        "details": {"status": "CARD_SHIPPED", "shipment": {"status": "Delivered", "message": "signed by neighbour"}},
+    }
+    async with httpx.AsyncClient(base_url=stack.receiver_url) as http:
+        resp = await http.post(notification_path(ISSUER_ID), json={"operations": [late]})
+    assert resp.status_code == 204
+    inbox = await stack.client.get_workflow_handle(inbox_workflow_id(ISSUER_ID)).query(
+        RECENT_QUERY, result_type=OrphanInbox
+    )
+    assert any(e.issuer_request_id == rid and e.reason == "order closed or unknown" for e in inbox.entries)
 
 
 async def test_receiver_rejects_malformed_bodies_with_a_reason(stack: Stack) -> None:

@@ -1,0 +1,73 @@
+"""``OrphanNotificationsWorkflow``: where notifications for closed or unknown orders go.
+
+D1 may notify about an order after it closed (a late carrier scan) or about a card the
+product never ordered. Signalling a closed workflow fails, and dropping the update would
+lose a fact an operator may need, so the receiver records each one here, in one
+long-running inbox per issuer (workflow id ``orphan-notifications:{issuerId}``), visible in
+the Temporal UI (details line) and through its ``recent`` query. Entries hold
+identifiers and statuses only, never card data. The inbox continues-as-new to stay small.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+
+RECORD_SIGNAL = "record"
+RECENT_QUERY = "recent"
+KEEP_ENTRIES = 500
+ENTRIES_PER_RUN = 2_000
+
+
+def inbox_workflow_id(issuer_id: str) -> str:
+    return f"orphan-notifications:{issuer_id}"
+
+
+class OrphanEntry(BaseModel):
+    issuer_id: str
+    card_id: str
+    issuer_request_id: str | None = None
+    operation_id: str
+    operation: str
+    operation_status: str
+    production_status: str | None = None
+    shipment_status: str | None = None
+    reason: str  # "order closed", "no order for this card"
+    received_at: str
+
+
+class OrphanInbox(BaseModel):
+    entries: list[OrphanEntry] = Field(default_factory=list)
+    total: int = 0
+
+
+@workflow.defn(name="OrphanNotificationsWorkflow")
+class OrphanNotificationsWorkflow:
+    @workflow.init
+    def __init__(self, inbox: OrphanInbox) -> None:
+        self._inbox = inbox.model_copy(deep=True)
+        self._this_run = 0
+
+    @workflow.signal(name=RECORD_SIGNAL)
+    def record(self, entry: OrphanEntry) -> None:
+        self._inbox.entries.append(entry)
+        del self._inbox.entries[:-KEEP_ENTRIES]
+        self._inbox.total += 1
+        self._this_run += 1
+        workflow.set_current_details(
+            f"**Notifications for closed or unknown orders:** {self._inbox.total}  \n"
+            f"**Latest:** card {entry.card_id}, {entry.production_status or entry.operation}"
+            f"{' / ' + entry.shipment_status if entry.shipment_status else ''} ({entry.reason}) at {entry.received_at}"
+        )
+
+    @workflow.query(name=RECENT_QUERY)
+    def recent(self) -> OrphanInbox:
+        return self._inbox
+
+    @workflow.run
+    async def run(self, inbox: OrphanInbox) -> None:
+        await workflow.wait_condition(
+            lambda: self._this_run >= ENTRIES_PER_RUN or workflow.info().is_continue_as_new_suggested()
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self._inbox)
