@@ -9,8 +9,11 @@ its errors into Temporal's retry vocabulary.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from jwcrypto import jwk
@@ -45,6 +48,23 @@ def backoff_delay(attempt: int, retry_after_s: float | None) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
+@asynccontextmanager
+async def heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat while a D1 call is in flight, so a worker that dies mid-call is noticed
+    within the heartbeat timeout (seconds) instead of the whole start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 def _translate(exc: D1Rejected | D1Unavailable) -> ApplicationError:
     if isinstance(exc, D1Rejected):
         return ApplicationError(
@@ -73,12 +93,13 @@ class CardOrderActivities:
     @activity.defn(name="submit_order")
     async def submit_order(self, inp: SubmitInput) -> SubmitResult:
         try:
-            op_id = await self._d1.submit_order(
-                inp.issuer_id,
-                inp.card_id,
-                inp.body,
-                correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
-            )
+            async with heartbeating():
+                op_id = await self._d1.submit_order(
+                    inp.issuer_id,
+                    inp.card_id,
+                    inp.body,
+                    correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
+                )
         except (D1Rejected, D1Unavailable) as exc:
             raise _translate(exc) from None
         return SubmitResult(operation_id=op_id)
@@ -86,10 +107,11 @@ class CardOrderActivities:
     @activity.defn(name="fetch_production_status")
     async def fetch_production_status(self, inp: StatusInput) -> OperationNotification | None:
         try:
-            return await self._d1.production_status(
-                inp.issuer_id,
-                inp.card_id,
-                correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
-            )
+            async with heartbeating():
+                return await self._d1.production_status(
+                    inp.issuer_id,
+                    inp.card_id,
+                    correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
+                )
         except (D1Rejected, D1Unavailable) as exc:
             raise _translate(exc) from None

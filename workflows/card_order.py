@@ -9,7 +9,6 @@ only sequences activities, timers and handlers.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -34,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
 NOTIFICATION_SIGNAL = "d1_notification"
 VIEW_QUERY = "order_view"
 
+# A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
+HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 D1_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -86,9 +87,9 @@ class CardOrderWorkflow:
     @workflow.run
     async def run(self, inp: CardOrderInput) -> OrderView:
         now = workflow.now()
-        self._last_progress_at = now
+        self._last_progress_at = inp.last_progress_at or now
         if self._state.shipped:
-            self._shipment_changed_at = now
+            self._shipment_changed_at = inp.shipment_changed_at or now
         self._publish()
         if not self._state.submitted:
             if inp.order is None:
@@ -100,7 +101,14 @@ class CardOrderWorkflow:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
-                    CardOrderInput(ref=self._ref, timing=self._timing, order=None, state=self._state)
+                    CardOrderInput(
+                        ref=self._ref,
+                        timing=self._timing,
+                        order=None,
+                        state=self._state,
+                        last_progress_at=self._last_progress_at,
+                        shipment_changed_at=self._shipment_changed_at,
+                    )
                 )
             await self._wait_for_news()
             self._publish()
@@ -133,7 +141,7 @@ class CardOrderWorkflow:
             jwe = await workflow.execute_activity_method(
                 CardOrderActivities.encrypt_card_data,
                 EncryptInput(order=order),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(seconds=10),
                 schedule_to_close_timeout=give_up,
                 retry_policy=D1_CALL_RETRY,
                 summary="Encrypt card data for D1 (JWE)",
@@ -147,6 +155,7 @@ class CardOrderWorkflow:
                     body=order.d1_body(jwe),
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 schedule_to_close_timeout=give_up,
                 retry_policy=D1_CALL_RETRY,
                 summary="Submit order to D1",
@@ -189,7 +198,7 @@ class CardOrderWorkflow:
                 lambda: self._changed, timeout=max(deadline - now, timedelta(seconds=1))
             )
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if quiet_at is not None and workflow.now() >= quiet_at:
             self._state.end(Outcome.SHIPPED, "carrier tracking quiet after shipping")
@@ -207,6 +216,7 @@ class CardOrderWorkflow:
                     issuer_request_id=self._ref.issuer_request_id,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RECONCILE_RETRY,
                 summary="Reconcile status with D1",
             )
@@ -250,12 +260,14 @@ class CardOrderWorkflow:
         if st.due_date:
             parts.append(f"**Due:** {st.due_date}")
         if st.shipment and st.shipment.status:
-            parts.append(f"**Shipment:** {st.shipment.status} ({st.shipment.carrier or 'carrier'} {st.shipment.trackingNumber or ''})")
+            ship = st.shipment
+            parts.append(f"**Shipment:** {ship.status} ({ship.carrier or 'carrier'} {ship.trackingNumber or ''})")
         if st.outcome:
             parts.append(f"**Outcome:** {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
         if st.timeline:
             last = st.timeline[-1]
-            parts.append(f"**Updates:** {len(st.timeline)}, latest {last.production_status or last.operation} at {last.d1_time}")
+            latest = last.production_status or last.operation
+            parts.append(f"**Updates:** {len(st.timeline)}, latest {latest} at {last.d1_time}")
         if st.unknown_statuses:
             parts.append(f"**Unknown statuses seen:** {', '.join(st.unknown_statuses)}")
         return "  \n".join(parts)

@@ -7,7 +7,7 @@ codec). Views and continue-as-new inputs never carry it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -50,8 +50,10 @@ class CardOrderInput(BaseModel):
     timing: OrderTiming = Field(default_factory=OrderTiming)
     # Present on the first run only; continue-as-new drops it.
     order: CardOrder | None = None
-    # Carried across continue-as-new.
+    # Carried across continue-as-new (with the clocks of the wait loop).
     state: OrderState | None = None
+    last_progress_at: datetime | None = None
+    shipment_changed_at: datetime | None = None
 
 
 class OrderView(BaseModel):

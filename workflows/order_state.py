@@ -15,6 +15,7 @@ of arrival order:
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -30,6 +31,15 @@ from d1.statuses import (
 )
 
 UNKNOWN_RANK = 1000
+# A card tracked for weeks can get hundreds of carrier scans. The timeline keeps every
+# production milestone and the most recent carrier updates; older carrier updates are
+# counted, not kept, so the state (carried across continue-as-new) stays bounded.
+MAX_TIMELINE = 200
+
+
+def _key_digest(key: str) -> str:
+    """Dedup memory holds digests: bounded size per update, nothing readable."""
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 class Outcome(StrEnum):
@@ -92,6 +102,7 @@ class OrderState(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     unknown_statuses: list[str] = Field(default_factory=list)
     seen_keys: list[str] = Field(default_factory=list)
+    timeline_dropped: int = 0
     updates_applied: int = 0
     duplicates_ignored: int = 0
     reconciliations: int = 0
@@ -114,7 +125,7 @@ class OrderState(BaseModel):
     ) -> Applied:
         if op.operation not in (Operation.PRODUCE, Operation.STANDALONE_TRACKING):
             return Applied.IGNORED
-        key = op.dedup_key()
+        key = _key_digest(op.dedup_key())
         if key in self.seen_keys:
             self.duplicates_ignored += 1
             return Applied.DUPLICATE
@@ -219,6 +230,12 @@ class OrderState(BaseModel):
         )
         self.timeline.append(entry)
         self.timeline.sort(key=lambda e: (e.sort_rank, e.sort_shipment_rank, e.d1_time, e.key))
+        if len(self.timeline) > MAX_TIMELINE:
+            shipped_rank = production_rank(ProductionStatus.CARD_SHIPPED)
+            carrier = [i for i, e in enumerate(self.timeline) if e.sort_rank == shipped_rank and e.shipment_status]
+            drop = carrier[0] if len(carrier) > 1 else 0
+            del self.timeline[drop]
+            self.timeline_dropped += 1
 
     def end(self, outcome: Outcome, reason: str | None = None) -> None:
         if self.outcome is None:
