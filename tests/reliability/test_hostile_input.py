@@ -1,0 +1,111 @@
+"""Hostile input never crashes anything: the receiver answers only its documented codes,
+the starter only ever says "valid" or lists field errors, and workflows survive odd but
+well-formed updates."""
+
+from __future__ import annotations
+
+import json
+import resource
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from d1.paths import notification_path
+from starter.validation import InvalidOrder, validate_order
+from tests.conftest import ISSUER_ID, Stack, new_request_id
+from tests.support.orders import BASE_ORDER, sample_order
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=30,
+)
+DOCUMENTED = {204, 400, 413, 503}
+
+
+def _mutations() -> st.SearchStrategy[dict[str, Any]]:
+    """Valid orders with one field replaced by anything at all."""
+    keys = st.sampled_from(sorted(BASE_ORDER))
+    return st.builds(lambda k, v: {**BASE_ORDER, k: v}, keys, json_values)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(json_values, _mutations()))
+def test_starter_validation_only_answers_valid_or_field_errors(raw: Any) -> None:
+    try:
+        validate_order(raw)
+    except InvalidOrder as err:
+        assert err.errors and all(e.path.startswith("$") and e.reason for e in err.errors)
+        assert "4111111111111111" not in str(err)
+
+
+async def test_receiver_survives_arbitrary_bodies(stack: Stack) -> None:
+    bodies: list[bytes] = [
+        b"",
+        b"\xff\xfe\xfa invalid utf-8",
+        b"[" * 100_000 + b"]" * 100_000,  # deep nesting
+        b'{"operations": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"x" * (2 * 1024 * 1024),  # over the size limit
+        json.dumps({"operations": []}).encode(),
+        json.dumps({"operations": [{"operationId": 1, "operation": [], "status": {}, "startTime": 3}]}).encode(),
+        json.dumps({"operations": "not a list"}).encode(),
+        json.dumps([1, 2, 3]).encode(),
+    ]
+    strategy = st.one_of(json_values, st.fixed_dictionaries({"operations": st.lists(json_values, max_size=3)}))
+    examples = [strategy.example() for _ in range(150)]
+    bodies += [json.dumps(e).encode() for e in examples]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    async with httpx.AsyncClient(base_url=stack.receiver_url, timeout=30) as http:
+        for body in bodies:
+            resp = await http.post(notification_path(ISSUER_ID), content=body)
+            assert resp.status_code in DOCUMENTED, (resp.status_code, body[:100])
+            assert resp.status_code != 503
+        for _ in range(3):  # the same oversized body, repeatedly: memory must not grow with it
+            resp = await http.post(notification_path(ISSUER_ID), content=b"{" * (5 * 1024 * 1024))
+            assert resp.status_code == 413
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"receiver process grew by {grown_mb:.0f} MB"
+
+
+async def test_odd_but_well_formed_updates_do_not_crash_the_workflow(stack: Stack) -> None:
+    rid = new_request_id("odd")
+    await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": True})
+    try:
+        await stack.orders.submit(sample_order(rid))
+        await stack.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.operation_id is not None)
+        view = await stack.orders.status(ISSUER_ID, rid)
+        card = view.ref.card_id
+        weird = st.fixed_dictionaries(
+            {
+                "operationId": st.text(min_size=1, max_size=64),
+                "operation": st.sampled_from(["PRODUCE", "UPDATE_ORDER", "STANDALONE_TRACKING", "WHATEVER"]),
+                "status": st.text(min_size=1, max_size=30),
+                "startTime": st.text(min_size=1, max_size=40),
+                "cardId": st.just(card),
+                "issuerRequestId": st.just(rid),
+                "details": st.fixed_dictionaries(
+                    {"status": st.text(max_size=40), "dueDate": st.text(max_size=30)},
+                    optional={"shipment": st.dictionaries(st.sampled_from(["status", "carrier", "message"]),
+                                                          st.text(max_size=200))},
+                ),
+            }
+        )
+        async with httpx.AsyncClient(base_url=stack.receiver_url, timeout=30) as http:
+            for _ in range(60):
+                op = weird.example()
+                resp = await http.post(notification_path(ISSUER_ID), json={"operations": [op]})
+                assert resp.status_code in (204, 400)
+        after = await stack.orders.status(ISSUER_ID, rid)  # still answering queries
+        assert after.workflow_id == view.workflow_id
+        desc = await stack.client.get_workflow_handle(view.workflow_id).describe()
+        assert desc.status is not None and desc.status.name in ("RUNNING", "COMPLETED")
+        history = await stack.client.get_workflow_handle(view.workflow_id).fetch_history()
+        failed_tasks = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+        assert failed_tasks == []
+    finally:
+        await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": False})
