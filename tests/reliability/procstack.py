@@ -147,6 +147,7 @@ async def proc_stack(
         "CODEC_KEYS_FILE": str(codec_keys),
         # These tests break processes, not TLS: plain HTTP on loopback (the mTLS stack has its own tests).
         "D1_ALLOW_PLAINTEXT": "true",
+        "RECEIVER_ALLOW_PLAINTEXT": "true",
     }
     st = ProcStack(tmp, temporal_port, "", receiver_port, env, extra_server_args or [], codec_keys)
     st.start_temporal()
