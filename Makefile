@@ -32,5 +32,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
+## Benchmark: the product against a bare Temporal workflow of the same shape, results in
+## docs/benchmarks.md (about 10 minutes); `make bench BENCH_ARGS=--quick` is a smoke run.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf .state test-output

@@ -11,8 +11,9 @@ import logging
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from observability.tracing import client_interceptors
 from security.codec import load_codec
 from settings import CodecSettings, TemporalSettings
 
@@ -22,7 +23,13 @@ log = logging.getLogger(__name__)
 def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
     if codec is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    # Failure messages and stack traces move into an encoded (hence encrypted) payload, so
+    # no error text sits in clear in history either (security/codec.py).
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec | None:
@@ -44,5 +51,7 @@ async def connect(
         settings.address,
         namespace=settings.namespace,
         data_converter=data_converter(codec if codec is not None else codec_from_settings()),
+        # Tracing interceptor on the client only (workers built from it inherit it).
+        interceptors=client_interceptors(),
         lazy=lazy,
     )

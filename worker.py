@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
@@ -23,6 +23,9 @@ from activities.card_order import CardOrderActivities
 from activities.d1_client import D1Client
 from activities.keys import load_jwk
 from activities.token_provider import AccessTokenProvider
+from observability.process import configure_process
+from security.redaction import install_log_redaction
+from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
 from workflows.card_order import CardOrderWorkflow
@@ -40,7 +43,9 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderAc
     enc_key = load_jwk(settings.encryption_public_key_file, private=False)
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+    # mTLS to D1: our client certificate, D1's server verified against D1_TLS_CA_FILE.
+    verify = d1_http_verify(settings)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify) as http:
         tokens = AccessTokenProvider(
             http,
             authz_url=settings.authz_url,
@@ -59,14 +64,21 @@ def build_worker(client: Client, task_queue: str, activities: CardOrderActivitie
         client,
         task_queue=task_queue,
         workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
-        activities=[activities.encrypt_card_data, activities.submit_order, activities.fetch_production_status],
+        activities=[
+            activities.encrypt_card_data,
+            activities.submit_order,
+            activities.fetch_production_status,
+            activities.request_pull_and_change,
+        ],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Logs (TELEMETRY_LOG_*), metrics (TELEMETRY_METRICS_PORT), traces (OTEL_*): before connecting.
+    telemetry = configure_process("worker")
+    install_log_redaction()
     temporal = TemporalSettings()
     client = await connect(temporal)
     async with d1_activities(D1ClientSettings()) as acts:
@@ -82,6 +94,7 @@ async def main() -> None:
             log.info("shutting down: finishing in-flight work")
             await worker.shutdown()
         await run
+    telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from workflows.messages import (
     D1_REJECTED,
     D1_UNAVAILABLE,
     EncryptInput,
+    PullAndChangeInput,
+    PullAndChangeResult,
     StatusInput,
     SubmitInput,
     SubmitResult,
@@ -115,3 +117,19 @@ class CardOrderActivities:
                 )
         except (D1Rejected, D1Unavailable) as exc:
             raise _translate(exc) from None
+
+    @activity.defn(name="request_pull_and_change")
+    async def request_pull_and_change(self, inp: PullAndChangeInput) -> PullAndChangeResult:
+        """Ask D1 to cancel / accelerate / redirect. The correlation id is stable per change,
+        so a retry after a lost answer is recognised by D1 (the emulator) as the same request."""
+        try:
+            async with heartbeating():
+                op_id = await self._d1.pull_and_change(
+                    inp.issuer_id,
+                    inp.card_id,
+                    inp.body,
+                    correlation_id=correlation_id(inp.issuer_id, f"{inp.issuer_request_id}:{inp.change_id}"),
+                )
+        except (D1Rejected, D1Unavailable) as exc:
+            raise _translate(exc) from None
+        return PullAndChangeResult(operation_id=op_id or None)

@@ -19,7 +19,8 @@ import httpx
 from activities.token_provider import AccessTokenProvider, TokenError
 from d1.notifications import OperationNotification, ProductionStatusResponse
 from d1.order import OrderAccepted
-from d1.paths import order_path, status_path
+from d1.paths import order_path, pull_and_change_path, status_path
+from observability.tracing import observe_d1_call
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,15 @@ class D1Client:
                 "Accept": "application/json",
                 "x-correlation-id": correlation_id,
             }
-            try:
-                resp = await self._http.request(method, self._base + path, json=json_body, headers=headers)
-            except httpx.TimeoutException as exc:
-                raise D1Unavailable(reason=f"timeout ({type(exc).__name__})") from None
-            except httpx.HTTPError as exc:
-                raise D1Unavailable(reason=f"connection error ({type(exc).__name__})") from None
+            # A CLIENT span (traceparent injected) and the latency/status-code metrics.
+            with observe_d1_call(method, path, headers) as call:
+                try:
+                    resp = await self._http.request(method, self._base + path, json=json_body, headers=headers)
+                except httpx.TimeoutException as exc:
+                    raise D1Unavailable(reason=f"timeout ({type(exc).__name__})") from None
+                except httpx.HTTPError as exc:
+                    raise D1Unavailable(reason=f"connection error ({type(exc).__name__})") from None
+                call.answered(resp.status_code)
             if resp.status_code == 401 and attempt == 1:
                 log.info("D1 answered 401; refreshing the access token once")
                 self._tokens.invalidate(token)
@@ -122,6 +126,22 @@ class D1Client:
         except ValueError:
             accepted = OrderAccepted()
         # operationId is optional in D1's schema; notifications carry it anyway.
+        return accepted.operationId or ""
+
+    async def pull_and_change(
+        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
+    ) -> str:
+        """Pull & change (path and payload are our reading of card-order.md §16). D1 answers
+        at once; the personalization center's decision comes later as UPDATE_ORDER."""
+        resp = await self._call(
+            "POST", pull_and_change_path(issuer_id, card_id), json_body=body, correlation_id=correlation_id
+        )
+        if resp.status_code not in (200, 201, 202):
+            raise classify(resp)
+        try:
+            accepted = OrderAccepted.model_validate(resp.json())
+        except ValueError:
+            accepted = OrderAccepted()
         return accepted.operationId or ""
 
     async def production_status(

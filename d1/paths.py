@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-TOKEN_PATH = "/oauth2/token"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a secret
 ORDER_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/operations:production"
 STATUS_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/productionStatus"
 # Not documented by D1 (card-order.md §16): our choice, kept here only.

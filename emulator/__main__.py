@@ -11,6 +11,7 @@ import uvicorn
 from emulator.app import create_app
 from emulator.config import EmulatorSettings, uvicorn_tls_options
 from emulator.state import EmulatorState
+from security.redaction import install_log_redaction
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     settings = EmulatorSettings(**overrides)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    if not settings.tls_enabled or settings.tls_ca_file is None:
+        logging.getLogger("emulator").warning(
+            "DEVELOPMENT MODE: the emulator does not require client certificates (real D1 is mTLS-only); "
+            "set EMULATOR_TLS_CERT_FILE, EMULATOR_TLS_KEY_FILE and EMULATOR_TLS_CA_FILE"
+        )
     app = create_app(settings)
     state: EmulatorState = app.state.emulator
     scheme = "https" if settings.tls_enabled else "http"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulator.faults import FaultsRequest
+from emulator.scenarios import ScenariosRequest
 from emulator.state import EmulatorState
 
 PREFIX = "/_emulator"
@@ -75,8 +76,49 @@ async def captured(request: Request) -> Response:
 
 
 async def orders(request: Request) -> Response:
-    """Current operation object of every order, oldest first (no card data is kept)."""
-    return JSONResponse({"orders": [order.snapshot() for order in _state(request).orders.book.all()]})
+    """Current operation object of every order, oldest first (no card data is kept), with the
+    sandbox's own view under ``_emulator`` (channel, shipment, delivery address, changes).
+    ``?cardId=`` keeps one card's orders."""
+    card_id = request.query_params.get("cardId")
+    book = _state(request).orders.book.all()
+    return JSONResponse({"orders": [o.admin_view() for o in book if card_id is None or o.card_id == card_id]})
+
+
+class GroupsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A BULK container ships once no card joined it for this long (and all its cards are done).
+    windowMs: int = Field(ge=0, le=3_600_000)
+
+
+async def get_scenarios(request: Request) -> Response:
+    return JSONResponse(_state(request).scenarios.to_json())
+
+
+async def set_scenarios(request: Request) -> Response:
+    state = _state(request)
+    try:
+        body = ScenariosRequest.model_validate(await _json_body(request))
+    except (ValueError, ValidationError) as exc:
+        return _bad_request(str(exc) if isinstance(exc, ValidationError) else "body is not valid JSON")
+    state.scenarios.apply(body)
+    return JSONResponse(state.scenarios.to_json())
+
+
+async def get_groups(request: Request) -> Response:
+    """BULK containers, oldest first: cards, state, operations per notification body sent."""
+    state = _state(request)
+    return JSONResponse({"windowMs": state.bulk.window_ms, "groups": state.bulk.groups()})
+
+
+async def set_groups(request: Request) -> Response:
+    state = _state(request)
+    try:
+        body = GroupsRequest.model_validate(await _json_body(request))
+    except (ValueError, ValidationError) as exc:
+        return _bad_request(str(exc) if isinstance(exc, ValidationError) else "body is not valid JSON")
+    state.bulk.set_window(body.windowMs)
+    return JSONResponse({"windowMs": state.bulk.window_ms, "groups": state.bulk.groups()})
 
 
 async def reset(request: Request) -> Response:
@@ -101,6 +143,10 @@ def admin_routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{PREFIX}/captured", captured, methods=["GET"]),
         Route(f"{PREFIX}/orders", orders, methods=["GET"]),
+        Route(f"{PREFIX}/scenarios", get_scenarios, methods=["GET"]),
+        Route(f"{PREFIX}/scenarios", set_scenarios, methods=["POST"]),
+        Route(f"{PREFIX}/groups", get_groups, methods=["GET"]),
+        Route(f"{PREFIX}/groups", set_groups, methods=["POST"]),
         Route(f"{PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{PREFIX}/public-key", public_key, methods=["GET"]),
     ]

@@ -10,8 +10,10 @@ import ssl
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from security.tls import PeerCertH11Protocol
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "emulator"
@@ -55,19 +57,55 @@ class EmulatorSettings(BaseSettings):
     notify_retry_cap_ms: int = Field(default=30_000, gt=0)
     notify_give_up_s: float = Field(default=86_400, gt=0)
     notify_timeout_s: float = Field(default=10.0, gt=0)
+    # Notifications in flight at once (all orders together); more wait for a slot.
+    notify_concurrency: int = Field(default=32, ge=1, le=1000)
 
-    # Card data rules that differ per program.
-    expiry_format: ExpiryFormat = "YYMM"
+    # The program configuration D1 holds for the issuer (d1/program.py): products, shipping
+    # methods, templates, inserts, images, countries, expiry format, printable names.
+    program_file: Path = REPO_ROOT / "config" / "program.json"
+    # Overrides the program file's cardData.expiryFormat when set.
+    expiry_format: ExpiryFormat | None = None
+    # Exception scenarios on demand (emulator/scenarios.py): a JSON list of rules added to the
+    # built-in ones (cardId prefixes emu-data-exception-, emu-on-hold-, ...).
+    scenarios_file: Path | None = None
+    # Pull & change: the last production status at which the personalization center still
+    # accepts each type of change (later: refused in the UPDATE_ORDER notification).
+    pull_and_change_last_stage: dict[str, str] = Field(
+        default_factory=lambda: {
+            "CANCEL": "CARD_PROD_DONE",
+            "ACCELERATE": "CARD_PROD_ONGOING",
+            "REDIRECT": "CARD_PROD_ON_HOLD",
+            "ACCELERATE_AND_REDIRECT": "CARD_PROD_ON_HOLD",
+        }
+    )
+    # Carrier of accelerated orders (pull & change ACCELERATE).
+    express_carrier: str = "fedex"
+    # BULK shipments: a container ships once all its cards are personalized and no new card
+    # joined it for this long (adjustable at run time: POST /_emulator/groups).
+    bulk_window_ms: int = Field(default=1000, ge=0)
 
     # Largest request body accepted on the D1 endpoints.
     max_body_bytes: int = Field(default=262_144, gt=0)
 
-    # TLS placeholders: None = plain HTTP. With a certificate and key the emulator serves
-    # HTTPS; with a CA file as well it requires client certificates signed by that CA,
-    # and it presents its own certificate when it calls the receiver.
+    # TLS: None = plain HTTP. With a certificate and key the emulator serves HTTPS; with a
+    # CA file as well it requires client certificates signed by that CA and maps each one
+    # to an issuerId (emulator/client_identity.py).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    # Outbound mTLS (D1 → issuer receiver): the client certificate presented to the
+    # receiver, per tenant (the paths may contain {issuerId}), and the CA the receiver's
+    # server certificate must chain to (default: tls_ca_file, else the system roots).
+    notify_client_cert_file: str | None = None
+    notify_client_key_file: str | None = None
+    notify_ca_file: Path | None = None
+    # Outbound OAuth (D1 tenant option, auth.md §5): get a client-credentials token from the
+    # issuer (HTTP Basic) and send it as a bearer token with every notification.
+    outbound_oauth_token_url: str | None = None
+    outbound_oauth_client_id: str | None = None
+    outbound_oauth_client_secret: SecretStr | None = None
+    outbound_oauth_client_secret_file: Path | None = None
+    outbound_oauth_scope: str | None = None
 
     @field_validator("shipment_statuses")
     @classmethod
@@ -89,6 +127,10 @@ class EmulatorSettings(BaseSettings):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
         if self.tls_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_ca_file needs tls_cert_file and tls_key_file")
+        if (self.notify_client_cert_file is None) != (self.notify_client_key_file is None):
+            raise ValueError("notify_client_cert_file and notify_client_key_file must be set together")
+        if self.outbound_oauth_token_url and not self.outbound_oauth_client_id:
+            raise ValueError("outbound_oauth_token_url needs outbound_oauth_client_id and a client secret")
         return self
 
     @property
@@ -107,13 +149,14 @@ class TlsOptions(TypedDict, total=False):
     ssl_keyfile: str
     ssl_ca_certs: str
     ssl_cert_reqs: int
+    http: type[PeerCertH11Protocol]
 
 
 def uvicorn_tls_options(settings: EmulatorSettings) -> TlsOptions:
     """uvicorn.Config keyword arguments for the TLS placeholders (empty = plain HTTP).
 
-    With a CA file, client certificates are required (mTLS, as D1 does); mapping the
-    certificate to an issuerId is left to a later hardening step.
+    With a CA file, client certificates are required (mTLS, as D1 does) and the protocol
+    class reports the verified certificate to the app, which maps it to an issuerId.
     """
     if not settings.tls_enabled:
         return {}
@@ -124,4 +167,5 @@ def uvicorn_tls_options(settings: EmulatorSettings) -> TlsOptions:
     if settings.tls_ca_file is not None:
         options["ssl_ca_certs"] = str(settings.tls_ca_file)
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        options["http"] = PeerCertH11Protocol
     return options

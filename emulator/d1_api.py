@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from emulator.client_identity import check_banking_request, check_token_request
 from emulator.error_codes import D1Error, ErrorCode
 from emulator.faults import Injection
 from emulator.orders import validate_path_ids
@@ -30,6 +31,11 @@ ORDER_RE = re.compile(
 )
 STATUS_RE = re.compile(
     r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/productionstatus/?$",
+    re.IGNORECASE,
+)
+# Pull & change: path undocumented by D1, our choice in d1/paths.py (emulator/pull_and_change.py).
+PULL_AND_CHANGE_RE = re.compile(
+    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/operations[:/]pullandchange/?$",
     re.IGNORECASE,
 )
 CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -99,6 +105,7 @@ async def token_endpoint(request: Request, state: EmulatorState, match: re.Match
         body = await read_body(request, state.settings.max_body_bytes)
         _, assertion = parse_token_request(request.headers.get("content-type", ""), body)
         issuer_id = state.tokens.verify_assertion(assertion)
+        check_token_request(request, state.settings, issuer_id)  # mTLS: certificate's issuer == iss
     except D1Error as exc:
         log.info("token refused: %s", exc)
         raise
@@ -135,6 +142,7 @@ async def order_endpoint(request: Request, state: EmulatorState, match: re.Match
     async def handle() -> Response:
         try:
             token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
+            check_banking_request(request, state.settings, token_issuer)  # mTLS: token of this certificate
             validate_path_ids(issuer_id, card_id)
             if token_issuer != issuer_id:
                 raise D1Error(ErrorCode.FORBIDDEN)
@@ -166,6 +174,7 @@ async def status_endpoint(request: Request, state: EmulatorState, match: re.Matc
     async def handle() -> Response:
         try:
             token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
+            check_banking_request(request, state.settings, token_issuer)  # mTLS: token of this certificate
             validate_path_ids(issuer_id, card_id)
             if token_issuer != issuer_id:
                 raise D1Error(ErrorCode.FORBIDDEN)
@@ -180,10 +189,29 @@ async def status_endpoint(request: Request, state: EmulatorState, match: re.Matc
     return await _with_injection(state.faults.next_status_injection(), handle)
 
 
+async def pull_and_change_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
+    issuer_id, card_id = match["issuer"], match["card"]
+    correlation_id = _correlation_id(request)
+    try:
+        token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
+        check_banking_request(request, state.settings, token_issuer)  # mTLS: token of this certificate
+        validate_path_ids(issuer_id, card_id)
+        if token_issuer != issuer_id:
+            raise D1Error(ErrorCode.FORBIDDEN)
+        body = await read_body(request, state.settings.max_body_bytes)
+        operation_id, _ = state.pull_and_change.request(issuer_id, card_id, body, correlation_id)
+    except D1Error as exc:
+        log.info("pull and change refused issuerId=%s cardId=%s: %s", *_loggable_ids(issuer_id, card_id), exc)
+        return error_response(exc, correlation_id)
+    headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+    return JSONResponse({"operationId": operation_id}, status_code=202, headers=headers)
+
+
 ROUTES: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
     (TOKEN_RE, "POST", token_endpoint),
     (ORDER_RE, "POST", order_endpoint),
     (STATUS_RE, "GET", status_endpoint),
+    (PULL_AND_CHANGE_RE, "POST", pull_and_change_endpoint),
 )
 
 

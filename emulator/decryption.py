@@ -8,6 +8,7 @@ fixed reason and the field path; nothing derived from the plaintext is ever echo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from emulator.keys import EncryptionKeys
 from emulator.validation import to_d1_error
 
 FIELD = "encryptedData"
+# Further rules on the decrypted plaintext (card data, track data); raise D1Error.
+CardCheck = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
 def mask_pan(pan: str) -> str:
@@ -69,7 +72,9 @@ class CardDataDecryptor:
         self._keys = keys
         self._expiry_format = expiry_format
 
-    def decrypt(self, compact: str) -> DecryptedCard:
+    def decrypt(self, compact: str, check: CardCheck | None = None) -> DecryptedCard:
+        """Decrypt and validate; ``check(card, track)`` applies further rules (program, cross-field)
+        to the plaintext while it exists, raising D1Error."""
         parts = compact.split(".")
         if len(parts) != 5:
             raise _bad("not a compact JWE (5 segments)")
@@ -100,9 +105,9 @@ class CardDataDecryptor:
             del plaintext
         if not isinstance(data, dict):
             raise _bad("plaintext is not a JSON object")
-        return self._validate(data)
+        return self._validate(data, check)
 
-    def _validate(self, data: dict[str, Any]) -> DecryptedCard:
+    def _validate(self, data: dict[str, Any], check: CardCheck | None = None) -> DecryptedCard:
         track_raw = data.pop("trackData", None)
         if track_raw is not None:
             try:
@@ -114,4 +119,6 @@ class CardDataDecryptor:
         except ValidationError as exc:
             raise to_d1_error(exc, prefix=FIELD) from None
         _check_expiry(card.exp, self._expiry_format)
+        if check is not None:
+            check(data, track_raw if isinstance(track_raw, dict) else None)
         return DecryptedCard(masked_pan=mask_pan(card.pan), has_track_data=track_raw is not None)

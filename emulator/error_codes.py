@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from d1.issues import IssueKind
+
 
 class ErrorCode(StrEnum):
     # Token endpoint (RFC 6749 §5.2 names, carried in D1's errorCode/error convention).
@@ -23,15 +25,22 @@ class ErrorCode(StrEnum):
     FIELD_INVALID_FORMAT = "FIELD_INVALID_FORMAT"
     MANDATORY_FIELD_MISSING = "MANDATORY_FIELD_MISSING"
     INVALID_ENCRYPTED_DATA = "INVALID_ENCRYPTED_DATA"
+    INVALID_FIELD_COMBINATION = "INVALID_FIELD_COMBINATION"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # Program configuration (onboarding reference data, card-order.md §18).
+    UNKNOWN_CARD_PRODUCT = "UNKNOWN_CARD_PRODUCT"
+    UNKNOWN_SERVICE_ID = "UNKNOWN_SERVICE_ID"
+    COUNTRY_NOT_ALLOWED = "COUNTRY_NOT_ALLOWED"
     # Business conflicts.
     CARD_ALREADY_ORDERED = "CARD_ALREADY_ORDERED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     # Injected faults and unexpected failures.
     SERVER_ERROR = "SERVER_ERROR"
-    # Asynchronous failure reported in a DATA_EXCEPTION notification (not an HTTP answer).
+    # Asynchronous failures reported in notifications (never HTTP answers).
     DATA_REJECTED = "EMU_DATA_REJECTED"
+    PRODUCTION_FAILED = "EMU_PRODUCTION_FAILED"
+    UPDATE_REFUSED = "EMU_UPDATE_REFUSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +54,37 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_REQUEST: ErrorSpec(400, "The token request is malformed"),
     ErrorCode.INVALID_GRANT: ErrorSpec(400, "The assertion is not valid"),
     ErrorCode.UNAUTHORIZED: ErrorSpec(401, "The provided Authorization header is missing or invalid"),
-    ErrorCode.FORBIDDEN: ErrorSpec(403, "The access token was not issued for this issuer"),
+    ErrorCode.FORBIDDEN: ErrorSpec(403, "issuerId: the access token was not issued for this issuer"),
     ErrorCode.FIELD_INVALID_FORMAT: ErrorSpec(400, "A field has an invalid format"),
     ErrorCode.MANDATORY_FIELD_MISSING: ErrorSpec(400, "A mandatory field is missing"),
-    ErrorCode.INVALID_ENCRYPTED_DATA: ErrorSpec(400, "encryptedData cannot be decrypted"),
+    ErrorCode.INVALID_ENCRYPTED_DATA: ErrorSpec(400, "encryptedData: cannot be decrypted"),
+    ErrorCode.INVALID_FIELD_COMBINATION: ErrorSpec(400, "A field is not allowed in this combination"),
+    ErrorCode.UNKNOWN_CARD_PRODUCT: ErrorSpec(400, "cardProductId: not a card product of this program"),
+    ErrorCode.UNKNOWN_SERVICE_ID: ErrorSpec(400, "An identifier is not configured for this program"),
+    ErrorCode.COUNTRY_NOT_ALLOWED: ErrorSpec(400, "The destination country is not allowed for this program"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "The request body is too large"),
     ErrorCode.CARD_ALREADY_ORDERED: ErrorSpec(
-        409, "An order for this card is still open under another issuerRequestId"
+        409, "cardId: an order for this card is still open under another issuerRequestId"
     ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "Resource not found"),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, "Method not allowed"),
     ErrorCode.SERVER_ERROR: ErrorSpec(500, "Internal server error"),
     ErrorCode.DATA_REJECTED: ErrorSpec(None, "Personalization data rejected"),
+    ErrorCode.PRODUCTION_FAILED: ErrorSpec(None, "Card personalization failed"),
+    ErrorCode.UPDATE_REFUSED: ErrorSpec(None, "Pull and change refused by the personalization center"),
+}
+
+# Which errorCode answers each kind of validation problem found in a request (d1/issues.py).
+ISSUE_CODES: dict[IssueKind, ErrorCode] = {
+    IssueKind.MISSING: ErrorCode.MANDATORY_FIELD_MISSING,
+    IssueKind.INVALID: ErrorCode.FIELD_INVALID_FORMAT,
+    IssueKind.NOT_ALLOWED: ErrorCode.INVALID_FIELD_COMBINATION,
+    IssueKind.UNKNOWN_PRODUCT: ErrorCode.UNKNOWN_CARD_PRODUCT,
+    IssueKind.UNKNOWN_ID: ErrorCode.UNKNOWN_SERVICE_ID,
+    IssueKind.COUNTRY_NOT_ALLOWED: ErrorCode.COUNTRY_NOT_ALLOWED,
+    # D1 tolerates unknown members (compatibility policy); listed for completeness.
+    IssueKind.UNKNOWN_FIELD: ErrorCode.FIELD_INVALID_FORMAT,
+    IssueKind.DEPRECATED: ErrorCode.FIELD_INVALID_FORMAT,
 }
 
 

@@ -16,17 +16,15 @@ import asyncio
 import json
 import logging
 import random
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
 
 from d1.paths import notification_path
 from emulator.config import EmulatorSettings
 from emulator.faults import Faults
 from emulator.orders import Order
+from emulator.outbound import OutboundHttp
 from emulator.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -49,30 +47,20 @@ def backoff_s(attempt: int, base_ms: int, cap_ms: int) -> float:
     return (ceiling_ms / 2 + random.uniform(0, ceiling_ms / 2)) / 1000
 
 
-def _client_ssl_context(settings: EmulatorSettings) -> ssl.SSLContext | bool:
-    """Present the emulator's certificate to the receiver when TLS is configured."""
-    if not settings.tls_enabled:
-        return True
-    ctx = ssl.create_default_context(cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None)
-    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
-    ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return ctx
-
-
 class Notifier:
     def __init__(self, settings: EmulatorSettings, stats: Stats, faults: Faults | None = None) -> None:
         self._settings = settings
         self._stats = stats
         self._faults = faults
         self._streams: dict[str, _Stream] = {}
-        self._client: httpx.AsyncClient | None = None
+        # Per-tenant mTLS client certificate and optional outbound OAuth (emulator/outbound.py).
+        self._client: OutboundHttp | None = None
         self.captured: list[dict[str, Any]] = []
         self._chaos_tasks: set[asyncio.Task[None]] = set()
+        self._send_slots = asyncio.Semaphore(settings.notify_concurrency)
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=self._settings.notify_timeout_s, verify=_client_ssl_context(self._settings)
-        )
+        self._client = OutboundHttp(self._settings)
 
     async def stop(self) -> None:
         await self.cancel_all()
@@ -130,6 +118,16 @@ class Notifier:
         if stream is not None:
             stream.queue.put_nowait(None)
 
+    def pending_for(self, order: Order) -> int:
+        """This order's notifications still queued or being delivered (a bulk body waits for 0)."""
+        stream = self._streams.get(order.operation_id)
+        return stream.pending if stream is not None else 0
+
+    async def deliver_body(self, order: Order, body: dict[str, Any]) -> None:
+        """Deliver one body now, with the usual retries, outside the per-order streams
+        (a BULK body carries the operations of many orders; see emulator/bulk.py)."""
+        await self._deliver(order, body)
+
     async def _run(self, stream: _Stream) -> None:
         try:
             while True:
@@ -162,7 +160,8 @@ class Notifier:
             attempt += 1
             self._stats.notification_attempts += 1
             try:
-                response = await self._client.post(url, content=content, headers=headers)
+                async with self._send_slots:  # bounded like a real sender: waiting is not a failed attempt
+                    response = await self._client.post(order.issuer_id, url, content=content, headers=headers)
                 outcome = f"HTTP {response.status_code}"
                 delivered = 200 <= response.status_code < 300
             except Exception as exc:  # connection errors, timeouts, bad URL: all retried

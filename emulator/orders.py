@@ -3,16 +3,18 @@
 Idempotency follows the emulator choice in card-order.md §15: the key is
 (issuerId, cardId, issuerRequestId). Repeating a key returns the original operationId and
 starts nothing new; a *different* issuerRequestId for a card whose order is still open is
-a conflict (409). Once an order has finished (delivered, or a terminal failure) the card
-may be ordered again.
+a conflict (409). Once an order has finished (delivered, canceled, or a terminal failure)
+the card may be ordered again.
 
+Validation is the emulator's own reading of the contract (:mod:`emulator.validation`:
+the channel's model, cross-field rules, the program configuration), first error wins.
 Accepting an order and recording it happen without an ``await`` in between, so two
 concurrent identical requests cannot both create an order.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
 import uuid
 from collections.abc import Callable
@@ -20,18 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from d1.order import CARD_ID_PATTERN, D1OrderRequest
+from d1.order import CARD_ID_PATTERN
 from d1.statuses import Operation, OperationStatus, ProductionStatus
 from emulator.decryption import CardDataDecryptor
 from emulator.error_codes import D1Error, ErrorCode
+from emulator.scenarios import ScenarioRule, Scenarios
 from emulator.stats import Stats
-from emulator.validation import to_d1_error
+from emulator.validation import RequestValidator
 
 _CARD_ID = re.compile(CARD_ID_PATTERN)
-# Members that would mean clear card data travels outside encryptedData.
-_CLEAR_CARD_DATA_MEMBERS = ("pan", "cvv2", "cvv1", "pvv", "cardData")
 
 
 def now_iso() -> str:
@@ -58,6 +57,22 @@ class Order:
     correlation_id: str | None
     masked_pan: str
     fail_data_preparation: bool = False
+    # What was ordered (no card data): how it is produced and where it goes.
+    channel: str = "THALES"
+    consumer_id: str | None = None
+    shipment_type: str | None = None  # INDIVIDUAL, BULK, or None: not shipped (INSTANT, some CENTRAL)
+    group_id: str | None = None
+    bulk_order_id: str | None = None
+    delivery_method: str | None = None
+    # Sandbox only (fake data): kept so that a redirect can be observed (GET /_emulator/orders).
+    delivery_address: dict[str, Any] | None = None
+    scenario: ScenarioRule | None = None
+    # Pull & change effects, set by emulator.pull_and_change, read by the simulator.
+    cancel_requested: bool = False
+    accelerated: bool = False
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    # Set to interrupt the simulator's current pause (a change arrived).
+    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     # Progress, advanced by the simulator.
     operation_status: str = OperationStatus.PENDING
     production_status: str = ProductionStatus.CARD_PROD_REQUESTED
@@ -70,6 +85,19 @@ class Order:
     reason: str | None = None
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ships(self) -> bool:
+        return self.shipment_type is not None
+
+    @property
+    def group_key(self) -> str | None:
+        """The BULK container the card ships in: the second-level ``orderId`` when given, else ``groupId``."""
+        if self.shipment_type != "BULK":
+            return None
+        if self.bulk_order_id:
+            return f"order:{self.bulk_order_id}"
+        return f"group:{self.group_id}" if self.group_id else None
 
     def snapshot(self) -> dict[str, Any]:
         """The operation object, as notifications and productionStatus carry it."""
@@ -97,6 +125,24 @@ class Order:
             op["errorCode"] = self.error_code
             op["error"] = self.error
         return op
+
+    def admin_view(self) -> dict[str, Any]:
+        """Sandbox view (``GET /_emulator/orders``): the operation plus what was ordered and changed."""
+        view = self.snapshot()
+        view["_emulator"] = {
+            "distributionChannel": self.channel,
+            "shipmentType": self.shipment_type,
+            "groupId": self.group_id,
+            "orderId": self.bulk_order_id,
+            "delivery": self.delivery_method,
+            "deliveryAddress": self.delivery_address,
+            "scenario": self.scenario.scenario if self.scenario else None,
+            "accelerated": self.accelerated,
+            "cancelRequested": self.cancel_requested,
+            "changes": list(self.changes),
+            "maskedPan": self.masked_pan,
+        }
+        return view
 
     def record(self) -> dict[str, Any]:
         """Append the current state to the history and return it."""
@@ -141,23 +187,6 @@ class OrderBook:
         self._latest_by_card.clear()
 
 
-def parse_order_body(raw: bytes) -> D1OrderRequest:
-    """Validate the JSON body against the shared contract model; first error wins."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, "$: body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, "$: body must be a JSON object")
-    for member in _CLEAR_CARD_DATA_MEMBERS:
-        if member in body:
-            raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, f"{member}: card data must travel inside encryptedData")
-    try:
-        return D1OrderRequest.model_validate(body)
-    except ValidationError as exc:
-        raise to_d1_error(exc) from None
-
-
 class OrderService:
     """What the order endpoint does once the caller is authenticated."""
 
@@ -168,17 +197,24 @@ class OrderService:
         stats: Stats,
         on_created: Callable[[Order], None],
         take_data_exception: Callable[[], bool],
+        validator: RequestValidator,
+        scenarios: Scenarios,
     ) -> None:
         self.book = book
         self._decryptor = decryptor
         self._stats = stats
         self._on_created = on_created
         self._take_data_exception = take_data_exception
+        self._validator = validator
+        self._scenarios = scenarios
 
     def submit(self, issuer_id: str, card_id: str, raw_body: bytes, correlation_id: str | None) -> Submission:
-        request = parse_order_body(raw_body)
-        card = self._decryptor.decrypt(request.encryptedData)
+        request, body = self._validator.order_body(raw_body)
+        card = self._decryptor.decrypt(
+            request.encryptedData, check=lambda plain, track: self._validator.card(plain, track, body)
+        )
         rid = request.issuerRequestId
+        shipment = request.shipment
 
         def create() -> Order:
             return Order(
@@ -190,6 +226,16 @@ class OrderService:
                 correlation_id=correlation_id,
                 masked_pan=card.masked_pan,
                 fail_data_preparation=self._take_data_exception(),
+                channel=request.distributionChannel,
+                consumer_id=request.consumerId,
+                shipment_type=shipment.type if shipment is not None else None,
+                group_id=shipment.groupId if shipment is not None else None,
+                bulk_order_id=shipment.orderId if shipment is not None else None,
+                delivery_method=request.services.delivery,
+                delivery_address=(
+                    shipment.deliveryAddress.model_dump(mode="json", exclude_none=True) if shipment else None
+                ),
+                scenario=self._scenarios.match(card_id, request.consumerId, rid),
             )
 
         submission = self.book.submit(issuer_id, card_id, rid, create)

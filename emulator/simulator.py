@@ -1,13 +1,26 @@
 """Walks each accepted order through production and shipment, like a D1 personalization center.
 
-CARD_PROD_REQUESTED → DATA_PREPARED (dueDate, productionSite) → CARD_PROD_READY →
-CARD_PROD_ONGOING → CARD_PROD_DONE → CARD_SHIPPED (status SUCCESSFUL, endTime, shipment)
-→ one more CARD_SHIPPED update per remaining carrier status, ending at the last one
-("Delivered" by default). Top-level status is PENDING before CARD_SHIPPED (tracking.md §3).
+Happy path (THALES, INDIVIDUAL): CARD_PROD_REQUESTED → DATA_PREPARED (dueDate,
+productionSite) → CARD_PROD_READY → CARD_PROD_ONGOING → CARD_PROD_DONE → CARD_SHIPPED
+(status SUCCESSFUL, endTime, shipment) → one more CARD_SHIPPED update per remaining carrier
+status, ending at the last one ("Delivered" by default). Top-level status is PENDING
+before CARD_SHIPPED (tracking.md §3).
+
+Variants:
+
+* ``INSTANT``: CARD_PROD_REQUESTED → CARD_PROD_READY → CARD_PROD_DONE (SUCCESSFUL): the
+  card is handed over at the station. A ``CENTRAL`` order without shipment ends at
+  CARD_PROD_DONE (SUCCESSFUL) too.
+* ``BULK`` shipments: production per card, then the container ships when all its cards
+  are done (:mod:`emulator.bulk`), one notification body per carrier step for all of them.
+* Scenarios (:mod:`emulator.scenarios`): DATA_EXCEPTION, CARD_PROD_EXCEPTION, an on-hold
+  pause, a returned card, a card never delivered; the ``dataExceptions`` fault too.
+* Pull & change (:mod:`emulator.pull_and_change`): an accepted CANCEL ends the order at
+  CARD_PROD_CANCELED (FAILED) at the next step; ACCELERATE shortens the remaining steps and
+  ships with the express carrier; REDIRECT changes the address the card ships to.
 
 The order's state advances at each step whether or not the notification is delivered:
 the notifier has its own queue, and ``productionStatus`` always tells the truth.
-An order marked by the ``dataExceptions`` fault stops at DATA_EXCEPTION (FAILED) instead.
 """
 
 from __future__ import annotations
@@ -16,13 +29,16 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from d1.statuses import OperationStatus, ProductionStatus
+from emulator.bulk import BulkShipper
 from emulator.config import EmulatorSettings
 from emulator.error_codes import ERRORS, ErrorCode
 from emulator.faults import Faults
 from emulator.notifier import Notifier
 from emulator.orders import Order, now_iso
+from emulator.scenarios import ScenarioRule
 from emulator.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -46,23 +62,34 @@ PRODUCTION_STEPS: tuple[ProductionStatus, ...] = (
     S.CARD_PROD_ONGOING,
     S.CARD_PROD_DONE,
 )
+INSTANT_STEPS: tuple[ProductionStatus, ...] = (S.CARD_PROD_READY, S.CARD_PROD_DONE)
+# An accelerated order moves this many times faster.
+ACCELERATION = 5
+CANCEL_REASON = "canceled at the issuer's request (pull & change)"
 
 
-def _tracking_number() -> str:
+def tracking_number() -> str:
     return "".join(str(secrets.randbelow(10)) for _ in range(10))
 
 
 class ProductionSimulator:
     """One asyncio task per order; stopped with the application."""
 
-    def __init__(self, settings: EmulatorSettings, faults: Faults, stats: Stats, notifier: Notifier) -> None:
+    def __init__(
+        self, settings: EmulatorSettings, faults: Faults, stats: Stats, notifier: Notifier, bulk: BulkShipper
+    ) -> None:
         self._settings = settings
         self._faults = faults
         self._stats = stats
         self._notifier = notifier
+        self._bulk = bulk
+        bulk.ship_state = self.ship_state
+        bulk.step_delay_s = self.step_delay_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, order: Order) -> None:
+        if order.group_key is not None:
+            self._bulk.join(order)
         task = asyncio.create_task(self._run(order), name=f"produce-{order.operation_id}")
         self._tasks[order.operation_id] = task
         task.add_done_callback(lambda t: self._forget(order.operation_id, t))
@@ -82,67 +109,185 @@ class ProductionSimulator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._bulk.stop()
 
-    async def _pause(self) -> None:
-        await asyncio.sleep(self._faults.step_delay_ms / 1000)
+    # -------------------------------------------------------------- emitting
 
-    def _emit(self, order: Order) -> None:
-        op = order.record()
+    def emit_operation(self, order: Order, op: dict[str, Any]) -> None:
+        """Queue one operation on the order's notification stream (or drop it, per the faults)."""
         if self._faults.drop_notifications:
             self._stats.notifications_dropped += 1
         else:
             self._notifier.enqueue(order, op)
 
+    def _emit(self, order: Order) -> None:
+        self.emit_operation(order, order.record())
+
+    # -------------------------------------------------------------- pacing
+
+    def step_delay_s(self, order: Order) -> float:
+        rule = order.scenario
+        delay_ms = rule.stepDelayMs if rule is not None and rule.stepDelayMs is not None else self._faults.step_delay_ms
+        return delay_ms / 1000 / (ACCELERATION if order.accelerated else 1)
+
+    async def _pause(self, order: Order, seconds: float | None = None) -> None:
+        """Wait one step (or ``seconds``); a cancel ends the wait at once, an acceleration shortens it."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while not order.cancel_requested:
+            total = seconds if seconds is not None else self.step_delay_s(order)
+            remaining = start + total - loop.time()
+            if remaining <= 0:
+                return
+            order.wake.clear()
+            try:
+                await asyncio.wait_for(order.wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    # -------------------------------------------------------------- the walk
+
     async def _run(self, order: Order) -> None:
         try:
             self._emit(order)  # CARD_PROD_REQUESTED, set when the order was accepted
-            if order.fail_data_preparation:
-                await self._pause()
-                self._reject(order)
+            rule = order.scenario
+            kind = rule.scenario if rule is not None else None
+            if order.fail_data_preparation or kind == "DATA_EXCEPTION":
+                await self._pause(order)
+                if order.cancel_requested:
+                    self._cancel(order)
+                    return
+                reason = rule.default_reason if rule is not None and kind == "DATA_EXCEPTION" else None
+                self._reject(order, reason or "injected by the emulator's dataExceptions fault")
                 return
-            for status in PRODUCTION_STEPS:
-                await self._pause()
-                self._produce(order, status)
-            for index, shipment_status in enumerate(self._settings.shipment_statuses):
-                await self._pause()
-                self._ship(order, shipment_status, first=index == 0)
+            steps = INSTANT_STEPS if order.channel == "INSTANT" else PRODUCTION_STEPS
+            for status in steps:
+                await self._pause(order)
+                if order.cancel_requested:
+                    self._cancel(order)
+                    return
+                if status == S.CARD_PROD_ONGOING and kind == "ON_HOLD" and rule is not None:
+                    await self._hold(order, rule)
+                    if order.cancel_requested:
+                        self._cancel(order)
+                        return
+                if kind == "CARD_PROD_EXCEPTION" and rule is not None and status == rule.atStatus:
+                    self._production_exception(order, rule.default_reason)
+                    return
+                self._produce(order, status, final=status == steps[-1] and not order.ships)
+            if not order.ships:
+                return
+            if order.group_key is not None:
+                if not await self._bulk.ship(order):
+                    self._cancel(order)
+                return
+            await self._ship_individually(order, rule)
         finally:
             order.finished = True
+            self._bulk.leave(order)
             self._notifier.close(order)
 
-    def _produce(self, order: Order, status: ProductionStatus) -> None:
-        if status == S.DATA_PREPARED:
+    def _produce(self, order: Order, status: ProductionStatus, *, final: bool = False) -> None:
+        if status in (S.DATA_PREPARED, S.CARD_PROD_READY) and order.due_date is None:
             due = datetime.now(UTC).date() + timedelta(days=self._settings.due_in_days)
             order.due_date = due.isoformat()
             order.production_site = self._settings.production_site
         order.production_status = status
+        if final:  # handed over at the station / kept by the partner: production is the end
+            order.operation_status = OperationStatus.SUCCESSFUL
+            order.end_time = now_iso()
         self._emit(order)
 
-    def _ship(self, order: Order, shipment_status: str, *, first: bool) -> None:
+    async def _hold(self, order: Order, rule: ScenarioRule) -> None:
+        order.production_status = S.CARD_PROD_ON_HOLD
+        order.reason = rule.default_reason
+        self._emit(order)
+        await self._pause(order, rule.holdMs / 1000)
+        order.reason = None
+
+    async def _ship_individually(self, order: Order, rule: ScenarioRule | None) -> None:
+        kind = rule.scenario if rule is not None else None
+        statuses = list(self._settings.shipment_statuses)
+        if kind in ("RETURNED", "NOT_DELIVERED"):
+            statuses = statuses[:2]
+        number = tracking_number()
+        for index, shipment_status in enumerate(statuses):
+            await self._pause(order)
+            if index == 0:
+                if order.cancel_requested:
+                    self._cancel(order)
+                    return
+                carrier = self._settings.express_carrier if order.accelerated else self._settings.carrier
+                self.ship_state(order, shipment_status, first=True, carrier=carrier, number=number)
+            else:
+                self.ship_state(order, shipment_status)
+            self._emit(order)
+        if rule is not None and kind == "RETURNED":
+            await self._pause(order)
+            self._returned(order, rule.default_reason)
+        elif rule is not None and kind == "NOT_DELIVERED":
+            await self._pause(order)
+            self.ship_state(order, "Exception", message=rule.default_reason)
+            self._emit(order)  # ... and then nothing more: the card is never delivered
+
+    def ship_state(
+        self,
+        order: Order,
+        shipment_status: str,
+        *,
+        first: bool = False,
+        carrier: str | None = None,
+        number: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Move the order to one carrier step (CARD_SHIPPED); shared by individual and BULK shipping."""
         if first:
-            carrier = self._settings.carrier
-            tracking_number = _tracking_number()
+            carrier = carrier or self._settings.carrier
+            number = number or tracking_number()
             order.production_status = S.CARD_SHIPPED
             order.operation_status = OperationStatus.SUCCESSFUL
             order.end_time = now_iso()
             order.shipment = {
                 "carrier": carrier,
-                "trackingNumber": tracking_number,
-                "trackingUrl": f"https://tracking.emulator.invalid/{carrier}/{tracking_number}",
+                "trackingNumber": number,
+                "trackingUrl": f"https://tracking.emulator.invalid/{carrier}/{number}",
             }
         assert order.shipment is not None
         order.shipment = {
             **order.shipment,
             "status": shipment_status,
-            "message": SHIPMENT_MESSAGES.get(shipment_status, shipment_status),
+            "message": message or SHIPMENT_MESSAGES.get(shipment_status, shipment_status),
         }
-        self._emit(order)
 
-    def _reject(self, order: Order) -> None:
+    def _reject(self, order: Order, reason: str) -> None:
         order.production_status = S.DATA_EXCEPTION
         order.operation_status = OperationStatus.FAILED
         order.end_time = now_iso()
         order.error_code = ErrorCode.DATA_REJECTED.value
         order.error = ERRORS[ErrorCode.DATA_REJECTED].default_message
-        order.reason = "injected by the emulator's dataExceptions fault"
+        order.reason = reason
+        self._emit(order)
+
+    def _production_exception(self, order: Order, reason: str) -> None:
+        order.production_status = S.CARD_PROD_EXCEPTION
+        order.operation_status = OperationStatus.FAILED
+        order.end_time = now_iso()
+        order.error_code = ErrorCode.PRODUCTION_FAILED.value
+        order.error = ERRORS[ErrorCode.PRODUCTION_FAILED].default_message
+        order.reason = reason
+        self._emit(order)
+
+    def _returned(self, order: Order, reason: str) -> None:
+        order.production_status = S.CARD_RETURNED
+        order.reason = reason
+        self.ship_state(order, "Returned", message=reason)
+        self._emit(order)
+
+    def _cancel(self, order: Order) -> None:
+        # CARD_PROD_CANCELED: the PRODUCE operation ends without a card (top-level FAILED, a GUESS:
+        # tracking.md §3), without errorCode: nothing went wrong, the issuer asked for it.
+        order.production_status = S.CARD_PROD_CANCELED
+        order.operation_status = OperationStatus.FAILED
+        order.end_time = now_iso()
+        order.reason = CANCEL_REASON
         self._emit(order)

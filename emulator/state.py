@@ -6,6 +6,8 @@ D1 (only the encryption key pair persists, so the issuer side keeps working).
 
 from __future__ import annotations
 
+from d1.program import load_program
+from emulator.bulk import BulkShipper
 from emulator.config import EmulatorSettings
 from emulator.decryption import CardDataDecryptor
 from emulator.faults import Faults
@@ -13,9 +15,12 @@ from emulator.issuer_keys import IssuerKeyRegistry
 from emulator.keys import load_or_create_encryption_keys
 from emulator.notifier import Notifier
 from emulator.orders import OrderBook, OrderService
+from emulator.pull_and_change import PullAndChangeService
+from emulator.scenarios import Scenarios, load_rules_file
 from emulator.simulator import ProductionSimulator
 from emulator.stats import Stats
 from emulator.tokens import TokenService
+from emulator.validation import RequestValidator
 
 
 class EmulatorState:
@@ -29,13 +34,24 @@ class EmulatorState:
         self.stats = Stats()
         self.faults = Faults(default_step_delay_ms=settings.step_delay_ms)
         self.notifier = Notifier(settings, self.stats, self.faults)
-        self.simulator = ProductionSimulator(settings, self.faults, self.stats, self.notifier)
+        # What D1 fixed for the issuer's program at onboarding, enforced on every order.
+        self.program = load_program(settings.program_file)
+        self.validator = RequestValidator(self.program, settings.expiry_format)
+        self.scenarios = Scenarios(load_rules_file(settings.scenarios_file))
+        self.bulk = BulkShipper(settings, self.faults, self.stats, self.notifier)
+        self.simulator = ProductionSimulator(settings, self.faults, self.stats, self.notifier, self.bulk)
+        book = OrderBook()
         self.orders = OrderService(
-            book=OrderBook(),
-            decryptor=CardDataDecryptor(self.encryption_keys, settings.expiry_format),
+            book=book,
+            decryptor=CardDataDecryptor(self.encryption_keys, self.validator.expiry_format),
             stats=self.stats,
             on_created=self.simulator.start,
             take_data_exception=self.faults.take_data_exception,
+            validator=self.validator,
+            scenarios=self.scenarios,
+        )
+        self.pull_and_change = PullAndChangeService(
+            settings, book, self.validator, self.stats, self.faults, self.notifier, self.simulator.emit_operation
         )
 
     async def start(self) -> None:
@@ -43,6 +59,7 @@ class EmulatorState:
 
     async def stop(self) -> None:
         await self.simulator.stop()
+        await self.pull_and_change.stop()
         await self.notifier.stop()
 
     async def reset(self, *, forget_orders: bool) -> None:
@@ -55,3 +72,6 @@ class EmulatorState:
         self.stats.reset()
         self.faults.reset()
         self.notifier.captured.clear()
+        self.scenarios.reset()
+        self.pull_and_change.reset()
+        self.bulk.set_window(self.settings.bulk_window_ms)

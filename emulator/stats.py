@@ -25,6 +25,12 @@ class Stats:
     notifications_captured: int = 0
     notifications_dropped: int = 0
     notifications_given_up: int = 0
+    # Pull & change requests accepted for processing (202), and idempotent repeats of one.
+    pull_and_change_requests: int = 0
+    pull_and_change_repeats: int = 0
+    # Bodies carrying several operations (BULK shipments) and the operations in them.
+    bulk_notifications: int = 0
+    bulk_operations: int = 0
 
     def reset(self) -> None:
         fresh = Stats()
@@ -44,4 +50,8 @@ class Stats:
             "notificationsCaptured": self.notifications_captured,
             "notificationsDropped": self.notifications_dropped,
             "notificationsGivenUp": self.notifications_given_up,
+            "pullAndChangeRequests": self.pull_and_change_requests,
+            "pullAndChangeRepeats": self.pull_and_change_repeats,
+            "bulkNotifications": self.bulk_notifications,
+            "bulkOperations": self.bulk_operations,
         }

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import uvicorn
 
+from observability.process import configure_process
 from receiver.app import create_app
+from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
+from security.redaction import install_log_redaction
+from security.transport import receiver_server_options
 from settings import ReceiverSettings, TemporalSettings
 from temporal_client import connect
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Logs (TELEMETRY_LOG_*), metrics (TELEMETRY_METRICS_PORT), traces (OTEL_*): before connecting.
+    configure_process("receiver")
+    install_log_redaction()
     rs, ts = ReceiverSettings(), TemporalSettings()
+    tls_options = receiver_server_options(rs)  # mTLS, or refuses to start without the dev flag
+    auth = ReceiverAuth.from_settings(rs)
     # Lazy: the receiver starts (and answers 503) even while Temporal is down.
     client = await connect(ts, lazy=True)
-    app = create_app(NotificationRouter(client, ts.task_queue), max_body_bytes=rs.max_body_bytes)
-    config = uvicorn.Config(app, host=rs.host, port=rs.port, log_level="info", timeout_graceful_shutdown=20)
+    app = create_app(NotificationRouter(client, ts.task_queue), max_body_bytes=rs.max_body_bytes, auth=auth)
+    config = uvicorn.Config(
+        app, host=rs.host, port=rs.port, log_level="info", timeout_graceful_shutdown=20, **tls_options,
+        log_config=None,  # uvicorn's own lines go through our structured, redacted handler
+    )
     await uvicorn.Server(config).serve()
 
 

@@ -15,11 +15,14 @@ import logging
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from d1.notifications import NotificationBody
+from observability.tracing import NotificationTracingMiddleware
+from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter, TemporalUnavailable
 
 log = logging.getLogger("receiver")
@@ -39,9 +42,16 @@ def _validation_reasons(err: ValidationError) -> list[str]:
     return out
 
 
-def create_app(router: NotificationRouter, *, max_body_bytes: int = 1_048_576) -> Starlette:
+def create_app(
+    router: NotificationRouter, *, max_body_bytes: int = 1_048_576, auth: ReceiverAuth | None = None
+) -> Starlette:
+    """``auth`` (receiver/auth.py) enforces the client certificate and, when enabled, the
+    bearer token; without it the app trusts its caller (in-process tests, dev mode)."""
+
     async def notify(request: Request) -> Response:
         issuer_id = request.path_params["issuerId"]
+        if auth is not None and (refusal := auth.check_notification(request, issuer_id)) is not None:
+            return refusal
         if len(issuer_id) != ISSUER_ID_LEN:
             return _problem(400, "issuerId must be exactly 10 characters")
         declared = request.headers.get("content-length")
@@ -92,5 +102,8 @@ def create_app(router: NotificationRouter, *, max_body_bytes: int = 1_048_576) -
             Route("/notifications/d1/v2/issuers/{issuerId}/cards", notify, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/_receiver/stats", stats, methods=["GET"]),
-        ]
+            *(auth.routes() if auth is not None else []),
+        ],
+        # A SERVER span per notification request (observability/tracing.py).
+        middleware=[Middleware(NotificationTracingMiddleware)],
     )

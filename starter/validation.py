@@ -1,14 +1,48 @@
 """Early, friendly validation of an issuer's order: every problem at once, by JSON path,
-in plain words, never echoing the value (it may be card data)."""
+in plain words, never echoing the value (it may be card data).
+
+Three layers, all run even when an earlier one found problems, so that one pass shows
+everything to fix:
+
+1. the contract's structure (types, patterns, enums, required members) from the
+   channel's model in :mod:`d1.order`;
+2. the contract's cross-field rules (:func:`d1.order.body_issues`, card-data rules);
+3. the program configuration (:mod:`d1.program`): known products, shipping methods,
+   templates, inserts, images, allowed countries, expiry format, printable names.
+
+Unknown members are reported as probable typos. By default they are **errors**: a
+misspelt optional member (``pinMailler``) would otherwise be passed through, ignored by
+D1, and the card produced without what the issuer asked for. ``unknown_fields="warn"``
+downgrades them to warnings and passes them through (for D1 members newer than this
+product). Inside ``cardData``/``trackData`` they are always errors. Deprecated members
+(``state``, ``oldCardId``) and a BULK shipment without ``groupId`` are warnings.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from d1.order import CardOrder
+from d1.issues import Issue, IssueKind, Path, Severity, dedupe, issues_from_validation_error
+from d1.order import (
+    DEPRECATED_MEMBERS,
+    Address,
+    CardOrder,
+    body_issues,
+    issuer_order_model,
+)
+from d1.program import Program, load_program
+
+UnknownFields = Literal["error", "warn"]
+CARD_PATH: Path = ("cardData",)
+TRACK_PATH: Path = ("trackData",)
 
 
 @dataclass(frozen=True)
@@ -20,36 +54,201 @@ class FieldError:
         return f"{self.path}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class FieldWarning:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 class InvalidOrder(ValueError):
     """Raised with *all* problems of an order; nothing was started."""
 
-    def __init__(self, errors: list[FieldError]) -> None:
+    def __init__(self, errors: list[FieldError], warnings: list[FieldWarning] | None = None) -> None:
         self.errors = errors
+        self.warnings = warnings or []
         super().__init__(f"order is invalid ({len(errors)} problem(s)): " + "; ".join(map(str, errors)))
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = "$"
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+@dataclass
+class OrderCheck:
+    """The outcome of :func:`check_order`: the parsed order when there is no error."""
+
+    order: CardOrder | None
+    errors: list[FieldError] = field(default_factory=list)
+    warnings: list[FieldWarning] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.order is not None and not self.errors
+
+
+@lru_cache(maxsize=1)
+def _default_sources() -> tuple[str, str | None]:
+    from settings import D1ClientSettings  # settings are read once per process
+
+    s = D1ClientSettings()
+    return str(s.program_file), s.expiry_format
+
+
+def default_program() -> Program:
+    """The program configured by ``D1_PROGRAM_FILE`` (re-read when the file changes)."""
+    return load_program(_default_sources()[0])
+
+
+def default_expiry_override() -> str | None:
+    return _default_sources()[1]
+
+
+# ------------------------------------------------------------------ unknown members
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_DIGIT_RUN = re.compile(r"[0-9]{6}")
+
+
+def _safe_member_name(name: str) -> str | None:
+    """A member name may be repeated back only if it cannot be card data."""
+    return name if _PLAIN_NAME.match(name) and not _DIGIT_RUN.search(name) else None
+
+
+def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(model class, is a list of it) for annotations like ``X``, ``X | None``, ``list[X] | None``."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        for arg in get_args(annotation):
+            if arg is not type(None):
+                found = _nested_model(arg)
+                if found[0] is not None:
+                    return found
+        return None, False
+    if origin is list:
+        args = get_args(annotation)
+        inner, _ = _nested_model(args[0]) if args else (None, False)
+        return inner, inner is not None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    return None, False
+
+
+def unknown_member_issues(model: type[BaseModel], raw: Mapping[str, Any], path: Path = ()) -> list[Issue]:
+    """Members of ``raw`` that ``model`` (recursively) does not define, with a suggestion."""
+    fields = model.model_fields
+    known = set(fields)
+    out: list[Issue] = []
+    for key, value in raw.items():
+        if key not in known:
+            name = _safe_member_name(str(key))
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75) if name else []
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            out.append(Issue((*path, name or "<member>"), f"is not a field of the D1 order{hint}",
+                             IssueKind.UNKNOWN_FIELD))
+            continue
+        sub, is_list = _nested_model(fields[key].annotation)
+        if sub is None:
+            continue
+        if is_list and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    out += unknown_member_issues(sub, item, (*path, key, i))
+        elif isinstance(value, Mapping):
+            out += unknown_member_issues(sub, value, (*path, key))
     return out
 
 
-def field_errors(err: ValidationError) -> list[FieldError]:
-    errors = []
-    for e in err.errors(include_input=False, include_url=False, include_context=False):
-        msg = e["msg"].removeprefix("Value error, ")
-        errors.append(FieldError(path=_path(tuple(e["loc"])), reason=msg))
-    return errors
+# ------------------------------------------------------------------------- checks
 
 
-def validate_order(raw: Any) -> CardOrder:
-    if not isinstance(raw, dict):
-        raise InvalidOrder([FieldError("$", "an order must be a JSON object")])
+def _to_fields(issues: list[Issue]) -> tuple[list[FieldError], list[FieldWarning]]:
+    errors = [FieldError(i.dotted("$"), i.reason) for i in issues if i.severity == Severity.ERROR]
+    warnings = [FieldWarning(i.dotted("$"), i.reason) for i in issues if i.severity == Severity.WARNING]
+    return errors, warnings
+
+
+def _product_warnings(raw: Mapping[str, Any]) -> list[Issue]:
+    out = [
+        Issue((member,), reason, IssueKind.DEPRECATED, Severity.WARNING)
+        for member, reason in DEPRECATED_MEMBERS.items()
+        if member in raw
+    ]
+    shipment = raw.get("shipment")
+    if isinstance(shipment, Mapping) and shipment.get("type") == "BULK" and not (
+        shipment.get("groupId") or shipment.get("orderId")
+    ):
+        out.append(Issue(("shipment", "groupId"), "is absent: this BULK card ships in a container of its own; "
+                         "set groupId (and orderId) to ship cards together", IssueKind.MISSING, Severity.WARNING))
+    return out
+
+
+def check_order(
+    raw: Any,
+    *,
+    program: Program | None = None,
+    unknown_fields: UnknownFields = "error",
+    expiry_format: str | None = None,
+) -> OrderCheck:
+    """Every problem of an issuer's order (errors and warnings); the order when it is valid."""
+    if not isinstance(raw, Mapping):
+        return OrderCheck(None, [FieldError("$", "an order must be a JSON object")])
+    program = program or default_program()
+    fmt = expiry_format or default_expiry_override()
+    model = issuer_order_model(raw)
+    issues: list[Issue] = []
+    order: CardOrder | None = None
     try:
-        return CardOrder.model_validate(raw)
+        order = model.model_validate(raw)
     except ValidationError as err:
-        raise InvalidOrder(field_errors(err)) from None
+        # Unknown members are reported below, with suggestions, for every object.
+        issues += [i for i in issues_from_validation_error(err) if i.kind != IssueKind.UNKNOWN_FIELD]
+    card = raw.get("cardData")
+    card = card if isinstance(card, Mapping) else None
+    track = raw.get("trackData")
+    track = track if isinstance(track, Mapping) else None
+    issues += body_issues(raw, card, card_path=CARD_PATH)
+    issues += program.body_issues(raw)
+    if card is not None:
+        issues += program.card_issues(card, track, card_path=CARD_PATH, track_path=TRACK_PATH, expiry_format=fmt)
+    for issue in unknown_member_issues(model, raw):
+        in_card_data = issue.path[:1] in (CARD_PATH, TRACK_PATH)
+        issues.append(issue if unknown_fields == "error" or in_card_data else issue.as_warning())
+    issues += _product_warnings(raw)
+    errors, warnings = _to_fields(dedupe(issues))
+    return OrderCheck(order if not errors else None, errors, warnings)
+
+
+def validate_order(
+    raw: Any,
+    *,
+    program: Program | None = None,
+    unknown_fields: UnknownFields = "error",
+    expiry_format: str | None = None,
+) -> CardOrder:
+    """The order, or :class:`InvalidOrder` carrying every problem at once."""
+    check = check_order(raw, program=program, unknown_fields=unknown_fields, expiry_format=expiry_format)
+    if check.order is None:
+        raise InvalidOrder(check.errors, check.warnings)
+    return check.order
+
+
+def validate_address(raw: Any, *, member: str = "newDeliveryAddress", program: Program | None = None) -> Address:
+    """A standalone address (pull & change redirect), reported under ``$.<member>``."""
+    path: Path = (member,)
+    if not isinstance(raw, Mapping):
+        raise InvalidOrder([FieldError(f"$.{member}", "must be an object")])
+    program = program or default_program()
+    issues: list[Issue] = []
+    address: Address | None = None
+    try:
+        address = Address.model_validate(raw)
+    except ValidationError as err:
+        issues += issues_from_validation_error(err, path)
+    issues += program.address_issues(raw, path)
+    issues += unknown_member_issues(Address, raw, path)
+    errors, _ = _to_fields(dedupe(issues))
+    if errors or address is None:
+        raise InvalidOrder(errors)
+    return address
 
 
 def mask_pan(pan: str) -> str:

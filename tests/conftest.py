@@ -10,6 +10,7 @@ Tests use unique issuerRequestIds so that they can share the stack.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import uuid
@@ -30,9 +31,9 @@ from receiver.app import create_app as create_receiver_app
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
 from settings import D1ClientSettings
+from stack.onboarding import ensure_issuer_keys
 from starter.api import CardOrders
 from temporal_client import data_converter
-from stack.onboarding import ensure_issuer_keys
 from tests.support.servers import free_port, serve
 from worker import build_worker, d1_activities
 from workflows import search_attributes as sa
@@ -82,12 +83,24 @@ def new_request_id(prefix: str = "req") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
+@pytest.fixture(scope="session")
+def codec_keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's payload-codec keys (subprocesses and the codec server need the file).
+
+    When recording replay histories (RECORD_HISTORIES=1) the committed test-only key in
+    tests/histories/ is used, so that the replay test can decode what it replays."""
+    if os.environ.get("RECORD_HISTORIES"):
+        from tests.histories import HISTORY_CODEC_KEYS
+
+        return HISTORY_CODEC_KEYS if HISTORY_CODEC_KEYS.exists() else generate_keys_file(HISTORY_CODEC_KEYS)
+    return generate_keys_file(tmp_path_factory.mktemp("codec") / "codec-keys.json")
+
+
 @pytest_asyncio.fixture(scope="session")
-async def temporal_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
-    keys = generate_keys_file(tmp_path_factory.mktemp("codec") / "codec-keys.json")
+async def temporal_env(codec_keys_file: Path) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(load_codec(keys)),
+        data_converter=data_converter(load_codec(codec_keys_file)),
         search_attributes=sa.ALL,
         dev_server_log_level="error",
     )
@@ -124,6 +137,8 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.Temp
             authz_url=f"{emulator_url}/authz/v1",
             signing_key_file=signing_key,
             encryption_public_key_file=tmp / "emulator" / "d1-encryption-public.jwk",
+            # This shared stack is plain HTTP (development mode); tests/security/ runs the mTLS one.
+            allow_plaintext=True,
         )
         async with d1_activities(d1_settings) as acts:
             worker = build_worker(client, TASK_QUEUE, acts)

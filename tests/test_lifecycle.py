@@ -37,7 +37,12 @@ async def test_happy_path_reaches_delivered(stack: Stack) -> None:
     assert st.due_date and st.operation_id
     statuses = [e.production_status for e in st.timeline]
     assert statuses[:6] == [
-        "CARD_PROD_REQUESTED", "DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE", "CARD_SHIPPED"
+        "CARD_PROD_REQUESTED",
+        "DATA_PREPARED",
+        "CARD_PROD_READY",
+        "CARD_PROD_ONGOING",
+        "CARD_PROD_DONE",
+        "CARD_SHIPPED",
     ]
     assert st.timeline[-1].shipment_status == "Delivered"
     assert view.ref.masked_pan == "411111******1111"
@@ -100,8 +105,11 @@ async def test_d1_400_ends_the_order_as_rejected_with_d1_error_code(stack: Stack
     await stack.emulator(
         "POST",
         "/_emulator/faults",
-        json={"orderFailures": [{"status": 400, "count": 1, "errorCode": "FIELD_INVALID_FORMAT",
-                                  "error": "services.delivery"}]},
+        json={
+            "orderFailures": [
+                {"status": 400, "count": 1, "errorCode": "FIELD_INVALID_FORMAT", "error": "services.delivery"}
+            ]
+        },
     )
     await stack.orders.submit(order)
     view = await stack.orders.wait(ISSUER_ID, rid)
@@ -215,7 +223,9 @@ async def test_duplicated_and_shuffled_notifications_give_the_same_final_state(
         for _ in range(200):
             captured = (await stack.emulator("GET", "/_emulator/captured")).json()
             bodies = [b for b in captured if b["operations"][0].get("issuerRequestId") == rid]
-            if any(op["details"].get("shipment", {}).get("status") == "Delivered" for b in bodies for op in b["operations"]):
+            if any(
+                op["details"].get("shipment", {}).get("status") == "Delivered" for b in bodies for op in b["operations"]
+            ):
                 break
             await asyncio.sleep(0.05)
     finally:
@@ -231,9 +241,7 @@ async def test_duplicated_and_shuffled_notifications_give_the_same_final_state(
 
     def essence(v: OrderView) -> tuple:
         st = v.state
-        timeline = [
-            (e.production_status, e.shipment_status, e.operation_status, e.source) for e in st.timeline
-        ]
+        timeline = [(e.production_status, e.shipment_status, e.operation_status, e.source) for e in st.timeline]
         return (st.outcome, st.production_status, st.shipment.status if st.shipment else None, st.due_date, timeline)
 
     assert essence(view) == essence(reference)

@@ -30,9 +30,18 @@ def test_happy_path_reaches_delivered_with_full_timeline() -> None:
     assert state.due_date == "2026-03-02"
     assert state.production_site == "SITE-01"
     assert [e.production_status for e in state.timeline][:5] == [
-        "CARD_PROD_REQUESTED", "DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE"
+        "CARD_PROD_REQUESTED",
+        "DATA_PREPARED",
+        "CARD_PROD_READY",
+        "CARD_PROD_ONGOING",
+        "CARD_PROD_DONE",
     ]
-    assert [e.shipment_status for e in state.timeline[5:]] == ["InfoReceived", "InTransit", "OutForDelivery", "Delivered"]
+    assert [e.shipment_status for e in state.timeline[5:]] == [
+        "InfoReceived",
+        "InTransit",
+        "OutForDelivery",
+        "Delivered",
+    ]
 
 
 def test_duplicate_changes_nothing() -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
-from d1.order import CardOrder
+from d1.order import Address, AnyCardOrder, CardOrder
 from workflows.order_state import OrderState
 
 
@@ -29,6 +29,9 @@ class OrderTiming(BaseModel):
     returned_shipment_statuses: list[str] = Field(default_factory=lambda: ["Returned"])
     # Retrying D1 submission stops after this long; the order then ends as SUBMIT_FAILED.
     submit_give_up_after: timedelta = timedelta(hours=24)
+    # Retrying a pull & change call stops after this long; the change is then FAILED (a
+    # change is urgent by nature: once the card ships it is pointless).
+    change_give_up_after: timedelta = timedelta(minutes=10)
 
 
 class OrderRef(BaseModel):
@@ -40,16 +43,18 @@ class OrderRef(BaseModel):
     consumer_id: str | None = None
     card_product_id: str | None = None
     masked_pan: str | None = None
+    # None: not shipped (INSTANT, or CENTRAL without shipment): production is the end.
     shipment_type: str | None = None
     group_id: str | None = None
     bulk_order_id: str | None = None
+    distribution_channel: str = "THALES"
 
 
 class CardOrderInput(BaseModel):
     ref: OrderRef
     timing: OrderTiming = Field(default_factory=OrderTiming)
-    # Present on the first run only; continue-as-new drops it.
-    order: CardOrder | None = None
+    # Present on the first run only; continue-as-new drops it. Discriminated by distributionChannel.
+    order: AnyCardOrder | None = None
     # Carried across continue-as-new (with the clocks of the wait loop).
     state: OrderState | None = None
     last_progress_at: datetime | None = None
@@ -65,6 +70,7 @@ class OrderView(BaseModel):
 
 
 class EncryptInput(BaseModel):
+    # The base class suffices: the activity only encrypts cardData and trackData.
     order: CardOrder
 
 
@@ -85,6 +91,35 @@ class StatusInput(BaseModel):
     issuer_request_id: str
 
 
+class ChangeRequest(BaseModel):
+    """Input of the pull & change updates (``cancel``, ``accelerate``, ``redirect``,
+    ``accelerate_and_redirect``): the new address for the redirects, an operator note.
+    Also accepts D1's spelling (``newDeliveryAddress``), ``deliveryAddress`` and ``reason``."""
+
+    new_delivery_address: Address | None = Field(
+        default=None,
+        validation_alias=AliasChoices("new_delivery_address", "newDeliveryAddress", "deliveryAddress"),
+    )
+    # Why the change was asked (recorded in the order's view; never sent to D1).
+    note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))
+
+
+class PullAndChangeInput(BaseModel):
+    issuer_id: str
+    card_id: str
+    issuer_request_id: str
+    change_id: str
+    # The D1 body: {"type": ..., "newDeliveryAddress": {...}}.
+    body: dict[str, Any]
+
+
+class PullAndChangeResult(BaseModel):
+    operation_id: str | None = None
+
+
 # Error types raised by activities (ApplicationError.type), matched by the workflow.
 D1_REJECTED = "D1Rejected"
 D1_UNAVAILABLE = "D1Unavailable"
+# Error types of pull & change updates, matched by the starter API.
+CHANGE_REJECTED = "ChangeRejected"  # the update validator (or handler) refused it: D1 not called
+CHANGE_FAILED = "ChangeFailed"  # D1 refused the request (4xx) or stayed unreachable

@@ -278,8 +278,8 @@ async def test_body_built_by_the_shared_contract_model_is_accepted(emu: Emulator
             "cardId": "card-contract",
             "issuerRequestId": "req-contract",
             "cardProductId": "DEMO_VISA_DEBIT_01",
-            "services": {"issuance": "RENEWAL"},
-            "paymentApplication": {"config": "DEMO"},
+            "services": {"issuance": "RENEWAL", "delivery": "laposte-cip"},
+            "paymentApplication": {"config": "DEMO", "odaKeyIndex": "01", "derivationKeyIndex": "02"},
             "shipment": {
                 "deliveryAddress": {"line1": "1 A St", "city": "Paris", "zipCode": "75001", "countryCode": "FR"}
             },

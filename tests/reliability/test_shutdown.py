@@ -53,7 +53,9 @@ async def test_sigterm_on_the_receiver_drains_and_stops_accepting(tmp_path: Path
         port = free_port()
         env = {**os.environ, **st.env, "RECEIVER_PORT": str(port)}
         log = open(tmp_path / "receiver.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "receiver"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             for _ in range(200):
@@ -65,8 +67,11 @@ async def test_sigterm_on_the_receiver_drains_and_stops_accepting(tmp_path: Path
                     await asyncio.sleep(0.05)
             else:
                 pytest.fail("receiver did not come up")
-            body = {"operations": [operation("CARD_PROD_READY", card_id=f"card-{i}", request_id=f"nope-{i}")
-                                   for i in range(20)]}
+            body = {
+                "operations": [
+                    operation("CARD_PROD_READY", card_id=f"card-{i}", request_id=f"nope-{i}") for i in range(20)
+                ]
+            }
             in_flight = [asyncio.create_task(http.post(notification_path(ISSUER_ID), json=body)) for _ in range(10)]
             await asyncio.sleep(0.05)
             proc.send_signal(signal.SIGTERM)

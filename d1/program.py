@@ -1,0 +1,338 @@
+"""The program configuration: what Thales fixes for a card program at onboarding.
+
+D1's API only *references* onboarding data by identifier (card-order.md §18): card
+products, shipping methods, carrier templates, packaging and inserts, image ids, allowed
+destination countries, the expiry format, the printable-name rules. One JSON file holds
+them (``config/program.json`` is the shipped sample; ``D1_PROGRAM_FILE`` points the
+issuer side at another, ``EMULATOR_PROGRAM_FILE`` the emulator). Both readers enforce it:
+the starter early and in plain words, the emulator as D1 would (400 with an errorCode).
+
+The format, member by member, is the :class:`Program` model below (unknown members are
+refused, so a typo in the file is caught at start-up). Lists of identifiers are the
+allowed values; the ``NO_SHIPMENT`` / ``NO_CARRIER`` / ``NO_PACK`` defaults are always
+allowed. ``null`` for ``carrierCard.languages`` or ``instant.persoStations`` means "any
+valid code / any station".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
+from d1.issues import Issue, IssueKind
+from d1.issues import Path as JsonPath
+from d1.order import (
+    CARD_PRODUCT_ID_PATTERN,
+    NO_CARRIER,
+    NO_PACK,
+    NO_SHIPMENT,
+    ONBOARDING_ID_PATTERN,
+    card_issues,
+)
+
+ExpiryFormat = Literal["YYMM", "MMYY"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrintedNameRule(_Config):
+    """Rule for the names printed on the card (``name``, ``secondName``)."""
+
+    # Whether ``name`` is mandatory (programs with graphical personalization print it).
+    required: bool = False
+    # D1's Card API limits embossed names to ^[a-zA-Z. -]{0,26}$ (inferred): the default.
+    pattern: str = r"^[A-Za-z. -]+$"
+    maxLength: int = Field(default=26, ge=1, le=64)
+    # The pattern in plain words, used in error messages.
+    rule: str = "letters, spaces, dots and hyphens"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
+
+
+class CardDataRules(_Config):
+    expiryFormat: ExpiryFormat = "YYMM"
+    printedName: PrintedNameRule = Field(default_factory=PrintedNameRule)
+
+
+class ServiceIds(_Config):
+    """Allowed values of ``services.*``."""
+
+    priorities: list[str] = Field(default_factory=list)
+    deliveryMethods: list[str] = Field(default_factory=list)
+    cardCarriers: list[str] = Field(default_factory=list)
+    packagings: list[str] = Field(default_factory=list)
+
+
+class LinesRule(_Config):
+    maxLines: int = Field(ge=0, le=20)
+    maxLength: int = Field(ge=1, le=128)
+
+
+class CardImageRule(_Config):
+    """``cardDesign.cardImage`` ids come from Perso Design Services: their shape is known, not each id."""
+
+    required: bool = False
+    pattern: str = r"^img_[A-Za-z0-9]{1,60}$"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
+
+
+class CardDesignRules(_Config):
+    cardImage: CardImageRule = Field(default_factory=CardImageRule)
+    images: list[str] = Field(default_factory=list)
+    customLines: LinesRule = Field(default_factory=lambda: LinesRule(maxLines=2, maxLength=26))
+
+
+class CardCarrierRules(_Config):
+    languages: list[str] | None = None
+    images: list[str] = Field(default_factory=list)
+    customLines: LinesRule = Field(default_factory=lambda: LinesRule(maxLines=6, maxLength=60))
+
+    @field_validator("languages")
+    @classmethod
+    def _iso(cls, value: list[str] | None) -> list[str] | None:
+        bad = [v for v in value or [] if v not in ISO_639_1]
+        if bad:
+            raise ValueError(f"not ISO 639-1 codes: {bad}")
+        return value
+
+
+class PackagingRules(_Config):
+    inserts: list[str] = Field(default_factory=list)
+
+
+class ShipmentRules(_Config):
+    allowedCountries: list[str] = Field(min_length=1)
+    # D1's shipment guide requires individualAddress for INDIVIDUAL, its own example omits it.
+    individualAddressRequired: bool = False
+
+    @field_validator("allowedCountries")
+    @classmethod
+    def _iso(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if v not in ISO_3166_ALPHA2]
+        if bad:
+            raise ValueError(f"not ISO 3166-1 alpha-2 codes: {bad}")
+        return value
+
+
+class InstantRules(_Config):
+    persoStations: list[str] | None = None
+
+
+class Program(_Config):
+    programId: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    cardProducts: list[str] = Field(min_length=1)
+    cardData: CardDataRules = Field(default_factory=CardDataRules)
+    services: ServiceIds = Field(default_factory=ServiceIds)
+    cardDesign: CardDesignRules = Field(default_factory=CardDesignRules)
+    cardCarrier: CardCarrierRules = Field(default_factory=CardCarrierRules)
+    packaging: PackagingRules = Field(default_factory=PackagingRules)
+    shipment: ShipmentRules
+    instant: InstantRules = Field(default_factory=InstantRules)
+
+    # ------------------------------------------------------------------ checks
+
+    def body_issues(self, body: Mapping[str, Any]) -> list[Issue]:
+        """Onboarding rules on the order body (same member names for the issuer's and D1's shape).
+        Values of the wrong type are skipped: the structural validation reports them."""
+        out: list[Issue] = []
+        product = body.get("cardProductId")
+        if _well_formed(product, CARD_PRODUCT_ID_PATTERN) and product not in self.cardProducts:
+            out.append(Issue(("cardProductId",), "is not a card product of this program", IssueKind.UNKNOWN_PRODUCT))
+
+        services = _obj(body.get("services"))
+        if services is not None:
+            ids = self.services
+            _member_in(out, services, ("services",), "priority", ids.priorities, "priority", None)
+            _member_in(out, services, ("services",), "delivery", ids.deliveryMethods, "shipping method", NO_SHIPMENT)
+            _member_in(out, services, ("services",), "cardCarrier", ids.cardCarriers, "card carrier template",
+                       NO_CARRIER)
+            _member_in(out, services, ("services",), "packaging", ids.packagings, "packaging", NO_PACK)
+
+        design = _obj(body.get("cardDesign"))
+        rules = self.cardDesign
+        image = design.get("cardImage") if design is not None else None
+        if isinstance(image, str) and not re.fullmatch(rules.cardImage.pattern, image):
+            out.append(Issue(("cardDesign", "cardImage"), "is not an image id of Perso Design Services for this "
+                             "program"))
+        elif image is None and rules.cardImage.required:
+            out.append(Issue(("cardDesign", "cardImage"), "is required: this program prints picture cards",
+                             IssueKind.MISSING))
+        if design is not None:
+            _list_in(out, design, ("cardDesign",), "images", rules.images, "card image")
+            _lines(out, design, ("cardDesign",), rules.customLines)
+
+        carrier = _obj(body.get("cardCarrierConfig"))
+        if carrier is not None:
+            language = carrier.get("language")
+            langs = self.cardCarrier.languages
+            if isinstance(language, str) and language in ISO_639_1 and langs is not None and language not in langs:
+                out.append(Issue(("cardCarrierConfig", "language"), "is not a carrier language of this program",
+                                 IssueKind.UNKNOWN_ID))
+            _list_in(out, carrier, ("cardCarrierConfig",), "images", self.cardCarrier.images, "carrier image")
+            _lines(out, carrier, ("cardCarrierConfig",), self.cardCarrier.customLines)
+
+        packaging = _obj(body.get("packagingConfig"))
+        if packaging is not None:
+            _list_in(out, packaging, ("packagingConfig",), "inserts", self.packaging.inserts, "insert")
+
+        shipment = _obj(body.get("shipment"))
+        if shipment is not None:
+            for member in ("deliveryAddress", "individualAddress"):
+                address = _obj(shipment.get(member))
+                country = address.get("countryCode") if address is not None else None
+                if isinstance(country, str) and country in ISO_3166_ALPHA2 and (
+                    country not in self.shipment.allowedCountries
+                ):
+                    out.append(Issue(("shipment", member, "countryCode"), "is not an allowed destination country "
+                                     "for this program", IssueKind.COUNTRY_NOT_ALLOWED))
+            if (
+                self.shipment.individualAddressRequired
+                and shipment.get("type", "INDIVIDUAL") == "INDIVIDUAL"
+                and shipment.get("individualAddress") is None
+            ):
+                out.append(Issue(("shipment", "individualAddress"), "is required for INDIVIDUAL shipments in this "
+                                 "program", IssueKind.MISSING))
+
+        station = body.get("persoStation")
+        stations = self.instant.persoStations
+        if _well_formed(station, ONBOARDING_ID_PATTERN) and stations is not None and station not in stations:
+            out.append(Issue(("persoStation",), "is not a personalization station registered for this program",
+                             IssueKind.UNKNOWN_ID))
+        return out
+
+    def address_issues(self, address: Mapping[str, Any], path: JsonPath) -> list[Issue]:
+        """Program rules for a standalone address (pull & change ``newDeliveryAddress``)."""
+        country = address.get("countryCode")
+        if isinstance(country, str) and country in ISO_3166_ALPHA2 and country not in self.shipment.allowedCountries:
+            return [Issue((*path, "countryCode"), "is not an allowed destination country for this program",
+                          IssueKind.COUNTRY_NOT_ALLOWED)]
+        return []
+
+    def card_issues(
+        self,
+        card: Mapping[str, Any],
+        track: Mapping[str, Any] | None,
+        *,
+        card_path: JsonPath,
+        track_path: JsonPath,
+        expiry_format: str | None = None,
+    ) -> list[Issue]:
+        """Program rules on the card data (printed names, expiry format) plus the card-data
+        cross-field rules of the contract, which depend on the expiry format."""
+        fmt = expiry_format or self.cardData.expiryFormat
+        out: list[Issue] = []
+        rule = self.cardData.printedName
+        for member in ("name", "secondName"):
+            value = card.get(member)
+            if not isinstance(value, str):
+                if member == "name" and value is None and rule.required:
+                    out.append(Issue((*card_path, member), "is required: this program prints the name on the card",
+                                     IssueKind.MISSING))
+                continue
+            if len(value) > rule.maxLength:
+                out.append(Issue((*card_path, member), f"must be at most {rule.maxLength} characters to be printed"))
+            elif not re.fullmatch(rule.pattern, value):
+                out.append(Issue((*card_path, member), f"can only contain {rule.rule} to be printed"))
+        out += card_issues(card, track, expiry_format=fmt, card_path=card_path, track_path=track_path)
+        return out
+
+
+def _obj(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _well_formed(value: Any, pattern: str) -> bool:
+    """Only well-formed identifiers are looked up: a malformed one is already reported as such."""
+    return isinstance(value, str) and re.fullmatch(pattern.strip("^$"), value) is not None
+
+
+def _member_in(
+    out: list[Issue],
+    parent: Mapping[str, Any],
+    path: JsonPath,
+    member: str,
+    allowed: list[str],
+    what: str,
+    default: str | None,
+) -> None:
+    value = parent.get(member)
+    if _well_formed(value, ONBOARDING_ID_PATTERN) and value != default and value not in allowed:
+        out.append(Issue((*path, member), f"is not a {what} configured for this program", IssueKind.UNKNOWN_ID))
+
+
+def _list_in(
+    out: list[Issue], parent: Mapping[str, Any], path: JsonPath, member: str, allowed: list[str], what: str
+) -> None:
+    values = parent.get(member)
+    if not isinstance(values, list):
+        return
+    for i, value in enumerate(values):
+        if _well_formed(value, ONBOARDING_ID_PATTERN) and value not in allowed:
+            out.append(Issue((*path, member, i), f"is not a {what} id configured for this program",
+                             IssueKind.UNKNOWN_ID))
+
+
+def _lines(out: list[Issue], parent: Mapping[str, Any], path: JsonPath, rule: LinesRule) -> None:
+    lines = parent.get("customLines")
+    if not isinstance(lines, list):
+        return
+    if len(lines) > rule.maxLines:
+        out.append(Issue((*path, "customLines"), f"this program prints at most {rule.maxLines} custom line(s)"))
+    for i, line in enumerate(lines):
+        if isinstance(line, str) and len(line) > rule.maxLength:
+            out.append(Issue((*path, "customLines", i), f"must be at most {rule.maxLength} characters to be printed"))
+
+
+# ------------------------------------------------------------------------- loading
+
+DEFAULT_PROGRAM_FILE = Path(__file__).resolve().parent.parent / "config" / "program.json"
+
+
+class ProgramConfigError(ValueError):
+    """The program file is missing, not JSON, or does not match :class:`Program`."""
+
+
+_cache: dict[Path, tuple[float, Program]] = {}
+
+
+def load_program(path: Path | str | None = None) -> Program:
+    """Read and validate the program file (cached; re-read when the file changes)."""
+    file = Path(path) if path is not None else DEFAULT_PROGRAM_FILE
+    try:
+        mtime = file.stat().st_mtime
+    except OSError as exc:
+        raise ProgramConfigError(f"program file {file}: {exc.strerror or exc}") from None
+    cached = _cache.get(file)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ProgramConfigError(f"program file {file}: not readable JSON ({exc})") from None
+    try:
+        program = Program.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise ProgramConfigError(f"program file {file}: {problems}") from None
+    _cache[file] = (mtime, program)
+    return program

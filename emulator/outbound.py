@@ -1,0 +1,131 @@
+"""D1's outbound HTTP toward the issuer (notifications): mutual TLS per tenant, optional OAuth.
+
+D1 configures mTLS per issuer (auth.md §1), so the emulator presents, for each issuer
+tenant it notifies, a client certificate carrying that tenant's identity
+(``EMULATOR_NOTIFY_CLIENT_CERT_FILE`` may contain ``{issuerId}``), and verifies the
+receiver's server certificate against ``EMULATOR_NOTIFY_CA_FILE``.
+
+With outbound OAuth on (a D1 tenant option, auth.md §5) it first obtains a
+client-credentials token from the issuer's token endpoint (HTTP Basic, form body),
+caches it until shortly before ``expires_in`` and sends it as ``Authorization: Bearer``.
+A 401 from the receiver drops the cached token; the notifier's retry fetches a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from emulator.config import EmulatorSettings
+
+log = logging.getLogger(__name__)
+
+TOKEN_REFRESH_MARGIN_S = 30.0
+DEFAULT_TOKEN_LIFETIME_S = 300.0
+
+
+class OutboundAuthError(Exception):
+    """The issuer's token endpoint did not give us a token (the notification is retried)."""
+
+
+@dataclass
+class _Token:
+    value: str
+    refresh_at: float
+
+
+def _fill(template: str, issuer_id: str) -> str:
+    return template.replace("{issuerId}", issuer_id)
+
+
+class OutboundHttp:
+    """One HTTP client per issuer tenant (its own client certificate) and its OAuth token."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self._settings = settings
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._token_locks: dict[str, asyncio.Lock] = {}
+
+    def _verify(self, issuer_id: str) -> ssl.SSLContext | bool:
+        s = self._settings
+        if not s.receiver_base_url.startswith("https://"):
+            return True
+        ca = s.notify_ca_file or s.tls_ca_file
+        context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if s.notify_client_cert_file and s.notify_client_key_file:
+            context.load_cert_chain(
+                Path(_fill(s.notify_client_cert_file, issuer_id)), Path(_fill(s.notify_client_key_file, issuer_id))
+            )
+        return context
+
+    def _client(self, issuer_id: str) -> httpx.AsyncClient:
+        client = self._clients.get(issuer_id)
+        if client is None:
+            client = httpx.AsyncClient(timeout=self._settings.notify_timeout_s, verify=self._verify(issuer_id))
+            self._clients[issuer_id] = client
+        return client
+
+    def _client_secret(self) -> str:
+        s = self._settings
+        if s.outbound_oauth_client_secret_file is not None:
+            return s.outbound_oauth_client_secret_file.read_text(encoding="utf-8").strip()
+        if s.outbound_oauth_client_secret is not None:
+            return s.outbound_oauth_client_secret.get_secret_value()
+        raise OutboundAuthError("outbound OAuth client secret is not configured")
+
+    async def _token(self, issuer_id: str) -> str | None:
+        s = self._settings
+        if not s.outbound_oauth_token_url:
+            return None
+        cached = self._tokens.get(issuer_id)
+        if cached is not None and cached.refresh_at > time.monotonic():
+            return cached.value
+        lock = self._token_locks.setdefault(issuer_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(issuer_id)
+            if cached is not None and cached.refresh_at > time.monotonic():
+                return cached.value
+            form = {"grant_type": "client_credentials"}
+            if s.outbound_oauth_scope:
+                form["scope"] = s.outbound_oauth_scope
+            assert s.outbound_oauth_client_id is not None  # checked by the settings validator
+            response = await self._client(issuer_id).post(
+                _fill(s.outbound_oauth_token_url, issuer_id),
+                data=form,
+                auth=httpx.BasicAuth(s.outbound_oauth_client_id, self._client_secret()),
+                headers={"accept": "application/json"},
+            )
+            if response.status_code != 200:
+                raise OutboundAuthError(f"token endpoint answered HTTP {response.status_code}")
+            try:
+                body = response.json()
+                value = str(body["access_token"])
+                lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
+            except (ValueError, KeyError, TypeError):
+                raise OutboundAuthError("token endpoint answered an unreadable body") from None
+            self._tokens[issuer_id] = _Token(value, time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S))
+            log.info("outbound OAuth token obtained for issuer %s (expires in %.0fs)", issuer_id, lifetime)
+            return value
+
+    async def post(self, issuer_id: str, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST to the issuer as D1 would: tenant certificate, bearer token when configured."""
+        token = await self._token(issuer_id)
+        if token is not None:
+            headers = {**headers, "authorization": f"Bearer {token}"}
+        response = await self._client(issuer_id).post(url, content=content, headers=headers)
+        if response.status_code == 401 and token is not None:
+            self._tokens.pop(issuer_id, None)
+        return response
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        self._tokens.clear()
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)

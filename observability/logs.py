@@ -1,0 +1,109 @@
+"""Structured logs: every line says which order (workflow id) and which trace it belongs to.
+
+``TELEMETRY_LOG_FORMAT=json`` writes one JSON object per line for log collectors;
+``text`` (default) is for people. Either way records pass the redaction layer
+(``security.redaction.install_log_redaction``) before any handler writes them, so card
+data never reaches a log even when a message or an exception carries it by mistake.
+
+Where the workflow id comes from: Temporal's ``workflow.logger`` / ``activity.logger``
+extras, else the running activity, else :func:`bind_workflow_id` (the receiver binds the
+order it is routing to).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from observability.tracing import current_trace_id
+from security.redaction import install_log_redaction
+from settings import TelemetrySettings
+
+_workflow_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("d1_log_workflow_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [wf=%(workflow_id)s trace=%(trace_id)s] %(message)s"
+
+
+@contextmanager
+def bind_workflow_id(workflow_id: str | None) -> Iterator[None]:
+    """Log lines written inside this block carry ``workflow_id``."""
+    token = _workflow_id.set(workflow_id)
+    try:
+        yield
+    finally:
+        _workflow_id.reset(token)
+
+
+def _workflow_id_of(record: logging.LogRecord) -> str | None:
+    for extra in ("temporal_workflow", "temporal_activity"):
+        info = getattr(record, extra, None)
+        if isinstance(info, dict) and info.get("workflow_id"):
+            return str(info["workflow_id"])
+    if activity.in_activity():
+        return activity.info().workflow_id
+    return _workflow_id.get()
+
+
+class ContextFilter(logging.Filter):
+    """Adds ``workflow_id``, ``trace_id``, ``span_id`` and ``service`` to every record."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "workflow_id"):
+            record.workflow_id = _workflow_id_of(record) or "-"
+        if not hasattr(record, "trace_id"):
+            record.trace_id = current_trace_id() or "-"
+        record.service = self.service
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, service, workflow_id, trace_id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "service": getattr(record, "service", None),
+            "workflow_id": _dash_to_none(getattr(record, "workflow_id", None)),
+            "trace_id": _dash_to_none(getattr(record, "trace_id", None)),
+        }
+        activity_info = getattr(record, "temporal_activity", None)
+        if isinstance(activity_info, dict) and activity_info.get("activity_type"):
+            doc["activity"] = activity_info["activity_type"]
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            doc["exception"] = record.exc_text
+        return json.dumps(doc, default=str)
+
+
+def _dash_to_none(value: object) -> object:
+    return None if value in (None, "-") else value
+
+
+def configure_logging(settings: TelemetrySettings, service: str) -> logging.Handler:
+    """Replace the root logger's handlers with one stderr handler in the configured format."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(ContextFilter(service))
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    install_log_redaction()
+    return handler

@@ -1,0 +1,105 @@
+"""Prometheus metrics: the Temporal SDK's own metrics and the product's counters on one endpoint.
+
+Why everything goes through Temporal's ``MetricMeter`` instead of a second metrics
+library: the SDK already serves a Prometheus endpoint from its Runtime, and counters
+recorded by *workflow* code must be replay-safe, which only ``workflow.metric_meter()``
+is (it records nothing while a worker replays history). Activities use
+``activity.metric_meter()``, the receiver the meter of its client's Runtime; all of them
+land on the process's ``/metrics`` (``TELEMETRY_METRICS_PORT``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import MetricCounter, MetricHistogramFloat, MetricMeter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from observability import names
+from settings import TelemetrySettings
+
+
+def build_runtime(settings: TelemetrySettings, service: str) -> Runtime | None:
+    """A Temporal Runtime serving Prometheus metrics, or None when no port is configured."""
+    if settings.metrics_port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{settings.metrics_host}:{settings.metrics_port}",
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+                histogram_bucket_overrides={names.D1_REQUEST_DURATION: list(names.D1_DURATION_BUCKETS)},
+            ),
+            global_tags={"service": service},
+        )
+    )
+
+
+class ProductMetrics:
+    """The product's counters on one meter; instruments are created once and reused."""
+
+    def __init__(self, meter: MetricMeter) -> None:
+        self._meter = meter
+        self._counters: dict[str, MetricCounter] = {}
+        self._duration: MetricHistogramFloat | None = None
+
+    @classmethod
+    def for_client(cls, client: Client) -> ProductMetrics:
+        """Metrics on the Runtime the client (hence its workers) reports to."""
+        runtime = client.service_client.config.runtime or Runtime.default()
+        return cls(runtime.metric_meter)
+
+    @classmethod
+    def current(cls) -> ProductMetrics:
+        """Inside an activity: its meter (labels: namespace, task queue, activity type).
+        Anywhere else: the process's default Runtime."""
+        if activity.in_activity():
+            return cls(activity.metric_meter())
+        return cls(Runtime.default().metric_meter)
+
+    def _count(self, name: str, description: str, attributes: Mapping[str, str | int | float | bool]) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = self._meter.create_counter(name, description)
+        counter.add(1, attributes)
+
+    def notification_received(self, issuer_id: str, operation: str) -> None:
+        self._count(
+            names.NOTIFICATIONS_RECEIVED,
+            "D1 notification operations received",
+            {"issuer_id": issuer_id, "operation": operation},
+        )
+
+    def notification_late(self, issuer_id: str) -> None:
+        self._count(
+            names.NOTIFICATIONS_LATE,
+            "D1 notifications for orders that already ended",
+            {"issuer_id": issuer_id, "seen_by": "receiver"},
+        )
+
+    def notification_unknown(self, issuer_id: str) -> None:
+        self._count(names.NOTIFICATIONS_UNKNOWN, "D1 notifications for no known order", {"issuer_id": issuer_id})
+
+    def d1_call(self, endpoint: str, status_code: str, seconds: float) -> None:
+        attributes = {"endpoint": endpoint, "status_code": status_code}
+        self._count(names.D1_REQUESTS, "HTTP requests to D1 by endpoint and status code", attributes)
+        if self._duration is None:
+            self._duration = self._meter.create_histogram_float(
+                names.D1_REQUEST_DURATION, "Latency of HTTP requests to D1", "s"
+            )
+        self._duration.record(seconds, attributes)
+
+
+class Stopwatch:
+    """Monotonic elapsed seconds (a tiny helper so call sites read clearly)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._start

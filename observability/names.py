@@ -1,0 +1,37 @@
+"""Names of the product's metrics and span attributes, in one place.
+
+Pure constants (no imports): the workflow module imports them through the sandbox, and
+dashboards, alerts and the README refer to the same spellings. Counters get ``_total``
+appended on the Prometheus endpoint.
+"""
+
+from __future__ import annotations
+
+# --- counters recorded by the workflow (replay-safe through workflow.metric_meter()).
+ORDERS_STARTED = "card_orders_started"
+ORDERS_FINISHED = "card_orders_finished"  # label outcome: DELIVERED, REJECTED, CANCELED, ...
+NOTIFICATIONS_DUPLICATED = "d1_notifications_duplicated"
+# A notification for an order that already has its outcome (late), seen by the workflow
+# during its close grace or by the receiver once the workflow is closed (label ``seen_by``).
+NOTIFICATIONS_LATE = "d1_notifications_late"
+
+# --- counters recorded by the receiver.
+NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
+NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it
+
+# --- D1 HTTP calls made by the worker's activities.
+D1_REQUESTS = "d1_http_requests"  # labels endpoint, status_code ("timeout", "error" without a response)
+D1_REQUEST_DURATION = "d1_http_request_duration_seconds"  # histogram, same labels
+D1_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# --- span attributes: identifiers only, never card data, names or addresses.
+ATTR_ISSUER_ID = "d1.issuer_id"
+ATTR_CARD_ID = "d1.card_id"
+ATTR_ISSUER_REQUEST_ID = "d1.issuer_request_id"
+ATTR_OPERATION_ID = "d1.operation_id"
+ATTR_OPERATION = "d1.operation"
+ATTR_PRODUCTION_STATUS = "d1.production_status"
+ATTR_SHIPMENT_STATUS = "d1.shipment_status"
+ATTR_ENDPOINT = "d1.endpoint"
+ATTR_DELIVERY = "d1.notification.delivery"
+ATTR_WORKFLOW_ID = "temporal.workflow_id"

@@ -1,0 +1,64 @@
+"""One call at the start of each process (worker, receiver, CLI) wires its telemetry.
+
+Order matters: logging first (so the rest can log), then the Temporal Runtime that
+serves metrics (it must be the default Runtime *before* any client connects), then the
+tracer provider (``temporal_client.connect`` adds the tracing interceptor when it is on).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+from temporalio.runtime import Runtime
+
+from observability.logs import configure_logging
+from observability.metrics import build_runtime
+from observability.tracing import build_tracer_provider, otlp_endpoint, use_tracer_provider
+from settings import TelemetrySettings
+
+log = logging.getLogger("observability")
+
+
+@dataclass
+class Telemetry:
+    service: str
+    settings: TelemetrySettings
+    runtime: Runtime | None
+    tracer_provider: TracerProvider | None
+
+    def shutdown(self) -> None:
+        """Flush spans still buffered (call on the way out)."""
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+
+
+def configure_process(
+    service: str, settings: TelemetrySettings | None = None, *, logs: bool = True, metrics: bool = True
+) -> Telemetry:
+    """Logs, metrics and tracing for this process, from TELEMETRY_* and OTEL_* variables.
+
+    ``logs=False`` leaves logging alone (a CLI keeps its own quiet set-up); ``metrics=False``
+    serves no endpoint (a short-lived CLI would only collide with the worker's port)."""
+    settings = settings or TelemetrySettings()
+    if logs:
+        configure_logging(settings, service)
+    runtime = build_runtime(settings, service) if metrics else None
+    if runtime is not None:
+        Runtime.set_default(runtime, error_if_already_set=False)
+    provider = build_tracer_provider(settings, service)
+    use_tracer_provider(provider, set_global=provider is not None)
+    log.info(
+        "telemetry for %s: logs %s; metrics %s; traces %s",
+        service,
+        settings.log_format,
+        f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if runtime else "off",
+        ", ".join(
+            part for part in (
+                f"OTLP {otlp_endpoint()}" if provider and otlp_endpoint() else "",
+                "console" if provider and settings.console_traces else "",
+            ) if part
+        ) or "off",
+    )
+    return Telemetry(service, settings, runtime, provider)

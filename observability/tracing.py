@@ -1,0 +1,252 @@
+"""OpenTelemetry tracing: one trace per card order, from the starter to D1 and back.
+
+What makes a trace:
+
+* the starter opens a *new root* span per order (``card_order.submit``, linked to the
+  caller's span if any), so a batch of 500 orders gives 500 traces, not one;
+* ``temporalio.contrib.opentelemetry.TracingInterceptor``, registered on the *client only*
+  (workers built from that client inherit it; registering it twice duplicates spans),
+  carries the context through the workflow and into each activity;
+* each HTTP request to D1 gets a CLIENT span (``observe_d1_call``) under its activity;
+* the receiver opens a SERVER span per notification request and a span per operation;
+  the signal it sends makes the workflow's ``HandleSignal`` span, in the order's trace,
+  *link* to it (Temporal links signal handlers to the sender; it does not parent them).
+
+Spans carry identifiers only (issuer, card, issuer request, operation, workflow ids) and
+leave the process through ``security.redaction.RedactingSpanExporter``.
+
+Export: OTLP over HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (the exporter reads the other standard
+``OTEL_EXPORTER_OTLP_*`` variables itself), the console with ``TELEMETRY_CONSOLE_TRACES``,
+otherwise nothing: no provider, no interceptor, no cost.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from temporalio import activity
+from temporalio.client import Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
+
+from observability import names
+from observability.metrics import ProductMetrics, Stopwatch
+from security.redaction import RedactingSpanExporter
+from settings import TelemetrySettings
+
+INSTRUMENTATION = "d1_card_orders"
+SERVICE_PREFIX = "d1-card-orders"
+
+_provider: TracerProvider | None = None
+
+
+def otlp_endpoint() -> str | None:
+    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerProvider | None:
+    """A provider with the configured exporters, or None when tracing is off."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporters: list[SpanExporter] = []
+    if otlp_endpoint():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporters.append(OTLPSpanExporter())
+    if settings.console_traces:
+        exporters.append(ConsoleSpanExporter())
+    if not exporters:
+        return None
+    # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win when set (Resource.create reads them).
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": f"{SERVICE_PREFIX}-{service}"}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
+    return provider
+
+
+def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = False) -> None:
+    """Make ``provider`` the one the product's spans and interceptors use (None: tracing off).
+
+    Tests pass an in-memory provider without touching OpenTelemetry's process-global one,
+    which can be set only once per process."""
+    global _provider
+    _provider = provider
+    if provider is not None and set_global:
+        trace.set_tracer_provider(provider)
+
+
+def tracing_enabled() -> bool:
+    return _provider is not None
+
+
+def tracer() -> trace.Tracer:
+    if _provider is not None:
+        return _provider.get_tracer(INSTRUMENTATION)
+    return trace.get_tracer(INSTRUMENTATION)
+
+
+def client_interceptors() -> list[Interceptor]:
+    """Interceptors for ``Client.connect``: Temporal's tracing interceptor when tracing is on."""
+    return [TracingInterceptor(tracer())] if tracing_enabled() else []
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def order_attributes(
+    *, issuer_id: str, card_id: str | None = None, issuer_request_id: str | None = None, workflow_id: str | None = None
+) -> dict[str, str]:
+    attrs = {names.ATTR_ISSUER_ID: issuer_id}
+    if card_id:
+        attrs[names.ATTR_CARD_ID] = card_id
+    if issuer_request_id:
+        attrs[names.ATTR_ISSUER_REQUEST_ID] = issuer_request_id
+    if workflow_id:
+        attrs[names.ATTR_WORKFLOW_ID] = workflow_id
+    return attrs
+
+
+@contextmanager
+def order_submission_span(
+    *, issuer_id: str, card_id: str, issuer_request_id: str, workflow_id: str
+) -> Iterator[Span]:
+    """The root of one order's trace (a new trace, linked to the caller's span if any)."""
+    caller = trace.get_current_span().get_span_context()
+    with tracer().start_as_current_span(
+        "card_order.submit",
+        context=otel_context.Context(),
+        kind=SpanKind.PRODUCER,
+        links=[Link(caller)] if caller.is_valid else None,
+        attributes=order_attributes(
+            issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id, workflow_id=workflow_id
+        ),
+    ) as span:
+        yield span
+
+
+# ------------------------------------------------------------------ D1 HTTP calls
+
+_D1_PATH = re.compile(r"/issuers/(?P<issuer>[^/]+)/physicalCards/(?P<card>[^/]+)/(?P<what>[^/?]+)")
+_ENDPOINTS = {"operations:production": "order", "productionStatus": "status", "operations:pullAndChange": "pull_change"}
+
+
+def d1_endpoint(path: str) -> tuple[str, dict[str, str]]:
+    """A low-cardinality endpoint name for a D1 banking path, and the ids in it."""
+    m = _D1_PATH.search(path)
+    if not m:
+        return "other", {}
+    return _ENDPOINTS.get(m["what"], m["what"]), {names.ATTR_ISSUER_ID: m["issuer"], names.ATTR_CARD_ID: m["card"]}
+
+
+class D1Call:
+    """Handle of one observed D1 request: the caller reports the HTTP status it got."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.status_code: int | None = None
+
+    def answered(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.span.set_attribute("http.response.status_code", status_code)
+        if status_code >= 500:
+            self.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+
+
+@contextmanager
+def observe_d1_call(method: str, path: str, headers: MutableMapping[str, str]) -> Iterator[D1Call]:
+    """A CLIENT span and the latency/status metrics around one HTTP request to D1.
+
+    Injects ``traceparent`` into ``headers``. A request that raises (timeout, connection
+    error) is counted with status ``timeout`` or ``error``."""
+    endpoint, ids = d1_endpoint(path)
+    attrs: dict[str, Any] = {"http.request.method": method, names.ATTR_ENDPOINT: endpoint, **ids}
+    if activity.in_activity():
+        attrs[names.ATTR_WORKFLOW_ID] = activity.info().workflow_id or ""
+    watch = Stopwatch()
+    with tracer().start_as_current_span(
+        f"D1 {method} {endpoint}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
+    ) as span:
+        propagate.inject(headers)
+        call = D1Call(span)
+        outcome = "error"
+        try:
+            yield call
+            outcome = str(call.status_code) if call.status_code is not None else "error"
+        except BaseException as exc:
+            outcome = "timeout" if "timeout" in str(exc).lower() else "error"
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            ProductMetrics.current().d1_call(endpoint, outcome, watch.seconds)
+
+
+# ------------------------------------------------------------------ receiver
+
+
+@contextmanager
+def notification_operation_span(
+    issuer_id: str, *, card_id: str, issuer_request_id: str | None, operation_id: str | None,
+    operation: str, production_status: str | None, shipment_status: str | None,
+) -> Iterator[Span]:
+    """One operation of a notification body, routed to its order's workflow."""
+    attrs: dict[str, str] = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
+    attrs[names.ATTR_OPERATION] = operation
+    for key, value in (
+        (names.ATTR_OPERATION_ID, operation_id),
+        (names.ATTR_PRODUCTION_STATUS, production_status),
+        (names.ATTR_SHIPMENT_STATUS, shipment_status),
+    ):
+        if value:
+            attrs[key] = value
+    with tracer().start_as_current_span("route D1 notification", kind=SpanKind.INTERNAL, attributes=attrs) as span:
+        yield span
+
+
+class NotificationTracingMiddleware:
+    """ASGI middleware: a SERVER span per request to the notification path.
+
+    The context of an incoming ``traceparent`` (if D1 or a proxy sends one) becomes the
+    parent; otherwise each notification request starts its own trace, which the order's
+    trace links to through the signal."""
+
+    PATH_PREFIX = "/notifications/"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or not str(scope.get("path", "")).startswith(self.PATH_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        parent = propagate.extract(carrier)
+        path = str(scope["path"])
+        issuer = path.rstrip("/").split("/")[-2] if path.count("/") >= 5 else ""
+        attrs = {"http.request.method": scope.get("method", ""), "url.path": path, names.ATTR_ISSUER_ID: issuer}
+        with tracer().start_as_current_span(
+            "POST /notifications/d1/v2/issuers/{issuerId}/cards", context=parent, kind=SpanKind.SERVER,
+            attributes=attrs,
+        ) as span:
+
+            async def traced_send(message: dict[str, Any]) -> None:
+                if message.get("type") == "http.response.start":
+                    status = int(message.get("status", 0))
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+                await send(message)
+
+            await self.app(scope, receive, traced_send)

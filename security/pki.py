@@ -1,0 +1,288 @@
+"""A local certificate authority for ``make run`` and the tests (never for production).
+
+D1 requires mutual TLS on every hop (auth.md §1). Real deployments point the settings at
+certificates from Thales' CA (issuer client), AWS (D1 server) and their own PKI
+(receiver server). Locally, one self-made CA signs everything, generated with
+``cryptography`` on first start into the ignored state folder (``.state/pki/``) and reused
+afterwards; a certificate is re-issued when it is missing, close to expiry or signed by
+another CA. All keys are ECDSA P-256 (D1 accepts P-256 or RSA 4096), written 0600.
+
+What is issued (identities as documented in :mod:`security.tls`):
+
+=============================  ==========================================================
+``ca.crt``                     the local CA every party trusts
+``emulator-server.crt``        D1 (emulator) server: localhost, 127.0.0.1, ::1
+``receiver-server.crt``        issuer's notification receiver server: same names
+``issuer-client-<id>.crt``     issuer → D1 client: CN ``TLSMA-EC/<id>/LOC``, URI ``urn:d1:issuer:<id>``
+``d1-notifier-<id>.crt``       D1 → issuer client: CN ``D1-NOTIFIER/<id>``, URI ``urn:d1:notifier:<id>``
+=============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from security.tls import ISSUER_URI_PREFIX, NOTIFIER_URI_PREFIX
+
+CA_LIFETIME = dt.timedelta(days=3650)
+LEAF_LIFETIME = dt.timedelta(days=397)
+RENEW_BEFORE = dt.timedelta(days=14)
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+ISSUER_PLACEHOLDER = "{issuerId}"
+
+
+@dataclass(frozen=True)
+class CertPair:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class LocalPki:
+    """Paths of the local CA and the certificates it issued."""
+
+    directory: Path
+    ca_cert: Path
+    emulator_server: CertPair
+    receiver_server: CertPair
+
+    def issuer_client(self, issuer_id: str) -> CertPair:
+        return _pair(self.directory, f"issuer-client-{issuer_id}")
+
+    def notifier_client(self, issuer_id: str) -> CertPair:
+        return _pair(self.directory, f"d1-notifier-{issuer_id}")
+
+    @property
+    def notifier_client_template(self) -> CertPair:
+        """Paths with ``{issuerId}`` left in: the emulator picks the certificate per tenant."""
+        return _pair(self.directory, f"d1-notifier-{ISSUER_PLACEHOLDER}")
+
+
+def _pair(directory: Path, stem: str) -> CertPair:
+    return CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _save(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _write_atomic(pair.key, key_pem, 0o600)
+    _write_atomic(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def _load(pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
+    try:
+        cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return None
+    return cert, key
+
+
+def _fresh(cert: x509.Certificate, now: dt.datetime) -> bool:
+    return cert.not_valid_after_utc - RENEW_BEFORE > now
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except Exception:  # InvalidSignature, or ValueError/TypeError for another issuer or key type
+        return False
+    return True
+
+
+def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
+    """True when the server certificate names every host asked for (a deployment may add some)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    names = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
+    return all(str(ipaddress.ip_address(h)) in names if _is_ip(h) else h in names for h in hosts)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "d1-card-orders local development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "d1-card-orders local CA (not for production)"),
+        ]
+    )
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _san_entries(hosts: Sequence[str], uris: Sequence[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    names.extend(x509.UniformResourceIdentifier(uri) for uri in uris)
+    return names
+
+
+def issue_certificate(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    common_name: str,
+    *,
+    server: bool,
+    hosts: Sequence[str] = (),
+    uris: Sequence[str] = (),
+    lifetime: dt.timedelta = LEAF_LIFETIME,
+    not_before: dt.datetime | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A leaf certificate for a server (``serverAuth``) or a client (``clientAuth``)."""
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + lifetime)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    san = _san_entries(hosts, uris)
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def ensure_local_pki(
+    directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS
+) -> LocalPki:
+    """Create (or complete, or renew) the local CA and certificates under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    now = dt.datetime.now(dt.UTC)
+    ca_pair = _pair(directory, "ca")
+    ca = _load(ca_pair)
+    if ca is None or not _fresh(ca[0], now):
+        ca = _new_ca(now)
+        _save(ca_pair, *ca)
+
+    def ensure(pair: CertPair, common_name: str, *, server: bool, uris: Sequence[str] = ()) -> None:
+        existing = _load(pair)
+        if (
+            existing is not None
+            and _fresh(existing[0], now)
+            and _issued_by(existing[0], ca[0])
+            and (not server or _covers(existing[0], hosts))
+        ):
+            return
+        cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts if server else (), uris=uris)
+        _save(pair, cert, key)
+
+    pki = LocalPki(
+        directory=directory,
+        ca_cert=ca_pair.cert,
+        emulator_server=_pair(directory, "emulator-server"),
+        receiver_server=_pair(directory, "receiver-server"),
+    )
+    ensure(pki.emulator_server, "d1-emulator (local)", server=True)
+    ensure(pki.receiver_server, "d1-notification-receiver (local)", server=True)
+    for issuer_id in issuer_ids:
+        ensure(pki.issuer_client(issuer_id), f"TLSMA-EC/{issuer_id}/LOC", server=False,
+               uris=[ISSUER_URI_PREFIX + issuer_id])
+        ensure(pki.notifier_client(issuer_id), f"D1-NOTIFIER/{issuer_id}", server=False,
+               uris=[NOTIFIER_URI_PREFIX + issuer_id])
+    return pki
+
+
+def load_ca(pki: LocalPki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA's certificate and key (tests issue odd certificates with it)."""
+    loaded = _load(CertPair(pki.ca_cert, pki.directory / "ca.key"))
+    if loaded is None:
+        raise RuntimeError(f"no usable CA under {pki.directory}")
+    return loaded
+
+
+def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertPair:
+    """Write a certificate and its key (0600) as PEM."""
+    pair.cert.parent.mkdir(parents=True, exist_ok=True)
+    _save(pair, cert, key)
+    return pair

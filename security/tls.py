@@ -1,0 +1,244 @@
+"""Generic mutual-TLS glue for our HTTP servers and clients (stdlib ``ssl``, ``cryptography``, uvicorn).
+
+Why this module exists: uvicorn verifies a client certificate when asked to
+(``ssl_cert_reqs=CERT_REQUIRED``), but it does not tell the application *which*
+certificate was presented, and both the D1 emulator (certificate → issuerId, auth.md §1)
+and the notification receiver (certificate → "D1 notifying issuer X") must know. The
+protocol class :class:`PeerCertH11Protocol` reads the peer certificate from the TLS
+connection once and exposes it to every request of that connection in
+``scope["extensions"]["tls"]`` (the ASGI TLS extension: ``client_cert_chain`` as PEM,
+``client_cert_name``, ``tls_version``) plus our parsed :class:`CertIdentity` under
+``"identity"``.
+
+Certificate identities (our choice, D1 documents only that the CN embeds the issuerId):
+
+* issuer → D1 client certificates carry the SAN URI ``urn:d1:issuer:<issuerId>``; the
+  CN form ``TLSMA-<alg>/<issuerId>[/<env>]`` (Thales' format, e.g. ``TLSMA-RSA/…``) is
+  also understood (:func:`issuer_ids_of`);
+* D1 → issuer client certificates (notifications) carry ``urn:d1:notifier:<issuerId>``:
+  the receiver compares them with a configurable template (:func:`identity_matches`), so a
+  real D1 certificate with another naming only needs another template.
+
+The two namespaces differ on purpose: an issuer's own client certificate must not be
+usable to post notifications to that issuer's receiver, even when one CA signs both.
+
+This module imports nothing from the issuer-side product, so the emulator (a stand-in
+for a remote party) may use it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+ISSUER_URI_PREFIX = "urn:d1:issuer:"
+NOTIFIER_URI_PREFIX = "urn:d1:notifier:"
+DEFAULT_NOTIFIER_IDENTITY = NOTIFIER_URI_PREFIX + "{issuerId}"
+# Thales' client CN: "TLSMA-RSA/<issuerId>/<env>" per auth.md §1 (exact format not published).
+_TLSMA_CN = re.compile(r"^TLSMA-[A-Za-z0-9]+/(?P<issuer>[^/]{10})(?:/.*)?$")
+ISSUER_ID_LENGTH = 10
+TLS_EXTENSION = "tls"
+
+
+@dataclass(frozen=True)
+class CertIdentity:
+    """The names a verified peer certificate carries (subject CN and SAN entries)."""
+
+    common_name: str | None = None
+    uris: tuple[str, ...] = ()
+    dns_names: tuple[str, ...] = ()
+    subject: str = ""
+
+    def names(self) -> tuple[str, ...]:
+        """Every name usable for matching, SAN first (RFC 6125 prefers SAN over CN)."""
+        cn = (self.common_name,) if self.common_name else ()
+        return (*self.uris, *self.dns_names, *cn)
+
+
+def identity_from_der(der: bytes) -> CertIdentity:
+    """Parse the names out of a DER certificate (already verified by the TLS layer)."""
+    cert = x509.load_der_x509_certificate(der)
+    return identity_from_certificate(cert)
+
+
+def identity_from_certificate(cert: x509.Certificate) -> CertIdentity:
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn = cns[0].value if cns else None
+    uris: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
+        dns = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        pass
+    return CertIdentity(
+        common_name=cn if isinstance(cn, str) else None,
+        uris=uris,
+        dns_names=dns,
+        subject=cert.subject.rfc4514_string(),
+    )
+
+
+def issuer_ids_of(identity: CertIdentity) -> frozenset[str]:
+    """The issuerIds an issuer → D1 client certificate speaks for (D1 side of auth.md §1).
+
+    SAN URIs ``urn:d1:issuer:<id>`` win; without any, the Thales CN form is read.
+    """
+    from_uris = {
+        uri[len(ISSUER_URI_PREFIX) :]
+        for uri in identity.uris
+        if uri.startswith(ISSUER_URI_PREFIX) and len(uri) - len(ISSUER_URI_PREFIX) == ISSUER_ID_LENGTH
+    }
+    if from_uris:
+        return frozenset(from_uris)
+    match = _TLSMA_CN.match(identity.common_name or "")
+    return frozenset({match["issuer"]}) if match else frozenset()
+
+
+def identity_matches(identity: CertIdentity, template: str, issuer_id: str | None) -> bool:
+    """True when the certificate carries ``template`` with ``{issuerId}`` filled in
+    (``issuer_id=None``: for any 10-character issuerId).
+
+    A template without ``{issuerId}`` pins one identity for every issuer (e.g. a real
+    D1 certificate that names D1 only).
+    """
+    if issuer_id is not None:
+        return template.replace("{issuerId}", issuer_id) in identity.names()
+    any_issuer = f"[^/]{{{ISSUER_ID_LENGTH}}}"
+    pattern = re.compile("^" + any_issuer.join(re.escape(part) for part in template.split("{issuerId}")) + "$")
+    return any(pattern.match(name) for name in identity.names())
+
+
+# ---------------------------------------------------------------- server side
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """What :class:`PeerCertH11Protocol` learned about one TLS connection."""
+
+    identity: CertIdentity | None
+    tls_version: str | None
+    extension: dict[str, Any] = field(default_factory=dict)
+
+
+def _tls_info(transport: asyncio.BaseTransport) -> TlsInfo | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    identity = identity_from_der(der) if der else None
+    chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+    extension: dict[str, Any] = {
+        "server_cert": None,
+        "client_cert_chain": chain,
+        "client_cert_name": identity.subject if identity else None,
+        "client_cert_error": None,
+        "tls_version": ssl_object.version(),
+        "cipher_suite": None,
+        "identity": identity,
+    }
+    return TlsInfo(identity=identity, tls_version=ssl_object.version(), extension=extension)
+
+
+class _WithTlsScope:
+    """ASGI wrapper adding one connection's TLS extension to each request scope."""
+
+    def __init__(self, app: Callable[..., Any], extension: dict[str, Any]) -> None:
+        self._app = app
+        self._extension = extension
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") in ("http", "websocket"):
+            extensions = dict(scope.get("extensions") or {})
+            extensions[TLS_EXTENSION] = self._extension
+            scope = {**scope, "extensions": extensions}
+        await self._app(scope, receive, send)
+
+
+class PeerCertH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol that exposes the verified client certificate to the app.
+
+    Use with ``uvicorn.Config(app, http=PeerCertH11Protocol, ssl_cert_reqs=CERT_REQUIRED, ...)``.
+    One instance serves one connection, so wrapping ``self.app`` per connection is safe.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        info = _tls_info(transport)
+        if info is not None:
+            self.app = _WithTlsScope(self.app, info.extension)  # type: ignore[assignment]
+
+
+def peer_identity(scope: Mapping[str, Any]) -> CertIdentity | None:
+    """The verified client certificate's identity for this request, or None (no TLS / no cert)."""
+    tls = (scope.get("extensions") or {}).get(TLS_EXTENSION)
+    if not isinstance(tls, dict):
+        return None
+    identity = tls.get("identity")
+    return identity if isinstance(identity, CertIdentity) else None
+
+
+def served_with_tls(scope: Mapping[str, Any]) -> bool:
+    """True when the request came over a TLS connection served by :class:`PeerCertH11Protocol`."""
+    return isinstance((scope.get("extensions") or {}).get(TLS_EXTENSION), dict)
+
+
+def _hardened(_config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # D1: TLS 1.2 or 1.3
+    return context
+
+
+def uvicorn_server_options(
+    cert_file: Path, key_file: Path, client_ca_file: Path | None, *, require_client_cert: bool = True
+) -> dict[str, Any]:
+    """``uvicorn.Config`` keyword arguments: HTTPS, TLS ≥ 1.2, client certificates verified
+    against ``client_ca_file`` (required unless ``require_client_cert`` is False), and the
+    protocol class that tells the app which certificate was presented."""
+    options: dict[str, Any] = {
+        "ssl_certfile": str(cert_file),
+        "ssl_keyfile": str(key_file),
+        "ssl_context_factory": _hardened,
+        "http": PeerCertH11Protocol,
+    }
+    if client_ca_file is not None:
+        options["ssl_ca_certs"] = str(client_ca_file)
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    return options
+
+
+# ---------------------------------------------------------------- client side
+
+
+def client_ssl_context(
+    *, ca_file: Path | None, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext:
+    """A client context: verify the server against ``ca_file`` (system roots when None),
+    check its host name, present ``cert_file``/``key_file`` when given, TLS ≥ 1.2."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both its certificate file and its key file")
+    if cert_file is not None and key_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file))
+    return context
+
+
+def certificate_names(paths: Iterable[Path]) -> list[CertIdentity]:
+    """Identities of PEM certificates on disk (start-up log lines, diagnostics)."""
+    out = []
+    for path in paths:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        out.append(identity_from_certificate(cert))
+    return out

@@ -1,0 +1,317 @@
+"""Operator actions on card orders, shared by the CLI (``python -m starter``) and tests.
+
+* the visibility queries operators need, spelled once (README "Operations guide"):
+  orders stuck in production past their due date, orders rejected today, one card's
+  history;
+* one order's timeline: D1's steps and the execution's milestones, in time order;
+* re-driving reconciliation (signal ``reconcile_now``) for one order or every running
+  order a query matches, with progress;
+* registering the product's search attributes on a namespace (deployment set-up).
+Cancel / accelerate / redirect are the starter API's (``CardOrders.cancel`` ...).
+
+Everything here goes through Temporal's public API with the product's client, so an
+operator needs no access to the database and card data never leaves the payload codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.converter import decode_typed_search_attributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows import search_attributes as sa
+from workflows.card_order import RECONCILE_SIGNAL, VIEW_QUERY
+from workflows.messages import OrderView, workflow_id_for
+
+__all__ = ["workflow_id_for"]  # re-exported for the CLI
+
+ORDER_TYPE = 'WorkflowType = "CardOrderWorkflow"'
+RUNNING = 'ExecutionStatus = "Running"'
+
+
+# ------------------------------------------------------------------ queries
+
+
+def rfc3339(moment: datetime) -> str:
+    """Visibility queries compare datetimes given as RFC 3339 strings (UTC here)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stuck_query(now: datetime | None = None, *, status: str = "CARD_PROD_ONGOING") -> str:
+    """Running orders still in ``status`` although D1's due date has passed."""
+    now = now or datetime.now(UTC)
+    return f"{RUNNING} AND ProductionStatus = {quote(status)} AND DueDate < {quote(rfc3339(now))}"
+
+
+def start_of_day(now: datetime | None = None) -> datetime:
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def rejected_since_query(since: datetime) -> str:
+    """Orders D1 rejected since ``since``: closed since then, or still in their close grace."""
+    return f'OrderOutcome = "REJECTED" AND ({RUNNING} OR CloseTime >= {quote(rfc3339(since))})'
+
+
+def rejected_today_query(now: datetime | None = None) -> str:
+    return rejected_since_query(start_of_day(now))
+
+
+def card_query(card_id: str, issuer_id: str | None = None) -> str:
+    """Every order ever placed for one card (open and closed)."""
+    query = f"CardId = {quote(card_id)}"
+    return f"IssuerId = {quote(issuer_id)} AND {query}" if issuer_id else query
+
+
+def combine(*parts: str | None) -> str | None:
+    """AND the non-empty parts together, each in parentheses."""
+    present = [p for p in parts if p]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else " AND ".join(f"({p})" for p in present)
+
+
+def for_orders(query: str | None) -> str:
+    """Restrict a query to card-order workflows (the orphan inbox shares the namespace)."""
+    return f"{ORDER_TYPE} AND ({query})" if query else ORDER_TYPE
+
+
+# ------------------------------------------------------------------ timeline
+
+
+@dataclass(frozen=True)
+class TimelineLine:
+    at: datetime | None
+    source: str  # "D1" (D1's own clock) or "order" (the workflow's milestones)
+    text: str
+
+    def render(self) -> str:
+        when = self.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if self.at else "-" * 23
+        return f"{when}  {self.source:<5}  {self.text}"
+
+
+_SIGNAL_WORDS = {"d1_notification": "D1 notification received", RECONCILE_SIGNAL: "operator asked for a status check"}
+_CLOSE_WORDS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "order closed",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "order FAILED (see the Temporal UI)",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT: "order timed out",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: "order canceled in Temporal",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "order TERMINATED by an operator",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "history rolled over (continue-as-new)",
+}
+_TRACKED_ATTRIBUTES = (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.ORDER_OUTCOME)
+
+
+def _d1_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def _activity_summaries(client: Client, events: list[HistoryEvent]) -> dict[int, str]:
+    """Activity summaries ("Submit order to D1") are encoded payloads: decode them in one go."""
+    scheduled = [
+        e for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and e.user_metadata.HasField("summary")
+    ]
+    if not scheduled:
+        return {}
+    try:
+        payloads = [e.user_metadata.summary for e in scheduled]
+        values = await client.data_converter.decode(payloads, [str] * len(payloads))
+    except Exception:  # a summary we cannot read is no reason to hide the timeline
+        return {}
+    return {e.event_id: str(v) for e, v in zip(scheduled, values, strict=True)}
+
+
+def execution_milestones(events: list[HistoryEvent], summaries: dict[int, str]) -> list[TimelineLine]:
+    """The workflow history in an operator's words (no payloads: ids and statuses only)."""
+    lines: list[TimelineLine] = []
+    activity_names: dict[int, str] = {}
+    attempts: dict[int, int] = {}
+    for e in events:
+        at = e.event_time.ToDatetime(tzinfo=UTC)
+        et = e.event_type
+        if et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            lines.append(TimelineLine(at, "order", "order started"))
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            activity_names[e.event_id] = summaries.get(e.event_id) or name
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = e.activity_task_started_event_attributes
+            attempts[started.scheduled_event_id] = started.attempt
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            sched = e.activity_task_completed_event_attributes.scheduled_event_id
+            attempt = attempts.get(sched, 1)
+            suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+            lines.append(TimelineLine(at, "order", f"{activity_names.get(sched, 'activity')}: done{suffix}"))
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            sched = e.activity_task_failed_event_attributes.scheduled_event_id
+            lines.append(TimelineLine(at, "order", f"{activity_names.get(sched, 'activity')}: gave up"))
+        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            sched = e.activity_task_timed_out_event_attributes.scheduled_event_id
+            lines.append(TimelineLine(at, "order", f"{activity_names.get(sched, 'activity')}: timed out"))
+        elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            name = e.workflow_execution_signaled_event_attributes.signal_name
+            lines.append(TimelineLine(at, "order", _SIGNAL_WORDS.get(name, f"signal {name}")))
+        elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            name = e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+            lines.append(TimelineLine(at, "order", f"operator request '{name}' accepted"))
+        elif et == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            upserted = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            attrs = decode_typed_search_attributes(upserted)
+            changes = [f"{key.name} → {attrs.get(key)}" for key in _TRACKED_ATTRIBUTES if attrs.get(key) is not None]
+            if changes:
+                lines.append(TimelineLine(at, "order", "now " + ", ".join(changes)))
+        elif et in _CLOSE_WORDS:
+            lines.append(TimelineLine(at, "order", _CLOSE_WORDS[et]))
+    return lines
+
+
+def d1_steps(view: OrderView) -> list[TimelineLine]:
+    out = []
+    for t in view.state.timeline:
+        what = t.production_status or t.operation
+        if t.shipment_status:
+            what += f" / parcel {t.shipment_status}"
+        if t.error_code or t.reason:
+            what += f" ({t.error_code or t.reason})"
+        out.append(TimelineLine(_d1_time(t.d1_time), "D1", f"{what}  [{t.source}]"))
+    return out
+
+
+async def order_timeline(client: Client, issuer_id: str, issuer_request_id: str) -> list[TimelineLine]:
+    """D1's steps and the order's milestones, merged in time order (undated lines last)."""
+    handle = client.get_workflow_handle(workflow_id_for(issuer_id, issuer_request_id))
+    view: OrderView = await handle.query(VIEW_QUERY, result_type=OrderView)
+    history = await handle.fetch_history()
+    events = list(history.events)
+    lines = d1_steps(view) + execution_milestones(events, await _activity_summaries(client, events))
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(lines, key=lambda line: line.at or far)
+
+
+# ------------------------------------------------------------------ re-drive reconciliation
+
+
+@dataclass
+class RedriveReport:
+    requested: list[str] = field(default_factory=list)
+    not_running: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return len(self.requested) + len(self.not_running) + len(self.failed)
+
+
+async def redrive_one(client: Client, workflow_id: str) -> bool:
+    """Signal ``reconcile_now``; False when the order is closed or unknown."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal(RECONCILE_SIGNAL)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def running_order_ids(client: Client, query: str | None, *, limit: int | None = None) -> list[str]:
+    full = for_orders(combine(RUNNING, query))
+    return [wf.id async for wf in client.list_workflows(full, limit=limit)]
+
+
+async def redrive_matching(
+    client: Client,
+    query: str | None,
+    *,
+    concurrency: int = 20,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RedriveReport:
+    """Ask every running order matching ``query`` to reconcile now, ``concurrency`` at a time."""
+    ids = await running_order_ids(client, query, limit=limit)
+    report = RedriveReport()
+    done = 0
+    gate = asyncio.Semaphore(concurrency)
+    if progress:
+        progress(0, len(ids))
+
+    async def one(workflow_id: str) -> None:
+        nonlocal done
+        async with gate:
+            try:
+                (report.requested if await redrive_one(client, workflow_id) else report.not_running).append(workflow_id)
+            except RPCError as err:
+                report.failed[workflow_id] = err.status.name if err.status else str(err)
+        done += 1
+        if progress:
+            progress(done, len(ids))
+
+    await asyncio.gather(*(one(w) for w in ids))
+    return report
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; plain periodic lines when output is a file."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.width = width
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if total == 0:
+            self.stream.write(f"{self.label}: nothing matched\n")
+            return
+        filled = int(self.width * done / total)
+        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
+        if self.stream.isatty():
+            self.stream.write("\r" + line + ("\n" if done == total else ""))
+        else:
+            decile = done * 10 // total
+            if decile != self._last_decile:
+                self._last_decile = decile
+                self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# ------------------------------------------------------------------ namespace set-up
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the product's search attributes on a namespace (idempotent): the deployment's
+    set-up job and operators of a new namespace run it; the dev server gets them as flags.
+    Returns the names it added."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in sa.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

@@ -1,0 +1,106 @@
+"""Records the replay histories (run on purpose, never in CI):
+
+    RECORD_HISTORIES=1 .venv/bin/pytest tests/histories/test_record.py
+
+Re-record only when an intended, patched workflow change makes a new representative
+history worth keeping; never to "fix" a failing replay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
+from tests.histories import HISTORIES_DIR
+from tests.support.orders import sample_order
+from workflows.messages import OrderView
+from workflows.order_state import Outcome
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="records histories only when asked"),
+]
+
+
+async def _save(stack: Stack, name: str, view: OrderView) -> None:
+    history = await stack.client.get_workflow_handle(view.workflow_id).fetch_history()
+    doc = {"workflow_id": view.workflow_id, "outcome": view.state.outcome, "history": history.to_json_dict()}
+    (HISTORIES_DIR / f"{name}.history.json").write_text(json.dumps(doc, indent=1, default=str))
+
+
+async def test_record_happy(stack: Stack) -> None:
+    rid = new_request_id("happy")
+    await stack.orders.submit(sample_order(rid))
+    view = await stack.orders.wait(ISSUER_ID, rid)
+    assert view.state.outcome == Outcome.DELIVERED
+    await _save(stack, "happy", view)
+
+
+async def test_record_rejected(stack: Stack) -> None:
+    rid = new_request_id("rejected")
+    await stack.emulator(
+        "POST", "/_emulator/faults",
+        json={"orderFailures": [{"status": 400, "count": 1, "errorCode": "FIELD_INVALID_FORMAT", "error": "x"}]},
+    )
+    await stack.orders.submit(sample_order(rid))
+    view = await stack.orders.wait(ISSUER_ID, rid)
+    assert view.state.outcome == Outcome.REJECTED
+    await _save(stack, "rejected", view)
+
+
+async def test_record_reconciled(stack: Stack, clean_emulator: Stack) -> None:
+    rid = new_request_id("reconciled")
+    await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": True})
+    saved, stack.orders.timing = stack.orders.timing, fast_timing(reconcile_after=timedelta(seconds=1))
+    try:
+        await stack.orders.submit(sample_order(rid))
+    finally:
+        stack.orders.timing = saved
+    view = await stack.orders.wait(ISSUER_ID, rid)
+    assert view.state.outcome == Outcome.DELIVERED and view.state.reconciliations > 0
+    await _save(stack, "reconciled", view)
+
+
+async def test_record_canceled(stack: Stack) -> None:
+    rid = new_request_id("canceled")
+    await stack.emulator("POST", "/_emulator/faults", json={"stepDelayMs": 400})
+    try:
+        await stack.orders.submit(sample_order(rid))
+        await stack.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None)
+        await stack.orders.cancel(ISSUER_ID, rid)
+        view = await stack.orders.wait(ISSUER_ID, rid)
+    finally:
+        await stack.emulator("POST", "/_emulator/faults", json={"stepDelayMs": 20})
+    assert view.state.outcome == Outcome.CANCELED
+    await _save(stack, "canceled", view)
+
+
+async def test_record_bulk(stack: Stack) -> None:
+    group = new_request_id("grp")
+    ids = [new_request_id("bulk") for _ in range(3)]
+    for rid in ids:
+        order = sample_order(rid)
+        order["shipment"] = {
+            "type": "BULK",
+            "groupId": group,
+            "orderId": f"dispatch-{group}",
+            "deliveryAddress": {"companyName": "Demo Bank Branch 017", "line1": "1 Plaza Ave", "city": "Chicago",
+                                "zipCode": "60601", "countryCode": "US"},
+        }
+        await stack.orders.submit(order)
+    views = [await stack.orders.wait(ISSUER_ID, rid) for rid in ids]
+    assert all(v.state.production_status == "CARD_SHIPPED" for v in views)
+    await _save(stack, "bulk", views[0])
+
+
+async def test_record_data_exception(stack: Stack) -> None:
+    rid = new_request_id("dataexc")
+    await stack.emulator("POST", "/_emulator/faults", json={"dataExceptions": 1})
+    await stack.orders.submit(sample_order(rid))
+    view = await stack.orders.wait(ISSUER_ID, rid)
+    assert view.state.outcome == Outcome.DATA_EXCEPTION
+    await _save(stack, "data-exception", view)

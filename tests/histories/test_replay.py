@@ -1,0 +1,40 @@
+"""Every recorded history replays against today's workflow code.
+
+A failure here means a change to CardOrderWorkflow would break orders already running in
+production: guard the change with ``workflow.patched(...)`` (or ship a new workflow type)
+instead of editing the recorded file. See README, "Changing the workflow safely".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from security.codec import load_codec
+from temporal_client import data_converter
+from tests.histories import HISTORIES_DIR, HISTORY_CODEC_KEYS
+from workflows.card_order import CardOrderWorkflow
+from workflows.orphans import OrphanNotificationsWorkflow
+
+HISTORIES = sorted(HISTORIES_DIR.glob("*.history.json"))
+
+
+def test_the_representative_scenarios_are_recorded() -> None:
+    names = {p.name.split(".")[0] for p in HISTORIES}
+    assert {"happy", "rejected", "canceled", "bulk", "reconciled"} <= names, names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(doc["workflow_id"], doc["history"])
+    replayer = Replayer(
+        workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
+        data_converter=data_converter(load_codec(HISTORY_CODEC_KEYS)),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -1,0 +1,156 @@
+"""Helpers for the security tests: distinctive card data, assertions, JWEs and the leak scanner."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jwcrypto import jwe, jwk, jwt
+
+from d1.order import luhn_valid
+
+ISSUER_ID = "TESTISS001"
+OTHER_ISSUER_ID = "OTHERISS02"
+
+# Distinctive, Luhn-valid, not 4111111111111111; every field below is searched for.
+LEAK_PAN = "4929731640582292"
+LEAK_EXP = "3108"
+LEAK_CVV2 = "8371"
+LEAK_PVV = "7264"
+LEAK_NAME = "QUIRINA ZYXWOLD"
+LEAK_TRACK1 = f"%B{LEAK_PAN}^ZYXWOLD/QUIRINA^{LEAK_EXP}1010000000000000000?"
+LEAK_TRACK2 = f";{LEAK_PAN}={LEAK_EXP}1010000012345?"
+assert luhn_valid(LEAK_PAN) and LEAK_PAN != "4111111111111111"
+
+
+def leak_card_data(**overrides: Any) -> dict[str, Any]:
+    card = {"pan": LEAK_PAN, "exp": LEAK_EXP, "name": LEAK_NAME, "cvv2": LEAK_CVV2, "pvv": LEAK_PVV}
+    card.update(overrides)
+    return card
+
+
+def leak_track_data() -> dict[str, str]:
+    return {"track1": LEAK_TRACK1, "track2": LEAK_TRACK2}
+
+
+# ---------------------------------------------------------------- leak scanner
+
+
+def _keyed(value: str) -> re.Pattern[str]:
+    """A short numeric secret (CVV, PVV, expiry) as the value of a card-data field.
+
+    Three or four digits occur by chance in any large text (UUID groups, byte counts,
+    ports, escaped bytes), so these are searched where a leak puts them: after a field
+    name such as ``cvv2``, ``pvv`` or ``exp``, with any quoting and ``:``/``=`` between —
+    which is how serialized objects, JSON payloads, reprs and log lines carry them.
+    """
+    keys = r"(?:cvv|cvc|csc|pvv|pin|exp|secur|track)\w*"
+    return re.compile(r"(?i)" + keys + r"[\"'\\]*\s*[:=]\s*[\"'\\]*" + re.escape(value) + r"(?![0-9])")
+
+
+@dataclass(frozen=True)
+class Needle:
+    label: str
+    pattern: re.Pattern[str]
+
+
+def needles(*, include_name: bool = True) -> list[Needle]:
+    found = [
+        Needle("PAN", re.compile(re.escape(LEAK_PAN))),
+        Needle("track1", re.compile(re.escape(LEAK_TRACK1))),
+        Needle("track2", re.compile(re.escape(LEAK_TRACK2))),
+        Needle("CVV2", _keyed(LEAK_CVV2)),
+        Needle("PVV", _keyed(LEAK_PVV)),
+        Needle("exp", _keyed(LEAK_EXP)),
+    ]
+    if include_name:
+        found += [
+            Needle("name", re.compile(re.escape(LEAK_NAME), re.IGNORECASE)),
+            Needle("name", re.compile("ZYXWOLD", re.IGNORECASE)),
+        ]
+    return found
+
+
+_B64 = re.compile(r"^[A-Za-z0-9+/_-]{8,}={0,2}$")
+
+
+def _decoded_views(text: str) -> Iterator[str]:
+    """base64 strings (payload data in a raw history) decoded, so an unencrypted payload is found."""
+    if len(text) < 8 or not _B64.match(text):
+        return
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            raw = decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        yield raw.decode("utf-8", errors="ignore")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+        yield from _decoded_views(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def readable(json_text: str) -> str:
+    """A JSON document's strings with every base64 value decoded (how a reader sees payloads)."""
+    return "\n".join(_strings(json.loads(json_text)))
+
+
+def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -> list[str]:
+    """Every needle found in ``texts`` (also with spaces and dashes removed, and in any
+    base64 string inside JSON documents), as readable hit descriptions."""
+    hits = []
+    patterns = needles(include_name=include_name)
+    for text in texts:
+        views = [text, re.sub(r"[ \-]", "", text)]
+        try:
+            views += list(_strings(json.loads(text)))
+        except ValueError:
+            pass
+        for view in views:
+            for needle in patterns:
+                match = needle.pattern.search(view)
+                if match:
+                    start = max(0, match.start() - 60)
+                    hits.append(
+                        f"{where}: {needle.label} in {text[:80]!r} … {view[start:match.end() + 60]!r}…"
+                    )
+                    break
+    return hits
+
+
+# ---------------------------------------------------------------- D1 client pieces
+
+
+def make_assertion(key: jwk.JWK, issuer_id: str = ISSUER_ID, *, exp_in: int = 300, alg: str = "ES256",
+                   kid: str | None = None) -> str:
+    now = int(time.time())
+    header = {"alg": alg, "typ": "JWT", "kid": kid if kid is not None else key["kid"]}
+    claims = {"iss": issuer_id, "sub": issuer_id, "iat": now, "exp": now + exp_in}
+    token = jwt.JWT(header=header, claims=claims)
+    token.make_signed_token(key)
+    result: str = token.serialize()
+    return result
+
+
+def encrypt(plaintext: dict[str, Any], key: jwk.JWK, *, alg: str = "ECDH-ES", enc: str = "A256GCM",
+            kid: str | None = None) -> str:
+    header = {"alg": alg, "enc": enc, "kid": kid if kid is not None else key["kid"]}
+    token = jwe.JWE(json.dumps(plaintext).encode(), protected=json.dumps(header))
+    token.add_recipient(key)
+    result: str = token.serialize(compact=True)
+    return result
