@@ -9,6 +9,7 @@ only sequences activities, timers and handlers.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -115,6 +116,7 @@ class CardOrderWorkflow:
         self._shipment_changed_at: datetime | None = None
         self._published: dict[str, object] = {}
         self._reconcile_requested = False
+        self._wake: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- handlers
 
@@ -281,8 +283,8 @@ class CardOrderWorkflow:
         if result.operation_id and self._state.operation_id is None:
             self._state.operation_id = result.operation_id
 
-    async def _wait_for_news(self) -> None:
-        now = workflow.now()
+    def _deadlines(self) -> tuple[datetime, datetime | None]:
+        """When to act without news: reconcile after silence, finish after carrier quiet."""
         assert self._last_progress_at is not None
         reconcile_at = self._last_progress_at + self._timing.reconcile_after
         quiet_at = (
@@ -290,22 +292,32 @@ class CardOrderWorkflow:
             if self._state.shipped and self._shipment_changed_at is not None
             else None
         )
-        deadline = min(reconcile_at, quiet_at) if quiet_at else reconcile_at
+        return (min(reconcile_at, quiet_at) if quiet_at else reconcile_at), quiet_at
+
+    async def _wait_for_news(self) -> None:
+        """Wait for an update, an operator's request or the deadline.
+
+        One durable timer covers a whole silence window: news does not cancel it (that
+        would cost two history events per update); when it fires early because progress
+        moved the deadline, the next round arms a timer for the remainder only."""
+        deadline, _ = self._deadlines()
+        if self._wake is None or self._wake.done():
+            delay = max(deadline - workflow.now(), timedelta(seconds=1))
+            self._wake = asyncio.create_task(workflow.sleep(delay))
+        wake = self._wake
         self._changed = False
-        try:
-            await workflow.wait_condition(
-                lambda: self._changed or self._reconcile_requested,
-                timeout=max(deadline - now, timedelta(seconds=1)),
-            )
-            if not self._reconcile_requested:
-                return
-        except TimeoutError:
-            pass
+        await workflow.wait_condition(lambda: self._changed or self._reconcile_requested or wake.done())
         if self._reconcile_requested:
             self._reconcile_requested = False
             await self._reconcile()
             return
-        if quiet_at is not None and workflow.now() >= quiet_at:
+        if not wake.done():
+            return  # news; the timer keeps running
+        now = workflow.now()
+        deadline, quiet_at = self._deadlines()
+        if now < deadline:
+            return  # progress moved the deadline: re-armed for the remainder next round
+        if quiet_at is not None and now >= quiet_at:
             self._state.end(Outcome.SHIPPED, "carrier tracking quiet after shipping")
             return
         await self._reconcile()

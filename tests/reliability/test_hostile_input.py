@@ -18,7 +18,7 @@ from starter.validation import InvalidOrder, validate_order
 from tests.conftest import ISSUER_ID, Stack, new_request_id
 from tests.support.orders import BASE_ORDER, sample_order
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
