@@ -15,6 +15,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -110,12 +111,20 @@ async def temporal_env(codec_keys_file: Path) -> AsyncIterator[WorkflowEnvironme
         await env.shutdown()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    tmp = tmp_path_factory.mktemp("stack")
+@dataclass
+class RunningProduct:
+    emulator_url: str
+    receiver_url: str
+    router: NotificationRouter
+    d1_settings: D1ClientSettings
+
+
+@asynccontextmanager
+async def running_product(client: Client, tmp: Path, task_queue: str = TASK_QUEUE) -> AsyncIterator[RunningProduct]:
+    """The emulator and the receiver as real HTTP servers on free loopback ports, and a
+    worker for ``task_queue``, all talking to the Temporal server behind ``client``."""
     signing_key, jwks = ensure_issuer_keys(tmp / "issuer", ISSUER_ID)
-    client = temporal_env.client
-    router = NotificationRouter(client, TASK_QUEUE)
+    router = NotificationRouter(client, task_queue)
     receiver_port, emulator_port = free_port(), free_port()
     receiver_url = f"http://127.0.0.1:{receiver_port}"
     emu_settings = EmulatorSettings(
@@ -137,14 +146,20 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.Temp
             authz_url=f"{emulator_url}/authz/v1",
             signing_key_file=signing_key,
             encryption_public_key_file=tmp / "emulator" / "d1-encryption-public.jwk",
-            # This shared stack is plain HTTP (development mode); tests/security/ runs the mTLS one.
+            # Plain HTTP (development mode) on loopback; tests/security/ runs the mTLS stack.
             allow_plaintext=True,
         )
-        async with d1_activities(d1_settings) as acts:
-            worker = build_worker(client, TASK_QUEUE, acts)
-            async with worker:
-                orders = CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing())
-                yield Stack(client, temporal_env, orders, emulator_url, receiver_url, router, d1_settings, tmp)
+        async with d1_activities(d1_settings) as acts, build_worker(client, task_queue, acts):
+            yield RunningProduct(emulator_url, receiver_url, router, d1_settings)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    client = temporal_env.client
+    async with running_product(client, tmp) as p:
+        orders = CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing())
+        yield Stack(client, temporal_env, orders, p.emulator_url, p.receiver_url, p.router, p.d1_settings, tmp)
 
 
 @pytest_asyncio.fixture

@@ -31,20 +31,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from d1.paths import notification_path
-from emulator.app import create_app as create_emulator_app
-from emulator.config import EmulatorSettings
 from observability.metrics import build_runtime
 from observability.tracing import client_interceptors, use_tracer_provider
-from receiver.app import create_app as create_receiver_app
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
-from settings import D1ClientSettings, TelemetrySettings
-from stack.onboarding import ensure_issuer_keys
+from settings import TelemetrySettings
 from starter.api import CardOrders
 from temporal_client import data_converter
-from tests.conftest import ISSUER_ID, fast_timing, temporal_cli
-from tests.support.servers import free_port, serve
-from worker import build_worker, d1_activities
+from tests.conftest import ISSUER_ID, fast_timing, running_product, temporal_cli
+from tests.support.servers import free_port
 from workflows import search_attributes as sa
 
 TASK_QUEUE = "ops-card-orders"
@@ -123,46 +118,21 @@ async def ops(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpsStac
         client = await Client.connect(
             address, namespace="default", data_converter=converter, interceptors=client_interceptors(), runtime=runtime
         )
-        signing_key, jwks = ensure_issuer_keys(tmp / "issuer", ISSUER_ID)
-        router = NotificationRouter(client, TASK_QUEUE)
-        receiver_port, emulator_port = free_port(), free_port()
-        receiver_url = f"http://127.0.0.1:{receiver_port}"
-        emu_settings = EmulatorSettings(
-            port=emulator_port,
-            state_dir=tmp / "emulator",
-            issuer_keys_file=jwks,
-            receiver_url=receiver_url,
-            step_delay_ms=20,
-            notify_retry_base_ms=50,
-            notify_retry_cap_ms=500,
-        )
-        async with (
-            serve(create_receiver_app(router), port=receiver_port),
-            serve(create_emulator_app(emu_settings), port=emulator_port) as emulator_url,
-        ):
-            d1_settings = D1ClientSettings(
-                issuer_id=ISSUER_ID,
-                banking_url=f"{emulator_url}/banking/v1",
-                authz_url=f"{emulator_url}/authz/v1",
-                signing_key_file=signing_key,
-                encryption_public_key_file=tmp / "emulator" / "d1-encryption-public.jwk",
-                allow_plaintext=True,
+        async with running_product(client, tmp) as p:
+            yield OpsStack(
+                env=env,
+                client=client,
+                orders=CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing()),
+                temporal_address=address,
+                ui_url=f"http://127.0.0.1:{ui_port}",
+                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                emulator_url=p.emulator_url,
+                receiver_url=p.receiver_url,
+                router=p.router,
+                spans=spans,
+                codec_keys=codec_keys,
+                tmp=tmp,
             )
-            async with d1_activities(d1_settings) as acts, build_worker(client, TASK_QUEUE, acts):
-                yield OpsStack(
-                    env=env,
-                    client=client,
-                    orders=CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing()),
-                    temporal_address=address,
-                    ui_url=f"http://127.0.0.1:{ui_port}",
-                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-                    emulator_url=emulator_url,
-                    receiver_url=receiver_url,
-                    router=router,
-                    spans=spans,
-                    codec_keys=codec_keys,
-                    tmp=tmp,
-                )
     finally:
         use_tracer_provider(None)
         await env.shutdown()
