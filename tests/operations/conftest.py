@@ -118,7 +118,7 @@ async def ops(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpsStac
         client = await Client.connect(
             address, namespace="default", data_converter=converter, interceptors=client_interceptors(), runtime=runtime
         )
-        async with running_product(client, tmp) as p:
+        async with running_product(client, tmp, TASK_QUEUE) as p:
             yield OpsStack(
                 env=env,
                 client=client,
