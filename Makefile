@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 ## Benchmark: the product against a bare Temporal workflow of the same shape, results in
-## docs/benchmarks.md (about 10 minutes); `make bench BENCH_ARGS=--quick` is a smoke run.
+## docs/benchmarks.md (about 5 minutes on 2 cores); `make bench BENCH_ARGS=--quick` is a smoke run.
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
