@@ -35,6 +35,8 @@ COPY config ./config
 COPY deploy ./deploy
 COPY samples ./samples
 COPY worker.py settings.py temporal_client.py ./
+# Bytecode shipped in the image: the workflow sandbox re-imports workflow modules per order.
+RUN python -m compileall -q d1 workflows activities
 
 USER d1
 # Processes run from /app (python -m worker, python -m receiver, ...): modules resolve from source.

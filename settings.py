@@ -83,6 +83,9 @@ class ReceiverSettings(BaseSettings):
     port: int = 8080
     # Bodies larger than this are refused with 413 before parsing.
     max_body_bytes: int = 1_048_576
+    # One line per request at 200/s costs ~5% of the receiver's CPU (docs/benchmarks.md);
+    # routing problems are logged either way.
+    access_log: bool = False
     # Mutual TLS (D1 → issuer is mTLS-only, auth.md §1/§5): our server certificate, and the
     # CA that D1's client certificates must chain to. See receiver/auth.py.
     tls_cert_file: Path | None = None

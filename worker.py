@@ -67,6 +67,7 @@ def build_worker(client: Client, task_queue: str, activities: CardOrderActivitie
         activities=[
             activities.encrypt_card_data,
             activities.submit_order,
+            activities.encrypt_and_submit,
             activities.fetch_production_status,
             activities.request_pull_and_change,
         ],
@@ -78,6 +79,8 @@ def build_worker(client: Client, task_queue: str, activities: CardOrderActivitie
 async def main() -> None:
     # Logs (TELEMETRY_LOG_*), metrics (TELEMETRY_METRICS_PORT), traces (OTEL_*): before connecting.
     telemetry = configure_process("worker")
+    # httpx logs every D1 request at INFO; our own D1 call metrics and spans carry that.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     install_log_redaction()
     temporal = TemporalSettings()
     client = await connect(temporal)

@@ -28,6 +28,7 @@ async def main() -> None:
     app = create_app(NotificationRouter(client, ts.task_queue), max_body_bytes=rs.max_body_bytes, auth=auth)
     config = uvicorn.Config(
         app, host=rs.host, port=rs.port, log_level="info", timeout_graceful_shutdown=20, **tls_options,
+        access_log=rs.access_log,
         log_config=None,  # uvicorn's own lines go through our structured, redacted handler
     )
     await uvicorn.Server(config).serve()

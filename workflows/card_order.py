@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         PullAndChangeInput,
         StatusInput,
         SubmitInput,
+        SubmitResult,
     )
     from workflows.order_state import Applied, ChangeRecord, ChangeStatus, OrderError, OrderState, Outcome
 
@@ -46,6 +47,9 @@ ACCELERATE_UPDATE = "accelerate"
 REDIRECT_UPDATE = "redirect"
 ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
 
+# Encrypt and submit in one activity (fewer events, no JWE in history). Orders started
+# before this change replay the two-activity path (tests/histories/).
+ONE_STEP_SUBMIT_PATCH = "one-step-submit"
 # A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 D1_CALL_RETRY = RetryPolicy(
@@ -239,28 +243,18 @@ class CardOrderWorkflow:
     async def _submit(self, order: CardOrder) -> None:
         give_up = self._timing.submit_give_up_after
         try:
-            jwe = await workflow.execute_activity_method(
-                CardOrderActivities.encrypt_card_data,
-                EncryptInput(order=order),
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=give_up,
-                retry_policy=D1_CALL_RETRY,
-                summary="Encrypt card data for D1 (JWE)",
-            )
-            result = await workflow.execute_activity_method(
-                CardOrderActivities.submit_order,
-                SubmitInput(
-                    issuer_id=self._ref.issuer_id,
-                    card_id=self._ref.card_id,
-                    issuer_request_id=self._ref.issuer_request_id,
-                    body=order.d1_body(jwe),
-                ),
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=give_up,
-                retry_policy=D1_CALL_RETRY,
-                summary="Submit order to D1",
-            )
+            if workflow.patched(ONE_STEP_SUBMIT_PATCH):
+                result = await workflow.execute_activity_method(
+                    CardOrderActivities.encrypt_and_submit,
+                    EncryptInput(order=order),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    schedule_to_close_timeout=give_up,
+                    retry_policy=D1_CALL_RETRY,
+                    summary="Encrypt card data and submit order to D1",
+                )
+            else:  # orders started before the patch: two activities, JWE in history
+                result = await self._submit_in_two_steps(order, give_up)
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == D1_REJECTED:
@@ -282,6 +276,31 @@ class CardOrderWorkflow:
         self._state.submitted = True
         if result.operation_id and self._state.operation_id is None:
             self._state.operation_id = result.operation_id
+
+    async def _submit_in_two_steps(self, order: CardOrder, give_up: timedelta) -> SubmitResult:
+        """The original submission (before ONE_STEP_SUBMIT_PATCH), kept for replay."""
+        jwe = await workflow.execute_activity_method(
+            CardOrderActivities.encrypt_card_data,
+            EncryptInput(order=order),
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=give_up,
+            retry_policy=D1_CALL_RETRY,
+            summary="Encrypt card data for D1 (JWE)",
+        )
+        return await workflow.execute_activity_method(
+            CardOrderActivities.submit_order,
+            SubmitInput(
+                issuer_id=self._ref.issuer_id,
+                card_id=self._ref.card_id,
+                issuer_request_id=self._ref.issuer_request_id,
+                body=order.d1_body(jwe),
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            schedule_to_close_timeout=give_up,
+            retry_policy=D1_CALL_RETRY,
+            summary="Submit order to D1",
+        )
 
     def _deadlines(self) -> tuple[datetime, datetime | None]:
         """When to act without news: reconcile after silence, finish after carrier quiet."""
