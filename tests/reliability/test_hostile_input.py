@@ -44,7 +44,7 @@ def test_starter_validation_only_answers_valid_or_field_errors(raw: Any) -> None
         assert "4111111111111111" not in str(err)
 
 
-async def test_receiver_survives_arbitrary_bodies(stack: Stack) -> None:
+async def test_receiver_survives_arbitrary_bodies(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     bodies: list[bytes] = [
         b"",
         b"\xff\xfe\xfa invalid utf-8",
@@ -70,6 +70,8 @@ async def test_receiver_survives_arbitrary_bodies(stack: Stack) -> None:
             assert resp.status_code == 413
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 200, f"receiver process grew by {grown_mb:.0f} MB"
+    unhandled = [r for r in caplog.records if r.exc_info or "Exception in ASGI application" in r.getMessage()]
+    assert unhandled == [], [r.getMessage() for r in unhandled]
 
 
 async def test_odd_but_well_formed_updates_do_not_crash_the_workflow(stack: Stack) -> None:
