@@ -98,4 +98,4 @@ async def test_metrics_endpoint_serves_product_counters_with_the_values_produced
     assert delta(f"{names.D1_REQUEST_DURATION}_bucket", endpoint="order", le="+Inf") == 3
     # And the SDK's own metrics on the same endpoint.
     assert total(after, "temporal_workflow_completed_total") >= 2
-    assert total(after, "temporal_activity_execution_latency_count", activity_type="submit_order") >= 3
+    assert total(after, "temporal_activity_execution_latency_count", activity_type="encrypt_and_submit") >= 3

@@ -62,10 +62,8 @@ async def test_one_trace_per_order_with_workflow_activity_http_and_linked_receiv
         for expected in (
             "StartWorkflow:CardOrderWorkflow",
             "RunWorkflow:CardOrderWorkflow",
-            "StartActivity:encrypt_card_data",
-            "RunActivity:encrypt_card_data",
-            "StartActivity:submit_order",
-            "RunActivity:submit_order",
+            "StartActivity:encrypt_and_submit",
+            "RunActivity:encrypt_and_submit",
             "D1 POST order",
             "HandleSignal:d1_notification",
             "CompleteWorkflow:CardOrderWorkflow",
@@ -79,7 +77,7 @@ async def test_one_trace_per_order_with_workflow_activity_http_and_linked_receiv
         # The HTTP call is a CLIENT span under the activity that made it, with ids, not card data.
         http = next(s for s in trace_spans if s.name == "D1 POST order")
         assert http.kind == SpanKind.CLIENT
-        assert http.parent is not None and span_by_id[http.parent.span_id].name == "RunActivity:submit_order"
+        assert http.parent is not None and span_by_id[http.parent.span_id].name == "RunActivity:encrypt_and_submit"
         attrs = dict(http.attributes or {})
         assert attrs["http.response.status_code"] == 202
         assert attrs[names.ATTR_CARD_ID] == f"card-{rid}"

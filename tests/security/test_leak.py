@@ -209,7 +209,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
 
         spans = mtls_stack.spans.get_finished_spans()
         names = {s.name for s in spans}
-        assert "StartWorkflow:CardOrderWorkflow" in names and "RunActivity:submit_order" in names, names
+        assert "StartWorkflow:CardOrderWorkflow" in names and "RunActivity:encrypt_and_submit" in names, names
     finally:
         loop.set_exception_handler(previous_handler)
     out, err = capfd.readouterr()
