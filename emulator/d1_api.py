@@ -134,6 +134,17 @@ async def _with_injection(injection: Injection | None, handle: Callable[[], Awai
     return response
 
 
+def authorize_banking_call(request: Request, state: EmulatorState, issuer_id: str, card_id: str) -> None:
+    """What every banking endpoint checks first, in D1's order: the bearer token (401),
+    that it belongs to this mTLS certificate, well-formed path ids (400), and that the
+    token's issuer is the one in the path (403)."""
+    token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
+    check_banking_request(request, state.settings, token_issuer)
+    validate_path_ids(issuer_id, card_id)
+    if token_issuer != issuer_id:
+        raise D1Error(ErrorCode.FORBIDDEN)
+
+
 async def order_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
     state.stats.order_requests += 1
     issuer_id, card_id = match["issuer"], match["card"]
@@ -141,11 +152,7 @@ async def order_endpoint(request: Request, state: EmulatorState, match: re.Match
 
     async def handle() -> Response:
         try:
-            token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
-            check_banking_request(request, state.settings, token_issuer)  # mTLS: token of this certificate
-            validate_path_ids(issuer_id, card_id)
-            if token_issuer != issuer_id:
-                raise D1Error(ErrorCode.FORBIDDEN)
+            authorize_banking_call(request, state, issuer_id, card_id)
             body = await read_body(request, state.settings.max_body_bytes)
             submission = state.orders.submit(issuer_id, card_id, body, correlation_id)
         except D1Error as exc:
@@ -173,11 +180,7 @@ async def status_endpoint(request: Request, state: EmulatorState, match: re.Matc
 
     async def handle() -> Response:
         try:
-            token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
-            check_banking_request(request, state.settings, token_issuer)  # mTLS: token of this certificate
-            validate_path_ids(issuer_id, card_id)
-            if token_issuer != issuer_id:
-                raise D1Error(ErrorCode.FORBIDDEN)
+            authorize_banking_call(request, state, issuer_id, card_id)
             order = state.orders.latest(issuer_id, card_id)
             if order is None:
                 raise D1Error(ErrorCode.NOT_FOUND, "No card order is known for this cardId")
@@ -193,11 +196,7 @@ async def pull_and_change_endpoint(request: Request, state: EmulatorState, match
     issuer_id, card_id = match["issuer"], match["card"]
     correlation_id = _correlation_id(request)
     try:
-        token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
-        check_banking_request(request, state.settings, token_issuer)  # mTLS: token of this certificate
-        validate_path_ids(issuer_id, card_id)
-        if token_issuer != issuer_id:
-            raise D1Error(ErrorCode.FORBIDDEN)
+        authorize_banking_call(request, state, issuer_id, card_id)
         body = await read_body(request, state.settings.max_body_bytes)
         operation_id, _ = state.pull_and_change.request(issuer_id, card_id, body, correlation_id)
     except D1Error as exc:
