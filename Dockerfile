@@ -23,6 +23,7 @@ RUN mkdir -p d1 workflows activities receiver emulator starter stack security ob
     && pip uninstall -y d1-card-orders
 
 COPY d1 ./d1
+COPY contracts ./contracts
 COPY workflows ./workflows
 COPY activities ./activities
 COPY receiver ./receiver

@@ -83,6 +83,9 @@ class ReceiverSettings(BaseSettings):
     port: int = 8080
     # Bodies larger than this are refused with 413 before parsing.
     max_body_bytes: int = 1_048_576
+    # The most updates one notification may carry: agreed with Thales at onboarding
+    # (docs/d1/notifications.md); more is refused with 413.
+    max_operations: int = Field(default=1000, ge=1, le=100_000)
     # One line per request at 200/s costs ~5% of the receiver's CPU (docs/benchmarks.md);
     # routing problems are logged either way.
     access_log: bool = False
@@ -108,20 +111,18 @@ class ReceiverSettings(BaseSettings):
     oauth_token_lifetime_s: int = Field(default=900, ge=60, le=86_400)
 
 
-class StateSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="D1O_", extra="ignore")
-
-    state_dir: Path = DEFAULT_STATE_DIR
-
-
 class CodecSettings(BaseSettings):
     """Payload encryption at rest in Temporal (see security/codec.py)."""
 
     model_config = SettingsConfigDict(env_prefix="CODEC_", extra="ignore")
 
     keys_file: Path = DEFAULT_STATE_DIR / "codec-keys.json"
-    # Turning this off stores card data in clear in Temporal: development only, logged loudly.
+    # Turning this off leaves payloads (ids, addresses, order state) in clear in Temporal and
+    # lets any client signal orders: development only, logged loudly.
     enabled: bool = True
+    # Migration only: accept payloads not sealed by the codec (a namespace that ran without
+    # it). Off, such payloads are refused: nobody without the keys can change an order.
+    accept_unencrypted: bool = False
 
 
 class CodecServerSettings(BaseSettings):

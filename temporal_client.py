@@ -13,20 +13,24 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from observability.metrics import ProductMetrics
 from observability.tracing import client_interceptors
 from security.codec import load_codec
+from security.payload_refusal import ProductPayloadConverter
 from settings import CodecSettings, TemporalSettings
 
 log = logging.getLogger(__name__)
 
 
 def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
+    """Pydantic payloads (plus the codec's refused-payload marker), sealed by ``codec``."""
     if codec is None:
         return pydantic_data_converter
     # Failure messages and stack traces move into an encoded (hence encrypted) payload, so
     # no error text sits in clear in history either (security/codec.py).
     return dataclasses.replace(
         pydantic_data_converter,
+        payload_converter_class=ProductPayloadConverter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
@@ -40,7 +44,14 @@ def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec |
             "Development only."
         )
         return None
-    return load_codec(settings.keys_file)
+    if settings.accept_unencrypted:
+        log.warning(
+            "CODEC_ACCEPT_UNENCRYPTED=true: payloads not sealed by the codec are accepted, so a client without "
+            "the product's keys can signal orders. Only while migrating a namespace; turn it off afterwards."
+        )
+    metrics = ProductMetrics.current()
+    return load_codec(settings.keys_file, accept_unencrypted=settings.accept_unencrypted,
+                      on_refused=metrics.payload_refused)
 
 
 async def connect(

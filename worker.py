@@ -2,6 +2,10 @@
 
 It owns the per-process resources the activities share: one HTTP connection pool to D1
 and one access-token provider (so 100 concurrent submissions cause one token request).
+It never needs D1's encryption key: card data arrives already encrypted for D1 by the
+starter. Only orders started before that change (their input carries the clear order)
+need it, and only while such orders are open: the worker loads the key when
+``D1_ENCRYPTION_PUBLIC_KEY_FILE`` names an existing file.
 SIGTERM/SIGINT trigger a graceful shutdown: in-flight activities get
 ``graceful_shutdown_timeout`` to finish before the worker hands them back.
 """
@@ -21,8 +25,9 @@ from temporalio.worker import Worker
 
 from activities.card_order import CardOrderActivities
 from activities.d1_client import D1Client
-from activities.keys import load_jwk
 from activities.token_provider import AccessTokenProvider
+from d1.jwe import load_d1_encryption_key
+from d1.keys import load_jwk
 from observability.process import configure_process
 from security.redaction import install_log_redaction
 from security.transport import d1_http_verify
@@ -40,7 +45,10 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderAc
     kid = settings.signing_kid or signing_key.get("kid")
     if not kid:
         raise RuntimeError("the assertion signing key has no kid; set D1_SIGNING_KID")
-    enc_key = load_jwk(settings.encryption_public_key_file, private=False)
+    legacy_key = None
+    if settings.encryption_public_key_file.exists():
+        legacy_key = load_d1_encryption_key(settings.encryption_public_key_file)
+        log.info("D1 encryption key loaded for orders started before edge encryption (if any are open)")
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     # mTLS to D1: our client certificate, D1's server verified against D1_TLS_CA_FILE.
@@ -56,7 +64,8 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderAc
             audience=settings.token_audience,
             refresh_margin_s=settings.token_refresh_margin_s,
         )
-        yield CardOrderActivities(D1Client(http, tokens, banking_url=settings.banking_url), enc_key)
+        d1 = D1Client(http, tokens, banking_url=settings.banking_url)
+        yield CardOrderActivities(d1, legacy_encryption_key=legacy_key)
 
 
 def build_worker(client: Client, task_queue: str, activities: CardOrderActivities) -> Worker:
@@ -64,13 +73,7 @@ def build_worker(client: Client, task_queue: str, activities: CardOrderActivitie
         client,
         task_queue=task_queue,
         workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
-        activities=[
-            activities.encrypt_card_data,
-            activities.submit_order,
-            activities.encrypt_and_submit,
-            activities.fetch_production_status,
-            activities.request_pull_and_change,
-        ],
+        activities=activities.all(),
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )

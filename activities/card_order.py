@@ -1,10 +1,12 @@
 """The activities of a card order. Each is thin: it calls one D1 helper and translates
-its errors into Temporal's retry vocabulary.
+its errors into Temporal's retry vocabulary (names and types: activities/contract.py).
 
 * ``D1Rejected`` → non-retryable ``ApplicationError`` carrying D1's errorCode/error, which
   ends the order as rejected;
 * ``D1Unavailable`` → retryable ``ApplicationError`` whose ``next_retry_delay`` honours
-  ``Retry-After`` or else follows a bounded, jittered exponential backoff.
+  ``Retry-After`` or else follows a bounded, jittered exponential backoff;
+* a body with card data outside ``encryptedData`` is never sent (non-retryable
+  ``CardDataInClear``: paths only, no values).
 """
 
 from __future__ import annotations
@@ -15,24 +17,25 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from jwcrypto import jwk
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.d1_client import D1Client, D1Rejected, D1Unavailable
-from activities.jwe import encrypt_for_d1
-from d1.notifications import OperationNotification
-from workflows.messages import (
-    D1_REJECTED,
-    D1_UNAVAILABLE,
-    EncryptInput,
+from activities import contract as api
+from activities.contract import (
+    LegacyEncryptInput,
     PullAndChangeInput,
     PullAndChangeResult,
     StatusInput,
     SubmitInput,
     SubmitResult,
 )
+from activities.d1_client import D1Client, D1Rejected, D1Unavailable
+from d1.card_data_guard import CardDataInClear, ensure_no_card_data
+from d1.jwe import encrypt_for_d1
+from d1.notifications import OperationNotification
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
@@ -72,28 +75,43 @@ def _translate(exc: D1Rejected | D1Unavailable) -> ApplicationError:
         return ApplicationError(
             str(exc),
             {"httpStatus": exc.http_status, "errorCode": exc.error_code, "error": exc.error},
-            type=D1_REJECTED,
+            type=api.D1_REJECTED,
             non_retryable=True,
         )
     return ApplicationError(
         str(exc),
         {"httpStatus": exc.http_status, "reason": exc.reason},
-        type=D1_UNAVAILABLE,
+        type=api.D1_UNAVAILABLE,
         next_retry_delay=backoff_delay(activity.info().attempt, exc.retry_after_s),
     )
 
 
+def _guard(body: dict[str, Any], clear_members: frozenset[str]) -> None:
+    try:
+        ensure_no_card_data(body, clear_members=clear_members)
+    except CardDataInClear as err:
+        raise ApplicationError(str(err), type=api.CARD_DATA_IN_CLEAR, non_retryable=True) from None
+
+
 class CardOrderActivities:
-    def __init__(self, d1: D1Client, d1_encryption_key: jwk.JWK) -> None:
+    """``legacy_encryption_key``: D1's key, for orders started before edge encryption only
+    (their input carries the clear order); None once no such order is open.
+    ``clear_members``: top-level members the program sends outside the JWE on purpose."""
+
+    def __init__(
+        self,
+        d1: D1Client,
+        *,
+        legacy_encryption_key: jwk.JWK | None = None,
+        clear_members: frozenset[str] = frozenset(),
+    ) -> None:
         self._d1 = d1
-        self._enc_key = d1_encryption_key
+        self._legacy_key = legacy_encryption_key
+        self._clear_members = clear_members
 
-    @activity.defn(name="encrypt_card_data")
-    async def encrypt_card_data(self, inp: EncryptInput) -> str:
-        return encrypt_for_d1(inp.order.sensitive_plaintext(), self._enc_key)
-
-    @activity.defn(name="submit_order")
+    @activity.defn(name=api.SUBMIT_ORDER)
     async def submit_order(self, inp: SubmitInput) -> SubmitResult:
+        _guard(inp.body, self._clear_members)
         try:
             async with heartbeating():
                 op_id = await self._d1.submit_order(
@@ -106,19 +124,7 @@ class CardOrderActivities:
             raise _translate(exc) from None
         return SubmitResult(operation_id=op_id)
 
-    @activity.defn(name="encrypt_and_submit")
-    async def encrypt_and_submit(self, inp: EncryptInput) -> SubmitResult:
-        """Encrypt and submit in one step: one activity fewer per order, and the JWE never
-        enters history. Each attempt encrypts afresh; D1 is idempotent on the ids."""
-        order = inp.order
-        body = order.d1_body(encrypt_for_d1(order.sensitive_plaintext(), self._enc_key))
-        return await self.submit_order(
-            SubmitInput(
-                issuer_id=order.issuerId, card_id=order.cardId, issuer_request_id=order.issuerRequestId, body=body
-            )
-        )
-
-    @activity.defn(name="fetch_production_status")
+    @activity.defn(name=api.FETCH_PRODUCTION_STATUS)
     async def fetch_production_status(self, inp: StatusInput) -> OperationNotification | None:
         try:
             async with heartbeating():
@@ -130,10 +136,11 @@ class CardOrderActivities:
         except (D1Rejected, D1Unavailable) as exc:
             raise _translate(exc) from None
 
-    @activity.defn(name="request_pull_and_change")
+    @activity.defn(name=api.REQUEST_PULL_AND_CHANGE)
     async def request_pull_and_change(self, inp: PullAndChangeInput) -> PullAndChangeResult:
         """Ask D1 to cancel / accelerate / redirect. The correlation id is stable per change,
         so a retry after a lost answer is recognised by D1 (the emulator) as the same request."""
+        _guard(inp.body, frozenset())
         try:
             async with heartbeating():
                 op_id = await self._d1.pull_and_change(
@@ -145,3 +152,39 @@ class CardOrderActivities:
         except (D1Rejected, D1Unavailable) as exc:
             raise _translate(exc) from None
         return PullAndChangeResult(operation_id=op_id or None)
+
+    # ------------------------------------------------ orders started before edge encryption
+
+    def _legacy_jwe(self, inp: LegacyEncryptInput) -> str:
+        if self._legacy_key is None:
+            raise ApplicationError(
+                "this order was started before card data was encrypted at the issuer's edge, and this worker "
+                "has no D1 encryption key (D1_ENCRYPTION_PUBLIC_KEY_FILE) to encrypt it: re-submit the order",
+                type=api.LEGACY_ORDER_UNSUPPORTED,
+                non_retryable=True,
+            )
+        return encrypt_for_d1(inp.order.sensitive_plaintext(), self._legacy_key)
+
+    @activity.defn(name=api.LEGACY_ENCRYPT_CARD_DATA)
+    async def encrypt_card_data(self, inp: LegacyEncryptInput) -> str:
+        return self._legacy_jwe(inp)
+
+    @activity.defn(name=api.LEGACY_ENCRYPT_AND_SUBMIT)
+    async def encrypt_and_submit(self, inp: LegacyEncryptInput) -> SubmitResult:
+        order = inp.order
+        body = order.d1_body(self._legacy_jwe(inp))
+        return await self.submit_order(
+            SubmitInput(
+                issuer_id=order.issuerId, card_id=order.cardId, issuer_request_id=order.issuerRequestId, body=body
+            )
+        )
+
+    def all(self) -> list[Any]:
+        """Every activity, for the worker to register."""
+        return [
+            self.submit_order,
+            self.fetch_production_status,
+            self.request_pull_and_change,
+            self.encrypt_card_data,
+            self.encrypt_and_submit,
+        ]

@@ -38,11 +38,13 @@ from bench.history import summarise
 from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, start_stack
 from bench.profiling import Profiler
 from bench.stats import latency_summary_ms, ratio
+from contracts.card_order import OrderTiming
+from contracts.card_order import workflow_id as workflow_id_for
 from security.codec import load_codec
-from settings import TemporalSettings
+from settings import D1ClientSettings, TemporalSettings
 from starter.api import CardOrders
+from starter.edge import KeyFile, OrderEdge
 from temporal_client import connect
-from workflows.messages import OrderTiming, workflow_id_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -364,7 +366,11 @@ async def run(a: argparse.Namespace) -> int:
         plain = await Client.connect(stack.temporal_address)
         client = await connect(TemporalSettings(address=stack.temporal_address, task_queue=PRODUCT_TASK_QUEUE),
                                codec=load_codec(stack.codec_keys))
-        orders = CardOrders(client, task_queue=PRODUCT_TASK_QUEUE, timing=bench_timing())
+        edge = OrderEdge(
+            program_file=D1ClientSettings().program_file,
+            encryption_key=KeyFile(state_dir / "emulator" / "d1-encryption-public.jwk"),
+        )
+        orders = CardOrders(client, task_queue=PRODUCT_TASK_QUEUE, timing=bench_timing(), edge=edge)
         meters = Meters({**stack.pids, "driver": os.getpid()})
 
         log("warm-up (not measured)")

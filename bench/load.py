@@ -22,12 +22,12 @@ from temporalio.client import Client
 from bench.baseline import SIGNAL_NAME, WORKFLOW_NAME
 from bench.http1 import Http1Connection
 from bench.procs import BASELINE_TASK_QUEUE, ISSUER_ID, BenchStack
+from contracts.card_order import NOTIFICATION_SIGNAL
+from contracts.card_order import workflow_id as workflow_id_for
 from d1.notifications import OperationNotification
 from d1.paths import notification_path
 from starter.api import CardOrders
-from tests.support.orders import sample_order
-from workflows.card_order import NOTIFICATION_SIGNAL
-from workflows.messages import workflow_id_for
+from stack.samples import sample_order
 
 # What the emulator sends for a happy-path order (see emulator/simulator.py).
 HAPPY_PATH = (

@@ -27,10 +27,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from contracts import search_attributes as sa
 from security.codec import generate_keys_file
 from stack.onboarding import ensure_issuer_keys
 from stack.processes import Supervisor
-from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER_ID = "TESTISS001"

@@ -8,11 +8,18 @@ required are enforced.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CARD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,48}$"
+# Bounds on what one update may carry. D1 documents the identifier formats
+# (docs/d1/notifications.md); the other lengths are generous caps of ours, so that a
+# malformed or hostile body cannot put unbounded strings into an order's history.
+Short = Annotated[str, Field(max_length=64)]
+Text = Annotated[str, Field(max_length=1000)]
+Url = Annotated[str, Field(max_length=2048)]
 
 
 class _Tolerant(BaseModel):
@@ -20,38 +27,38 @@ class _Tolerant(BaseModel):
 
 
 class ShipmentInfo(_Tolerant):
-    carrier: str | None = None
-    trackingNumber: str | None = None
-    status: str | None = None
-    message: str | None = None
-    trackingUrl: str | None = None
+    carrier: Short | None = None
+    trackingNumber: Short | None = None
+    status: Short | None = None
+    message: Text | None = None
+    trackingUrl: Url | None = None
 
 
 class OperationDetails(_Tolerant):
-    status: str | None = None
-    reason: str | None = None
-    dueDate: str | None = None
-    productionSite: str | None = None
+    status: Short | None = None
+    reason: Text | None = None
+    dueDate: Short | None = None
+    productionSite: Short | None = None
     shipment: ShipmentInfo | None = None
-    inputFileName: str | None = None
-    issuerRequestId: str | None = None
+    inputFileName: Text | None = None
+    issuerRequestId: Short | None = None
     # Deprecated by D1; parsed so that it is not mistaken for an unknown field, never used.
-    consumerId: str | None = None
+    consumerId: Short | None = None
 
 
 class OperationNotification(_Tolerant):
     """One update about one card (``CardStatus-operation-notification``)."""
 
-    operationId: str = Field(min_length=1, max_length=64)
-    operation: str = Field(min_length=1)
-    status: str = Field(min_length=1)
-    startTime: str = Field(min_length=1)
-    cardId: str = Field(min_length=1, max_length=48)
-    endTime: str | None = None
-    issuerRequestId: str | None = None
-    inputFileName: str | None = None
-    errorCode: str | None = None
-    error: str | None = None
+    operationId: str = Field(pattern=ID_PATTERN)
+    operation: str = Field(min_length=1, max_length=64)
+    status: str = Field(min_length=1, max_length=64)
+    startTime: str = Field(min_length=1, max_length=64)
+    cardId: str = Field(pattern=CARD_ID_PATTERN)
+    endTime: Short | None = None
+    issuerRequestId: Short | None = None
+    inputFileName: Text | None = None
+    errorCode: Short | None = None
+    error: Text | None = None
     details: OperationDetails | None = None
 
     @property

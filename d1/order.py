@@ -371,18 +371,21 @@ class CardOrder(_OrderBody):
     cardData: CardData
     trackData: TrackData | None = None
 
-    def d1_body(self, encrypted_data: str) -> dict[str, Any]:
-        """The JSON body D1 receives: no path ids, no clear card data."""
+    def d1_body(self, encrypted_data: str, *, tracks_in_clear: bool = False) -> dict[str, Any]:
+        """The JSON body D1 receives: no path ids, no clear card data (``trackData`` stays
+        a top-level member only when the program places tracks outside the JWE)."""
         body = self.d1_members()
         for member in ("issuerId", "cardId", "cardData", "trackData"):
             body.pop(member, None)
+        if tracks_in_clear and self.trackData is not None:
+            body["trackData"] = self.trackData.model_dump(exclude_none=True)
         body["encryptedData"] = encrypted_data
         return body
 
-    def sensitive_plaintext(self) -> dict[str, object]:
+    def sensitive_plaintext(self, *, include_tracks: bool = True) -> dict[str, object]:
         """What goes inside the JWE: card data, and track data (which contains the PAN)."""
         plain: dict[str, object] = self.cardData.model_dump(exclude_none=True)
-        if self.trackData is not None:
+        if include_tracks and self.trackData is not None:
             plain["trackData"] = self.trackData.model_dump(exclude_none=True)
         return plain
 

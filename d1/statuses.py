@@ -56,10 +56,16 @@ PRODUCTION_RANK: dict[str, int] = {
     S.CARD_PROD_CANCELED: 100,
 }
 
-# Statuses after which D1 sends nothing more about production; the order ends.
-TERMINAL_PRODUCTION_STATUSES: frozenset[str] = frozenset(
-    {S.DATA_EXCEPTION, S.CARD_PROD_EXCEPTION, S.CARD_PROD_CANCELED, S.CARD_RETURNED}
-)
+# The one table of terminal production statuses: after these D1 sends nothing more about
+# production and the order ends, with this outcome (the values are the product's
+# ``contracts.card_order.Outcome`` names; tests/unit/test_status_tables.py keeps them in step).
+TERMINAL_STATUS_OUTCOMES: dict[str, str] = {
+    S.DATA_EXCEPTION: "DATA_EXCEPTION",
+    S.CARD_PROD_EXCEPTION: "PRODUCTION_EXCEPTION",
+    S.CARD_PROD_CANCELED: "CANCELED",
+    S.CARD_RETURNED: "RETURNED",
+}
+TERMINAL_PRODUCTION_STATUSES: frozenset[str] = frozenset(TERMINAL_STATUS_OUTCOMES)
 
 # Carrier shipment statuses (``details.shipment.status``). D1 does not document the value
 # set; these are the normalised names the emulator sends (tracking.md GUESS) and the

@@ -81,6 +81,15 @@ class ProductMetrics:
             {"issuer_id": issuer_id, "seen_by": "receiver"},
         )
 
+    def receiver_error(self, issuer_id: str, kind: str) -> None:
+        """``kind``: ``temporal_unavailable`` (answered 503) or ``bug`` (answered 500)."""
+        self._count(names.RECEIVER_ERRORS, "Notifications the receiver could not process", {"issuer_id": issuer_id,
+                                                                                              "kind": kind})
+
+    def payload_refused(self, reason: str) -> None:
+        """A payload the codec would not open (not sealed by a known key)."""
+        self._count(names.PAYLOADS_REFUSED, "Payloads refused by the payload codec", {"reason": reason})
+
     def notification_unknown(self, issuer_id: str) -> None:
         self._count(names.NOTIFICATIONS_UNKNOWN, "D1 notifications for no known order", {"issuer_id": issuer_id})
 

@@ -14,10 +14,17 @@ NOTIFICATIONS_DUPLICATED = "d1_notifications_duplicated"
 # A notification for an order that already has its outcome (late), seen by the workflow
 # during its close grace or by the receiver once the workflow is closed (label ``seen_by``).
 NOTIFICATIONS_LATE = "d1_notifications_late"
+# A signal or update without the authenticated argument it needs (label ``handler``): sent by a
+# client without the product's keys, refused without touching the order.
+MESSAGES_REFUSED = "card_order_messages_refused"
 
 # --- counters recorded by the receiver.
 NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
 NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it
+RECEIVER_ERRORS = "d1_receiver_errors"  # label kind: temporal_unavailable (503) or bug (500)
+
+# --- recorded by the payload codec in every process (security/codec.py).
+PAYLOADS_REFUSED = "temporal_payloads_refused"  # label reason: unencrypted, unknown_key, tampered
 
 # --- D1 HTTP calls made by the worker's activities.
 D1_REQUESTS = "d1_http_requests"  # labels endpoint, status_code ("timeout", "error" without a response)

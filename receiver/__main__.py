@@ -25,7 +25,12 @@ async def main() -> None:
     auth = ReceiverAuth.from_settings(rs)
     # Lazy: the receiver starts (and answers 503) even while Temporal is down.
     client = await connect(ts, lazy=True)
-    app = create_app(NotificationRouter(client, ts.task_queue), max_body_bytes=rs.max_body_bytes, auth=auth)
+    app = create_app(
+        NotificationRouter(client, ts.task_queue),
+        max_body_bytes=rs.max_body_bytes,
+        max_operations=rs.max_operations,
+        auth=auth,
+    )
     config = uvicorn.Config(
         app, host=rs.host, port=rs.port, log_level="info", timeout_graceful_shutdown=20, **tls_options,
         access_log=rs.access_log,

@@ -1,10 +1,12 @@
 """The notification receiver's HTTP app: ``POST /notifications/d1/v2/issuers/{issuerId}/cards``.
 
 It answers 204 only after Temporal accepted a signal for every operation in the body
-(bulk bodies carry many, for different cards), 503 when Temporal cannot take them (D1
-retries), 400 with a readable reason for a body that is not JSON or lacks required
-fields, 413 for an oversized body. Notifications about closed or unknown orders get 204
-and are recorded.
+(bulk bodies carry many, for different cards), 503 when Temporal is unreachable or times
+out (D1 retries), 400 with a readable reason for a body that is not JSON or lacks required
+fields, 413 for an oversized body or one with more operations than agreed at onboarding.
+Notifications about closed or unknown orders get 204 and are recorded. Any other failure
+is a bug or a misconfiguration: it is logged with its traceback (through the redaction
+layer), counted, and answered 500, never turned into a silent 503 retry loop.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from d1.notifications import NotificationBody
 from observability.tracing import NotificationTracingMiddleware
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter, TemporalUnavailable
+from security.bounded_body import BodyTooLarge, read_bounded
 
 log = logging.getLogger("receiver")
 
 ISSUER_ID_LEN = 10
+# D1 agrees the most updates one notification may carry at onboarding (docs/d1/notifications.md).
+DEFAULT_MAX_OPERATIONS = 1000
 
 
 def _problem(status: int, reason: str) -> JSONResponse:
@@ -43,7 +48,11 @@ def _validation_reasons(err: ValidationError) -> list[str]:
 
 
 def create_app(
-    router: NotificationRouter, *, max_body_bytes: int = 1_048_576, auth: ReceiverAuth | None = None
+    router: NotificationRouter,
+    *,
+    max_body_bytes: int = 1_048_576,
+    max_operations: int = DEFAULT_MAX_OPERATIONS,
+    auth: ReceiverAuth | None = None,
 ) -> Starlette:
     """``auth`` (receiver/auth.py) enforces the client certificate and, when enabled, the
     bearer token; without it the app trusts its caller (in-process tests, dev mode)."""
@@ -54,18 +63,17 @@ def create_app(
             return refusal
         if len(issuer_id) != ISSUER_ID_LEN:
             return _problem(400, "issuerId must be exactly 10 characters")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return _problem(413, f"body larger than {max_body_bytes} bytes")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > max_body_bytes:
-                return _problem(413, f"body larger than {max_body_bytes} bytes")
+        try:
+            raw = await read_bounded(request, max_body_bytes)
+        except BodyTooLarge as err:
+            return _problem(413, str(err))
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError):
             return _problem(400, "body is not valid JSON (UTF-8)")
+        operations = data.get("operations") if isinstance(data, dict) else None
+        if isinstance(operations, list) and len(operations) > max_operations:
+            return _problem(413, f"at most {max_operations} operations per notification (agreed at onboarding)")
         try:
             body = NotificationBody.model_validate(data)
         except ValidationError as err:
@@ -75,10 +83,20 @@ def create_app(
             )
         except RecursionError:
             return _problem(400, "body is nested too deeply")
-        try:
-            await asyncio.gather(*(router.deliver(issuer_id, op) for op in body.operations))
-        except TemporalUnavailable as err:
-            log.error("Temporal unavailable, answering 503 so that D1 retries: %s", err)
+        results = await asyncio.gather(
+            *(router.deliver(issuer_id, op) for op in body.operations), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        bugs = [f for f in failures if not isinstance(f, TemporalUnavailable)]
+        for bug in bugs:
+            router.metrics.receiver_error(issuer_id, "bug")
+            log.error("notification for issuer %s failed; answering 500", issuer_id,
+                      exc_info=(type(bug), bug, bug.__traceback__))
+        if bugs:
+            return _problem(500, "the notification could not be processed; it was logged")
+        if failures:
+            router.metrics.receiver_error(issuer_id, "temporal_unavailable")
+            log.error("Temporal unavailable, answering 503 so that D1 retries: %s", failures[0])
             return Response(status_code=503, headers={"Retry-After": "5"})
         return Response(status_code=204)
 

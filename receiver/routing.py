@@ -18,20 +18,15 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts import card_order, orphan_inbox
+from contracts.card_order import workflow_id as workflow_id_for
+from contracts.orphan_inbox import OrphanEntry, OrphanInbox
+from contracts.visibility import equals
 from d1.notifications import OperationNotification
 from observability.logs import bind_workflow_id
 from observability.metrics import ProductMetrics
 from observability.names import ATTR_DELIVERY
 from observability.tracing import notification_operation_span
-from workflows.card_order import NOTIFICATION_SIGNAL
-from workflows.messages import workflow_id_for
-from workflows.orphans import (
-    RECORD_SIGNAL,
-    OrphanEntry,
-    OrphanInbox,
-    OrphanNotificationsWorkflow,
-    inbox_workflow_id,
-)
 
 log = logging.getLogger("receiver.routing")
 
@@ -45,6 +40,24 @@ class Delivery(StrEnum):
 
 class TemporalUnavailable(Exception):
     """Temporal did not take the signal; the receiver answers 503 so that D1 retries."""
+
+
+# Statuses that mean "Temporal is down, overloaded or slow", not "our request is wrong".
+_UNAVAILABLE = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED,
+     RPCStatusCode.CANCELLED, RPCStatusCode.ABORTED}
+)
+
+
+def temporal_unavailable(err: BaseException) -> bool:
+    """Whether an error means Temporal is unreachable or timed out (503, D1 retries); anything
+    else is a bug or a misconfiguration, logged with its traceback and answered 500."""
+    if isinstance(err, RPCError):
+        return err.status in _UNAVAILABLE
+    if isinstance(err, TimeoutError | ConnectionError):
+        return True
+    # The SDK's lazy client reports an unreachable server this way.
+    return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
 
 
 @dataclass
@@ -84,7 +97,7 @@ class NotificationRouter:
         self.metrics = ProductMetrics.for_client(client)
 
     async def _workflow_id_by_card(self, issuer_id: str, card_id: str) -> str | None:
-        query = f'IssuerId = "{_quote(issuer_id)}" AND CardId = "{_quote(card_id)}"'
+        query = f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)}"
         best: tuple[int, object, str] | None = None
         async for wf in self._client.list_workflows(query, limit=20):
             running = 1 if wf.status is not None and wf.status.name == "RUNNING" else 0
@@ -123,20 +136,21 @@ class NotificationRouter:
             else:
                 workflow_id = await self._workflow_id_by_card(issuer_id, op.cardId)
             if workflow_id is None:
-                await self._record_orphan(issuer_id, op, "no order for this card")
+                await self._record_orphan(issuer_id, op, orphan_inbox.REASON_NO_ORDER)
                 return Delivery.CLOSED
             handle = self._client.get_workflow_handle(workflow_id)
             try:
-                await handle.signal(NOTIFICATION_SIGNAL, op, rpc_timeout=SIGNAL_RPC_TIMEOUT)
+                await handle.signal(card_order.NOTIFICATION_SIGNAL, op, rpc_timeout=SIGNAL_RPC_TIMEOUT)
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
-                await self._record_orphan(issuer_id, op, "order closed or unknown")
+                await self._record_orphan(issuer_id, op, orphan_inbox.REASON_CLOSED)
                 return Delivery.CLOSED
-        except RPCError as err:
-            raise TemporalUnavailable(f"{err.status.name if err.status else 'error'}") from None
-        except Exception as err:  # connection refused, timeouts inside the SDK
-            raise TemporalUnavailable(type(err).__name__) from None
+        except Exception as err:
+            if temporal_unavailable(err):
+                status = err.status.name if isinstance(err, RPCError) and err.status else type(err).__name__
+                raise TemporalUnavailable(status) from err
+            raise  # a bug or a misconfiguration: the app logs it with its traceback (500)
         self.stats.signaled += 1
         return Delivery.SIGNALED
 
@@ -144,7 +158,7 @@ class NotificationRouter:
     async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
         """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
         self.stats.record_orphan(issuer_id, op, reason)
-        await self._count_orphan(issuer_id, op, signal_refused=reason != "no order for this card")
+        await self._count_orphan(issuer_id, op, signal_refused=reason != orphan_inbox.REASON_NO_ORDER)
         ship = op.shipment
         entry = OrphanEntry(
             issuer_id=issuer_id,
@@ -159,12 +173,12 @@ class NotificationRouter:
             received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
         await self._client.start_workflow(
-            OrphanNotificationsWorkflow.run,
+            orphan_inbox.WORKFLOW_TYPE,
             OrphanInbox(),
-            id=inbox_workflow_id(issuer_id),
+            id=orphan_inbox.workflow_id(issuer_id),
             task_queue=self._task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal=RECORD_SIGNAL,
+            start_signal=orphan_inbox.RECORD_SIGNAL,
             start_signal_args=[entry],
             static_summary=f"Notifications for closed or unknown orders of issuer {issuer_id}",
             rpc_timeout=SIGNAL_RPC_TIMEOUT,
@@ -189,6 +203,3 @@ class NotificationRouter:
         else:
             self.metrics.notification_unknown(issuer_id)
 
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -5,20 +5,32 @@ Each encrypted payload carries the id of the key that sealed it (metadata
 ``encryption-key-id``). Encoding always uses the active key; decoding accepts every
 configured key, so keys can be rotated without re-encrypting history: add the new key,
 make it active, keep the old one until no open workflow needs it.
+
+The codec is also the product's authentication of Temporal messages: a payload it cannot
+open (not sealed, unknown key, failed authentication) is *refused*, replaced by a marker
+(security/payload_refusal.py) that no handler accepts, logged and counted. So a client
+without the product's keys cannot start an order, signal one or run an update on it,
+and its attempt does not wedge the order. ``accept_unencrypted`` lets unsealed payloads
+through (migrating a namespace that ran without the codec; ``CODEC_ACCEPT_UNENCRYPTED``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
+
+from security.payload_refusal import REFUSED_ENCODING, TAMPERED, UNENCRYPTED, UNKNOWN_KEY, refused
+
+log = logging.getLogger("security.codec")
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -32,7 +44,14 @@ class CodecKeyError(RuntimeError):
 
 
 class AesGcmCodec(PayloadCodec):
-    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active_key_id: str,
+        *,
+        accept_unencrypted: bool = False,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         if active_key_id not in keys:
             raise CodecKeyError(f"active codec key {active_key_id!r} is not among the configured keys")
         for kid, key in keys.items():
@@ -41,6 +60,8 @@ class AesGcmCodec(PayloadCodec):
         self._ciphers = {kid: AESGCM(key) for kid, key in keys.items()}
         self._active = active_key_id
         self._active_bytes = active_key_id.encode()
+        self.accept_unencrypted = accept_unencrypted
+        self._on_refused = on_refused
 
     @property
     def active_key_id(self) -> str:
@@ -61,21 +82,35 @@ class AesGcmCodec(PayloadCodec):
         )
 
     def decode_one(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != ENCODING:
-            return payload  # written before the codec was enabled, or not ours
+        """The payload opened, or a refused marker (never an exception: see the module doc)."""
+        encoding = payload.metadata.get("encoding")
+        if encoding != ENCODING:
+            if encoding == REFUSED_ENCODING.encode():
+                return payload
+            if self.accept_unencrypted:
+                return payload  # migration setting: payloads written before the codec was enabled
+            return self._refuse(UNENCRYPTED, "a payload not sealed by the product's codec")
         kid = payload.metadata.get(KEY_ID, b"").decode()
         cipher = self._ciphers.get(kid)
         if cipher is None:
-            raise CodecKeyError(f"payload sealed with unknown codec key {kid!r}")
+            return self._refuse(UNKNOWN_KEY, f"a payload sealed with unknown codec key {kid[:40]!r}")
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
             plain = cipher.decrypt(nonce, sealed, kid.encode())
+            return Payload.FromString(plain)
         except Exception:
-            raise CodecKeyError(f"payload sealed with key {kid!r} failed authentication") from None
-        return Payload.FromString(plain)
+            return self._refuse(TAMPERED, f"a payload sealed with key {kid[:40]!r} that failed authentication")
+
+    def _refuse(self, reason: str, what: str) -> Payload:
+        log.warning("payload codec refused %s (%s); the message it belongs to is not accepted", what, reason)
+        if self._on_refused is not None:
+            self._on_refused(reason)
+        return refused(reason)
 
 
-def load_codec(path: Path) -> AesGcmCodec:
+def load_codec(
+    path: Path, *, accept_unencrypted: bool = False, on_refused: Callable[[str], None] | None = None
+) -> AesGcmCodec:
     """Keys file: ``{"active": "k2", "keys": {"k1": "<base64 32 bytes>", "k2": "..."}}``."""
     try:
         doc = json.loads(path.read_text())
@@ -85,7 +120,7 @@ def load_codec(path: Path) -> AesGcmCodec:
         raise CodecKeyError(f"cannot read codec keys file {path}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CodecKeyError(f"codec keys file {path} is not of the documented form") from None
-    return AesGcmCodec(keys, active)
+    return AesGcmCodec(keys, active, accept_unencrypted=accept_unencrypted, on_refused=on_refused)
 
 
 def generate_keys_file(path: Path, key_id: str | None = None) -> Path:

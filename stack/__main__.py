@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from contracts import search_attributes as sa
 from security.codec import generate_keys_file
 from security.codec_server import ensure_operator_token
 from security.pki import ensure_local_pki
@@ -32,7 +33,6 @@ from security.tls import client_ssl_context
 from settings import DEFAULT_STATE_DIR
 from stack.onboarding import ensure_issuer_keys
 from stack.processes import Supervisor
-from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER_ID = "TESTISS001"
@@ -235,9 +235,9 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_address: str) -> int:
+    from contracts.card_order import OrderTiming
     from settings import TemporalSettings
     from starter.api import CardOrders
-    from workflows.messages import OrderTiming
 
     order = json.loads(args.order.read_text())
     stamp = datetime.now().strftime("%Y%m%d%H%M%S")
@@ -252,8 +252,14 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_addr
     client = await connect(
         TemporalSettings(address=temporal_address), codec=load_codec(args.state_dir / "codec-keys.json")
     )
-    orders = CardOrders(client, task_queue=TemporalSettings().task_queue)
-    orders.timing = timing
+    from settings import D1ClientSettings
+    from starter.edge import KeyFile, OrderEdge
+
+    edge = OrderEdge(
+        program_file=D1ClientSettings().program_file,
+        encryption_key=KeyFile(args.state_dir / "emulator" / "d1-encryption-public.jwk"),
+    )
+    orders = CardOrders(client, task_queue=TemporalSettings().task_queue, timing=timing, edge=edge)
     submitted = await orders.submit(order)
     wid = submitted.workflow_id
     print(f"\nsample order submitted: workflow {wid}")

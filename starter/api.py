@@ -10,42 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from d1.order import Address, CardOrder, as_channel_order
+from contracts import card_order as api
+from contracts import search_attributes as sa
+from contracts.card_order import ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from d1.order import Address, CardOrder
+from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
 from settings import OrderTimingSettings, TemporalSettings
-from starter.validation import InvalidOrder, check_order, mask_pan, validate_address
+from starter.edge import OrderEdge, PreparedOrder
 from temporal_client import connect
-from workflows import search_attributes as sa
-from workflows.card_order import (
-    ACCELERATE_AND_REDIRECT_UPDATE,
-    ACCELERATE_UPDATE,
-    CANCEL_UPDATE,
-    REDIRECT_UPDATE,
-    VIEW_QUERY,
-    CardOrderWorkflow,
-)
-from workflows.messages import (
-    CardOrderInput,
-    ChangeRequest,
-    OrderRef,
-    OrderTiming,
-    OrderView,
-    workflow_id_for,
-)
-from workflows.order_state import ChangeRecord
+
+__all__ = ["CardOrders", "ChangeRejected", "InvalidOrder", "OrderRefused", "OrderSummary", "SubmittedOrder"]
 
 
 class OrderRefused(Exception):
@@ -79,22 +63,6 @@ class OrderSummary:
     outcome: str | None
 
 
-def order_ref(order: CardOrder) -> OrderRef:
-    shipment = order.shipment
-    return OrderRef(
-        issuer_id=order.issuerId,
-        card_id=order.cardId,
-        issuer_request_id=order.issuerRequestId,
-        consumer_id=order.consumerId,
-        card_product_id=order.cardProductId,
-        masked_pan=mask_pan(order.cardData.pan),
-        shipment_type=shipment.type if shipment else None,
-        group_id=shipment.groupId if shipment else None,
-        bulk_order_id=shipment.orderId if shipment else None,
-        distribution_channel=order.distributionChannel,
-    )
-
-
 def timing_from_settings(settings: OrderTimingSettings | None = None) -> OrderTiming:
     s = settings or OrderTimingSettings()
     return OrderTiming(
@@ -102,71 +70,75 @@ def timing_from_settings(settings: OrderTimingSettings | None = None) -> OrderTi
     )
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 class CardOrders:
-    def __init__(self, client: Client, *, task_queue: str, timing: OrderTiming | None = None) -> None:
+    """``edge`` validates and encrypts orders (starter/edge.py); by default from the settings."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        timing: OrderTiming | None = None,
+        edge: OrderEdge | None = None,
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.timing = timing or timing_from_settings()
+        self._edge = edge
+
+    @property
+    def edge(self) -> OrderEdge:
+        if self._edge is None:
+            self._edge = OrderEdge.from_settings()
+        return self._edge
 
     @classmethod
-    async def connect(cls, settings: TemporalSettings | None = None) -> CardOrders:
+    async def connect(cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None) -> CardOrders:
         settings = settings or TemporalSettings()
-        return cls(await connect(settings), task_queue=settings.task_queue)
+        return cls(await connect(settings), task_queue=settings.task_queue, edge=edge)
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, order: CardOrder | dict[str, Any]) -> SubmittedOrder:
-        """Validate (a dict: every rule, raising InvalidOrder with every problem) and start the
-        order, or return the existing one. A CardOrder is taken as already validated."""
-        warnings: tuple[str, ...] = ()
-        if not isinstance(order, CardOrder):
-            check = check_order(order)
-            if check.order is None:
-                raise InvalidOrder(check.errors, check.warnings)
-            order, warnings = check.order, tuple(map(str, check.warnings))
-        submitted = await self._submit_traced(order)
-        return SubmittedOrder(submitted.workflow_id, submitted.created, warnings) if warnings else submitted
+    async def submit(
+        self, order: CardOrder | Mapping[str, Any], *, unknown_fields: UnknownFields | None = None
+    ) -> SubmittedOrder:
+        """Validate (every rule, raising InvalidOrder with every problem), encrypt the card
+        data for D1 and start the order, or return the existing one. Clear card data does
+        not leave this call: Temporal receives the JWE and the masked PAN only."""
+        prepared = self.edge.prepare(order, timing=self.timing, unknown_fields=unknown_fields)
+        return await self.submit_prepared(prepared)
 
-    async def _submit_traced(self, order: CardOrder) -> SubmittedOrder:
-        wid = workflow_id_for(order.issuerId, order.issuerRequestId)
+    async def submit_prepared(self, prepared: PreparedOrder) -> SubmittedOrder:
+        """Start an order the edge already prepared (batches prepare every line first)."""
+        ref = prepared.ref
         # The root of this order's trace (observability/tracing.py); ids only.
         with order_submission_span(
-            issuer_id=order.issuerId, card_id=order.cardId, issuer_request_id=order.issuerRequestId, workflow_id=wid
+            issuer_id=ref.issuer_id,
+            card_id=ref.card_id,
+            issuer_request_id=ref.issuer_request_id,
+            workflow_id=prepared.workflow_id,
         ) as span:
-            submitted = await self._submit(order, wid)
+            submitted = await self._start(prepared)
             span.set_attribute("d1.order.created", submitted.created)
-            return submitted
+        warnings = tuple(map(str, prepared.warnings))
+        return SubmittedOrder(submitted.workflow_id, submitted.created, warnings) if warnings else submitted
 
-    async def _submit(self, order: CardOrder, wid: str) -> SubmittedOrder:
+    async def _start(self, prepared: PreparedOrder) -> SubmittedOrder:
+        wid = prepared.workflow_id
         if await self._exists(wid):
             return SubmittedOrder(wid, created=False)
-        await self._refuse_if_card_busy(order)
-        ref = order_ref(order)
-        attrs = TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.ISSUER_ID, order.issuerId),
-                SearchAttributePair(sa.CARD_ID, order.cardId),
-                SearchAttributePair(sa.ISSUER_REQUEST_ID, order.issuerRequestId),
-                *([SearchAttributePair(sa.CONSUMER_ID, order.consumerId)] if order.consumerId else []),
-                *([SearchAttributePair(sa.GROUP_ID, ref.group_id)] if ref.group_id else []),
-            ]
-        )
+        await self._refuse_if_card_busy(prepared)
         try:
             await self.client.start_workflow(
-                CardOrderWorkflow.run,
-                CardOrderInput(ref=ref, timing=self.timing, order=as_channel_order(order)),
+                api.WORKFLOW_TYPE,
+                prepared.input,
                 id=wid,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=attrs,
-                static_summary=f"Card {order.cardId} · request {order.issuerRequestId}",
-                static_details=f"Issuer {order.issuerId}, product {order.cardProductId}, "
-                f"channel {order.distributionChannel}, PAN {ref.masked_pan}",
+                search_attributes=prepared.search_attributes,
+                static_summary=prepared.summary,
+                static_details=prepared.details,
             )
         except WorkflowAlreadyStartedError:
             # A concurrent or earlier submit of the same order won: that order is the answer.
@@ -182,16 +154,13 @@ class CardOrders:
             raise
         return True
 
-    async def _refuse_if_card_busy(self, order: CardOrder) -> None:
-        query = (
-            f'IssuerId = "{_quote(order.issuerId)}" AND CardId = "{_quote(order.cardId)}" '
-            f'AND ExecutionStatus = "Running"'
-        )
-        async for wf in self.client.list_workflows(query, limit=5):
+    async def _refuse_if_card_busy(self, prepared: PreparedOrder) -> None:
+        ref = prepared.ref
+        async for wf in self.client.list_workflows(api.open_orders_of_card_query(ref.issuer_id, ref.card_id), limit=5):
             other = wf.typed_search_attributes.get(sa.ISSUER_REQUEST_ID)
-            if other != order.issuerRequestId:
+            if other != ref.issuer_request_id:
                 raise OrderRefused(
-                    f"card {order.cardId} already has an open order (issuerRequestId {other}, "
+                    f"card {ref.card_id} already has an open order (issuerRequestId {other}, "
                     f"workflow {wf.id}); cancel it or wait for it to finish before ordering again"
                 )
 
@@ -199,11 +168,11 @@ class CardOrders:
 
     def handle(self, issuer_id: str, issuer_request_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(
-            workflow_id_for(issuer_id, issuer_request_id), result_type=OrderView
+            api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView
         )
 
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
-        view: OrderView = await self.handle(issuer_id, issuer_request_id).query(VIEW_QUERY, result_type=OrderView)
+        view: OrderView = await self.handle(issuer_id, issuer_request_id).query(api.VIEW_QUERY, result_type=OrderView)
         return view
 
     async def wait(self, issuer_id: str, issuer_request_id: str) -> OrderView:
@@ -231,10 +200,8 @@ class CardOrders:
             await asyncio.sleep(poll)
 
     async def list(self, query: str | None = None, *, limit: int = 100) -> list[OrderSummary]:
-        base = 'WorkflowType = "CardOrderWorkflow"'
-        full = f"{base} AND ({query})" if query else base
         out: list[OrderSummary] = []
-        async for wf in self.client.list_workflows(full, limit=limit):
+        async for wf in self.client.list_workflows(api.orders_query(query), limit=limit):
             attrs = wf.typed_search_attributes
             out.append(
                 OrderSummary(
@@ -252,10 +219,7 @@ class CardOrders:
         self, group_id: str, *, issuer_id: str | None = None, limit: int = 1000
     ) -> builtins.list[OrderSummary]:
         """The orders of one BULK shipment group (search attribute ``ShipmentGroupId``)."""
-        query = f'ShipmentGroupId = "{_quote(group_id)}"'
-        if issuer_id:
-            query += f' AND IssuerId = "{_quote(issuer_id)}"'
-        return await self.list(query, limit=limit)
+        return await self.list(api.group_query(group_id, issuer_id), limit=limit)
 
     # ---------------------------------------------------------- pull & change
 
@@ -263,11 +227,11 @@ class CardOrders:
         """Cancel an order not yet shipped. Returns once D1 took the request; the outcome
         (ACCEPTED / REFUSED) then shows in :meth:`status` (``state.changes``); an accepted
         cancel ends the order as CANCELED (CARD_PROD_CANCELED)."""
-        return await self._change(CANCEL_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
+        return await self._change(api.CANCEL_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
 
     async def accelerate(self, issuer_id: str, issuer_request_id: str, *, note: str | None = None) -> ChangeRecord:
         """Produce as soon as possible and ship with an express carrier (before shipment)."""
-        return await self._change(ACCELERATE_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
+        return await self._change(api.ACCELERATE_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
 
     async def redirect(
         self,
@@ -281,7 +245,7 @@ class CardOrders:
         An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``)."""
         address = self._address(new_delivery_address)
         request = ChangeRequest(new_delivery_address=address, note=note)
-        return await self._change(REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
+        return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
 
     async def accelerate_and_redirect(
         self,
@@ -293,12 +257,10 @@ class CardOrders:
     ) -> ChangeRecord:
         address = self._address(new_delivery_address)
         request = ChangeRequest(new_delivery_address=address, note=note)
-        return await self._change(ACCELERATE_AND_REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
+        return await self._change(api.ACCELERATE_AND_REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
 
-    @staticmethod
-    def _address(value: Address | dict[str, Any]) -> Address:
-        raw = value.model_dump(mode="json", exclude_none=True) if isinstance(value, Address) else value
-        return validate_address(raw)
+    def _address(self, value: Address | Mapping[str, Any]) -> Address:
+        return self.edge.address(value)
 
     async def _change(
         self, update: str, issuer_id: str, issuer_request_id: str, request: ChangeRequest

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from d1.order import CardOrder
-from d1.program import Program
+from d1.validation import FieldError, UnknownFields
 from starter.api import CardOrders, OrderRefused
-from starter.validation import FieldError, UnknownFields, check_order, default_program
+from starter.edge import OrderEdge
 
 BatchFormat = Literal["jsonl", "csv"]
 
@@ -209,11 +209,11 @@ def validate_file(
     *,
     fmt: BatchFormat,
     default_issuer_id: str,
-    program: Program | None = None,
+    edge: OrderEdge | None = None,
     unknown_fields: UnknownFields = "error",
 ) -> tuple[list[BatchLine], BatchReport]:
     """Validate every line; the valid ones (in file order) and the report so far."""
-    program = program or default_program()
+    edge = edge or OrderEdge.from_settings()
     report = BatchReport(file=str(path))
     valid: list[BatchLine] = []
     by_request: dict[tuple[str, str], tuple[int, str]] = {}
@@ -224,11 +224,10 @@ def validate_file(
             report.invalid.append(LineProblem(number, [raw]))
             continue
         raw.setdefault("issuerId", default_issuer_id)
-        check = check_order(raw, program=program, unknown_fields=unknown_fields)
-        if check.order is None:
-            report.invalid.append(LineProblem(number, [str(e) for e in check.errors]))
+        order, errors, line_warnings = edge.check(raw, unknown_fields=unknown_fields)
+        if order is None:
+            report.invalid.append(LineProblem(number, [str(e) for e in errors]))
             continue
-        order = check.order
         fingerprint = _fingerprint(raw)
         request_key = (order.issuerId, order.issuerRequestId)
         card_key = (order.issuerId, order.cardId)
@@ -248,9 +247,9 @@ def validate_file(
             continue
         by_request[request_key] = (number, fingerprint)
         by_card[card_key] = (number, order.issuerRequestId)
-        if check.warnings:
-            report.warnings.append(LineProblem(number, [str(w) for w in check.warnings]))
-        valid.append(BatchLine(number, order, [str(w) for w in check.warnings]))
+        if line_warnings:
+            report.warnings.append(LineProblem(number, [str(w) for w in line_warnings]))
+        valid.append(BatchLine(number, order, [str(w) for w in line_warnings]))
     report.valid = len(valid)
     return valid, report
 
@@ -350,7 +349,7 @@ async def submit_batch(
     concurrency: int = 32,
     dry_run: bool = False,
     unknown_fields: UnknownFields = "error",
-    program: Program | None = None,
+    edge: OrderEdge | None = None,
     show_progress: bool = True,
 ) -> BatchReport:
     """Validate the whole file, then start its valid lines (unless ``dry_run``)."""
@@ -358,7 +357,7 @@ async def submit_batch(
         path,
         fmt=detect_format(path, fmt),
         default_issuer_id=default_issuer_id,
-        program=program,
+        edge=edge or (orders.edge if orders is not None else None),
         unknown_fields=unknown_fields,
     )
     report.dry_run = dry_run
@@ -389,6 +388,7 @@ async def run_batch_command(
             path,
             fmt=detect_format(path, fmt),
             default_issuer_id=default_issuer_id,
+            edge=orders.edge if orders is not None else None,
             unknown_fields=unknown_fields,
         )
     except (OSError, ValueError) as exc:

@@ -24,15 +24,19 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts import card_order as api
+from contracts.card_order import OrderView
+from contracts.visibility import RUNNING, all_of
+from d1.keys import KeyFileError
+from d1.validation import InvalidOrder
 from observability.process import configure_process
 from security.redaction import install_log_redaction
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
-from starter.api import CardOrders, ChangeRejected, OrderRefused
+from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
 from starter.batch import run_batch_command
-from starter.validation import InvalidOrder, check_order
+from starter.edge import OrderEdge
 from temporal_client import connect
-from workflows.messages import OrderView
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
 
@@ -76,23 +80,31 @@ async def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"{args.file}: cannot read a JSON order: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        check = check_order(raw, unknown_fields="warn" if args.allow_unknown_fields else "error")
-        if check.order is None:
-            _print_invalid(args.file, InvalidOrder(check.errors, check.warnings))
-            return EXIT_INVALID
-        for fw in check.warnings:
-            print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
-        order = check.order
-        orders = await CardOrders.connect(TemporalSettings())
+        # Validated and encrypted for D1 before Temporal is contacted: invalid input is
+        # reported even when Temporal is down, and only the JWE leaves this process.
+        edge = OrderEdge.from_settings()
         try:
-            submitted = await orders.submit(order)
+            prepared = edge.prepare(
+                raw, timing=timing_from_settings(), unknown_fields="warn" if args.allow_unknown_fields else "error"
+            )
+        except InvalidOrder as err:
+            _print_invalid(args.file, err)
+            return EXIT_INVALID
+        except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        for fw in prepared.warnings:
+            print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
+        orders = await CardOrders.connect(TemporalSettings(), edge=edge)
+        try:
+            submitted = await orders.submit_prepared(prepared)
         except OrderRefused as err:
             print(f"refused: {err}", file=sys.stderr)
             return EXIT_REFUSED
         verb = "started" if submitted.created else "already exists"
         print(f"{submitted.workflow_id} {verb}")
         if args.wait:
-            print(format_view(await orders.wait(order.issuerId, order.issuerRequestId)))
+            print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))
         return 0
     if args.command == "submit-batch":
         return await run_batch_command(
@@ -119,7 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "list":
         query = list_query(args, issuer_id)
         if args.show_query:
-            print(f"query: {ops.for_orders(query)}", file=sys.stderr)
+            print(f"query: {api.orders_query(query)}", file=sys.stderr)
         for o in await orders.list(query, limit=args.limit):
             print(
                 f"{o.workflow_id:<60} {o.status:<10} {o.card_id or '-':<24} {o.production_status or '-':<20} "
@@ -131,12 +143,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
     """The ``list``/``reconcile`` shortcuts as one visibility query (README "Operations guide")."""
-    return ops.combine(
+    return all_of(
         args.query,
         ops.stuck_query() if args.stuck else None,
         ops.rejected_today_query() if getattr(args, "rejected_today", False) else None,
         ops.card_query(args.card, issuer_id) if getattr(args, "card", None) else None,
-        ops.RUNNING if getattr(args, "running", False) else None,
+        RUNNING if getattr(args, "running", False) else None,
     )
 
 
@@ -149,7 +161,7 @@ async def _run_operator_command(args: argparse.Namespace, orders: CardOrders, is
             return 0
         if args.command == "reconcile":
             if args.issuer_request_id:
-                wid = ops.workflow_id_for(issuer_id, args.issuer_request_id)
+                wid = api.workflow_id(issuer_id, args.issuer_request_id)
                 if not await ops.redrive_one(client, wid):
                     print(f"order {args.issuer_request_id} is not running", file=sys.stderr)
                     return EXIT_NOT_FOUND

@@ -28,34 +28,21 @@ from temporalio.client import Client
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows import search_attributes as sa
-from workflows.card_order import RECONCILE_SIGNAL, VIEW_QUERY
-from workflows.messages import OrderView, workflow_id_for
+from contracts import card_order as api
+from contracts import search_attributes as sa
+from contracts.card_order import (
+    OrderView,
+    ReconcileRequest,
+    card_query,
+    rejected_since_query,
+    stuck_query,
+)
+from contracts.visibility import RUNNING, all_of
 
-__all__ = ["workflow_id_for"]  # re-exported for the CLI
-
-ORDER_TYPE = 'WorkflowType = "CardOrderWorkflow"'
-RUNNING = 'ExecutionStatus = "Running"'
+__all__ = ["card_query", "rejected_since_query", "stuck_query"]  # re-exported for the CLI
 
 
 # ------------------------------------------------------------------ queries
-
-
-def rfc3339(moment: datetime) -> str:
-    """Visibility queries compare datetimes given as RFC 3339 strings (UTC here)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def stuck_query(now: datetime | None = None, *, status: str = "CARD_PROD_ONGOING") -> str:
-    """Running orders still in ``status`` although D1's due date has passed."""
-    now = now or datetime.now(UTC)
-    return f"{RUNNING} AND ProductionStatus = {quote(status)} AND DueDate < {quote(rfc3339(now))}"
 
 
 def start_of_day(now: datetime | None = None) -> datetime:
@@ -63,32 +50,8 @@ def start_of_day(now: datetime | None = None) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def rejected_since_query(since: datetime) -> str:
-    """Orders D1 rejected since ``since``: closed since then, or still in their close grace."""
-    return f'OrderOutcome = "REJECTED" AND ({RUNNING} OR CloseTime >= {quote(rfc3339(since))})'
-
-
 def rejected_today_query(now: datetime | None = None) -> str:
     return rejected_since_query(start_of_day(now))
-
-
-def card_query(card_id: str, issuer_id: str | None = None) -> str:
-    """Every order ever placed for one card (open and closed)."""
-    query = f"CardId = {quote(card_id)}"
-    return f"IssuerId = {quote(issuer_id)} AND {query}" if issuer_id else query
-
-
-def combine(*parts: str | None) -> str | None:
-    """AND the non-empty parts together, each in parentheses."""
-    present = [p for p in parts if p]
-    if not present:
-        return None
-    return present[0] if len(present) == 1 else " AND ".join(f"({p})" for p in present)
-
-
-def for_orders(query: str | None) -> str:
-    """Restrict a query to card-order workflows (the orphan inbox shares the namespace)."""
-    return f"{ORDER_TYPE} AND ({query})" if query else ORDER_TYPE
 
 
 # ------------------------------------------------------------------ timeline
@@ -105,7 +68,10 @@ class TimelineLine:
         return f"{when}  {self.source:<5}  {self.text}"
 
 
-_SIGNAL_WORDS = {"d1_notification": "D1 notification received", RECONCILE_SIGNAL: "operator asked for a status check"}
+_SIGNAL_WORDS = {
+    api.NOTIFICATION_SIGNAL: "D1 notification received",
+    api.RECONCILE_SIGNAL: "operator asked for a status check",
+}
 _CLOSE_WORDS = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: "order closed",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: "order FAILED (see the Temporal UI)",
@@ -199,8 +165,8 @@ def d1_steps(view: OrderView) -> list[TimelineLine]:
 
 async def order_timeline(client: Client, issuer_id: str, issuer_request_id: str) -> list[TimelineLine]:
     """D1's steps and the order's milestones, merged in time order (undated lines last)."""
-    handle = client.get_workflow_handle(workflow_id_for(issuer_id, issuer_request_id))
-    view: OrderView = await handle.query(VIEW_QUERY, result_type=OrderView)
+    handle = client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id))
+    view: OrderView = await handle.query(api.VIEW_QUERY, result_type=OrderView)
     history = await handle.fetch_history()
     events = list(history.events)
     lines = d1_steps(view) + execution_milestones(events, await _activity_summaries(client, events))
@@ -222,10 +188,12 @@ class RedriveReport:
         return len(self.requested) + len(self.not_running) + len(self.failed)
 
 
-async def redrive_one(client: Client, workflow_id: str) -> bool:
+async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = None) -> bool:
     """Signal ``reconcile_now``; False when the order is closed or unknown."""
     try:
-        await client.get_workflow_handle(workflow_id).signal(RECONCILE_SIGNAL)
+        await client.get_workflow_handle(workflow_id).signal(
+            api.RECONCILE_SIGNAL, ReconcileRequest(requested_by="operator-cli", reason=reason)
+        )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return False
@@ -234,7 +202,7 @@ async def redrive_one(client: Client, workflow_id: str) -> bool:
 
 
 async def running_order_ids(client: Client, query: str | None, *, limit: int | None = None) -> list[str]:
-    full = for_orders(combine(RUNNING, query))
+    full = api.orders_query(all_of(RUNNING, query))
     return [wf.id async for wf in client.list_workflows(full, limit=limit)]
 
 

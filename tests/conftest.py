@@ -26,6 +26,8 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from contracts import search_attributes as sa
+from contracts.card_order import OrderTiming
 from emulator.app import create_app as create_emulator_app
 from emulator.config import EmulatorSettings
 from receiver.app import create_app as create_receiver_app
@@ -34,11 +36,10 @@ from security.codec import generate_keys_file, load_codec
 from settings import D1ClientSettings
 from stack.onboarding import ensure_issuer_keys
 from starter.api import CardOrders
+from starter.edge import OrderEdge
 from temporal_client import data_converter
 from tests.support.servers import free_port, serve
 from worker import build_worker, d1_activities
-from workflows import search_attributes as sa
-from workflows.messages import OrderTiming
 
 ISSUER_ID = "TESTISS001"
 TASK_QUEUE = "test-card-orders"
@@ -158,7 +159,8 @@ async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.Temp
     tmp = tmp_path_factory.mktemp("stack")
     client = temporal_env.client
     async with running_product(client, tmp) as p:
-        orders = CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing())
+        edge = OrderEdge.from_settings(p.d1_settings)
+        orders = CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing(), edge=edge)
         yield Stack(client, temporal_env, orders, p.emulator_url, p.receiver_url, p.router, p.d1_settings, tmp)
 
 

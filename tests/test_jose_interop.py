@@ -11,8 +11,8 @@ from joserfc import jwt as rfc_jwt
 from joserfc.jwk import ECKey
 from jwcrypto import jwk
 
-from activities.jwe import encrypt_for_d1
 from activities.token_provider import make_assertion
+from d1.jwe import encrypt_for_d1
 
 
 def test_encrypted_data_decrypts_with_an_independent_implementation() -> None:

@@ -10,13 +10,13 @@ import random
 import httpx
 import pytest
 
+from contracts.card_order import OrderView, Outcome
+from contracts.orphan_inbox import RECENT_QUERY, OrphanInbox
+from contracts.orphan_inbox import workflow_id as inbox_workflow_id
 from d1.paths import notification_path
 from starter.api import OrderRefused
 from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
 from tests.support.orders import sample_order
-from workflows.messages import OrderView
-from workflows.order_state import Outcome
-from workflows.orphans import RECENT_QUERY, OrphanInbox, inbox_workflow_id
 
 pytestmark = pytest.mark.asyncio
 
@@ -257,7 +257,7 @@ async def test_hundred_orders_at_once_cause_exactly_one_token_request(stack: Sta
     before = (await stack.emulator_stats())["tokenRequests"]
     async with d1_activities(stack.d1_settings) as acts:
         async with build_worker(stack.client, queue, acts):
-            orders = CardOrders(stack.client, task_queue=queue, timing=fast_timing())
+            orders = CardOrders(stack.client, task_queue=queue, timing=fast_timing(), edge=stack.orders.edge)
             ids = [new_request_id("burst100") for _ in range(100)]
             await asyncio.gather(*(orders.submit(sample_order(i)) for i in ids))
             for i in ids:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.card_order import OrderState, Outcome
 from d1.notifications import OperationNotification
 from tests.support.notifications import happy_sequence, operation, parsed
-from workflows.order_state import Applied, OrderState, Outcome
+from workflows.order_state import Applied, apply
 
 
 def run(ops: list[OperationNotification]) -> OrderState:
     state = OrderState()
     for op in ops:
-        state.apply(op, source="notification")
+        apply(state, op, source="notification")
     return state
 
 
@@ -48,7 +49,7 @@ def test_duplicate_changes_nothing() -> None:
     ops = parsed(happy_sequence())
     state = run(ops[:3])
     before = state.model_dump(exclude={"duplicates_ignored"})
-    assert state.apply(ops[1], source="notification") == Applied.DUPLICATE
+    assert apply(state, ops[1], source="notification") == Applied.DUPLICATE
     assert state.model_dump(exclude={"duplicates_ignored"}) == before
     assert state.duplicates_ignored == 1
 
@@ -56,7 +57,7 @@ def test_duplicate_changes_nothing() -> None:
 def test_never_moves_backwards() -> None:
     ops = parsed(happy_sequence())
     state = run([ops[3]])  # ONGOING first
-    assert state.apply(ops[0], source="notification") == Applied.RECORDED  # REQUESTED arrives late
+    assert apply(state, ops[0], source="notification") == Applied.RECORDED  # REQUESTED arrives late
     assert state.production_status == "CARD_PROD_ONGOING"
     assert len(state.timeline) == 2
     assert state.timeline[0].production_status == "CARD_PROD_REQUESTED"  # canonical order
@@ -90,7 +91,7 @@ def test_data_exception_is_terminal_with_reason() -> None:
     assert state.outcome == Outcome.DATA_EXCEPTION
     assert state.outcome_reason == "name exceeds printable length"
     # A stale progress update after the end does not reopen the order.
-    state.apply(OperationNotification.model_validate(operation("CARD_PROD_READY")), source="notification")
+    apply(state, OperationNotification.model_validate(operation("CARD_PROD_READY")), source="notification")
     assert state.production_status == "DATA_EXCEPTION"
 
 
@@ -103,7 +104,7 @@ def test_other_operations_are_ignored_by_the_produce_state_machine() -> None:
     raw = operation("CARD_PROD_READY")
     raw["operation"] = "SUSPEND"
     state = OrderState()
-    assert state.apply(OperationNotification.model_validate(raw), source="notification") == Applied.IGNORED
+    assert apply(state, OperationNotification.model_validate(raw), source="notification") == Applied.IGNORED
     assert state.timeline == []
 
 
@@ -118,7 +119,7 @@ def test_any_arrival_order_and_duplication_gives_the_same_final_state(data: st.D
     state = OrderState()
     ranks_seen: list[int] = []
     for op in parsed(list(shuffled)):
-        state.apply(op, source="notification")
+        apply(state, op, source="notification")
         ranks_seen.append(state.production_rank)
     assert ranks_seen == sorted(ranks_seen), "production status moved backwards"
     final = comparable(state)

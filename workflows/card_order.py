@@ -1,55 +1,61 @@
 """``CardOrderWorkflow``: one physical card, from order to delivery, durable over days.
 
-encrypt → submit → wait for D1 notifications (signals from the receiver), reconciling
-with D1's status endpoint when D1 goes quiet, until the card is delivered, returned,
-rejected, canceled or failed, or shipment tracking stays quiet long enough after
-shipping. All decisions about updates live in :mod:`workflows.order_state`; this module
-only sequences activities, timers and handlers.
+submit → wait for D1 notifications (signals from the receiver), reconciling with D1's
+status endpoint when D1 goes quiet, until the card is delivered, returned, rejected,
+canceled or failed, or shipment tracking stays quiet long enough after shipping.
+
+This module only sequences activities, timers and handlers. The decisions live in pure
+modules: the state machine (:mod:`workflows.order_state`), pull & change eligibility
+(:mod:`workflows.change_rules`), how a refusal ends the order (:mod:`workflows.outcomes`)
+and what operators see (:mod:`workflows.details_line`). The public names and types are
+in :mod:`contracts.card_order`.
+
+The workflow never sees clear card data: the starter encrypted it for D1 before the
+order was started (``CardOrderInput.submission``). Orders started before that change
+carry the clear order and take the old, patch-guarded submission path (kept for replay).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.card_order import CardOrderActivities
-    from d1.notifications import OperationNotification
-    from d1.order import REDIRECTING_TYPES, CardOrder
-    from observability import names as metric_names
-    from workflows import search_attributes as sa
-    from workflows.messages import (
-        CHANGE_FAILED,
-        CHANGE_REJECTED,
-        D1_REJECTED,
+    from activities import contract as acts
+    from contracts import card_order as api
+    from contracts import search_attributes as sa
+    from contracts.card_order import (
         CardOrderInput,
+        ChangeRecord,
         ChangeRequest,
-        EncryptInput,
+        ChangeStatus,
+        D1Submission,
+        OrderRef,
+        OrderState,
         OrderView,
-        PullAndChangeInput,
-        StatusInput,
-        SubmitInput,
-        SubmitResult,
+        Outcome,
+        ReconcileRequest,
     )
-    from workflows.order_state import Applied, ChangeRecord, ChangeStatus, OrderError, OrderState, Outcome
+    from d1.notifications import OperationNotification
+    from d1.order import CardOrder
+    from observability import names as metric_names
+    from security.payload_refusal import UNENCRYPTED, UnauthenticatedPayload
+    from workflows import order_state
+    from workflows.change_rules import change_problem
+    from workflows.details_line import attribute_values, details_line
+    from workflows.order_state import Applied
+    from workflows.outcomes import Ending, gave_up, refused_before_sending, refused_by_d1
 
-NOTIFICATION_SIGNAL = "d1_notification"
-VIEW_QUERY = "order_view"
-# Operators re-drive reconciliation (``python -m starter reconcile``): ask D1 now.
-RECONCILE_SIGNAL = "reconcile_now"
-# Pull & change (before shipment): workflow updates, one per D1 change type.
-CANCEL_UPDATE = "cancel"
-ACCELERATE_UPDATE = "accelerate"
-REDIRECT_UPDATE = "redirect"
-ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
-
-# Encrypt and submit in one activity (fewer events, no JWE in history). Orders started
-# before this change replay the two-activity path (tests/histories/).
+# Encrypt and submit in one activity (orders started before edge encryption only; their
+# histories replay both branches: tests/histories/).
 ONE_STEP_SUBMIT_PATCH = "one-step-submit"
+# From this version on a reconcile_now signal must carry its (encrypted) ReconcileRequest;
+# histories from before accepted a bare signal and still replay that way.
+AUTHENTICATED_SIGNALS_PATCH = "authenticated-signals"
 # A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 D1_CALL_RETRY = RetryPolicy(
@@ -63,53 +69,26 @@ RECONCILE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
 )
-
-
-_STATUS_WORDS = {
-    "CARD_PROD_REQUESTED": "production requested",
-    "DATA_PREPARED": "card data prepared",
-    "CARD_PROD_READY": "ready for production",
-    "CARD_PROD_ON_HOLD": "production on hold",
-    "CARD_PROD_ONGOING": "in production",
-    "CARD_PROD_DONE": "produced, waiting for the carrier",
-    "CARD_SHIPPED": "shipped",
-    "DATA_EXCEPTION": "stopped: D1 could not use the card data",
-    "CARD_PROD_EXCEPTION": "stopped: production failed",
-    "CARD_PROD_CANCELED": "production canceled",
-    "CARD_RETURNED": "returned to the issuer",
+_SA_KEYS = {
+    key.name: key
+    for key in (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.TRACKING_NUMBER, sa.ORDER_OUTCOME, sa.DUE_DATE)
 }
-_SOURCE_WORDS = {"notification": "a D1 notification", "reconciliation": "a status check with D1"}
 
 
-def _in_words(status: str | None) -> str:
-    """The UI's details line speaks to operators: a D1 status in words (unknown ones as is)."""
-    return _STATUS_WORDS.get(status or "", status or "unknown")
-
-
-def _readable_time(value: str) -> str:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _due_date_value(due: str | None) -> datetime | None:
-    if not due:
-        return None
-    try:
-        parsed = datetime.fromisoformat(due)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-@workflow.defn(name="CardOrderWorkflow")
+@workflow.defn(name=api.WORKFLOW_TYPE)
 class CardOrderWorkflow:
     @workflow.init
-    def __init__(self, inp: CardOrderInput) -> None:
+    def __init__(self, raw: RawValue) -> None:
+        # The input is converted here rather than by the SDK so that an input the codec
+        # refused (a client without the product's keys started this) fails the workflow
+        # cleanly in run() instead of failing every workflow task.
+        self._refused: str | None = None
+        try:
+            inp = workflow.payload_converter().from_payload(raw.payload, CardOrderInput)
+        except UnauthenticatedPayload as err:
+            self._refused = err.reason
+            inp = CardOrderInput(ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"))
+        self._input: CardOrderInput = inp
         self._ref = inp.ref
         self._timing = inp.timing
         self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
@@ -124,65 +103,82 @@ class CardOrderWorkflow:
 
     # ----------------------------------------------------------------- handlers
 
-    @workflow.signal(name=NOTIFICATION_SIGNAL)
-    def on_notification(self, op: OperationNotification) -> None:
+    @workflow.signal(name=api.NOTIFICATION_SIGNAL)
+    def on_notification(self, op: OperationNotification | None = None) -> None:
+        if op is None:
+            self._refuse(api.NOTIFICATION_SIGNAL)
+            return
         if self._state.finished:
             self._count(metric_names.NOTIFICATIONS_LATE, seen_by="workflow")
         if self._apply(op, source="notification") is Applied.DUPLICATE:
             self._count(metric_names.NOTIFICATIONS_DUPLICATED)
 
-    @workflow.signal(name=RECONCILE_SIGNAL)
-    def reconcile_now(self) -> None:
+    @workflow.signal(name=api.RECONCILE_SIGNAL)
+    def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
+        if req is None and workflow.patched(AUTHENTICATED_SIGNALS_PATCH):
+            self._refuse(api.RECONCILE_SIGNAL)
+            return
         self._reconcile_requested = True
 
-    @workflow.query(name=VIEW_QUERY)
+    @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> OrderView:
         return OrderView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
 
-    # Pull & change. The validators refuse at once, without calling D1, what cannot work:
-    # a finished or shipped order, an order D1 has not accepted yet, a change still waiting
-    # for D1's answer, a redirect without address (or of a BULK or unshipped card). The
-    # handler calls D1 and returns once D1 took the request; the personalization center's
-    # answer (UPDATE_ORDER) then settles the change in the view and the timeline.
+    # Pull & change. The validators refuse at once, without calling D1, what cannot work
+    # (workflows/change_rules.py). The handler calls D1 and returns once D1 took the
+    # request; the personalization center's answer (UPDATE_ORDER) then settles the change
+    # in the view and the timeline.
 
-    @workflow.update(name=CANCEL_UPDATE, description="Cancel the order and destroy the card (before shipment)")
+    @workflow.update(name=api.CANCEL_UPDATE, description="Cancel the order and destroy the card (before shipment)")
     async def cancel(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("CANCEL", req or ChangeRequest())
+        return await self._pull_and_change("CANCEL", req)
 
     @cancel.validator
     def _validate_cancel(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("CANCEL", req or ChangeRequest())
+        self._reject_change("CANCEL", req)
 
-    @workflow.update(name=ACCELERATE_UPDATE, description="Produce as soon as possible, ship express")
+    @workflow.update(name=api.ACCELERATE_UPDATE, description="Produce as soon as possible, ship express")
     async def accelerate(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("ACCELERATE", req or ChangeRequest())
+        return await self._pull_and_change("ACCELERATE", req)
 
     @accelerate.validator
     def _validate_accelerate(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("ACCELERATE", req or ChangeRequest())
+        self._reject_change("ACCELERATE", req)
 
-    @workflow.update(name=REDIRECT_UPDATE, description="Ship to a new delivery address")
+    @workflow.update(name=api.REDIRECT_UPDATE, description="Ship to a new delivery address")
     async def redirect(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("REDIRECT", req or ChangeRequest())
+        return await self._pull_and_change("REDIRECT", req)
 
     @redirect.validator
     def _validate_redirect(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("REDIRECT", req or ChangeRequest())
+        self._reject_change("REDIRECT", req)
 
-    @workflow.update(name=ACCELERATE_AND_REDIRECT_UPDATE, description="Accelerate and ship to a new address")
+    @workflow.update(name=api.ACCELERATE_AND_REDIRECT_UPDATE, description="Accelerate and ship to a new address")
     async def accelerate_and_redirect(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("ACCELERATE_AND_REDIRECT", req or ChangeRequest())
+        return await self._pull_and_change("ACCELERATE_AND_REDIRECT", req)
 
     @accelerate_and_redirect.validator
     def _validate_accelerate_and_redirect(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("ACCELERATE_AND_REDIRECT", req or ChangeRequest())
+        self._reject_change("ACCELERATE_AND_REDIRECT", req)
 
     # --------------------------------------------------------------------- run
 
     @workflow.run
-    async def run(self, inp: CardOrderInput) -> OrderView:
+    async def run(self, raw: RawValue) -> OrderView:
+        if self._refused == UNENCRYPTED:
+            raise ApplicationError(
+                "refused: this workflow's input is not sealed by the product's payload codec "
+                "(started by a client without the product's keys); nothing was sent to D1",
+                type="UnauthenticatedInput",
+                non_retryable=True,
+            )
+        if self._refused is not None:
+            # Sealed by a key this worker does not have: a key roll-out not finished yet.
+            # Fail the task (retried) rather than the order, so it resumes once keys are fixed.
+            raise RuntimeError(f"workflow input refused by the payload codec ({self._refused})")
+        inp = self._input
         now = workflow.now()
         self._last_progress_at = inp.last_progress_at or now
         if self._state.shipped:
@@ -191,9 +187,13 @@ class CardOrderWorkflow:
         if inp.state is None:  # the first run, not a continue-as-new
             self._count(metric_names.ORDERS_STARTED)
         if not self._state.submitted:
-            if inp.order is None:
-                raise ApplicationError("first run of an order needs the order", non_retryable=True)
-            await self._submit(inp.order)
+            if inp.submission is not None:
+                await self._submit(inp.submission)
+            elif inp.order is not None:
+                await self._submit_legacy(inp.order)
+                inp.order = None  # the clear order of an old run is not kept in memory once sent
+            else:
+                raise ApplicationError("first run of an order needs its D1 submission", non_retryable=True)
             self._publish()
 
         while not self._state.finished:
@@ -203,7 +203,6 @@ class CardOrderWorkflow:
                     CardOrderInput(
                         ref=self._ref,
                         timing=self._timing,
-                        order=None,
                         state=self._state,
                         last_progress_at=self._last_progress_at,
                         shipment_changed_at=self._shipment_changed_at,
@@ -225,7 +224,8 @@ class CardOrderWorkflow:
 
     def _apply(self, op: OperationNotification, *, source: str) -> Applied:
         was_shipped, old_ship = self._state.shipped, self._state.shipment
-        result = self._state.apply(
+        result = order_state.apply(
+            self._state,
             op,
             source=source,
             delivered_statuses=self._delivered,
@@ -240,67 +240,101 @@ class CardOrderWorkflow:
             self._changed = True
         return result
 
-    async def _submit(self, order: CardOrder) -> None:
+    def _refuse(self, handler: str) -> None:
+        """A signal or update without its authenticated argument: a client without the
+        product's keys (its payload was refused by the codec). The order is not touched."""
+        workflow.logger.warning(
+            "refused %s without an authenticated argument (a client without the product's keys?)", handler
+        )
+        self._count(metric_names.MESSAGES_REFUSED, handler=handler)
+
+    async def _submit(self, submission: D1Submission) -> None:
+        ref = self._ref
+        try:
+            result = await workflow.execute_activity(
+                acts.SUBMIT_ORDER,
+                acts.SubmitInput(
+                    issuer_id=ref.issuer_id,
+                    card_id=ref.card_id,
+                    issuer_request_id=ref.issuer_request_id,
+                    body=submission.body,
+                ),
+                result_type=acts.SubmitResult,
+                start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=self._timing.submit_give_up_after,
+                retry_policy=D1_CALL_RETRY,
+                summary="Submit order to D1",
+            )
+        except ActivityError as err:
+            self._end_submission(err)
+            return
+        self._submitted(result)
+
+    async def _submit_legacy(self, order: CardOrder) -> None:
+        """Orders started before edge encryption: the worker encrypts (both branches kept for replay)."""
         give_up = self._timing.submit_give_up_after
         try:
             if workflow.patched(ONE_STEP_SUBMIT_PATCH):
-                result = await workflow.execute_activity_method(
-                    CardOrderActivities.encrypt_and_submit,
-                    EncryptInput(order=order),
+                result = await workflow.execute_activity(
+                    acts.LEGACY_ENCRYPT_AND_SUBMIT,
+                    acts.LegacyEncryptInput(order=order),
+                    result_type=acts.SubmitResult,
                     start_to_close_timeout=timedelta(seconds=60),
                     heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     schedule_to_close_timeout=give_up,
                     retry_policy=D1_CALL_RETRY,
                     summary="Encrypt card data and submit order to D1",
                 )
-            else:  # orders started before the patch: two activities, JWE in history
-                result = await self._submit_in_two_steps(order, give_up)
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == D1_REJECTED:
-                info = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-                self._state.errors.append(
-                    OrderError(
-                        source="submit",
-                        http_status=info.get("httpStatus"),
-                        error_code=info.get("errorCode"),
-                        error=info.get("error"),
-                    )
-                )
-                self._state.end(Outcome.REJECTED, info.get("errorCode") or info.get("error"))
             else:
-                self._state.errors.append(OrderError(source="submit", error=str(cause or err)))
-                self._state.end(Outcome.SUBMIT_FAILED, "D1 did not accept the order within the give-up window")
-            self._state.submitted = True
+                jwe = await workflow.execute_activity(
+                    acts.LEGACY_ENCRYPT_CARD_DATA,
+                    acts.LegacyEncryptInput(order=order),
+                    result_type=str,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    schedule_to_close_timeout=give_up,
+                    retry_policy=D1_CALL_RETRY,
+                    summary="Encrypt card data for D1 (JWE)",
+                )
+                result = await workflow.execute_activity(
+                    acts.SUBMIT_ORDER,
+                    acts.SubmitInput(
+                        issuer_id=self._ref.issuer_id,
+                        card_id=self._ref.card_id,
+                        issuer_request_id=self._ref.issuer_request_id,
+                        body=order.d1_body(jwe),
+                    ),
+                    result_type=acts.SubmitResult,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    schedule_to_close_timeout=give_up,
+                    retry_policy=D1_CALL_RETRY,
+                    summary="Submit order to D1",
+                )
+        except ActivityError as err:
+            self._end_submission(err)
             return
+        self._submitted(result)
+
+    def _submitted(self, result: acts.SubmitResult) -> None:
         self._state.submitted = True
         if result.operation_id and self._state.operation_id is None:
             self._state.operation_id = result.operation_id
 
-    async def _submit_in_two_steps(self, order: CardOrder, give_up: timedelta) -> SubmitResult:
-        """The original submission (before ONE_STEP_SUBMIT_PATCH), kept for replay."""
-        jwe = await workflow.execute_activity_method(
-            CardOrderActivities.encrypt_card_data,
-            EncryptInput(order=order),
-            start_to_close_timeout=timedelta(seconds=10),
-            schedule_to_close_timeout=give_up,
-            retry_policy=D1_CALL_RETRY,
-            summary="Encrypt card data for D1 (JWE)",
-        )
-        return await workflow.execute_activity_method(
-            CardOrderActivities.submit_order,
-            SubmitInput(
-                issuer_id=self._ref.issuer_id,
-                card_id=self._ref.card_id,
-                issuer_request_id=self._ref.issuer_request_id,
-                body=order.d1_body(jwe),
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            schedule_to_close_timeout=give_up,
-            retry_policy=D1_CALL_RETRY,
-            summary="Submit order to D1",
-        )
+    def _end_submission(self, err: ActivityError) -> None:
+        cause = err.cause
+        ending: Ending | None = None
+        if isinstance(cause, ApplicationError):
+            if cause.type == acts.D1_REJECTED:
+                info = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+                ending = refused_by_d1(info)
+            else:
+                ending = refused_before_sending(cause.type, cause.message)
+        if ending is None:
+            ending = gave_up(str(cause or err))
+        self._state.errors.append(ending.error)
+        order_state.end(self._state, ending.outcome, ending.reason)
+        self._state.submitted = True
 
     def _deadlines(self) -> tuple[datetime, datetime | None]:
         """When to act without news: reconcile after silence, finish after carrier quiet."""
@@ -337,20 +371,21 @@ class CardOrderWorkflow:
         if now < deadline:
             return  # progress moved the deadline: re-armed for the remainder next round
         if quiet_at is not None and now >= quiet_at:
-            self._state.end(Outcome.SHIPPED, "carrier tracking quiet after shipping")
+            order_state.end(self._state, Outcome.SHIPPED, "carrier tracking quiet after shipping")
             return
         await self._reconcile()
 
     async def _reconcile(self) -> None:
         self._state.reconciliations += 1
         try:
-            latest = await workflow.execute_activity_method(
-                CardOrderActivities.fetch_production_status,
-                StatusInput(
+            latest = await workflow.execute_activity(
+                acts.FETCH_PRODUCTION_STATUS,
+                acts.StatusInput(
                     issuer_id=self._ref.issuer_id,
                     card_id=self._ref.card_id,
                     issuer_request_id=self._ref.issuer_request_id,
                 ),
+                result_type=OperationNotification | None,  # type: ignore[arg-type]
                 start_to_close_timeout=timedelta(seconds=30),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RECONCILE_RETRY,
@@ -366,42 +401,20 @@ class CardOrderWorkflow:
 
     # ------------------------------------------------------------ pull & change
 
-    def _change_problem(self, kind: str, req: ChangeRequest) -> str | None:
-        """Why this change cannot be asked now (None: it can). Pure: validators call it."""
-        st = self._state
-        if st.finished:
-            assert st.outcome is not None
-            return f"the order is already finished ({st.outcome.value}); pull & change only applies to open orders"
-        if st.shipped:
-            return (
-                f"the card is already shipped ({st.production_status}); pull & change only applies before shipment"
+    def _reject_change(self, kind: str, req: ChangeRequest | None) -> None:
+        if req is None:
+            self._refuse(api.CHANGE_UPDATES[kind])
+            raise ApplicationError(
+                f"{kind} needs its ChangeRequest argument", type=api.CHANGE_REJECTED, non_retryable=True
             )
-        if not st.submitted:
-            return "D1 has not accepted the order yet; try again in a moment"
-        if st.cancel_accepted:
-            return "the order is being canceled"
-        pending = st.pending_change
-        if pending is not None:
-            return f"the {pending.type} request {pending.change_id} is still waiting for D1's answer"
-        redirecting = kind in REDIRECTING_TYPES
-        if redirecting and req.new_delivery_address is None:
-            return f"{kind} needs new_delivery_address"
-        if not redirecting and req.new_delivery_address is not None:
-            return f"{kind} takes no new_delivery_address (use REDIRECT or ACCELERATE_AND_REDIRECT)"
-        if kind != "CANCEL" and self._ref.shipment_type is None:
-            return f"{kind} only applies to shipped cards; this order is not shipped"
-        if redirecting and self._ref.shipment_type == "BULK":
-            return "a card in a BULK shipment cannot be redirected on its own"
-        return None
-
-    def _reject_change(self, kind: str, req: ChangeRequest) -> None:
-        problem = self._change_problem(kind, req)
+        problem = change_problem(self._state, self._ref, kind, has_address=req.new_delivery_address is not None)
         if problem is not None:
-            raise ApplicationError(problem, type=CHANGE_REJECTED, non_retryable=True)
+            raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
 
-    async def _pull_and_change(self, kind: str, req: ChangeRequest) -> ChangeRecord:
+    async def _pull_and_change(self, kind: str, req: ChangeRequest | None) -> ChangeRecord:
         # Checked again: another update may have been accepted since this one was validated.
         self._reject_change(kind, req)
+        assert req is not None
         st = self._state
         address = req.new_delivery_address
         record = ChangeRecord(
@@ -417,15 +430,16 @@ class CardOrderWorkflow:
         if address is not None:
             body["newDeliveryAddress"] = address.model_dump(mode="json", exclude_none=True)
         try:
-            result = await workflow.execute_activity_method(
-                CardOrderActivities.request_pull_and_change,
-                PullAndChangeInput(
+            result = await workflow.execute_activity(
+                acts.REQUEST_PULL_AND_CHANGE,
+                acts.PullAndChangeInput(
                     issuer_id=self._ref.issuer_id,
                     card_id=self._ref.card_id,
                     issuer_request_id=self._ref.issuer_request_id,
                     change_id=record.change_id,
                     body=body,
                 ),
+                result_type=acts.PullAndChangeResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 schedule_to_close_timeout=self._timing.change_give_up_after,
@@ -439,7 +453,7 @@ class CardOrderWorkflow:
                 if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict)
                 else {}
             )
-            rejected = isinstance(cause, ApplicationError) and cause.type == D1_REJECTED
+            rejected = isinstance(cause, ApplicationError) and cause.type == acts.D1_REJECTED
             record.status = ChangeStatus.FAILED
             record.reason = (
                 f"D1 refused the request: {info.get('errorCode') or ''} {info.get('error') or ''}".strip()
@@ -447,7 +461,9 @@ class CardOrderWorkflow:
                 else "D1 could not be reached in time"
             )
             self._changed = True
-            raise ApplicationError(f"{kind} failed: {record.reason}", type=CHANGE_FAILED, non_retryable=True) from None
+            raise ApplicationError(
+                f"{kind} failed: {record.reason}", type=api.CHANGE_FAILED, non_retryable=True
+            ) from None
         if record.d1_operation_id is None:
             record.d1_operation_id = result.operation_id
         if record.status == ChangeStatus.REQUESTED:  # the outcome may already have arrived
@@ -457,65 +473,15 @@ class CardOrderWorkflow:
 
     def _publish(self) -> None:
         """Upsert search attributes that changed and refresh the UI's details line."""
-        st = self._state
-        wanted: dict[str, object] = {
-            sa.PRODUCTION_STATUS.name: st.production_status,
-            sa.SHIPMENT_STATUS.name: st.shipment.status if st.shipment else None,
-            sa.TRACKING_NUMBER.name: st.shipment.trackingNumber if st.shipment else None,
-            sa.ORDER_OUTCOME.name: st.outcome.value if st.outcome else None,
-            sa.DUE_DATE.name: _due_date_value(st.due_date),
-        }
-        keys = {
-            sa.PRODUCTION_STATUS.name: sa.PRODUCTION_STATUS,
-            sa.SHIPMENT_STATUS.name: sa.SHIPMENT_STATUS,
-            sa.TRACKING_NUMBER.name: sa.TRACKING_NUMBER,
-            sa.ORDER_OUTCOME.name: sa.ORDER_OUTCOME,
-            sa.DUE_DATE.name: sa.DUE_DATE,
-        }
         updates = []
-        for name, value in wanted.items():
+        for name, value in attribute_values(self._state).items():
             if value is not None and self._published.get(name) != value:
-                updates.append(keys[name].value_set(value))  # type: ignore[attr-defined]
+                updates.append(_SA_KEYS[name].value_set(value))  # type: ignore[arg-type]
                 self._published[name] = value
         if updates:
             workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(self._details_line())
+        workflow.set_current_details(details_line(self._state))
 
     def _count(self, name: str, **labels: str) -> None:
         """A product counter (observability/names.py); replay-safe: nothing is recorded on replay."""
         workflow.metric_meter().create_counter(name).add(1, {"issuer_id": self._ref.issuer_id, **labels})
-
-    def _details_line(self) -> str:
-        st = self._state
-        production = (
-            f"{_in_words(st.production_status)} ({st.production_status})"
-            if st.production_status
-            else "not yet acknowledged by D1"
-        )
-        parts = [f"**Production:** {production}"]
-        if st.due_date:
-            parts.append(f"**Due:** {st.due_date}")
-        if st.shipment and st.shipment.status:
-            ship = st.shipment
-            parts.append(f"**Shipment:** {ship.status} ({ship.carrier or 'carrier'} {ship.trackingNumber or ''})")
-        if st.outcome:
-            parts.append(f"**Outcome:** {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
-        if st.timeline:
-            last = st.timeline[-1]
-            step = _in_words(last.production_status) if last.production_status else last.operation
-            if last.shipment_status:
-                step += f", parcel {last.shipment_status}"
-            source = _SOURCE_WORDS.get(last.source, last.source)
-            parts.append(
-                f"**Last update:** {step}, from {source}, {_readable_time(last.d1_time)} "
-                f"({len(st.timeline)} update{'s' if len(st.timeline) != 1 else ''} so far)"
-            )
-        if st.unknown_statuses:
-            parts.append(f"**Unknown statuses seen:** {', '.join(st.unknown_statuses)}")
-        if st.changes:
-            last_change = st.changes[-1]
-            parts.append(
-                f"**Pull & change:** {last_change.type} {last_change.status.value}"
-                + (f" ({last_change.reason})" if last_change.reason else "")
-            )
-        return "  \n".join(parts)

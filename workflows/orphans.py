@@ -3,53 +3,34 @@
 D1 may notify about an order after it closed (a late carrier scan) or about a card the
 product never ordered. Signalling a closed workflow fails, and dropping the update would
 lose a fact an operator may need, so the receiver records each one here, in one
-long-running inbox per issuer (workflow id ``orphan-notifications:{issuerId}``), visible in
-the Temporal UI (details line) and through its ``recent`` query. Entries hold
-identifiers and statuses only, never card data. The inbox continues-as-new to stay small.
+long-running inbox per issuer (contracts/orphan_inbox.py), visible in the Temporal UI
+(details line) and through its ``recent`` query. The inbox continues-as-new to stay small.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 
-RECORD_SIGNAL = "record"
-RECENT_QUERY = "recent"
+with workflow.unsafe.imports_passed_through():
+    from contracts import orphan_inbox as api
+    from contracts.orphan_inbox import OrphanEntry, OrphanInbox
+
 KEEP_ENTRIES = 500
 ENTRIES_PER_RUN = 2_000
 
 
-def inbox_workflow_id(issuer_id: str) -> str:
-    return f"orphan-notifications:{issuer_id}"
-
-
-class OrphanEntry(BaseModel):
-    issuer_id: str
-    card_id: str
-    issuer_request_id: str | None = None
-    operation_id: str
-    operation: str
-    operation_status: str
-    production_status: str | None = None
-    shipment_status: str | None = None
-    reason: str  # "order closed", "no order for this card"
-    received_at: str
-
-
-class OrphanInbox(BaseModel):
-    entries: list[OrphanEntry] = Field(default_factory=list)
-    total: int = 0
-
-
-@workflow.defn(name="OrphanNotificationsWorkflow")
+@workflow.defn(name=api.WORKFLOW_TYPE)
 class OrphanNotificationsWorkflow:
     @workflow.init
     def __init__(self, inbox: OrphanInbox) -> None:
         self._inbox = inbox.model_copy(deep=True)
         self._this_run = 0
 
-    @workflow.signal(name=RECORD_SIGNAL)
-    def record(self, entry: OrphanEntry) -> None:
+    @workflow.signal(name=api.RECORD_SIGNAL)
+    def record(self, entry: OrphanEntry | None = None) -> None:
+        if entry is None:  # no authenticated argument (a client without the product's keys)
+            workflow.logger.warning("refused %s without an authenticated argument", api.RECORD_SIGNAL)
+            return
         self._inbox.entries.append(entry)
         del self._inbox.entries[:-KEEP_ENTRIES]
         self._inbox.total += 1
@@ -60,7 +41,7 @@ class OrphanNotificationsWorkflow:
             f"{' / ' + entry.shipment_status if entry.shipment_status else ''} ({entry.reason}) at {entry.received_at}"
         )
 
-    @workflow.query(name=RECENT_QUERY)
+    @workflow.query(name=api.RECENT_QUERY)
     def recent(self) -> OrphanInbox:
         return self._inbox
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from contracts.card_order import workflow_id as workflow_id_for
 from starter.api import CardOrders
 from starter.batch import BatchReport, Progress, run_batch_command, start_orders, submit_batch, validate_file
 from tests.conftest import ISSUER_ID, TASK_QUEUE, Stack, fast_timing
 from tests.support.orders import TEST_PAN, sample_order
-from workflows.messages import workflow_id_for
 
 
 def write_jsonl(path: Path, orders: list[dict[str, Any] | str]) -> Path:
@@ -128,7 +128,10 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
     )
     # Thousands of orders: no notification traffic needed to prove exactly-once submission.
     await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": True})
-    orders = CardOrders(stack.client, task_queue=TASK_QUEUE, timing=fast_timing(reconcile_after=timedelta(hours=1)))
+    orders = CardOrders(
+        stack.client, task_queue=TASK_QUEUE, timing=fast_timing(reconcile_after=timedelta(hours=1)),
+        edge=stack.orders.edge,
+    )
     try:
         lines, first = validate_file(path, fmt="jsonl", default_issuer_id=ISSUER_ID)
         assert first.valid == LINES and not first.invalid

@@ -7,9 +7,9 @@ import asyncio
 import uuid
 from typing import Any
 
+from contracts.card_order import Outcome
 from tests.conftest import ISSUER_ID, Stack, new_request_id
 from tests.support.orders import sample_order
-from workflows.order_state import Outcome
 
 BRANCH = {
     "companyName": "Demo Bank Branch 017",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.card_order import Outcome
 from starter.api import ChangeRejected
 from tests.conftest import ISSUER_ID, Stack, new_request_id
 from tests.support.orders import sample_order
-from workflows.order_state import Outcome
 
 
 async def test_instant_order_ends_produced_and_takes_no_shipping_change(stack: Stack) -> None:

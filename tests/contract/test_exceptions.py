@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from contracts.card_order import OrderView, Outcome
 from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
 from tests.support.orders import sample_order
-from workflows.messages import OrderView
-from workflows.order_state import Outcome
 
 
 async def _found_by_outcome(stack: Stack, rid: str, outcome: str) -> bool:

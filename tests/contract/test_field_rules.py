@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from starter.validation import check_order
 from tests.contract.conftest import D1, unique
 from tests.contract.fields import CASES, Case, build, d1_path, starter_path
 from tests.support.orders import TEST_PAN
+from tests.support.validation import check_order
 
 SENSITIVE = (TEST_PAN, "2906", "JANE SAMPLE", "4111111111111112")
 

@@ -14,8 +14,8 @@ from d1.program import DEFAULT_PROGRAM_FILE, Program, ProgramConfigError, load_p
 from emulator.error_codes import D1Error
 from emulator.validation import RequestValidator
 from starter import cli
-from starter.validation import InvalidOrder, check_order, validate_address, validate_order
 from tests.support.orders import TEST_PAN, sample_order
+from tests.support.validation import InvalidOrder, check_order, validate_address, validate_order
 
 ROOT = Path(__file__).resolve().parents[2]
 

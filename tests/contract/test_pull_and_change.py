@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.card_order import ChangeStatus, OrderView, Outcome
 from starter.api import ChangeRejected
-from starter.validation import InvalidOrder
 from tests.conftest import ISSUER_ID, Stack, new_request_id
 from tests.support.orders import sample_order
-from workflows.messages import OrderView
-from workflows.order_state import ChangeStatus, Outcome
+from tests.support.validation import InvalidOrder
 
 NEW_ADDRESS = {
     "firstName": "Jane",

@@ -14,11 +14,10 @@ from datetime import timedelta
 
 import pytest
 
+from contracts.card_order import OrderView, Outcome
 from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
 from tests.histories import HISTORIES_DIR
 from tests.support.orders import sample_order
-from workflows.messages import OrderView
-from workflows.order_state import Outcome
 
 pytestmark = [
     pytest.mark.asyncio,

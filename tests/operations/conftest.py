@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from contracts import search_attributes as sa
 from d1.paths import notification_path
 from observability.metrics import build_runtime
 from observability.tracing import client_interceptors, use_tracer_provider
@@ -37,10 +38,10 @@ from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
 from settings import TelemetrySettings
 from starter.api import CardOrders
+from starter.edge import OrderEdge
 from temporal_client import data_converter
 from tests.conftest import ISSUER_ID, fast_timing, running_product, temporal_cli
 from tests.support.servers import free_port
-from workflows import search_attributes as sa
 
 TASK_QUEUE = "ops-card-orders"
 REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +123,9 @@ async def ops(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpsStac
             yield OpsStack(
                 env=env,
                 client=client,
-                orders=CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing()),
+                orders=CardOrders(
+                    client, task_queue=TASK_QUEUE, timing=fast_timing(), edge=OrderEdge.from_settings(p.d1_settings)
+                ),
                 temporal_address=address,
                 ui_url=f"http://127.0.0.1:{ui_port}",
                 metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",

@@ -7,13 +7,13 @@ import re
 
 import pytest
 
+from contracts.card_order import Outcome
 from observability import names
 from starter.api import CardOrders
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.operations.conftest import TASK_QUEUE, OpsStack, eventually, slow_timing
 from tests.support.notifications import operation
 from tests.support.orders import sample_order
-from workflows.order_state import Outcome
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -52,7 +52,7 @@ async def test_metrics_endpoint_serves_product_counters_with_the_values_produced
     await ops.orders.submit(sample_order(rejected, card_id=f"card-{rejected}"))
     assert (await ops.orders.wait(ISSUER_ID, rejected)).state.outcome == Outcome.REJECTED
     await ops.faults(captureNotifications=True)
-    slow = CardOrders(ops.client, task_queue=TASK_QUEUE, timing=slow_timing())
+    slow = CardOrders(ops.client, task_queue=TASK_QUEUE, timing=slow_timing(), edge=ops.orders.edge)
     await slow.submit(sample_order(waiting, card_id=f"card-{waiting}"))
     view = await slow.wait_for(ISSUER_ID, waiting, lambda v: v.state.operation_id is not None)
 
@@ -98,4 +98,4 @@ async def test_metrics_endpoint_serves_product_counters_with_the_values_produced
     assert delta(f"{names.D1_REQUEST_DURATION}_bucket", endpoint="order", le="+Inf") == 3
     # And the SDK's own metrics on the same endpoint.
     assert total(after, "temporal_workflow_completed_total") >= 2
-    assert total(after, "temporal_activity_execution_latency_count", activity_type="encrypt_and_submit") >= 3
+    assert total(after, "temporal_activity_execution_latency_count", activity_type="submit_order") >= 3

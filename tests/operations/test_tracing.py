@@ -9,12 +9,12 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from contracts.card_order import Outcome
+from contracts.card_order import workflow_id as workflow_id_for
 from observability import names
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.operations.conftest import OpsStack
 from tests.support.orders import TEST_PAN, sample_order
-from workflows.messages import workflow_id_for
-from workflows.order_state import Outcome
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,8 +62,8 @@ async def test_one_trace_per_order_with_workflow_activity_http_and_linked_receiv
         for expected in (
             "StartWorkflow:CardOrderWorkflow",
             "RunWorkflow:CardOrderWorkflow",
-            "StartActivity:encrypt_and_submit",
-            "RunActivity:encrypt_and_submit",
+            "StartActivity:submit_order",
+            "RunActivity:submit_order",
             "D1 POST order",
             "HandleSignal:d1_notification",
             "CompleteWorkflow:CardOrderWorkflow",
@@ -77,7 +77,7 @@ async def test_one_trace_per_order_with_workflow_activity_http_and_linked_receiv
         # The HTTP call is a CLIENT span under the activity that made it, with ids, not card data.
         http = next(s for s in trace_spans if s.name == "D1 POST order")
         assert http.kind == SpanKind.CLIENT
-        assert http.parent is not None and span_by_id[http.parent.span_id].name == "RunActivity:encrypt_and_submit"
+        assert http.parent is not None and span_by_id[http.parent.span_id].name == "RunActivity:submit_order"
         attrs = dict(http.attributes or {})
         assert attrs["http.response.status_code"] == 202
         assert attrs[names.ATTR_CARD_ID] == f"card-{rid}"

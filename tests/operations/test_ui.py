@@ -10,11 +10,11 @@ from urllib.parse import quote
 
 import pytest
 
+from contracts.card_order import Outcome
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.operations.conftest import OpsStack
 from tests.operations.support.chromium import chromium_page, find_chromium
 from tests.support.orders import sample_order
-from workflows.order_state import Outcome
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -18,17 +18,19 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from contracts import search_attributes as sa
 from emulator.app import create_app as create_emulator_app
 from emulator.config import EmulatorSettings
 from receiver.app import create_app as create_receiver_app
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
+from settings import D1ClientSettings
 from stack.onboarding import ensure_issuer_keys
 from starter.api import CardOrders
+from starter.edge import KeyFile, OrderEdge
 from temporal_client import data_converter
 from tests.conftest import ISSUER_ID, fast_timing, temporal_cli
 from tests.support.servers import free_port, serve
-from workflows import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_QUEUE = "reliability"
@@ -156,7 +158,11 @@ async def proc_stack(
         async with serve(create_emulator_app(emu_settings), port=emulator_port) as emulator_url:
             st.emulator_url = emulator_url
             await st.start_receiver()
-            st.orders = CardOrders(st.client, task_queue=TASK_QUEUE, timing=fast_timing(**timing))
+            edge = OrderEdge(
+                program_file=D1ClientSettings().program_file,
+                encryption_key=KeyFile(tmp / "emulator" / "d1-encryption-public.jwk"),
+            )
+            st.orders = CardOrders(st.client, task_queue=TASK_QUEUE, timing=fast_timing(**timing), edge=edge)
             try:
                 yield st
             finally:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from contracts.card_order import OrderView, Outcome
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.reliability.procstack import ProcStack, proc_stack
 from tests.support.orders import sample_order
-from workflows.messages import OrderView
-from workflows.order_state import Outcome
 
 pytestmark = pytest.mark.asyncio
 

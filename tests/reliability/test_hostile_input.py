@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from d1.paths import notification_path
-from starter.validation import InvalidOrder, validate_order
 from tests.conftest import ISSUER_ID, Stack, new_request_id
 from tests.support.orders import BASE_ORDER, sample_order
+from tests.support.validation import InvalidOrder, validate_order
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
 

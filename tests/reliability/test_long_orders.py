@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.card_order import Outcome
 from d1.paths import notification_path
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.reliability.procstack import proc_stack
 from tests.support.notifications import HAPPY_STEPS, operation
 from tests.support.orders import sample_order
-from workflows.order_state import Outcome
 
 pytestmark = pytest.mark.asyncio
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.card_order import Outcome
 from d1.paths import notification_path
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.reliability.procstack import ROOT, proc_stack
 from tests.support.notifications import operation
 from tests.support.orders import sample_order
 from tests.support.servers import free_port
-from workflows.order_state import Outcome
 
 pytestmark = pytest.mark.asyncio
 

@@ -43,6 +43,7 @@ from security.transport import receiver_server_options
 from settings import D1ClientSettings, ReceiverSettings
 from stack.onboarding import ensure_issuer_keys
 from starter.api import CardOrders
+from starter.edge import OrderEdge
 from tests.conftest import fast_timing
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
 from tests.support.servers import free_port, serve
@@ -187,7 +188,10 @@ async def mtls_stack(
                 yield MtlsStack(
                     client=client,
                     env=temporal_env,
-                    orders=CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing()),
+                    orders=CardOrders(
+                        client, task_queue=TASK_QUEUE, timing=fast_timing(),
+                        edge=OrderEdge.from_settings(d1_settings),
+                    ),
                     pki=pki,
                     rogue_pki=rogue_pki,
                     emulator_url=emulator_url,

@@ -20,7 +20,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from security.codec import AesGcmCodec, load_codec
 from security.codec_server import OperatorTokens, create_app, ensure_operator_token
-from starter.validation import validate_order
 from tests.conftest import temporal_cli
 from tests.security.conftest import MtlsStack
 from tests.security.support import (
@@ -33,6 +32,7 @@ from tests.security.support import (
 )
 from tests.support.orders import sample_order
 from tests.support.servers import serve
+from tests.support.validation import validate_order
 
 TOKEN = "operator-token-for-tests-0123456789"
 UI = "http://localhost:8233"

@@ -16,10 +16,10 @@ from jwcrypto import jwk
 
 from d1.paths import JWT_BEARER_GRANT, order_path
 from security.pki import CertPair
-from starter.validation import validate_order
 from tests.security.conftest import MtlsStack
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID, encrypt, make_assertion
 from tests.support.orders import sample_order
+from tests.support.validation import validate_order
 
 CARD = {"pan": "4929731640582292", "exp": "3108", "cvv2": "837"}
 

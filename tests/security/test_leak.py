@@ -40,10 +40,11 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from contracts.card_order import OrderView, Outcome
 from security.pki import LocalPki
 from settings import D1ClientSettings
 from starter.api import CardOrders
-from starter.validation import InvalidOrder, validate_order
+from starter.edge import OrderEdge
 from tests.conftest import fast_timing, temporal_cli
 from tests.security.conftest import OAUTH_CLIENT_ID, MtlsStack
 from tests.security.support import (
@@ -55,9 +56,8 @@ from tests.security.support import (
 )
 from tests.support.orders import sample_order
 from tests.support.servers import free_port
+from tests.support.validation import InvalidOrder, validate_order
 from worker import build_worker, d1_activities
-from workflows.messages import OrderView
-from workflows.order_state import Outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 50
@@ -209,7 +209,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
 
         spans = mtls_stack.spans.get_finished_spans()
         names = {s.name for s in spans}
-        assert "StartWorkflow:CardOrderWorkflow" in names and "RunActivity:encrypt_and_submit" in names, names
+        assert "StartWorkflow:CardOrderWorkflow" in names and "RunActivity:submit_order" in names, names
     finally:
         loop.set_exception_handler(previous_handler)
     out, err = capfd.readouterr()
@@ -290,6 +290,7 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
         "RECEIVER_OAUTH_CLIENT_SECRET_FILE": str(secret_file),
         "EMULATOR_PORT": str(emulator_port),
         "EMULATOR_STATE_DIR": str(tmp_path / "emulator"),
+        "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(tmp_path / "emulator" / "d1-encryption-public.jwk"),
         "EMULATOR_ISSUER_KEYS_FILE": str(mtls_stack.tmp / "issuer-keys.json"),
         "EMULATOR_RECEIVER_URL": receiver_url,
         "EMULATOR_STEP_DELAY_MS": "20",
@@ -324,7 +325,8 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
             tls_client_key_file=client_cert.key,
             tls_ca_file=pki.ca_cert,
         )
-        orders = CardOrders(mtls_stack.client, task_queue=task_queue, timing=fast_timing())
+        edge = OrderEdge.from_settings(d1)
+        orders = CardOrders(mtls_stack.client, task_queue=task_queue, timing=fast_timing(), edge=edge)
         async with d1_activities(d1) as acts, build_worker(mtls_stack.client, task_queue, acts):
             rids = [f"leak-proc-{stamp}-{i}" for i in range(4)]
             await asyncio.gather(*(orders.submit(_leak_order(rid)) for rid in rids))

@@ -1,5 +1,9 @@
-"""Early, friendly validation of an issuer's order: every problem at once, by JSON path,
-in plain words, never echoing the value (it may be card data).
+"""The issuer-side rules of an order: every problem at once, by JSON path, in plain words,
+never echoing the value (it may be card data).
+
+This is the one home of the issuer-side contract rules; the starter calls it with the
+configured program (starter/edge.py). The emulator keeps its own, independent reading of
+D1's rules (emulator/validation.py).
 
 Three layers, all run even when an earlier one found problems, so that one pass shows
 everything to fix:
@@ -24,7 +28,6 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -38,7 +41,7 @@ from d1.order import (
     body_issues,
     issuer_order_model,
 )
-from d1.program import Program, load_program
+from d1.program import Program
 
 UnknownFields = Literal["error", "warn"]
 CARD_PATH: Path = ("cardData",)
@@ -83,23 +86,6 @@ class OrderCheck:
     @property
     def ok(self) -> bool:
         return self.order is not None and not self.errors
-
-
-@lru_cache(maxsize=1)
-def _default_sources() -> tuple[str, str | None]:
-    from settings import D1ClientSettings  # settings are read once per process
-
-    s = D1ClientSettings()
-    return str(s.program_file), s.expiry_format
-
-
-def default_program() -> Program:
-    """The program configured by ``D1_PROGRAM_FILE`` (re-read when the file changes)."""
-    return load_program(_default_sources()[0])
-
-
-def default_expiry_override() -> str | None:
-    return _default_sources()[1]
 
 
 # ------------------------------------------------------------------ unknown members
@@ -184,15 +170,15 @@ def _product_warnings(raw: Mapping[str, Any]) -> list[Issue]:
 def check_order(
     raw: Any,
     *,
-    program: Program | None = None,
+    program: Program,
     unknown_fields: UnknownFields = "error",
     expiry_format: str | None = None,
 ) -> OrderCheck:
-    """Every problem of an issuer's order (errors and warnings); the order when it is valid."""
+    """Every problem of an issuer's order (errors and warnings); the order when it is valid.
+    ``expiry_format`` overrides the program's ``cardData.expiryFormat``."""
     if not isinstance(raw, Mapping):
         return OrderCheck(None, [FieldError("$", "an order must be a JSON object")])
-    program = program or default_program()
-    fmt = expiry_format or default_expiry_override()
+    fmt = expiry_format
     model = issuer_order_model(raw)
     issues: list[Issue] = []
     order: CardOrder | None = None
@@ -220,7 +206,7 @@ def check_order(
 def validate_order(
     raw: Any,
     *,
-    program: Program | None = None,
+    program: Program,
     unknown_fields: UnknownFields = "error",
     expiry_format: str | None = None,
 ) -> CardOrder:
@@ -231,12 +217,11 @@ def validate_order(
     return check.order
 
 
-def validate_address(raw: Any, *, member: str = "newDeliveryAddress", program: Program | None = None) -> Address:
+def validate_address(raw: Any, *, program: Program, member: str = "newDeliveryAddress") -> Address:
     """A standalone address (pull & change redirect), reported under ``$.<member>``."""
     path: Path = (member,)
     if not isinstance(raw, Mapping):
         raise InvalidOrder([FieldError(f"$.{member}", "must be an object")])
-    program = program or default_program()
     issues: list[Issue] = []
     address: Address | None = None
     try:
@@ -249,10 +234,3 @@ def validate_address(raw: Any, *, member: str = "newDeliveryAddress", program: P
     if errors or address is None:
         raise InvalidOrder(errors)
     return address
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 / last 4, the display PCI DSS allows."""
-    if len(pan) < 13:
-        return "*" * (len(pan) - 4) + pan[-4:]
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]

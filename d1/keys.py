@@ -1,4 +1,4 @@
-"""Loading the issuer's keys from files named in the settings (never from the repository)."""
+"""Loading keys (JWK or PEM) from files named in the settings, never from the repository."""
 
 from __future__ import annotations
 

@@ -1,0 +1,70 @@
+"""The activities' contract: their names, inputs, results and error types.
+
+The workflows import this module (never the activity implementations, which load httpx),
+so the workflow sandbox stays small and a workflow test can register same-named doubles.
+Inputs carry identifiers and the D1 body only; the body's card data is the JWE made at
+the issuer's edge (contracts/card_order.py, ``D1Submission``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from d1.order import CardOrder
+
+# Activity names (the workflow schedules them by name).
+SUBMIT_ORDER = "submit_order"
+FETCH_PRODUCTION_STATUS = "fetch_production_status"
+REQUEST_PULL_AND_CHANGE = "request_pull_and_change"
+# Orders started before edge encryption (replay and in-flight orders only).
+LEGACY_ENCRYPT_CARD_DATA = "encrypt_card_data"
+LEGACY_ENCRYPT_AND_SUBMIT = "encrypt_and_submit"
+
+# Error types the activities raise (``ApplicationError.type``) and the workflow matches.
+D1_REJECTED = "D1Rejected"  # non-retryable; details[0] = {"httpStatus", "errorCode", "error"}
+D1_UNAVAILABLE = "D1Unavailable"  # retryable, next_retry_delay honours Retry-After
+CARD_DATA_IN_CLEAR = "CardDataInClear"  # non-retryable: the body carries card data outside encryptedData
+LEGACY_ORDER_UNSUPPORTED = "LegacyOrderUnsupported"  # non-retryable: no key to encrypt an old order
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
+class SubmitInput(_Input):
+    issuer_id: str
+    card_id: str
+    issuer_request_id: str
+    # D1's JSON body; card data only inside encryptedData.
+    body: dict[str, Any]
+
+
+class SubmitResult(_Input):
+    operation_id: str
+
+
+class StatusInput(_Input):
+    issuer_id: str
+    card_id: str
+    issuer_request_id: str
+
+
+class PullAndChangeInput(_Input):
+    issuer_id: str
+    card_id: str
+    issuer_request_id: str
+    change_id: str
+    # The D1 body: {"type": ..., "newDeliveryAddress": {...}}.
+    body: dict[str, Any]
+
+
+class PullAndChangeResult(_Input):
+    operation_id: str | None = None
+
+
+class LegacyEncryptInput(_Input):
+    """Input of the activities of orders started before edge encryption (clear order)."""
+
+    order: CardOrder

@@ -1,0 +1,310 @@
+"""The card-order workflow's public contract: everything a caller needs to talk to it.
+
+* type name, task queue default, signal / query / update names, the workflow id;
+* the input (:class:`CardOrderInput`), the query result and the workflow result
+  (:class:`OrderView`), the update arguments and results, the outcomes;
+* the error types updates raise (``ApplicationError.type``);
+* the visibility queries operators use to find orders.
+
+Nothing here holds clear card data. New orders carry only :class:`D1Submission`: the D1
+body whose ``encryptedData`` was encrypted for D1 at the issuer's edge (the starter), so
+only D1 can read it. :attr:`CardOrderInput.order` is the clear order that orders started
+before edge encryption carried; it exists so that their histories still decode and
+replay, and no code of this version sets it.
+
+Every model hides input values in its validation errors: a payload that fails to decode
+on a worker never prints card data or an address.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from contracts.visibility import RUNNING, all_of, equals, of_type, quote, rfc3339
+from d1.notifications import ShipmentInfo
+from d1.order import Address, AnyCardOrder
+from d1.statuses import ProductionStatus, production_rank
+
+WORKFLOW_TYPE = "CardOrderWorkflow"
+DEFAULT_TASK_QUEUE = "d1-card-orders"
+
+# Signals
+NOTIFICATION_SIGNAL = "d1_notification"  # one D1 operation update (d1.notifications.OperationNotification)
+RECONCILE_SIGNAL = "reconcile_now"  # an operator asks for D1's status now (ReconcileRequest)
+# Queries
+VIEW_QUERY = "order_view"  # -> OrderView, card data masked
+# Updates (pull & change, before shipment): ChangeRequest -> ChangeRecord
+CANCEL_UPDATE = "cancel"
+ACCELERATE_UPDATE = "accelerate"
+REDIRECT_UPDATE = "redirect"
+ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
+CHANGE_UPDATES: dict[str, str] = {
+    "CANCEL": CANCEL_UPDATE,
+    "ACCELERATE": ACCELERATE_UPDATE,
+    "REDIRECT": REDIRECT_UPDATE,
+    "ACCELERATE_AND_REDIRECT": ACCELERATE_AND_REDIRECT_UPDATE,
+}
+
+# Error types of the pull & change updates (``ApplicationError.type``).
+CHANGE_REJECTED = "ChangeRejected"  # refused by the update's validator or handler: D1 not called
+CHANGE_FAILED = "ChangeFailed"  # D1 refused the request (4xx) or stayed unreachable
+
+
+def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
+    """The idempotency key (issuerId + issuerRequestId) *is* the workflow id."""
+    return f"card-order:{issuer_id}:{issuer_request_id}"
+
+
+class ContractModel(BaseModel):
+    """Base of every type that crosses the workflow boundary."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
+# ---------------------------------------------------------------------------- input
+
+
+class OrderTiming(ContractModel):
+    """Durations the workflow waits, copied into each order at start (replay-safe)."""
+
+    reconcile_after: timedelta = timedelta(hours=24)
+    quiet_after_shipped: timedelta = timedelta(days=30)
+    close_grace: timedelta = timedelta(minutes=10)
+    delivered_shipment_statuses: list[str] = Field(default_factory=lambda: ["Delivered"])
+    returned_shipment_statuses: list[str] = Field(default_factory=lambda: ["Returned"])
+    # Retrying D1 submission stops after this long; the order then ends as SUBMIT_FAILED.
+    submit_give_up_after: timedelta = timedelta(hours=24)
+    # Retrying a pull & change call stops after this long; the change is then FAILED (a
+    # change is urgent by nature: once the card ships it is pointless).
+    change_give_up_after: timedelta = timedelta(minutes=10)
+
+
+class OrderRef(ContractModel):
+    """Identifiers of an order and its masked card: safe to show anywhere."""
+
+    issuer_id: str
+    card_id: str
+    issuer_request_id: str
+    consumer_id: str | None = None
+    card_product_id: str | None = None
+    masked_pan: str | None = None  # first 6 / last 4
+    # None: not shipped (INSTANT, or CENTRAL without shipment): production is the end.
+    shipment_type: str | None = None
+    group_id: str | None = None
+    bulk_order_id: str | None = None
+    distribution_channel: str = "THALES"
+
+
+class D1Submission(ContractModel):
+    """The order as D1 receives it, built and encrypted at the issuer's edge.
+
+    ``body`` is D1's JSON body: card data only inside ``encryptedData`` (a compact JWE
+    for D1's key), never in clear (``d1.card_data_guard`` checks it at the edge and again
+    before the worker sends it). Every retry sends this same body; D1 is idempotent on
+    the ids."""
+
+    body: dict[str, Any]
+    # kid of the D1 encryption key the JWE was made for (key rotation diagnostics).
+    encryption_kid: str
+
+
+class CardOrderInput(ContractModel):
+    ref: OrderRef
+    timing: OrderTiming = Field(default_factory=OrderTiming)
+    # The first run of an order; continue-as-new drops it.
+    submission: D1Submission | None = None
+    # Orders started before edge encryption: the clear order (replay only, never set now).
+    order: AnyCardOrder | None = None
+    # Carried across continue-as-new (with the clocks of the wait loop).
+    state: OrderState | None = None
+    last_progress_at: datetime | None = None
+    shipment_changed_at: datetime | None = None
+
+
+# ---------------------------------------------------------------------------- state
+
+
+class Outcome(StrEnum):
+    DELIVERED = "DELIVERED"
+    RETURNED = "RETURNED"
+    SHIPPED = "SHIPPED"  # quiet window elapsed after shipping without delivery confirmation
+    REJECTED = "REJECTED"  # D1 refused the order request (4xx)
+    # D1 could not decrypt encryptedData (CRYPTO_ERROR): made for a key D1 no longer has.
+    CRYPTO_REJECTED = "CRYPTO_REJECTED"
+    SUBMIT_FAILED = "SUBMIT_FAILED"  # D1 unreachable for longer than the give-up window
+    DATA_EXCEPTION = "DATA_EXCEPTION"
+    PRODUCTION_EXCEPTION = "PRODUCTION_EXCEPTION"
+    CANCELED = "CANCELED"
+    FAILED = "FAILED"  # operation FAILED without a more specific status
+    # Produced and not shipped (INSTANT: handed over at the station; CENTRAL without shipment).
+    PRODUCED = "PRODUCED"
+
+
+class ChangeStatus(StrEnum):
+    REQUESTED = "REQUESTED"  # accepted by the workflow, D1 not called yet
+    SENT = "SENT"  # D1 took the request (202); the personalization center's answer is pending
+    ACCEPTED = "ACCEPTED"  # UPDATE_ORDER: accepted by the personalization center
+    REFUSED = "REFUSED"  # UPDATE_ORDER: refused by the personalization center (e.g. too late)
+    FAILED = "FAILED"  # D1 refused the request itself (4xx) or could not be reached in time
+
+
+PENDING_CHANGE = frozenset({ChangeStatus.REQUESTED, ChangeStatus.SENT})
+
+
+class ChangeRecord(ContractModel):
+    """One pull & change request and what became of it (no address: where to, only)."""
+
+    change_id: str
+    type: str  # CANCEL, ACCELERATE, REDIRECT, ACCELERATE_AND_REDIRECT
+    status: ChangeStatus = ChangeStatus.REQUESTED
+    requested_at: str
+    note: str | None = None  # the operator's words; never sent to D1
+    redirected_to: str | None = None  # "city, country" of the new delivery address
+    d1_operation_id: str | None = None
+    reason: str | None = None  # D1's reason (refusal, acceptance) or why the request failed
+    decided_at: str | None = None
+    decided_at_status: str | None = None  # the production stage when the center decided
+
+
+class TimelineEntry(ContractModel):
+    key: str
+    operation: str
+    operation_status: str
+    production_status: str | None = None
+    shipment_status: str | None = None
+    shipment_message: str | None = None
+    tracking_number: str | None = None
+    carrier: str | None = None
+    reason: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    d1_time: str
+    source: str
+    sort_rank: int
+    sort_shipment_rank: int
+    # UPDATE_ORDER entries: which pull & change, and the center's answer (ACCEPTED / REFUSED).
+    change_type: str | None = None
+    change_outcome: str | None = None
+
+
+class OrderError(ContractModel):
+    source: str  # "submit", "notification", "reconciliation"
+    error_code: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+
+
+class OrderState(ContractModel):
+    """What the order knows; changed only by the state machine (workflows/order_state.py)."""
+
+    operation_id: str | None = None
+    submitted: bool = False
+    production_status: str | None = None
+    production_rank: int = 0
+    operation_status: str | None = None
+    shipment: ShipmentInfo | None = None
+    shipment_rank: int = 0
+    due_date: str | None = None
+    production_site: str | None = None
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+    errors: list[OrderError] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    unknown_statuses: list[str] = Field(default_factory=list)
+    seen_keys: list[str] = Field(default_factory=list)
+    changes: list[ChangeRecord] = Field(default_factory=list)
+    timeline_dropped: int = 0
+    updates_applied: int = 0
+    duplicates_ignored: int = 0
+    reconciliations: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def shipped(self) -> bool:
+        return self.production_rank >= (production_rank(ProductionStatus.CARD_SHIPPED) or 0)
+
+    @property
+    def pending_change(self) -> ChangeRecord | None:
+        return next((c for c in self.changes if c.status in PENDING_CHANGE), None)
+
+    @property
+    def cancel_accepted(self) -> bool:
+        return any(c.type == "CANCEL" and c.status == ChangeStatus.ACCEPTED for c in self.changes)
+
+
+class OrderView(ContractModel):
+    """What the query returns and the workflow completes with; card data masked."""
+
+    workflow_id: str
+    ref: OrderRef
+    state: OrderState
+
+
+# ------------------------------------------------------------------ signals, updates
+
+
+class ReconcileRequest(ContractModel):
+    """Argument of the ``reconcile_now`` signal: who asked and why (kept in the log)."""
+
+    requested_by: str = Field(default="operator", max_length=64)
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class ChangeRequest(ContractModel):
+    """Argument of the pull & change updates (``cancel``, ``accelerate``, ``redirect``,
+    ``accelerate_and_redirect``): the new address for the redirects, an operator note.
+    Also accepts D1's spelling (``newDeliveryAddress``), ``deliveryAddress`` and ``reason``."""
+
+    new_delivery_address: Address | None = Field(
+        default=None,
+        validation_alias=AliasChoices("new_delivery_address", "newDeliveryAddress", "deliveryAddress"),
+    )
+    # Why the change was asked (recorded in the order's view; never sent to D1).
+    note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))
+
+
+# ------------------------------------------------------------------ visibility
+
+
+def orders_query(query: str | None = None) -> str:
+    """Restrict a query to card orders (other workflows share the namespace)."""
+    return of_type(WORKFLOW_TYPE, query)
+
+
+def card_query(card_id: str, issuer_id: str | None = None) -> str:
+    """Every order ever placed for one card (open and closed)."""
+    return all_of(equals("IssuerId", issuer_id) if issuer_id else None, equals("CardId", card_id)) or ""
+
+
+def open_orders_of_card_query(issuer_id: str, card_id: str) -> str:
+    return f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)} AND {RUNNING}"
+
+
+def group_query(group_id: str, issuer_id: str | None = None) -> str:
+    """The orders of one BULK shipment group (search attribute ``ShipmentGroupId``)."""
+    return all_of(equals("ShipmentGroupId", group_id), equals("IssuerId", issuer_id) if issuer_id else None) or ""
+
+
+def stuck_query(now: datetime | None = None, *, status: str = "CARD_PROD_ONGOING") -> str:
+    """Running orders still in ``status`` although D1's due date has passed."""
+    now = now or datetime.now(UTC)
+    return f"{RUNNING} AND ProductionStatus = {quote(status)} AND DueDate < {quote(rfc3339(now))}"
+
+
+def rejected_since_query(since: datetime) -> str:
+    """Orders D1 rejected since ``since``: closed since then, or still in their close grace."""
+    return f'OrderOutcome = "REJECTED" AND ({RUNNING} OR CloseTime >= {quote(rfc3339(since))})'
+
+
+def outcome_query(outcome: Outcome) -> str:
+    return equals("OrderOutcome", outcome.value)
+
+
+CardOrderInput.model_rebuild()

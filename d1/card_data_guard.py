@@ -1,0 +1,140 @@
+"""The last check before a body leaves for D1: no card data outside ``encryptedData``.
+
+Card data must only travel inside the JWE. Validation already refuses unknown members
+inside ``cardData``/``trackData``, but a body can still carry card data elsewhere: an
+unknown member let through with ``--allow-unknown-fields``, a ``CardOrder`` built by hand
+with extra members, a PAN pasted into an address line or a design's custom line. This
+guard walks the whole body (keys and values, at any depth) except ``encryptedData`` and
+reports, by JSON path and without the value:
+
+* a member *named* like card data: ``pan``, ``cvv*``/``cvc*``, ``csc``, ``cvn``, ``cid``,
+  ``securityCode``, ``cardVerificationValue``, ``pvv``, ``pin``/``pinBlock``, ``exp``,
+  ``expiry*``/``expiration*``, ``expMonth``/``expYear``, ``track*``, ``cardData``,
+  ``cardNumber``, ...;
+* a value (or a key) *holding* a Luhn-valid run of 13-19 digits, also with single spaces,
+  dashes, dots or slashes between the digits.
+
+Identifiers that merely contain long digit runs pass unless the run passes the Luhn check
+(about one random 16-digit number in ten does: issuers should not use 13-19 digit numbers
+as ids, which also keeps them apart from PANs in every log). It runs at the issuer's edge
+(the starter) and again in the worker right before the HTTP call, in every mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from d1.issues import Issue, IssueKind, Path
+from d1.order import luhn_valid
+
+ENCRYPTED_MEMBER = "encryptedData"
+
+_EXACT_NAMES = frozenset(
+    {
+        "pan",
+        "primaryaccountnumber",
+        "cardnumber",
+        "accountnumber",
+        "pansequencenumber",
+        "csc",
+        "cvn",
+        "cid",
+        "securitycode",
+        "cardsecuritycode",
+        "pvv",
+        "pin",
+        "pinblock",
+        "exp",
+        "expmonth",
+        "expyear",
+        "carddata",
+        "sensitivedata",
+        "magstripe",
+    }
+)
+_PREFIXES = ("cvv", "cvc", "expir", "cardverification")
+# track1, track2, tracks, trackData... but not trackingNumber or trackingType.
+_TRACK_NAME = re.compile(r"^track(?:s|data|[0-9].*)?$")
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ ./-]?[0-9]){12,18}(?![0-9])")
+
+
+def _normalized(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def is_card_data_name(name: str) -> bool:
+    """Whether a member name reads like card data (``CVV2``, ``security_code``, ``track1``...)."""
+    n = _normalized(name)
+    return n in _EXACT_NAMES or n.startswith(_PREFIXES) or _TRACK_NAME.match(n) is not None
+
+
+def holds_pan(text: str) -> bool:
+    """Whether the text holds a Luhn-valid run of 13-19 digits (separators allowed)."""
+    for match in _DIGIT_RUN.finditer(text):
+        digits = re.sub(r"[^0-9]", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            return True
+    return False
+
+
+def _walk(value: Any, path: Path) -> Iterator[Issue]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key)
+            child: Path = (*path, name if _safe_path_part(name) else "<member>")
+            if not path and name == ENCRYPTED_MEMBER:
+                continue
+            if is_card_data_name(name):
+                yield Issue(child, "is named like card data, which must only travel inside encryptedData",
+                            IssueKind.NOT_ALLOWED)
+                continue
+            if holds_pan(name):
+                yield Issue((*path, "<member>"), "a member name holds a card-number-shaped value (13-19 digits "
+                            "passing the Luhn check)", IssueKind.NOT_ALLOWED)
+                continue
+            yield from _walk(item, child)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _walk(item, (*path, i))
+    elif isinstance(value, str) and holds_pan(value):
+        yield Issue(path, "holds a card-number-shaped value (13-19 digits passing the Luhn check); card data "
+                    "must only travel inside encryptedData", IssueKind.NOT_ALLOWED)
+    elif isinstance(value, int) and not isinstance(value, bool) and holds_pan(str(value)):
+        yield Issue(path, "holds a card-number-shaped number (13-19 digits passing the Luhn check)",
+                    IssueKind.NOT_ALLOWED)
+
+
+_SAFE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+def _safe_path_part(name: str) -> bool:
+    """A member name may be repeated in a path only if it cannot itself be card data."""
+    return bool(_SAFE_PART.match(name)) and not holds_pan(name)
+
+
+def card_data_issues(body: Mapping[str, Any], *, clear_members: frozenset[str] = frozenset()) -> list[Issue]:
+    """Every place ``body`` carries card data outside ``encryptedData`` (empty: safe to send).
+
+    ``clear_members``: top-level members the program sends in clear on purpose (only
+    ``trackData`` when the program places tracks outside the JWE; see d1/assumptions.py)."""
+    if clear_members:
+        body = {k: v for k, v in body.items() if k not in clear_members}
+    return list(_walk(body, ()))
+
+
+class CardDataInClear(ValueError):
+    """A body would have carried card data outside ``encryptedData``; nothing was sent."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__("card data outside encryptedData: " + "; ".join(f"{i.dotted('$')}: {i.reason}"
+                                                                          for i in issues))
+
+
+def ensure_no_card_data(body: Mapping[str, Any], *, clear_members: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`CardDataInClear` (paths and reasons only) if the body is not safe to send."""
+    issues = card_data_issues(body, clear_members=clear_members)
+    if issues:
+        raise CardDataInClear(issues)

@@ -1,0 +1,207 @@
+"""The issuer's edge: the one place the product handles clear card data.
+
+An issuer service hands the starter a clear order. Within that one call this module
+
+1. validates it with every issuer-side rule (:mod:`d1.validation`: contract, cross-field
+   rules, the program configuration), every problem at once;
+2. encrypts the card data (and, by default, the magnetic tracks) into D1's
+   ``encryptedData`` JWE for the configured D1 key (:mod:`d1.jwe`);
+3. checks that the resulting D1 body carries no card data anywhere outside
+   ``encryptedData`` (:mod:`d1.card_data_guard`), in every mode;
+4. builds the workflow input, which holds only the JWE and the masked PAN.
+
+The clear order is not kept: what leaves this module (:class:`PreparedOrder`) is safe to
+send to Temporal, to log by id, to keep in memory for a batch.
+
+D1 key rotation: the key file is re-read when it changes, so a new key from Thales takes
+effect without a restart; orders already prepared keep the JWE they were made with (if D1
+retires that key before the worker submits them, they end ``CRYPTO_REJECTED``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jwcrypto import jwk
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from contracts import card_order as api
+from contracts import search_attributes as sa
+from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
+from d1.card_data_guard import card_data_issues
+from d1.issues import Issue
+from d1.jwe import EncryptionKeyError, encrypt_for_d1, load_d1_encryption_key
+from d1.masking import mask_pan
+from d1.order import Address, CardOrder
+from d1.program import Program, load_program
+from d1.validation import FieldError, FieldWarning, InvalidOrder, UnknownFields, check_order, validate_address
+
+
+@dataclass(frozen=True)
+class PreparedOrder:
+    """An order ready for Temporal: identifiers, the JWE, the masked PAN; no clear card data."""
+
+    workflow_id: str
+    input: CardOrderInput
+    search_attributes: TypedSearchAttributes
+    summary: str
+    details: str
+    warnings: tuple[FieldWarning, ...] = ()
+
+    @property
+    def ref(self) -> OrderRef:
+        return self.input.ref
+
+
+class KeyFile:
+    """D1's public encryption key from a file, re-read when the file changes (rotation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._key: jwk.JWK | None = None
+
+    def current(self) -> jwk.JWK:
+        try:
+            stat = os.stat(self.path)
+        except OSError as exc:
+            raise EncryptionKeyError(
+                f"cannot read D1's encryption key {self.path}: {exc.strerror} (D1_ENCRYPTION_PUBLIC_KEY_FILE)"
+            ) from None
+        stamp = (stat.st_mtime, stat.st_size)
+        with self._lock:
+            if self._key is None or stamp != self._stamp:
+                self._key = load_d1_encryption_key(self.path)
+                self._stamp = stamp
+            return self._key
+
+
+def order_ref(order: CardOrder) -> OrderRef:
+    shipment = order.shipment
+    return OrderRef(
+        issuer_id=order.issuerId,
+        card_id=order.cardId,
+        issuer_request_id=order.issuerRequestId,
+        consumer_id=order.consumerId,
+        card_product_id=order.cardProductId,
+        masked_pan=mask_pan(order.cardData.pan),
+        shipment_type=shipment.type if shipment else None,
+        group_id=shipment.groupId if shipment else None,
+        bulk_order_id=shipment.orderId if shipment else None,
+        distribution_channel=order.distributionChannel,
+    )
+
+
+def _field_errors(issues: list[Issue]) -> list[FieldError]:
+    return [FieldError(i.dotted("$"), i.reason) for i in issues]
+
+
+class OrderEdge:
+    """Validate, encrypt for D1, check, and build the workflow input for one order at a time."""
+
+    def __init__(
+        self,
+        *,
+        program_file: Path,
+        encryption_key: KeyFile | jwk.JWK,
+        expiry_format: str | None = None,
+    ) -> None:
+        self._program_file = program_file
+        self._key = encryption_key
+        self._expiry_format = expiry_format
+
+    @classmethod
+    def from_settings(cls, settings: Any | None = None) -> OrderEdge:
+        """From ``D1_PROGRAM_FILE``, ``D1_EXPIRY_FORMAT`` and ``D1_ENCRYPTION_PUBLIC_KEY_FILE``."""
+        from settings import D1ClientSettings
+
+        s = settings or D1ClientSettings()
+        return cls(
+            program_file=s.program_file,
+            encryption_key=KeyFile(s.encryption_public_key_file),
+            expiry_format=s.expiry_format,
+        )
+
+    @property
+    def program(self) -> Program:
+        return load_program(self._program_file)
+
+    def _encryption_key(self) -> jwk.JWK:
+        return self._key.current() if isinstance(self._key, KeyFile) else self._key
+
+    def check(self, raw: Any, *, unknown_fields: UnknownFields = "error") -> tuple[CardOrder | None, list[FieldError],
+                                                                                  list[FieldWarning]]:
+        """Every problem of a clear order (no encryption): (order or None, errors, warnings)."""
+        checked = check_order(raw, program=self.program, unknown_fields=unknown_fields,
+                              expiry_format=self._expiry_format)
+        return checked.order, checked.errors, checked.warnings
+
+    def prepare(
+        self, order: CardOrder | Mapping[str, Any], *, timing: OrderTiming, unknown_fields: UnknownFields | None = None
+    ) -> PreparedOrder:
+        """The order, encrypted for D1 and ready for Temporal, or :class:`InvalidOrder`.
+
+        A dict gets every rule (unknown members are errors unless ``unknown_fields="warn"``).
+        A ``CardOrder`` built by hand gets every rule too; its extra members are warnings
+        (whoever built it put them there), and the card-data check applies as always."""
+        if isinstance(order, CardOrder):
+            raw: Any = order.model_dump(mode="json", exclude_none=True)
+            mode: UnknownFields = unknown_fields or "warn"
+        else:
+            raw, mode = order, unknown_fields or "error"
+        checked, errors, warnings = self.check(raw, unknown_fields=mode)
+        if checked is None:
+            raise InvalidOrder(errors, warnings)
+        return self._encrypt(checked, timing, tuple(warnings))
+
+    def _encrypt(self, order: CardOrder, timing: OrderTiming, warnings: tuple[FieldWarning, ...]) -> PreparedOrder:
+        program = self.program
+        key = self._encryption_key()
+        track_clear = program.interface.trackDataPlacement == "clear" if hasattr(program, "interface") else False
+        plaintext = order.sensitive_plaintext(include_tracks=not track_clear)
+        body = order.d1_body(encrypt_for_d1(plaintext, key), tracks_in_clear=track_clear)
+        clear_members = frozenset({"trackData"}) if track_clear else frozenset()
+        leaks = card_data_issues(body, clear_members=clear_members)
+        if leaks:
+            raise InvalidOrder(_field_errors(leaks), list(warnings))
+        ref = order_ref(order)
+        wid = api.workflow_id(order.issuerId, order.issuerRequestId)
+        attrs = TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.ISSUER_ID, order.issuerId),
+                SearchAttributePair(sa.CARD_ID, order.cardId),
+                SearchAttributePair(sa.ISSUER_REQUEST_ID, order.issuerRequestId),
+                *([SearchAttributePair(sa.CONSUMER_ID, order.consumerId)] if order.consumerId else []),
+                *([SearchAttributePair(sa.GROUP_ID, ref.group_id)] if ref.group_id else []),
+            ]
+        )
+        return PreparedOrder(
+            workflow_id=wid,
+            input=CardOrderInput(
+                ref=ref,
+                timing=timing,
+                submission=D1Submission(body=body, encryption_kid=str(key.get("kid"))),
+            ),
+            search_attributes=attrs,
+            summary=f"Card {order.cardId} · request {order.issuerRequestId}",
+            details=(
+                f"Issuer {order.issuerId}, product {order.cardProductId}, channel {order.distributionChannel}, "
+                f"PAN {ref.masked_pan}"
+            ),
+            warnings=warnings,
+        )
+
+    def address(self, value: Address | Mapping[str, Any]) -> Address:
+        """A pull & change address, validated against the program (InvalidOrder otherwise)."""
+        raw = value.model_dump(mode="json", exclude_none=True) if isinstance(value, Address) else value
+        address = validate_address(raw, program=self.program)
+        leaks = card_data_issues({"newDeliveryAddress": address.model_dump(mode="json", exclude_none=True)})
+        if leaks:
+            raise InvalidOrder(_field_errors(leaks))
+        return address
