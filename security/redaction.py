@@ -15,7 +15,7 @@ independent nets catch it:
   ``encryptedData`` is ciphertext and stays as it is. Mapping *keys* are checked as text
   too (a dict keyed by PAN).
 * **shapes in free text** — Luhn-valid runs of 13-19 digits, also written in groups with
-  spaces, dashes, dots or slashes between them (see :func:`_plausible_grouping` for which
+  spaces, dashes, dots or slashes between them (see :func:`_mask_pan_run` for which
   groupings count), magnetic-stripe track layouts, ``key=value`` / ``"key": value`` pairs
   for the card keys above, and ``Bearer``/``Basic`` credentials. Digit runs that are not
   Luhn-valid (ids, timestamps, operation ids) stay as they are.
@@ -28,7 +28,7 @@ unpacks five of them — keep working. Exceptions are redacted with their whole 
 Public API (other packages, e.g. ``observability/``, call these): :func:`redact_text`,
 :func:`redact_mapping`, :class:`RedactingFilter`, :func:`install_log_redaction`,
 :func:`redact_attributes`, :class:`RedactingSpanExporter`, :func:`redact_exception`,
-:func:`redact_exc_text`, :func:`mask_pan`.
+:func:`redact_exc_text`, :func:`redact_exc_info`, :func:`redact_record`, :func:`mask_pan`.
 """
 
 from __future__ import annotations
@@ -256,43 +256,48 @@ _SECRET_KV = re.compile(
 _AUTH_SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
 
 
-def _plausible_grouping(groups: Sequence[str], separators: Sequence[str]) -> bool:
-    """How people and systems write a PAN: one run; groups of four or more digits, the last
-    one possibly three (4-4-4-4, Amex 4-6-5, Diners 4-6-4, 4-4-4-4-3, 6-10); or digit by
-    digit with one character between (as before). Dates, IP addresses, version numbers and
-    lists of numbers have groups of one to three digits, so "2024/01/15 2024/01/16" or
-    "10.100.200.300 192.168.1.1" are never taken for a card number, Luhn-valid or not."""
-    if len(groups) == 1:
-        return True
-    if all(len(g) == 1 for g in groups):
-        return all(len(s) == 1 for s in separators)
-    return all(len(g) >= 4 for g in groups[:-1]) and len(groups[-1]) >= 3
-
-
 def _mask_pan_run(match: re.Match[str]) -> str:
     """Mask every Luhn-valid PAN-length window of whole digit groups in a run.
 
-    Windows are aligned on the groups (a PAN never starts or ends inside a group of digits,
-    so a longer id is never cut up), and overlapping hits are masked together, so a PAN
-    next to other numbers ("4929 7316 4058 2292 3108") cannot show more than 6 + 4 digits.
+    Which groupings count is how people and systems write a PAN: one run of digits; groups
+    of four or more, the last one possibly three (4-4-4-4, Amex 4-6-5, Diners 4-6-4,
+    4-4-4-4-3, 6-10); or digit by digit with one character between (13 to 19 of them, not
+    part of a longer such stretch). Dates, IP addresses,
+    version numbers and lists of numbers have groups of one to three digits, so
+    "2024/01/15 2024/01/16" or "10.100.200.300 192.168.1.1" are never taken for a card
+    number, Luhn-valid or not. Windows are aligned on the groups (a PAN never starts or ends
+    inside a group, so a longer id is never cut up), and overlapping hits are masked
+    together, so a PAN next to other numbers ("4929 7316 4058 2292 3108") cannot show more
+    than 6 + 4 digits. Each start looks at no more than five groups: linear in the run.
     """
     text = match.group(0)
     if text.isdigit():  # the common case: one run, no separators
         return mask_pan(text) if len(text) <= 19 and luhn_valid(text) else text
     groups = list(_DIGIT_GROUP.finditer(text))
     hits: list[tuple[int, int]] = []
-    for i in range(len(groups)):
-        total = 0
+    stretch: list[re.Match[str]] = []  # digit by digit: the whole stretch is the candidate
+    for group in [*groups, None]:
+        if group is not None and group.end() - group.start() == 1 and (
+            not stretch or group.start() - stretch[-1].end() == 1
+        ):
+            stretch.append(group)
+            continue
+        if 13 <= len(stretch) <= 19 and luhn_valid("".join(g.group(0) for g in stretch)):
+            hits.append((stretch[0].start(), stretch[-1].end()))
+        stretch = [group] if group is not None and group.end() - group.start() == 1 else []
+    for i, first in enumerate(groups):
+        if first.end() - first.start() == 1:
+            continue
+        digits = ""
         for j in range(i, len(groups)):
-            total += len(groups[j].group(0))
-            if total > 19:
+            group = groups[j]
+            if j > i and (groups[j - 1].end() - groups[j - 1].start() < 4 or group.end() - group.start() < 3):
+                break  # groups of four or more; only the last may have three
+            digits += group.group(0)
+            if len(digits) > 19:
                 break
-            if total < 13:
-                continue
-            window = [g.group(0) for g in groups[i : j + 1]]
-            separators = [text[groups[k].end() : groups[k + 1].start()] for k in range(i, j)]
-            if _plausible_grouping(window, separators) and luhn_valid("".join(window)):
-                hits.append((groups[i].start(), groups[j].end()))
+            if len(digits) >= 13 and luhn_valid(digits):
+                hits.append((first.start(), group.end()))
     if not hits:
         return text
     merged: list[list[int]] = []
@@ -310,11 +315,13 @@ def _mask_pan_run(match: re.Match[str]) -> str:
 
 
 def _mask_kv(match: re.Match[str]) -> str:
-    kind = _kind_of(_norm(match["name"]))
+    name = match["name"]
+    cached = _KEY_CACHE.get(name)
+    kind = cached[1] if cached is not None else _kind_of(_norm(name))
     if kind is _Kind.PAN:
-        return match["name"] + match["sep"] + mask_pan(match["value"])
+        return name + match["sep"] + mask_pan(match["value"])
     if kind is _Kind.CARD:
-        return match["name"] + match["sep"] + MASK
+        return name + match["sep"] + MASK
     return match.group(0)
 
 
@@ -352,9 +359,9 @@ def _redact_scalar(value: Any) -> Any:
     Strings come back as strings; anything else unchanged unless its text had card data."""
     if isinstance(value, str):
         return redact_text(value)
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool | float):  # a float PAN is not a thing; float timestamps are
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         if abs(value) < 10**12:  # too short to be a PAN: the hot path for counters and ids
             return value
         text = str(value)
@@ -373,7 +380,7 @@ def _redact_key(key: Any) -> Any:
     """A mapping key that is itself card data (a dict keyed by PAN or track) is masked."""
     if isinstance(key, str):
         return redact_text(key) if _DIGIT.search(key) else key
-    if isinstance(key, int | float) and not isinstance(key, bool):
+    if isinstance(key, int) and not isinstance(key, bool):
         return _redact_scalar(key)
     return key
 
@@ -688,7 +695,12 @@ def _redact_message(record: logging.LogRecord) -> None:
             record.args = tuple(_redact_arg(a) for a in record.args) if isinstance(record.args, tuple) else None
             return
     # Last resort (no arguments, or a PAN as a %d number): the message pre-formatted.
-    record.msg, record.args = redact_text(formatted if formatted is not None else str(record.msg)), None
+    if formatted is None:
+        try:
+            formatted = str(record.msg)
+        except Exception:  # a message that cannot print: logging reports that, nothing leaks
+            return
+    record.msg, record.args = redact_text(formatted), None
 
 
 def _redact_extras(record: logging.LogRecord) -> None:
@@ -700,6 +712,8 @@ def _redact_extras(record: logging.LogRecord) -> None:
             record.__dict__[key] = redact_text(value)
         elif isinstance(value, Mapping | list | tuple | set | frozenset) or hasattr(value, "model_dump"):
             record.__dict__[key] = redact_mapping(value)
+        else:  # an object a format string prints with %(key)s: replaced only if its text had card data
+            record.__dict__[key] = _redact_scalar(value)
         if seen is None:
             seen = set()
             record.__dict__[_EXTRAS_MARK] = seen
