@@ -7,6 +7,8 @@ from pathlib import Path
 
 from jwcrypto import jwk
 
+from security.secret_files import warn_if_exposed
+
 
 class KeyFileError(RuntimeError):
     pass
@@ -14,6 +16,8 @@ class KeyFileError(RuntimeError):
 
 def load_jwk(path: Path, *, private: bool) -> jwk.JWK:
     """Read a JWK (JSON) or a PEM file. The error names the file, never its content."""
+    if private:
+        warn_if_exposed(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:

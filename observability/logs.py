@@ -3,7 +3,10 @@
 ``TELEMETRY_LOG_FORMAT=json`` writes one JSON object per line for log collectors;
 ``text`` (default) is for people. Either way records pass the redaction layer
 (``security.redaction.install_log_redaction``) before any handler writes them, so card
-data never reaches a log even when a message or an exception carries it by mistake.
+data never reaches a log even when a message or an exception carries it by mistake. Both
+formatters also redact the record themselves (idempotent) and print an exception only
+through the redaction layer, with its whole chain (``raise … from …`` and implicit
+context), so a handler set up without the filter cannot print one in clear either.
 
 Where the workflow id comes from: Temporal's ``workflow.logger`` / ``activity.logger``
 extras, else the running activity, else :func:`bind_workflow_id` (the receiver binds the
@@ -24,7 +27,7 @@ from typing import Any
 from temporalio import activity
 
 from observability.tracing import current_trace_id
-from security.redaction import install_log_redaction
+from security.redaction import install_log_redaction, redact_exc_text, redact_record, redact_text
 from settings import TelemetrySettings
 
 _workflow_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("d1_log_workflow_id", default=None)
@@ -68,10 +71,25 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, service, workflow_id, trace_id."""
+class TextFormatter(logging.Formatter):
+    """``logging.Formatter`` whose records and exception texts pass the redaction layer."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return super().format(redact_record(record))
+
+    def formatException(self, ei: Any) -> str:
+        return redact_exc_text(ei)
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact_text(stack_info)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, service, workflow_id,
+    trace_id, and ``exception`` / ``stack`` when the record has them (redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        redact_record(record)
         doc: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -84,10 +102,14 @@ class JsonFormatter(logging.Formatter):
         activity_info = getattr(record, "temporal_activity", None)
         if isinstance(activity_info, dict) and activity_info.get("activity_type"):
             doc["activity"] = activity_info["activity_type"]
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            doc["exception"] = record.exc_text
+        # exc_text is the redacted traceback with its chain (redact_record wrote it); never
+        # re-format exc_info here, which is how chained causes used to print in clear.
+        if record.exc_text:
+            doc["exception"] = redact_text(record.exc_text)
+        elif record.exc_info and record.exc_info[1] is not None:
+            doc["exception"] = redact_exc_text(record.exc_info)
+        if record.stack_info:
+            doc["stack"] = redact_text(record.stack_info)
         return json.dumps(doc, default=str)
 
 
@@ -101,7 +123,7 @@ def configure_logging(settings: TelemetrySettings, service: str) -> logging.Hand
     for old in list(root.handlers):
         root.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter(service))
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())

@@ -29,6 +29,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 from security.payload_refusal import REFUSED_ENCODING, TAMPERED, UNENCRYPTED, UNKNOWN_KEY, refused
+from security.secret_files import warn_if_exposed, write_secret_bytes
 
 log = logging.getLogger("security.codec")
 
@@ -112,6 +113,7 @@ def load_codec(
     path: Path, *, accept_unencrypted: bool = False, on_refused: Callable[[str], None] | None = None
 ) -> AesGcmCodec:
     """Keys file: ``{"active": "k2", "keys": {"k1": "<base64 32 bytes>", "k2": "..."}}``."""
+    warn_if_exposed(path)
     try:
         doc = json.loads(path.read_text())
         keys = {kid: base64.b64decode(value) for kid, value in doc["keys"].items()}
@@ -124,22 +126,20 @@ def load_codec(
 
 
 def generate_keys_file(path: Path, key_id: str | None = None) -> Path:
-    """Create a keys file with one fresh key (local stack and tests only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create a keys file with one fresh key (local stack and tests only), 0600."""
     kid = key_id or f"codec-{secrets.token_hex(4)}"
     doc = {"active": kid, "keys": {kid: base64.b64encode(AESGCM.generate_key(256)).decode()}}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh, indent=2)
-    return path
+    return write_secret_bytes(path, json.dumps(doc, indent=2).encode())
 
 
 def add_key(path: Path, *, make_active: bool = True) -> str:
-    """Rotation helper: add a fresh key to an existing file (old keys stay for decoding)."""
+    """Rotation helper: add a fresh key to an existing file (old keys stay for decoding).
+    The file is rewritten atomically with mode 0600, whatever mode it had."""
+    warn_if_exposed(path)
     doc = json.loads(path.read_text())
     kid = f"codec-{secrets.token_hex(4)}"
     doc["keys"][kid] = base64.b64encode(AESGCM.generate_key(256)).decode()
     if make_active:
         doc["active"] = kid
-    path.write_text(json.dumps(doc, indent=2))
+    write_secret_bytes(path, json.dumps(doc, indent=2).encode())
     return kid

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from security.secret_files import write_file_atomically, write_secret_bytes
 from security.tls import ISSUER_URI_PREFIX, NOTIFIER_URI_PREFIX
 
 CA_LIFETIME = dt.timedelta(days=3650)
@@ -72,20 +73,12 @@ def _pair(directory: Path, stem: str) -> CertPair:
     return CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def _save(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_atomic(pair.key, key_pem, 0o600)
-    _write_atomic(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_secret_bytes(pair.key, key_pem)  # 0600 even over an older, wider key file
+    write_file_atomically(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _load(pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:

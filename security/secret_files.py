@@ -1,26 +1,69 @@
-"""Reading secrets named by the settings: a file path, or an environment variable.
+"""Reading and writing secret files: a path named by the settings, or an environment variable.
 
 Secrets (client secrets, operator tokens, keys) never live in the repository or in a
 settings default. A setting names *where* the secret is; this module reads it and makes
 sure error messages name the place, never the content.
+
+Every secret this code base writes (codec keys, private keys, the issuer's signing key,
+operator tokens, client secrets) goes through :func:`write_secret_bytes`: a temporary file
+in the same directory, ``fchmod`` to 0600 before a byte is written (``os.open``'s mode only
+applies when it *creates* a file, and the umask can change it), then ``os.replace``. So an
+existing file that was 0644 is 0600 afterwards, and a crash never leaves half a key. Every
+reader calls :func:`warn_if_exposed`: a secret that group or others can read is logged as
+a warning naming the file and the fix, never its content.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
+import stat
+import threading
 from pathlib import Path
 
 from pydantic import SecretStr
+
+log = logging.getLogger(__name__)
+
+SECRET_MODE = 0o600
+
+_warned: set[tuple[str, int]] = set()
+_warned_lock = threading.Lock()
 
 
 class SecretUnavailable(RuntimeError):
     """A secret the configuration requires is missing or unreadable."""
 
 
+def warn_if_exposed(path: Path) -> bool:
+    """Log a warning when group or others may access the secret file ``path`` (once per
+    file and mode per process); True when they may. A missing or unreadable file is left
+    to the reader to report."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return False
+    if not mode & 0o077:
+        return False
+    with _warned_lock:
+        first = (str(path), mode) not in _warned
+        _warned.add((str(path), mode))
+    if first:
+        log.warning(
+            "secret file %s has mode %s: group or others can read it; restrict it with: chmod 600 %s",
+            path,
+            oct(mode),
+            path,
+        )
+    return True
+
+
 def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str:
     """The secret from ``file`` (stripped of surrounding whitespace) or else ``value``
     (which pydantic-settings read from an environment variable)."""
     if file is not None:
+        warn_if_exposed(file)
         try:
             text = file.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -33,10 +76,32 @@ def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str
     raise SecretUnavailable(f"{what}: not configured (set the *_FILE setting or the variable itself)")
 
 
-def write_secret(path: Path, secret: str) -> Path:
-    """Write a secret file readable by its owner only (local stack and tests)."""
+def write_file_atomically(path: Path, data: bytes, mode: int) -> Path:
+    """Replace ``path`` with ``data`` in one step; the file has exactly ``mode`` whatever
+    the umask and whatever mode an earlier file at ``path`` had (a new inode replaces it;
+    a symlink at ``path`` is replaced, not followed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret + "\n")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)  # before the content: never readable by others, not for a moment
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # a key lost in a crash after the rename is a key lost
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_secret_bytes(path: Path, data: bytes) -> Path:
+    """Write a secret file readable by its owner only (0600), atomically."""
+    return write_file_atomically(path, data, SECRET_MODE)
+
+
+def write_secret(path: Path, secret: str) -> Path:
+    """Write a secret (one line of text) to a file readable by its owner only (local stack,
+    bootstrap and tests)."""
+    return write_secret_bytes(path, (secret + "\n").encode("utf-8"))

@@ -8,11 +8,12 @@ first start into the ignored state folder and hand the public half to the emulat
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
 from jwcrypto import jwk
+
+from security.secret_files import warn_if_exposed, write_secret
 
 
 def ensure_issuer_keys(directory: Path, issuer_id: str) -> tuple[Path, Path]:
@@ -22,9 +23,9 @@ def ensure_issuer_keys(directory: Path, issuer_id: str) -> tuple[Path, Path]:
     jwks = directory / "public-keys.jwks"
     if not private.exists():
         key = jwk.JWK.generate(kty="EC", crv="P-256", kid=f"issuer-sig-{secrets.token_hex(4)}")
-        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key.export_private())
+        write_secret(private, key.export_private())
+    else:
+        warn_if_exposed(private)
     key = jwk.JWK.from_json(private.read_text())
     public = key.export_public(as_dict=True)
     public["issuerId"] = issuer_id

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from d1.order import luhn_valid
 from security.redaction import (
     MASK,
     RedactingFilter,
@@ -20,6 +21,7 @@ from security.redaction import (
     redact_attributes,
     redact_exception,
     redact_mapping,
+    redact_record,
     redact_text,
 )
 from tests.security.support import (
@@ -168,3 +170,211 @@ def test_the_leak_scanner_finds_what_it_must() -> None:
     assert find_leaks("log", [f'{{\\"pvv\\": \\"{LEAK_PVV}\\"}}'])  # JSON inside a JSON string
     assert find_leaks("log", [f"exp={LEAK_EXP}&x=1"])
     assert not find_leaks("log", [f"port 4{LEAK_CVV2} id ab{LEAK_PVV}cd requestId 2b509f1d-{LEAK_PVV}-4d6a"])
+
+
+# ---------------------------------------------------------------- more forms (issue 10)
+
+P = LEAK_PAN
+G = (P[:4], P[4:8], P[8:12], P[12:])  # 4929 7316 4058 2292
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        ".".join(G),
+        "/".join(G),
+        "  ".join(G),
+        "   ".join(G),
+        f"{G[0]} - {G[1]}.{G[2]}/{G[3]}",
+        f"{G[0]}\t{G[1]}\t{G[2]}\t{G[3]}",
+        f"{P[:4]} {P[4:10]} {P[10:]}",  # 4-6-6 (Amex-like grouping)
+        " ".join(P),  # digit by digit
+    ],
+)
+def test_pan_with_other_separators_is_masked(written: str) -> None:
+    assert redact_text(f"card <{written}> seen") == f"card <{MASKED_PAN}> seen"
+
+
+def test_pan_next_to_other_numbers_shows_no_more_than_six_and_four() -> None:
+    assert redact_text(f"{' '.join(G)} 3108") == f"{MASKED_PAN} 3108"
+    assert redact_text(f"/cards/{P}/orders/1234") == f"/cards/{MASKED_PAN}/orders/1234"
+    out = redact_text(f"ref 12 {' '.join(G)}")
+    assert find_leaks("text", [out], include_name=False) == [] and G[1] not in out and G[2] not in out
+
+
+@pytest.mark.parametrize(
+    "innocent",
+    [
+        "order 4929731640582293 failed",  # not Luhn-valid
+        "2024/01/15 2024/01/16 and 2024-01-15 12:30:45.123456",
+        "peers 10.100.200.300 192.168.1.1 192.168.100.200.1234",
+        "id 12345678-1234-1234-1234-123456789012",
+        "version 1.2.3.4.5.6.7.8.9.10.11.12",
+        "ts=17000000001234567890123 op 2b509f1d-5b3c-4d6a-9f4e-1234567890ab",
+        "cid=123e4567-e89b-12d3-a456-426614174000 port: 8443 attempt=3",
+    ],
+)
+def test_ids_dates_and_addresses_stay_as_they_are(innocent: str) -> None:
+    assert redact_text(innocent) == innocent
+
+
+CVV_NAMES = ["cvv", "cvv2", "cvc", "cvc2", "cvn", "cvn2", "cid", "csc", "securityCode", "security_code",
+             "cardSecurityCode", "cardVerificationValue", "card_verification_code", "cardCode", "card.cvv2"]
+EXPIRY_NAMES = ["exp", "expiry", "expMonth", "expYear", "exp_month", "expiration", "expirationDate",
+                "expiryDate", "expirationYear"]
+
+
+@pytest.mark.parametrize("name", CVV_NAMES + EXPIRY_NAMES + ["pvv", "pin"])
+@pytest.mark.parametrize(
+    "form",
+    ["{name}={value}", "{name}: {value}", '"{name}": "{value}"', '"{name}":{value}', "'{name}': '{value}'",
+     '{{\\"{name}\\": \\"{value}\\"}}', "?a=1&{name}={value}&b=2"],
+)
+def test_card_fields_in_text_are_masked_under_every_common_name(name: str, form: str) -> None:
+    value = "08/31" if name in EXPIRY_NAMES and "Year" not in name else "8371"
+    text = "before " + form.format(name=name, value=value) + " after"
+    out = redact_text(text)
+    assert value not in out, out
+    assert out == "before " + form.format(name=name, value=MASK) + " after"
+
+
+@pytest.mark.parametrize("name", CVV_NAMES + EXPIRY_NAMES + ["pvv", "pinBlock", "track2", "trackData"])
+def test_card_fields_as_mapping_keys_are_masked_at_any_depth(name: str) -> None:
+    doc = {"order": {"items": [{"card": {name: "8371"}}, ({name: 8371},)], "set": [{name: "x"}]}}
+    out = redact_mapping(doc)
+    assert out == {"order": {"items": [{"card": {name: MASK}}, ({name: MASK},)], "set": [{name: MASK}]}}
+    assert isinstance(out["order"]["items"][1], tuple)  # containers keep their type
+
+
+def test_nested_values_of_every_container_type_are_redacted() -> None:
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel
+
+    class Card(BaseModel):
+        pan: str
+        note: str
+
+    @dataclass
+    class Holder:
+        cards: list[Card]
+        memo: str
+
+    doc = {
+        "a": [{"b": ({"c": [f"see {P}"]},)}],
+        "tuple": (P, {"cvv2": LEAK_CVV2}),
+        "set": {P},
+        "frozen": frozenset({f"x {P}"}),
+        "model": Card(pan=P, note=f"copy {P}"),
+        "dataclass": Holder(cards=[Card(pan=P, note="-")], memo=f"track {LEAK_TRACK2}"),
+        "number": int(P),
+        "bytes": f"raw {P}".encode(),
+        "object": ValueError(f"bad {P}"),
+    }
+    out = redact_mapping(doc)
+    assert out["a"] == [{"b": ({"c": [f"see {MASKED_PAN}"]},)}]
+    assert out["tuple"] == (MASKED_PAN, {"cvv2": MASK})
+    assert out["set"] == {MASKED_PAN} and out["frozen"] == frozenset({f"x {MASKED_PAN}"})
+    assert out["model"] == {"pan": MASKED_PAN, "note": f"copy {MASKED_PAN}"}
+    assert out["dataclass"] == {"cards": [{"pan": MASKED_PAN, "note": "-"}], "memo": f"track {MASK}"}
+    assert out["number"] == MASKED_PAN and out["bytes"] == f"raw {MASKED_PAN}" and out["object"] == f"bad {MASKED_PAN}"
+    assert find_leaks("mapping", [repr(out)], include_name=False) == []
+    # Innocent values keep their type.
+    innocent = {"n": 12, "big": 4929731640582293, "s": {"a"}, "t": ("x", 1)}
+    assert redact_mapping(innocent) == innocent
+
+
+def test_mapping_keys_that_are_card_data_are_masked() -> None:
+    other = "4929731111412292"  # same first 6 / last 4, Luhn-valid
+    assert other != P and other[:6] == P[:6] and other[-4:] == P[-4:] and luhn_valid(other)
+    out = redact_mapping({P: {"status": "ok"}, int(other): 1, LEAK_TRACK2: "t", "cardId": "card-1"})
+    assert out == {MASKED_PAN: {"status": "ok"}, f"{MASKED_PAN}#2": 1, MASK: "t", "cardId": "card-1"}
+    assert redact_mapping({"cardData": {P: "x"}}) == {"cardData": {MASKED_PAN: MASK}}
+    assert find_leaks("keys", [repr(out)], include_name=False) == []
+
+
+# ---------------------------------------------------------------- log records keep their shape
+
+
+def _record(msg: str, *args: object, name: str = "uvicorn.access") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
+
+
+ACCESS_FORMAT = '%s - "%s %s HTTP/%s" %d'
+UUID = "123e4567-e89b-12d3-a456-426614174000"
+LONG_ID = "4929731640582293"  # 16 digits, not Luhn-valid: an id, left alone
+OP_ID = "17000000001234567890123"
+
+
+def test_uvicorn_access_formatter_works_on_a_redacted_record(capsys: pytest.CaptureFixture[str]) -> None:
+    from uvicorn.logging import AccessFormatter
+
+    path = f"/v1/cards/{P}/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+                                         use_colors=False))
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("tests.security.uvicorn.access")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info(ACCESS_FORMAT, "127.0.0.1:5123", "GET", path, "1.1", 200)
+    finally:
+        logger.removeHandler(handler)
+    assert "Logging error" not in capsys.readouterr().err
+    safe_path = f"/v1/cards/{MASKED_PAN}/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
+    assert stream.getvalue() == f'INFO:     127.0.0.1:5123 - "GET {safe_path} HTTP/1.1" 200 OK\n'
+
+    # The record itself: five arguments of the same types, only the path changed.
+    record = redact_record(_record(ACCESS_FORMAT, "127.0.0.1:5123", "GET", path, "1.1", 200))
+    assert record.msg == ACCESS_FORMAT
+    assert record.args == ("127.0.0.1:5123", "GET", safe_path, "1.1", 200)
+
+
+def test_arguments_that_are_card_data_only_next_to_their_name_are_masked_in_place() -> None:
+    record = redact_record(_record("pan=%s cvv2=%s op=%s", P, LEAK_CVV2, OP_ID, name="x"))
+    assert record.msg == "pan=%s cvv2=%s op=%s" and record.args == (MASKED_PAN, MASK, OP_ID)
+    record = redact_record(_record("%(card)s cvv2=%(c)s", {"card": P, "c": LEAK_CVV2}, name="x"))
+    assert record.args == {"card": MASKED_PAN, "c": MASK}
+    # A PAN split over two arguments: one of them is masked, the message is safe.
+    record = redact_record(_record("card %s%s", P[:8], P[8:], name="x"))
+    assert isinstance(record.args, tuple) and len(record.args) == 2
+    assert find_leaks("log", [record.getMessage()], include_name=False) == []
+    # A PAN as a %d number cannot stay a number: the message is pre-formatted instead.
+    record = redact_record(_record("card %d", int(P), name="x"))
+    assert record.getMessage() == f"card {MASKED_PAN}"
+    # A broken format call is logging's error to report, but with redacted arguments.
+    record = redact_record(_record("card %s %s", P, name="x"))
+    assert record.args == (MASKED_PAN,)
+
+
+def test_extras_are_redacted_when_the_record_factory_already_ran() -> None:
+    previous = logging.getLogRecordFactory()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s %(card)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        install_log_redaction()  # factory + a filter on the root handlers
+        logging.getLogger("tests.security.factory").warning("hi", extra={"card": {"pan": P, "cvv2": LEAK_CVV2}})
+    finally:
+        root.removeHandler(handler)
+        logging.setLogRecordFactory(previous)
+    assert stream.getvalue() == f"hi {{'pan': '{MASKED_PAN}', 'cvv2': '***'}}\n"
+
+
+def test_exception_groups_and_notes_are_redacted() -> None:
+    import traceback
+
+    err = ValueError("plain")
+    err.add_note(f"pan {P}")
+    group = ExceptionGroup("several", [err, KeyError(f"track {LEAK_TRACK2}")])
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), (ExceptionGroup, group, None))
+    redact_record(record)
+    assert record.exc_info is not None
+    shown = "".join(traceback.format_exception(*record.exc_info)) + (record.exc_text or "")
+    assert find_leaks("group", [shown], include_name=False) == [], shown
+    assert "several" in shown and "plain" in shown
