@@ -246,7 +246,7 @@ class OidcVerifier:
         if key is None:
             raise TokenRejected(f"unknown kid {kid[:64]!r}")
         if key.get("kty") != _KTY_FOR_ALG[str(alg)[:2]]:
-            raise TokenRejected(f"kid {kid[:64]!r} is a {key.get('kty')} key, not one for {alg}")
+            raise TokenRejected(f"kid {kid[:64]!r} (kty {key.get('kty')}) cannot verify {alg}")
         message.allowed_algs = list(ALLOWED_ALGS)
         try:
             message.verify(key, alg=alg)
