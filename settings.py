@@ -126,21 +126,44 @@ class CodecSettings(BaseSettings):
 
 
 class CodecServerSettings(BaseSettings):
-    """The codec server the Temporal UI and CLI call to read payloads (security/codec_server.py)."""
+    """The codec server the Temporal UI and CLI call to read payloads (security/codec_server.py).
+
+    Callers authenticate with an ``Authorization: Bearer`` header only: an OIDC access token
+    the Temporal UI forwards (``OIDC_*``), or a static operator token (the CLI). At least one
+    of OIDC, static tokens or the loopback development mode must be configured.
+    """
 
     model_config = SettingsConfigDict(env_prefix="CODEC_SERVER_", extra="ignore")
 
     host: str = "127.0.0.1"
     port: int = 8234
-    # Operator credentials, one "name:token" per line; a caller presents a token as
-    # "Authorization: Bearer <token>" (CLI --codec-auth) or in the endpoint path.
-    operator_tokens_file: Path = DEFAULT_STATE_DIR / "secrets" / "codec-operators"
+    # SSO: the access token the Temporal UI forwards (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true),
+    # verified against this issuer ("iss", exact), audience (one of "aud") and its JWKS: a
+    # file (works offline) and/or an https:// URL (fetched, cached, re-fetched on unknown kid).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str | None = None
+    # The claim holding the operator's roles (a list, or a space-separated string; a dotted
+    # name such as "realm_access.roles" reaches into an object), and the role that may see
+    # names and addresses unmasked. Card data is masked for everyone.
+    oidc_roles_claim: str = "roles"
+    oidc_pii_role: str = "card-orders-pii"
+    # Clock skew tolerated on exp / nbf / iat.
+    oidc_leeway_s: int = Field(default=30, ge=0, le=300)
+    # Static operator credentials (the CLI: TEMPORAL_CODEC_AUTH="Bearer <token>"), one
+    # "name:token [role ...]" per line. Only ever accepted as an Authorization header.
+    operator_tokens_file: Path | None = None
+    # Development only (make run): the dev server's UI cannot authenticate, so trust
+    # browser requests from loopback with an allowed Origin. Refused unless `host` is a
+    # loopback address; PII is always masked; announced loudly at start.
+    dev_trust_loopback: bool = False
     # Origins of the Temporal UI allowed to call it from the browser (CORS).
     cors_origins: list[str] = ["http://localhost:8233", "http://127.0.0.1:8233"]
     # HTTPS for the codec server itself (the UI only passes SSO tokens to https endpoints).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    # Also mask names and addresses for operators (card data is always masked).
+    # Mask names and addresses for everyone, whatever their roles (card data is always masked).
     mask_pii: bool = False
 
 

@@ -9,30 +9,30 @@ origin call it from the browser with the ``authorization``, ``content-type`` and
 
 Why it is more than a decoder:
 
-* **it requires an operator credential** — a token from ``CODEC_SERVER_OPERATOR_TOKENS_FILE``
-  presented as ``Authorization: Bearer <token>`` (``temporal … --codec-auth``; the UI's
-  "pass access token" option) or as the path segment before ``/decode`` (an endpoint
-  such as ``http://127.0.0.1:8234/<token>``, for the dev UI, which cannot send headers).
-  Anything else gets 401;
+* **it requires an operator credential, as an ``Authorization`` header only**
+  (security/codec_auth.py): the OIDC access token the Temporal UI forwards
+  (``TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true``; verified by security/oidc.py), or a static
+  operator token (the CLI's ``TEMPORAL_CODEC_AUTH="Bearer <token>"``). A token in the
+  endpoint path does not authenticate. For ``make run`` only, an explicit development mode
+  trusts browser requests from loopback (``CODEC_SERVER_DEV_TRUST_LOOPBACK``). Anything
+  else gets 401;
 * **decoded payloads come back with card data masked** (security/redaction.py): PAN as
-  first 6 / last 4; expiry, CVV, PVV and tracks fully masked; names and addresses stay
-  visible to operators unless ``CODEC_SERVER_MASK_PII`` is set. A payload that is not
-  JSON is withheld rather than shown unmasked.
+  first 6 / last 4; expiry, CVV, PVV and tracks fully masked, for everyone. Names and
+  addresses are masked too unless the operator holds the PII role
+  (``CODEC_SERVER_OIDC_PII_ROLE``) and ``CODEC_SERVER_MASK_PII`` is off. A payload that is
+  not JSON is withheld rather than shown unmasked.
 
-Nothing of a payload is ever logged; uvicorn's access log is off because the path may
-carry the credential.
+Each request is logged with the operator's subject and whether PII was shown; nothing of a
+payload or a credential is ever logged, and uvicorn's access log stays off because an old
+endpoint configuration may still carry a token in the path.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import logging
-import secrets
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -47,64 +47,18 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 from security.codec import CodecKeyError, load_codec
+from security.codec_auth import CodecAuth, CodecAuthConfigError, OperatorTokens, Refused, ensure_operator_token
+from security.oidc import is_loopback_host
 from security.redaction import install_log_redaction, redact_mapping, redact_text
-from security.secret_files import write_secret
 from settings import CodecServerSettings, CodecSettings
+
+__all__ = ["CodecAuth", "OperatorTokens", "create_app", "ensure_operator_token", "main", "mask_payload"]
 
 log = logging.getLogger("security.codec_server")
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 WITHHELD = "<payload withheld by the codec server: not JSON, cannot be masked>"
 _JSON_ENCODINGS = (b"json/plain", b"json/protobuf")
-
-
-class OperatorTokens:
-    """Operator credentials: compared as SHA-256 digests in constant time."""
-
-    def __init__(self, tokens: Mapping[str, str]) -> None:
-        if not tokens:
-            raise ValueError("the codec server needs at least one operator token")
-        self._digests = [(name, hashlib.sha256(tok.encode("utf-8")).digest()) for name, tok in tokens.items()]
-
-    @classmethod
-    def from_file(cls, path: Path) -> OperatorTokens:
-        """``name:token`` per line; blank lines and ``#`` comments ignored."""
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ValueError(f"cannot read operator tokens file {path}: {exc.strerror}") from None
-        tokens: dict[str, str] = {}
-        for number, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, token = line.partition(":")
-            if not sep or not name.strip() or len(token.strip()) < 16:
-                raise ValueError(f"{path}:{number}: expected 'name:token' with a token of 16+ characters")
-            tokens[name.strip()] = token.strip()
-        return cls(tokens)
-
-    def operator(self, token: str | None) -> str | None:
-        """The operator's name for a valid token, else None (every entry is compared)."""
-        if not token:
-            return None
-        digest = hashlib.sha256(token.encode("utf-8")).digest()
-        found = None
-        for name, expected in self._digests:
-            if hmac.compare_digest(digest, expected):
-                found = name
-        return found
-
-
-def ensure_operator_token(path: Path, name: str = "local-operator") -> str:
-    """Local stack: create the tokens file with one random operator token on first start."""
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith(f"{name}:"):
-                return line.partition(":")[2].strip()
-    token = secrets.token_urlsafe(24)
-    write_secret(path, f"{name}:{token}")
-    return token
 
 
 def _withheld(payload: Payload) -> Payload:
@@ -129,28 +83,21 @@ def mask_payload(payload: Payload, *, mask_pii: bool) -> Payload:
     )
 
 
-def _credential(request: Request, segments: Sequence[str]) -> str | None:
-    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return segments[-2] if len(segments) >= 2 else None
-
-
-def create_app(
-    codec: PayloadCodec,
-    *,
-    operators: OperatorTokens,
-    cors_origins: Sequence[str],
-    mask_pii: bool = False,
-) -> Starlette:
+def create_app(codec: PayloadCodec, *, auth: CodecAuth, cors_origins: Sequence[str]) -> Starlette:
     async def codec_endpoint(request: Request) -> Response:
         segments = [s for s in request.url.path.split("/") if s]
         action = segments[-1] if segments else ""
         if action not in ("decode", "encode"):
             return JSONResponse({"error": "not found; POST …/decode or …/encode"}, status_code=404)
-        operator = operators.operator(_credential(request, segments))
-        if operator is None:
-            log.warning("codec %s refused: no valid operator credential", action)
+        if auth.token_in(segments[:-1]):
+            log.warning(
+                "a static operator token appears in the codec endpoint path: paths never authenticate, and "
+                "the UI settings and process lists show that token; remove it from the endpoint and rotate it"
+            )
+        try:
+            operator = await auth.authenticate(request)
+        except Refused as refused:
+            log.warning("codec %s refused: %s", action, refused)
             return JSONResponse(
                 {"error": "an operator credential is required"},
                 status_code=401,
@@ -169,17 +116,19 @@ def create_app(
         try:
             if action == "decode":
                 decoded = await codec.decode(list(message.payloads))
-                result = [mask_payload(p, mask_pii=mask_pii) for p in decoded]
+                result = [mask_payload(p, mask_pii=not operator.show_pii) for p in decoded]
             else:
                 result = await codec.encode(list(message.payloads))
         except CodecKeyError as err:
             return JSONResponse({"error": redact_text(str(err))}, status_code=400)
         log.info(
-            "codec %s of %d payload(s) for operator %s, namespace %s",
+            "codec %s of %d payload(s) for %s (%s), namespace %s, PII %s",
             action,
             len(result),
-            operator,
-            request.headers.get("x-namespace", "-"),
+            operator.subject,
+            operator.method,
+            request.headers.get("x-namespace", "-")[:128],
+            ("shown" if operator.show_pii else "masked") if action == "decode" else "-",
         )
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=result)))
 
@@ -211,20 +160,30 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     install_log_redaction()
     settings, codec_settings = CodecServerSettings(), CodecSettings()
-    app = create_app(
-        load_codec(codec_settings.keys_file),
-        operators=OperatorTokens.from_file(settings.operator_tokens_file),
-        cors_origins=settings.cors_origins,
-        mask_pii=settings.mask_pii,
-    )
+    try:
+        auth = CodecAuth.from_settings(settings)
+    except CodecAuthConfigError as err:
+        log.error("codec server not started: %s", err)
+        raise SystemExit(2) from None
+    auth.announce()
+    app = create_app(load_codec(codec_settings.keys_file), auth=auth, cors_origins=settings.cors_origins)
     tls: dict[str, Any] = {}
     if settings.tls_cert_file is not None and settings.tls_key_file is not None:
         tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
-    elif settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("the codec server serves plain HTTP on %s: operator tokens travel in clear", settings.host)
+    elif not is_loopback_host(settings.host):
+        log.warning(
+            "the codec server serves plain HTTP on %s: credentials travel in clear, and the Temporal UI "
+            "passes SSO access tokens to https:// endpoints only",
+            settings.host,
+        )
     scheme = "https" if tls else "http"
     log.info(
-        "codec server on %s://%s:%d (CORS: %s)", scheme, settings.host, settings.port, ", ".join(settings.cors_origins)
+        "codec server on %s://%s:%d (authentication: %s; CORS: %s)",
+        scheme,
+        settings.host,
+        settings.port,
+        ", ".join(auth.methods),
+        ", ".join(settings.cors_origins),
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False, **tls)
 

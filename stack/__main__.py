@@ -74,6 +74,33 @@ async def _wait_file(path: Path, sup: Supervisor, within_s: float = 30.0) -> Non
         await asyncio.sleep(0.1)
 
 
+def dev_server_argv(temporal_bin: str, *, port: int, ui_port: int, db_file: Path, codec_url: str) -> list[str]:
+    """``temporal server start-dev`` as make run starts it (tests/security reuse it).
+
+    The UI's codec endpoint carries no credential: ``GET /api/v1/settings`` shows it to anyone,
+    and the command line is in every process list. The embedded UI cannot authenticate, so
+    the codec server runs with CODEC_SERVER_DEV_TRUST_LOOPBACK (loopback, UI origin, PII masked).
+    """
+    return [
+        temporal_bin,
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(db_file),
+        "--ui-codec-endpoint",
+        codec_url,
+        "--log-level",
+        "warn",
+        *sa.dev_server_args(),
+    ]
+
+
 def _print_new_entries(view: Any, printed: int) -> int:
     for entry in view.state.timeline[printed:]:
         ship = f"  shipment {entry.shipment_status}" if entry.shipment_status else ""
@@ -111,7 +138,8 @@ async def run(args: argparse.Namespace) -> int:
     oauth_secret = state / "secrets" / "receiver-oauth-client-secret"
     if not oauth_secret.exists():
         write_secret(oauth_secret, secrets.token_urlsafe(32))
-    operator_token = ensure_operator_token(state / "secrets" / "codec-operators")
+    # The CLI's static operator token (sent as a header, TEMPORAL_CODEC_AUTH); the UI needs none.
+    ensure_operator_token(state / "secrets" / "codec-operators")
     emulator_url = f"https://127.0.0.1:{args.emulator_port}"
     receiver_url = f"https://127.0.0.1:{args.receiver_port}"
     codec_url = f"http://127.0.0.1:{args.codec_port}"
@@ -163,30 +191,22 @@ async def run(args: argparse.Namespace) -> int:
     )
     try:
         print(f"starting the codec server on {codec_url} (the UI decodes payloads through it, card data masked)")
-        sup.start("codec-server", [py, "-m", "security.codec_server"], common_env)
+        sup.start(
+            "codec-server",
+            [py, "-m", "security.codec_server"],
+            {**common_env, "CODEC_SERVER_HOST": "127.0.0.1", "CODEC_SERVER_DEV_TRUST_LOOPBACK": "true"},
+        )
         await _wait_http(f"{codec_url}/healthz", sup, "codec server")
         print(f"starting the Temporal dev server on {temporal_address} (UI on http://localhost:{args.ui_port})")
         sup.start(
             "temporal",
-            [
+            dev_server_argv(
                 temporal_bin,
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(args.temporal_port),
-                "--ui-port",
-                str(args.ui_port),
-                "--db-filename",
-                str(state / "temporal.db"),
-                # The dev UI cannot send headers to a codec server: the operator token rides in the path.
-                "--ui-codec-endpoint",
-                f"{codec_url}/{operator_token}",
-                "--log-level",
-                "warn",
-                *sa.dev_server_args(),
-            ],
+                port=args.temporal_port,
+                ui_port=args.ui_port,
+                db_file=state / "temporal.db",
+                codec_url=codec_url,
+            ),
             {},
         )
         await _wait_http(f"http://127.0.0.1:{args.ui_port}/", sup, "Temporal UI")
@@ -265,10 +285,11 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_addr
     print(f"\nsample order submitted: workflow {wid}")
     print(f"  Temporal UI: http://localhost:{args.ui_port}/namespaces/default/workflows/{wid}")
     print(f"  find it:     temporal workflow list --address {temporal_address} --query 'CardId=\"{order['cardId']}\"'")
+    # The token goes in the environment (TEMPORAL_CODEC_AUTH), never on a command line.
     print(
-        f"  decoded:     temporal workflow show -w {wid} --address {temporal_address} "
-        f'--codec-endpoint http://127.0.0.1:{args.codec_port} --codec-auth "Bearer $(cut -d: -f2 '
-        f'{args.state_dir / "secrets" / "codec-operators"})"   (card data masked)'
+        f'  decoded:     TEMPORAL_CODEC_AUTH="Bearer $(cut -d: -f2 {args.state_dir / "secrets" / "codec-operators"})" '
+        f"temporal workflow show -w {wid} --address {temporal_address} "
+        f"--codec-endpoint http://127.0.0.1:{args.codec_port}   (card data masked)"
     )
     print("timeline (live):")
     printed, deadline = 0, time.monotonic() + 300

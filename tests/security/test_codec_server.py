@@ -1,13 +1,19 @@
-"""The codec server: operators only, card data masked, CORS for the UI; and the real
-``temporal`` CLI decoding a real order's history through it."""
+"""The codec server over real HTTP: operators only (static tokens as headers, never in the
+path; the loopback development mode of make run), card data masked, CORS for the UI; and
+the real ``temporal`` CLI decoding a real order's history through it. SSO (OIDC) is in
+test_codec_oidc.py."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import logging
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from security.codec import AesGcmCodec, load_codec
+from security.codec_auth import CodecAuth, CodecAuthConfigError
 from security.codec_server import OperatorTokens, create_app, ensure_operator_token
+from settings import CodecServerSettings
 from tests.conftest import temporal_cli
 from tests.security.conftest import MtlsStack
 from tests.security.support import (
@@ -35,8 +43,10 @@ from tests.support.servers import serve
 from tests.support.validation import validate_order
 
 TOKEN = "operator-token-for-tests-0123456789"
+PII_TOKEN = "operator-token-with-pii-role-98765"
 UI = "http://localhost:8233"
 MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -44,10 +54,21 @@ def codec(codec_keys_file: Path) -> AesGcmCodec:
     return load_codec(codec_keys_file)
 
 
+def _operators() -> OperatorTokens:
+    return OperatorTokens({"alice": TOKEN, "bob": PII_TOKEN}, roles={"bob": ["card-orders-pii"]})
+
+
+@asynccontextmanager
+async def _codec_server(codec: AesGcmCodec, **auth: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The codec server app on a real loopback HTTP port, and a client for it."""
+    app = create_app(codec, auth=CodecAuth(**{"allowed_origins": [UI], **auth}), cors_origins=[UI])
+    async with serve(app, access_log=False) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield client
+
+
 @pytest_asyncio.fixture
 async def http(codec: AesGcmCodec) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(codec, operators=OperatorTokens({"alice": TOKEN}), cors_origins=[UI])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec") as client:
+    async with _codec_server(codec, tokens=_operators()) as client:
         yield client
 
 
@@ -74,21 +95,38 @@ async def test_decode_refuses_a_caller_without_an_operator_credential(
 ) -> None:
     body = await _encrypted_order_body(codec)
     headers = {"authorization": auth} if auth else {}
-    for path in ("/decode", "/encode", "/wrong-token-wrong-token/decode"):
+    for path in ("/decode", "/encode", "/wrong-token-wrong-token/decode", f"/{TOKEN}/decode"):
         response = await http.post(path, json=body, headers=headers)
         assert response.status_code == 401, (path, auth)
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert find_leaks("401 body", [response.text]) == []
 
 
-@pytest.mark.parametrize("how", ["bearer header", "token in the endpoint path"])
-async def test_decode_masks_card_data(http: httpx.AsyncClient, codec: AesGcmCodec, how: str) -> None:
+async def test_a_token_in_the_path_does_not_authenticate_and_is_not_logged(
+    http: httpx.AsyncClient, codec: AesGcmCodec, caplog: pytest.LogCaptureFixture
+) -> None:
     body = await _encrypted_order_body(codec)
-    if how == "bearer header":
-        headers = {"authorization": f"Bearer {TOKEN}", "x-namespace": "default"}
-        response = await http.post("/decode", json=body, headers=headers)
-    else:
-        response = await http.post(f"/{TOKEN}/decode", json=body)
+    with caplog.at_level(logging.INFO):
+        refused = await http.post(f"/{TOKEN}/decode", json=body, headers={"origin": UI})
+        # With a header it works (mounting at any depth stays possible), still flagged.
+        accepted = await http.post(f"/{TOKEN}/decode", json=body, headers={"authorization": f"Bearer {TOKEN}"})
+    assert refused.status_code == 401 and accepted.status_code == 200
+    # Everything the server side logged (the test's own httpx client logs the URL it calls).
+    server_side = [r.getMessage() for r in caplog.records if r.name != "httpx"]
+    assert server_side and all(TOKEN not in m for m in server_side)
+    assert sum("operator token appears in the codec endpoint path" in m for m in caplog.messages) == 2
+
+
+@pytest.mark.parametrize("who", ["alice", "bob"])
+async def test_decode_masks_card_data(
+    http: httpx.AsyncClient, codec: AesGcmCodec, who: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = await _encrypted_order_body(codec)
+    token = TOKEN if who == "alice" else PII_TOKEN
+    with caplog.at_level(logging.INFO, logger="security.codec_server"):
+        response = await http.post(
+            "/decode", json=body, headers={"authorization": f"Bearer {token}", "x-namespace": "default"}
+        )
     assert response.status_code == 200, response.text
     order, text = _decoded_values(response.json())
     assert text == "plain string"
@@ -96,17 +134,20 @@ async def test_decode_masks_card_data(http: httpx.AsyncClient, codec: AesGcmCode
     assert card["pan"] == MASKED_PAN
     assert card["exp"] == card["cvv2"] == card["pvv"] == "***"
     assert {k: v for k, v in order["trackData"].items() if v is not None} == {"track1": "***", "track2": "***"}
-    assert order["shipment"]["deliveryAddress"]["line1"] == "10 Main St"  # operators see the address
+    # Names and addresses only for an operator with the PII role (bob's line lists it).
+    assert order["shipment"]["deliveryAddress"]["line1"] == ("10 Main St" if who == "bob" else "***")
     assert order["cardId"] == "card-req-codec-1"
     # The cardholder name is card data (inside cardData): masked with it.
     assert find_leaks("decoded", [response.text]) == []
+    shown = "shown" if who == "bob" else "masked"
+    assert any(f"for {who} (operator-token)" in m and f"PII {shown}" in m for m in caplog.messages), caplog.messages
+    assert all(token not in m for m in caplog.messages)
 
 
 async def test_pii_masked_when_configured(codec: AesGcmCodec) -> None:
-    app = create_app(codec, operators=OperatorTokens({"alice": TOKEN}), cors_origins=[UI], mask_pii=True)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec") as http:
+    async with _codec_server(codec, tokens=_operators(), mask_pii=True) as http:
         response = await http.post("/decode", json=await _encrypted_order_body(codec),
-                                   headers={"authorization": f"Bearer {TOKEN}"})
+                                   headers={"authorization": f"Bearer {PII_TOKEN}"})
     order, _ = _decoded_values(response.json())
     assert order["shipment"]["deliveryAddress"]["line1"] == "***"
 
@@ -157,13 +198,94 @@ def test_operator_tokens_file(tmp_path: Path) -> None:
     assert ensure_operator_token(path) == token
     assert OperatorTokens.from_file(path).operator(token) == "local-operator"
     assert OperatorTokens.from_file(path).operator("x" * 32) is None
+    path.write_text(f"# operators\nalice:{TOKEN}\nbob:{PII_TOKEN} card-orders-pii other\n")
+    tokens = OperatorTokens.from_file(path)
+    assert tokens.operator(PII_TOKEN) == "bob" and tokens.roles("bob") == {"card-orders-pii", "other"}
+    assert tokens.roles("alice") == frozenset()
+    assert ensure_operator_token(path, "bob") == PII_TOKEN
     path.write_text("broken-line\n")
     with pytest.raises(ValueError, match="name:token"):
         OperatorTokens.from_file(path)
 
 
-async def _cli_show(stack: MtlsStack, workflow_id: str, *extra: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+# ---------------------------------------------------------------- development loopback mode
+
+
+@pytest.mark.parametrize("with_tokens", [False, True])
+async def test_dev_loopback_mode_trusts_the_local_ui_and_masks_pii(
+    codec: AesGcmCodec, with_tokens: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = _operators() if with_tokens else None
+    body = await _encrypted_order_body(codec)
+    async with _codec_server(codec, tokens=tokens, dev_trust_loopback=True) as http:
+        with caplog.at_level(logging.INFO, logger="security.codec_server"):
+            response = await http.post("/decode", json=body, headers={"origin": UI, "x-namespace": "default"})
+        assert response.status_code == 200, response.text
+        order, _ = _decoded_values(response.json())
+        assert order["cardData"]["pan"] == MASKED_PAN
+        assert order["shipment"]["deliveryAddress"]["line1"] == "***"  # PII always masked in this mode
+        assert find_leaks("dev decode", [response.text]) == []
+        assert any("for dev-loopback (dev-loopback)" in m and "PII masked" in m for m in caplog.messages)
+        refused = {
+            "no Origin": {},
+            "a foreign page in the browser": {"origin": "http://evil.example"},
+            "forwarded by a local proxy": {"origin": UI, "x-forwarded-for": "203.0.113.9"},
+            "a wrong credential": {"origin": UI, "authorization": "Bearer wrong-token-wrong-token"},
+        }
+        for why, headers in refused.items():
+            assert (await http.post("/decode", json=body, headers=headers)).status_code == 401, why
+        if with_tokens:  # the CLI's header still works, with its own PII decision
+            shown = await http.post("/decode", json=body, headers={"authorization": f"Bearer {PII_TOKEN}"})
+            assert _decoded_values(shown.json())[0]["shipment"]["deliveryAddress"]["line1"] == "10 Main St"
+
+
+async def test_dev_loopback_mode_refuses_a_peer_that_is_not_loopback(codec: AesGcmCodec) -> None:
+    # The server refuses to bind anything but loopback in this mode, so a foreign peer cannot
+    # be produced over real HTTP here; the ASGI transport lets the test name the peer address.
+    app = create_app(codec, auth=CodecAuth(dev_trust_loopback=True, allowed_origins=[UI]), cors_origins=[UI])
+    body = await _encrypted_order_body(codec)
+    for peer, expected in (("192.0.2.7", 401), ("127.0.0.1", 200), ("::1", 200)):
+        transport = httpx.ASGITransport(app=app, client=(peer, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://codec") as http:
+            response = await http.post("/decode", json=body, headers={"origin": UI})
+        assert response.status_code == expected, peer
+
+
+def test_dev_loopback_mode_only_on_a_loopback_address() -> None:
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert "dev-loopback" in CodecAuth.from_settings(
+            CodecServerSettings(host=host, dev_trust_loopback=True)
+        ).methods
+    for host in ("0.0.0.0", "::", "192.0.2.7", "codec.bank.test"):  # noqa: S104
+        with pytest.raises(CodecAuthConfigError, match="loopback"):
+            CodecAuth.from_settings(CodecServerSettings(host=host, dev_trust_loopback=True))
+
+
+def _start_codec_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CODEC_SERVER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "security.codec_server"],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+
+
+def test_the_server_refuses_to_start_without_a_way_to_authenticate() -> None:
+    done = _start_codec_server({})
+    assert done.returncode == 2, done.stderr
+    assert "no way to authenticate operators" in done.stderr and "CODEC_SERVER_OIDC_ISSUER" in done.stderr
+
+
+def test_the_server_refuses_to_start_in_dev_mode_on_all_interfaces() -> None:
+    done = _start_codec_server({"CODEC_SERVER_DEV_TRUST_LOOPBACK": "true", "CODEC_SERVER_HOST": "0.0.0.0"})  # noqa: S104
+    assert done.returncode == 2, done.stderr
+    assert "CODEC_SERVER_DEV_TRUST_LOOPBACK" in done.stderr and "loopback" in done.stderr
+
+
+async def _cli_show(
+    stack: MtlsStack, workflow_id: str, *extra: str, env_extra: dict[str, str] | None = None
+) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")} | (env_extra or {})
     proc = await asyncio.create_subprocess_exec(
         temporal_cli(), "workflow", "show", "-w", workflow_id, "--address", stack.temporal_address,
         "--namespace", "default", "--output", "json", *extra,
@@ -182,15 +304,22 @@ async def test_temporal_cli_reads_history_through_the_codec_server_masked(
     )
     view = await mtls_stack.orders.wait(ISSUER_ID, rid)
     assert view.state.outcome is not None and view.state.outcome.value == "DELIVERED"
-    app = create_app(codec, operators=OperatorTokens({"alice": TOKEN}), cors_origins=[UI])
+    app = create_app(codec, auth=CodecAuth(tokens=_operators()), cors_origins=[UI])
     async with serve(app, access_log=False) as url:
+        # The token travels in the CLI's environment (TEMPORAL_CODEC_AUTH), not on its command line.
         code, decoded = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", url,
-                                        "--codec-auth", f"Bearer {TOKEN}")
+                                        env_extra={"TEMPORAL_CODEC_AUTH": f"Bearer {TOKEN}"})
         assert code == 0, decoded
         shown = readable(decoded)
-        assert MASKED_PAN in shown and "10 Main St" in shown  # decoded, and masked
+        assert MASKED_PAN in shown and "10 Main St" not in shown  # decoded, card data and PII masked
         assert find_leaks("CLI via codec server", [decoded]) == []
-        # Without the credential the codec server answers 401 and the CLI gets nothing decoded.
-        code, refused = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", url,
-                                        "--command-timeout", "3s")
-        assert code != 0 and MASKED_PAN not in refused and find_leaks("CLI refused", [refused]) == []
+        # An operator whose line lists the PII role sees the address (--codec-auth works too).
+        code, with_pii = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", url,
+                                         "--codec-auth", f"Bearer {PII_TOKEN}")
+        assert code == 0 and "10 Main St" in readable(with_pii) and find_leaks("CLI, PII role", [with_pii]) == []
+        # Without the credential, or with it in the endpoint path, the codec server answers 401
+        # and the CLI gets nothing decoded.
+        for endpoint in (url, f"{url}/{TOKEN}"):
+            code, refused = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", endpoint,
+                                            "--command-timeout", "3s")
+            assert code != 0 and MASKED_PAN not in refused and find_leaks("CLI refused", [refused]) == []

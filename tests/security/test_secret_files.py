@@ -14,7 +14,7 @@ import pytest
 from jwcrypto import jwk
 from pydantic import SecretStr
 
-from activities.keys import load_jwk
+from d1.keys import load_jwk
 from security.codec import add_key, generate_keys_file, load_codec
 from security.codec_server import ensure_operator_token
 from security.pki import ensure_local_pki, load_ca, save_pair

@@ -1,0 +1,242 @@
+"""Who is calling the codec server, and may they see names and addresses?
+
+Three ways in, all decided here so the HTTP app (security/codec_server.py) asks one question:
+
+* **SSO** — ``Authorization: Bearer <OIDC access token>``, forwarded by the Temporal UI
+  (``TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true``) and verified by security/oidc.py. The token's
+  roles decide about PII: names and addresses are shown only to holders of
+  ``CODEC_SERVER_OIDC_PII_ROLE``.
+* **static operator tokens** — ``Authorization: Bearer <token>`` from
+  ``CODEC_SERVER_OPERATOR_TOKENS_FILE`` (the CLI's ``TEMPORAL_CODEC_AUTH``). Only ever a
+  header: a token in the endpoint path is on display in the UI's public settings and in
+  process lists, so a path never authenticates (a known token seen there is reported,
+  without the token, so it gets rotated). A line may list roles after the token.
+* **development loopback trust** (``CODEC_SERVER_DEV_TRUST_LOOPBACK``, for ``make run``:
+  the dev server's embedded UI cannot authenticate) — a request without an
+  ``Authorization`` header is accepted when it comes from a loopback peer, carries an
+  ``Origin`` the CORS configuration allows (so a foreign web page in the operator's browser
+  is refused) and no proxy-forwarding headers. PII is always masked for it.
+
+Card data is masked for everyone, whatever the credential (security/redaction.py);
+``CODEC_SERVER_MASK_PII`` masks names and addresses for everyone too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+
+from security.oidc import JwksSource, OidcVerifier, TokenRejected, is_loopback_host
+from security.secret_files import write_secret
+from settings import CodecServerSettings
+
+log = logging.getLogger("security.codec_auth")
+
+DEV_BANNER = "!" * 78
+DEV_SUBJECT = "dev-loopback"
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+class CodecAuthConfigError(ValueError):
+    """The codec server's authentication settings are missing or contradictory."""
+
+
+class Refused(Exception):
+    """No acceptable credential. The message is safe to log (it never quotes a credential)."""
+
+
+@dataclass(frozen=True)
+class Operator:
+    """An authenticated caller: ``subject`` is what the log shows (never a credential)."""
+
+    subject: str
+    method: str  # "oidc" | "operator-token" | "dev-loopback"
+    show_pii: bool
+
+
+class OperatorTokens:
+    """Static operator credentials: compared as SHA-256 digests in constant time."""
+
+    def __init__(self, tokens: Mapping[str, str], roles: Mapping[str, Iterable[str]] | None = None) -> None:
+        if not tokens:
+            raise ValueError("the operator tokens file holds no token")
+        self._digests = [(name, hashlib.sha256(tok.encode("utf-8")).digest()) for name, tok in tokens.items()]
+        self._roles = {name: frozenset(r) for name, r in (roles or {}).items()}
+
+    @classmethod
+    def from_file(cls, path: Path) -> OperatorTokens:
+        """``name:token [role ...]`` per line; blank lines and ``#`` comments ignored."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"cannot read operator tokens file {path}: {exc.strerror}") from None
+        tokens: dict[str, str] = {}
+        roles: dict[str, list[str]] = {}
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, rest = line.partition(":")
+            words = rest.split()
+            if not sep or not name.strip() or not words or len(words[0]) < 16:
+                raise ValueError(f"{path}:{number}: expected 'name:token [role ...]' with a token of 16+ characters")
+            tokens[name.strip()], roles[name.strip()] = words[0], words[1:]
+        return cls(tokens, roles)
+
+    def operator(self, token: str | None) -> str | None:
+        """The operator's name for a valid token, else None (every entry is compared)."""
+        if not token:
+            return None
+        digest = hashlib.sha256(token.encode("utf-8")).digest()
+        found = None
+        for name, expected in self._digests:
+            if hmac.compare_digest(digest, expected):
+                found = name
+        return found
+
+    def roles(self, name: str) -> frozenset[str]:
+        return self._roles.get(name, frozenset())
+
+
+def ensure_operator_token(path: Path, name: str = "local-operator") -> str:
+    """Local stack: create the tokens file with one random operator token on first start."""
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(f"{name}:"):
+                return line.partition(":")[2].split()[0]
+    token = secrets.token_urlsafe(24)
+    write_secret(path, f"{name}:{token}")
+    return token
+
+
+class CodecAuth:
+    def __init__(
+        self,
+        *,
+        tokens: OperatorTokens | None = None,
+        oidc: OidcVerifier | None = None,
+        dev_trust_loopback: bool = False,
+        allowed_origins: Sequence[str] = (),
+        pii_role: str = "card-orders-pii",
+        mask_pii: bool = False,
+    ) -> None:
+        if tokens is None and oidc is None and not dev_trust_loopback:
+            raise CodecAuthConfigError(
+                "the codec server has no way to authenticate operators: configure OIDC "
+                "(CODEC_SERVER_OIDC_ISSUER, _AUDIENCE and _JWKS_FILE or _JWKS_URL), static tokens "
+                "(CODEC_SERVER_OPERATOR_TOKENS_FILE) or, on a loopback-only development machine, "
+                "CODEC_SERVER_DEV_TRUST_LOOPBACK=true"
+            )
+        if dev_trust_loopback and not allowed_origins:
+            raise CodecAuthConfigError(
+                "CODEC_SERVER_DEV_TRUST_LOOPBACK needs CODEC_SERVER_CORS_ORIGINS (the UI's origin)"
+            )
+        self._tokens, self._oidc, self._dev = tokens, oidc, dev_trust_loopback
+        self._origins = frozenset(allowed_origins)
+        self._pii_role, self._mask_pii = pii_role, mask_pii
+
+    @property
+    def methods(self) -> list[str]:
+        """What is enabled, for the start-up log line."""
+        found = [name for name, on in (("oidc", self._oidc), ("operator-token", self._tokens)) if on is not None]
+        return found + ([DEV_SUBJECT] if self._dev else [])
+
+    @classmethod
+    def from_settings(cls, settings: CodecServerSettings) -> CodecAuth:
+        oidc_fields = (settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_file, settings.oidc_jwks_url)
+        oidc = None
+        try:
+            if any(v is not None for v in oidc_fields):
+                if not settings.oidc_issuer or not settings.oidc_audience:
+                    raise CodecAuthConfigError(
+                        "OIDC needs both CODEC_SERVER_OIDC_ISSUER and CODEC_SERVER_OIDC_AUDIENCE"
+                    )
+                oidc = OidcVerifier(
+                    issuer=settings.oidc_issuer,
+                    audience=settings.oidc_audience,
+                    jwks=JwksSource(file=settings.oidc_jwks_file, url=settings.oidc_jwks_url),
+                    roles_claim=settings.oidc_roles_claim,
+                    leeway_s=settings.oidc_leeway_s,
+                )
+            tokens = None
+            if settings.operator_tokens_file is not None:
+                tokens = OperatorTokens.from_file(settings.operator_tokens_file)
+        except CodecAuthConfigError:
+            raise
+        except ValueError as err:
+            raise CodecAuthConfigError(str(err)) from None
+        if settings.dev_trust_loopback and not is_loopback_host(settings.host):
+            raise CodecAuthConfigError(
+                f"CODEC_SERVER_DEV_TRUST_LOOPBACK is for a loopback-only development machine, but "
+                f"CODEC_SERVER_HOST is {settings.host!r}: bind 127.0.0.1 or turn the development mode off"
+            )
+        return cls(
+            tokens=tokens,
+            oidc=oidc,
+            dev_trust_loopback=settings.dev_trust_loopback,
+            allowed_origins=settings.cors_origins,
+            pii_role=settings.oidc_pii_role,
+            mask_pii=settings.mask_pii,
+        )
+
+    def announce(self) -> None:
+        """Say loudly that the development trust is on (called once at start)."""
+        if self._dev:
+            log.warning(
+                "%s\nDEVELOPMENT MODE: CODEC_SERVER_DEV_TRUST_LOOPBACK is on. Browser requests from "
+                "loopback with an allowed Origin (%s) are decoded without any credential (PII masked). "
+                "Never use this outside a single-user development machine.\n%s",
+                DEV_BANNER,
+                ", ".join(sorted(self._origins)),
+                DEV_BANNER,
+            )
+
+    def _show_pii(self, roles: frozenset[str]) -> bool:
+        return not self._mask_pii and self._pii_role in roles
+
+    def token_in(self, segments: Iterable[str]) -> bool:
+        """Whether a known static token appears among these path segments."""
+        return self._tokens is not None and any(self._tokens.operator(s) for s in segments)
+
+    async def authenticate(self, request: Request) -> Operator:
+        header = request.headers.get("authorization")
+        if header is not None:
+            return await self._bearer(header)
+        if self._dev:
+            self._check_dev_request(request)
+            return Operator(subject=DEV_SUBJECT, method=DEV_SUBJECT, show_pii=False)
+        raise Refused("no Authorization header")
+
+    async def _bearer(self, header: str) -> Operator:
+        scheme, _, value = header.partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value:
+            raise Refused("the Authorization header is not 'Bearer <credential>'")
+        if self._tokens is not None:
+            name = self._tokens.operator(value)
+            if name is not None:
+                roles = self._tokens.roles(name)
+                return Operator(subject=name, method="operator-token", show_pii=self._show_pii(roles))
+        if self._oidc is not None and value.count(".") == 2:
+            try:
+                verified = await self._oidc.verify(value)
+            except TokenRejected as err:
+                raise Refused(f"OIDC access token refused: {err}") from None
+            return Operator(subject=verified.subject, method="oidc", show_pii=self._show_pii(verified.roles))
+        raise Refused("unknown bearer credential")
+
+    def _check_dev_request(self, request: Request) -> None:
+        peer = request.client.host if request.client else None
+        if not is_loopback_host(peer):
+            raise Refused("no Authorization header (development loopback trust: the peer is not loopback)")
+        if any(h in request.headers for h in _FORWARDING_HEADERS):
+            raise Refused("no Authorization header (development loopback trust: the request was forwarded)")
+        if request.headers.get("origin") not in self._origins:
+            raise Refused("no Authorization header (development loopback trust: Origin is not an allowed UI origin)")

@@ -1,0 +1,105 @@
+"""make run's Temporal dev server, started with stack/__main__.py's own arguments: neither its
+UI's public settings nor its command line carry a credential, and the UI's codec endpoint
+reaches the codec server in its loopback development mode (as the browser calls it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from security.codec import load_codec
+from security.codec_auth import CodecAuth, OperatorTokens, ensure_operator_token
+from security.codec_server import create_app
+from stack.__main__ import dev_server_argv
+from tests.conftest import temporal_cli
+from tests.security.support import LEAK_PAN, find_leaks, leak_card_data
+from tests.support.orders import sample_order
+from tests.support.servers import free_port, serve
+from tests.support.validation import validate_order
+
+
+@pytest_asyncio.fixture
+async def dev_server(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    token = ensure_operator_token(tmp_path / "secrets" / "codec-operators")
+    ui_port, codec_port = free_port(), free_port()
+    codec_url = f"http://127.0.0.1:{codec_port}"
+    argv = dev_server_argv(
+        temporal_cli(), port=free_port(), ui_port=ui_port, db_file=tmp_path / "temporal.db", codec_url=codec_url
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield {"proc": proc, "ui": f"http://127.0.0.1:{ui_port}", "codec_port": codec_port,
+               "codec_url": codec_url, "token": token, "tokens_file": tmp_path / "secrets" / "codec-operators"}
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _settings(ui: str, proc: asyncio.subprocess.Process) -> httpx.Response:
+    deadline = time.monotonic() + 90
+    async with httpx.AsyncClient(timeout=3) as http:
+        while True:
+            assert proc.returncode is None, "the dev server exited"
+            try:
+                response = await http.get(f"{ui}/api/v1/settings")  # unauthenticated, as anyone can
+                if response.status_code == 200:
+                    return response
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the dev server's UI did not come up"
+            await asyncio.sleep(0.3)
+
+
+async def test_dev_server_settings_and_command_line_carry_no_credential(
+    dev_server: dict[str, Any], codec_keys_file: Path
+) -> None:
+    proc, token = dev_server["proc"], dev_server["token"]
+    response = await _settings(dev_server["ui"], proc)
+    settings = response.json()
+    endpoint = settings["Codec"]["Endpoint"]
+    assert endpoint.rstrip("/") == dev_server["codec_url"]  # the UI is pointed at the codec server ...
+    assert token not in response.text  # ... with no credential anywhere in its public settings
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+    assert "start-dev" in cmdline and dev_server["codec_url"] in cmdline
+    assert token not in cmdline
+
+    # What the browser then does: POST <endpoint>/decode from the UI's origin, no credential.
+    # The codec server as make run configures it: dev loopback trust + the CLI's static token.
+    codec = load_codec(codec_keys_file)
+    ui_origins = [dev_server["ui"], dev_server["ui"].replace("127.0.0.1", "localhost")]
+    auth = CodecAuth(
+        tokens=OperatorTokens.from_file(dev_server["tokens_file"]),
+        dev_trust_loopback=True,
+        allowed_origins=ui_origins,
+    )
+    order = validate_order(sample_order("req-make-run-1", cardData=leak_card_data()))
+    sealed = await codec.encode(pydantic_data_converter.payload_converter.to_payloads([order]))
+    body = json_format.MessageToDict(Payloads(payloads=sealed))
+    app = create_app(codec, auth=auth, cors_origins=ui_origins)
+    async with serve(app, port=dev_server["codec_port"], access_log=False), httpx.AsyncClient(timeout=10) as http:
+        decoded = await http.post(f"{endpoint}/decode", json=body, headers={"origin": dev_server["ui"]})
+        assert decoded.status_code == 200, decoded.text
+        shown = json.loads(json_format.ParseDict(decoded.json(), Payloads()).payloads[0].data)
+        assert shown["cardData"]["pan"] == LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+        assert shown["shipment"]["deliveryAddress"]["line1"] == "***"
+        assert find_leaks("dev UI decode", [decoded.text]) == []
+        # The CLI's way in is the header, as the printed hint sets it (TEMPORAL_CODEC_AUTH).
+        cli = await http.post(f"{endpoint}/decode", json=body, headers={"authorization": f"Bearer {token}"})
+        assert cli.status_code == 200
