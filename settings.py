@@ -63,8 +63,8 @@ def load_temporal_profile() -> ClientConfigProfile:
     (else ``~/.config/temporalio/temporal.toml``, if present), with the ``TEMPORAL_*``
     variables on top; loaded by the SDK (:mod:`temporalio.envconfig`). Two mistakes the SDK
     and the CLI let pass silently fail here instead: a ``TEMPORAL_CONFIG_FILE`` that does not
-    exist (they carry on without any profile) and a ``TEMPORAL_TLS`` that is not a boolean
-    (they turn TLS *on* for "off" or "no").
+    exist (both carry on without any profile) and a ``TEMPORAL_TLS`` that is not a boolean
+    (the SDK turns TLS *on* for "off" or "no", the CLI turns it *off* for "yes").
     """
     config_file = os.environ.get("TEMPORAL_CONFIG_FILE")
     if config_file and not Path(config_file).is_file():

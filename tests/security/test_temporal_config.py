@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.envconfig import ClientConfig
 from temporalio.service import TLSConfig
 
 from security.codec import generate_keys_file, load_codec
 from security.pki import TemporalPki, ensure_local_pki, ensure_temporal_pki
-from settings import TemporalConfigError, TemporalSettings
+from settings import REPO_ROOT, TemporalConfigError, TemporalSettings
 from temporal_client import connect, connect_config, describe
 from tests.conftest import temporal_cli
 
@@ -256,3 +257,22 @@ def test_an_explicit_override_wins_and_keeps_the_configured_security(
     config = connect_config(TemporalSettings(address="127.0.0.1:17233", namespace="test"))
     assert (config["target_host"], config["namespace"]) == ("127.0.0.1:17233", "test")
     assert isinstance(config["tls"], TLSConfig) and config["tls"].client_cert == client.cert.read_bytes()
+
+
+def test_the_readme_toml_example_is_a_valid_profile_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Connecting to Temporal"):]
+    example = section[section.index("```toml\n") + len("```toml\n"):]
+    example = example[:example.index("```")]
+    # Strict: a misspelt key would be an error, not silently ignored.
+    profiles = ClientConfig.load(config_source=example, config_file_strict=True).profiles
+    assert set(profiles) == {"default", "prod", "onprem"}
+    assert profiles["prod"].address == "card-orders.a1b2c.tmprl.cloud:7233"
+    assert profiles["onprem"].tls is not None and profiles["onprem"].tls.server_root_ca_cert == Path(
+        "/etc/d1-card-orders/temporal/bank-ca.crt"
+    )
+    # Its certificate paths do not exist here: the error names the key, the profile and the file.
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(_toml(tmp_path, example)))
+    monkeypatch.setenv("TEMPORAL_PROFILE", "onprem")
+    with pytest.raises(TemporalConfigError, match=r"^tls\.client_cert_path \(profile 'onprem' of "):
+        connect_config()
