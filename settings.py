@@ -24,27 +24,7 @@ DEFAULT_STATE_DIR = REPO_ROOT / ".state"
 
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"  # the dev server of `make run` and the tests
 DEFAULT_TEMPORAL_NAMESPACE = "default"
-_TEMPORAL_BOOLEANS = ("true", "false", "1", "0")  # what the SDK and the CLI parse (case-insensitive)
-# Temporal's own client variables, read by the SDK's environment configuration and the CLI
-# alike (plus TEMPORAL_GRPC_META_<HEADER>): not fields of ours, but a deployment may set them.
-TEMPORAL_STANDARD_VARIABLES = (
-    "TEMPORAL_ADDRESS",
-    "TEMPORAL_NAMESPACE",
-    "TEMPORAL_API_KEY",
-    "TEMPORAL_TLS",
-    "TEMPORAL_TLS_CLIENT_CERT_PATH",
-    "TEMPORAL_TLS_CLIENT_CERT_DATA",
-    "TEMPORAL_TLS_CLIENT_KEY_PATH",
-    "TEMPORAL_TLS_CLIENT_KEY_DATA",
-    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
-    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
-    "TEMPORAL_TLS_SERVER_NAME",
-    "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
-    "TEMPORAL_PROFILE",
-    "TEMPORAL_CONFIG_FILE",
-    "TEMPORAL_CODEC_ENDPOINT",
-    "TEMPORAL_CODEC_AUTH",
-)
+_TEMPORAL_BOOLEANS = ("true", "false", "1", "0")  # what the SDK parses (case-insensitive)
 
 
 class TemporalConfigError(ValueError):

@@ -19,7 +19,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
-from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig, DataSource
+from temporalio.envconfig import ClientConfigTLS, ClientConnectConfig, DataSource
 from temporalio.service import TLSConfig
 
 from observability.tracing import client_interceptors
@@ -73,7 +73,7 @@ def connect_config(settings: TemporalSettings | None = None) -> ClientConnectCon
     settings = settings or TemporalSettings()
     profile = load_temporal_profile()
     if profile.tls is not None and profile.tls.disabled is not True:
-        _check_tls_files(profile)
+        _check_tls_files(profile.tls)
     try:
         config = profile.to_client_connect_config()  # reads the PEM files
     except OSError as err:  # raced with _check_tls_files (file removed, permissions changed)
@@ -83,15 +83,15 @@ def connect_config(settings: TemporalSettings | None = None) -> ClientConnectCon
     return config
 
 
-def _check_tls_files(profile: ClientConfigProfile) -> None:
-    assert profile.tls is not None
+def _check_tls_files(tls: ClientConfigTLS) -> None:
     sources: dict[str, DataSource | None] = {}
     for attribute, path_var, toml_key, what in _TLS_FILES:
-        source: DataSource | None = getattr(profile.tls, attribute)
+        source: DataSource | None = getattr(tls, attribute)
         sources[attribute] = source
         if not isinstance(source, Path):
             continue
-        origin = path_var if os.environ.get(path_var) == str(source) else _toml_origin(toml_key)
+        # A variable, when set, is what the SDK used (it overrides the profile).
+        origin = path_var if path_var in os.environ else _toml_origin(toml_key)
         if not source.is_file():
             raise TemporalConfigError(f"{origin}={source}: no such file (the Temporal {what})")
         if not os.access(source, os.R_OK):
@@ -127,7 +127,7 @@ async def connect(
     config = connect_config(settings)
     log.info("Temporal: %s", describe(config))
     if config.get("api_key") and config.get("tls") is False:
-        log.warning("TEMPORAL_API_KEY is sent WITHOUT TLS (TEMPORAL_TLS=false): anyone on the path can read it")
+        log.warning("the Temporal API key is sent WITHOUT TLS (TLS disabled): anyone on the path can read it")
     if (os.environ.get("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION") or "").lower() in ("true", "1"):
         # The CLI honours it; the Python SDK has no such option and verifies anyway.
         log.warning(
