@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import TLSConfig
@@ -276,3 +278,22 @@ def test_the_readme_toml_example_is_a_valid_profile_file(monkeypatch: pytest.Mon
     monkeypatch.setenv("TEMPORAL_PROFILE", "onprem")
     with pytest.raises(TemporalConfigError, match=r"^tls\.client_cert_path \(profile 'onprem' of "):
         connect_config()
+
+
+def test_the_local_ca_issues_the_temporal_gateway_and_client_certificates_once(tmp_path: Path) -> None:
+    pki = ensure_local_pki(tmp_path / "pki", [])
+    first = ensure_temporal_pki(pki, ["worker", "receiver"])
+    gateway = x509.load_pem_x509_certificate(first.gateway_server.cert.read_bytes())
+    san = gateway.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost"} <= set(san.get_values_for_type(x509.DNSName))
+    assert {"127.0.0.1"} <= {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    assert ExtendedKeyUsageOID.SERVER_AUTH in gateway.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    worker = x509.load_pem_x509_certificate(first.client("worker").cert.read_bytes())
+    assert worker.subject.rfc4514_string() == "CN=temporal-client/worker"
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in worker.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    worker.verify_directly_issued_by(x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()))
+    assert first.client("worker").key.stat().st_mode & 0o777 == 0o600
+    # Run again (every start of a local stack): kept, not re-issued.
+    again = ensure_temporal_pki(pki, ["worker", "receiver"])
+    assert again.client("worker").cert.read_bytes() == first.client("worker").cert.read_bytes()
+    assert again.gateway_server.cert.read_bytes() == first.gateway_server.cert.read_bytes()
