@@ -2,24 +2,40 @@
 
 Every process (worker, receiver, starter, tests, replayer) must use the same converter,
 so it is built here once: pydantic payloads sealed by the AES-GCM payload codec.
+
+Where Temporal is and how to authenticate is Temporal's standard client configuration, the
+one the ``temporal`` CLI reads too (``TEMPORAL_ADDRESS``, ``TEMPORAL_API_KEY``,
+``TEMPORAL_TLS_*``, TOML profiles: README "Connecting to Temporal"), resolved by
+:func:`connect_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.envconfig import ClientConfigTLS, ClientConnectConfig, DataSource
+from temporalio.service import TLSConfig
 
 from observability.metrics import ProductMetrics
 from observability.tracing import client_interceptors
 from security.codec import load_codec
 from security.payload_refusal import ProductPayloadConverter
-from settings import CodecSettings, TemporalSettings
+from settings import CodecSettings, TemporalConfigError, TemporalSettings, load_temporal_profile, temporal_config_file
 
 log = logging.getLogger(__name__)
+
+# (profile attribute, its path variable, its TOML key, what it is)
+_TLS_FILES = (
+    ("client_cert", "TEMPORAL_TLS_CLIENT_CERT_PATH", "tls.client_cert_path", "client certificate"),
+    ("client_private_key", "TEMPORAL_TLS_CLIENT_KEY_PATH", "tls.client_key_path", "client private key"),
+    ("server_root_ca_cert", "TEMPORAL_TLS_SERVER_CA_CERT_PATH", "tls.server_ca_cert_path", "server CA certificate"),
+)
 
 
 def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
@@ -54,13 +70,83 @@ def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec |
                       on_refused=metrics.payload_refused)
 
 
+def connect_config(settings: TemporalSettings | None = None) -> ClientConnectConfig:
+    """The arguments of ``Client.connect`` that say where Temporal is and how to authenticate.
+
+    Temporal's standard configuration (:func:`settings.load_temporal_profile`: TOML profile,
+    then ``TEMPORAL_*`` variables) decides TLS, the client certificate, the API key and gRPC
+    metadata; ``settings.address`` / ``settings.namespace`` (resolved from the same
+    configuration, or passed explicitly by a caller) decide the target. An API key alone
+    turns TLS on (system roots); ``TEMPORAL_TLS=false`` turns it off whatever else is set.
+    A certificate or key file that is missing or unreadable is a :class:`TemporalConfigError`
+    naming the variable (or TOML key) that points at it.
+    """
+    settings = settings or TemporalSettings()
+    profile = load_temporal_profile()
+    if profile.tls is not None and profile.tls.disabled is not True:
+        _check_tls_files(profile.tls)
+    try:
+        config = profile.to_client_connect_config()  # reads the PEM files
+    except OSError as err:  # raced with _check_tls_files (file removed, permissions changed)
+        raise TemporalConfigError(f"cannot read a Temporal TLS file: {err}") from None
+    config["target_host"] = settings.address
+    config["namespace"] = settings.namespace
+    return config
+
+
+def _check_tls_files(tls: ClientConfigTLS) -> None:
+    sources: dict[str, DataSource | None] = {}
+    for attribute, path_var, toml_key, what in _TLS_FILES:
+        source: DataSource | None = getattr(tls, attribute)
+        sources[attribute] = source
+        if not isinstance(source, Path):
+            continue
+        # A variable, when set, is what the SDK used (it overrides the profile).
+        origin = path_var if path_var in os.environ else _toml_origin(toml_key)
+        if not source.is_file():
+            raise TemporalConfigError(f"{origin}={source}: no such file (the Temporal {what})")
+        if not os.access(source, os.R_OK):
+            raise TemporalConfigError(f"{origin}={source}: not readable by this process (the Temporal {what})")
+    if (sources["client_cert"] is None) != (sources["client_private_key"] is None):
+        raise TemporalConfigError(
+            "a Temporal client certificate needs its private key and the other way round: set both "
+            "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH (or tls.client_cert_path and "
+            "tls.client_key_path in the profile), or neither"
+        )
+
+
+def _toml_origin(toml_key: str) -> str:
+    profile = os.environ.get("TEMPORAL_PROFILE") or "default"
+    return f"{toml_key} (profile {profile!r} of {temporal_config_file()})"
+
+
+def describe(config: ClientConnectConfig) -> str:
+    """Where and how a process connects, for its start-up log line: never a secret."""
+    tls = config.get("tls", False)
+    mtls = isinstance(tls, TLSConfig) and tls.client_cert is not None
+    api_key = bool(config.get("api_key"))
+    auth = " + ".join(kind for kind, used in (("mTLS", mtls), ("API key", api_key)) if used) or "none"
+    return (
+        f"address {config.get('target_host')}, namespace {config.get('namespace')}, "
+        f"TLS {'on' if tls is not False else 'off'}, auth {auth}"
+    )
+
+
 async def connect(
     settings: TemporalSettings | None = None, *, codec: PayloadCodec | None = None, lazy: bool = False
 ) -> Client:
-    settings = settings or TemporalSettings()
+    config = connect_config(settings)
+    log.info("Temporal: %s", describe(config))
+    if config.get("api_key") and config.get("tls") is False:
+        log.warning("the Temporal API key is sent WITHOUT TLS (TLS disabled): anyone on the path can read it")
+    if (os.environ.get("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION") or "").lower() in ("true", "1"):
+        # The CLI honours it; the Python SDK has no such option and verifies anyway.
+        log.warning(
+            "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION is ignored by the Python SDK: the server certificate is "
+            "still verified (use TEMPORAL_TLS_SERVER_NAME for a certificate issued to another name)"
+        )
     return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
+        **config,
         data_converter=data_converter(codec if codec is not None else codec_from_settings()),
         # Tracing interceptor on the client only (workers built from it inherit it).
         interceptors=client_interceptors(),

@@ -26,8 +26,8 @@ from contracts.card_order import NOTIFICATION_SIGNAL
 from contracts.card_order import workflow_id as workflow_id_for
 from d1.notifications import OperationNotification
 from d1.paths import notification_path
-from starter.api import CardOrders
 from stack.samples import sample_order
+from starter.api import CardOrders
 
 # What the emulator sends for a happy-path order (see emulator/simulator.py).
 HAPPY_PATH = (

@@ -16,6 +16,13 @@ What is issued (identities as documented in :mod:`security.tls`):
 ``issuer-client-<id>.crt``     issuer → D1 client: CN ``TLSMA-EC/<id>/LOC``, URI ``urn:d1:issuer:<id>``
 ``d1-notifier-<id>.crt``       D1 → issuer client: CN ``D1-NOTIFIER/<id>``, URI ``urn:d1:notifier:<id>``
 =============================  ==========================================================
+
+On request (:func:`ensure_temporal_pki`), for Temporal behind a mutual-TLS endpoint:
+
+================================  =======================================================
+``temporal-gateway-server.crt``   the TLS endpoint in front of Temporal: same names
+``temporal-client-<name>.crt``    a process → Temporal client: CN ``temporal-client/<name>``
+================================  =======================================================
 """
 
 from __future__ import annotations
@@ -279,3 +286,65 @@ def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePriva
     pair.cert.parent.mkdir(parents=True, exist_ok=True)
     _save(pair, cert, key)
     return pair
+
+
+# ------------------------------------------------------------- Temporal over mutual TLS
+
+TEMPORAL_CLIENT_CN_PREFIX = "temporal-client/"
+
+
+@dataclass(frozen=True)
+class TemporalPki:
+    """Certificates for reaching Temporal through a mutual-TLS endpoint, from the local CA.
+
+    The Temporal dev server speaks no TLS; locally (and in tests/security/test_temporal_mtls.py)
+    a TLS-terminating gRPC gateway stands in front of it with ``gateway_server`` and accepts
+    only client certificates of ``ca_cert``. A real cluster or Temporal Cloud gets its
+    certificates from the deployment's own PKI instead (README "Connecting to Temporal").
+    """
+
+    directory: Path
+    ca_cert: Path
+    gateway_server: CertPair
+
+    def client(self, name: str) -> CertPair:
+        """A client certificate for one process (worker, receiver, starter...): CN ``temporal-client/<name>``."""
+        return _pair(self.directory, f"temporal-client-{name}")
+
+
+def ensure_temporal_pki(
+    pki: LocalPki, clients: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS
+) -> TemporalPki:
+    """Issue (or renew) the Temporal gateway's server certificate and one client certificate
+    per name in ``clients``, signed by the CA of ``pki`` (see :func:`ensure_local_pki`)."""
+    ca = load_ca(pki)
+    now = dt.datetime.now(dt.UTC)
+    temporal = TemporalPki(
+        directory=pki.directory, ca_cert=pki.ca_cert, gateway_server=_pair(pki.directory, "temporal-gateway-server")
+    )
+    _ensure_leaf(ca, temporal.gateway_server, "temporal-gateway (local)", server=True, hosts=hosts, now=now)
+    for name in clients:
+        _ensure_leaf(ca, temporal.client(name), TEMPORAL_CLIENT_CN_PREFIX + name, server=False, hosts=(), now=now)
+    return temporal
+
+
+def _ensure_leaf(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    pair: CertPair,
+    common_name: str,
+    *,
+    server: bool,
+    hosts: Sequence[str],
+    now: dt.datetime,
+) -> None:
+    """Keep a usable certificate (fresh, from this CA, naming every host); else issue a new one."""
+    existing = _load(pair)
+    if (
+        existing is not None
+        and _fresh(existing[0], now)
+        and _issued_by(existing[0], ca[0])
+        and (not server or _covers(existing[0], hosts))
+    ):
+        return
+    cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts)
+    _save(pair, cert, key)
