@@ -26,9 +26,8 @@ from temporalio.worker import Worker
 from activities.card_order import CardOrderActivities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
-from d1.jwe import load_d1_encryption_key
-from d1.keys import load_jwk
 from observability.process import configure_process
+from security.keys import load_d1_encryption_key, load_jwk
 from security.redaction import install_log_redaction
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings

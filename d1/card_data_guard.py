@@ -11,13 +11,17 @@ reports, by JSON path and without the value:
   ``securityCode``, ``cardVerificationValue``, ``pvv``, ``pin``/``pinBlock``, ``exp``,
   ``expiry*``/``expiration*``, ``expMonth``/``expYear``, ``track*``, ``cardData``,
   ``cardNumber``, ...;
-* a value (or a key) *holding* a Luhn-valid run of 13-19 digits, also with single spaces,
-  dashes, dots or slashes between the digits.
+* a value (or a key) *holding* a card number: a Luhn-valid run of 13-19 digits, or one
+  written the way card numbers are written, in groups with one separator (space, dash,
+  dot or slash) used throughout: 4-4-4-4 (and 4-4-4-4-3), Amex 4-6-5, Diners 4-6-4.
 
-Identifiers that merely contain long digit runs pass unless the run passes the Luhn check
-(about one random 16-digit number in ten does: issuers should not use 13-19 digit numbers
-as ids, which also keeps them apart from PANs in every log). It runs at the issuer's edge
-(the starter) and again in the worker right before the HTTP call, in every mode.
+Identifiers that merely contain digits pass: ``order-1764578213-001`` is not a card number
+(its groups are not a card layout), and a 13-19 digit run passes unless it also passes the
+Luhn check (about one random 16-digit number in ten does: issuers should not use 13-19
+digit numbers as ids, which also keeps them apart from PANs in every log). The redaction
+layer (security/redaction.py) masks more liberally; this guard refuses an order, so it
+only recognises what is clearly a card number. It runs at the issuer's edge (the starter)
+and again in the worker right before the HTTP call, in every mode.
 """
 
 from __future__ import annotations
@@ -57,7 +61,15 @@ _EXACT_NAMES = frozenset(
 _PREFIXES = ("cvv", "cvc", "expir", "cardverification")
 # track1, track2, tracks, trackData... but not trackingNumber or trackingType.
 _TRACK_NAME = re.compile(r"^track(?:s|data|[0-9].*)?$")
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ ./-]?[0-9]){12,18}(?![0-9])")
+_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+# Written layouts; the separator is captured once and must repeat.
+_LAYOUTS = tuple(
+    re.compile(r"(?<![0-9])" + pattern + r"(?![0-9])")
+    for pattern in (
+        r"[0-9]{4}([ ./-])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{3})?",  # 4-4-4-4, 4-4-4-4-3
+        r"[0-9]{4}([ ./-])[0-9]{6}\1[0-9]{4,5}",  # Amex 4-6-5, Diners 4-6-4
+    )
+)
 
 
 def _normalized(name: str) -> str:
@@ -71,11 +83,16 @@ def is_card_data_name(name: str) -> bool:
 
 
 def holds_pan(text: str) -> bool:
-    """Whether the text holds a Luhn-valid run of 13-19 digits (separators allowed)."""
-    for match in _DIGIT_RUN.finditer(text):
-        digits = re.sub(r"[^0-9]", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+    """Whether the text holds a card number (a Luhn-valid PAN, in one run or a card layout)."""
+    if not any(ch.isdigit() for ch in text):
+        return False
+    for match in _RUN.finditer(text):
+        if luhn_valid(match.group(0)):
             return True
+    for layout in _LAYOUTS:
+        for match in layout.finditer(text):
+            if luhn_valid(re.sub(r"[^0-9]", "", match.group(0))):
+                return True
     return False
 
 

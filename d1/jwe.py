@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
 from jwcrypto import jwe, jwk
 from jwcrypto.common import base64url_decode
-
-from d1.keys import KeyFileError, load_jwk
 
 ALG = "ECDH-ES"
 ENC = "A256GCM"
 
 
-class EncryptionKeyError(KeyFileError):
+class EncryptionKeyError(ValueError):
     """The configured D1 encryption key cannot be used (wrong type, curve, no kid)."""
 
 
@@ -37,11 +34,6 @@ def check_d1_encryption_key(key: jwk.JWK, *, source: str = "the D1 encryption ke
     if not key.get("kid"):
         raise EncryptionKeyError(f"{source} has no kid; D1 needs it to pick its private key")
     return key
-
-
-def load_d1_encryption_key(path: Path) -> jwk.JWK:
-    """D1's public encryption key from a JWK (with ``kid``) or PEM file, checked."""
-    return check_d1_encryption_key(load_jwk(path, private=False), source=f"D1 encryption key {path}")
 
 
 def encrypt_for_d1(plaintext: Mapping[str, object], d1_public_key: jwk.JWK) -> str:

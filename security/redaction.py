@@ -47,9 +47,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
+from d1.masking import MASK, mask_pan
 from d1.order import luhn_valid
-
-MASK = "***"
 
 # ---------------------------------------------------------------- field names
 
@@ -212,16 +211,6 @@ def _key_info(key: Any) -> tuple[Any, str, _Kind]:
     n = _norm(str(key))
     return _redact_key(key), n, _kind_of(n)
 
-
-_NON_DIGITS = re.compile(r"[^0-9]")
-
-
-def mask_pan(value: str) -> str:
-    """First 6 / last 4 of the digits (PCI DSS display rule); short values fully masked."""
-    digits = _NON_DIGITS.sub("", value)
-    if len(digits) < 13:
-        return MASK
-    return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
 
 
 # ---------------------------------------------------------------- free text

@@ -27,9 +27,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_order as api
 from contracts.card_order import OrderView
 from contracts.visibility import RUNNING, all_of
-from d1.keys import KeyFileError
 from d1.validation import InvalidOrder
 from observability.process import configure_process
+from security.keys import KeyFileError
 from security.redaction import install_log_redaction
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops

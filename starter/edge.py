@@ -35,11 +35,12 @@ from contracts import search_attributes as sa
 from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
 from d1.card_data_guard import card_data_issues
 from d1.issues import Issue
-from d1.jwe import EncryptionKeyError, encrypt_for_d1, load_d1_encryption_key
+from d1.jwe import encrypt_for_d1
 from d1.masking import mask_pan
 from d1.order import Address, CardOrder
 from d1.program import Program, load_program
 from d1.validation import FieldError, FieldWarning, InvalidOrder, UnknownFields, check_order, validate_address
+from security.keys import KeyFileError, load_d1_encryption_key
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class KeyFile:
         try:
             stat = os.stat(self.path)
         except OSError as exc:
-            raise EncryptionKeyError(
+            raise KeyFileError(
                 f"cannot read D1's encryption key {self.path}: {exc.strerror} (D1_ENCRYPTION_PUBLIC_KEY_FILE)"
             ) from None
         stamp = (stat.st_mtime, stat.st_size)

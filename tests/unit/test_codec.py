@@ -8,6 +8,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 
 from security.codec import AesGcmCodec, CodecKeyError, add_key, generate_keys_file, load_codec
+from security.payload_refusal import TAMPERED, UNENCRYPTED, UNKNOWN_KEY, refusal_reason
 
 SECRET = b'{"pan":"4111111111111111","cvv2":"123"}'
 
@@ -37,19 +38,28 @@ async def test_rotation_keeps_old_payloads_readable(tmp_path: Path) -> None:
     assert await rotated.decode([old, new]) == [payload(), payload()]
 
 
-async def test_unknown_key_and_tampering_are_refused(tmp_path: Path) -> None:
+async def test_unknown_key_and_tampering_are_refused_without_raising(tmp_path: Path) -> None:
+    """A refusal is a marker, not an exception: raising would fail the whole workflow
+    activation, so one forged signal could wedge the order it was aimed at."""
+    refusals: list[str] = []
     [sealed] = await load_codec(generate_keys_file(tmp_path / "a.json", "k1")).encode([payload()])
-    other = load_codec(generate_keys_file(tmp_path / "b.json", "k2"))
-    with pytest.raises(CodecKeyError, match="unknown codec key"):
-        await other.decode([sealed])
-    same_kid_other_key = load_codec(generate_keys_file(tmp_path / "c.json", "k1"))
-    with pytest.raises(CodecKeyError, match="failed authentication"):
-        await same_kid_other_key.decode([sealed])
+    other = load_codec(generate_keys_file(tmp_path / "b.json", "k2"), on_refused=refusals.append)
+    [opened] = await other.decode([sealed])
+    assert refusal_reason(opened) == UNKNOWN_KEY and SECRET not in opened.SerializeToString()
+    same_kid_other_key = load_codec(generate_keys_file(tmp_path / "c.json", "k1"), on_refused=refusals.append)
+    [opened] = await same_kid_other_key.decode([sealed])
+    assert refusal_reason(opened) == TAMPERED
+    assert refusals == [UNKNOWN_KEY, TAMPERED]
 
 
-async def test_unencrypted_payloads_pass_through(tmp_path: Path) -> None:
-    codec = load_codec(generate_keys_file(tmp_path / "keys.json"))
-    assert await codec.decode([payload()]) == [payload()]
+async def test_unencrypted_payloads_are_refused_unless_migrating(tmp_path: Path) -> None:
+    refusals: list[str] = []
+    keys = generate_keys_file(tmp_path / "keys.json")
+    [refused] = await load_codec(keys, on_refused=refusals.append).decode([payload()])
+    assert refusal_reason(refused) == UNENCRYPTED and refusals == [UNENCRYPTED]
+    migrating = load_codec(keys, accept_unencrypted=True, on_refused=refusals.append)
+    assert await migrating.decode([payload()]) == [payload()]
+    assert refusals == [UNENCRYPTED]
 
 
 def test_bad_configuration_is_explained(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jwcrypto import jwk
 
+from d1.jwe import EncryptionKeyError, check_d1_encryption_key
 from security.secret_files import warn_if_exposed
 
 
@@ -36,3 +37,12 @@ def load_jwk(path: Path, *, private: bool) -> jwk.JWK:
 
 def public_jwk_json(key: jwk.JWK) -> str:
     return json.dumps(key.export_public(as_dict=True), sort_keys=True)
+
+
+def load_d1_encryption_key(path: Path) -> jwk.JWK:
+    """D1's public encryption key from a JWK (with ``kid``) or PEM file, checked to be one."""
+    key = load_jwk(path, private=False)
+    try:
+        return check_d1_encryption_key(key, source=f"D1 encryption key {path}")
+    except EncryptionKeyError as err:
+        raise KeyFileError(str(err)) from None
