@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint bench clean
+.PHONY: run demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The fast tier (under a minute): unit tests, the workflows on the time-skipping server
+## with production timing, and the replay of recorded histories. No emulator, no HTTP.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit tests/workflows tests/histories/test_replay.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

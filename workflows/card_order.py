@@ -25,6 +25,8 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities import contract as acts
     from contracts import card_order as api
     from contracts import search_attributes as sa
@@ -83,10 +85,14 @@ class CardOrderWorkflow:
         # refused (a client without the product's keys started this) fails the workflow
         # cleanly in run() instead of failing every workflow task.
         self._refused: str | None = None
+        self._invalid: list[str] = []
         try:
             inp = workflow.payload_converter().from_payload(raw.payload, CardOrderInput)
-        except UnauthenticatedPayload as err:
-            self._refused = err.reason
+        except (UnauthenticatedPayload, ValidationError) as err:
+            if isinstance(err, UnauthenticatedPayload):
+                self._refused = err.reason
+            else:  # field paths and reasons only: the models hide input values
+                self._invalid = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_input=False)]
             inp = CardOrderInput(ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"))
         self._input: CardOrderInput = inp
         self._ref = inp.ref
@@ -178,6 +184,13 @@ class CardOrderWorkflow:
             # Sealed by a key this worker does not have: a key roll-out not finished yet.
             # Fail the task (retried) rather than the order, so it resumes once keys are fixed.
             raise RuntimeError(f"workflow input refused by the payload codec ({self._refused})")
+        if self._invalid:
+            # Never valid, whatever is retried: fail the order with the field paths, no values.
+            raise ApplicationError(
+                "the workflow input does not match CardOrderInput: " + "; ".join(self._invalid[:20]),
+                type="InvalidInput",
+                non_retryable=True,
+            )
         inp = self._input
         now = workflow.now()
         self._last_progress_at = inp.last_progress_at or now

