@@ -9,11 +9,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# An unprivileged user; /secrets and /state are volume mount points it owns (a new named
-# volume takes the ownership of the directory it is mounted on).
-RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin d1 \
-    && mkdir -p /secrets /state \
-    && chown d1 /secrets /state
+# An unprivileged user with a fixed group: the Temporal server and UI images read their
+# certificates from volumes this image's bootstrap job writes (0640, group 10001), so
+# docker-compose.yml gives them that group (group_add) instead of world-readable keys.
+# /secrets, /state and /bootstrap/* are volume mount points it owns (a new named volume
+# takes the ownership and mode of the directory it is mounted on).
+RUN groupadd --system --gid 10001 d1 \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin d1 \
+    && mkdir -p /secrets /state /bootstrap/work /bootstrap/out/worker /bootstrap/out/receiver \
+       /bootstrap/out/emulator /bootstrap/out/emulator-state /bootstrap/out/codec-server \
+       /bootstrap/out/temporal-setup /bootstrap/out/temporal /bootstrap/out/temporal-ui \
+    && chown -R d1:d1 /secrets /state /bootstrap \
+    && chmod -R 0750 /secrets /state /bootstrap
 
 # Dependencies first (a layer that changes only with pyproject.toml), then the code.
 COPY pyproject.toml README.md ./

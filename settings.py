@@ -174,8 +174,14 @@ class ReceiverSettings(BaseSettings):
     # The client secret: from this file, or else from RECEIVER_OAUTH_CLIENT_SECRET.
     oauth_client_secret_file: Path | None = None
     oauth_client_secret: SecretStr | None = None
+    # The scopes the token endpoint grants (space-separated); a token request may ask for
+    # part of them. A notification needs a token whose scope includes the notification scope.
     oauth_scope: str = "d1-notifications"
+    oauth_notification_scope: str = "d1-notifications"
     oauth_token_lifetime_s: int = Field(default=900, ge=60, le=86_400)
+    # Operator credentials for GET /_receiver/stats, one "name:token" per line (the codec
+    # server's format), sent as "Authorization: Bearer <token>". Unset: the route answers 404.
+    operator_tokens_file: Path | None = None
 
 
 class CodecSettings(BaseSettings):

@@ -4,7 +4,8 @@
     python deploy/healthcheck.py tcp PORT      # healthy: something accepts on 127.0.0.1:PORT
 
 Mutual-TLS servers (emulator, receiver) get the ``tcp`` check: an unauthenticated HTTPS
-probe would be refused by design.
+probe would be refused by design; so does the codec server, whose HTTPS certificate comes
+from a CA this image does not trust.
 """
 
 from __future__ import annotations

@@ -103,7 +103,11 @@ def create_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def stats(_: Request) -> Response:
+    async def stats(request: Request) -> Response:
+        # Operators only (RECEIVER_OPERATOR_TOKENS_FILE); without auth nothing is configured: 404.
+        refusal = auth.check_operator(request) if auth is not None else _problem(404, "not found")
+        if refusal is not None:
+            return refusal
         s = router.stats
         return JSONResponse(
             {

@@ -52,6 +52,7 @@ from worker import build_worker, d1_activities
 TASK_QUEUE = "security-card-orders"
 OAUTH_CLIENT_ID = "d1-outbound"
 OAUTH_SECRET = "local-test-secret-0123456789abcdef"  # test value, written to a 0600 file
+RECEIVER_OPERATOR_TOKEN = "receiver-operator-test-token-0123456789"  # test value, 0600 file
 
 
 @dataclass
@@ -123,6 +124,7 @@ async def mtls_stack(
         keys.append(public)
     jwks.write_text(json.dumps({"keys": keys}))
     oauth_secret_file = write_secret(tmp / "secrets" / "oauth-client-secret", OAUTH_SECRET)
+    operators_file = write_secret(tmp / "secrets" / "receiver-operators", f"ops:{RECEIVER_OPERATOR_TOKEN}")
 
     spans = InMemorySpanExporter()
     provider = TracerProvider()
@@ -145,6 +147,7 @@ async def mtls_stack(
         oauth_enabled=True,
         oauth_client_id=OAUTH_CLIENT_ID,
         oauth_client_secret_file=oauth_secret_file,
+        operator_tokens_file=operators_file,
     )
     notifier = pki.notifier_client_template
     emu_settings = EmulatorSettings(

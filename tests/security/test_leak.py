@@ -46,7 +46,7 @@ from settings import D1ClientSettings
 from starter.api import CardOrders
 from starter.edge import OrderEdge
 from tests.conftest import fast_timing, temporal_cli
-from tests.security.conftest import OAUTH_CLIENT_ID, MtlsStack
+from tests.security.conftest import OAUTH_CLIENT_ID, RECEIVER_OPERATOR_TOKEN, MtlsStack
 from tests.security.support import (
     ISSUER_ID,
     LEAK_PAN,
@@ -202,7 +202,10 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         for path in ("/_emulator/orders", "/_emulator/captured", "/_emulator/stats"):
             queries.append((await mtls_stack.emulator_admin("GET", path)).text)
         async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
-            queries.append((await http.get(f"{mtls_stack.receiver_url}/_receiver/stats")).text)
+            stats = await http.get(f"{mtls_stack.receiver_url}/_receiver/stats",
+                                   headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"})
+            assert stats.status_code == 200, stats.text
+            queries.append(stats.text)
 
         history = await _raw_history(mtls_stack.temporal_address, [s.workflow_id for s in submitted])
         assert len(history) == ORDERS and all('"eventType"' in h for h in history.values())

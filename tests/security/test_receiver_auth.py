@@ -2,25 +2,37 @@
 
 Against the real mTLS receiver of ``mtls_stack``: TLS refuses a missing or foreign
 certificate at the handshake; the app refuses a certificate of another tenant or of the
-wrong kind (403) and, with outbound OAuth on, a missing, forged or expired bearer token
-(401). The token endpoint follows RFC 6749 §4.4 with HTTP Basic client authentication.
+wrong kind (403) and, with outbound OAuth on, a missing, forged, expired or malformed
+bearer token (401) and a genuine token issued for another issuer or scope (403). The token
+endpoint follows RFC 6749 §4.4 with HTTP Basic client authentication and answers what
+D1's client expects (``expires_in`` a string, ``expires_at``). Operators read
+``/_receiver/stats`` with a token from ``RECEIVER_OPERATOR_TOKENS_FILE`` only.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from starlette.requests import Request
 
 from d1.paths import notification_path
-from receiver.auth import TokenIssuer
+from receiver.app import create_app
+from receiver.auth import ReceiverAuth, TokenIssuer, issuers_named
+from receiver.routing import NotificationRouter
+from security.pki import CertPair
+from security.tls import CertIdentity
 from security.transport import InsecureConfiguration, d1_http_verify, receiver_server_options
 from settings import D1ClientSettings, ReceiverSettings
-from tests.security.conftest import OAUTH_CLIENT_ID, OAUTH_SECRET, MtlsStack
+from tests.security.conftest import OAUTH_CLIENT_ID, OAUTH_SECRET, RECEIVER_OPERATOR_TOKEN, MtlsStack
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
 from tests.support.notifications import operation
 
@@ -30,8 +42,8 @@ def _body() -> dict[str, object]:
     return {"operations": [operation("CARD_PROD_REQUESTED", card_id=f"card-{uuid.uuid4().hex[:8]}", request_id=None)]}
 
 
-async def _token(stack: MtlsStack) -> str:
-    async with stack.http(stack.pki.notifier_client(ISSUER_ID)) as http:
+async def _token(stack: MtlsStack, cert: CertPair | None = None) -> str:
+    async with stack.http(cert or stack.pki.notifier_client(ISSUER_ID)) as http:
         response = await http.post(
             f"{stack.receiver_url}/oauth2/token",
             data={"grant_type": "client_credentials"},
@@ -132,7 +144,7 @@ async def test_token_endpoint_client_credentials_grant(mtls_stack: MtlsStack) ->
                              auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
         assert ok.status_code == 200
         body = ok.json()
-        assert body["token_type"] == "Bearer" and body["expires_in"] == 900 and body["scope"] == "d1-notifications"
+        assert body["token_type"] == "Bearer" and body["expires_in"] == "900" and body["scope"] == "d1-notifications"
         assert body["expires_at"].endswith("Z") and body["access_token"]
         assert ok.headers["cache-control"] == "no-store"
 
@@ -171,3 +183,215 @@ def test_plain_http_needs_the_explicit_development_flag(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, logger="security.transport"):
         assert d1_http_verify(D1ClientSettings(allow_plaintext=True, **http_urls)) is True
     assert "DEVELOPMENT MODE (D1_ALLOW_PLAINTEXT=true)" in caplog.text
+
+
+# ---------------------------------------------------------------- tokens bound to client, scope, issuer
+
+
+def _claims(token: str) -> dict[str, Any]:
+    body = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return claims
+
+
+async def test_token_response_is_what_d1_expects_and_names_client_scope_and_issuer(mtls_stack: MtlsStack) -> None:
+    for issuer in (ISSUER_ID, OTHER_ISSUER_ID):
+        async with mtls_stack.http(mtls_stack.pki.notifier_client(issuer)) as http:
+            response = await http.post(f"{mtls_stack.receiver_url}/oauth2/token",
+                                       data={"grant_type": "client_credentials"}, auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        # D1's outbound token spec types expires_in as a string of seconds, and lists expires_at.
+        assert body["expires_in"] == "900" and isinstance(body["expires_in"], str)
+        expires_at = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+        assert abs((expires_at - datetime.now(UTC)).total_seconds() - 900) < 30
+        claims = _claims(body["access_token"])
+        assert claims["sub"] == claims["client_id"] == OAUTH_CLIENT_ID
+        assert claims["scope"] == body["scope"] == "d1-notifications"
+        # Learnt from the caller's certificate (urn:d1:notifier:<issuerId>), not from the request.
+        assert claims["issuer_id"] == issuer
+
+
+async def test_token_issued_for_another_issuer_is_refused(mtls_stack: MtlsStack) -> None:
+    pki = mtls_stack.pki
+    other_token = await _token(mtls_stack, pki.notifier_client(OTHER_ISSUER_ID))
+    async with mtls_stack.http(pki.notifier_client(OTHER_ISSUER_ID)) as http:
+        assert (await _notify(mtls_stack, http, issuer=OTHER_ISSUER_ID, token=other_token)).status_code == 204
+    unbound = TokenIssuer(OAUTH_CLIENT_ID, OAUTH_SECRET, scope="d1-notifications", lifetime_s=900).mint()
+    async with mtls_stack.http(pki.notifier_client(ISSUER_ID)) as http:
+        for token in (other_token, str(unbound["access_token"])):
+            response = await _notify(mtls_stack, http, issuer=ISSUER_ID, token=token)
+            assert response.status_code == 403, response.text
+            assert response.json() == {"error": "the token was not issued for this issuer"}
+            assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+async def test_token_without_the_notification_scope_is_refused(mtls_stack: MtlsStack) -> None:
+    # Genuine tokens (same client and secret) of a client granted two scopes.
+    wider = TokenIssuer(OAUTH_CLIENT_ID, OAUTH_SECRET, scope="d1-notifications d1-card-activation", lifetime_s=900)
+    activation_only = str(wider.mint(scope=["d1-card-activation"], issuer_id=ISSUER_ID)["access_token"])
+    notifications = str(wider.mint(scope=["d1-notifications"], issuer_id=ISSUER_ID)["access_token"])
+    async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
+        assert (await _notify(mtls_stack, http, token=notifications)).status_code == 204
+        response = await _notify(mtls_stack, http, token=activation_only)
+    assert response.status_code == 403
+    assert response.json() == {"error": "the token's scope does not include d1-notifications"}
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="d1-notifications", error="insufficient_scope", scope="d1-notifications"'
+    )
+
+
+def test_scope_grant_follows_rfc_6749_section_3_3() -> None:
+    issuer = TokenIssuer("c", "s", scope="a b", lifetime_s=60)
+    assert issuer.grant("") == frozenset({"a", "b"})  # nothing asked: everything granted
+    assert issuer.grant("b") == frozenset({"b"})
+    assert issuer.grant("a c") is None
+    claims = issuer.verify(str(issuer.mint(scope=issuer.grant("b"), issuer_id="TESTISS001")["access_token"]))
+    assert claims is not None and claims.scope == {"b"} and claims.issuer_id == "TESTISS001"
+    with pytest.raises(ValueError, match="not among the scopes granted"):
+        ReceiverAuth.from_settings(ReceiverSettings(
+            oauth_enabled=True, oauth_client_id="c", oauth_client_secret=SecretStr("s"),
+            oauth_scope="d1-card-activation", oauth_notification_scope="d1-notifications",
+        ))
+
+
+def test_issuer_is_read_from_the_identity_template() -> None:
+    identity = CertIdentity(common_name="D1-NOTIFIER/TESTISS001", uris=("urn:d1:notifier:TESTISS001",))
+    assert issuers_named(identity, "urn:d1:notifier:{issuerId}") == {"TESTISS001"}
+    assert issuers_named(identity, "D1-NOTIFIER/{issuerId}") == {"TESTISS001"}
+    assert issuers_named(identity, "urn:d1:notifier") == frozenset()
+    assert issuers_named(CertIdentity(uris=("urn:d1:notifier:SHORT",)), "urn:d1:notifier:{issuerId}") == frozenset()
+    two = CertIdentity(uris=("urn:d1:notifier:TESTISS001", "urn:d1:notifier:OTHERISS02"))
+    assert issuers_named(two, "urn:d1:notifier:{issuerId}") == {"TESTISS001", "OTHERISS02"}
+
+
+def _request(identity: CertIdentity, authorization: str) -> Request:
+    return Request({
+        "type": "http", "method": "POST", "path": "/", "query_string": b"",
+        "headers": [(b"authorization", authorization.encode("latin-1"))],
+        "extensions": {"tls": {"identity": identity}},
+    })
+
+
+def test_a_fixed_identity_template_issues_tokens_for_every_issuer() -> None:
+    """A real D1 certificate may name D1 only (no {issuerId}): tokens then carry no issuer."""
+    oauth = TokenIssuer(OAUTH_CLIENT_ID, OAUTH_SECRET, scope="d1-notifications", lifetime_s=900)
+    auth = ReceiverAuth(require_client_cert=True, identity_template="urn:d1:notifier", oauth=oauth)
+    assert not auth.binds_issuer
+    token = str(oauth.mint()["access_token"])
+    d1 = CertIdentity(uris=("urn:d1:notifier",))
+    for issuer in (ISSUER_ID, OTHER_ISSUER_ID):
+        assert auth.check_notification(_request(d1, f"Bearer {token}"), issuer) is None
+    bound = ReceiverAuth(require_client_cert=True, oauth=oauth)
+    refusal = bound.check_notification(_request(CertIdentity(uris=(f"urn:d1:notifier:{ISSUER_ID}",)),
+                                                f"Bearer {token}"), ISSUER_ID)
+    assert refusal is not None and refusal.status_code == 403
+
+
+# ---------------------------------------------------------------- malformed credentials: 401, never 500
+
+
+async def _good_token_with_bad_signature_char(stack: MtlsStack) -> bytes:
+    token = (await _token(stack)).encode("ascii")
+    return b"Bearer " + token[:-1] + b"\xe9"  # latin-1 "é" where the signature ends
+
+
+MALFORMED_BEARER: dict[str, bytes] = {
+    "non-ASCII (UTF-8)": "Bearer ünïcode".encode(),
+    "not UTF-8 nor ASCII": b"Bearer \xff\xfe\x80",
+    "non-ASCII claims in a token's shape": b"Bearer v1.\xc3\xbc\xc3\xbc." + b"A" * 43,
+    "scheme without a value": b"Bearer",
+    "the scheme twice": b"Bearer Bearer",
+    "three dots": b"Bearer ...",
+    "four parts": b"Bearer v1.eyJ9.AAAA.BBBB",
+    "empty parts": b"Bearer v1..",
+    "not base64": b"Bearer v1.!!!!." + b"A" * 43,
+    # Longer than any credential we read (4 KiB) but within uvicorn's 16 KiB header limit.
+    "huge": b"Bearer " + b"A" * 12_000,
+    "huge, token-shaped": b"Bearer v1." + b"A" * 12_000 + b"." + b"A" * 43,
+}
+
+
+@pytest.mark.parametrize("case", [*MALFORMED_BEARER, "non-ASCII signature of a real token"])
+async def test_malformed_bearer_header_gets_401(mtls_stack: MtlsStack, case: str) -> None:
+    header = MALFORMED_BEARER.get(case) or await _good_token_with_bad_signature_char(mtls_stack)
+    async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
+        response = await http.post(f"{mtls_stack.receiver_url}{notification_path(ISSUER_ID)}", json=_body(),
+                                   headers=[(b"authorization", header)])
+        assert response.status_code == 401, (case, response.text)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        stats = await http.get(f"{mtls_stack.receiver_url}/_receiver/stats", headers=[(b"authorization", header)])
+        assert stats.status_code == 401, (case, stats.text)
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.b64encode(raw)
+
+
+MALFORMED_BASIC: dict[str, bytes] = {
+    "non-ASCII (UTF-8)": "Basic ünïcode".encode(),
+    "not UTF-8 nor ASCII": b"Basic \xff\xfe\x80",
+    "base64 with a latin-1 letter": b"Basic " + _b64(f"{OAUTH_CLIENT_ID}:{OAUTH_SECRET}".encode()) + b"\xe9",
+    "scheme without a value": b"Basic",
+    "the scheme twice": b"Basic Basic",
+    "not base64": b"Basic !!!!",
+    "bad padding": b"Basic ZDE=tb3V0",
+    "base64 of bytes that are not UTF-8": b"Basic " + _b64(b"\xff\xfe:\xfd\xfc"),
+    "no colon": b"Basic " + _b64(OAUTH_CLIENT_ID.encode()),
+    "huge": b"Basic " + b"QUFB" * 3_000,
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_BASIC)
+async def test_malformed_basic_header_at_the_token_endpoint_gets_401(mtls_stack: MtlsStack, case: str) -> None:
+    async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
+        response = await http.post(
+            f"{mtls_stack.receiver_url}/oauth2/token",
+            content=b"grant_type=client_credentials",
+            headers=[(b"content-type", b"application/x-www-form-urlencoded"),
+                     (b"authorization", MALFORMED_BASIC[case])],
+        )
+    assert response.status_code == 401, (case, response.text)
+    assert response.json()["error"] == "invalid_client"
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
+async def test_header_beyond_the_http_layers_limit_is_refused_without_an_error(mtls_stack: MtlsStack) -> None:
+    """Past uvicorn's header limit the HTTP layer answers (400) before the app; never a 500."""
+    async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
+        for header in (b"Bearer " + b"A" * 200_000, b"Basic " + b"QUFB" * 50_000):
+            for path in (notification_path(ISSUER_ID), "/oauth2/token"):
+                response = await http.post(f"{mtls_stack.receiver_url}{path}", content=b"{}",
+                                           headers=[(b"authorization", header)])
+                assert response.status_code in (400, 401), (path, response.status_code)
+        assert (await http.get(f"{mtls_stack.receiver_url}/healthz")).status_code == 200
+
+
+# ---------------------------------------------------------------- /_receiver/stats: operators only
+
+
+async def test_receiver_stats_answer_only_to_an_operator_token(mtls_stack: MtlsStack) -> None:
+    url = f"{mtls_stack.receiver_url}/_receiver/stats"
+    notifier_token = await _token(mtls_stack)
+    async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
+        for headers in ({}, {"authorization": "Bearer not-an-operator-token"},
+                        {"authorization": f"Bearer {notifier_token}"},  # D1's token is no operator credential
+                        {"authorization": f"Basic {RECEIVER_OPERATOR_TOKEN}"}):
+            refused = await http.get(url, headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.json() == {"error": "an operator token is required"}
+            assert refused.headers["www-authenticate"] == 'Bearer realm="receiver-operators"'
+        ok = await http.get(url, headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"})
+    assert ok.status_code == 200
+    assert {"received", "signaled", "orphaned", "byOperation", "recentOrphans"} <= set(ok.json())
+
+
+async def test_receiver_stats_do_not_exist_without_an_operator_tokens_file(mtls_stack: MtlsStack) -> None:
+    assert ReceiverAuth.from_settings(ReceiverSettings()).operators is None
+    router = NotificationRouter(mtls_stack.client, "unused")
+    for auth in (ReceiverAuth(require_client_cert=False), None):
+        app = create_app(router, auth=auth)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as http:
+            response = await http.get("/_receiver/stats",
+                                      headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"})
+        assert response.status_code == 404, auth
