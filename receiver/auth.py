@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from security.codec_server import OperatorTokens
+from security.operator_tokens import OperatorTokens
 from security.secret_files import read_secret
 from security.tls import ISSUER_ID_LENGTH, CertIdentity, identity_matches, peer_identity
 from settings import ReceiverSettings

@@ -47,8 +47,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 from security.codec import CodecKeyError, load_codec
-from security.codec_auth import CodecAuth, CodecAuthConfigError, OperatorTokens, Refused, ensure_operator_token
+from security.codec_auth import CodecAuth, CodecAuthConfigError, Refused
 from security.oidc import is_loopback_host
+from security.operator_tokens import OperatorTokens, ensure_operator_token
 from security.redaction import install_log_redaction, redact_mapping, redact_text
 from settings import CodecServerSettings, CodecSettings
 

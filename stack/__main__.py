@@ -26,7 +26,7 @@ import httpx
 
 from contracts import search_attributes as sa
 from security.codec import generate_keys_file
-from security.codec_server import ensure_operator_token
+from security.operator_tokens import ensure_operator_token
 from security.pki import ensure_local_pki
 from security.secret_files import write_secret
 from security.tls import client_ssl_context

@@ -65,12 +65,6 @@ DOCUMENTED_EXTRAS = {"BOOTSTRAP_OPERATOR_TOKEN", "BOOTSTRAP_RECEIVER_OPERATOR_TO
 # each name once it exists; test_pending_settings_do_not_exist_yet fails as a reminder.
 PENDING_SETTINGS = {
     "EMULATOR_ADMIN_API_ENABLED",  # emulator/config.py: the sandbox admin API, off by default
-    "CODEC_SERVER_OIDC_ISSUER",  # settings.CodecServerSettings: the UI user's access token ...
-    "CODEC_SERVER_OIDC_AUDIENCE",
-    "CODEC_SERVER_OIDC_JWKS_FILE",
-    "CODEC_SERVER_OIDC_JWKS_URL",
-    "CODEC_SERVER_OIDC_ROLES_CLAIM",
-    "CODEC_SERVER_OIDC_PII_ROLE",  # ... and the role that sees names and addresses unmasked
 }
 REQUIRED_SERVICES = {
     "postgres", "temporal", "temporal-setup", "temporal-ui", "codec-server", "jaeger", "prometheus",

@@ -26,7 +26,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from security.codec import AesGcmCodec, load_codec
 from security.codec_auth import CodecAuth, CodecAuthConfigError
-from security.codec_server import OperatorTokens, create_app, ensure_operator_token
+from security.codec_server import create_app
+from security.operator_tokens import OperatorTokens, ensure_operator_token
 from settings import CodecServerSettings
 from tests.conftest import temporal_cli
 from tests.security.conftest import MtlsStack

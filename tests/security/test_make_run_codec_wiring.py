@@ -18,8 +18,9 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from security.codec import load_codec
-from security.codec_auth import CodecAuth, OperatorTokens, ensure_operator_token
+from security.codec_auth import CodecAuth
 from security.codec_server import create_app
+from security.operator_tokens import OperatorTokens, ensure_operator_token
 from stack.__main__ import dev_server_argv
 from tests.conftest import temporal_cli
 from tests.security.support import LEAK_PAN, find_leaks, leak_card_data

@@ -15,8 +15,8 @@ from jwcrypto import jwk
 from pydantic import SecretStr
 
 from security.codec import add_key, generate_keys_file, load_codec
-from security.codec_server import ensure_operator_token
 from security.keys import load_jwk
+from security.operator_tokens import ensure_operator_token
 from security.pki import ensure_local_pki, load_ca, save_pair
 from security.secret_files import read_secret, warn_if_exposed, write_secret, write_secret_bytes
 from stack.onboarding import ensure_issuer_keys

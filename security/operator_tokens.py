@@ -1,0 +1,72 @@
+"""Static operator credentials (``name:token [role ...]`` lines in a secret file).
+
+Shared by the codec server (``CODEC_SERVER_OPERATOR_TOKENS_FILE``, header only) and the
+receiver's ``/_receiver/stats`` (``RECEIVER_OPERATOR_TOKENS_FILE``). Tokens are compared as
+SHA-256 digests in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from security.secret_files import warn_if_exposed, write_secret
+
+
+class OperatorTokens:
+    """Static operator credentials: compared as SHA-256 digests in constant time."""
+
+    def __init__(self, tokens: Mapping[str, str], roles: Mapping[str, Iterable[str]] | None = None) -> None:
+        if not tokens:
+            raise ValueError("the operator tokens file holds no token")
+        self._digests = [(name, hashlib.sha256(tok.encode("utf-8")).digest()) for name, tok in tokens.items()]
+        self._roles = {name: frozenset(r) for name, r in (roles or {}).items()}
+
+    @classmethod
+    def from_file(cls, path: Path) -> OperatorTokens:
+        """``name:token [role ...]`` per line; blank lines and ``#`` comments ignored."""
+        warn_if_exposed(path)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"cannot read operator tokens file {path}: {exc.strerror}") from None
+        tokens: dict[str, str] = {}
+        roles: dict[str, list[str]] = {}
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, rest = line.partition(":")
+            words = rest.split()
+            if not sep or not name.strip() or not words or len(words[0]) < 16:
+                raise ValueError(f"{path}:{number}: expected 'name:token [role ...]' with a token of 16+ characters")
+            tokens[name.strip()], roles[name.strip()] = words[0], words[1:]
+        return cls(tokens, roles)
+
+    def operator(self, token: str | None) -> str | None:
+        """The operator's name for a valid token, else None (every entry is compared)."""
+        if not token:
+            return None
+        digest = hashlib.sha256(token.encode("utf-8")).digest()
+        found = None
+        for name, expected in self._digests:
+            if hmac.compare_digest(digest, expected):
+                found = name
+        return found
+
+    def roles(self, name: str) -> frozenset[str]:
+        return self._roles.get(name, frozenset())
+
+
+def ensure_operator_token(path: Path, name: str = "local-operator") -> str:
+    """Local stack: create the tokens file with one random operator token on first start."""
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith(f"{name}:"):
+                return line.partition(":")[2].split()[0]
+    token = secrets.token_urlsafe(24)
+    write_secret(path, f"{name}:{token}")
+    return token
