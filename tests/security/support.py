@@ -11,7 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import Message
 from jwcrypto import jwe, jwk, jwt
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 
 from d1.order import luhn_valid
 
@@ -22,6 +26,7 @@ OTHER_ISSUER_ID = "OTHERISS02"
 LEAK_PAN = "4929731640582292"
 LEAK_EXP = "3108"
 LEAK_CVV2 = "8371"
+LEAK_CVV1 = "619"
 LEAK_PVV = "7264"
 LEAK_NAME = "QUIRINA ZYXWOLD"
 LEAK_TRACK1 = f"%B{LEAK_PAN}^ZYXWOLD/QUIRINA^{LEAK_EXP}1010000000000000000?"
@@ -30,7 +35,8 @@ assert luhn_valid(LEAK_PAN) and LEAK_PAN != "4111111111111111"
 
 
 def leak_card_data(**overrides: Any) -> dict[str, Any]:
-    card = {"pan": LEAK_PAN, "exp": LEAK_EXP, "name": LEAK_NAME, "cvv2": LEAK_CVV2, "pvv": LEAK_PVV}
+    card = {"pan": LEAK_PAN, "exp": LEAK_EXP, "name": LEAK_NAME, "cvv1": LEAK_CVV1, "cvv2": LEAK_CVV2,
+            "pvv": LEAK_PVV}
     card.update(overrides)
     return card
 
@@ -66,6 +72,7 @@ def needles(*, include_name: bool = True) -> list[Needle]:
         Needle("track1", re.compile(re.escape(LEAK_TRACK1))),
         Needle("track2", re.compile(re.escape(LEAK_TRACK2))),
         Needle("CVV2", _keyed(LEAK_CVV2)),
+        Needle("CVV1", _keyed(LEAK_CVV1)),
         Needle("PVV", _keyed(LEAK_PVV)),
         Needle("exp", _keyed(LEAK_EXP)),
     ]
@@ -116,7 +123,7 @@ def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -
     hits = []
     patterns = needles(include_name=include_name)
     for text in texts:
-        views = [text, re.sub(r"[ \-]", "", text)]
+        views = [text, re.sub(r"[ \-./]", "", text)]
         try:
             views += list(_strings(json.loads(text)))
         except ValueError:
@@ -154,3 +161,38 @@ def encrypt(plaintext: dict[str, Any], key: jwk.JWK, *, alg: str = "ECDH-ES", en
     token.add_recipient(key)
     result: str = token.serialize(compact=True)
     return result
+
+
+# ---------------------------------------------------------------- decrypted history
+
+
+def _payloads(message: Message) -> Iterator[Payload]:
+    """Every Payload inside a protobuf message (nested, repeated and map fields)."""
+    if isinstance(message, Payload):
+        yield message
+        return
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        if field.message_type.GetOptions().map_entry:  # map<string, Payload> (headers, memo, ...)
+            for item in value.values():
+                if isinstance(item, Message):
+                    yield from _payloads(item)
+        elif field.is_repeated:
+            for item in value:
+                yield from _payloads(item)
+        else:
+            yield from _payloads(value)
+
+
+async def decrypted_history(client: Client, workflow_id: str, codec: PayloadCodec) -> list[str]:
+    """Every payload of a workflow's history as the holder of the codec key reads it:
+    decrypted, as text (search attributes, which the codec never seals, as they are)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    texts: list[str] = []
+    for event in history.events:
+        for payload in _payloads(event):
+            if payload.metadata.get("encoding") == b"binary/encrypted":
+                [payload] = await codec.decode([payload])
+            texts.append(payload.data.decode("utf-8", errors="replace"))
+    return texts

@@ -1,17 +1,20 @@
-"""Card data never leaves its two safe places (the JWE to D1, the encrypted Temporal payloads).
+"""Clear card data exists in one place only: the starter's call that encrypts it for D1.
 
-50 orders with a distinctive PAN, expiry, CVV2, PVV, cardholder name and track data go
-through the whole mutual-TLS stack (worker → emulator with the issuer's certificate,
-emulator → receiver with the tenant's certificate and an outbound-OAuth token). Then the
-test searches for those values — also with separators removed, and inside every base64
-string — in:
+50 orders with a distinctive PAN, expiry, CVV1, CVV2, PVV, cardholder name and track data
+go through the whole mutual-TLS stack (starter → Temporal → worker → emulator with the
+issuer's certificate, emulator → receiver with the tenant's certificate and an
+outbound-OAuth token). Then the test searches for those values — also with separators
+removed, and inside every base64 string — in:
 
 * every log record of the test process (worker, receiver, emulator and starter all run
   in it; raw records: the redaction layer is *not* installed here, so this proves the
-  components never log card data at all), plus everything written to stdout/stderr
-  (Temporal's Rust core logs there);
+  components never log card data at all), rendered as text and as JSON, plus everything
+  written to stdout/stderr (Temporal's Rust core logs there);
 * the raw history of every workflow as the server stores it (``temporal workflow show
   --output json`` with the installed CLI, without the codec);
+* the same history *decrypted with the payload codec's own key*: whoever holds that key
+  (every worker, receiver, starter and the codec server) still finds no card data, only
+  D1's JWE;
 * every span exported by OpenTelemetry's TracingInterceptor (raw, unredacted exporter);
 * every exception message (invalid submissions, asyncio's unhandled-exception handler,
   records carrying exceptions) and the workflow results;
@@ -41,6 +44,7 @@ import pytest
 from temporalio.client import Client
 
 from contracts.card_order import OrderView, Outcome
+from security.codec import load_codec
 from security.pki import LocalPki
 from settings import D1ClientSettings
 from starter.api import CardOrders
@@ -50,6 +54,7 @@ from tests.security.conftest import OAUTH_CLIENT_ID, RECEIVER_OPERATOR_TOKEN, Mt
 from tests.security.support import (
     ISSUER_ID,
     LEAK_PAN,
+    decrypted_history,
     find_leaks,
     leak_card_data,
     leak_track_data,
@@ -73,6 +78,7 @@ class _Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.json_lines: list[str] = []
         self.exceptions: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -89,6 +95,8 @@ class _Capture(logging.Handler):
         if record.stack_info:
             line += "\n" + record.stack_info
         self.lines.append(line)
+        # The same record as a JSON log collector would take it: every attribute, unredacted.
+        self.json_lines.append(json.dumps({**record.__dict__, "message": message}, default=repr))
 
 
 @pytest.fixture
@@ -209,6 +217,13 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
 
         history = await _raw_history(mtls_stack.temporal_address, [s.workflow_id for s in submitted])
         assert len(history) == ORDERS and all('"eventType"' in h for h in history.values())
+        codec = load_codec(mtls_stack.codec_keys_file)
+        decrypted: list[str] = []
+        for s in submitted:
+            decrypted += await decrypted_history(mtls_stack.client, s.workflow_id, codec)
+        # What the key holder does see: the D1 body with its JWE, and the masked PAN.
+        joined = "\n".join(decrypted)
+        assert '"encryptedData":"eyJ' in joined and f"{LEAK_PAN[:6]}******{LEAK_PAN[-4:]}" in joined
 
         spans = mtls_stack.spans.get_finished_spans()
         names = {s.name for s in spans}
@@ -229,6 +244,8 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
             "log record": captured_logs.lines,
             "stdout/stderr": [out, err],
             "raw Temporal history": list(history.values()),
+            "history decrypted with the codec key": decrypted,
+            "JSON log record": captured_logs.json_lines,
             "exported span": [s.to_json() for s in spans],
             "exception": exceptions + loop_exceptions + captured_logs.exceptions,
             "query result / operator JSON": queries,
@@ -370,12 +387,17 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
     assert "notification delivered" in emulator_log and "outbound OAuth token obtained" in emulator_log
     assert "access token issued" in receiver_log
     history = await _raw_history(mtls_stack.temporal_address, [v.workflow_id for v in views])
+    codec = load_codec(mtls_stack.codec_keys_file)
+    decrypted: list[str] = []
+    for v in views:
+        decrypted += await decrypted_history(mtls_stack.client, v.workflow_id, codec)
     hits = _search(
         {
             "emulator process": [emulator_log],
             "receiver process": [receiver_log],
             "starter CLI process": [cli_out.decode(), status_out.decode()],
             "raw Temporal history": list(history.values()),
+            "history decrypted with the codec key": decrypted,
         }
     )
     assert hits == [], "card data leaked:\n" + "\n".join(hits[:30])

@@ -32,6 +32,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from contracts import search_attributes as sa
 from emulator.app import create_app as create_emulator_app
 from emulator.config import EmulatorSettings
 from security.codec import generate_keys_file, load_codec
@@ -43,7 +44,6 @@ from tests.conftest import temporal_cli
 from tests.security.temporal_gateway import Gateway, nginx_binary, run_gateway
 from tests.support.orders import sample_order
 from tests.support.servers import free_port, serve
-from workflows import search_attributes as sa
 
 ISSUER_ID = "TESTISS001"
 PROCESSES = ("worker", "receiver", "starter")
