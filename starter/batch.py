@@ -48,6 +48,7 @@ from d1.order import CardOrder
 from d1.validation import FieldError, UnknownFields
 from starter.api import CardOrders, OrderRefused
 from starter.edge import OrderEdge
+from starter.progress import BulkProgress
 
 BatchFormat = Literal["jsonl", "csv"]
 
@@ -258,33 +259,25 @@ def validate_file(
 
 
 class Progress:
-    """A one-line progress bar on stderr (redrawn at most 10 times a second)."""
+    """submit-batch's progress on stderr: the CLI's one progress display (starter/progress.py)
+    fed with the report's counts."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.total = total
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.started_at = time.monotonic()
-        self._drawn_at = 0.0
+        self._display = BulkProgress("submit-batch", stream=stream)
 
-    def update(self, report: BatchReport, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._drawn_at < 0.1:
-            return
-        self._drawn_at = now
+    def update(self, report: BatchReport) -> None:
         done = report.started + report.existing + len(report.refused) + len(report.failed)
-        filled = int(self.width * done / self.total) if self.total else self.width
-        rate = done / max(now - self.started_at, 1e-6)
-        self.stream.write(
-            f"\r[{'#' * filled}{'-' * (self.width - filled)}] {done}/{self.total}  started {report.started}  "
-            f"existing {report.existing}  refused {len(report.refused)}  failed {len(report.failed)}  {rate:.0f}/s "
+        self._display.update(
+            done,
+            self.total,
+            f"started {report.started}  existing {report.existing}  "
+            f"refused {len(report.refused)}  failed {len(report.failed)}",
         )
-        self.stream.flush()
 
     def close(self, report: BatchReport) -> None:
-        self.update(report, force=True)
-        self.stream.write("\n")
-        self.stream.flush()
+        self.update(report)
+        self._display.close()
 
 
 # ------------------------------------------------------------------------- running

@@ -2,11 +2,18 @@
 
     python -m starter submit order.json [--wait] [--allow-unknown-fields]
     python -m starter submit-batch orders.jsonl|orders.csv [--concurrency N] [--dry-run]
-    python -m starter status ISSUER_REQUEST_ID [--issuer-id ID]
+    python -m starter status ISSUER_REQUEST_ID [--issuer-id ID] [-o text|json]
     python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
-    python -m starter timeline ISSUER_REQUEST_ID
+                           [-o text|json]
+    python -m starter timeline ISSUER_REQUEST_ID [-o text|json]
     python -m starter reconcile ISSUER_REQUEST_ID | --stuck | --query Q | --all-running
     python -m starter cancel|accelerate|redirect ISSUER_REQUEST_ID [...]
+
+``-o json`` (like the ``temporal`` CLI's) prints what a script needs, on stdout: ``status``
+the order's view (masked: it holds no card data), ``list`` an array of order summaries,
+``timeline`` an array of ``{at, source, text}``; keys are snake_case, as in the view.
+``-o text`` (the default) is for people; ``list`` prints a table with a header row and
+one order per line, so it stays greppable. Progress of bulk commands goes to stderr.
 
 Exit codes: 0 ok, 2 invalid input (every field problem printed), 3 refused (conflict),
 4 not found, 1 anything else.
@@ -19,9 +26,14 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
@@ -33,9 +45,10 @@ from security.keys import KeyFileError
 from security.redaction import install_log_redaction
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
-from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
+from starter.api import CardOrders, ChangeRejected, OrderRefused, OrderSummary, timing_from_settings
 from starter.batch import run_batch_command
 from starter.edge import OrderEdge
+from starter.progress import BulkProgress
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
@@ -70,6 +83,44 @@ def format_view(view: OrderView) -> str:
         ship = f" / {t.shipment_status}" if t.shipment_status else ""
         lines.append(f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})")
     return "\n".join(lines)
+
+
+# The ``list -o json`` object of one order; the table shows the same values but the
+# issuer request id (it is the end of the workflow id).
+LIST_FIELDS = ("workflow_id", "status", "card_id", "issuer_request_id", "production_status", "outcome")
+LIST_COLUMNS = (
+    ("WorkflowId", "workflow_id"),
+    ("Status", "status"),
+    ("CardId", "card_id"),
+    ("ProductionStatus", "production_status"),
+    ("Outcome", "outcome"),
+)
+
+
+def summary_json(order: OrderSummary) -> dict[str, str | None]:
+    return {name: getattr(order, name) for name in LIST_FIELDS}
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = None) -> None:
+    """A header row, then one order per line; "-" for an empty cell, so columns stay countable."""
+    out = file if file is not None else sys.stdout
+    console = Console(file=out, highlight=False)
+    table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False)
+    for header, _ in LIST_COLUMNS:
+        table.add_column(header, no_wrap=True)
+    for order in orders:
+        # Text, not str: an id is never read as rich markup.
+        table.add_row(*(Text(getattr(order, name) or "-") for _, name in LIST_COLUMNS))
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if needed > console.width:
+        # Never cut or fold a row to fit (a terminal's width, or 80 columns in a pipe): a
+        # long row stays one line, which grep and awk rely on.
+        console = Console(file=out, highlight=False, width=needed)
+    console.print(table)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -126,17 +177,20 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"no order {args.issuer_request_id} for issuer {issuer_id}", file=sys.stderr)
                 return EXIT_NOT_FOUND
             raise
-        print(format_view(view))
+        if args.output == "json":
+            print_json(view.model_dump(mode="json"))
+        else:
+            print(format_view(view))
         return 0
     if args.command == "list":
         query = list_query(args, issuer_id)
         if args.show_query:
             print(f"query: {api.orders_query(query)}", file=sys.stderr)
-        for o in await orders.list(query, limit=args.limit):
-            print(
-                f"{o.workflow_id:<60} {o.status:<10} {o.card_id or '-':<24} {o.production_status or '-':<20} "
-                f"{o.outcome or ''}"
-            )
+        found = await orders.list(query, limit=args.limit)
+        if args.output == "json":
+            print_json([summary_json(o) for o in found])
+        else:
+            print_orders_table(found)
         return 0
     return await _run_operator_command(args, orders, issuer_id)
 
@@ -156,8 +210,12 @@ async def _run_operator_command(args: argparse.Namespace, orders: CardOrders, is
     client = orders.client
     try:
         if args.command == "timeline":
-            for line in await ops.order_timeline(client, issuer_id, args.issuer_request_id):
-                print(line.render())
+            lines = await ops.order_timeline(client, issuer_id, args.issuer_request_id)
+            if args.output == "json":
+                print_json([line.as_json() for line in lines])
+            else:
+                for line in lines:
+                    print(line.render())
             return 0
         if args.command == "reconcile":
             if args.issuer_request_id:
@@ -171,9 +229,10 @@ async def _run_operator_command(args: argparse.Namespace, orders: CardOrders, is
             if query is None and not args.all_running:
                 print("say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running", file=sys.stderr)
                 return EXIT_INVALID
-            report = await ops.redrive_matching(
-                client, query, concurrency=args.concurrency, progress=ops.ProgressBar("reconcile")
-            )
+            with BulkProgress("reconcile") as progress:
+                report = await ops.redrive_matching(
+                    client, query, concurrency=args.concurrency, progress=progress.update
+                )
             print(
                 f"reconciliation requested for {len(report.requested)} order(s); "
                 f"{len(report.not_running)} had ended; {len(report.failed)} failed"
@@ -242,6 +301,12 @@ async def _register_search_attributes(wait_s: float) -> int:
     return 0
 
 
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="text for people (default), json for scripts"
+    )
+
+
 def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query", default=None, help="a Temporal visibility query (search attributes)")
     p.add_argument("--stuck", action="store_true", help="running, CARD_PROD_ONGOING and past D1's due date")
@@ -254,6 +319,7 @@ def add_operator_commands(sub: Any) -> None:
     p_sa.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the Temporal server")
     p_tl = sub.add_parser("timeline", help="one order's timeline: D1 steps and the order's milestones")
     p_tl.add_argument("issuer_request_id")
+    _add_output(p_tl)
     p_rec = sub.add_parser("reconcile", help="ask D1's status now, for one order or every running order matched")
     p_rec.add_argument("issuer_request_id", nargs="?")
     _add_filters(p_rec)
@@ -293,12 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_status = sub.add_parser("status", help="show one order's state and timeline")
     p_status.add_argument("issuer_request_id")
+    _add_output(p_status)
     p_list = sub.add_parser("list", help="list orders, optionally filtered by a visibility query")
     _add_filters(p_list)
     p_list.add_argument("--rejected-today", action="store_true", help="orders D1 rejected since midnight UTC")
     p_list.add_argument("--running", action="store_true", help="open orders only")
     p_list.add_argument("--limit", type=int, default=100)
     p_list.add_argument("--show-query", action="store_true", help="print the visibility query used")
+    _add_output(p_list)
     add_operator_commands(sub)
     return parser
 

@@ -5,7 +5,8 @@
   history;
 * one order's timeline: D1's steps and the execution's milestones, in time order;
 * re-driving reconciliation (signal ``reconcile_now``) for one order or every running
-  order a query matches, with progress;
+  order a query matches, reporting progress to a callback (the CLI shows it with
+  ``starter/progress.py``);
 * registering the product's search attributes on a namespace (deployment set-up).
 Cancel / accelerate / redirect are the starter API's (``CardOrders.cancel`` ...).
 
@@ -16,11 +17,10 @@ operator needs no access to the database and card data never leaves the payload 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -66,6 +66,11 @@ class TimelineLine:
     def render(self) -> str:
         when = self.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if self.at else "-" * 23
         return f"{when}  {self.source:<5}  {self.text}"
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"at": RFC 3339 in UTC or null, "source", "text"}`` (``timeline -o json``)."""
+        at = self.at.astimezone(UTC).isoformat() if self.at else None
+        return {"at": at, "source": self.source, "text": self.text}
 
 
 _SIGNAL_WORDS = {
@@ -235,31 +240,6 @@ async def redrive_matching(
 
     await asyncio.gather(*(one(w) for w in ids))
     return report
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal; plain periodic lines when output is a file."""
-
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-        self._last_decile = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if total == 0:
-            self.stream.write(f"{self.label}: nothing matched\n")
-            return
-        filled = int(self.width * done / total)
-        line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
-        if self.stream.isatty():
-            self.stream.write("\r" + line + ("\n" if done == total else ""))
-        else:
-            decile = done * 10 // total
-            if decile != self._last_decile:
-                self._last_decile = decile
-                self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 # ------------------------------------------------------------------ namespace set-up

@@ -1,0 +1,103 @@
+"""The progress display of the CLI's bulk commands (``submit-batch``, ``reconcile --stuck``...).
+
+Progress goes to stderr, so stdout keeps only the command's result (a summary, JSON).
+On a terminal it is a ``rich`` progress bar redrawn in place. Anywhere else (a CI job's
+log, a file, a pipe) redraw sequences would fill the log with carriage returns, so it
+prints a few plain lines instead: the start, each further tenth done, and the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+PLAIN_STEPS = 10  # plain lines at 0 %, 10 %, ... 100 %
+
+
+class BulkProgress:
+    """``update(done, total, detail)`` as work completes; ``close()`` (or ``with``) at the end.
+
+    ``detail`` is a short plain text shown after the counts (never markup: ids and reasons
+    are printed as they are)."""
+
+    def __init__(self, label: str, *, stream: TextIO | None = None) -> None:
+        self.label = label
+        self._console = Console(file=stream if stream is not None else sys.stderr, highlight=False)
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._step_shown = -1
+        self._last: tuple[int, int, str] | None = None
+        self._shown: tuple[int, int, str] | None = None
+        self._closed = False
+
+    @property
+    def redraws(self) -> bool:
+        """True on a terminal (a bar redrawn in place), False when plain lines are printed."""
+        return self._console.is_terminal
+
+    def update(self, done: int, total: int, detail: str = "") -> None:
+        if self._closed:
+            return
+        self._last = (done, total, detail)
+        if total <= 0:
+            return  # said once, at close: "nothing matched"
+        if self.redraws:
+            self._draw(done, total, detail)
+            return
+        step = done * PLAIN_STEPS // total
+        if step != self._step_shown:
+            self._step_shown = step
+            self._plain(done, total, detail)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.stop()  # the last frame stays on screen, followed by a newline
+        elif self._last is None or self._last[1] <= 0:
+            self._console.print(f"{self.label}: nothing matched", markup=False, soft_wrap=True)
+        elif self._last != self._shown:
+            self._plain(*self._last)  # where it stopped (an interrupted run ends between two tenths)
+
+    def __enter__(self) -> BulkProgress:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _draw(self, done: int, total: int, detail: str) -> None:
+        if self._bar is None:
+            self._bar = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[detail]}", markup=False),
+                console=self._console,
+            )
+            self._task = self._bar.add_task(self.label, total=total, completed=done, detail=detail)
+            self._bar.start()
+        else:
+            assert self._task is not None
+            self._bar.update(self._task, total=total, completed=done, detail=detail)
+
+    def _plain(self, done: int, total: int, detail: str) -> None:
+        self._shown = (done, total, detail)
+        line = f"{self.label}: {done}/{total} ({done * 100 // total}%)" + (f"  {detail}" if detail else "")
+        self._console.print(line, markup=False, soft_wrap=True)
