@@ -35,6 +35,8 @@ class OperationDetails(_Tolerant):
     shipment: ShipmentInfo | None = None
     inputFileName: str | None = None
     issuerRequestId: str | None = None
+    # STANDALONE_TRACKING (tracking hub): PRODUCTION | SHIPMENT | RETURN.
+    trackingType: str | None = None
     # Deprecated by D1; parsed so that it is not mistaken for an unknown field, never used.
     consumerId: str | None = None
 
@@ -60,6 +62,13 @@ class OperationNotification(_Tolerant):
         if self.issuerRequestId:
             return self.issuerRequestId
         return self.details.issuerRequestId if self.details else None
+
+    @property
+    def input_file_name(self) -> str | None:
+        """D1 documents ``inputFileName`` at both levels too; read both."""
+        if self.inputFileName:
+            return self.inputFileName
+        return self.details.inputFileName if self.details else None
 
     @property
     def production_status(self) -> str | None:
