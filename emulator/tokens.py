@@ -162,11 +162,11 @@ class TokenService:
     def authenticate(self, authorization: str | None) -> str:
         """Resolve an ``Authorization: Bearer`` header to its issuerId, else 401."""
         if not authorization:
-            raise D1Error(ErrorCode.UNAUTHORIZED)
+            raise D1Error(ErrorCode.AUTHORIZER_UNAUTHORIZED)
         scheme, _, token = authorization.partition(" ")
         record = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if record is None or record.expires_at <= self._clock():
-            raise D1Error(ErrorCode.UNAUTHORIZED)
+            raise D1Error(ErrorCode.AUTHORIZER_UNAUTHORIZED)
         return record.issuer_id
 
     def authorize(self, authorization: str | None, path_issuer_id: str) -> str:
