@@ -261,7 +261,6 @@ class OrderService:
 
     async def submit_batch(self, issuer_id: str, raw_body: bytes, correlation_id: str | None) -> list[dict[str, Any]]:
         """The batch endpoint: one entry per item, in request order (a malformed envelope raises)."""
-        self._stats.batch_requests += 1
         cards = self._validator.batch_envelope(raw_body)
         self._stats.batch_cards += len(cards)
         template = self._validator.interface.batchInputFileName

@@ -224,3 +224,19 @@ def write_jwks(path: Path, *entries: tuple[jwk.JWK, str | None]) -> None:
             public["issuerId"] = issuer_id
         keys.append(public)
     path.write_text(json.dumps({"keys": keys}))
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_program(path: Path, **interface: Any) -> Path:
+    """The sample program (config/program.json) with some interface members overridden."""
+    program = json.loads((REPO_ROOT / "config" / "program.json").read_text())
+    program["interface"] = {**program.get("interface", {}), **interface}
+    path.write_text(json.dumps(program))
+    return path
+
+
+def shipment_status(op: dict[str, Any]) -> str | None:
+    status: str | None = (op["details"].get("shipment") or {}).get("status")
+    return status

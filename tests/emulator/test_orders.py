@@ -108,6 +108,43 @@ async def test_second_request_id_on_open_card_conflicts_until_the_order_finished
     assert (await emu.stats())["submissions"] == {"req-0001": 1, "req-0002": 1, "req-0003": 1}
 
 
+async def test_order_without_issuer_request_id_is_correlated_by_card(emu: Emulator) -> None:
+    """issuerRequestId is conditional for D1: without it the card is the correlation key."""
+    token = await emu.token()
+    body = emu.order_body()
+    del body["issuerRequestId"]
+    first = await emu.order(token, body=body)
+    again = await emu.order(token, body={**body, "encryptedData": emu.encrypt({"pan": TEST_PAN, "exp": "2906"})})
+    assert first.status_code == again.status_code == 202, first.text
+    assert first.json()["operationId"] == again.json()["operationId"]
+    # Another request under an issuerRequestId while that order is open is a conflict.
+    conflict = await emu.order(token, body=emu.order_body("req-0002"))
+    assert conflict.status_code == 409
+    assert conflict.json()["errorCode"] == "CARD_ALREADY_ORDERED" and conflict.json()["error"] == "cardId"
+
+    await emu.receiver.wait_for(_delivered)
+    ops = emu.receiver.operations()
+    assert _flow(ops) == EXPECTED_FLOW  # one production, notified once per step
+    assert all("issuerRequestId" not in op and "issuerRequestId" not in op["details"] for op in ops)
+    stats = await emu.stats()
+    assert stats["submissions"] == {} and stats["repeats"] == {}
+    assert stats["cards"]["card-0001"] == {
+        "accepted": 1, "single": 1, "batch": 0, "repeats": 1, "refused": 1, "produced": 1,
+    }
+    # Finished: the card can be ordered again, with or without an issuerRequestId.
+    reorder = await emu.order(token, body=body)
+    assert reorder.status_code == 202 and reorder.json()["operationId"] != first.json()["operationId"]
+
+
+async def test_open_order_with_request_id_conflicts_with_one_without(emu: Emulator) -> None:
+    token = await emu.token()
+    assert (await emu.order(token)).status_code == 202
+    body = emu.order_body()
+    del body["issuerRequestId"]
+    conflict = await emu.order(token, body=body)
+    assert conflict.status_code == 409 and conflict.json()["errorCode"] == "CARD_ALREADY_ORDERED"
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer", ""])
 async def test_order_and_status_need_a_valid_token(emu: Emulator, authorization: str | None) -> None:
     headers = {"authorization": authorization} if authorization is not None else {}
