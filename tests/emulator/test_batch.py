@@ -59,6 +59,19 @@ async def test_batch_accepts_each_card_and_produces_each_once(emu: Emulator) -> 
     assert stats["submissions"] == {"req-b1": 1, "req-b3": 1}
 
 
+async def test_a_batch_item_follows_its_own_required_list(emu: Emulator) -> None:
+    """consumerId and cardProductId are required on the single order, not on a batch item."""
+    token = await emu.token()
+    item = emu.batch_item("card-r1", "req-r1")
+    del item["consumerId"], item["cardProductId"]
+    entry = (await emu.batch(token, {"cards": [item]})).json()["cards"][0]
+    assert "operationId" in entry, entry
+    single = emu.order_body("req-r2")
+    del single["consumerId"]
+    refused = await emu.order(token, card_id="card-r2", body=single)
+    assert (refused.status_code, refused.json()["error"]) == (400, "$.consumerId")
+
+
 # (id, mutation of item 1 of 3, errorCode, error)
 BAD_ITEMS: list[tuple[str, Any, str, str]] = [
     ("card-id-missing", lambda i, e: i.pop("cardId"), "FIELD_INVALID_FORMAT", "$.cards[1].cardId"),

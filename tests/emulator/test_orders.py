@@ -340,6 +340,33 @@ async def test_track_data_inside_the_plaintext_is_accepted(emu: Emulator) -> Non
     assert (await emu.order(token, body=body)).status_code == 202
 
 
+@pytest.mark.parametrize(
+    ("placement", "inside", "outside"),
+    [("encrypted", 202, ("FIELD_INVALID_VALUE", "$.trackData")),
+     ("clear", ("FIELD_INVALID_VALUE", "$.encryptedData.trackData"), 202)],
+)
+async def test_track_data_travels_where_the_program_says(
+    emulator_factory: Any, tmp_path: Any, placement: str, inside: Any, outside: Any
+) -> None:
+    from emulator_support import write_program
+
+    emu: Emulator = await emulator_factory(
+        program_file=write_program(tmp_path / "program.json", trackDataPlacement=placement)
+    )
+    token = await emu.token()
+    track = {"track2": f"{TEST_PAN}=29061010000000000000"}
+    results = []
+    for card_id, encrypted in (("card-in", True), ("card-out", False)):
+        body = emu.order_body(f"req-{card_id}")
+        if encrypted:
+            body["encryptedData"] = emu.encrypt({"pan": TEST_PAN, "exp": "2906", "trackData": track})
+        else:
+            body["trackData"] = track
+        response = await emu.order(token, card_id=card_id, body=body)
+        results.append(202 if response.status_code == 202 else (response.json()["errorCode"], response.json()["error"]))
+    assert results == [inside, outside]
+
+
 async def test_body_built_by_the_shared_contract_model_is_accepted(emu: Emulator) -> None:
     order = CardOrder.model_validate(
         {
