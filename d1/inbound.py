@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from d1.assumptions import DOCUMENTED_BATCH_MAX_CARDS
 from d1.issues import Issue, issues_from_validation_error
@@ -43,9 +44,27 @@ from d1.order import (
     Shipment,
     TrackData,
     _D1Model,
-    _reject_perso_station,
-    _reject_shipment,
 )
+
+# Error type of a well-formed member that this channel does not allow (a D1 reader maps it
+# to FIELD_INVALID_VALUE rather than to a format error).
+NOT_ALLOWED_ERROR = "value_not_allowed"
+
+
+def not_allowed(reason: str) -> PydanticCustomError:
+    return PydanticCustomError(NOT_ALLOWED_ERROR, reason)
+
+
+def _reject_perso_station(value: object) -> object:
+    if value is not None:
+        raise not_allowed("only applies to INSTANT orders (distributionChannel INSTANT)")
+    return value
+
+
+def _reject_shipment(value: object) -> object:
+    if value is not None:
+        raise not_allowed("an INSTANT card is handed over at the personalization station and takes no shipment")
+    return value
 
 
 class D1CardFields(_D1Model):

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from d1.inbound import not_allowed
 from d1.issues import describe_pattern
 from d1.order import ONBOARDING_ID_PATTERN, TEXT_PATTERN, _D1Model
 from d1.statuses import ProductionStatus
@@ -71,7 +72,7 @@ class TrackedShipment(_D1Model):
     @classmethod
     def _supported(cls, value: str) -> str:
         if value not in SUPPORTED_CARRIERS:
-            raise ValueError("is not a carrier code D1 supports (e.g. dhl, fedex, ups, usps-iv-api)")
+            raise not_allowed("is not a carrier code D1 supports (e.g. dhl, fedex, ups, usps-iv-api)")
         return value
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from d1.inbound import NOT_ALLOWED_ERROR
 from d1.issues import IssueKind
 
 Source = Literal["D", "G"]
@@ -87,9 +88,9 @@ DEFAULT_REASONS: dict[ErrorCode, str] = {
 
 # Which documented code answers each kind of validation problem (d1/issues.py). The codes
 # are D1's; which kind maps to which is our reading (G): a missing member or a value of the
-# wrong type, pattern or length is a format error; a well-formed value that is not allowed
-# (not configured for the program, not in the enumeration, not in this combination) is a
-# value error.
+# wrong type, pattern, length or form is a format error; a well-formed value that is not
+# allowed (not configured for the program, not in the enumeration, not in this
+# combination) is a value error.
 ISSUE_CODES: dict[IssueKind, ErrorCode] = {
     IssueKind.MISSING: ErrorCode.FIELD_INVALID_FORMAT,
     IssueKind.INVALID: ErrorCode.FIELD_INVALID_FORMAT,
@@ -101,9 +102,11 @@ ISSUE_CODES: dict[IssueKind, ErrorCode] = {
     IssueKind.UNKNOWN_FIELD: ErrorCode.FIELD_INVALID_FORMAT,
     IssueKind.DEPRECATED: ErrorCode.FIELD_INVALID_FORMAT,
 }
-# Pydantic error types of a well-formed but disallowed value (an enumeration, a rule of a
-# field validator such as the Luhn check): FIELD_INVALID_VALUE rather than the kind's code.
-VALUE_ERROR_TYPES: frozenset[str] = frozenset({"literal_error", "enum", "value_error"})
+# Pydantic error types of a well-formed but disallowed value (not one of the enumerated
+# values, a member this channel does not allow): FIELD_INVALID_VALUE rather than the kind's
+# code. Rules on the value's own form (Luhn check digit, assigned ISO codes, track layout)
+# stay format errors.
+VALUE_ERROR_TYPES: frozenset[str] = frozenset({"literal_error", "enum", NOT_ALLOWED_ERROR})
 
 
 class D1Error(Exception):

@@ -89,7 +89,7 @@ BAD_ITEMS: list[tuple[str, Any, str, str]] = [
     ("jwe-kid", lambda i, e: i.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="nope")),
      "CRYPTO_ERROR", "$.cards[1].encryptedData"),
     ("luhn", lambda i, e: i.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
-     "FIELD_INVALID_VALUE", "$.cards[1].encryptedData.pan"),
+     "FIELD_INVALID_FORMAT", "$.cards[1].encryptedData.pan"),
     ("clear-pan", lambda i, e: i.update(pan=TEST_PAN), "FIELD_INVALID_FORMAT", "$.cards[1].pan"),
 ]
 
