@@ -100,8 +100,9 @@ class NotificationBody(_Tolerant):
 class ProductionStatusResponse(_Tolerant):
     """``GET .../productionStatus``.
 
-    The wrapper is undocumented (tracking.md §6): accept ``{"operations": [...]}`` or a bare
-    operation object, and expose the operations either way.
+    The wrapper is undocumented (D1 only says it carries the notifications' operation
+    object): accept ``{"operations": [...]}`` or a bare operation object, and expose the
+    operations either way.
     """
 
     operations: list[OperationNotification] = Field(default_factory=list)

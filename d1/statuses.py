@@ -89,7 +89,7 @@ TERMINAL_PRODUCTION_STATUSES: frozenset[str] = frozenset(
 )
 
 # Carrier shipment statuses (``details.shipment.status``). D1 does not document the value
-# set; these are the normalised names the emulator sends (tracking.md GUESS) and the
+# set; these are the normalised names the emulator sends (G) and the
 # product ranks them to keep shipment tracking monotonic as well. Unknown values rank 0.
 SHIPMENT_RANK: dict[str, int] = {
     "InfoReceived": 10,

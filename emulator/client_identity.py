@@ -1,4 +1,4 @@
-"""Mapping the issuer's TLS client certificate to an issuerId, as D1 does (auth.md §1, §3).
+"""Mapping the issuer's TLS client certificate to an issuerId, as D1 does (D1's TLS mutual authentication guide).
 
 When the emulator runs with mutual TLS (``EMULATOR_TLS_CA_FILE``), every request comes
 with a verified client certificate (the TLS layer refuses a connection without one) and

@@ -105,7 +105,7 @@ class EmulatorSettings(BaseSettings):
     notify_client_cert_file: str | None = None
     notify_client_key_file: str | None = None
     notify_ca_file: Path | None = None
-    # Outbound OAuth (D1 tenant option, auth.md §5): get a client-credentials token from the
+    # Outbound OAuth (a D1 tenant option of its outbound API): get a client-credentials token from the
     # issuer (HTTP Basic) and send it as a bearer token with every notification.
     outbound_oauth_token_url: str | None = None
     outbound_oauth_client_id: str | None = None

@@ -40,7 +40,7 @@ class FailureRule(BaseModel):
 
 
 class NotificationChaos(BaseModel):
-    """At-least-once delivery at its worst (notifications.md §5): each notification is lost
+    """At-least-once delivery at its worst (D1's notification guide): each notification is lost
     with probability ``lossRatio`` (only productionStatus then tells the truth), otherwise
     sent 1 to ``duplicateMax`` times, each copy after a random delay up to ``maxDelayMs``
     and independently of the others, so copies and steps arrive out of order."""

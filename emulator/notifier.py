@@ -1,8 +1,8 @@
 """Delivers notifications to the issuer's receiver, like D1's outbound Card API.
 
-D1 documents at-least-once delivery with retries but not the schedule (notifications.md
-§5), so the emulator picks one: any 2xx is delivered; anything else (other status,
-connection error, timeout) is retried with exponential backoff and jitter, until
+D1 documents at-least-once delivery with retries but not the schedule, so the emulator
+picks one: any 2xx is delivered; anything else (other status, connection error, timeout)
+is retried with exponential backoff and jitter, until
 ``notify_give_up_s`` has passed for that notification.
 
 Each order has its own FIFO stream: a step's notification is not sent before the

@@ -1,11 +1,11 @@
 """D1's outbound HTTP toward the issuer (notifications): mutual TLS per tenant, optional OAuth.
 
-D1 configures mTLS per issuer (auth.md §1), so the emulator presents, for each issuer
+D1 configures mTLS per issuer (D1's TLS guide), so the emulator presents, for each issuer
 tenant it notifies, a client certificate carrying that tenant's identity
 (``EMULATOR_NOTIFY_CLIENT_CERT_FILE`` may contain ``{issuerId}``), and verifies the
 receiver's server certificate against ``EMULATOR_NOTIFY_CA_FILE``.
 
-With outbound OAuth on (a D1 tenant option, auth.md §5) it first obtains a
+With outbound OAuth on (a D1 tenant option) it first obtains a
 client-credentials token from the issuer's token endpoint (HTTP Basic, form body),
 caches it until shortly before it expires and sends it as ``Authorization: Bearer``.
 D1's outbound token spec types ``expires_in`` as a *string* of seconds and adds an optional

@@ -2,8 +2,9 @@
 
 D1 forwards the request to the personalization center, which accepts or refuses it
 depending on the production stage; the outcome arrives asynchronously as an
-``UPDATE_ORDER`` notification (card-order.md §16). Path and payload are undocumented;
-the emulator's choices (GUESS, kept in :mod:`d1.paths` and :mod:`d1.order`):
+``UPDATE_ORDER`` notification. Path and payload are undocumented; the emulator's
+choices (G, the path in :mod:`d1.assumptions` ``pullAndChangePath``, the body in
+:mod:`d1.order`):
 
 * ``POST {banking}/issuers/{issuerId}/physicalCards/{cardId}/operations:pullAndChange``
   with ``{"type": "CANCEL" | "ACCELERATE" | "REDIRECT" | "ACCELERATE_AND_REDIRECT",
@@ -21,7 +22,7 @@ the emulator's choices (GUESS, kept in :mod:`d1.paths` and :mod:`d1.order`):
 
     {"operationId": "<pull & change operationId>", "operation": "UPDATE_ORDER",
      "status": "SUCCESSFUL" | "FAILED", "startTime": ..., "endTime": ..., "cardId": ...,
-     "issuerRequestId": "<the order's>", ["errorCode": "EMU_UPDATE_REFUSED", "error": ...,]
+     ["issuerRequestId": "<the order's, if it had one>",] ["errorCode": "EMU_UPDATE_REFUSED", "error": ...,]
      "details": {"type": "CANCEL", "status": "ACCEPTED" | "REFUSED", "reason": ...,
                  "productionStatus": "<stage when the center decided>"}}
 

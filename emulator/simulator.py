@@ -4,7 +4,7 @@ Happy path (THALES, INDIVIDUAL): CARD_PROD_REQUESTED → DATA_PREPARED (dueDate,
 productionSite) → CARD_PROD_READY → CARD_PROD_ONGOING → CARD_PROD_DONE → CARD_SHIPPED
 (status SUCCESSFUL, endTime, shipment) → one more CARD_SHIPPED update per remaining carrier
 status, ending at the last one ("Delivered" by default). Top-level status is PENDING
-before CARD_SHIPPED (tracking.md §3).
+before CARD_SHIPPED (our reading: emulator/README.md).
 
 Variants:
 
@@ -289,7 +289,7 @@ class ProductionSimulator:
 
     def _cancel(self, order: Order) -> None:
         # CARD_PROD_CANCELED: the PRODUCE operation ends without a card (top-level FAILED, a GUESS:
-        # tracking.md §3), without errorCode: nothing went wrong, the issuer asked for it.
+        # D1 does not say), without errorCode: nothing went wrong, the issuer asked for it.
         order.production_status = S.CARD_PROD_CANCELED
         order.operation_status = OperationStatus.FAILED
         order.end_time = now_iso()

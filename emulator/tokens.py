@@ -1,4 +1,4 @@
-"""The OAuth2 JWT-bearer token endpoint (auth.md §2-3) and bearer-token checks.
+"""The OAuth2 JWT-bearer token endpoint (D1's OAuth2 API) and bearer-token checks.
 
 D1 issues access tokens against an ES256-signed assertion whose ``kid`` names a public key
 registered at onboarding. The emulator follows the documented checks (alg, kid, signature,
