@@ -42,6 +42,8 @@ class OperationDetails(_Tolerant):
     shipment: ShipmentInfo | None = None
     inputFileName: Text | None = None
     issuerRequestId: Short | None = None
+    # STANDALONE_TRACKING (tracking hub): PRODUCTION | SHIPMENT | RETURN.
+    trackingType: Short | None = None
     # Deprecated by D1; parsed so that it is not mistaken for an unknown field, never used.
     consumerId: Short | None = None
 
@@ -67,6 +69,13 @@ class OperationNotification(_Tolerant):
         if self.issuerRequestId:
             return self.issuerRequestId
         return self.details.issuerRequestId if self.details else None
+
+    @property
+    def input_file_name(self) -> str | None:
+        """D1 documents ``inputFileName`` at both levels too; read both."""
+        if self.inputFileName:
+            return self.inputFileName
+        return self.details.inputFileName if self.details else None
 
     @property
     def production_status(self) -> str | None:
@@ -98,8 +107,9 @@ class NotificationBody(_Tolerant):
 class ProductionStatusResponse(_Tolerant):
     """``GET .../productionStatus``.
 
-    The wrapper is undocumented (tracking.md §6): accept ``{"operations": [...]}`` or a bare
-    operation object, and expose the operations either way.
+    The wrapper is undocumented (D1 only says it carries the notifications' operation
+    object): accept ``{"operations": [...]}`` or a bare operation object, and expose the
+    operations either way.
     """
 
     operations: list[OperationNotification] = Field(default_factory=list)

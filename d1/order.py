@@ -325,7 +325,9 @@ class _OrderBody(_D1Model):
 
     distributionChannel: DistributionChannel = "THALES"
     cardProductId: str = Field(pattern=CARD_PRODUCT_ID_PATTERN)
-    consumerId: str | None = Field(default=None, pattern=CONSUMER_ID_PATTERN)
+    # Required D1 input of the single card order (the card-order guide: "issuerId, cardId,
+    # consumerId"); the batch API's card item may omit it (d1/inbound.py).
+    consumerId: str = Field(pattern=CONSUMER_ID_PATTERN)
     # Conditional in D1; required here: it is the product's idempotency key.
     issuerRequestId: str = Field(pattern=ISSUER_REQUEST_ID_PATTERN)
     services: Services

@@ -1,17 +1,26 @@
-"""D1 URL paths, in one place (API-reference spelling: ``physicalCards``, ``operations:production``)."""
+"""D1 URL paths, in one place (API-reference spelling: ``physicalCards``, ``operations:production``).
+
+The documented paths are constants; the paths D1 does not document (pull & change, the
+batch "Order cards" API, the tracking hub's Track Card) are templates in the program's
+:class:`d1.assumptions.D1Interface`, filled here.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
+from d1.assumptions import DEFAULT_PULL_AND_CHANGE_PATH, D1Interface
+
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a secret
 ORDER_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/operations:production"
 STATUS_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/productionStatus"
-# Not documented by D1 (card-order.md §16): our choice, kept here only.
-PULL_AND_CHANGE_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/operations:pullAndChange"
+# Not documented by D1: the default of D1Interface.pullAndChangePath.
+PULL_AND_CHANGE_PATH = DEFAULT_PULL_AND_CHANGE_PATH
 NOTIFICATION_PATH = "/notifications/d1/v2/issuers/{issuerId}/cards"
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+_DEFAULT_INTERFACE = D1Interface()
 
 
 def _fill(template: str, issuer_id: str, card_id: str | None = None) -> str:
@@ -29,8 +38,18 @@ def status_path(issuer_id: str, card_id: str) -> str:
     return _fill(STATUS_PATH, issuer_id, card_id)
 
 
-def pull_and_change_path(issuer_id: str, card_id: str) -> str:
-    return _fill(PULL_AND_CHANGE_PATH, issuer_id, card_id)
+def pull_and_change_path(issuer_id: str, card_id: str, iface: D1Interface | None = None) -> str:
+    return _fill((iface or _DEFAULT_INTERFACE).pullAndChangePath, issuer_id, card_id)
+
+
+def batch_order_path(issuer_id: str, iface: D1Interface | None = None) -> str:
+    """D1's "Order cards" API (POST); the path is a guess (``D1Interface.batchOrderPath``)."""
+    return _fill((iface or _DEFAULT_INTERFACE).batchOrderPath, issuer_id)
+
+
+def track_card_path(issuer_id: str, card_id: str, iface: D1Interface | None = None) -> str:
+    """The tracking hub's Track Card (POST); the path is a guess (``D1Interface.trackCardPath``)."""
+    return _fill((iface or _DEFAULT_INTERFACE).trackCardPath, issuer_id, card_id)
 
 
 def notification_path(issuer_id: str) -> str:

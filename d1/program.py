@@ -11,7 +11,8 @@ The format, member by member, is the :class:`Program` model below (unknown membe
 refused, so a typo in the file is caught at start-up). Lists of identifiers are the
 allowed values; the ``NO_SHIPMENT`` / ``NO_CARRIER`` / ``NO_PACK`` defaults are always
 allowed. ``null`` for ``carrierCard.languages`` or ``instant.persoStations`` means "any
-valid code / any station".
+valid code / any station". The optional member ``interface`` holds the interface facts D1
+does not document (paths of the guessed endpoints, batch size...): :mod:`d1.assumptions`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from d1.assumptions import D1Interface
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
 from d1.issues import Issue, IssueKind
 from d1.issues import Path as JsonPath
@@ -146,6 +148,8 @@ class Program(_Config):
     packaging: PackagingRules = Field(default_factory=PackagingRules)
     shipment: ShipmentRules
     instant: InstantRules = Field(default_factory=InstantRules)
+    # What D1's documentation leaves open about its interface (our guesses by default).
+    interface: D1Interface = Field(default_factory=D1Interface)
 
     # ------------------------------------------------------------------ checks
 

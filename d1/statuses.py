@@ -11,6 +11,8 @@ from enum import StrEnum
 
 
 class ProductionStatus(StrEnum):
+    # The eight central-issuance statuses of a PRODUCE operation documented by D1's
+    # card-order-tracking guide (D).
     CARD_PROD_REQUESTED = "CARD_PROD_REQUESTED"
     DATA_PREPARED = "DATA_PREPARED"
     CARD_PROD_READY = "CARD_PROD_READY"
@@ -18,11 +20,15 @@ class ProductionStatus(StrEnum):
     CARD_PROD_DONE = "CARD_PROD_DONE"
     CARD_SHIPPED = "CARD_SHIPPED"
     DATA_EXCEPTION = "DATA_EXCEPTION"
-    CARD_PROD_EXCEPTION = "CARD_PROD_EXCEPTION"
     CARD_PROD_CANCELED = "CARD_PROD_CANCELED"
+    # Documented for instant issuance (D); on a central PRODUCE operation, our reading of the
+    # exception paths D1's status diagram draws without a value (G).
+    CARD_PROD_EXCEPTION = "CARD_PROD_EXCEPTION"
+    # Documented for the tracking hub (trackingType RETURN, D). On a PRODUCE operation it is
+    # our reading (G): D1 documents no return status for central issuance.
     CARD_RETURNED = "CARD_RETURNED"
-    # Not a D1 status: the product's own marker for an order whose production is paused.
-    # D1 draws on-hold states in its diagram without naming them; the emulator uses this name.
+    # Our reading (G), not a D1 value: D1 draws on-hold states in its central-issuance
+    # diagram without naming them; the product and the emulator use this name.
     CARD_PROD_ON_HOLD = "CARD_PROD_ON_HOLD"
 
 
@@ -39,6 +45,27 @@ class Operation(StrEnum):
 
 
 S = ProductionStatus
+
+# The central-issuance values D1 documents for PRODUCE (D); everything else is either
+# documented elsewhere or our reading (OUR_READING), and unknown values must be tolerated.
+DOCUMENTED_CENTRAL_STATUSES: frozenset[str] = frozenset(
+    {
+        S.CARD_PROD_REQUESTED,
+        S.DATA_PREPARED,
+        S.DATA_EXCEPTION,
+        S.CARD_PROD_READY,
+        S.CARD_PROD_ONGOING,
+        S.CARD_PROD_DONE,
+        S.CARD_SHIPPED,
+        S.CARD_PROD_CANCELED,
+    }
+)
+# Statuses we use on a central PRODUCE operation although D1 does not document them there (G).
+OUR_READING: dict[str, str] = {
+    S.CARD_PROD_ON_HOLD: "on-hold is drawn in D1's status diagram without a value; the name is ours",
+    S.CARD_RETURNED: "documented for the tracking hub (trackingType RETURN), not for a PRODUCE operation",
+    S.CARD_PROD_EXCEPTION: "documented for instant issuance; central exception paths are drawn without a value",
+}
 
 # Happy-path order of production. Terminal statuses rank above everything so that a stale
 # progress update can never "reopen" a finished order.
@@ -68,7 +95,7 @@ TERMINAL_STATUS_OUTCOMES: dict[str, str] = {
 TERMINAL_PRODUCTION_STATUSES: frozenset[str] = frozenset(TERMINAL_STATUS_OUTCOMES)
 
 # Carrier shipment statuses (``details.shipment.status``). D1 does not document the value
-# set; these are the normalised names the emulator sends (tracking.md GUESS) and the
+# set; these are the normalised names the emulator sends (G) and the
 # product ranks them to keep shipment tracking monotonic as well. Unknown values rank 0.
 SHIPMENT_RANK: dict[str, int] = {
     "InfoReceived": 10,

@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     base = f"{scheme}://{settings.host}:{settings.port}"
     print(f"D1 emulator: token   {base}/authz/v1/oauth2/token", flush=True)
     print(f"D1 emulator: banking {base}/banking/v1", flush=True)
-    print(f"D1 emulator: admin   {base}/_emulator/stats (sandbox only, no auth)", flush=True)
+    if settings.admin_api_enabled:
+        print(f"D1 emulator: admin   {base}/_emulator/stats (sandbox only, no auth: never expose it)", flush=True)
+    else:
+        print("D1 emulator: admin API off (EMULATOR_ADMIN_API_ENABLED=true turns it on)", flush=True)
     print(
         f"D1 emulator: encryption public key (kid={state.encryption_keys.kid}) for the issuer side: "
         f"{state.encryption_keys.public_path}",

@@ -2,7 +2,9 @@
 
 Real D1 has nothing like it. It exists so tests and developers can count what the
 issuer side really sent (exactly-once checks), inject faults, change timing, read the
-notification bodies captured instead of sent, and fetch the encryption public key.
+notification bodies captured instead of sent, fetch and rotate the encryption key. It is
+served only with ``EMULATOR_ADMIN_API_ENABLED=true`` (off: 404); ``/_emulator/health`` is
+always served, for process supervisors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulator.faults import FaultsRequest
+from emulator.keys import KeyringError
 from emulator.scenarios import ScenariosRequest
 from emulator.state import EmulatorState
 
@@ -34,8 +37,21 @@ def _state(request: Request) -> EmulatorState:
     return state
 
 
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Refuse the replaced key at once (default: it stays accepted as a previous key).
+    retirePrevious: bool = False
+
+
+class RetireRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kid: str = Field(min_length=1, max_length=128)
+
+
 def _bad_request(reason: str) -> JSONResponse:
-    return JSONResponse({"errorCode": "FIELD_INVALID_FORMAT", "error": reason}, status_code=400)
+    return JSONResponse({"errorCode": "FIELD_INVALID_FORMAT", "error": "$", "reason": reason}, status_code=400)
 
 
 async def _json_body(request: Request) -> Any:
@@ -53,7 +69,7 @@ async def stats(request: Request) -> Response:
     state = _state(request)
     body = state.stats.to_json()
     body["notificationsPending"] = state.notifier.pending()
-    body["simulationsRunning"] = state.simulator.running()
+    body["simulationsRunning"] = state.simulator.running() + state.tracking.running()
     return JSONResponse(body)
 
 
@@ -135,9 +151,46 @@ async def public_key(request: Request) -> Response:
     return JSONResponse(_state(request).encryption_keys.public_jwk)
 
 
+async def get_keys(request: Request) -> Response:
+    """The keyring without key material: kids, states (active / previous / retired), dates."""
+    return JSONResponse(_state(request).encryption_keys.to_json())
+
+
+async def rotate_keys(request: Request) -> Response:
+    state = _state(request)
+    try:
+        body = RotateRequest.model_validate(await _json_body(request))
+    except (ValueError, ValidationError):
+        return _bad_request('body must be empty or {"retirePrevious": true|false}')
+    state.encryption_keys.rotate(retire_previous=body.retirePrevious)
+    return JSONResponse(state.encryption_keys.to_json())
+
+
+async def retire_key(request: Request) -> Response:
+    state = _state(request)
+    try:
+        body = RetireRequest.model_validate(await _json_body(request))
+        state.encryption_keys.retire(body.kid)
+    except KeyringError as exc:
+        return _bad_request(str(exc))
+    except (ValueError, ValidationError):
+        return _bad_request('body must be {"kid": "<a previous key\'s kid>"}')
+    return JSONResponse(state.encryption_keys.to_json())
+
+
+async def tracking(request: Request) -> Response:
+    """Tracking hub operations (current state of each), oldest first; ``?cardId=`` for one card."""
+    card_id = request.query_params.get("cardId")
+    ops = _state(request).tracking.all()
+    return JSONResponse({"tracking": [t.snapshot() for t in ops if card_id is None or t.card_id == card_id]})
+
+
+def health_routes() -> list[BaseRoute]:
+    return [Route(f"{PREFIX}/health", health, methods=["GET"])]
+
+
 def admin_routes() -> list[BaseRoute]:
     return [
-        Route(f"{PREFIX}/health", health, methods=["GET"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
@@ -149,4 +202,8 @@ def admin_routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/groups", set_groups, methods=["POST"]),
         Route(f"{PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{PREFIX}/public-key", public_key, methods=["GET"]),
+        Route(f"{PREFIX}/keys", get_keys, methods=["GET"]),
+        Route(f"{PREFIX}/keys/rotate", rotate_keys, methods=["POST"]),
+        Route(f"{PREFIX}/keys/retire", retire_key, methods=["POST"]),
+        Route(f"{PREFIX}/tracking", tracking, methods=["GET"]),
     ]

@@ -1,9 +1,9 @@
 """BULK shipments: cards grouped in a container and shipped together, notified together.
 
 D1 groups BULK cards by ``shipment.groupId`` (first-level container) and ``orderId``
-(second-level container) and ships them to one place (card-order.md §10); its
+(second-level container) and ships them to one place (D1's shipment guide); its
 notification body is a list precisely so that one call can carry many updates, "e.g. the
-CARD_SHIPPED updates of all cards in one BULK groupId" (notifications.md §6).
+CARD_SHIPPED updates of all cards in one BULK groupId" (D1's notification guide).
 
 The emulator's container is keyed by (issuerId, orderId if given, else groupId). A card
 joins the open container when its order is accepted; the container ships when every card

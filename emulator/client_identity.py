@@ -1,4 +1,4 @@
-"""Mapping the issuer's TLS client certificate to an issuerId, as D1 does (auth.md §1, §3).
+"""Mapping the issuer's TLS client certificate to an issuerId, as D1 does (D1's TLS mutual authentication guide).
 
 When the emulator runs with mutual TLS (``EMULATOR_TLS_CA_FILE``), every request comes
 with a verified client certificate (the TLS layer refuses a connection without one) and
@@ -35,7 +35,7 @@ def certificate_issuers(request: Request, settings: EmulatorSettings) -> frozens
     if identity is None:
         # The TLS layer demands a certificate, so this means the server was started
         # without the protocol class that reports it: fail closed.
-        raise D1Error(ErrorCode.UNAUTHORIZED, "A TLS client certificate is required")
+        raise D1Error(ErrorCode.AUTHORIZER_UNAUTHORIZED, reason="a TLS client certificate is required")
     return issuer_ids_of(identity)
 
 
@@ -50,4 +50,5 @@ def check_banking_request(request: Request, settings: EmulatorSettings, token_is
     """The bearer token must belong to the issuer of the TLS client certificate."""
     issuers = certificate_issuers(request, settings)
     if issuers is not None and token_issuer not in issuers:
-        raise D1Error(ErrorCode.FORBIDDEN, "The access token was not issued to this TLS client certificate")
+        reason = "the access token was not issued to this TLS client certificate"
+        raise D1Error(ErrorCode.FORBIDDEN, "Authorization", reason=reason)

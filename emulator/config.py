@@ -84,8 +84,14 @@ class EmulatorSettings(BaseSettings):
     # joined it for this long (adjustable at run time: POST /_emulator/groups).
     bulk_window_ms: int = Field(default=1000, ge=0)
 
-    # Largest request body accepted on the D1 endpoints.
+    # Largest request body accepted on the D1 endpoints; the batch "Order cards" API carries
+    # up to 1000 cards (each encryptedData up to 8192 characters), so it has its own limit.
     max_body_bytes: int = Field(default=262_144, gt=0)
+    batch_max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+    # The sandbox admin API (/_emulator/..., no authentication) answers only when enabled;
+    # /_emulator/health is always served. Off by default: never expose it.
+    admin_api_enabled: bool = False
 
     # TLS: None = plain HTTP. With a certificate and key the emulator serves HTTPS; with a
     # CA file as well it requires client certificates signed by that CA and maps each one
@@ -99,7 +105,7 @@ class EmulatorSettings(BaseSettings):
     notify_client_cert_file: str | None = None
     notify_client_key_file: str | None = None
     notify_ca_file: Path | None = None
-    # Outbound OAuth (D1 tenant option, auth.md §5): get a client-credentials token from the
+    # Outbound OAuth (a D1 tenant option of its outbound API): get a client-credentials token from the
     # issuer (HTTP Basic) and send it as a bearer token with every notification.
     outbound_oauth_token_url: str | None = None
     outbound_oauth_client_id: str | None = None

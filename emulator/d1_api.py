@@ -1,8 +1,11 @@
-"""The D1-facing HTTP endpoints: token, card order and production status.
+"""The D1-facing HTTP endpoints: token, card order (single and batch), production status,
+pull & change and the tracking hub's Track Card.
 
 Paths are matched by hand rather than by Starlette's router because D1's own documents
-disagree on spelling (README §4.1): the emulator accepts them case-insensitively and with
-``operations:production`` or ``operations/production``.
+disagree on spelling: the emulator accepts them case-insensitively and with
+``operations:production`` or ``operations/production``. The paths D1 does not document
+(pull & change, the batch API, Track Card) come from the program's interface configuration
+(``d1/assumptions.py``), so the emulator and the product agree on one template.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from d1.assumptions import D1Interface
 from emulator.client_identity import check_banking_request, check_token_request
 from emulator.error_codes import D1Error, ErrorCode
 from emulator.faults import Injection
@@ -24,6 +28,7 @@ from emulator.tokens import parse_token_request
 
 log = logging.getLogger(__name__)
 
+BANKING_PREFIX = "/banking/v1"
 TOKEN_RE = re.compile(r"^/authz/v1/oauth2/token/?$", re.IGNORECASE)
 ORDER_RE = re.compile(
     r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/operations[:/]production/?$",
@@ -33,11 +38,18 @@ STATUS_RE = re.compile(
     r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/productionstatus/?$",
     re.IGNORECASE,
 )
-# Pull & change: path undocumented by D1, our choice in d1/paths.py (emulator/pull_and_change.py).
-PULL_AND_CHANGE_RE = re.compile(
-    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/operations[:/]pullandchange/?$",
-    re.IGNORECASE,
-)
+_PLACEHOLDERS = {"{issuerId}": "(?P<issuer>[^/]+)", "{cardId}": "(?P<card>[^/]+)"}
+
+
+def template_regex(template: str) -> re.Pattern[str]:
+    """A banking path template (``/issuers/{issuerId}/...``) as a route pattern with the same
+    tolerance as the documented paths: any case, ``:`` or ``/`` before a custom method."""
+    pattern = ""
+    for piece in re.split(r"(\{issuerId\}|\{cardId\})", template):
+        pattern += _PLACEHOLDERS.get(piece) or re.escape(piece).replace(":", "[:/]")
+    return re.compile(f"^{re.escape(BANKING_PREFIX)}{pattern}/?$", re.IGNORECASE)
+
+
 CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CORRELATION_HEADER = "x-correlation-id"
 
@@ -54,13 +66,13 @@ def _correlation_id(request: Request) -> str | None:
     return value if value and CORRELATION_ID_RE.match(value) else None
 
 
-def _loggable_ids(issuer_id: str, card_id: str) -> tuple[str, str]:
+def _loggable_ids(issuer_id: str, card_id: str | None) -> tuple[str, ...]:
     """Path ids for log lines: only well-formed ones are written, anything else is client junk."""
     try:
         validate_path_ids(issuer_id, card_id)
     except D1Error:
-        return "<invalid>", "<invalid>"
-    return issuer_id, card_id
+        return ("<invalid>",) if card_id is None else ("<invalid>", "<invalid>")
+    return (issuer_id,) if card_id is None else (issuer_id, card_id)
 
 
 def error_response(error: D1Error, correlation_id: str | None = None) -> JSONResponse:
@@ -134,10 +146,10 @@ async def _with_injection(injection: Injection | None, handle: Callable[[], Awai
     return response
 
 
-def authorize_banking_call(request: Request, state: EmulatorState, issuer_id: str, card_id: str) -> None:
+def authorize_banking_call(request: Request, state: EmulatorState, issuer_id: str, card_id: str | None) -> None:
     """What every banking endpoint checks first, in D1's order: the bearer token (401),
     that it belongs to this mTLS certificate, well-formed path ids (400), and that the
-    token's issuer is the one in the path (403)."""
+    token's issuer is the one in the path (403). ``card_id`` is None on the batch API."""
     token_issuer = state.tokens.authenticate(request.headers.get("authorization"))
     check_banking_request(request, state.settings, token_issuer)
     validate_path_ids(issuer_id, card_id)
@@ -173,6 +185,29 @@ async def order_endpoint(request: Request, state: EmulatorState, match: re.Match
     return await _with_injection(state.faults.next_order_injection(), handle)
 
 
+async def batch_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
+    """D1's "Order cards": one entry per card, each accepted or refused on its own (the shape is
+    our choice, d1/assumptions.py); a malformed envelope is a 400 for the whole request."""
+    state.stats.batch_requests += 1
+    issuer_id = match["issuer"]
+    correlation_id = _correlation_id(request)
+
+    async def handle() -> Response:
+        try:
+            authorize_banking_call(request, state, issuer_id, None)
+            body = await read_body(request, state.settings.batch_max_body_bytes)
+            entries = await state.orders.submit_batch(issuer_id, body, correlation_id)
+        except D1Error as exc:
+            log.info("batch refused issuerId=%s: %s", *_loggable_ids(issuer_id, None), exc)
+            return error_response(exc, correlation_id)
+        accepted = sum(1 for e in entries if "operationId" in e)
+        log.info("batch issuerId=%s: %d card(s), %d accepted or repeated", issuer_id, len(entries), accepted)
+        headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+        return JSONResponse({"cards": entries}, status_code=202, headers=headers)
+
+    return await _with_injection(state.faults.next_injection("batch"), handle)
+
+
 async def status_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
     state.stats.status_requests += 1
     issuer_id, card_id = match["issuer"], match["card"]
@@ -182,12 +217,17 @@ async def status_endpoint(request: Request, state: EmulatorState, match: re.Matc
         try:
             authorize_banking_call(request, state, issuer_id, card_id)
             order = state.orders.latest(issuer_id, card_id)
-            if order is None:
-                raise D1Error(ErrorCode.NOT_FOUND, "No card order is known for this cardId")
+            tracked = state.tracking.latest(issuer_id, card_id)
+            if order is not None:
+                operation = order.snapshot()
+            elif tracked is not None and state.validator.interface.productionStatusAnswersTracking:
+                operation = tracked.snapshot()  # G: D1 does not say (d1/assumptions.py)
+            else:
+                raise D1Error(ErrorCode.NOT_FOUND, "cardId", reason="no card order is known for this cardId")
         except D1Error as exc:
             return error_response(exc, correlation_id)
         headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
-        return JSONResponse({"operations": [order.snapshot()]}, headers=headers)
+        return JSONResponse({"operations": [operation]}, headers=headers)
 
     return await _with_injection(state.faults.next_status_injection(), handle)
 
@@ -206,18 +246,47 @@ async def pull_and_change_endpoint(request: Request, state: EmulatorState, match
     return JSONResponse({"operationId": operation_id}, status_code=202, headers=headers)
 
 
-ROUTES: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
-    (TOKEN_RE, "POST", token_endpoint),
-    (ORDER_RE, "POST", order_endpoint),
-    (STATUS_RE, "GET", status_endpoint),
-    (PULL_AND_CHANGE_RE, "POST", pull_and_change_endpoint),
-)
+async def track_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
+    issuer_id, card_id = match["issuer"], match["card"]
+    correlation_id = _correlation_id(request)
+
+    async def handle() -> Response:
+        try:
+            authorize_banking_call(request, state, issuer_id, card_id)
+            body = await read_body(request, state.settings.max_body_bytes)
+            tracking, created = state.tracking.request(issuer_id, card_id, body, correlation_id)
+        except D1Error as exc:
+            log.info("track card refused issuerId=%s cardId=%s: %s", *_loggable_ids(issuer_id, card_id), exc)
+            return error_response(exc, correlation_id)
+        if not created:
+            log.info("track card repeated (idempotent) operationId=%s", tracking.operation_id)
+        headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
+        return JSONResponse({"operationId": tracking.operation_id}, status_code=202, headers=headers)
+
+    return await _with_injection(state.faults.next_injection("track"), handle)
+
+
+Route = tuple[re.Pattern[str], str, Handler]
+
+
+def build_routes(iface: D1Interface) -> tuple[Route, ...]:
+    """The D1 routes, the guessed paths taken from the program's interface configuration.
+    The batch path has no cardId, so it cannot shadow a card-scoped path."""
+    return (
+        (TOKEN_RE, "POST", token_endpoint),
+        (template_regex(iface.batchOrderPath), "POST", batch_endpoint),
+        (ORDER_RE, "POST", order_endpoint),
+        (STATUS_RE, "GET", status_endpoint),
+        (template_regex(iface.pullAndChangePath), "POST", pull_and_change_endpoint),
+        (template_regex(iface.trackCardPath), "POST", track_endpoint),
+    )
 
 
 async def dispatch(request: Request) -> Response:
     """Catch-all route: D1 paths by pattern, JSON 404/405 for everything else."""
     path: str = request.scope["path"]
-    for pattern, method, handler in ROUTES:
+    routes: tuple[Route, ...] = request.app.state.d1_routes
+    for pattern, method, handler in routes:
         match = pattern.match(path)
         if match is None:
             continue

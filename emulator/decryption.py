@@ -1,8 +1,12 @@
 """Decrypt and validate ``encryptedData`` (compact JWE, ECDH-ES + A256GCM, P-256).
 
 This is where clear card data exists inside the emulator, briefly: it is validated and
-then dropped (the emulator keeps only a masked PAN). Every failure is reported with a
-fixed reason and the field path; nothing derived from the plaintext is ever echoed.
+then dropped (the emulator keeps only a masked PAN). Failures use D1's documented codes:
+``CRYPTO_ERROR`` when the JWE cannot be decrypted (not a compact ECDH-ES/A256GCM JWE, a
+``kid`` that is unknown or retired, a bad tag or key), ``PARSING_ERROR`` when the plaintext
+is not a JSON object, and the field codes for the card data itself
+(``$.encryptedData.pan``...). ``error`` is the path, ``reason`` a fixed text; nothing
+derived from the plaintext is ever echoed.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from jwcrypto import jwe
 from jwcrypto.common import base64url_decode
 from pydantic import ValidationError
 
+from d1.issues import Path
 from d1.order import CardData, TrackData
 from emulator.config import ExpiryFormat
 from emulator.error_codes import D1Error, ErrorCode
-from emulator.keys import EncryptionKeys
-from emulator.validation import to_d1_error
+from emulator.keys import EncryptionKeyring
+from emulator.validation import field_error, json_path, to_d1_error
 
 FIELD = "encryptedData"
 # Further rules on the decrypted plaintext (card data, track data); raise D1Error.
@@ -45,80 +50,89 @@ class DecryptedCard:
         return f"DecryptedCard(masked_pan={self.masked_pan!r}, has_track_data={self.has_track_data})"
 
 
-def _bad(reason: str) -> D1Error:
-    return D1Error(ErrorCode.INVALID_ENCRYPTED_DATA, f"{FIELD}: {reason}")
+def _crypto(reason: str, prefix: Path) -> D1Error:
+    return D1Error(ErrorCode.CRYPTO_ERROR, json_path((FIELD,), prefix), reason=reason)
 
 
-def _header(segment: str) -> dict[str, Any]:
+def _parsing(reason: str, prefix: Path) -> D1Error:
+    return D1Error(ErrorCode.PARSING_ERROR, json_path((FIELD,), prefix), reason=reason)
+
+
+def _header(segment: str, prefix: Path) -> dict[str, Any]:
     try:
         header = json.loads(base64url_decode(segment))
     except (ValueError, TypeError):
-        raise _bad("protected header is not base64url JSON") from None
+        raise _crypto("the protected header is not base64url JSON", prefix) from None
     if not isinstance(header, dict):
-        raise _bad("protected header is not a JSON object")
+        raise _crypto("the protected header is not a JSON object", prefix)
     return header
 
 
-def _check_expiry(exp: str, expiry_format: ExpiryFormat) -> None:
+def _check_expiry(exp: str, expiry_format: ExpiryFormat, prefix: Path) -> None:
     month = exp[2:] if expiry_format == "YYMM" else exp[:2]
     if not 1 <= int(month) <= 12:
-        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, f"{FIELD}.exp: month must be 01-12 ({expiry_format})")
+        raise field_error(
+            ErrorCode.FIELD_INVALID_FORMAT, (FIELD, "exp"), f"month must be 01-12 ({expiry_format})", prefix
+        )
 
 
 class CardDataDecryptor:
-    """Holds the emulator's private key and the program's expiry format."""
+    """Holds the emulator's keyring and the program's expiry format."""
 
-    def __init__(self, keys: EncryptionKeys, expiry_format: ExpiryFormat) -> None:
+    def __init__(self, keys: EncryptionKeyring, expiry_format: ExpiryFormat) -> None:
         self._keys = keys
         self._expiry_format = expiry_format
 
-    def decrypt(self, compact: str, check: CardCheck | None = None) -> DecryptedCard:
+    def decrypt(self, compact: str, check: CardCheck | None = None, prefix: Path = ()) -> DecryptedCard:
         """Decrypt and validate; ``check(card, track)`` applies further rules (program, cross-field)
-        to the plaintext while it exists, raising D1Error."""
+        to the plaintext while it exists, raising D1Error. ``prefix`` locates the order in the
+        body (a batch item)."""
         parts = compact.split(".")
         if len(parts) != 5:
-            raise _bad("not a compact JWE (5 segments)")
-        header = _header(parts[0])
+            raise _crypto("not a compact JWE (5 segments)", prefix)
+        header = _header(parts[0], prefix)
         if header.get("alg") != "ECDH-ES" or header.get("enc") != "A256GCM":
-            raise _bad("alg must be ECDH-ES and enc A256GCM")
-        if header.get("kid") != self._keys.kid:
-            raise _bad("unknown kid")
+            raise _crypto("alg must be ECDH-ES and enc A256GCM", prefix)
+        kid = header.get("kid")
+        state, key = self._keys.lookup(kid) if isinstance(kid, str) else (None, None)
+        if key is None:
+            raise _crypto("the key of this kid is retired" if state == "retired" else "unknown kid", prefix)
         if "zip" in header or "crit" in header:
-            raise _bad("zip and crit are not supported")
+            raise _crypto("zip and crit are not supported", prefix)
         if parts[1]:
-            raise _bad("ECDH-ES carries no encrypted key")
+            raise _crypto("ECDH-ES carries no encrypted key", prefix)
         epk = header.get("epk")
         if not isinstance(epk, dict) or epk.get("kty") != "EC" or epk.get("crv") != "P-256":
-            raise _bad("epk missing or not a P-256 key")
+            raise _crypto("epk missing or not a P-256 key", prefix)
         token = jwe.JWE()
         token.allowed_algs = ["ECDH-ES", "A256GCM"]
         try:
-            token.deserialize(compact, key=self._keys.private)
+            token.deserialize(compact, key=key)
             plaintext = token.payload
         except Exception:  # bad tag, bad epk, ...: jwcrypto raises several types
-            raise _bad("decryption failed") from None
+            raise _crypto("decryption failed", prefix) from None
         try:
             data = json.loads(plaintext)
         except ValueError:
-            raise _bad("plaintext is not JSON") from None
+            raise _parsing("the decrypted data is not valid JSON", prefix) from None
         finally:
             del plaintext
         if not isinstance(data, dict):
-            raise _bad("plaintext is not a JSON object")
-        return self._validate(data, check)
+            raise _parsing("the decrypted data is not a JSON object", prefix)
+        return self._validate(data, check, prefix)
 
-    def _validate(self, data: dict[str, Any], check: CardCheck | None = None) -> DecryptedCard:
+    def _validate(self, data: dict[str, Any], check: CardCheck | None, prefix: Path) -> DecryptedCard:
         track_raw = data.pop("trackData", None)
         if track_raw is not None:
             try:
                 TrackData.model_validate(track_raw)
             except ValidationError as exc:
-                raise to_d1_error(exc, prefix=f"{FIELD}.trackData") from None
+                raise to_d1_error(exc, prefix=(*prefix, FIELD, "trackData")) from None
         try:
             card = CardData.model_validate(data)
         except ValidationError as exc:
-            raise to_d1_error(exc, prefix=FIELD) from None
-        _check_expiry(card.exp, self._expiry_format)
+            raise to_d1_error(exc, prefix=(*prefix, FIELD)) from None
+        _check_expiry(card.exp, self._expiry_format, prefix)
         if check is not None:
             check(data, track_raw if isinstance(track_raw, dict) else None)
         return DecryptedCard(masked_pan=mask_pan(card.pan), has_track_data=track_raw is not None)

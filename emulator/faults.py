@@ -1,7 +1,10 @@
 """Run-time fault injection and timing, set through ``POST /_emulator/faults``.
 
 Faults are queues consumed one request at a time, so a test can say "the next three
-order requests fail with 503" and then observe the client's retries succeed.
+order requests fail with 503" and then observe the client's retries succeed. Each D1
+endpoint kind has its own queue and its own random share: ``order`` (single card order),
+``batch`` (the "Order cards" API), ``status`` (productionStatus) and ``track`` (the
+tracking hub's Track Card).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +40,7 @@ class FailureRule(BaseModel):
 
 
 class NotificationChaos(BaseModel):
-    """At-least-once delivery at its worst (notifications.md §5): each notification is lost
+    """At-least-once delivery at its worst (D1's notification guide): each notification is lost
     with probability ``lossRatio`` (only productionStatus then tells the truth), otherwise
     sent 1 to ``duplicateMax`` times, each copy after a random delay up to ``maxDelayMs``
     and independently of the others, so copies and steps arrive out of order."""
@@ -65,6 +68,10 @@ class FailureShare(BaseModel):
     seed: int | None = None
 
 
+EndpointKind = Literal["order", "batch", "status", "track"]
+ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("order", "batch", "status", "track")
+
+
 class FaultsRequest(BaseModel):
     """Body of ``POST /_emulator/faults``. Absent members leave the current setting alone;
     a present failure list replaces the pending one."""
@@ -72,7 +79,9 @@ class FaultsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     orderFailures: list[FailureRule] | None = None
+    batchFailures: list[FailureRule] | None = None
     statusFailures: list[FailureRule] | None = None
+    trackFailures: list[FailureRule] | None = None
     dropNotifications: bool | None = None
     stepDelayMs: int | None = Field(default=None, ge=0)
     # The next N accepted orders fail data preparation (DATA_EXCEPTION, status FAILED).
@@ -82,7 +91,17 @@ class FaultsRequest(BaseModel):
     # Random faults, for chaos runs. ``null`` members are left alone; send ``{}`` to switch off.
     notificationChaos: NotificationChaos | None = None
     orderFailureShare: FailureShare | None = None
+    batchFailureShare: FailureShare | None = None
     statusFailureShare: FailureShare | None = None
+    trackFailureShare: FailureShare | None = None
+
+    def failures(self, kind: EndpointKind) -> list[FailureRule] | None:
+        rules: list[FailureRule] | None = getattr(self, f"{kind}Failures")
+        return rules
+
+    def share(self, kind: EndpointKind) -> FailureShare | None:
+        share: FailureShare | None = getattr(self, f"{kind}FailureShare")
+        return share
 
 
 @dataclass(frozen=True)
@@ -118,20 +137,22 @@ class Faults:
     data_exceptions: int = 0
     capture_notifications: bool = False
     chaos: NotificationChaos = field(default_factory=NotificationChaos)
-    order_share: FailureShare = field(default_factory=FailureShare)
-    status_share: FailureShare = field(default_factory=FailureShare)
     _rng: random.Random = field(default_factory=random.Random)
-    _order: deque[Injection] = field(default_factory=deque)
-    _status: deque[Injection] = field(default_factory=deque)
+    _queues: dict[EndpointKind, deque[Injection]] = field(
+        default_factory=lambda: {kind: deque() for kind in ENDPOINT_KINDS}
+    )
+    _shares: dict[EndpointKind, FailureShare] = field(
+        default_factory=lambda: {kind: FailureShare() for kind in ENDPOINT_KINDS}
+    )
 
     def __post_init__(self) -> None:
         self.step_delay_ms = self.default_step_delay_ms
 
     def apply(self, request: FaultsRequest) -> None:
-        if request.orderFailures is not None:
-            self._order = _expand(request.orderFailures)
-        if request.statusFailures is not None:
-            self._status = _expand(request.statusFailures)
+        for kind in ENDPOINT_KINDS:
+            rules = request.failures(kind)
+            if rules is not None:
+                self._queues[kind] = _expand(rules)
         if request.dropNotifications is not None:
             self.drop_notifications = request.dropNotifications
         if request.stepDelayMs is not None:
@@ -140,32 +161,36 @@ class Faults:
             self.data_exceptions = request.dataExceptions
         if request.captureNotifications is not None:
             self.capture_notifications = request.captureNotifications
-        for share in (request.notificationChaos, request.orderFailureShare, request.statusFailureShare):
+        shares = [request.share(kind) for kind in ENDPOINT_KINDS]
+        for share in (request.notificationChaos, *shares):
             if share is not None and share.seed is not None:
                 self._rng.seed(share.seed)
         if request.notificationChaos is not None:
             self.chaos = request.notificationChaos
-        if request.orderFailureShare is not None:
-            self.order_share = request.orderFailureShare
-        if request.statusFailureShare is not None:
-            self.status_share = request.statusFailureShare
+        for kind, share in zip(ENDPOINT_KINDS, shares, strict=True):
+            if share is not None:
+                self._shares[kind] = share
 
     def reset(self) -> None:
-        self._order.clear()
-        self._status.clear()
+        for queue in self._queues.values():
+            queue.clear()
         self.drop_notifications = False
         self.data_exceptions = 0
         self.capture_notifications = False
         self.chaos = NotificationChaos()
-        self.order_share = FailureShare()
-        self.status_share = FailureShare()
+        self._shares = {kind: FailureShare() for kind in ENDPOINT_KINDS}
         self.step_delay_ms = self.default_step_delay_ms
 
+    def next_injection(self, kind: EndpointKind) -> Injection | None:
+        """The fault for the next request to an endpoint of ``kind`` (None: handle it normally)."""
+        queue = self._queues[kind]
+        return queue.popleft() if queue else self._draw(self._shares[kind])
+
     def next_order_injection(self) -> Injection | None:
-        return self._order.popleft() if self._order else self._draw(self.order_share)
+        return self.next_injection("order")
 
     def next_status_injection(self) -> Injection | None:
-        return self._status.popleft() if self._status else self._draw(self.status_share)
+        return self.next_injection("status")
 
     def _draw(self, share: FailureShare) -> Injection | None:
         if share.ratio <= 0 or self._rng.random() >= share.ratio:
@@ -198,14 +223,18 @@ class Faults:
         return False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "pendingOrderFailures": len(self._order),
-            "pendingStatusFailures": len(self._status),
-            "dropNotifications": self.drop_notifications,
-            "stepDelayMs": self.step_delay_ms,
-            "dataExceptions": self.data_exceptions,
-            "captureNotifications": self.capture_notifications,
-            "notificationChaos": self.chaos.model_dump(),
-            "orderFailureShare": self.order_share.model_dump(),
-            "statusFailureShare": self.status_share.model_dump(),
-        }
+        body: dict[str, Any] = {}
+        for kind in ENDPOINT_KINDS:
+            body[f"pending{kind.capitalize()}Failures"] = len(self._queues[kind])
+        body.update(
+            {
+                "dropNotifications": self.drop_notifications,
+                "stepDelayMs": self.step_delay_ms,
+                "dataExceptions": self.data_exceptions,
+                "captureNotifications": self.capture_notifications,
+                "notificationChaos": self.chaos.model_dump(),
+            }
+        )
+        for kind in ENDPOINT_KINDS:
+            body[f"{kind}FailureShare"] = self._shares[kind].model_dump()
+        return body

@@ -1,8 +1,8 @@
 """Delivers notifications to the issuer's receiver, like D1's outbound Card API.
 
-D1 documents at-least-once delivery with retries but not the schedule (notifications.md
-§5), so the emulator picks one: any 2xx is delivered; anything else (other status,
-connection error, timeout) is retried with exponential backoff and jitter, until
+D1 documents at-least-once delivery with retries but not the schedule, so the emulator
+picks one: any 2xx is delivered; anything else (other status, connection error, timeout)
+is retried with exponential backoff and jitter, until
 ``notify_give_up_s`` has passed for that notification.
 
 Each order has its own FIFO stream: a step's notification is not sent before the
@@ -18,23 +18,35 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from d1.paths import notification_path
 from emulator.config import EmulatorSettings
 from emulator.faults import Faults
-from emulator.orders import Order
 from emulator.outbound import OutboundHttp
 from emulator.stats import Stats
 
 log = logging.getLogger(__name__)
 
 
+class Source(Protocol):
+    """What the notifier needs of an operation's source: a card order or a tracked card."""
+
+    @property
+    def issuer_id(self) -> str: ...
+
+    @property
+    def operation_id(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str | None: ...
+
+
 @dataclass
 class _Stream:
     """The pending notifications of one order and the task that sends them."""
 
-    order: Order
+    order: Source
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     # Notifications queued or being delivered (the end-of-stream marker not included).
@@ -79,7 +91,7 @@ class Notifier:
         """Notifications queued or being delivered (0 once everything went out)."""
         return sum(s.pending for s in self._streams.values()) + len(self._chaos_tasks)
 
-    def enqueue(self, order: Order, operation: dict[str, Any]) -> None:
+    def enqueue(self, order: Source, operation: dict[str, Any]) -> None:
         body = {"operations": [operation]}
         if self._settings.notification_mode == "capture" or (self._faults and self._faults.capture_notifications):
             self.captured.append(body)
@@ -96,7 +108,7 @@ class Notifier:
         stream.pending += 1
         stream.queue.put_nowait(body)
 
-    def _enqueue_chaotic(self, order: Order, body: dict[str, Any]) -> None:
+    def _enqueue_chaotic(self, order: Source, body: dict[str, Any]) -> None:
         """Chaos mode: lose, duplicate and reorder (each copy is delivered on its own)."""
         assert self._faults is not None
         delays = self._faults.notification_copies()
@@ -108,22 +120,22 @@ class Notifier:
             self._chaos_tasks.add(task)
             task.add_done_callback(self._chaos_tasks.discard)
 
-    async def _deliver_after(self, order: Order, body: dict[str, Any], delay: float) -> None:
+    async def _deliver_after(self, order: Source, body: dict[str, Any], delay: float) -> None:
         await asyncio.sleep(delay)
         await self._deliver(order, body)
 
-    def close(self, order: Order) -> None:
+    def close(self, order: Source) -> None:
         """No more notifications for this order: its stream ends once drained."""
         stream = self._streams.get(order.operation_id)
         if stream is not None:
             stream.queue.put_nowait(None)
 
-    def pending_for(self, order: Order) -> int:
+    def pending_for(self, order: Source) -> int:
         """This order's notifications still queued or being delivered (a bulk body waits for 0)."""
         stream = self._streams.get(order.operation_id)
         return stream.pending if stream is not None else 0
 
-    async def deliver_body(self, order: Order, body: dict[str, Any]) -> None:
+    async def deliver_body(self, order: Source, body: dict[str, Any]) -> None:
         """Deliver one body now, with the usual retries, outside the per-order streams
         (a BULK body carries the operations of many orders; see emulator/bulk.py)."""
         await self._deliver(order, body)
@@ -142,7 +154,7 @@ class Notifier:
             if self._streams.get(stream.order.operation_id) is stream:
                 del self._streams[stream.order.operation_id]
 
-    async def _deliver(self, order: Order, body: dict[str, Any]) -> None:
+    async def _deliver(self, order: Source, body: dict[str, Any]) -> None:
         assert self._client is not None, "Notifier.start() was not called"
         settings = self._settings
         url = settings.receiver_base_url + notification_path(order.issuer_id)

@@ -1,10 +1,18 @@
-"""Card orders: validation, idempotency and the per-card "current operation".
+"""Card orders (single and batch): validation, idempotency and the per-card "current operation".
 
-Idempotency follows the emulator choice in card-order.md §15: the key is
-(issuerId, cardId, issuerRequestId). Repeating a key returns the original operationId and
-starts nothing new; a *different* issuerRequestId for a card whose order is still open is
-a conflict (409). Once an order has finished (delivered, canceled, or a terminal failure)
-the card may be ordered again.
+Idempotency is the emulator's choice (D1 only says to reuse a stable key such as
+``issuerRequestId``): the key is (issuerId, cardId, issuerRequestId). Repeating a key
+returns the original operationId and starts nothing new; a *different* issuerRequestId
+for a card whose order is still open is a conflict (409, ``CARD_ALREADY_ORDERED``). Once an
+order has finished (delivered, canceled, or a terminal failure) the card may be ordered
+again. ``issuerRequestId`` is conditional for D1: an order without one is correlated by
+cardId alone (a repeat while the card's order without issuerRequestId is open answers
+that order; its notifications carry no issuerRequestId).
+
+The batch "Order cards" API applies exactly the same rules to each item, in request
+order, through the same book: a card already accepted (by either API) answers its existing
+operationId; each accepted card starts one production simulation (see
+``d1/assumptions.py`` for the response shape).
 
 Validation is the emulator's own reading of the contract (:mod:`emulator.validation`:
 the channel's model, cross-field rules, the program configuration), first error wins.
@@ -22,15 +30,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from d1.order import CARD_ID_PATTERN
+from d1.inbound import D1CardFields
+from d1.issues import Path
+from d1.order import CARD_ID_PATTERN, ISSUER_REQUEST_ID_PATTERN
 from d1.statuses import Operation, OperationStatus, ProductionStatus
 from emulator.decryption import CardDataDecryptor
 from emulator.error_codes import D1Error, ErrorCode
 from emulator.scenarios import ScenarioRule, Scenarios
-from emulator.stats import Stats
-from emulator.validation import RequestValidator
+from emulator.stats import Stats, Via
+from emulator.validation import RequestValidator, json_path
 
 _CARD_ID = re.compile(CARD_ID_PATTERN)
+_ISSUER_REQUEST_ID = re.compile(ISSUER_REQUEST_ID_PATTERN)
+# Let other requests in between batch items (each item is still accepted atomically).
+YIELD_EVERY_ITEMS = 20
 
 
 def now_iso() -> str:
@@ -38,11 +51,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def validate_path_ids(issuer_id: str, card_id: str) -> None:
+def validate_path_ids(issuer_id: str, card_id: str | None) -> None:
     if len(issuer_id) != 10:
-        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, "issuerId: must be exactly 10 characters")
-    if not _CARD_ID.match(card_id):
-        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, f"cardId: must match {CARD_ID_PATTERN}")
+        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, "issuerId", reason="must be exactly 10 characters")
+    if card_id is not None and not _CARD_ID.match(card_id):
+        raise D1Error(ErrorCode.FIELD_INVALID_FORMAT, "cardId", reason=f"must match {CARD_ID_PATTERN}")
+
+
+def _well_formed(value: Any, pattern: re.Pattern[str]) -> str | None:
+    """An identifier from the body, only when well-formed (anything else is not echoed)."""
+    return value if isinstance(value, str) and pattern.match(value) else None
 
 
 @dataclass
@@ -51,7 +69,8 @@ class Order:
 
     issuer_id: str
     card_id: str
-    issuer_request_id: str
+    # None: the order came without one (conditional for D1); it is correlated by cardId.
+    issuer_request_id: str | None
     operation_id: str
     start_time: str
     correlation_id: str | None
@@ -67,6 +86,9 @@ class Order:
     # Sandbox only (fake data): kept so that a redirect can be observed (GET /_emulator/orders).
     delivery_address: dict[str, Any] | None = None
     scenario: ScenarioRule | None = None
+    # Which API the order came through, and the inputFileName its notifications carry.
+    via: Via = "single"
+    input_file_name: str | None = None
     # Pull & change effects, set by emulator.pull_and_change, read by the simulator.
     cancel_requested: bool = False
     accelerated: bool = False
@@ -99,6 +121,21 @@ class Order:
             return f"order:{self.bulk_order_id}"
         return f"group:{self.group_id}" if self.group_id else None
 
+    def operation_head(self, operation_id: str, operation: str, status: str, start_time: str) -> dict[str, Any]:
+        """The members every operation about this order starts with (PRODUCE, UPDATE_ORDER)."""
+        op: dict[str, Any] = {
+            "operationId": operation_id,
+            "operation": operation,
+            "status": status,
+            "startTime": start_time,
+            "cardId": self.card_id,
+        }
+        if self.issuer_request_id is not None:
+            op["issuerRequestId"] = self.issuer_request_id
+        if self.input_file_name is not None:
+            op["inputFileName"] = self.input_file_name
+        return op
+
     def snapshot(self) -> dict[str, Any]:
         """The operation object, as notifications and productionStatus carry it."""
         details: dict[str, Any] = {"status": str(self.production_status)}
@@ -110,15 +147,10 @@ class Order:
             details["productionSite"] = self.production_site
         if self.shipment is not None:
             details["shipment"] = dict(self.shipment)
-        op: dict[str, Any] = {
-            "operationId": self.operation_id,
-            "operation": Operation.PRODUCE.value,
-            "status": str(self.operation_status),
-            "startTime": self.start_time,
-            "cardId": self.card_id,
-            "issuerRequestId": self.issuer_request_id,
-            "details": details,
-        }
+        op = self.operation_head(
+            self.operation_id, Operation.PRODUCE.value, str(self.operation_status), self.start_time
+        )
+        op["details"] = details
         if self.end_time is not None:
             op["endTime"] = self.end_time
         if self.error_code is not None:
@@ -131,6 +163,7 @@ class Order:
         view = self.snapshot()
         view["_emulator"] = {
             "distributionChannel": self.channel,
+            "via": self.via,
             "shipmentType": self.shipment_type,
             "groupId": self.group_id,
             "orderId": self.bulk_order_id,
@@ -163,32 +196,41 @@ class OrderBook:
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str, str], Order] = {}
         self._latest_by_card: dict[tuple[str, str], Order] = {}
+        self._all: list[Order] = []
 
-    def submit(self, issuer_id: str, card_id: str, issuer_request_id: str, create: Callable[[], Order]) -> Submission:
-        existing = self._by_key.get((issuer_id, card_id, issuer_request_id))
-        if existing is not None:
-            return Submission(existing, created=False)
+    def submit(
+        self, issuer_id: str, card_id: str, issuer_request_id: str | None, create: Callable[[], Order]
+    ) -> Submission:
+        if issuer_request_id is not None:
+            existing = self._by_key.get((issuer_id, card_id, issuer_request_id))
+            if existing is not None:
+                return Submission(existing, created=False)
         latest = self._latest_by_card.get((issuer_id, card_id))
         if latest is not None and not latest.finished:
+            if issuer_request_id is None and latest.issuer_request_id is None:
+                return Submission(latest, created=False)  # correlated by cardId
             raise D1Error(ErrorCode.CARD_ALREADY_ORDERED)
         order = create()
-        self._by_key[(issuer_id, card_id, issuer_request_id)] = order
+        if issuer_request_id is not None:
+            self._by_key[(issuer_id, card_id, issuer_request_id)] = order
         self._latest_by_card[(issuer_id, card_id)] = order
+        self._all.append(order)
         return Submission(order, created=True)
 
     def latest(self, issuer_id: str, card_id: str) -> Order | None:
         return self._latest_by_card.get((issuer_id, card_id))
 
     def all(self) -> list[Order]:
-        return list(self._by_key.values())
+        return list(self._all)
 
     def clear(self) -> None:
         self._by_key.clear()
         self._latest_by_card.clear()
+        self._all.clear()
 
 
 class OrderService:
-    """What the order endpoint does once the caller is authenticated."""
+    """What the order endpoints (single and batch) do once the caller is authenticated."""
 
     def __init__(
         self,
@@ -209,9 +251,69 @@ class OrderService:
         self._scenarios = scenarios
 
     def submit(self, issuer_id: str, card_id: str, raw_body: bytes, correlation_id: str | None) -> Submission:
-        request, body = self._validator.order_body(raw_body)
+        """The single order endpoint: the card is in the path."""
+        try:
+            request, body = self._validator.order_body(raw_body)
+            return self._accept(issuer_id, card_id, request, body, correlation_id, via="single")
+        except D1Error:
+            self._stats.refused(card_id, "single")
+            raise
+
+    async def submit_batch(self, issuer_id: str, raw_body: bytes, correlation_id: str | None) -> list[dict[str, Any]]:
+        """The batch endpoint: one entry per item, in request order (a malformed envelope raises)."""
+        cards = self._validator.batch_envelope(raw_body)
+        self._stats.batch_cards += len(cards)
+        template = self._validator.interface.batchInputFileName
+        file_name = template.replace("{batchId}", correlation_id or uuid.uuid4().hex) if template else None
+        entries: list[dict[str, Any]] = []
+        for index, item in enumerate(cards):
+            if index and index % YIELD_EVERY_ITEMS == 0:
+                await asyncio.sleep(0)
+            entries.append(self._batch_item(issuer_id, index, item, correlation_id, file_name))
+        return entries
+
+    def _batch_item(
+        self, issuer_id: str, index: int, item: dict[str, Any], correlation_id: str | None, file_name: str | None
+    ) -> dict[str, Any]:
+        card_id = _well_formed(item.get("cardId"), _CARD_ID)
+        rid = _well_formed(item.get("issuerRequestId"), _ISSUER_REQUEST_ID)
+        entry: dict[str, Any] = {}
+        if card_id is not None:
+            entry["cardId"] = card_id
+        if rid is not None:
+            entry["issuerRequestId"] = rid
+        prefix: Path = ("cards", index)
+        try:
+            request = self._validator.order_fields(item, single=False, prefix=prefix)
+            assert card_id is not None  # the item's model requires a well-formed cardId
+            submission = self._accept(
+                issuer_id, card_id, request, item, correlation_id, via="batch", input_file_name=file_name,
+                prefix=prefix,
+            )
+        except D1Error as exc:
+            self._stats.refused(card_id, "batch")
+            entry.update(exc.body())
+            return entry
+        entry["operationId"] = submission.order.operation_id
+        return entry
+
+    def _accept(
+        self,
+        issuer_id: str,
+        card_id: str,
+        request: D1CardFields,
+        body: dict[str, Any],
+        correlation_id: str | None,
+        *,
+        via: Via,
+        input_file_name: str | None = None,
+        prefix: Path = (),
+    ) -> Submission:
+        """Decrypt, check, then accept or repeat: no ``await`` from the check to the record."""
         card = self._decryptor.decrypt(
-            request.encryptedData, check=lambda plain, track: self._validator.card(plain, track, body)
+            request.encryptedData,
+            check=lambda plain, track: self._validator.card(plain, track, body, prefix),
+            prefix=prefix,
         )
         rid = request.issuerRequestId
         shipment = request.shipment
@@ -236,14 +338,21 @@ class OrderService:
                     shipment.deliveryAddress.model_dump(mode="json", exclude_none=True) if shipment else None
                 ),
                 scenario=self._scenarios.match(card_id, request.consumerId, rid),
+                via=via,
+                input_file_name=input_file_name,
             )
 
-        submission = self.book.submit(issuer_id, card_id, rid, create)
+        try:
+            submission = self.book.submit(issuer_id, card_id, rid, create)
+        except D1Error as exc:
+            if prefix and exc.code == ErrorCode.CARD_ALREADY_ORDERED:
+                raise D1Error(exc.code, json_path(("cardId",), prefix)) from None
+            raise
         if submission.created:
-            self._stats.submissions[rid] += 1
+            self._stats.accepted(card_id, rid, via)
             self._on_created(submission.order)
         else:
-            self._stats.repeats[rid] += 1
+            self._stats.repeated(card_id, rid, via)
         return submission
 
     def latest(self, issuer_id: str, card_id: str) -> Order | None:

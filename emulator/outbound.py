@@ -1,13 +1,16 @@
 """D1's outbound HTTP toward the issuer (notifications): mutual TLS per tenant, optional OAuth.
 
-D1 configures mTLS per issuer (auth.md §1), so the emulator presents, for each issuer
+D1 configures mTLS per issuer (D1's TLS guide), so the emulator presents, for each issuer
 tenant it notifies, a client certificate carrying that tenant's identity
 (``EMULATOR_NOTIFY_CLIENT_CERT_FILE`` may contain ``{issuerId}``), and verifies the
 receiver's server certificate against ``EMULATOR_NOTIFY_CA_FILE``.
 
-With outbound OAuth on (a D1 tenant option, auth.md §5) it first obtains a
+With outbound OAuth on (a D1 tenant option) it first obtains a
 client-credentials token from the issuer's token endpoint (HTTP Basic, form body),
-caches it until shortly before ``expires_in`` and sends it as ``Authorization: Bearer``.
+caches it until shortly before it expires and sends it as ``Authorization: Bearer``.
+D1's outbound token spec types ``expires_in`` as a *string* of seconds and adds an optional
+``expires_at`` timestamp: both forms of ``expires_in`` (string or number) are accepted, and
+``expires_at`` wins when present (:func:`token_lifetime_s`).
 A 401 from the receiver drops the cached token; the notifier's retry fetches a new one.
 """
 
@@ -17,8 +20,11 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,6 +44,45 @@ class OutboundAuthError(Exception):
 class _Token:
     value: str
     refresh_at: float
+
+
+def _seconds(value: Any) -> float:
+    """``expires_in`` as D1 types it (a string of seconds) or as RFC 6749 does (a number)."""
+    if isinstance(value, bool):
+        raise ValueError("expires_in must be a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = float(value.strip())
+    else:
+        raise ValueError("expires_in must be a number of seconds or a string of digits")
+    if seconds < 0:
+        raise ValueError("expires_in must not be negative")
+    return seconds
+
+
+def _timestamp(value: Any) -> datetime:
+    """``expires_at``: an ISO 8601 timestamp (D1's example ``2023-06-06T05:05:59.711Z``)."""
+    if not isinstance(value, str):
+        raise ValueError("expires_at must be an ISO 8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("expires_at must be an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError("expires_at must carry a time zone (e.g. Z)")
+    return moment
+
+
+def token_lifetime_s(body: Mapping[str, Any], now: datetime | None = None) -> float:
+    """Seconds the token stays valid: ``expires_at`` when present, else ``expires_in``, else a
+    default. Raises ValueError for a value of neither documented form."""
+    if body.get("expires_at") is not None:
+        remaining = (_timestamp(body["expires_at"]) - (now or datetime.now(UTC))).total_seconds()
+        return max(0.0, remaining)
+    if body.get("expires_in") is not None:
+        return _seconds(body["expires_in"])
+    return DEFAULT_TOKEN_LIFETIME_S
 
 
 def _fill(template: str, issuer_id: str) -> str:
@@ -107,10 +152,14 @@ class OutboundHttp:
                 raise OutboundAuthError(f"token endpoint answered HTTP {response.status_code}")
             try:
                 body = response.json()
-                value = str(body["access_token"])
-                lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
-            except (ValueError, KeyError, TypeError):
-                raise OutboundAuthError("token endpoint answered an unreadable body") from None
+                value = body["access_token"]
+                if not isinstance(value, str) or not value:
+                    raise ValueError("access_token must be a non-empty string")
+                lifetime = token_lifetime_s(body)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Only the kind of problem: the body holds a secret.
+                reason = str(exc) if isinstance(exc, ValueError) and "expires" in str(exc) else "unreadable body"
+                raise OutboundAuthError(f"token endpoint answered an invalid token response ({reason})") from None
             self._tokens[issuer_id] = _Token(value, time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S))
             log.info("outbound OAuth token obtained for issuer %s (expires in %.0fs)", issuer_id, lifetime)
             return value

@@ -2,8 +2,9 @@
 
 D1 forwards the request to the personalization center, which accepts or refuses it
 depending on the production stage; the outcome arrives asynchronously as an
-``UPDATE_ORDER`` notification (card-order.md §16). Path and payload are undocumented;
-the emulator's choices (GUESS, kept in :mod:`d1.paths` and :mod:`d1.order`):
+``UPDATE_ORDER`` notification. Path and payload are undocumented; the emulator's
+choices (G, the path in :mod:`d1.assumptions` ``pullAndChangePath``, the body in
+:mod:`d1.order`):
 
 * ``POST {banking}/issuers/{issuerId}/physicalCards/{cardId}/operations:pullAndChange``
   with ``{"type": "CANCEL" | "ACCELERATE" | "REDIRECT" | "ACCELERATE_AND_REDIRECT",
@@ -21,7 +22,7 @@ the emulator's choices (GUESS, kept in :mod:`d1.paths` and :mod:`d1.order`):
 
     {"operationId": "<pull & change operationId>", "operation": "UPDATE_ORDER",
      "status": "SUCCESSFUL" | "FAILED", "startTime": ..., "endTime": ..., "cardId": ...,
-     "issuerRequestId": "<the order's>", ["errorCode": "EMU_UPDATE_REFUSED", "error": ...,]
+     ["issuerRequestId": "<the order's, if it had one>",] ["errorCode": "EMU_UPDATE_REFUSED", "error": ...,]
      "details": {"type": "CANCEL", "status": "ACCEPTED" | "REFUSED", "reason": ...,
                  "productionStatus": "<stage when the center decided>"}}
 
@@ -77,7 +78,7 @@ class PullAndChangeService:
         req = self._validator.pull_and_change(raw_body)
         order = self._book.latest(issuer_id, card_id)
         if order is None:
-            raise D1Error(ErrorCode.NOT_FOUND, "cardId: no card order is known for this cardId")
+            raise D1Error(ErrorCode.NOT_FOUND, "cardId", reason="no card order is known for this cardId")
         key = (issuer_id, card_id, correlation_id) if correlation_id else None
         if key is not None and key in self._seen:
             self._stats.pull_and_change_repeats += 1
@@ -139,24 +140,20 @@ class PullAndChangeService:
         self, order: Order, operation_id: str, kind: str, stage: str, refusal: str | None
     ) -> dict[str, Any]:
         now = now_iso()
-        op: dict[str, Any] = {
-            "operationId": operation_id,
-            "operation": Operation.UPDATE_ORDER.value,
-            "status": (OperationStatus.SUCCESSFUL if refusal is None else OperationStatus.FAILED).value,
-            "startTime": now,
+        status = (OperationStatus.SUCCESSFUL if refusal is None else OperationStatus.FAILED).value
+        op = order.operation_head(operation_id, Operation.UPDATE_ORDER.value, status, now)
+        op.update({
             "endTime": now,
-            "cardId": order.card_id,
-            "issuerRequestId": order.issuer_request_id,
             "details": {
                 "type": kind,
                 "status": "ACCEPTED" if refusal is None else "REFUSED",
                 "reason": refusal or f"{kind} accepted by the personalization center",
                 "productionStatus": stage,
             },
-        }
+        })
         if refusal is not None:
             op["errorCode"] = ErrorCode.UPDATE_REFUSED.value
-            op["error"] = ERRORS[ErrorCode.UPDATE_REFUSED].default_message
+            op["error"] = ERRORS[ErrorCode.UPDATE_REFUSED].default_error
         return op
 
     def _notify(self, order: Order, op: dict[str, Any]) -> None:

@@ -3,18 +3,26 @@
 A sandbox is only useful if a developer can make a card fail the way real cards fail
 (Stripe Issuing's and Increase's test helpers are the model). A rule matches an order by
 a marker the issuer controls (a ``cardId`` prefix, a ``consumerId``, an
-``issuerRequestId`` prefix) and names what happens to it:
+``issuerRequestId`` prefix) and names what happens to it. "Src" says whether D1 documents
+that path for a central-issuance PRODUCE operation (D) or it is our reading (G), see
+:data:`SCENARIO_SOURCES`:
 
-========================  ==============================================================
-``DATA_EXCEPTION``        after CARD_PROD_REQUESTED: DATA_EXCEPTION (FAILED, reason); terminal
-``CARD_PROD_EXCEPTION``   at ``atStatus`` (default CARD_PROD_ONGOING): CARD_PROD_EXCEPTION
-                          (FAILED, reason) instead of that step; terminal
-``ON_HOLD``               after CARD_PROD_READY: CARD_PROD_ON_HOLD (reason) for ``holdMs``,
-                          then production resumes (CARD_PROD_ONGOING ...)
-``RETURNED``              shipped, then CARD_RETURNED (reason, shipment status Returned); terminal
-``NOT_DELIVERED``         shipped, then one carrier ``Exception`` update (reason) and silence:
-                          the card is never delivered
-========================  ==============================================================
+========================  ===  =========================================================
+``DATA_EXCEPTION``        D    after CARD_PROD_REQUESTED: DATA_EXCEPTION (FAILED, reason);
+                               terminal. (The errorCode value is ours.)
+``CARD_PROD_EXCEPTION``   G    at ``atStatus`` (default CARD_PROD_ONGOING):
+                               CARD_PROD_EXCEPTION (FAILED, reason) instead of that step;
+                               terminal. The value is documented for instant issuance only.
+``ON_HOLD``               G    after CARD_PROD_READY: CARD_PROD_ON_HOLD (reason) for
+                               ``holdMs``, then production resumes. D1 draws an on-hold
+                               path without a value; the name is ours.
+``RETURNED``              G    shipped, then CARD_RETURNED (reason, shipment status
+                               Returned); terminal. CARD_RETURNED is documented for the
+                               tracking hub, not on a PRODUCE operation.
+``NOT_DELIVERED``         G    shipped, then one carrier ``Exception`` update (reason) and
+                               silence: the card is never delivered (carrier statuses are
+                               not documented by D1).
+========================  ===  =========================================================
 
 A rule may also set ``stepDelayMs``: that order's own pace (to hold it long enough in a
 production stage to exercise pull & change), with or without a scenario.
@@ -35,6 +43,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 ScenarioKind = Literal["DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "ON_HOLD", "RETURNED", "NOT_DELIVERED"]
 
+# Whether D1 documents each path for a central-issuance PRODUCE operation (D) or it is our
+# reading (G); see d1/statuses.py (OUR_READING) for the statuses involved.
+SCENARIO_SOURCES: dict[str, dict[str, str]] = {
+    "DATA_EXCEPTION": {"source": "D", "note": "documented with details.reason; the errorCode value is ours"},
+    "CARD_PROD_EXCEPTION": {"source": "G", "note": "CARD_PROD_EXCEPTION is documented for instant issuance only"},
+    "ON_HOLD": {"source": "G", "note": "D1 draws an on-hold path without a value; CARD_PROD_ON_HOLD is our name"},
+    "RETURNED": {"source": "G", "note": "CARD_RETURNED is documented for the tracking hub, not on PRODUCE"},
+    "NOT_DELIVERED": {"source": "G", "note": "carrier statuses (Exception) are not documented by D1"},
+}
+
 
 class ScenarioMatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -49,13 +67,15 @@ class ScenarioMatch(BaseModel):
             raise ValueError("a rule must match on cardIdPrefix, consumerId or issuerRequestIdPrefix")
         return self
 
-    def matches(self, card_id: str, consumer_id: str | None, issuer_request_id: str) -> bool:
+    def matches(self, card_id: str, consumer_id: str | None, issuer_request_id: str | None) -> bool:
         """Every given criterion must hold."""
         if self.cardIdPrefix is not None and not card_id.startswith(self.cardIdPrefix):
             return False
         if self.consumerId is not None and consumer_id != self.consumerId:
             return False
-        return self.issuerRequestIdPrefix is None or issuer_request_id.startswith(self.issuerRequestIdPrefix)
+        if self.issuerRequestIdPrefix is None:
+            return True
+        return issuer_request_id is not None and issuer_request_id.startswith(self.issuerRequestIdPrefix)
 
 
 class ScenarioRule(BaseModel):
@@ -137,7 +157,7 @@ class Scenarios:
     def rules(self) -> list[ScenarioRule]:
         return [*self._runtime, *self._configured, *BUILT_IN_RULES]
 
-    def match(self, card_id: str, consumer_id: str | None, issuer_request_id: str) -> ScenarioRule | None:
+    def match(self, card_id: str, consumer_id: str | None, issuer_request_id: str | None) -> ScenarioRule | None:
         for rule in self.rules():
             if rule.match.matches(card_id, consumer_id, issuer_request_id):
                 return rule
@@ -148,4 +168,5 @@ class Scenarios:
             "runtime": [r.model_dump(exclude_none=True) for r in self._runtime],
             "configured": [r.model_dump(exclude_none=True) for r in self._configured],
             "builtIn": [r.model_dump(exclude_none=True) for r in BUILT_IN_RULES],
+            "kinds": SCENARIO_SOURCES,
         }

@@ -4,7 +4,7 @@ Happy path (THALES, INDIVIDUAL): CARD_PROD_REQUESTED → DATA_PREPARED (dueDate,
 productionSite) → CARD_PROD_READY → CARD_PROD_ONGOING → CARD_PROD_DONE → CARD_SHIPPED
 (status SUCCESSFUL, endTime, shipment) → one more CARD_SHIPPED update per remaining carrier
 status, ending at the last one ("Delivered" by default). Top-level status is PENDING
-before CARD_SHIPPED (tracking.md §3).
+before CARD_SHIPPED (our reading: emulator/README.md).
 
 Variants:
 
@@ -193,12 +193,15 @@ class ProductionSimulator:
             order.due_date = due.isoformat()
             order.production_site = self._settings.production_site
         order.production_status = status
+        if status == S.CARD_PROD_DONE:
+            self._stats.cards[order.card_id].produced += 1
         if final:  # handed over at the station / kept by the partner: production is the end
             order.operation_status = OperationStatus.SUCCESSFUL
             order.end_time = now_iso()
         self._emit(order)
 
     async def _hold(self, order: Order, rule: ScenarioRule) -> None:
+        # CARD_PROD_ON_HOLD is our name for the on-hold path D1 draws without a value (G).
         order.production_status = S.CARD_PROD_ON_HOLD
         order.reason = rule.default_reason
         self._emit(order)
@@ -264,7 +267,7 @@ class ProductionSimulator:
         order.operation_status = OperationStatus.FAILED
         order.end_time = now_iso()
         order.error_code = ErrorCode.DATA_REJECTED.value
-        order.error = ERRORS[ErrorCode.DATA_REJECTED].default_message
+        order.error = ERRORS[ErrorCode.DATA_REJECTED].default_error
         order.reason = reason
         self._emit(order)
 
@@ -273,11 +276,12 @@ class ProductionSimulator:
         order.operation_status = OperationStatus.FAILED
         order.end_time = now_iso()
         order.error_code = ErrorCode.PRODUCTION_FAILED.value
-        order.error = ERRORS[ErrorCode.PRODUCTION_FAILED].default_message
+        order.error = ERRORS[ErrorCode.PRODUCTION_FAILED].default_error
         order.reason = reason
         self._emit(order)
 
     def _returned(self, order: Order, reason: str) -> None:
+        # CARD_RETURNED on a PRODUCE operation is our reading (d1/statuses.py OUR_READING).
         order.production_status = S.CARD_RETURNED
         order.reason = reason
         self.ship_state(order, "Returned", message=reason)
@@ -285,7 +289,7 @@ class ProductionSimulator:
 
     def _cancel(self, order: Order) -> None:
         # CARD_PROD_CANCELED: the PRODUCE operation ends without a card (top-level FAILED, a GUESS:
-        # tracking.md §3), without errorCode: nothing went wrong, the issuer asked for it.
+        # D1 does not say), without errorCode: nothing went wrong, the issuer asked for it.
         order.production_status = S.CARD_PROD_CANCELED
         order.operation_status = OperationStatus.FAILED
         order.end_time = now_iso()

@@ -1,7 +1,7 @@
 """The emulator's in-memory world, wired together once per application.
 
 Everything is in memory on purpose: the emulator is a sandbox, and a restart is a clean
-D1 (only the encryption key pair persists, so the issuer side keeps working).
+D1 (only the encryption keyring persists, so the issuer side keeps working).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from emulator.scenarios import Scenarios, load_rules_file
 from emulator.simulator import ProductionSimulator
 from emulator.stats import Stats
 from emulator.tokens import TokenService
+from emulator.tracking_hub import TrackingHub
 from emulator.validation import RequestValidator
 
 
@@ -53,6 +54,7 @@ class EmulatorState:
         self.pull_and_change = PullAndChangeService(
             settings, book, self.validator, self.stats, self.faults, self.notifier, self.simulator.emit_operation
         )
+        self.tracking = TrackingHub(settings, self.validator, self.stats, self.faults, self.notifier)
 
     async def start(self) -> None:
         await self.notifier.start()
@@ -60,13 +62,15 @@ class EmulatorState:
     async def stop(self) -> None:
         await self.simulator.stop()
         await self.pull_and_change.stop()
+        await self.tracking.stop()
         await self.notifier.stop()
 
     async def reset(self, *, forget_orders: bool) -> None:
-        """Zero the counters, clear faults and captured bodies; optionally forget all orders
-        (their simulations and pending notifications are cancelled)."""
+        """Zero the counters, clear faults and captured bodies; optionally forget all orders and
+        tracked cards (their simulations and pending notifications are cancelled)."""
         if forget_orders:
             await self.simulator.stop()
+            await self.tracking.forget()
             await self.notifier.cancel_all()
             self.orders.book.clear()
         self.stats.reset()

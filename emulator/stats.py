@@ -2,14 +2,30 @@
 
 ``submissions`` counts orders *accepted* per issuerRequestId; an idempotent repeat of an
 accepted order does not raise it but raises ``repeats`` instead. So a correct client that
-retries shows ``submissions == {rid: 1}`` however many times it had to retry.
+retries shows ``submissions == {rid: 1}`` however many times it had to retry. ``cards``
+counts the same per cardId, whichever API the order came through (single or batch) and
+whether it carried an issuerRequestId: ``accepted`` (each one starts one production
+simulation), ``single`` / ``batch`` (how), ``repeats``, ``refused`` and ``produced`` (how
+many of its productions reached CARD_PROD_DONE).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Via = Literal["single", "batch"]
+
+
+@dataclass
+class CardCounters:
+    accepted: int = 0
+    single: int = 0
+    batch: int = 0
+    repeats: int = 0
+    refused: int = 0
+    produced: int = 0
 
 
 @dataclass
@@ -20,6 +36,17 @@ class Stats:
     status_requests: int = 0
     submissions: Counter[str] = field(default_factory=Counter)
     repeats: Counter[str] = field(default_factory=Counter)
+    # Per cardId (the key is the cardId alone: tests use unique ones across issuers).
+    cards: defaultdict[str, CardCounters] = field(default_factory=lambda: defaultdict(CardCounters))
+    # The batch "Order cards" API: calls received (any answer), and items by outcome.
+    batch_requests: int = 0
+    batch_cards: int = 0
+    batch_accepted: int = 0
+    batch_repeats: int = 0
+    batch_refused: int = 0
+    # The tracking hub: Track Card calls accepted (202) and idempotent repeats of one.
+    track_requests: int = 0
+    track_repeats: int = 0
     notifications_sent: int = 0
     notification_attempts: int = 0
     notifications_captured: int = 0
@@ -37,6 +64,28 @@ class Stats:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(fresh, name))
 
+    def accepted(self, card_id: str, issuer_request_id: str | None, via: Via) -> None:
+        if issuer_request_id is not None:
+            self.submissions[issuer_request_id] += 1
+        counters = self.cards[card_id]
+        counters.accepted += 1
+        setattr(counters, via, getattr(counters, via) + 1)
+        if via == "batch":
+            self.batch_accepted += 1
+
+    def repeated(self, card_id: str, issuer_request_id: str | None, via: Via) -> None:
+        if issuer_request_id is not None:
+            self.repeats[issuer_request_id] += 1
+        self.cards[card_id].repeats += 1
+        if via == "batch":
+            self.batch_repeats += 1
+
+    def refused(self, card_id: str | None, via: Via) -> None:
+        if card_id is not None:
+            self.cards[card_id].refused += 1
+        if via == "batch":
+            self.batch_refused += 1
+
     def to_json(self) -> dict[str, Any]:
         return {
             "tokenRequests": self.token_requests,
@@ -45,6 +94,14 @@ class Stats:
             "statusRequests": self.status_requests,
             "submissions": dict(self.submissions),
             "repeats": dict(self.repeats),
+            "cards": {card_id: asdict(c) for card_id, c in self.cards.items()},
+            "batchRequests": self.batch_requests,
+            "batchCards": self.batch_cards,
+            "batchAccepted": self.batch_accepted,
+            "batchRepeats": self.batch_repeats,
+            "batchRefused": self.batch_refused,
+            "trackRequests": self.track_requests,
+            "trackRepeats": self.track_repeats,
             "notificationsSent": self.notifications_sent,
             "notificationAttempts": self.notification_attempts,
             "notificationsCaptured": self.notifications_captured,

@@ -1,4 +1,4 @@
-"""The OAuth2 JWT-bearer token endpoint (auth.md §2-3) and bearer-token checks.
+"""The OAuth2 JWT-bearer token endpoint (D1's OAuth2 API) and bearer-token checks.
 
 D1 issues access tokens against an ES256-signed assertion whose ``kid`` names a public key
 registered at onboarding. The emulator follows the documented checks (alg, kid, signature,
@@ -162,11 +162,11 @@ class TokenService:
     def authenticate(self, authorization: str | None) -> str:
         """Resolve an ``Authorization: Bearer`` header to its issuerId, else 401."""
         if not authorization:
-            raise D1Error(ErrorCode.UNAUTHORIZED)
+            raise D1Error(ErrorCode.AUTHORIZER_UNAUTHORIZED)
         scheme, _, token = authorization.partition(" ")
         record = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
         if record is None or record.expires_at <= self._clock():
-            raise D1Error(ErrorCode.UNAUTHORIZED)
+            raise D1Error(ErrorCode.AUTHORIZER_UNAUTHORIZED)
         return record.issuer_id
 
     def authorize(self, authorization: str | None, path_issuer_id: str) -> str:

@@ -111,6 +111,8 @@ async def d1(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[D1]:
         receiver_url="http://127.0.0.1:9",
         notification_mode="capture",
         step_delay_ms=60_000,
+        # The contract tests read counters and add scenarios through the sandbox admin API.
+        admin_api_enabled=True,
     )
     app = create_app(settings)
     state: EmulatorState = app.state.emulator

@@ -41,39 +41,39 @@ async def test_auth_and_conflict_answers_name_the_field(d1: D1) -> None:
     conflict = await d1.order(card_id, body)
     assert conflict.status_code == 409
     assert conflict.json()["errorCode"] == "CARD_ALREADY_ORDERED"
-    assert conflict.json()["error"].startswith("cardId: ")
+    assert conflict.json()["error"] == "cardId"
     other_issuer = await d1.client.post(
         f"/banking/v1/issuers/OTHERISS02/physicalCards/{card_id}/operations:pullAndChange",
         json={"type": "CANCEL"}, headers={"authorization": f"Bearer {await d1.token()}"},
     )
-    assert other_issuer.status_code == 403 and other_issuer.json()["error"].startswith("issuerId: ")
+    assert other_issuer.status_code == 403 and other_issuer.json()["error"] == "issuerId"
     bad_token = await d1.client.post(
         f"/banking/v1/issuers/{ISSUER_ID}/physicalCards/{card_id}/operations:pullAndChange",
         json={"type": "CANCEL"}, headers={"authorization": "Bearer nope"},
     )
-    assert bad_token.status_code == 401 and bad_token.json()["errorCode"] == "UNAUTHORIZED"
+    assert bad_token.status_code == 401 and bad_token.json()["errorCode"] == "AUTHORIZER_UNAUTHORIZED"
 
 
 async def test_pull_and_change_requests_are_validated(d1: D1) -> None:
     card_id = await ordered(d1)
     cases = [
-        ({"type": "DESTROY"}, "FIELD_INVALID_FORMAT", "type"),
-        ({}, "MANDATORY_FIELD_MISSING", "type"),
-        ({"type": "REDIRECT"}, "MANDATORY_FIELD_MISSING", "newDeliveryAddress"),
-        ({"type": "CANCEL", "newDeliveryAddress": ADDRESS}, "INVALID_FIELD_COMBINATION", "newDeliveryAddress"),
-        ({"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "countryCode": "JP"}}, "COUNTRY_NOT_ALLOWED",
-         "newDeliveryAddress.countryCode"),
+        ({"type": "DESTROY"}, "FIELD_INVALID_VALUE", "$.type"),
+        ({}, "FIELD_INVALID_FORMAT", "$.type"),
+        ({"type": "REDIRECT"}, "FIELD_INVALID_FORMAT", "$.newDeliveryAddress"),
+        ({"type": "CANCEL", "newDeliveryAddress": ADDRESS}, "FIELD_INVALID_VALUE", "$.newDeliveryAddress"),
+        ({"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "countryCode": "JP"}}, "FIELD_INVALID_VALUE",
+         "$.newDeliveryAddress.countryCode"),
         ({"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "line1": ""}}, "FIELD_INVALID_FORMAT",
-         "newDeliveryAddress.line1"),
+         "$.newDeliveryAddress.line1"),
     ]
     before = d1.state.stats.pull_and_change_requests
     for body, code, path in cases:
         response = await d1.pull_and_change(card_id, body)
         assert response.status_code == 400, (body, response.text)
         assert response.json()["errorCode"] == code, body
-        assert response.json()["error"].split(": ", 1)[0] == path, body
+        assert response.json()["error"] == path, body
     unknown = await d1.pull_and_change(unique("never"), {"type": "CANCEL"})
-    assert unknown.status_code == 404 and unknown.json()["error"].startswith("cardId: ")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "cardId"
     assert d1.state.stats.pull_and_change_requests == before
 
 

@@ -69,6 +69,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., EmulatorSettings]:
             "notify_retry_base_ms": 10,
             "notify_retry_cap_ms": 50,
             "notify_timeout_s": 2.0,
+            # The tests read counters and set faults through the sandbox admin API.
+            "admin_api_enabled": True,
         }
         values.update(overrides)
         return EmulatorSettings(**values)

@@ -18,7 +18,7 @@ from jwcrypto import jwe, jwk, jwt
 from starlette.requests import Request
 from starlette.responses import Response
 
-from d1.paths import JWT_BEARER_GRANT, order_path, status_path
+from d1.paths import JWT_BEARER_GRANT, batch_order_path, order_path, status_path, track_card_path
 from emulator.state import EmulatorState
 
 ISSUER_ID = "TESTISS001"
@@ -96,6 +96,32 @@ class Emulator:
             headers={"authorization": f"Bearer {token}"},
         )
 
+    async def batch(
+        self,
+        token: str,
+        body: Any,
+        issuer_id: str = ISSUER_ID,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/banking/v1" + batch_order_path(issuer_id),
+            json=body,
+            headers={"authorization": f"Bearer {token}", **(headers or {})},
+        )
+
+    async def track(
+        self,
+        token: str,
+        body: Any,
+        card_id: str = "card-0001",
+        issuer_id: str = ISSUER_ID,
+        correlation_id: str | None = None,
+    ) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"}
+        if correlation_id:
+            headers["x-correlation-id"] = correlation_id
+        return await self.client.post("/banking/v1" + track_card_path(issuer_id, card_id), json=body, headers=headers)
+
     async def status(self, token: str, card_id: str = "card-0001", issuer_id: str = ISSUER_ID) -> httpx.Response:
         return await self.client.get(
             "/banking/v1" + status_path(issuer_id, card_id), headers={"authorization": f"Bearer {token}"}
@@ -118,11 +144,19 @@ class Emulator:
         result: str = token.serialize(compact=True)
         return result
 
+    def batch_item(self, card_id: str, issuer_request_id: str | None = "req-0001", **card: Any) -> dict[str, Any]:
+        """One card of a batch body: the single order's members plus cardId."""
+        item = {"cardId": card_id, **self.order_body(issuer_request_id or "unused", **card)}
+        if issuer_request_id is None:
+            del item["issuerRequestId"]
+        return item
+
     def order_body(self, issuer_request_id: str = "req-0001", **card: Any) -> dict[str, Any]:
         plaintext = {"pan": TEST_PAN, "exp": "2906", "name": "JANE SAMPLE", "cvv2": "123", **card}
         return {
             "distributionChannel": "THALES",
             "cardProductId": "DEMO_VISA_DEBIT_01",
+            "consumerId": "cust-0001",
             "issuerRequestId": issuer_request_id,
             "services": {"issuance": "CREATION", "delivery": "usps-imb"},
             "encryptedData": self.encrypt(plaintext),
@@ -190,3 +224,19 @@ def write_jwks(path: Path, *entries: tuple[jwk.JWK, str | None]) -> None:
             public["issuerId"] = issuer_id
         keys.append(public)
     path.write_text(json.dumps({"keys": keys}))
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_program(path: Path, **interface: Any) -> Path:
+    """The sample program (config/program.json) with some interface members overridden."""
+    program = json.loads((REPO_ROOT / "config" / "program.json").read_text())
+    program["interface"] = {**program.get("interface", {}), **interface}
+    path.write_text(json.dumps(program))
+    return path
+
+
+def shipment_status(op: dict[str, Any]) -> str | None:
+    status: str | None = (op["details"].get("shipment") or {}).get("status")
+    return status

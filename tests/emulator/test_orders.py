@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -107,6 +108,43 @@ async def test_second_request_id_on_open_card_conflicts_until_the_order_finished
     assert (await emu.stats())["submissions"] == {"req-0001": 1, "req-0002": 1, "req-0003": 1}
 
 
+async def test_order_without_issuer_request_id_is_correlated_by_card(emu: Emulator) -> None:
+    """issuerRequestId is conditional for D1: without it the card is the correlation key."""
+    token = await emu.token()
+    body = emu.order_body()
+    del body["issuerRequestId"]
+    first = await emu.order(token, body=body)
+    again = await emu.order(token, body={**body, "encryptedData": emu.encrypt({"pan": TEST_PAN, "exp": "2906"})})
+    assert first.status_code == again.status_code == 202, first.text
+    assert first.json()["operationId"] == again.json()["operationId"]
+    # Another request under an issuerRequestId while that order is open is a conflict.
+    conflict = await emu.order(token, body=emu.order_body("req-0002"))
+    assert conflict.status_code == 409
+    assert conflict.json()["errorCode"] == "CARD_ALREADY_ORDERED" and conflict.json()["error"] == "cardId"
+
+    await emu.receiver.wait_for(_delivered)
+    ops = emu.receiver.operations()
+    assert _flow(ops) == EXPECTED_FLOW  # one production, notified once per step
+    assert all("issuerRequestId" not in op and "issuerRequestId" not in op["details"] for op in ops)
+    stats = await emu.stats()
+    assert stats["submissions"] == {} and stats["repeats"] == {}
+    assert stats["cards"]["card-0001"] == {
+        "accepted": 1, "single": 1, "batch": 0, "repeats": 1, "refused": 1, "produced": 1,
+    }
+    # Finished: the card can be ordered again, with or without an issuerRequestId.
+    reorder = await emu.order(token, body=body)
+    assert reorder.status_code == 202 and reorder.json()["operationId"] != first.json()["operationId"]
+
+
+async def test_open_order_with_request_id_conflicts_with_one_without(emu: Emulator) -> None:
+    token = await emu.token()
+    assert (await emu.order(token)).status_code == 202
+    body = emu.order_body()
+    del body["issuerRequestId"]
+    conflict = await emu.order(token, body=body)
+    assert conflict.status_code == 409 and conflict.json()["errorCode"] == "CARD_ALREADY_ORDERED"
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer", ""])
 async def test_order_and_status_need_a_valid_token(emu: Emulator, authorization: str | None) -> None:
     headers = {"authorization": authorization} if authorization is not None else {}
@@ -117,7 +155,7 @@ async def test_order_and_status_need_a_valid_token(emu: Emulator, authorization:
     )
     assert order.status_code == 401
     assert order.json() == {
-        "errorCode": "UNAUTHORIZED",
+        "errorCode": "AUTHORIZER_UNAUTHORIZED",
         "error": "The provided Authorization header is missing or invalid",
     }
     status = await emu.client.get(
@@ -158,7 +196,11 @@ async def test_status_of_unknown_card_is_404(emu: Emulator) -> None:
     token = await emu.token()
     response = await emu.status(token, card_id="never-ordered")
     assert response.status_code == 404
-    assert response.json()["errorCode"] == "NOT_FOUND"
+    assert response.json() == {
+        "errorCode": "NOT_FOUND",
+        "error": "cardId",
+        "reason": "no card order is known for this cardId",
+    }
 
 
 def _assert_no_card_data(text: str) -> None:
@@ -166,54 +208,81 @@ def _assert_no_card_data(text: str) -> None:
     assert TEST_PAN[:6] not in text and "2906" not in text
 
 
+def _replace_jwe_tag(compact: str) -> str:
+    parts = compact.split(".")
+    parts[4] = ("A" if parts[4][0] != "A" else "B") + parts[4][1:]
+    return ".".join(parts)
+
+
+def _jwe_with_plaintext(emu: Emulator, plaintext: bytes) -> str:
+    from jwcrypto import jwe
+
+    header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": emu.encryption_public["kid"]}
+    token = jwe.JWE(plaintext, protected=json.dumps(header))
+    token.add_recipient(emu.encryption_public)
+    result: str = token.serialize(compact=True)
+    return result
+
+
+# (id, mutation of a valid body, errorCode, error = the JSON path of the field in error)
+INVALID_ORDERS: list[tuple[str, Any, str, str]] = [
+    ("country-format", lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="usa"),
+     "FIELD_INVALID_FORMAT", "$.shipment.deliveryAddress.countryCode"),
+    ("country-unassigned", lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="XX"),
+     "FIELD_INVALID_FORMAT", "$.shipment.deliveryAddress.countryCode"),
+    ("country-not-allowed", lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="JP"),
+     "FIELD_INVALID_VALUE", "$.shipment.deliveryAddress.countryCode"),
+    ("issuance-missing", lambda b, e: b["services"].pop("issuance"), "FIELD_INVALID_FORMAT", "$.services.issuance"),
+    ("issuance-value", lambda b, e: b["services"].update(issuance="UPGRADE"),
+     "FIELD_INVALID_VALUE", "$.services.issuance"),
+    ("shipment-missing", lambda b, e: b.pop("shipment"), "FIELD_INVALID_FORMAT", "$.shipment"),
+    ("channel-missing", lambda b, e: b.pop("distributionChannel"), "FIELD_INVALID_FORMAT", "$.distributionChannel"),
+    ("channel-value", lambda b, e: b.update(distributionChannel="POST"),
+     "FIELD_INVALID_VALUE", "$.distributionChannel"),
+    ("consumer-missing", lambda b, e: b.pop("consumerId"), "FIELD_INVALID_FORMAT", "$.consumerId"),
+    ("consumer-format", lambda b, e: b.update(consumerId="has space"), "FIELD_INVALID_FORMAT", "$.consumerId"),
+    ("product-unknown", lambda b, e: b.update(cardProductId="NOT_OURS"), "FIELD_INVALID_VALUE", "$.cardProductId"),
+    ("delivery-unknown", lambda b, e: b["services"].update(delivery="pigeon"),
+     "FIELD_INVALID_VALUE", "$.services.delivery"),
+    ("group-on-individual", lambda b, e: b["shipment"].update(groupId="box-1"),
+     "FIELD_INVALID_VALUE", "$.shipment.groupId"),
+    ("insert-unknown", lambda b, e: b.update(packagingConfig={"inserts": ["welcome-letter", "flyer-x"]}),
+     "FIELD_INVALID_VALUE", "$.packagingConfig.inserts[1]"),
+    ("jwe-kid-unknown",
+     lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="someone-elses-key")),
+     "CRYPTO_ERROR", "$.encryptedData"),
+    ("jwe-not-compact", lambda b, e: b.update(encryptedData="not.a.jwe"), "CRYPTO_ERROR", "$.encryptedData"),
+    ("jwe-tag", lambda b, e: b.update(encryptedData=_replace_jwe_tag(b["encryptedData"])),
+     "CRYPTO_ERROR", "$.encryptedData"),
+    ("plaintext-not-json", lambda b, e: b.update(encryptedData=_jwe_with_plaintext(e, b"pan=4111111111111111")),
+     "PARSING_ERROR", "$.encryptedData"),
+    ("plaintext-not-object", lambda b, e: b.update(encryptedData=_jwe_with_plaintext(e, b'["4111111111111111"]')),
+     "PARSING_ERROR", "$.encryptedData"),
+    ("encrypted-missing", lambda b, e: b.pop("encryptedData"), "FIELD_INVALID_FORMAT", "$.encryptedData"),
+    ("luhn", lambda b, e: b.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
+     "FIELD_INVALID_FORMAT", "$.encryptedData.pan"),
+    ("exp-missing", lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN})),
+     "FIELD_INVALID_FORMAT", "$.encryptedData.exp"),
+    ("exp-month", lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2913"})),
+     "FIELD_INVALID_FORMAT", "$.encryptedData.exp"),
+    ("cvv2", lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "cvv2": "12345"})),
+     "FIELD_INVALID_FORMAT", "$.encryptedData.cvv2"),
+    ("card-data-unknown-member",
+     lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "pin": "1234"})),
+     "FIELD_INVALID_FORMAT", "$.encryptedData.pin"),
+    ("clear-pan", lambda b, e: b.update(pan=TEST_PAN), "FIELD_INVALID_FORMAT", "$.pan"),
+    ("station-on-thales", lambda b, e: b.update(persoStation="BRANCH-017-ST1"),
+     "FIELD_INVALID_VALUE", "$.persoStation"),
+    ("track-layout", lambda b, e: b.update(encryptedData=e.encrypt(
+        {"pan": TEST_PAN, "exp": "2906", "trackData": {"track2": "not-a-track"}})),
+     "FIELD_INVALID_FORMAT", "$.encryptedData.trackData.track2"),
+    ("clear-track-data", lambda b, e: b.update(trackData={"track2": f"{TEST_PAN}=29061010000000000000"}),
+     "FIELD_INVALID_VALUE", "$.trackData"),
+]
+
+
 @pytest.mark.parametrize(
-    ("mutate", "code", "field"),
-    [
-        (
-            lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="usa"),
-            "FIELD_INVALID_FORMAT",
-            "shipment.deliveryAddress.countryCode",
-        ),
-        (lambda b, e: b["services"].pop("issuance"), "MANDATORY_FIELD_MISSING", "services.issuance"),
-        (lambda b, e: b.pop("shipment"), "MANDATORY_FIELD_MISSING", "shipment"),
-        (
-            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="someone-elses-key")),
-            "INVALID_ENCRYPTED_DATA",
-            "encryptedData",
-        ),
-        (
-            lambda b, e: b.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
-            "FIELD_INVALID_FORMAT",
-            "encryptedData.pan",
-        ),
-        (
-            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN})),
-            "MANDATORY_FIELD_MISSING",
-            "encryptedData.exp",
-        ),
-        (
-            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2913"})),
-            "FIELD_INVALID_FORMAT",
-            "encryptedData.exp",
-        ),
-        (
-            lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "cvv2": "12345"})),
-            "FIELD_INVALID_FORMAT",
-            "encryptedData.cvv2",
-        ),
-        (lambda b, e: b.update(pan=TEST_PAN), "FIELD_INVALID_FORMAT", "pan"),
-    ],
-    ids=[
-        "country",
-        "issuance-missing",
-        "shipment-missing",
-        "jwe-kid",
-        "luhn",
-        "exp-missing",
-        "exp-month",
-        "cvv2",
-        "clear-pan",
-    ],
+    ("mutate", "code", "field"), [c[1:] for c in INVALID_ORDERS], ids=[c[0] for c in INVALID_ORDERS]
 )
 async def test_invalid_orders_name_the_field_and_never_echo_card_data(
     emu: Emulator, mutate: Any, code: str, field: str
@@ -224,32 +293,37 @@ async def test_invalid_orders_name_the_field_and_never_echo_card_data(
     response = await emu.order(token, body=body)
     assert response.status_code == 400, response.text
     error = response.json()
-    assert error["errorCode"] == code
-    assert error["error"].split(":", 1)[0] == field
+    assert (error["errorCode"], error["error"]) == (code, field), error
+    assert set(error) == {"errorCode", "error", "reason"} and error["reason"]
     _assert_no_card_data(response.text)
-    assert (await emu.stats())["submissions"] == {}
+    stats = await emu.stats()
+    assert stats["submissions"] == {}
+    assert stats["cards"]["card-0001"]["refused"] == 1 and stats["cards"]["card-0001"]["accepted"] == 0
     assert emu.receiver.bodies == []
 
 
-async def test_tampered_jwe_tag_is_invalid_encrypted_data(emu: Emulator) -> None:
+async def test_tampered_jwe_tag_is_a_crypto_error(emu: Emulator) -> None:
     token = await emu.token()
     body = emu.order_body()
-    parts = body["encryptedData"].split(".")
-    parts[4] = ("A" if parts[4][0] != "A" else "B") + parts[4][1:]
-    body["encryptedData"] = ".".join(parts)
+    body["encryptedData"] = _replace_jwe_tag(body["encryptedData"])
     response = await emu.order(token, body=body)
     assert response.status_code == 400
-    assert response.json() == {"errorCode": "INVALID_ENCRYPTED_DATA", "error": "encryptedData: decryption failed"}
+    assert response.json() == {"errorCode": "CRYPTO_ERROR", "error": "$.encryptedData", "reason": "decryption failed"}
 
 
-async def test_bad_path_identifiers(emu: Emulator) -> None:
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/banking/v1/issuers/TESTISS001/physicalCards/card*1/operations:production", "cardId"),
+        ("/banking/v1/issuers/SHORT/physicalCards/card-1/operations:production", "issuerId"),
+    ],
+)
+async def test_bad_path_identifiers(emu: Emulator, path: str, field: str) -> None:
     token = await emu.token()
-    bad_card = await emu.order(token, path="/banking/v1/issuers/TESTISS001/physicalCards/card*1/operations:production")
-    assert bad_card.status_code == 400
-    assert bad_card.json()["error"].startswith("cardId:")
-    bad_issuer = await emu.order(token, path="/banking/v1/issuers/SHORT/physicalCards/card-1/operations:production")
-    assert bad_issuer.status_code == 400
-    assert bad_issuer.json()["error"].startswith("issuerId:")
+    response = await emu.order(token, path=path)
+    assert response.status_code == 400
+    assert response.json()["errorCode"] == "FIELD_INVALID_FORMAT"
+    assert response.json()["error"] == field
 
 
 async def test_mmyy_expiry_format(emulator_factory: Any) -> None:
@@ -271,12 +345,40 @@ async def test_track_data_inside_the_plaintext_is_accepted(emu: Emulator) -> Non
     assert (await emu.order(token, body=body)).status_code == 202
 
 
+@pytest.mark.parametrize(
+    ("placement", "inside", "outside"),
+    [("encrypted", 202, ("FIELD_INVALID_VALUE", "$.trackData")),
+     ("clear", ("FIELD_INVALID_VALUE", "$.encryptedData.trackData"), 202)],
+)
+async def test_track_data_travels_where_the_program_says(
+    emulator_factory: Any, tmp_path: Any, placement: str, inside: Any, outside: Any
+) -> None:
+    from emulator_support import write_program
+
+    emu: Emulator = await emulator_factory(
+        program_file=write_program(tmp_path / "program.json", trackDataPlacement=placement)
+    )
+    token = await emu.token()
+    track = {"track2": f"{TEST_PAN}=29061010000000000000"}
+    results = []
+    for card_id, encrypted in (("card-in", True), ("card-out", False)):
+        body = emu.order_body(f"req-{card_id}")
+        if encrypted:
+            body["encryptedData"] = emu.encrypt({"pan": TEST_PAN, "exp": "2906", "trackData": track})
+        else:
+            body["trackData"] = track
+        response = await emu.order(token, card_id=card_id, body=body)
+        results.append(202 if response.status_code == 202 else (response.json()["errorCode"], response.json()["error"]))
+    assert results == [inside, outside]
+
+
 async def test_body_built_by_the_shared_contract_model_is_accepted(emu: Emulator) -> None:
     order = CardOrder.model_validate(
         {
             "issuerId": ISSUER_ID,
             "cardId": "card-contract",
             "issuerRequestId": "req-contract",
+            "consumerId": "cust-contract",
             "cardProductId": "DEMO_VISA_DEBIT_01",
             "services": {"issuance": "RENEWAL", "delivery": "laposte-cip"},
             "paymentApplication": {"config": "DEMO", "odaKeyIndex": "01", "derivationKeyIndex": "02"},

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from emulator_support import ISSUER_ID, TEST_PAN, Emulator
 
 from emulator.config import EmulatorSettings
-from emulator.keys import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, load_or_create_encryption_keys
+from emulator.keys import KEYRING_FILE, LEGACY_PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, load_or_create_encryption_keys
 from emulator.testing import run_emulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,13 +35,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_encryption_key_is_created_once_and_reused(tmp_path: Path) -> None:
     first = load_or_create_encryption_keys(tmp_path)
     assert first.kid.startswith("d1-enc-") and len(first.kid) == len("d1-enc-") + 8
-    assert stat.S_IMODE(os.stat(tmp_path / PRIVATE_KEY_FILE).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / KEYRING_FILE).st_mode) == 0o600
     public = json.loads((tmp_path / PUBLIC_KEY_FILE).read_text())
     assert public == first.public_jwk and "d" not in public
     (tmp_path / PUBLIC_KEY_FILE).unlink()
     second = load_or_create_encryption_keys(tmp_path)
     assert second.kid == first.kid
     assert json.loads((tmp_path / PUBLIC_KEY_FILE).read_text()) == public
+
+
+def test_a_single_key_state_directory_is_imported_as_the_active_key(tmp_path: Path) -> None:
+    from jwcrypto import jwk
+
+    old = jwk.JWK.generate(kty="EC", crv="P-256", kid="d1-enc-legacy01")
+    (tmp_path / LEGACY_PRIVATE_KEY_FILE).write_text(old.export_private())
+    keys = load_or_create_encryption_keys(tmp_path)
+    assert keys.kid == "d1-enc-legacy01"
+    assert json.loads((tmp_path / PUBLIC_KEY_FILE).read_text()) == old.export_public(as_dict=True)
 
 
 async def test_concurrent_identical_orders_create_one_order(emu: Emulator) -> None:
@@ -81,6 +91,7 @@ def test_cli_serves_health(tmp_path: Path) -> None:
         "EMULATOR_PORT": str(port),
         "EMULATOR_STATE_DIR": str(tmp_path / "state"),
         "EMULATOR_ISSUER_KEYS_FILE": str(tmp_path / "keys.json"),
+        "EMULATOR_ADMIN_API_ENABLED": "true",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "emulator", "--log-level", "warning"],

@@ -118,7 +118,7 @@ def test_expiry_format_comes_from_the_program() -> None:
     validator.card({"pan": TEST_PAN, "exp": "0629"}, None, {})
     with pytest.raises(D1Error) as bad:
         validator.card({"pan": TEST_PAN, "exp": "2906"}, None, {})
-    assert bad.value.body()["error"].startswith("encryptedData.exp:")
+    assert bad.value.body()["error"] == "$.encryptedData.exp"
 
 
 def test_program_rules_can_be_stricter() -> None:

@@ -1,0 +1,118 @@
+"""The tracking hub's "Track Card": ask D1 to track a card that Thales did not personalize.
+
+Documented (D): ``POST`` with the ``issuerId`` / ``cardId`` path parameters and the optional
+``x-correlation-id`` of the card order; a body ``oneOf`` discriminated by ``trackingType``
+(``PRODUCTION`` | ``SHIPMENT`` | ``RETURN``); the error codes ``FIELD_INVALID_FORMAT``,
+``FIELD_INVALID_VALUE``, ``CRYPTO_ERROR``, ``PARSING_ERROR`` (400) and
+``AUTHORIZER_UNAUTHORIZED`` (401); results as ``STANDALONE_TRACKING`` notifications whose
+``details`` carry ``trackingType``, ``productionSite``, ``status`` and ``shipment``:
+PRODUCTION and RETURN send one SUCCESSFUL notification (``CARD_SHIPPED`` /
+``CARD_RETURNED``), SHIPMENT sends PENDING, then one or more SUCCESSFUL as the shipment data
+changes. The carrier codes D1 supports are listed in its shipment-tracking guide.
+
+Our reading (G): the path (:attr:`d1.assumptions.D1Interface.trackCardPath`) and every
+member besides ``trackingType``: PRODUCTION may name the ``productionSite``; SHIPMENT needs
+the parcel (``shipment.carrier`` among D1's carrier codes, ``shipment.trackingNumber``);
+RETURN may name the returned parcel and a ``reason``. Unknown members are tolerated, as in
+the card order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from d1.inbound import not_allowed
+from d1.issues import describe_pattern
+from d1.order import ONBOARDING_ID_PATTERN, TEXT_PATTERN, _D1Model
+from d1.statuses import ProductionStatus
+
+TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
+TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
+
+# D1's supported carriers, code → name (shipment-tracking guide, D).
+SUPPORTED_CARRIERS: dict[str, str] = {
+    "chronopost-france": "Chronopost France",
+    "dhl": "DHL Express",
+    "dhl-global-mail": "DHL eCommerce",
+    "deutsch-post": "Deutsche Post Mail",
+    "estafeta": "Estafeta",
+    "fedex": "FedEx",
+    "la-poste-colissimo": "La Poste",
+    "nacex": "NACEX",
+    "spanish-seur": "Spanish Seur",
+    "singapore-post": "Singapore Post",
+    "spain-correos-es": "Correos de España",
+    "ups": "UPS",
+    "usps-iv-api": "USPS Informed Visibility",
+}
+
+# G: carriers' references are letters and digits, sometimes with hyphens.
+TRACKING_NUMBER_PATTERN = describe_pattern(
+    r"^[A-Za-z0-9-]{1,64}$", "must be a carrier tracking number of 1-64 letters, digits or hyphens"
+)
+
+# details.status of each tracking type's notifications (D).
+TRACKING_STATUS: dict[str, ProductionStatus] = {
+    "PRODUCTION": ProductionStatus.CARD_SHIPPED,
+    "SHIPMENT": ProductionStatus.CARD_SHIPPED,
+    "RETURN": ProductionStatus.CARD_RETURNED,
+}
+
+
+class TrackedShipment(_D1Model):
+    """The parcel to follow (G: D1 needs the carrier and its reference to track a shipment)."""
+
+    carrier: str = Field(pattern=ONBOARDING_ID_PATTERN)
+    trackingNumber: str = Field(pattern=TRACKING_NUMBER_PATTERN)
+
+    @field_validator("carrier")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in SUPPORTED_CARRIERS:
+            raise not_allowed("is not a carrier code D1 supports (e.g. dhl, fedex, ups, usps-iv-api)")
+        return value
+
+
+class ProductionTracking(_D1Model):
+    trackingType: Literal["PRODUCTION"]
+    productionSite: str | None = Field(default=None, pattern=ONBOARDING_ID_PATTERN)
+
+
+class ShipmentTracking(_D1Model):
+    trackingType: Literal["SHIPMENT"]
+    shipment: TrackedShipment
+    productionSite: str | None = Field(default=None, pattern=ONBOARDING_ID_PATTERN)
+
+
+class ReturnTracking(_D1Model):
+    trackingType: Literal["RETURN"]
+    shipment: TrackedShipment | None = None
+    productionSite: str | None = Field(default=None, pattern=ONBOARDING_ID_PATTERN)
+    reason: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
+
+
+AnyTrackCardRequest = Annotated[
+    ProductionTracking | ShipmentTracking | ReturnTracking, Field(discriminator="trackingType")
+]
+
+
+class TrackCardBase(_D1Model):
+    """What every Track Card body has; validating with it reports a missing or unknown type."""
+
+    trackingType: TrackingType
+
+
+_MODELS: dict[str, type[_D1Model]] = {
+    "PRODUCTION": ProductionTracking,
+    "SHIPMENT": ShipmentTracking,
+    "RETURN": ReturnTracking,
+}
+
+
+def track_card_model(raw: Mapping[str, Any]) -> type[_D1Model]:
+    """The class for this body; without a valid ``trackingType`` the base class reports it."""
+    kind = raw.get("trackingType")
+    return _MODELS[kind] if isinstance(kind, str) and kind in _MODELS else TrackCardBase
