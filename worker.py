@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from activities.card_order import CardOrderActivities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
+from d1.program import load_program
 from observability.process import configure_process
 from security.keys import load_d1_encryption_key, load_jwk
 from security.redaction import install_log_redaction
@@ -63,8 +64,11 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderAc
             audience=settings.token_audience,
             refresh_margin_s=settings.token_refresh_margin_s,
         )
-        d1 = D1Client(http, tokens, banking_url=settings.banking_url)
-        yield CardOrderActivities(d1, legacy_encryption_key=legacy_key)
+        interface = load_program(settings.program_file).interface
+        d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
+        # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
+        clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
+        yield CardOrderActivities(d1, legacy_encryption_key=legacy_key, clear_members=clear)
 
 
 def build_worker(client: Client, task_queue: str, activities: CardOrderActivities) -> Worker:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from activities.token_provider import AccessTokenProvider, TokenError
+from d1.assumptions import D1Interface
 from d1.notifications import OperationNotification, ProductionStatusResponse
 from d1.order import OrderAccepted
 from d1.paths import order_path, pull_and_change_path, status_path
@@ -81,10 +82,21 @@ def classify(resp: httpx.Response) -> Exception:
 
 
 class D1Client:
-    def __init__(self, http: httpx.AsyncClient, tokens: AccessTokenProvider, *, banking_url: str) -> None:
+    """``interface``: the program's answers where D1's documentation is silent (paths of
+    pull & change, the batch API, the tracking hub; d1/assumptions.py)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tokens: AccessTokenProvider,
+        *,
+        banking_url: str,
+        interface: D1Interface | None = None,
+    ) -> None:
         self._http = http
         self._tokens = tokens
         self._base = banking_url.rstrip("/")
+        self.interface = interface or D1Interface()
 
     async def _call(self, method: str, path: str, *, json_body: Any = None, correlation_id: str) -> httpx.Response:
         for attempt in (1, 2):
@@ -131,10 +143,11 @@ class D1Client:
     async def pull_and_change(
         self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
     ) -> str:
-        """Pull & change (path and payload are our reading of card-order.md §16). D1 answers
-        at once; the personalization center's decision comes later as UPDATE_ORDER."""
+        """Pull & change (path and payload are our reading: docs/d1/card-order.md §14). D1
+        answers at once; the personalization center's decision comes later as UPDATE_ORDER."""
         resp = await self._call(
-            "POST", pull_and_change_path(issuer_id, card_id), json_body=body, correlation_id=correlation_id
+            "POST", pull_and_change_path(issuer_id, card_id, self.interface), json_body=body,
+            correlation_id=correlation_id,
         )
         if resp.status_code not in (200, 201, 202):
             raise classify(resp)

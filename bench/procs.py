@@ -310,6 +310,7 @@ async def start_stack(
         "RECEIVER_PORT": str(receiver_port),
         "EMULATOR_PORT": str(emulator_port),
         "EMULATOR_STATE_DIR": str(emulator_state),
+        "EMULATOR_ADMIN_API_ENABLED": "true",  # the driver reads the emulator's counters
         "EMULATOR_ISSUER_KEYS_FILE": str(jwks),
         "EMULATOR_RECEIVER_URL": receiver_url,
         "EMULATOR_STEP_DELAY_MS": "0",

@@ -125,7 +125,7 @@ def secret_sets(issuer_id: str, *, temporal_mtls: bool) -> dict[str, dict[str, s
         },
         # EMULATOR_STATE_DIR: the emulator's JWE key pair (emulator/keys.py file names).
         "emulator-state": {
-            "d1-encryption-private.jwk": "d1-sandbox/d1-encryption-private.jwk",
+            "d1-encryption-keyring.json": "d1-sandbox/d1-encryption-keyring.json",
             "d1-encryption-public.jwk": "d1-sandbox/d1-encryption-public.jwk",
         },
         "codec-server": {

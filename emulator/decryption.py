@@ -21,6 +21,7 @@ from jwcrypto.common import base64url_decode
 from pydantic import ValidationError
 
 from d1.issues import Path
+from d1.masking import mask_pan
 from d1.order import CardData, TrackData
 from emulator.config import ExpiryFormat
 from emulator.error_codes import D1Error, ErrorCode
@@ -30,13 +31,6 @@ from emulator.validation import field_error, json_path, to_d1_error
 FIELD = "encryptedData"
 # Further rules on the decrypted plaintext (card data, track data); raise D1Error.
 CardCheck = Callable[[dict[str, Any], dict[str, Any] | None], None]
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 / last 4, the only form of a PAN allowed in logs or messages."""
-    if len(pan) < 12:
-        return "*" * len(pan)
-    return f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}"
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ async def run(args: argparse.Namespace) -> int:
         "RECEIVER_PORT": str(args.receiver_port),
         "EMULATOR_PORT": str(args.emulator_port),
         "EMULATOR_STATE_DIR": str(emulator_state),
+        # The local sandbox: faults, scenarios and counters at /_emulator/ (emulator/README.md).
+        "EMULATOR_ADMIN_API_ENABLED": "true",
         "EMULATOR_ISSUER_KEYS_FILE": str(jwks),
         "EMULATOR_RECEIVER_URL": receiver_url,
         "EMULATOR_STEP_DELAY_MS": str(args.step_delay_ms),

@@ -164,7 +164,8 @@ class OrderEdge:
     def _encrypt(self, order: CardOrder, timing: OrderTiming, warnings: tuple[FieldWarning, ...]) -> PreparedOrder:
         program = self.program
         key = self._encryption_key()
-        track_clear = program.interface.trackDataPlacement == "clear" if hasattr(program, "interface") else False
+        # Where the tracks travel is the program's (d1/assumptions.py); encrypted by default.
+        track_clear = program.interface.trackDataPlacement == "clear"
         plaintext = order.sensitive_plaintext(include_tracks=not track_clear)
         body = order.d1_body(encrypt_for_d1(plaintext, key), tracks_in_clear=track_clear)
         clear_members = frozenset({"trackData"}) if track_clear else frozenset()

@@ -129,6 +129,7 @@ async def running_product(client: Client, tmp: Path, task_queue: str = TASK_QUEU
     receiver_port, emulator_port = free_port(), free_port()
     receiver_url = f"http://127.0.0.1:{receiver_port}"
     emu_settings = EmulatorSettings(
+        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
         port=emulator_port,
         state_dir=tmp / "emulator",
         issuer_keys_file=jwks,

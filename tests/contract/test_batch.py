@@ -59,7 +59,7 @@ def test_every_line_is_validated_and_bad_lines_are_reported_by_number(tmp_path: 
 
 def test_csv_rows_use_dotted_member_paths(tmp_path: Path) -> None:
     header = [
-        "cardId", "issuerRequestId", "cardProductId", "services.issuance", "services.delivery",
+        "cardId", "issuerRequestId", "consumerId", "cardProductId", "services.issuance", "services.delivery",
         "services.pinMailer", "cardData.pan", "cardData.exp", "cardData.name", "paymentApplication.config",
         "paymentApplication.odaKeyIndex", "paymentApplication.derivationKeyIndex", "packagingConfig.inserts",
         "services.packaging", "shipment.type", "shipment.groupId", "shipment.deliveryAddress.companyName",
@@ -67,8 +67,8 @@ def test_csv_rows_use_dotted_member_paths(tmp_path: Path) -> None:
         "shipment.deliveryAddress.countryCode",
     ]
     row = [
-        "card-csv-1", "req-csv-1", "DEMO_VISA_DEBIT_01", "CREATION", "usps-imb", "true", TEST_PAN, "2906",
-        "JANE SAMPLE", "DEMO_VIS163", "01", "01", "welcome-letter|privacy-notice", "standard-envelope", "BULK",
+        "card-csv-1", "req-csv-1", "cust-000123", "DEMO_VISA_DEBIT_01", "CREATION", "usps-imb", "true", TEST_PAN,
+        "2906", "JANE SAMPLE", "DEMO_VIS163", "01", "01", "welcome-letter|privacy-notice", "standard-envelope", "BULK",
         "branch-017-box-01", "Demo Bank Branch 017", "1 Plaza Ave", "Chicago", "60601", "US",
     ]
     bad = list(row)

@@ -60,12 +60,6 @@ TEMPORAL_SDK_ENV = {
 }
 # Documented in README "Deployment": read by deploy/bootstrap.py, not a process setting.
 DOCUMENTED_EXTRAS = {"BOOTSTRAP_OPERATOR_TOKEN", "BOOTSTRAP_RECEIVER_OPERATOR_TOKEN"}
-# ALLOW-LIST, TEMPORARY: settings the compose files set that are being added to
-# emulator/config.py and settings.py on other branches (issue 12). The integrator removes
-# each name once it exists; test_pending_settings_do_not_exist_yet fails as a reminder.
-PENDING_SETTINGS = {
-    "EMULATOR_ADMIN_API_ENABLED",  # emulator/config.py: the sandbox admin API, off by default
-}
 REQUIRED_SERVICES = {
     "postgres", "temporal", "temporal-setup", "temporal-ui", "codec-server", "jaeger", "prometheus",
     "bootstrap", "emulator", "receiver", "worker",
@@ -605,7 +599,6 @@ def test_product_services_set_only_settings_they_read_with_valid_values(
         for var in values:
             assert (
                 var in known or OTEL_STANDARD.match(var) or var in TEMPORAL_SDK_ENV or var in DOCUMENTED_EXTRAS
-                or var in PENDING_SETTINGS
             ), f"{name} sets {var}, which no setting reads"
         # Each settings class accepts the values (types, patterns, JSON lists).
         for key in list(os.environ):
@@ -618,11 +611,6 @@ def test_product_services_set_only_settings_they_read_with_valid_values(
                 cls()
         for var in values:
             monkeypatch.delenv(var)
-
-
-def test_pending_settings_do_not_exist_yet() -> None:
-    """The allow-list is temporary: a name that became a real setting must leave it."""
-    assert PENDING_SETTINGS & known_settings() == set(), "remove these from PENDING_SETTINGS"
 
 
 def test_ports_do_not_clash_and_listen_on_loopback(variant: str, models: dict[str, Any]) -> None:
@@ -730,7 +718,7 @@ def test_every_service_gets_exactly_the_secrets_it_reads(variant: str, models: d
         "codec-keys.json": {"worker", "receiver", "codec-server", "temporal-setup"},
         "receiver-operators": {"receiver"},
         "codec-operators": {"codec-server"},
-        "d1-encryption-private.jwk": {"emulator"},
+        "d1-encryption-keyring.json": {"emulator"},
     }
     for suffix, expected in holders.items():
         have = {name for name, files in report.visible.items() if any(p.endswith("/" + suffix) for p in files)}

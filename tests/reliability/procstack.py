@@ -132,6 +132,7 @@ async def proc_stack(
     codec_keys = generate_keys_file(tmp / "codec-keys.json")
     temporal_port, receiver_port, emulator_port = free_port(), free_port(), free_port()
     emu_settings = EmulatorSettings(
+        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
         port=emulator_port, state_dir=tmp / "emulator", issuer_keys_file=jwks,
         receiver_url=f"http://127.0.0.1:{receiver_port}", step_delay_ms=step_delay_ms,
         notify_retry_base_ms=50, notify_retry_cap_ms=1000,

@@ -151,6 +151,7 @@ async def mtls_stack(
     )
     notifier = pki.notifier_client_template
     emu_settings = EmulatorSettings(
+        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
         state_dir=tmp / "emulator",
         issuer_keys_file=jwks,
         receiver_url=receiver_url,

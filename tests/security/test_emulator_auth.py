@@ -157,7 +157,10 @@ async def test_bad_jwe_is_refused(mtls_stack: MtlsStack, case: str, reason: str)
     response = await _order(mtls_stack, mtls_stack.pki.issuer_client(ISSUER_ID), token, _order_body(compact),
                             card=f"card-jwe-{abs(hash(case)) % 10**8}")
     assert response.status_code == 400, response.text
-    assert response.json() == {"errorCode": "INVALID_ENCRYPTED_DATA", "error": reason}
+    body = response.json()
+    # D1's documented code for undecryptable data, the field in error as a JSON path.
+    assert body["errorCode"] == "CRYPTO_ERROR" and body["error"] == "$.encryptedData", body
+    assert body["reason"] == reason.removeprefix("encryptedData: "), body
     assert "4929731640582292" not in response.text
 
 

@@ -310,6 +310,7 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
         "RECEIVER_OAUTH_CLIENT_SECRET_FILE": str(secret_file),
         "EMULATOR_PORT": str(emulator_port),
         "EMULATOR_STATE_DIR": str(tmp_path / "emulator"),
+        "EMULATOR_ADMIN_API_ENABLED": "true",
         "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(tmp_path / "emulator" / "d1-encryption-public.jwk"),
         "EMULATOR_ISSUER_KEYS_FILE": str(mtls_stack.tmp / "issuer-keys.json"),
         "EMULATOR_RECEIVER_URL": receiver_url,

@@ -185,6 +185,7 @@ async def test_worker_receiver_and_starter_complete_an_order_through_the_mtls_ga
     signing_key, jwks = ensure_issuer_keys(tmp_path / "issuer", ISSUER_ID)
     receiver_port, emulator_port = free_port(), free_port()
     emulator_settings = EmulatorSettings(
+        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
         port=emulator_port, state_dir=tmp_path / "emulator", issuer_keys_file=jwks,
         receiver_url=f"http://127.0.0.1:{receiver_port}", step_delay_ms=20,
         notify_retry_base_ms=50, notify_retry_cap_ms=500,
