@@ -262,7 +262,8 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, temporal_addr
     from starter.api import CardOrders
 
     order = json.loads(args.order.read_text())
-    stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    # Date and time apart: one 14-digit run could pass the Luhn check and read as a card number.
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     order["issuerRequestId"] = f"{order['issuerRequestId']}-{stamp}"
     order["cardId"] = f"{order['cardId']}-{stamp}"
     timing = OrderTiming.model_validate(
