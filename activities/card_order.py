@@ -1,22 +1,11 @@
-"""The activities of a card order. Each is thin: it calls one D1 helper and translates
-its errors into Temporal's retry vocabulary (names and types: activities/contract.py).
-
-* ``D1Rejected`` → non-retryable ``ApplicationError`` carrying D1's errorCode/error, which
-  ends the order as rejected;
-* ``D1Unavailable`` → retryable ``ApplicationError`` whose ``next_retry_delay`` honours
-  ``Retry-After`` or else follows a bounded, jittered exponential backoff;
-* a body with card data outside ``encryptedData`` is never sent (non-retryable
-  ``CardDataInClear``: paths only, no values).
+"""The activities of a card order: submit, status, pull & change (names and types:
+activities/contract.py). Each is thin: one D1 call through activities/d1_calls.py, which
+heartbeats, checks the body for card data and translates D1's errors into Temporal's
+retry vocabulary.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from jwcrypto import jwk
@@ -32,65 +21,10 @@ from activities.contract import (
     SubmitInput,
     SubmitResult,
 )
+from activities.d1_calls import correlation_id, guard, heartbeating, translate
 from activities.d1_client import D1Client, D1Rejected, D1Unavailable
-from d1.card_data_guard import CardDataInClear, ensure_no_card_data
 from d1.jwe import encrypt_for_d1
 from d1.notifications import OperationNotification
-
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 60.0
-
-
-def correlation_id(issuer_id: str, issuer_request_id: str) -> str:
-    """Stable per order (so D1 support can follow retries), derived from ids, not personal data."""
-    return hashlib.sha256(f"{issuer_id}:{issuer_request_id}".encode()).hexdigest()[:32]
-
-
-def backoff_delay(attempt: int, retry_after_s: float | None) -> timedelta:
-    if retry_after_s is not None:
-        return timedelta(seconds=min(retry_after_s, 10 * BACKOFF_CAP_S))
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempt - 1))
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
-
-
-@asynccontextmanager
-async def heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
-    """Heartbeat while a D1 call is in flight, so a worker that dies mid-call is noticed
-    within the heartbeat timeout (seconds) instead of the whole start-to-close timeout."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every_s)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-def _translate(exc: D1Rejected | D1Unavailable) -> ApplicationError:
-    if isinstance(exc, D1Rejected):
-        return ApplicationError(
-            str(exc),
-            {"httpStatus": exc.http_status, "errorCode": exc.error_code, "error": exc.error},
-            type=api.D1_REJECTED,
-            non_retryable=True,
-        )
-    return ApplicationError(
-        str(exc),
-        {"httpStatus": exc.http_status, "reason": exc.reason},
-        type=api.D1_UNAVAILABLE,
-        next_retry_delay=backoff_delay(activity.info().attempt, exc.retry_after_s),
-    )
-
-
-def _guard(body: dict[str, Any], clear_members: frozenset[str]) -> None:
-    try:
-        ensure_no_card_data(body, clear_members=clear_members)
-    except CardDataInClear as err:
-        raise ApplicationError(str(err), type=api.CARD_DATA_IN_CLEAR, non_retryable=True) from None
 
 
 class CardOrderActivities:
@@ -111,7 +45,7 @@ class CardOrderActivities:
 
     @activity.defn(name=api.SUBMIT_ORDER)
     async def submit_order(self, inp: SubmitInput) -> SubmitResult:
-        _guard(inp.body, self._clear_members)
+        guard(inp.body, self._clear_members)
         try:
             async with heartbeating():
                 op_id = await self._d1.submit_order(
@@ -121,7 +55,7 @@ class CardOrderActivities:
                     correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
                 )
         except (D1Rejected, D1Unavailable) as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
         return SubmitResult(operation_id=op_id)
 
     @activity.defn(name=api.FETCH_PRODUCTION_STATUS)
@@ -134,13 +68,13 @@ class CardOrderActivities:
                     correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
                 )
         except (D1Rejected, D1Unavailable) as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
 
     @activity.defn(name=api.REQUEST_PULL_AND_CHANGE)
     async def request_pull_and_change(self, inp: PullAndChangeInput) -> PullAndChangeResult:
         """Ask D1 to cancel / accelerate / redirect. The correlation id is stable per change,
         so a retry after a lost answer is recognised by D1 (the emulator) as the same request."""
-        _guard(inp.body, frozenset())
+        guard(inp.body, frozenset())
         try:
             async with heartbeating():
                 op_id = await self._d1.pull_and_change(
@@ -150,7 +84,7 @@ class CardOrderActivities:
                     correlation_id=correlation_id(inp.issuer_id, f"{inp.issuer_request_id}:{inp.change_id}"),
                 )
         except (D1Rejected, D1Unavailable) as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
         return PullAndChangeResult(operation_id=op_id or None)
 
     # ------------------------------------------------ orders started before edge encryption

@@ -18,6 +18,8 @@ from d1.order import CardOrder
 SUBMIT_ORDER = "submit_order"
 FETCH_PRODUCTION_STATUS = "fetch_production_status"
 REQUEST_PULL_AND_CHANGE = "request_pull_and_change"
+SUBMIT_ORDER_BATCH = "submit_order_batch"  # D1's "Order cards": many cards, one call
+REQUEST_TRACKING = "request_tracking"  # the tracking hub's Track Card
 # Orders started before edge encryption (replay and in-flight orders only).
 LEGACY_ENCRYPT_CARD_DATA = "encrypt_card_data"
 LEGACY_ENCRYPT_AND_SUBMIT = "encrypt_and_submit"
@@ -61,6 +63,39 @@ class PullAndChangeInput(_Input):
 
 
 class PullAndChangeResult(_Input):
+    operation_id: str | None = None
+
+
+class BatchSubmitInput(_Input):
+    issuer_id: str
+    # Stable per batch: D1 support can follow retries; also the batch's correlation id.
+    batch_key: str
+    # D1's card items, in request order (card data only inside each encryptedData).
+    items: list[dict[str, Any]]
+
+
+class BatchItemResult(_Input):
+    """D1's answer for one item, in request order: its operationId, or its refusal."""
+
+    card_id: str | None = None
+    operation_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+
+class BatchSubmitResult(_Input):
+    http_status: int
+    results: list[BatchItemResult]
+
+
+class TrackInput(_Input):
+    issuer_id: str
+    card_id: str
+    tracking_type: str
+    body: dict[str, Any]
+
+
+class TrackResult(_Input):
     operation_id: str | None = None
 
 

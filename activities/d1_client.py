@@ -20,7 +20,7 @@ from activities.token_provider import AccessTokenProvider, TokenError
 from d1.assumptions import D1Interface
 from d1.notifications import OperationNotification, ProductionStatusResponse
 from d1.order import OrderAccepted
-from d1.paths import order_path, pull_and_change_path, status_path
+from d1.paths import batch_order_path, order_path, pull_and_change_path, status_path, track_card_path
 from observability.tracing import observe_d1_call
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,43 @@ class D1Client:
         answers at once; the personalization center's decision comes later as UPDATE_ORDER."""
         resp = await self._call(
             "POST", pull_and_change_path(issuer_id, card_id, self.interface), json_body=body,
+            correlation_id=correlation_id,
+        )
+        if resp.status_code not in (200, 201, 202):
+            raise classify(resp)
+        try:
+            accepted = OrderAccepted.model_validate(resp.json())
+        except ValueError:
+            accepted = OrderAccepted()
+        return accepted.operationId or ""
+
+    async def submit_batch(
+        self, issuer_id: str, items: list[dict[str, Any]], *, correlation_id: str
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """D1's "Order cards" (path and answer are our reading: docs/d1/batch.md). Returns the
+        HTTP status and D1's per-card entries, in request order."""
+        resp = await self._call(
+            "POST", batch_order_path(issuer_id, self.interface), json_body={"cards": items},
+            correlation_id=correlation_id,
+        )
+        if resp.status_code not in (200, 201, 202, 207):
+            raise classify(resp)
+        try:
+            entries = resp.json().get("cards")
+        except (ValueError, AttributeError):
+            entries = None
+        if not (isinstance(entries, list) and len(entries) == len(items) and all(isinstance(e, dict) for e in entries)):
+            raise D1Unavailable(
+                reason="the batch answer does not list one entry per card", http_status=resp.status_code
+            )
+        return resp.status_code, entries
+
+    async def track_card(
+        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
+    ) -> str:
+        """The tracking hub's Track Card (path is our reading: docs/d1/tracking.md)."""
+        resp = await self._call(
+            "POST", track_card_path(issuer_id, card_id, self.interface), json_body=body,
             correlation_id=correlation_id,
         )
         if resp.status_code not in (200, 201, 202):

@@ -112,11 +112,21 @@ class D1Submission(ContractModel):
     encryption_kid: str
 
 
+class BatchMembership(ContractModel):
+    """The order is submitted to D1 with others, in one call (contracts/d1_batch.py): the
+    workflow waits for its result instead of calling D1 itself."""
+
+    batch_workflow_id: str
+    encryption_kid: str
+
+
 class CardOrderInput(ContractModel):
     ref: OrderRef
     timing: OrderTiming = Field(default_factory=OrderTiming)
-    # The first run of an order; continue-as-new drops it.
+    # The first run of an order: what to send to D1 (alone), or the batch it goes out in.
+    # Continue-as-new drops both.
     submission: D1Submission | None = None
+    batch: BatchMembership | None = None
     # Orders started before edge encryption: the clear order (replay only, never set now).
     order: AnyCardOrder | None = None
     # Carried across continue-as-new (with the clocks of the wait loop).

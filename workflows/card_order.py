@@ -17,8 +17,7 @@ carry the clear order and take the old, patch-guarded submission path (kept for 
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
@@ -29,8 +28,9 @@ with workflow.unsafe.imports_passed_through():
 
     from activities import contract as acts
     from contracts import card_order as api
-    from contracts import search_attributes as sa
+    from contracts import d1_batch
     from contracts.card_order import (
+        BatchMembership,
         CardOrderInput,
         ChangeRecord,
         ChangeRequest,
@@ -39,16 +39,17 @@ with workflow.unsafe.imports_passed_through():
         OrderRef,
         OrderState,
         OrderView,
-        Outcome,
         ReconcileRequest,
     )
+    from contracts.d1_batch import SubmissionResult
     from d1.notifications import OperationNotification
     from d1.order import CardOrder
     from observability import names as metric_names
     from security.payload_refusal import UNENCRYPTED, UnauthenticatedPayload
     from workflows import order_state
     from workflows.change_rules import change_problem
-    from workflows.details_line import attribute_values, details_line
+    from workflows.details_line import details_line
+    from workflows.follow_up import HEARTBEAT_TIMEOUT, Follower
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, gave_up, refused_before_sending, refused_by_d1
 
@@ -58,23 +59,11 @@ ONE_STEP_SUBMIT_PATCH = "one-step-submit"
 # From this version on a reconcile_now signal must carry its (encrypted) ReconcileRequest;
 # histories from before accepted a bare signal and still replay that way.
 AUTHENTICATED_SIGNALS_PATCH = "authenticated-signals"
-# A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
-HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 D1_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
 )
-RECONCILE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-)
-_SA_KEYS = {
-    key.name: key
-    for key in (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.TRACKING_NUMBER, sa.ORDER_OUTCOME, sa.DUE_DATE)
-}
 
 
 @workflow.defn(name=api.WORKFLOW_TYPE)
@@ -98,35 +87,46 @@ class CardOrderWorkflow:
         self._ref = inp.ref
         self._timing = inp.timing
         self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
-        self._delivered = frozenset(inp.timing.delivered_shipment_statuses)
-        self._returned = frozenset(inp.timing.returned_shipment_statuses)
-        self._changed = False
-        self._last_progress_at: datetime | None = None
-        self._shipment_changed_at: datetime | None = None
-        self._published: dict[str, object] = {}
-        self._reconcile_requested = False
-        self._wake: asyncio.Task[None] | None = None
+        self._follow = Follower(
+            issuer_id=inp.ref.issuer_id,
+            state=self._state,
+            timing=inp.timing,
+            produced_is_final=inp.ref.shipment_type is None,
+            status_input=acts.StatusInput(
+                issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id, issuer_request_id=inp.ref.issuer_request_id
+            ),
+        )
+        self._batch_result: SubmissionResult | None = None
 
     # ----------------------------------------------------------------- handlers
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, op: OperationNotification | None = None) -> None:
         if op is None:
-            self._refuse(api.NOTIFICATION_SIGNAL)
+            self._follow.refuse(api.NOTIFICATION_SIGNAL)
             return
         if self._state.finished:
-            self._count(metric_names.NOTIFICATIONS_LATE, seen_by="workflow")
-        if self._apply(op, source="notification") is Applied.DUPLICATE:
-            self._count(metric_names.NOTIFICATIONS_DUPLICATED)
+            self._follow.count(metric_names.NOTIFICATIONS_LATE, seen_by="workflow")
+        if self._follow.apply(op, source="notification") is Applied.DUPLICATE:
+            self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)
     def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
         if req is None and workflow.patched(AUTHENTICATED_SIGNALS_PATCH):
-            self._refuse(api.RECONCILE_SIGNAL)
+            self._follow.refuse(api.RECONCILE_SIGNAL)
             return
-        self._reconcile_requested = True
+        self._follow.reconcile_requested = True
+
+    @workflow.signal(name=d1_batch.RESULT_SIGNAL)
+    def on_batch_result(self, result: SubmissionResult | None = None) -> None:
+        """D1's answer for this card in a batch call (contracts/d1_batch.py); the first wins."""
+        if result is None:
+            self._follow.refuse(d1_batch.RESULT_SIGNAL)
+            return
+        if self._batch_result is None:
+            self._batch_result = result
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> OrderView:
@@ -192,16 +192,15 @@ class CardOrderWorkflow:
                 non_retryable=True,
             )
         inp = self._input
-        now = workflow.now()
-        self._last_progress_at = inp.last_progress_at or now
-        if self._state.shipped:
-            self._shipment_changed_at = inp.shipment_changed_at or now
+        self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if inp.state is None:  # the first run, not a continue-as-new
-            self._count(metric_names.ORDERS_STARTED)
+            self._follow.count(metric_names.ORDERS_STARTED)
         if not self._state.submitted:
             if inp.submission is not None:
                 await self._submit(inp.submission)
+            elif inp.batch is not None:
+                await self._await_batch(inp.batch)
             elif inp.order is not None:
                 await self._submit_legacy(inp.order)
                 inp.order = None  # the clear order of an old run is not kept in memory once sent
@@ -217,15 +216,15 @@ class CardOrderWorkflow:
                         ref=self._ref,
                         timing=self._timing,
                         state=self._state,
-                        last_progress_at=self._last_progress_at,
-                        shipment_changed_at=self._shipment_changed_at,
+                        last_progress_at=self._follow.last_progress_at,
+                        shipment_changed_at=self._follow.shipment_changed_at,
                     )
                 )
-            await self._wait_for_news()
+            await self._follow.wait_for_news()
             self._publish()
 
         if self._state.outcome is not None:
-            self._count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
+            self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
         # Stragglers (a duplicate of the last step, a late carrier scan) still join the timeline.
         if self._timing.close_grace > timedelta(0):
             await workflow.sleep(self._timing.close_grace)
@@ -234,32 +233,6 @@ class CardOrderWorkflow:
         return self.view()
 
     # ----------------------------------------------------------------- helpers
-
-    def _apply(self, op: OperationNotification, *, source: str) -> Applied:
-        was_shipped, old_ship = self._state.shipped, self._state.shipment
-        result = order_state.apply(
-            self._state,
-            op,
-            source=source,
-            delivered_statuses=self._delivered,
-            returned_statuses=self._returned,
-            produced_is_final=self._ref.shipment_type is None,
-        )
-        if result in (Applied.ADVANCED, Applied.RECORDED):
-            now = workflow.now()
-            self._last_progress_at = now
-            if self._state.shipped and (not was_shipped or self._state.shipment != old_ship):
-                self._shipment_changed_at = now
-            self._changed = True
-        return result
-
-    def _refuse(self, handler: str) -> None:
-        """A signal or update without its authenticated argument: a client without the
-        product's keys (its payload was refused by the codec). The order is not touched."""
-        workflow.logger.warning(
-            "refused %s without an authenticated argument (a client without the product's keys?)", handler
-        )
-        self._count(metric_names.MESSAGES_REFUSED, handler=handler)
 
     async def _submit(self, submission: D1Submission) -> None:
         ref = self._ref
@@ -329,6 +302,28 @@ class CardOrderWorkflow:
             return
         self._submitted(result)
 
+    async def _await_batch(self, batch: BatchMembership) -> None:
+        """A card of a D1 batch: the batch workflow calls D1 and tells each card its result."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._batch_result is not None, timeout=self._timing.submit_give_up_after
+            )
+        except TimeoutError:
+            ending = gave_up(f"no answer from the D1 batch {batch.batch_workflow_id}")
+            self._state.errors.append(ending.error)
+            order_state.end(self._state, ending.outcome, ending.reason)
+            self._state.submitted = True
+            return
+        result = self._batch_result
+        assert result is not None
+        if result.operation_id is not None:
+            self._submitted(acts.SubmitResult(operation_id=result.operation_id))
+            return
+        ending = refused_by_d1(result.refusal) if result.refusal is not None else gave_up(result.gave_up or "")
+        self._state.errors.append(ending.error)
+        order_state.end(self._state, ending.outcome, ending.reason)
+        self._state.submitted = True
+
     def _submitted(self, result: acts.SubmitResult) -> None:
         self._state.submitted = True
         if result.operation_id and self._state.operation_id is None:
@@ -349,74 +344,11 @@ class CardOrderWorkflow:
         order_state.end(self._state, ending.outcome, ending.reason)
         self._state.submitted = True
 
-    def _deadlines(self) -> tuple[datetime, datetime | None]:
-        """When to act without news: reconcile after silence, finish after carrier quiet."""
-        assert self._last_progress_at is not None
-        reconcile_at = self._last_progress_at + self._timing.reconcile_after
-        quiet_at = (
-            self._shipment_changed_at + self._timing.quiet_after_shipped
-            if self._state.shipped and self._shipment_changed_at is not None
-            else None
-        )
-        return (min(reconcile_at, quiet_at) if quiet_at else reconcile_at), quiet_at
-
-    async def _wait_for_news(self) -> None:
-        """Wait for an update, an operator's request or the deadline.
-
-        One durable timer covers a whole silence window: news does not cancel it (that
-        would cost two history events per update); when it fires early because progress
-        moved the deadline, the next round arms a timer for the remainder only."""
-        deadline, _ = self._deadlines()
-        if self._wake is None or self._wake.done():
-            delay = max(deadline - workflow.now(), timedelta(seconds=1))
-            self._wake = asyncio.create_task(workflow.sleep(delay))
-        wake = self._wake
-        self._changed = False
-        await workflow.wait_condition(lambda: self._changed or self._reconcile_requested or wake.done())
-        if self._reconcile_requested:
-            self._reconcile_requested = False
-            await self._reconcile()
-            return
-        if not wake.done():
-            return  # news; the timer keeps running
-        now = workflow.now()
-        deadline, quiet_at = self._deadlines()
-        if now < deadline:
-            return  # progress moved the deadline: re-armed for the remainder next round
-        if quiet_at is not None and now >= quiet_at:
-            order_state.end(self._state, Outcome.SHIPPED, "carrier tracking quiet after shipping")
-            return
-        await self._reconcile()
-
-    async def _reconcile(self) -> None:
-        self._state.reconciliations += 1
-        try:
-            latest = await workflow.execute_activity(
-                acts.FETCH_PRODUCTION_STATUS,
-                acts.StatusInput(
-                    issuer_id=self._ref.issuer_id,
-                    card_id=self._ref.card_id,
-                    issuer_request_id=self._ref.issuer_request_id,
-                ),
-                result_type=OperationNotification | None,  # type: ignore[arg-type]
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=RECONCILE_RETRY,
-                summary="Reconcile status with D1",
-            )
-        except ActivityError as err:
-            workflow.logger.warning("reconciliation failed; will try again later: %s", err.cause or err)
-            latest = None
-        if latest is not None:
-            self._apply(latest, source="reconciliation")
-        # Whether or not D1 said something new, the next check is one window away.
-        self._last_progress_at = workflow.now()
-
     # ------------------------------------------------------------ pull & change
 
     def _reject_change(self, kind: str, req: ChangeRequest | None) -> None:
         if req is None:
-            self._refuse(api.CHANGE_UPDATES[kind])
+            self._follow.refuse(api.CHANGE_UPDATES[kind])
             raise ApplicationError(
                 f"{kind} needs its ChangeRequest argument", type=api.CHANGE_REJECTED, non_retryable=True
             )
@@ -438,7 +370,7 @@ class CardOrderWorkflow:
             redirected_to=f"{address.city}, {address.countryCode}" if address is not None else None,
         )
         st.changes.append(record)
-        self._changed = True
+        self._follow.changed = True
         body: dict[str, object] = {"type": kind}
         if address is not None:
             body["newDeliveryAddress"] = address.model_dump(mode="json", exclude_none=True)
@@ -473,7 +405,7 @@ class CardOrderWorkflow:
                 if rejected
                 else "D1 could not be reached in time"
             )
-            self._changed = True
+            self._follow.changed = True
             raise ApplicationError(
                 f"{kind} failed: {record.reason}", type=api.CHANGE_FAILED, non_retryable=True
             ) from None
@@ -481,20 +413,8 @@ class CardOrderWorkflow:
             record.d1_operation_id = result.operation_id
         if record.status == ChangeStatus.REQUESTED:  # the outcome may already have arrived
             record.status = ChangeStatus.SENT
-        self._changed = True
+        self._follow.changed = True
         return record
 
     def _publish(self) -> None:
-        """Upsert search attributes that changed and refresh the UI's details line."""
-        updates = []
-        for name, value in attribute_values(self._state).items():
-            if value is not None and self._published.get(name) != value:
-                updates.append(_SA_KEYS[name].value_set(value))  # type: ignore[arg-type]
-                self._published[name] = value
-        if updates:
-            workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(details_line(self._state))
-
-    def _count(self, name: str, **labels: str) -> None:
-        """A product counter (observability/names.py); replay-safe: nothing is recorded on replay."""
-        workflow.metric_meter().create_counter(name).add(1, {"issuer_id": self._ref.issuer_id, **labels})
+        self._follow.publish(details_line(self._state))

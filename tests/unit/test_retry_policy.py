@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import httpx
 
-from activities.card_order import BACKOFF_CAP_S, backoff_delay
+from activities.d1_calls import BACKOFF_CAP_S, backoff_delay
 from activities.d1_client import D1Rejected, D1Unavailable, classify
 
 

@@ -1,0 +1,69 @@
+"""The tracking hub's contract: follow a card that Thales did not personalize.
+
+D1's "Track Card" (docs/d1/tracking.md) follows a card produced elsewhere (another bureau,
+an in-branch printer) for one ``trackingType``: PRODUCTION, SHIPMENT or RETURN. D1 then
+notifies ``STANDALONE_TRACKING`` operations through the same receiver as card orders. Each
+tracking is a ``CardTrackingWorkflow`` (id from the issuer, the card and the tracking type:
+asking twice for the same tracking returns the same workflow), with the same state
+machine, timeline, search attributes and view as a card order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from contracts.card_order import (
+    NOTIFICATION_SIGNAL,
+    RECONCILE_SIGNAL,
+    ContractModel,
+    OrderState,
+    OrderTiming,
+)
+from contracts.visibility import equals, of_type
+
+WORKFLOW_TYPE = "CardTrackingWorkflow"
+TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
+TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
+
+# The same signal names as a card order: the receiver delivers D1's updates the same way.
+__all__ = ["NOTIFICATION_SIGNAL", "RECONCILE_SIGNAL"]
+VIEW_QUERY = "tracking_view"  # -> TrackingView
+
+
+def workflow_id(issuer_id: str, card_id: str, tracking_type: str) -> str:
+    return f"card-tracking:{issuer_id}:{card_id}:{tracking_type}"
+
+
+class TrackingRef(ContractModel):
+    issuer_id: str
+    card_id: str
+    tracking_type: TrackingType
+    carrier: str | None = None
+    tracking_number: str | None = None
+
+
+class TrackingInput(ContractModel):
+    ref: TrackingRef
+    # D1's Track Card body (d1/tracking.py), validated by the starter.
+    request: dict[str, Any]
+    timing: OrderTiming = Field(default_factory=OrderTiming)
+    # Whether D1's productionStatus answers for a tracked card (d1/assumptions.py); if not,
+    # silence is only reported, never reconciled.
+    reconcile: bool = True
+    state: OrderState | None = None  # carried across continue-as-new
+
+
+class TrackingView(ContractModel):
+    workflow_id: str
+    ref: TrackingRef
+    state: OrderState
+
+
+def trackings_query(query: str | None = None) -> str:
+    return of_type(WORKFLOW_TYPE, query)
+
+
+def card_trackings_query(issuer_id: str, card_id: str) -> str:
+    return trackings_query(f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)}")

@@ -1,0 +1,75 @@
+"""The D1 batch submission's contract: many cards in one call to D1's "Order cards" API.
+
+Each card is still its own ``CardOrderWorkflow`` (lifecycle, notifications, pull & change,
+search attributes as for a single order); only the submission to D1 is shared. The starter
+groups prepared cards into batches of at most ``batchMaxCards`` (D1 documents 1 to 1,000)
+and starts, for each batch, the card workflows (``CardOrderInput.batch`` set: they wait for
+their result instead of calling D1) and then one ``D1BatchSubmissionWorkflow`` holding the
+batch's D1 card items. That workflow calls D1 once (retried like a single order; D1 is
+idempotent on each card's ids, so a repeated call never produces a card twice) and signals
+every card workflow its own result: D1's ``operationId``, or D1's refusal of that item.
+
+The batch workflow id is derived from the card workflows it holds, so re-running an
+interrupted file starts nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import Field
+
+from contracts.card_order import ContractModel
+
+WORKFLOW_TYPE = "D1BatchSubmissionWorkflow"
+# Sent by the batch workflow to each card's CardOrderWorkflow (SubmissionResult).
+RESULT_SIGNAL = "d1_submission_result"
+
+
+def batch_key(card_workflow_ids: Iterable[str]) -> str:
+    """Stable for the same set of cards, whatever their order."""
+    digest = hashlib.sha256("\n".join(sorted(card_workflow_ids)).encode()).hexdigest()
+    return digest[:24]
+
+
+def workflow_id(issuer_id: str, key: str) -> str:
+    return f"d1-batch:{issuer_id}:{key}"
+
+
+class BatchCard(ContractModel):
+    workflow_id: str  # the card's CardOrderWorkflow
+    card_id: str
+    issuer_request_id: str
+    # D1's card item for this card: ids, services, ..., and the JWE as encryptedData.
+    item: dict[str, Any]
+
+
+class BatchInput(ContractModel):
+    issuer_id: str
+    cards: list[BatchCard] = Field(min_length=1)
+    # Retrying D1 stops after this long; every card then ends SUBMIT_FAILED.
+    give_up_after: timedelta = timedelta(hours=24)
+
+
+class SubmissionResult(ContractModel):
+    """One card's outcome of a batch call, signalled to its CardOrderWorkflow."""
+
+    batch_workflow_id: str
+    operation_id: str | None = None
+    # D1 refused this item (or the whole request): {"httpStatus", "errorCode", "error"}.
+    refusal: dict[str, Any] | None = None
+    # D1 could not be reached within the give-up window.
+    gave_up: str | None = None
+
+
+class BatchReport(ContractModel):
+    """What the batch workflow completes with (counts; no card data)."""
+
+    cards: int
+    accepted: int
+    refused: int
+    failed: int
+    not_signalled: list[str] = Field(default_factory=list)  # card workflows already closed

@@ -1,0 +1,180 @@
+"""Following one card through D1's updates: what a card order and a tracking have in common.
+
+Both workflows (``CardOrderWorkflow``, ``CardTrackingWorkflow``) apply D1's notifications
+through the state machine, wait for news with one durable timer per silence window, ask
+D1's status endpoint when D1 goes quiet, finish after carrier tracking stayed quiet long
+enough after shipping, and keep the search attributes and the UI's details line current.
+That behaviour lives here, once; the workflows only add what is theirs (submission, pull
+& change, their end rules). Runs inside the workflow sandbox: no I/O, workflow APIs only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from activities import contract as acts
+from contracts import search_attributes as sa
+from contracts.card_order import OrderState, OrderTiming, Outcome
+from d1.notifications import OperationNotification
+from observability import names as metric_names
+from workflows import order_state
+from workflows.details_line import attribute_values
+from workflows.order_state import Applied
+
+# A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
+HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+RECONCILE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+_SA_KEYS = {
+    key.name: key
+    for key in (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.TRACKING_NUMBER, sa.ORDER_OUTCOME, sa.DUE_DATE)
+}
+
+
+class Follower:
+    """The follow-up state of one card. ``status_input`` is what the status check sends D1
+    (None: D1 offers no status for it; silence is then only noted, never reconciled)."""
+
+    def __init__(
+        self,
+        *,
+        issuer_id: str,
+        state: OrderState,
+        timing: OrderTiming,
+        produced_is_final: bool,
+        status_input: acts.StatusInput | None,
+    ) -> None:
+        self.state = state
+        self.timing = timing
+        self.issuer_id = issuer_id
+        self.status_input = status_input
+        self.changed = False
+        self.reconcile_requested = False
+        self.last_progress_at: datetime | None = None
+        self.shipment_changed_at: datetime | None = None
+        self.silences = 0
+        self._delivered = frozenset(timing.delivered_shipment_statuses)
+        self._returned = frozenset(timing.returned_shipment_statuses)
+        self._produced_is_final = produced_is_final
+        self._published: dict[str, object] = {}
+        self._wake: asyncio.Task[None] | None = None
+
+    def start_clocks(self, last_progress_at: datetime | None, shipment_changed_at: datetime | None) -> None:
+        """At the start of a run (clocks carried across continue-as-new, else now)."""
+        now = workflow.now()
+        self.last_progress_at = last_progress_at or now
+        if self.state.shipped:
+            self.shipment_changed_at = shipment_changed_at or now
+
+    def apply(self, op: OperationNotification, *, source: str) -> Applied:
+        was_shipped, old_ship = self.state.shipped, self.state.shipment
+        result = order_state.apply(
+            self.state,
+            op,
+            source=source,
+            delivered_statuses=self._delivered,
+            returned_statuses=self._returned,
+            produced_is_final=self._produced_is_final,
+        )
+        if result in (Applied.ADVANCED, Applied.RECORDED):
+            now = workflow.now()
+            self.last_progress_at = now
+            if self.state.shipped and (not was_shipped or self.state.shipment != old_ship):
+                self.shipment_changed_at = now
+            self.changed = True
+        return result
+
+    def deadlines(self) -> tuple[datetime, datetime | None]:
+        """When to act without news: reconcile after silence, finish after carrier quiet."""
+        assert self.last_progress_at is not None
+        reconcile_at = self.last_progress_at + self.timing.reconcile_after
+        quiet_at = (
+            self.shipment_changed_at + self.timing.quiet_after_shipped
+            if self.state.shipped and self.shipment_changed_at is not None
+            else None
+        )
+        return (min(reconcile_at, quiet_at) if quiet_at else reconcile_at), quiet_at
+
+    async def wait_for_news(self) -> None:
+        """Wait for an update, an operator's request or the deadline.
+
+        One durable timer covers a whole silence window: news does not cancel it (that
+        would cost two history events per update); when it fires early because progress
+        moved the deadline, the next round arms a timer for the remainder only."""
+        deadline, _ = self.deadlines()
+        if self._wake is None or self._wake.done():
+            delay = max(deadline - workflow.now(), timedelta(seconds=1))
+            self._wake = asyncio.create_task(workflow.sleep(delay))
+        wake = self._wake
+        self.changed = False
+        await workflow.wait_condition(lambda: self.changed or self.reconcile_requested or wake.done())
+        if self.reconcile_requested:
+            self.reconcile_requested = False
+            await self.reconcile()
+            return
+        if not wake.done():
+            return  # news; the timer keeps running
+        now = workflow.now()
+        deadline, quiet_at = self.deadlines()
+        if now < deadline:
+            return  # progress moved the deadline: re-armed for the remainder next round
+        if quiet_at is not None and now >= quiet_at:
+            order_state.end(self.state, Outcome.SHIPPED, "carrier tracking quiet after shipping")
+            return
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        if self.status_input is None:
+            self.silences += 1  # nothing to ask: the details line says so
+            self.last_progress_at = workflow.now()
+            return
+        self.state.reconciliations += 1
+        try:
+            latest = await workflow.execute_activity(
+                acts.FETCH_PRODUCTION_STATUS,
+                self.status_input,
+                result_type=OperationNotification | None,  # type: ignore[arg-type]
+                start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=RECONCILE_RETRY,
+                summary="Reconcile status with D1",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("reconciliation failed; will try again later: %s", err.cause or err)
+            latest = None
+        if latest is not None:
+            self.apply(latest, source="reconciliation")
+        # Whether or not D1 said something new, the next check is one window away.
+        self.last_progress_at = workflow.now()
+
+    def publish(self, details: str) -> None:
+        """Upsert search attributes that changed and refresh the UI's details line."""
+        updates = []
+        for name, value in attribute_values(self.state).items():
+            if value is not None and self._published.get(name) != value:
+                updates.append(_SA_KEYS[name].value_set(value))  # type: ignore[arg-type]
+                self._published[name] = value
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(details)
+
+    def count(self, name: str, **labels: str) -> None:
+        """A product counter (observability/names.py); replay-safe: nothing is recorded on replay."""
+        workflow.metric_meter().create_counter(name).add(1, {"issuer_id": self.issuer_id, **labels})
+
+    def refuse(self, handler: str) -> None:
+        """A signal or update without its authenticated argument: a client without the
+        product's keys (its payload was refused by the codec). The card is not touched."""
+        workflow.logger.warning(
+            "refused %s without an authenticated argument (a client without the product's keys?)", handler
+        )
+        self.count(metric_names.MESSAGES_REFUSED, handler=handler)
