@@ -143,6 +143,20 @@ class OrderTimingSettings(BaseSettings):
     close_grace: timedelta = timedelta(minutes=10)
 
 
+class D1BatchSettings(BaseSettings):
+    """Grouping orders into calls of D1's batch "Order cards" API (starter/d1_batch.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="D1_BATCH_", extra="ignore")
+
+    # Cards per D1 call: D1 documents 1 to 1,000 (the program's interface.batchMaxCards caps it).
+    max_cards: int = Field(default=1000, ge=1, le=1000)
+    # D1 items per call, in bytes: one batch is one Temporal payload, whose size Temporal limits
+    # (2 MB by default); the margin covers the encryption and the rest of the input.
+    max_bytes: int = Field(default=1_500_000, ge=10_000, le=1_900_000)
+    # Orders that arrive one at a time (the Python API's D1Batcher) wait at most this long.
+    max_wait: timedelta = timedelta(seconds=2)
+
+
 class ReceiverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECEIVER_", extra="ignore")
 

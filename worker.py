@@ -1,4 +1,5 @@
-"""The worker process: runs CardOrderWorkflow and the D1 activities.
+"""The worker process: runs the workflows (card orders, D1 batch submissions, trackings, the
+orphan inbox) and the D1 activities.
 
 It owns the per-process resources the activities share: one HTTP connection pool to D1
 and one access-token provider (so 100 concurrent submissions cause one token request).
@@ -17,15 +18,19 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.card_order import CardOrderActivities
+from activities.d1_batch import BatchActivities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
+from activities.tracking import TrackingActivities
 from d1.program import load_program
 from observability.process import configure_process
 from security.keys import load_d1_encryption_key, load_jwk
@@ -34,13 +39,27 @@ from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
 from workflows.card_order import CardOrderWorkflow
+from workflows.card_tracking import CardTrackingWorkflow
+from workflows.d1_batch import D1BatchSubmissionWorkflow
 from workflows.orphans import OrphanNotificationsWorkflow
 
 log = logging.getLogger("worker")
 
 
+@dataclass(frozen=True)
+class D1Activities:
+    """Every activity of the worker, sharing one D1 client (HTTP pool, token cache)."""
+
+    orders: CardOrderActivities
+    batches: BatchActivities
+    tracking: TrackingActivities
+
+    def all(self) -> list[Any]:
+        return [*self.orders.all(), self.batches.submit_order_batch, self.tracking.request_tracking]
+
+
 @asynccontextmanager
-async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderActivities]:
+async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activities]:
     signing_key = load_jwk(settings.signing_key_file, private=True)
     kid = settings.signing_kid or signing_key.get("kid")
     if not kid:
@@ -68,14 +87,21 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[CardOrderAc
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
-        yield CardOrderActivities(d1, legacy_encryption_key=legacy_key, clear_members=clear)
+        yield D1Activities(
+            orders=CardOrderActivities(d1, legacy_encryption_key=legacy_key, clear_members=clear),
+            batches=BatchActivities(d1, clear_members=clear),
+            tracking=TrackingActivities(d1),
+        )
 
 
-def build_worker(client: Client, task_queue: str, activities: CardOrderActivities) -> Worker:
+WORKFLOWS = [CardOrderWorkflow, OrphanNotificationsWorkflow, D1BatchSubmissionWorkflow, CardTrackingWorkflow]
+
+
+def build_worker(client: Client, task_queue: str, activities: D1Activities) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
+        workflows=WORKFLOWS,
         activities=activities.all(),
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,

@@ -10,6 +10,7 @@ machine, timeline, search attributes and view as a card order.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -52,7 +53,10 @@ class TrackingInput(ContractModel):
     # Whether D1's productionStatus answers for a tracked card (d1/assumptions.py); if not,
     # silence is only reported, never reconciled.
     reconcile: bool = True
-    state: OrderState | None = None  # carried across continue-as-new
+    # Carried across continue-as-new (with the clocks of the wait loop).
+    state: OrderState | None = None
+    last_progress_at: datetime | None = None
+    shipment_changed_at: datetime | None = None
 
 
 class TrackingView(ContractModel):

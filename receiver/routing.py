@@ -18,11 +18,12 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts import card_order, orphan_inbox
+from contracts import card_order, card_tracking, orphan_inbox
 from contracts.card_order import workflow_id as workflow_id_for
 from contracts.orphan_inbox import OrphanEntry, OrphanInbox
-from contracts.visibility import equals
+from contracts.visibility import equals, of_type
 from d1.notifications import OperationNotification
+from d1.statuses import Operation
 from observability.logs import bind_workflow_id
 from observability.metrics import ProductMetrics
 from observability.names import ATTR_DELIVERY
@@ -96,8 +97,8 @@ class NotificationRouter:
         self.stats = RoutingStats()
         self.metrics = ProductMetrics.for_client(client)
 
-    async def _workflow_id_by_card(self, issuer_id: str, card_id: str) -> str | None:
-        query = f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)}"
+    async def _workflow_id_by_card(self, issuer_id: str, card_id: str, *, workflow_type: str) -> str | None:
+        query = of_type(workflow_type, f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)}")
         best: tuple[int, object, str] | None = None
         async for wf in self._client.list_workflows(query, limit=20):
             running = 1 if wf.status is not None and wf.status.name == "RUNNING" else 0
@@ -105,6 +106,19 @@ class NotificationRouter:
             if best is None or candidate[:2] > best[:2]:  # type: ignore[operator]
                 best = candidate
         return best[2] if best else None
+
+    async def _workflow_id(self, issuer_id: str, op: OperationNotification) -> str | None:
+        """Which workflow an update is about. A tracking-hub update (STANDALONE_TRACKING) goes to
+        the card's tracking of that type; anything else to the card order of its issuerRequestId,
+        or, without one, to the card's most recent order (visibility)."""
+        if op.operation == Operation.STANDALONE_TRACKING:
+            tracking_type = op.details.trackingType if op.details else None
+            if tracking_type in card_tracking.TRACKING_TYPES:
+                return card_tracking.workflow_id(issuer_id, op.cardId, str(tracking_type))
+            return await self._workflow_id_by_card(issuer_id, op.cardId, workflow_type=card_tracking.WORKFLOW_TYPE)
+        if op.request_id:
+            return workflow_id_for(issuer_id, op.request_id)
+        return await self._workflow_id_by_card(issuer_id, op.cardId, workflow_type=card_order.WORKFLOW_TYPE)
 
     async def deliver(self, issuer_id: str, op: OperationNotification) -> Delivery:
         """Route one operation inside its own span (ids only), counted and logged with its order."""
@@ -130,11 +144,7 @@ class NotificationRouter:
         self.stats.received += 1
         self.stats.by_operation[op.operation] = self.stats.by_operation.get(op.operation, 0) + 1
         try:
-            request_id = op.request_id
-            if request_id:
-                workflow_id: str | None = workflow_id_for(issuer_id, request_id)
-            else:
-                workflow_id = await self._workflow_id_by_card(issuer_id, op.cardId)
+            workflow_id = await self._workflow_id(issuer_id, op)
             if workflow_id is None:
                 await self._record_orphan(issuer_id, op, orphan_inbox.REASON_NO_ORDER)
                 return Delivery.CLOSED

@@ -20,8 +20,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
+from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
 from contracts.card_order import ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
@@ -220,6 +222,47 @@ class CardOrders:
     ) -> builtins.list[OrderSummary]:
         """The orders of one BULK shipment group (search attribute ``ShipmentGroupId``)."""
         return await self.list(api.group_query(group_id, issuer_id), limit=limit)
+
+    # ------------------------------------------------------------ tracking hub
+
+    async def track(
+        self,
+        issuer_id: str,
+        card_id: str,
+        tracking_type: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+    ) -> SubmittedOrder:
+        """Ask D1's tracking hub to follow a card Thales did not personalize (PRODUCTION,
+        SHIPMENT or RETURN; ``details`` e.g. ``{"shipment": {"carrier": "dhl",
+        "trackingNumber": "..."}}``). Asking again for the same tracking returns the same one
+        while it runs; once it ended, a new one starts."""
+        prepared = self.edge.prepare_tracking(issuer_id, card_id, tracking_type, details=details, timing=self.timing)
+        try:
+            await self.client.start_workflow(
+                tracking_api.WORKFLOW_TYPE,
+                prepared.input,
+                id=prepared.workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=prepared.search_attributes,
+                static_summary=prepared.summary,
+            )
+        except WorkflowAlreadyStartedError:
+            return SubmittedOrder(prepared.workflow_id, created=False)
+        return SubmittedOrder(prepared.workflow_id, created=True)
+
+    def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(
+            tracking_api.workflow_id(issuer_id, card_id, tracking_type), result_type=TrackingView
+        )
+
+    async def tracking_status(self, issuer_id: str, card_id: str, tracking_type: str) -> TrackingView:
+        view: TrackingView = await self.tracking_handle(issuer_id, card_id, tracking_type).query(
+            tracking_api.VIEW_QUERY, result_type=TrackingView
+        )
+        return view
 
     # ---------------------------------------------------------- pull & change
 

@@ -47,7 +47,8 @@ from typing import Any, Literal, TextIO
 from d1.order import CardOrder
 from d1.validation import FieldError, UnknownFields
 from starter.api import CardOrders, OrderRefused
-from starter.edge import OrderEdge
+from starter.d1_batch import BatchLimits, group, start_batch
+from starter.edge import OrderEdge, PreparedOrder
 from starter.progress import BulkProgress
 
 BatchFormat = Literal["jsonl", "csv"]
@@ -93,6 +94,8 @@ class BatchReport:
     interrupted: bool = False
     dry_run: bool = False
     elapsed_s: float = 0.0
+    d1_batches: int = 0  # D1 batch calls this run covered (starter/d1_batch.py)
+    d1_batches_new: int = 0  # of which this run started (the others, an earlier run)
 
     @property
     def exit_code(self) -> int:
@@ -125,6 +128,9 @@ class BatchReport:
         else:
             out.append(f"  started: {self.started}")
             out.append(f"  already started (earlier run): {self.existing}")
+            if self.d1_batches:
+                out.append(f"  D1 batches: {self.d1_batches} ({self.d1_batches_new} started now, "
+                           f"{self.d1_batches - self.d1_batches_new} by an earlier run)")
             section("refused (card has another open order)", self.refused)
             section("failed (re-run to retry them)", self.failed)
             if self.interrupted:
@@ -333,6 +339,55 @@ async def start_orders(
     return report
 
 
+async def start_orders_in_d1_batches(
+    orders: CardOrders,
+    lines: list[BatchLine],
+    report: BatchReport,
+    *,
+    limits: BatchLimits,
+    concurrency: int = 32,
+    progress: Progress | None = None,
+) -> BatchReport:
+    """Start every valid line, its submission to D1 shared by batches (starter/d1_batch.py)."""
+    started_at = time.monotonic()
+    prepared: list[PreparedOrder] = []
+    line_of: dict[str, int] = {}
+    for line in lines:
+        try:
+            order = orders.edge.prepare(line.order, timing=orders.timing)
+        except Exception as err:  # the D1 key unreadable, ...: reported per line
+            report.failed.append(LineProblem(line.line, [f"{type(err).__name__}: {str(err)[:200]}"]))
+            continue
+        prepared.append(order)
+        line_of[order.workflow_id] = line.line
+
+    def tick() -> None:
+        if progress is not None:
+            progress.update(report)
+
+    try:
+        for batch in group(prepared, limits):
+            outcome = await start_batch(orders, batch, concurrency=concurrency, on_card=tick)
+            report.d1_batches += 1
+            report.d1_batches_new += int(outcome.batch_created)
+            for _, submitted in outcome.submitted:
+                if submitted.created:
+                    report.started += 1
+                else:
+                    report.existing += 1
+            report.refused += [LineProblem(line_of[p.workflow_id], [why]) for p, why in outcome.refused]
+            report.failed += [LineProblem(line_of[p.workflow_id], [why]) for p, why in outcome.failed]
+            tick()
+    except asyncio.CancelledError:
+        report.interrupted = True
+        raise
+    finally:
+        report.elapsed_s = time.monotonic() - started_at
+        if progress is not None:
+            progress.close(report)
+    return report
+
+
 async def submit_batch(
     orders: CardOrders | None,
     path: Path,
@@ -344,8 +399,10 @@ async def submit_batch(
     unknown_fields: UnknownFields = "error",
     edge: OrderEdge | None = None,
     show_progress: bool = True,
+    d1_batch: BatchLimits | None = None,
 ) -> BatchReport:
-    """Validate the whole file, then start its valid lines (unless ``dry_run``)."""
+    """Validate the whole file, then start its valid lines (unless ``dry_run``); with
+    ``d1_batch``, their submission to D1 goes through D1's batch API."""
     lines, report = validate_file(
         path,
         fmt=detect_format(path, fmt),
@@ -358,6 +415,9 @@ async def submit_batch(
         return report
     assert orders is not None, "a CardOrders client is needed unless dry_run"
     progress = Progress(len(lines)) if show_progress else None
+    if d1_batch is not None:
+        return await start_orders_in_d1_batches(orders, lines, report, limits=d1_batch, concurrency=concurrency,
+                                                progress=progress)
     return await start_orders(orders, lines, report, concurrency=concurrency, progress=progress)
 
 
@@ -371,6 +431,7 @@ async def run_batch_command(
     unknown_fields: UnknownFields = "error",
     orders: CardOrders | None = None,
     out: TextIO | None = None,
+    d1_batch: BatchLimits | None = None,
 ) -> int:
     """``python -m starter submit-batch``: validate, start, print the summary, return the exit code.
     On Ctrl-C the summary still says what was started; re-running finishes the file."""
@@ -396,7 +457,11 @@ async def run_batch_command(
 
             orders = await CardOrders.connect(TemporalSettings())
         try:
-            await start_orders(orders, lines, report, concurrency=concurrency, progress=Progress(len(lines)))
+            if d1_batch is not None:
+                await start_orders_in_d1_batches(orders, lines, report, limits=d1_batch, concurrency=concurrency,
+                                                 progress=Progress(len(lines)))
+            else:
+                await start_orders(orders, lines, report, concurrency=concurrency, progress=Progress(len(lines)))
         except (asyncio.CancelledError, KeyboardInterrupt):
             report.interrupted = True
             print(report.summary(), file=out)

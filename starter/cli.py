@@ -1,7 +1,8 @@
 """``python -m starter``: submit orders and follow them from a shell.
 
     python -m starter submit order.json [--wait] [--allow-unknown-fields]
-    python -m starter submit-batch orders.jsonl|orders.csv [--concurrency N] [--dry-run]
+    python -m starter submit-batch orders.jsonl|orders.csv [--concurrency N] [--dry-run] [--d1-batch]
+    python -m starter track CARD_ID --type PRODUCTION|SHIPMENT|RETURN [--carrier C --tracking-number N] [--wait]
     python -m starter status ISSUER_REQUEST_ID [--issuer-id ID] [-o text|json]
     python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
                            [-o text|json]
@@ -38,15 +39,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
 from contracts.card_order import OrderView
+from contracts.card_tracking import TRACKING_TYPES, TrackingView
 from contracts.visibility import RUNNING, all_of
 from d1.validation import InvalidOrder
 from observability.process import configure_process
 from security.keys import KeyFileError
 from security.redaction import install_log_redaction
-from settings import D1ClientSettings, TemporalSettings
+from settings import D1BatchSettings, D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, OrderSummary, timing_from_settings
 from starter.batch import run_batch_command
+from starter.d1_batch import BatchLimits
 from starter.edge import OrderEdge
 from starter.progress import BulkProgress
 from temporal_client import connect
@@ -165,7 +168,10 @@ async def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             dry_run=args.dry_run,
             unknown_fields="warn" if args.allow_unknown_fields else "error",
+            d1_batch=batch_limits(args.batch_size) if args.d1_batch else None,
         )
+    if args.command == "track":
+        return await _track(args, issuer_id)
     if args.command == "register-search-attributes":
         return await _register_search_attributes(args.wait)
     orders = await CardOrders.connect(TemporalSettings())
@@ -204,6 +210,46 @@ def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
         ops.card_query(args.card, issuer_id) if getattr(args, "card", None) else None,
         RUNNING if getattr(args, "running", False) else None,
     )
+
+
+def batch_limits(batch_size: int | None) -> BatchLimits:
+    """The D1 batch limits from D1_BATCH_* and the program (its interface.batchMaxCards)."""
+    settings = D1BatchSettings()
+    program_max = OrderEdge.from_settings().program.interface.batchMaxCards
+    cards = min(batch_size or settings.max_cards, settings.max_cards, program_max)
+    return BatchLimits(max_cards=cards, max_bytes=settings.max_bytes, max_wait=settings.max_wait)
+
+
+async def _track(args: argparse.Namespace, issuer_id: str) -> int:
+    """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
+    details: dict[str, Any] = {}
+    if args.carrier or args.tracking_number:
+        details["shipment"] = {k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number))
+                               if v}
+    if args.production_site:
+        details["productionSite"] = args.production_site
+    if args.reason:
+        details["reason"] = args.reason
+    orders = await CardOrders.connect(TemporalSettings())
+    try:
+        submitted = await orders.track(issuer_id, args.card_id, args.type, details=details)
+    except InvalidOrder as err:
+        _print_invalid(f"track {args.card_id}", err)
+        return EXIT_INVALID
+    print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
+    if args.wait:
+        view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
+        print(json.dumps(view.model_dump(mode="json"), indent=2) if args.output == "json" else _tracking_text(view))
+    return 0
+
+
+def _tracking_text(view: TrackingView) -> str:
+    st = view.state
+    lines = [f"tracking   {view.workflow_id}", f"outcome    {st.outcome.value if st.outcome else '-'}"
+                                                f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}"]
+    lines += [f"  {t.d1_time:<26} {t.production_status or t.operation}"
+              f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})" for t in st.timeline]
+    return "\n".join(lines)
 
 
 async def _run_operator_command(args: argparse.Namespace, orders: CardOrders, issuer_id: str) -> int:
@@ -357,6 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_batch.add_argument(
         "--allow-unknown-fields", action="store_true", help="warn about unknown members and pass them through"
     )
+    p_batch.add_argument(
+        "--d1-batch", action="store_true",
+        help="send the orders to D1 through its batch 'Order cards' API (up to 1,000 cards per call)",
+    )
+    p_batch.add_argument("--batch-size", type=int, help="cards per D1 call (default D1_BATCH_MAX_CARDS, 1000)")
+    p_track = sub.add_parser("track", help="ask D1's tracking hub to follow a card produced outside Thales")
+    p_track.add_argument("card_id")
+    p_track.add_argument("--type", required=True, choices=list(TRACKING_TYPES))
+    p_track.add_argument("--carrier", help="SHIPMENT / RETURN: D1's carrier code (dhl, fedex, ups, ...)")
+    p_track.add_argument("--tracking-number", help="SHIPMENT / RETURN: the carrier's parcel reference")
+    p_track.add_argument("--production-site", help="PRODUCTION: where the card is produced")
+    p_track.add_argument("--reason", help="RETURN: why the card comes back")
+    p_track.add_argument("--wait", action="store_true", help="wait until the tracking ends")
+    _add_output(p_track)
     p_status = sub.add_parser("status", help="show one order's state and timeline")
     p_status.add_argument("issuer_request_id")
     _add_output(p_status)

@@ -21,6 +21,7 @@ retires that key before the worker submits them, they end ``CRYPTO_REJECTED``).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,19 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from jwcrypto import jwk
+from pydantic import ValidationError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from contracts import card_order as api
+from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
 from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
+from contracts.card_tracking import TrackingInput, TrackingRef
 from d1.card_data_guard import card_data_issues
-from d1.issues import Issue
+from d1.issues import Issue, issues_from_validation_error
 from d1.jwe import encrypt_for_d1
 from d1.masking import mask_pan
-from d1.order import Address, CardOrder
+from d1.order import CARD_ID_PATTERN, Address, CardOrder
 from d1.program import Program, load_program
+from d1.tracking import track_card_model
 from d1.validation import FieldError, FieldWarning, InvalidOrder, UnknownFields, check_order, validate_address
 from security.keys import KeyFileError, load_d1_encryption_key
+
+CARD_ID = re.compile(CARD_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,16 @@ class PreparedOrder:
     @property
     def ref(self) -> OrderRef:
         return self.input.ref
+
+
+@dataclass(frozen=True)
+class PreparedTracking:
+    """A tracking-hub request ready for Temporal (identifiers and D1's body; no card data)."""
+
+    workflow_id: str
+    input: TrackingInput
+    search_attributes: TypedSearchAttributes
+    summary: str
 
 
 class KeyFile:
@@ -197,6 +214,48 @@ class OrderEdge:
                 f"PAN {ref.masked_pan}"
             ),
             warnings=warnings,
+        )
+
+    def prepare_tracking(
+        self,
+        issuer_id: str,
+        card_id: str,
+        tracking_type: str,
+        *,
+        details: Mapping[str, Any] | None = None,
+        timing: OrderTiming,
+    ) -> PreparedTracking:
+        """A Track Card request (the tracking hub), validated with D1's reading of its body
+        (d1/tracking.py) and checked for card data, or :class:`InvalidOrder`."""
+        body: dict[str, Any] = {**(details or {}), "trackingType": tracking_type}
+        issues: list[Issue] = []
+        if not CARD_ID.match(card_id):
+            issues.append(Issue(("cardId",), "must be 1-48 characters: letters, digits, '_' or '-'"))
+        model = track_card_model(body)
+        try:
+            model.model_validate(body)
+        except ValidationError as err:
+            issues += issues_from_validation_error(err)
+        issues += card_data_issues(body)
+        if issues:
+            raise InvalidOrder(_field_errors(issues))
+        given = body.get("shipment")
+        shipment: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        ref = TrackingRef(
+            issuer_id=issuer_id, card_id=card_id, tracking_type=tracking_type,  # type: ignore[arg-type]
+            carrier=shipment.get("carrier"), tracking_number=shipment.get("trackingNumber"),
+        )
+        attrs = TypedSearchAttributes(
+            [SearchAttributePair(sa.ISSUER_ID, issuer_id), SearchAttributePair(sa.CARD_ID, card_id)]
+        )
+        return PreparedTracking(
+            workflow_id=tracking_api.workflow_id(issuer_id, card_id, tracking_type),
+            input=TrackingInput(
+                ref=ref, request=body, timing=timing,
+                reconcile=self.program.interface.productionStatusAnswersTracking,
+            ),
+            search_attributes=attrs,
+            summary=f"Tracking {tracking_type} of card {card_id}",
         )
 
     def address(self, value: Address | Mapping[str, Any]) -> Address:

@@ -1,0 +1,142 @@
+"""``CardTrackingWorkflow``: D1's tracking hub following a card Thales did not personalize.
+
+Ask D1 to track (one activity), then follow the ``STANDALONE_TRACKING`` notifications the
+receiver signals, with the same state machine, timeline, search attributes and silence
+handling as a card order (workflows/follow_up.py). Ends on delivery, on a return, when
+production tracking saw the card leave (workflows/tracking_rules.py), when a refused
+request makes tracking impossible, or when carrier tracking stays quiet after shipping.
+If D1 offers no status for tracked cards (the program's interface says so), silence is
+only noted in the details line.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contract as acts
+    from contracts import card_tracking as api
+    from contracts.card_order import OrderState, ReconcileRequest
+    from contracts.card_tracking import TrackingInput, TrackingView
+    from d1.notifications import OperationNotification
+    from observability import names as metric_names
+    from workflows import order_state
+    from workflows.details_line import details_line
+    from workflows.follow_up import HEARTBEAT_TIMEOUT, Follower
+    from workflows.order_state import Applied
+    from workflows.outcomes import gave_up, refused_by_d1
+    from workflows.tracking_rules import tracking_ending
+
+D1_CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+
+
+@workflow.defn(name=api.WORKFLOW_TYPE)
+class CardTrackingWorkflow:
+    @workflow.init
+    def __init__(self, inp: TrackingInput) -> None:
+        self._ref = inp.ref
+        self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
+        self._follow = Follower(
+            issuer_id=inp.ref.issuer_id,
+            state=self._state,
+            timing=inp.timing,
+            produced_is_final=False,
+            status_input=acts.StatusInput(
+                issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id,
+                issuer_request_id=f"track-{inp.ref.tracking_type.lower()}",
+            ) if inp.reconcile else None,
+        )
+
+    @workflow.signal(name=api.NOTIFICATION_SIGNAL)
+    def on_notification(self, op: OperationNotification | None = None) -> None:
+        if op is None:
+            self._follow.refuse(api.NOTIFICATION_SIGNAL)
+            return
+        if self._follow.apply(op, source="notification") is Applied.DUPLICATE:
+            self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
+        self._settle()
+
+    @workflow.signal(name=api.RECONCILE_SIGNAL)
+    def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
+        if req is None:
+            self._follow.refuse(api.RECONCILE_SIGNAL)
+            return
+        self._follow.reconcile_requested = True
+
+    @workflow.query(name=api.VIEW_QUERY)
+    def view(self) -> TrackingView:
+        return TrackingView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
+
+    @workflow.run
+    async def run(self, inp: TrackingInput) -> TrackingView:
+        self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
+        self._publish()
+        if not self._state.submitted:
+            await self._request(inp)
+        while not self._state.finished:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp.model_copy(update={
+                    "state": self._state,
+                    "last_progress_at": self._follow.last_progress_at,
+                    "shipment_changed_at": self._follow.shipment_changed_at,
+                }))
+            await self._follow.wait_for_news()
+            self._settle()
+            self._publish()
+        if inp.timing.close_grace > timedelta(0):
+            await workflow.sleep(inp.timing.close_grace)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._publish()
+        return self.view()
+
+    async def _request(self, inp: TrackingInput) -> None:
+        try:
+            result = await workflow.execute_activity(
+                acts.REQUEST_TRACKING,
+                acts.TrackInput(
+                    issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id, tracking_type=inp.ref.tracking_type,
+                    body=inp.request,
+                ),
+                result_type=acts.TrackResult,
+                start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=inp.timing.submit_give_up_after,
+                retry_policy=D1_CALL_RETRY,
+                summary=f"Ask D1 to track the card ({inp.ref.tracking_type})",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == acts.D1_REJECTED:
+                info = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+                ending = refused_by_d1(info)
+            else:
+                ending = gave_up(str(cause or err))
+            self._state.errors.append(ending.error)
+            order_state.end(self._state, ending.outcome, ending.reason)
+        else:
+            if result.operation_id and self._state.operation_id is None:
+                self._state.operation_id = result.operation_id
+        self._state.submitted = True
+        self._publish()
+
+    def _settle(self) -> None:
+        ending = tracking_ending(self._ref.tracking_type, self._state)
+        if ending is not None:
+            order_state.end(self._state, *ending)
+
+    def _publish(self) -> None:
+        line = details_line(self._state)
+        line = f"**Tracking:** {self._ref.tracking_type} of card {self._ref.card_id}  \n{line}"
+        if self._follow.silences:
+            line += (f"  \n**Silence:** D1 offers no status for tracked cards; {self._follow.silences} "
+                     "quiet window(s) passed without news")
+        self._follow.publish(line)

@@ -1,0 +1,109 @@
+"""``D1BatchSubmissionWorkflow``: one call to D1's "Order cards" for a batch of card orders.
+
+The card workflows were started first (contracts/d1_batch.py) and wait for their result.
+This workflow sends the batch (one activity, retried like a single order until the
+give-up window; D1 is idempotent on each card's ids, so a repeated call never produces a
+card twice), then tells every card its own answer: D1's operationId, D1's refusal of that
+item, or the refusal of the whole request. It completes with counts, no card data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contract as acts
+    from contracts import d1_batch as api
+    from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
+    from workflows.follow_up import HEARTBEAT_TIMEOUT
+
+D1_CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+)
+# A batch of 1,000 takes D1 longer to answer than one card.
+BATCH_CALL_TIMEOUT = timedelta(minutes=5)
+# Signals to the cards go out in groups, so one workflow task stays small.
+SIGNAL_GROUP = 100
+
+
+def results_for(inp: BatchInput, batch_id: str, answer: acts.BatchSubmitResult | None,
+                refusal: dict[str, object] | None, gave_up: str | None) -> list[SubmissionResult]:
+    """Each card's result, in the batch's order (pure)."""
+    out = []
+    for index in range(len(inp.cards)):
+        if answer is not None:
+            entry = answer.results[index]
+            if entry.operation_id:
+                out.append(SubmissionResult(batch_workflow_id=batch_id, operation_id=entry.operation_id))
+            else:
+                out.append(SubmissionResult(batch_workflow_id=batch_id, refusal={
+                    "httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error}))
+        elif refusal is not None:
+            out.append(SubmissionResult(batch_workflow_id=batch_id, refusal=refusal))
+        else:
+            out.append(SubmissionResult(batch_workflow_id=batch_id, gave_up=gave_up or "D1 unreachable"))
+    return out
+
+
+@workflow.defn(name=api.WORKFLOW_TYPE)
+class D1BatchSubmissionWorkflow:
+    @workflow.run
+    async def run(self, inp: BatchInput) -> BatchReport:
+        batch_id = workflow.info().workflow_id
+        answer: acts.BatchSubmitResult | None = None
+        refusal: dict[str, object] | None = None
+        gave_up: str | None = None
+        try:
+            answer = await workflow.execute_activity(
+                acts.SUBMIT_ORDER_BATCH,
+                acts.BatchSubmitInput(
+                    issuer_id=inp.issuer_id,
+                    batch_key=batch_id.rsplit(":", 1)[-1],
+                    items=[c.item for c in inp.cards],
+                ),
+                result_type=acts.BatchSubmitResult,
+                start_to_close_timeout=BATCH_CALL_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=inp.give_up_after,
+                retry_policy=D1_CALL_RETRY,
+                summary=f"Submit {len(inp.cards)} card(s) to D1 in one call",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == acts.D1_REJECTED:
+                refusal = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+            elif isinstance(cause, ApplicationError) and cause.type == acts.CARD_DATA_IN_CLEAR:
+                refusal = {"errorCode": acts.CARD_DATA_IN_CLEAR, "error": cause.message}
+            else:
+                gave_up = f"D1 did not accept the batch within the give-up window: {cause or err}"
+        results = results_for(inp, batch_id, answer, refusal, gave_up)
+        not_signalled: list[str] = []
+
+        async def tell(card_workflow_id: str, result: SubmissionResult) -> None:
+            try:
+                await workflow.get_external_workflow_handle(card_workflow_id).signal(api.RESULT_SIGNAL, result)
+            except ApplicationError:  # the card's workflow has ended (e.g. terminated by an operator)
+                not_signalled.append(card_workflow_id)
+
+        pairs = list(zip((c.workflow_id for c in inp.cards), results, strict=True))
+        for start in range(0, len(pairs), SIGNAL_GROUP):
+            await asyncio.gather(*(tell(w, r) for w, r in pairs[start:start + SIGNAL_GROUP]))
+        accepted = sum(1 for r in results if r.operation_id)
+        refused = sum(1 for r in results if r.refusal is not None)
+        report = BatchReport(
+            cards=len(results), accepted=accepted, refused=refused, failed=len(results) - accepted - refused,
+            not_signalled=not_signalled,
+        )
+        workflow.set_current_details(
+            f"**D1 batch:** {report.cards} card(s): {report.accepted} accepted, {report.refused} refused by D1, "
+            f"{report.failed} not submitted" + (f", {len(not_signalled)} card order(s) had ended" if not_signalled
+                                                else "")
+        )
+        return report
