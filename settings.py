@@ -102,7 +102,7 @@ class D1ClientSettings(BaseSettings):
     issuer_id: str = "TESTISS001"
     banking_url: str = "https://127.0.0.1:8443/banking/v1"
     authz_url: str = "https://127.0.0.1:8443/authz/v1"
-    # Mutual TLS toward D1 (auth.md §1): our client certificate (signed by the Thales CA,
+    # Mutual TLS toward D1 (docs/d1/auth.md §2): our client certificate (signed by the Thales CA,
     # CN embeds the issuerId) and the CA bundle D1's server certificate must chain to
     # (None = the system roots). Required for https:// URLs; see security/transport.py.
     tls_client_cert_file: Path | None = None
@@ -170,7 +170,7 @@ class ReceiverSettings(BaseSettings):
     # One line per request at 200/s costs ~5% of the receiver's CPU (docs/benchmarks.md);
     # routing problems are logged either way.
     access_log: bool = False
-    # Mutual TLS (D1 → issuer is mTLS-only, auth.md §1/§5): our server certificate, and the
+    # Mutual TLS (D1 → issuer is mTLS-only, docs/d1/auth.md §2, §6): our server certificate, and the
     # CA that D1's client certificates must chain to. See receiver/auth.py.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -180,7 +180,7 @@ class ReceiverSettings(BaseSettings):
     tls_client_identity: str = "urn:d1:notifier:{issuerId}"
     # Development only: serve plain HTTP, no client certificates. Logged loudly at start.
     allow_plaintext: bool = False
-    # Outbound OAuth (optional D1 tenant setting, auth.md §5): D1 first gets a token from
+    # Outbound OAuth (optional D1 tenant setting, docs/d1/auth.md §6): D1 first gets a token from
     # our client-credentials endpoint (POST /oauth2/token, HTTP Basic) and then sends it as
     # a bearer token with every notification.
     oauth_enabled: bool = False

@@ -1,6 +1,6 @@
 """D1 access tokens (JWT-bearer grant, RFC 7523) cached per worker process.
 
-D1 asks issuers not to fetch a token per call (auth.md §2), so one provider per process
+D1 asks issuers not to fetch a token per call (docs/d1/auth.md §5), so one provider per process
 caches the token until shortly before ``expires_in`` and lets exactly one caller fetch
 while the others wait (single flight). The token lives only in this object's memory: it
 is never an activity input or result, so it never reaches workflow history.

@@ -86,7 +86,7 @@ class OperationNotification(_Tolerant):
         return self.details.shipment if self.details else None
 
     def dedup_key(self) -> str:
-        """Identity of one update: operationId alone is reused across steps (README §4.4)."""
+        """Identity of one update: operationId alone is reused across steps (docs/d1/notifications.md §4, §8)."""
         ship = self.shipment
         parts = [
             self.operationId,

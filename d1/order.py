@@ -9,7 +9,7 @@ Two shapes share the same building blocks:
   replaced by ``encryptedData`` (a compact JWE whose plaintext is :class:`CardData`,
   with ``trackData`` inside it).
 
-The body is a ``oneOf`` discriminated by ``distributionChannel`` (card-order.md §2): each
+The body is a ``oneOf`` discriminated by ``distributionChannel`` (docs/d1/card-order.md §2): each
 shape has one subclass per channel (``THALES`` needs a shipment, ``INSTANT`` needs a
 ``persoStation`` and takes no shipment, ``CENTRAL`` may ship or not). :data:`AnyCardOrder`
 and :data:`AnyD1OrderRequest` are the discriminated unions for typed fields;
@@ -28,7 +28,7 @@ members (``extra="allow"``) and pass them through, as D1's compatibility policy 
 the starter reports them as probable typos. Card data models forbid unknown members.
 
 Where D1 documents a rule only by example or not at all, the choice made here is marked
-GUESS (see /work/shared/d1-reference/card-order.md).
+GUESS (see docs/d1/card-order.md and docs/d1/assumptions.md).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ CHANNELS: tuple[str, ...] = ("THALES", "CENTRAL", "INSTANT")
 DEFAULT_CHANNEL = "THALES"
 Issuance = Literal["CREATION", "RENEWAL", "REPLACEMENT"]
 ShipmentType = Literal["INDIVIDUAL", "BULK"]
-# Deprecated ``state``: only ACTIVE is named in the brief (its default); INACTIVE is a GUESS.
+# Deprecated ``state``: only ACTIVE is documented (its default; docs/d1/card-order.md §17); INACTIVE is our reading.
 CardState = Literal["ACTIVE", "INACTIVE"]
 DEFAULT_CARD_STATE = "ACTIVE"
 # Members accepted, passed through, and reported as deprecated.
@@ -285,7 +285,7 @@ class CardData(_CardDataModel):
     """Plaintext of ``encryptedData`` (without ``trackData``). Never logged; masked in every view.
 
     Formats of cvv1/pvv/panSequenceNumber/effectiveDate/paymentAccountReference are inferred
-    (encryption.md §3); ``effectiveDate`` uses the program's expiry format (GUESS).
+    (docs/d1/encryption.md §4); ``effectiveDate`` uses the program's expiry format (GUESS).
     """
 
     pan: str = Field(pattern=PAN_PATTERN)
@@ -420,7 +420,7 @@ class D1OrderRequest(_OrderBody):
     """The order body as D1 receives it (base class: every channel, no channel rules)."""
 
     encryptedData: str = Field(min_length=1, max_length=8192)
-    # D1 does not say whether trackData travels encrypted: accepted here too (encryption.md §3).
+    # D1 does not say whether trackData travels encrypted: accepted here too (docs/d1/encryption.md §4).
     trackData: TrackData | None = None
 
 
@@ -503,7 +503,7 @@ REDIRECTING_TYPES: frozenset[str] = frozenset({"REDIRECT", "ACCELERATE_AND_REDIR
 
 
 class PullAndChangeRequest(_D1Model):
-    """Body of the pull & change call (card-order.md §16; the payload shape is a GUESS:
+    """Body of the pull & change call (docs/d1/card-order.md §14; the payload shape is a GUESS:
     the documented inputs ``type`` and ``newDeliveryAddress``)."""
 
     type: PullAndChangeType
@@ -568,7 +568,7 @@ def body_issues(body: Mapping[str, Any], card: Mapping[str, Any] | None = None, 
             issues.append(Issue(("services", "cardCarrier"), "must be NO_CARRIER (or absent) for an INSTANT card",
                                 IssueKind.NOT_ALLOWED))
 
-    # A card carrier is personalized with an end-user name (card-order.md §8).
+    # A card carrier is personalized with an end-user name (docs/d1/card-order.md §9).
     if carrier not in (None, NO_CARRIER) and card is not None:
         address = _obj(shipment.get("deliveryAddress")) if shipment is not None else None
         has_name = bool(card.get("name")) or (

@@ -1,6 +1,6 @@
 """The program configuration: what Thales fixes for a card program at onboarding.
 
-D1's API only *references* onboarding data by identifier (card-order.md §18): card
+D1's API only *references* onboarding data by identifier (docs/d1/card-order.md §16): card
 products, shipping methods, carrier templates, packaging and inserts, image ids, allowed
 destination countries, the expiry format, the printable-name rules. One JSON file holds
 them (``config/program.json`` is the shipped sample; ``D1_PROGRAM_FILE`` points the

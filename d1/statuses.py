@@ -85,7 +85,7 @@ PRODUCTION_RANK: dict[str, int] = {
 
 # The one table of terminal production statuses: after these D1 sends nothing more about
 # production and the order ends, with this outcome (the values are the product's
-# ``contracts.card_order.Outcome`` names; tests/unit/test_status_tables.py keeps them in step).
+# ``contracts.card_order.Outcome`` names; tests/unit/test_rules.py keeps them in step).
 TERMINAL_STATUS_OUTCOMES: dict[str, str] = {
     S.DATA_EXCEPTION: "DATA_EXCEPTION",
     S.CARD_PROD_EXCEPTION: "PRODUCTION_EXCEPTION",

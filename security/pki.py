@@ -1,6 +1,6 @@
 """A local certificate authority for ``make run`` and the tests (never for production).
 
-D1 requires mutual TLS on every hop (auth.md §1). Real deployments point the settings at
+D1 requires mutual TLS on every hop (docs/d1/auth.md §2). Real deployments point the settings at
 certificates from Thales' CA (issuer client), AWS (D1 server) and their own PKI
 (receiver server). Locally, one self-made CA signs everything, generated with
 ``cryptography`` on first start into the ignored state folder (``.state/pki/``) and reused

@@ -2,7 +2,7 @@
 
 Why this module exists: uvicorn verifies a client certificate when asked to
 (``ssl_cert_reqs=CERT_REQUIRED``), but it does not tell the application *which*
-certificate was presented, and both the D1 emulator (certificate → issuerId, auth.md §1)
+certificate was presented, and both the D1 emulator (certificate → issuerId, docs/d1/auth.md §2)
 and the notification receiver (certificate → "D1 notifying issuer X") must know. The
 protocol class :class:`PeerCertH11Protocol` reads the peer certificate from the TLS
 connection once and exposes it to every request of that connection in
@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 ISSUER_URI_PREFIX = "urn:d1:issuer:"
 NOTIFIER_URI_PREFIX = "urn:d1:notifier:"
 DEFAULT_NOTIFIER_IDENTITY = NOTIFIER_URI_PREFIX + "{issuerId}"
-# Thales' client CN: "TLSMA-RSA/<issuerId>/<env>" per auth.md §1 (exact format not published).
+# Thales' client CN: "TLSMA-RSA/<issuerId>/<env>" per docs/d1/auth.md §2 (exact format not published).
 _TLSMA_CN = re.compile(r"^TLSMA-[A-Za-z0-9]+/(?P<issuer>[^/]{10})(?:/.*)?$")
 ISSUER_ID_LENGTH = 10
 TLS_EXTENSION = "tls"
@@ -91,7 +91,7 @@ def identity_from_certificate(cert: x509.Certificate) -> CertIdentity:
 
 
 def issuer_ids_of(identity: CertIdentity) -> frozenset[str]:
-    """The issuerIds an issuer → D1 client certificate speaks for (D1 side of auth.md §1).
+    """The issuerIds an issuer → D1 client certificate speaks for (D1 side of docs/d1/auth.md §2).
 
     SAN URIs ``urn:d1:issuer:<id>`` win; without any, the Thales CN form is read.
     """
@@ -189,11 +189,6 @@ def peer_identity(scope: Mapping[str, Any]) -> CertIdentity | None:
     return identity if isinstance(identity, CertIdentity) else None
 
 
-def served_with_tls(scope: Mapping[str, Any]) -> bool:
-    """True when the request came over a TLS connection served by :class:`PeerCertH11Protocol`."""
-    return isinstance((scope.get("extensions") or {}).get(TLS_EXTENSION), dict)
-
-
 def _hardened(_config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     context = default()
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # D1: TLS 1.2 or 1.3
@@ -234,11 +229,3 @@ def client_ssl_context(
         context.load_cert_chain(str(cert_file), str(key_file))
     return context
 
-
-def certificate_names(paths: Iterable[Path]) -> list[CertIdentity]:
-    """Identities of PEM certificates on disk (start-up log lines, diagnostics)."""
-    out = []
-    for path in paths:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-        out.append(identity_from_certificate(cert))
-    return out

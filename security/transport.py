@@ -32,7 +32,7 @@ def _loud(message: str) -> None:
 
 
 def d1_http_verify(settings: D1ClientSettings) -> ssl.SSLContext | bool:
-    """What httpx needs as ``verify=`` to reach D1 as auth.md §1 requires.
+    """What httpx needs as ``verify=`` to reach D1 as docs/d1/auth.md §2 requires.
 
     https:// URLs need our client certificate and key (D1 refuses a connection without
     one); http:// URLs are refused unless ``D1_ALLOW_PLAINTEXT`` is set.

@@ -1,4 +1,4 @@
-"""The emulator, as D1, refuses what D1 refuses (auth.md §1-3, encryption.md §5) — over mTLS.
+"""The emulator, as D1, refuses what D1 refuses (docs/d1/auth.md §2-§4, §7; docs/d1/encryption.md §6) — over mTLS.
 
 The plain-HTTP sandbox refusals are in tests/emulator; here the same checks run through
 the mutual-TLS emulator, plus what only exists with mTLS: the client certificate's

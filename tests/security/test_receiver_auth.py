@@ -1,4 +1,4 @@
-"""The receiver refuses every caller that is not D1 for this issuer (auth.md §1, §5).
+"""The receiver refuses every caller that is not D1 for this issuer (docs/d1/auth.md §2, §6).
 
 Against the real mTLS receiver of ``mtls_stack``: TLS refuses a missing or foreign
 certificate at the handshake; the app refuses a certificate of another tenant or of the
