@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from joserfc import jwe as rfc_jwe
 from joserfc import jwt as rfc_jwt
@@ -12,7 +13,11 @@ from joserfc.jwk import ECKey
 from jwcrypto import jwk
 
 from activities.token_provider import make_assertion
+from contracts.card_order import OrderTiming
 from d1.jwe import encrypt_for_d1
+from d1.program import DEFAULT_PROGRAM_FILE
+from starter.edge import KeyFile, OrderEdge
+from tests.support.orders import sample_order
 
 
 def test_encrypted_data_decrypts_with_an_independent_implementation() -> None:
@@ -53,3 +58,21 @@ def test_assertion_lifetime_is_capped_at_fifteen_minutes() -> None:
     assertion = make_assertion(key, issuer_id="TESTISS001", kid="k", lifetime_s=3600, audience=None, now=now)
     claims = rfc_jwt.decode(assertion, ECKey.import_key(json.loads(key.export_public())), algorithms=["ES256"]).claims
     assert claims["exp"] - claims["iat"] == 900
+
+
+def test_the_jwe_the_starter_builds_decrypts_with_an_independent_implementation(tmp_path: Path) -> None:
+    """End to end at the edge: the order's encryptedData, as the workflow input carries it."""
+    d1_key = jwk.JWK.generate(kty="EC", crv="P-256", kid="d1-enc-edge")
+    public = tmp_path / "d1-public.jwk"
+    public.write_text(d1_key.export_public())
+    edge = OrderEdge(program_file=DEFAULT_PROGRAM_FILE, encryption_key=KeyFile(public))
+    order = sample_order("req-interop-1", trackData={"track2": ";4111111111111111=29061010000000000000?"})
+    prepared = edge.prepare(order, timing=OrderTiming())
+    assert prepared.input.submission is not None
+    compact = prepared.input.submission.body["encryptedData"]
+    private = ECKey.import_key(json.loads(d1_key.export_private()))
+    obj = rfc_jwe.decrypt_compact(compact, private, algorithms=["ECDH-ES", "A256GCM"])
+    assert obj.protected["kid"] == "d1-enc-edge"
+    plain = json.loads(obj.plaintext)
+    assert plain["pan"] == order["cardData"]["pan"] and plain["cvv2"] == order["cardData"]["cvv2"]
+    assert plain["trackData"] == order["trackData"]
