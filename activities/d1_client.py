@@ -127,35 +127,31 @@ class D1Client:
             return resp
         return resp
 
-    async def submit_order(
-        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
-    ) -> str:
-        resp = await self._call("POST", order_path(issuer_id, card_id), json_body=body, correlation_id=correlation_id)
+    async def _post_operation(self, path: str, body: dict[str, Any], *, correlation_id: str) -> str:
+        """POST a request D1 accepts with ``202 {operationId}``; the operationId ("" when D1
+        left it out: it is optional in D1's schema, and notifications carry it anyway)."""
+        resp = await self._call("POST", path, json_body=body, correlation_id=correlation_id)
         if resp.status_code not in (200, 201, 202):
             raise classify(resp)
         try:
             accepted = OrderAccepted.model_validate(resp.json())
         except ValueError:
             accepted = OrderAccepted()
-        # operationId is optional in D1's schema; notifications carry it anyway.
         return accepted.operationId or ""
+
+    async def submit_order(
+        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
+    ) -> str:
+        return await self._post_operation(order_path(issuer_id, card_id), body, correlation_id=correlation_id)
 
     async def pull_and_change(
         self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
     ) -> str:
         """Pull & change (path and payload are our reading: docs/d1/card-order.md §14). D1
         answers at once; the personalization center's decision comes later as UPDATE_ORDER."""
-        resp = await self._call(
-            "POST", pull_and_change_path(issuer_id, card_id, self.interface), json_body=body,
-            correlation_id=correlation_id,
+        return await self._post_operation(
+            pull_and_change_path(issuer_id, card_id, self.interface), body, correlation_id=correlation_id
         )
-        if resp.status_code not in (200, 201, 202):
-            raise classify(resp)
-        try:
-            accepted = OrderAccepted.model_validate(resp.json())
-        except ValueError:
-            accepted = OrderAccepted()
-        return accepted.operationId or ""
 
     async def submit_batch(
         self, issuer_id: str, items: list[dict[str, Any]], *, correlation_id: str
@@ -182,17 +178,9 @@ class D1Client:
         self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
     ) -> str:
         """The tracking hub's Track Card (path is our reading: docs/d1/tracking.md)."""
-        resp = await self._call(
-            "POST", track_card_path(issuer_id, card_id, self.interface), json_body=body,
-            correlation_id=correlation_id,
+        return await self._post_operation(
+            track_card_path(issuer_id, card_id, self.interface), body, correlation_id=correlation_id
         )
-        if resp.status_code not in (200, 201, 202):
-            raise classify(resp)
-        try:
-            accepted = OrderAccepted.model_validate(resp.json())
-        except ValueError:
-            accepted = OrderAccepted()
-        return accepted.operationId or ""
 
     async def production_status(
         self, issuer_id: str, card_id: str, *, correlation_id: str | None = None

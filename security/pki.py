@@ -246,16 +246,7 @@ def ensure_local_pki(
         _save(ca_pair, *ca)
 
     def ensure(pair: CertPair, common_name: str, *, server: bool, uris: Sequence[str] = ()) -> None:
-        existing = _load(pair)
-        if (
-            existing is not None
-            and _fresh(existing[0], now)
-            and _issued_by(existing[0], ca[0])
-            and (not server or _covers(existing[0], hosts))
-        ):
-            return
-        cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts if server else (), uris=uris)
-        _save(pair, cert, key)
+        _ensure_leaf(ca, pair, common_name, server=server, hosts=hosts if server else (), uris=uris, now=now)
 
     pki = LocalPki(
         directory=directory,
@@ -336,6 +327,7 @@ def _ensure_leaf(
     server: bool,
     hosts: Sequence[str],
     now: dt.datetime,
+    uris: Sequence[str] = (),
 ) -> None:
     """Keep a usable certificate (fresh, from this CA, naming every host); else issue a new one."""
     existing = _load(pair)
@@ -346,5 +338,5 @@ def _ensure_leaf(
         and (not server or _covers(existing[0], hosts))
     ):
         return
-    cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts)
+    cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts, uris=uris)
     _save(pair, cert, key)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -130,20 +130,37 @@ class CardOrders:
         if await self._exists(wid):
             return SubmittedOrder(wid, created=False)
         await self._refuse_if_card_busy(prepared)
+        return await self._start_once(
+            api.WORKFLOW_TYPE, prepared.input, wid, prepared.search_attributes, prepared.summary, prepared.details,
+            reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+    async def _start_once(
+        self,
+        workflow_type: str,
+        inp: Any,
+        wid: str,
+        attrs: TypedSearchAttributes,
+        summary: str,
+        details: str | None,
+        *,
+        reuse: WorkflowIDReusePolicy,
+    ) -> SubmittedOrder:
+        """Start the workflow unless it runs (or, with REJECT_DUPLICATE, ever ran) under that id:
+        a concurrent or earlier start of the same order is the answer."""
         try:
             await self.client.start_workflow(
-                api.WORKFLOW_TYPE,
-                prepared.input,
+                workflow_type,
+                inp,
                 id=wid,
                 task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=reuse,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=prepared.search_attributes,
-                static_summary=prepared.summary,
-                static_details=prepared.details,
+                search_attributes=attrs,
+                static_summary=summary,
+                static_details=details,
             )
         except WorkflowAlreadyStartedError:
-            # A concurrent or earlier submit of the same order won: that order is the answer.
             return SubmittedOrder(wid, created=False)
         return SubmittedOrder(wid, created=True)
 
@@ -238,20 +255,11 @@ class CardOrders:
         "trackingNumber": "..."}}``). Asking again for the same tracking returns the same one
         while it runs; once it ended, a new one starts."""
         prepared = self.edge.prepare_tracking(issuer_id, card_id, tracking_type, details=details, timing=self.timing)
-        try:
-            await self.client.start_workflow(
-                tracking_api.WORKFLOW_TYPE,
-                prepared.input,
-                id=prepared.workflow_id,
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=prepared.search_attributes,
-                static_summary=prepared.summary,
-            )
-        except WorkflowAlreadyStartedError:
-            return SubmittedOrder(prepared.workflow_id, created=False)
-        return SubmittedOrder(prepared.workflow_id, created=True)
+        # A tracking that ended may be asked for again; one that runs is the answer.
+        return await self._start_once(
+            tracking_api.WORKFLOW_TYPE, prepared.input, prepared.workflow_id, prepared.search_attributes,
+            prepared.summary, None, reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
 
     def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(

@@ -388,6 +388,22 @@ async def start_orders_in_d1_batches(
     return report
 
 
+async def start_lines(
+    orders: CardOrders,
+    lines: list[BatchLine],
+    report: BatchReport,
+    *,
+    d1_batch: BatchLimits | None,
+    concurrency: int,
+    progress: Progress | None,
+) -> BatchReport:
+    """Each valid line's own D1 submission, or (``d1_batch``) shared D1 batch calls."""
+    if d1_batch is not None:
+        return await start_orders_in_d1_batches(orders, lines, report, limits=d1_batch, concurrency=concurrency,
+                                                progress=progress)
+    return await start_orders(orders, lines, report, concurrency=concurrency, progress=progress)
+
+
 async def submit_batch(
     orders: CardOrders | None,
     path: Path,
@@ -415,10 +431,7 @@ async def submit_batch(
         return report
     assert orders is not None, "a CardOrders client is needed unless dry_run"
     progress = Progress(len(lines)) if show_progress else None
-    if d1_batch is not None:
-        return await start_orders_in_d1_batches(orders, lines, report, limits=d1_batch, concurrency=concurrency,
-                                                progress=progress)
-    return await start_orders(orders, lines, report, concurrency=concurrency, progress=progress)
+    return await start_lines(orders, lines, report, d1_batch=d1_batch, concurrency=concurrency, progress=progress)
 
 
 async def run_batch_command(
@@ -457,11 +470,8 @@ async def run_batch_command(
 
             orders = await CardOrders.connect(TemporalSettings())
         try:
-            if d1_batch is not None:
-                await start_orders_in_d1_batches(orders, lines, report, limits=d1_batch, concurrency=concurrency,
-                                                 progress=Progress(len(lines)))
-            else:
-                await start_orders(orders, lines, report, concurrency=concurrency, progress=Progress(len(lines)))
+            await start_lines(orders, lines, report, d1_batch=d1_batch, concurrency=concurrency,
+                              progress=Progress(len(lines)))
         except (asyncio.CancelledError, KeyboardInterrupt):
             report.interrupted = True
             print(report.summary(), file=out)
