@@ -27,7 +27,7 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,9 @@ from bench.history import summarise
 from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, start_stack
 from bench.profiling import Profiler
 from bench.stats import latency_summary_ms, ratio
-from contracts.card_order import OrderTiming
 from contracts.card_order import workflow_id as workflow_id_for
 from security.codec import load_codec
-from settings import D1ClientSettings, TemporalSettings
 from starter.api import CardOrders
-from starter.edge import KeyFile, OrderEdge
-from temporal_client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,13 +52,6 @@ DEFAULT = {"orders": 500, "concurrency": 50, "rate_notifications": 1000, "max_no
 
 def log(msg: str) -> None:
     print(f"[bench {datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-def bench_timing() -> OrderTiming:
-    """Windows long enough never to fire during a run; no close grace (it would only add
-    a timer and idle time to every order)."""
-    return OrderTiming(reconcile_after=timedelta(hours=1), quiet_after_shipped=timedelta(hours=1),
-                       close_grace=timedelta(0))
 
 
 def usage_per_1000(usage: PhaseUsage, units: int) -> dict[str, dict[str, float]]:
@@ -364,13 +353,9 @@ async def run(a: argparse.Namespace) -> int:
     }
     try:
         plain = await Client.connect(stack.temporal_address)
-        client = await connect(TemporalSettings(address=stack.temporal_address, task_queue=PRODUCT_TASK_QUEUE),
-                               codec=load_codec(stack.codec_keys))
-        edge = OrderEdge(
-            program_file=D1ClientSettings().program_file,
-            encryption_key=KeyFile(state_dir / "emulator" / "d1-encryption-public.jwk"),
-        )
-        orders = CardOrders(client, task_queue=PRODUCT_TASK_QUEUE, timing=bench_timing(), edge=edge)
+        client = await stack.local.connect()
+        orders = CardOrders(client, task_queue=PRODUCT_TASK_QUEUE, timing=stack.local.order_timing(),
+                            edge=stack.local.order_edge())
         meters = Meters({**stack.pids, "driver": os.getpid()})
 
         log("warm-up (not measured)")

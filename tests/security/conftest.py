@@ -11,7 +11,6 @@ can read every span.
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,28 +28,19 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
-from emulator.app import create_app as create_emulator_app
-from emulator.config import EmulatorSettings
 from emulator.state import EmulatorState
-from emulator.testing import run_emulator
-from receiver.app import create_app as create_receiver_app
-from receiver.auth import ReceiverAuth
-from receiver.routing import NotificationRouter
 from security.pki import CertPair, LocalPki, ensure_local_pki
 from security.secret_files import write_secret
 from security.tls import client_ssl_context
-from security.transport import receiver_server_options
 from settings import D1ClientSettings, ReceiverSettings
-from stack.onboarding import ensure_issuer_keys
+from stack import inprocess
+from stack.spec import OAUTH_CLIENT_ID as OAUTH_CLIENT_ID  # re-exported: the tests authenticate as D1
+from stack.spec import LocalStack, StackSpec
 from starter.api import CardOrders
-from starter.edge import OrderEdge
-from tests.conftest import fast_timing
+from tests.conftest import spec_for_tests, temporal_address
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
-from tests.support.servers import free_port, serve
-from worker import build_worker, d1_activities
 
 TASK_QUEUE = "security-card-orders"
-OAUTH_CLIENT_ID = "d1-outbound"
 OAUTH_SECRET = "local-test-secret-0123456789abcdef"  # test value, written to a 0600 file
 RECEIVER_OPERATOR_TOKEN = "receiver-operator-test-token-0123456789"  # test value, 0600 file
 
@@ -72,6 +62,8 @@ class MtlsStack:
     other_issuer_key: jwk.JWK
     codec_keys_file: Path
     tmp: Path
+    # The description the stack was built from (settings, environments of child processes).
+    local: LocalStack
 
     @property
     def temporal_address(self) -> str:
@@ -98,8 +90,28 @@ def security_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pki(security_tmp: Path) -> LocalPki:
-    return ensure_local_pki(security_tmp / "pki", [ISSUER_ID, OTHER_ISSUER_ID])
+def mtls_spec(security_tmp: Path, codec_keys_file: Path) -> StackSpec:
+    """The production-like stack: mutual TLS on both D1 hops, outbound OAuth, two tenants,
+    the receiver's operator route; its secrets are the test values above."""
+    spec = spec_for_tests(
+        security_tmp,
+        transport="mtls",
+        other_issuers=(OTHER_ISSUER_ID,),
+        task_queue=TASK_QUEUE,
+        codec_keys_file=codec_keys_file,
+        receiver_operators=True,
+    )
+    # Written before the stack is created, which keeps existing secrets.
+    write_secret(spec.paths.oauth_client_secret, OAUTH_SECRET)
+    write_secret(spec.paths.receiver_operators, f"ops:{RECEIVER_OPERATOR_TOKEN}")
+    return spec
+
+
+@pytest.fixture(scope="session")
+def pki(mtls_spec: StackSpec) -> LocalPki:
+    local = mtls_spec.ensure()
+    assert local.pki is not None
+    return local.pki
 
 
 @pytest.fixture(scope="session")
@@ -110,102 +122,31 @@ def rogue_pki(security_tmp: Path) -> LocalPki:
 
 @pytest_asyncio.fixture(scope="session")
 async def mtls_stack(
-    temporal_env: WorkflowEnvironment, codec_keys_file: Path, pki: LocalPki, rogue_pki: LocalPki, security_tmp: Path
+    temporal_env: WorkflowEnvironment, mtls_spec: StackSpec, pki: LocalPki, rogue_pki: LocalPki
 ) -> AsyncIterator[MtlsStack]:
-    tmp = security_tmp / "stack"
-    signing_key, _ = ensure_issuer_keys(tmp / "issuer", ISSUER_ID)
-    issuer_key = jwk.JWK.from_json(signing_key.read_text())
-    other_key = jwk.JWK.generate(kty="EC", crv="P-256", kid="other-issuer-sig")
-    jwks = tmp / "issuer-keys.json"
-    keys = []
-    for key, issuer in ((issuer_key, ISSUER_ID), (other_key, OTHER_ISSUER_ID)):
-        public = key.export_public(as_dict=True)
-        public["issuerId"] = issuer
-        keys.append(public)
-    jwks.write_text(json.dumps({"keys": keys}))
-    oauth_secret_file = write_secret(tmp / "secrets" / "oauth-client-secret", OAUTH_SECRET)
-    operators_file = write_secret(tmp / "secrets" / "receiver-operators", f"ops:{RECEIVER_OPERATOR_TOKEN}")
-
+    base = temporal_env.client
+    local = mtls_spec.replace(temporal_address=temporal_address(base), namespace=base.namespace).ensure()
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    base = temporal_env.client
-    client = await Client.connect(
-        base.service_client.config.target_host,
-        namespace=base.namespace,
-        data_converter=base.data_converter,
-        interceptors=[TracingInterceptor(provider.get_tracer("tests.security"))],
-    )
-
-    receiver_port = free_port()
-    receiver_url = f"https://127.0.0.1:{receiver_port}"
-    receiver_settings = ReceiverSettings(
-        port=receiver_port,
-        tls_cert_file=pki.receiver_server.cert,
-        tls_key_file=pki.receiver_server.key,
-        tls_client_ca_file=pki.ca_cert,
-        oauth_enabled=True,
-        oauth_client_id=OAUTH_CLIENT_ID,
-        oauth_client_secret_file=oauth_secret_file,
-        operator_tokens_file=operators_file,
-    )
-    notifier = pki.notifier_client_template
-    emu_settings = EmulatorSettings(
-        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
-        state_dir=tmp / "emulator",
-        issuer_keys_file=jwks,
-        receiver_url=receiver_url,
-        step_delay_ms=20,
-        notify_retry_base_ms=50,
-        notify_retry_cap_ms=500,
-        tls_cert_file=pki.emulator_server.cert,
-        tls_key_file=pki.emulator_server.key,
-        tls_ca_file=pki.ca_cert,
-        notify_client_cert_file=str(notifier.cert),
-        notify_client_key_file=str(notifier.key),
-        notify_ca_file=pki.ca_cert,
-        outbound_oauth_token_url=f"{receiver_url}/oauth2/token",
-        outbound_oauth_client_id=OAUTH_CLIENT_ID,
-        outbound_oauth_client_secret_file=oauth_secret_file,
-    )
-    emulator_app = create_emulator_app(emu_settings)
-    router = NotificationRouter(client, TASK_QUEUE)
-    receiver_app = create_receiver_app(router, auth=ReceiverAuth.from_settings(receiver_settings))
-    async with (
-        serve(receiver_app, port=receiver_port, **receiver_server_options(receiver_settings)),
-        run_emulator(emu_settings, app=emulator_app) as emulator_url,
-    ):
-        assert emulator_url.startswith("https://")
-        client_cert = pki.issuer_client(ISSUER_ID)
-        d1_settings = D1ClientSettings(
-            issuer_id=ISSUER_ID,
-            banking_url=f"{emulator_url}/banking/v1",
-            authz_url=f"{emulator_url}/authz/v1",
-            signing_key_file=signing_key,
-            encryption_public_key_file=tmp / "emulator" / "d1-encryption-public.jwk",
-            tls_client_cert_file=client_cert.cert,
-            tls_client_key_file=client_cert.key,
-            tls_ca_file=pki.ca_cert,
+    client = await local.connect(interceptors=[TracingInterceptor(provider.get_tracer("tests.security"))])
+    async with inprocess.running_product(local, client) as p:
+        assert p.emulator_url.startswith("https://")
+        yield MtlsStack(
+            client=client,
+            env=temporal_env,
+            orders=CardOrders(client, task_queue=TASK_QUEUE, timing=local.order_timing(), edge=local.order_edge()),
+            pki=pki,
+            rogue_pki=rogue_pki,
+            emulator_url=p.emulator_url,
+            receiver_url=p.receiver_url,
+            emulator=p.emulator,
+            spans=spans,
+            d1_settings=p.d1_settings,
+            receiver_settings=p.receiver_settings,
+            issuer_key=jwk.JWK.from_json(local.paths.signing_key.read_text()),
+            other_issuer_key=jwk.JWK.from_json(local.paths.other_signing_key(OTHER_ISSUER_ID).read_text()),
+            codec_keys_file=local.paths.codec_keys,
+            tmp=local.paths.state_dir,
+            local=local,
         )
-        async with d1_activities(d1_settings) as acts:
-            async with build_worker(client, TASK_QUEUE, acts):
-                yield MtlsStack(
-                    client=client,
-                    env=temporal_env,
-                    orders=CardOrders(
-                        client, task_queue=TASK_QUEUE, timing=fast_timing(),
-                        edge=OrderEdge.from_settings(d1_settings),
-                    ),
-                    pki=pki,
-                    rogue_pki=rogue_pki,
-                    emulator_url=emulator_url,
-                    receiver_url=receiver_url,
-                    emulator=emulator_app.state.emulator,
-                    spans=spans,
-                    d1_settings=d1_settings,
-                    receiver_settings=receiver_settings,
-                    issuer_key=issuer_key,
-                    other_issuer_key=other_key,
-                    codec_keys_file=codec_keys_file,
-                    tmp=tmp,
-                )

@@ -28,10 +28,10 @@ from security.codec_auth import CodecAuth, CodecAuthConfigError
 from security.codec_server import create_app
 from security.oidc import JwksSource, OidcVerifier, TokenRejected, roles_of
 from settings import CodecServerSettings
+from stack.servers import serve
 from tests.security.oidc_issuer import AUDIENCE, ISSUER, PII_ROLE, OidcIssuer
 from tests.security.support import LEAK_PAN, find_leaks, leak_card_data, leak_track_data
 from tests.support.orders import sample_order
-from tests.support.servers import serve
 from tests.support.validation import validate_order
 
 UI = "http://localhost:8233"

@@ -29,6 +29,7 @@ from security.codec_auth import CodecAuth, CodecAuthConfigError
 from security.codec_server import create_app
 from security.operator_tokens import OperatorTokens, ensure_operator_token
 from settings import CodecServerSettings
+from stack.servers import serve
 from tests.conftest import temporal_cli
 from tests.security.conftest import MtlsStack
 from tests.security.support import (
@@ -40,7 +41,6 @@ from tests.security.support import (
     readable,
 )
 from tests.support.orders import sample_order
-from tests.support.servers import serve
 from tests.support.validation import validate_order
 
 TOKEN = "operator-token-for-tests-0123456789"

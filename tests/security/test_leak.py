@@ -30,27 +30,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.client import Client
 
 from contracts.card_order import OrderView, Outcome
 from security.codec import load_codec
-from security.pki import LocalPki
-from settings import D1ClientSettings
+from stack.inprocess import run_worker
+from stack.processes import Supervisor
+from stack.servers import wait_http
+from stack.spec import Ports
 from starter.api import CardOrders
-from starter.edge import OrderEdge
-from tests.conftest import fast_timing, temporal_cli
-from tests.security.conftest import OAUTH_CLIENT_ID, RECEIVER_OPERATOR_TOKEN, MtlsStack
+from tests.conftest import temporal_cli
+from tests.security.conftest import RECEIVER_OPERATOR_TOKEN, MtlsStack
 from tests.security.support import (
     ISSUER_ID,
     LEAK_PAN,
@@ -60,9 +58,7 @@ from tests.security.support import (
     leak_track_data,
 )
 from tests.support.orders import sample_order
-from tests.support.servers import free_port
 from tests.support.validation import InvalidOrder, validate_order
-from worker import build_worker, d1_activities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 50
@@ -123,9 +119,10 @@ def captured_logs() -> Iterator[_Capture]:
             lg.setLevel(level)
 
 
-async def _raw_history(temporal_address: str, workflow_ids: list[str]) -> dict[str, str]:
-    """``temporal workflow show --output json`` per workflow, without any codec settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+async def _raw_history(stack: MtlsStack, workflow_ids: list[str]) -> dict[str, str]:
+    """``temporal workflow show --output json`` per workflow, without any codec settings (the
+    stack's environment for a child process carries no TEMPORAL_* variable of this one)."""
+    temporal_address, env = stack.temporal_address, stack.local.base_env()
     gate = asyncio.Semaphore(4)
 
     async def show(wid: str) -> tuple[str, str]:
@@ -215,7 +212,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
             assert stats.status_code == 200, stats.text
             queries.append(stats.text)
 
-        history = await _raw_history(mtls_stack.temporal_address, [s.workflow_id for s in submitted])
+        history = await _raw_history(mtls_stack, [s.workflow_id for s in submitted])
         assert len(history) == ORDERS and all('"eventType"' in h for h in history.values())
         codec = load_codec(mtls_stack.codec_keys_file)
         decrypted: list[str] = []
@@ -257,98 +254,26 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
 # ---------------------------------------------------------------- real processes
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    out = open(logs / f"{name}.log", "wb")  # owned by the child until it exits
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=REPO_ROOT, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-        stdout=out, stderr=subprocess.STDOUT,
-    )
-
-
-async def _wait_healthy(url: str, pki: LocalPki, procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
-    pair = pki.notifier_client(ISSUER_ID)
-    from security.tls import client_ssl_context
-
-    context = client_ssl_context(ca_file=pki.ca_cert, cert_file=pair.cert, key_file=pair.key)
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(verify=context, timeout=2) as http:
-        while True:
-            for p in procs:
-                assert p.poll() is None, "\n".join(f.read_text() for f in logs.glob("*.log"))
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{url} did not come up"
-            await asyncio.sleep(0.2)
-
-
 async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: MtlsStack, tmp_path: Path) -> None:
-    pki, task_queue = mtls_stack.pki, "security-proc-orders"
-    emulator_port, receiver_port = free_port(), free_port()
-    receiver_url = f"https://127.0.0.1:{receiver_port}"
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    notifier = pki.notifier_client_template
-    secret_file = mtls_stack.receiver_settings.oauth_client_secret_file
-    assert secret_file is not None
-    env = {
-        "TEMPORAL_ADDRESS": mtls_stack.temporal_address,
-        "TEMPORAL_TASK_QUEUE": task_queue,
-        "CODEC_KEYS_FILE": str(mtls_stack.codec_keys_file),
-        "D1_ISSUER_ID": ISSUER_ID,
-        "ORDER_RECONCILE_AFTER": "PT30S",
-        "ORDER_QUIET_AFTER_SHIPPED": "PT60S",
-        "ORDER_CLOSE_GRACE": "PT0.5S",
-        "RECEIVER_PORT": str(receiver_port),
-        "RECEIVER_TLS_CERT_FILE": str(pki.receiver_server.cert),
-        "RECEIVER_TLS_KEY_FILE": str(pki.receiver_server.key),
-        "RECEIVER_TLS_CLIENT_CA_FILE": str(pki.ca_cert),
-        "RECEIVER_OAUTH_ENABLED": "true",
-        "RECEIVER_OAUTH_CLIENT_ID": OAUTH_CLIENT_ID,
-        "RECEIVER_OAUTH_CLIENT_SECRET_FILE": str(secret_file),
-        "EMULATOR_PORT": str(emulator_port),
-        "EMULATOR_STATE_DIR": str(tmp_path / "emulator"),
-        "EMULATOR_ADMIN_API_ENABLED": "true",
-        "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(tmp_path / "emulator" / "d1-encryption-public.jwk"),
-        "EMULATOR_ISSUER_KEYS_FILE": str(mtls_stack.tmp / "issuer-keys.json"),
-        "EMULATOR_RECEIVER_URL": receiver_url,
-        "EMULATOR_STEP_DELAY_MS": "20",
-        "EMULATOR_NOTIFY_RETRY_BASE_MS": "50",
-        "EMULATOR_NOTIFY_RETRY_CAP_MS": "500",
-        "EMULATOR_TLS_CERT_FILE": str(pki.emulator_server.cert),
-        "EMULATOR_TLS_KEY_FILE": str(pki.emulator_server.key),
-        "EMULATOR_TLS_CA_FILE": str(pki.ca_cert),
-        "EMULATOR_NOTIFY_CLIENT_CERT_FILE": str(notifier.cert),
-        "EMULATOR_NOTIFY_CLIENT_KEY_FILE": str(notifier.key),
-        "EMULATOR_NOTIFY_CA_FILE": str(pki.ca_cert),
-        "EMULATOR_OUTBOUND_OAUTH_TOKEN_URL": f"{receiver_url}/oauth2/token",
-        "EMULATOR_OUTBOUND_OAUTH_CLIENT_ID": OAUTH_CLIENT_ID,
-        "EMULATOR_OUTBOUND_OAUTH_CLIENT_SECRET_FILE": str(secret_file),
-    }
-    procs = [
-        _spawn("emulator", ["-m", "emulator", "--log-level", "debug"], env, logs),
-        _spawn("receiver", ["-m", "receiver"], env, logs),
-    ]
+    # The session's mTLS stack again, as processes: its own state, ports and task queue; the
+    # session's codec keys (the test decrypts the histories with them).
+    local = mtls_stack.local.spec.replace(
+        state_dir=tmp_path, ports=Ports.free(), task_queue="security-proc-orders", receiver_operators=False,
+        emulator=replace(mtls_stack.local.spec.emulator, log_level="debug"),
+    ).ensure()
+    sup = Supervisor(tmp_path / "logs")
+    logs = sup.log_dir
+    sup.start("emulator", local.argv("emulator"), local.env("emulator"))
+    sup.start("receiver", local.argv("receiver"), local.env("receiver"))
     stamp = int(time.time())
     try:
-        await _wait_healthy(f"https://127.0.0.1:{emulator_port}/_emulator/health", pki, procs, logs)
-        await _wait_healthy(f"{receiver_url}/healthz", pki, procs, logs)
-        client_cert = pki.issuer_client(ISSUER_ID)
-        d1 = D1ClientSettings(
-            issuer_id=ISSUER_ID,
-            banking_url=f"https://127.0.0.1:{emulator_port}/banking/v1",
-            authz_url=f"https://127.0.0.1:{emulator_port}/authz/v1",
-            signing_key_file=mtls_stack.d1_settings.signing_key_file,
-            encryption_public_key_file=tmp_path / "emulator" / "d1-encryption-public.jwk",
-            tls_client_cert_file=client_cert.cert,
-            tls_client_key_file=client_cert.key,
-            tls_ca_file=pki.ca_cert,
-        )
-        edge = OrderEdge.from_settings(d1)
-        orders = CardOrders(mtls_stack.client, task_queue=task_queue, timing=fast_timing(), edge=edge)
-        async with d1_activities(d1) as acts, build_worker(mtls_stack.client, task_queue, acts):
+        await wait_http(f"{local.emulator_url}/_emulator/health", "emulator", verify=local.verify(),
+                        within_s=30, alive=sup.check_alive)
+        await wait_http(f"{local.receiver_url}/healthz", "receiver", verify=local.verify(),
+                        within_s=30, alive=sup.check_alive)
+        orders = CardOrders(mtls_stack.client, task_queue=local.spec.task_queue, timing=local.order_timing(),
+                            edge=local.order_edge())
+        async with run_worker(local, mtls_stack.client):
             rids = [f"leak-proc-{stamp}-{i}" for i in range(4)]
             await asyncio.gather(*(orders.submit(_leak_order(rid)) for rid in rids))
             # The starter CLI as a process, too (submit --wait, then status).
@@ -356,14 +281,14 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
             cli_rid = f"leak-proc-{stamp}-cli"
             order_file.write_text(json.dumps(_leak_order(cli_rid)))
             cli = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "starter", "submit", str(order_file), "--wait",
-                cwd=REPO_ROOT, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+                *local.argv("starter"), "submit", str(order_file), "--wait",
+                cwd=REPO_ROOT, env=local.env("starter"), stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
             cli_out, _ = await asyncio.wait_for(cli.communicate(), timeout=120)
             status = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "starter", "status", cli_rid,
-                cwd=REPO_ROOT, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+                *local.argv("starter"), "status", cli_rid,
+                cwd=REPO_ROOT, env=local.env("starter"), stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
             status_out, _ = await asyncio.wait_for(status.communicate(), timeout=60)
@@ -373,21 +298,15 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
             )
             assert all(v.state.outcome == Outcome.DELIVERED for v in views)
             assert "DELIVERED" in cli_out.decode() + status_out.decode()
+    except RuntimeError as err:  # a process died or did not come up
+        pytest.fail(f"{err}\n" + "\n".join(f.read_text() for f in logs.glob("*.log")))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        sup.stop_all(timeout=20)
     emulator_log = (logs / "emulator.log").read_text()
     receiver_log = (logs / "receiver.log").read_text()
     assert "notification delivered" in emulator_log and "outbound OAuth token obtained" in emulator_log
     assert "access token issued" in receiver_log
-    history = await _raw_history(mtls_stack.temporal_address, [v.workflow_id for v in views])
+    history = await _raw_history(mtls_stack, [v.workflow_id for v in views])
     codec = load_codec(mtls_stack.codec_keys_file)
     decrypted: list[str] = []
     for v in views:

@@ -1,6 +1,7 @@
-"""make run's Temporal dev server, started with stack/__main__.py's own arguments: neither its
-UI's public settings nor its command line carry a credential, and the UI's codec endpoint
-reaches the codec server in its loopback development mode (as the browser calls it)."""
+"""make run's Temporal dev server, started with make run's own stack description (on free
+ports): neither its UI's public settings nor its command line carry a credential, and the
+UI's codec endpoint reaches the codec server, configured by make run's settings, in its
+loopback development mode (as the browser calls it)."""
 
 from __future__ import annotations
 
@@ -20,29 +21,27 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from security.codec import load_codec
 from security.codec_auth import CodecAuth
 from security.codec_server import create_app
-from security.operator_tokens import OperatorTokens, ensure_operator_token
-from stack.__main__ import dev_server_argv
+from security.operator_tokens import ensure_operator_token
+from stack.__main__ import make_run_spec
+from stack.servers import serve
+from stack.spec import Ports
 from tests.conftest import temporal_cli
 from tests.security.support import LEAK_PAN, find_leaks, leak_card_data
 from tests.support.orders import sample_order
-from tests.support.servers import free_port, serve
 from tests.support.validation import validate_order
 
 
 @pytest_asyncio.fixture
 async def dev_server(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    token = ensure_operator_token(tmp_path / "secrets" / "codec-operators")
-    ui_port, codec_port = free_port(), free_port()
-    codec_url = f"http://127.0.0.1:{codec_port}"
-    argv = dev_server_argv(
-        temporal_cli(), port=free_port(), ui_port=ui_port, db_file=tmp_path / "temporal.db", codec_url=codec_url
-    )
+    stack = make_run_spec(tmp_path, Ports.free(metrics=True)).ensure()
+    token = ensure_operator_token(stack.paths.codec_operators)  # the one make run wrote
+    argv = stack.dev_server_argv(temporal_cli(), ui=True, log_level="warn")
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=stack.env("temporal")
     )
     try:
-        yield {"proc": proc, "ui": f"http://127.0.0.1:{ui_port}", "codec_port": codec_port,
-               "codec_url": codec_url, "token": token, "tokens_file": tmp_path / "secrets" / "codec-operators"}
+        yield {"proc": proc, "ui": f"http://127.0.0.1:{stack.ports.temporal_ui}", "stack": stack,
+               "codec_url": stack.codec_server_url, "token": token}
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -68,9 +67,7 @@ async def _settings(ui: str, proc: asyncio.subprocess.Process) -> httpx.Response
             await asyncio.sleep(0.3)
 
 
-async def test_dev_server_settings_and_command_line_carry_no_credential(
-    dev_server: dict[str, Any], codec_keys_file: Path
-) -> None:
+async def test_dev_server_settings_and_command_line_carry_no_credential(dev_server: dict[str, Any]) -> None:
     proc, token = dev_server["proc"], dev_server["token"]
     response = await _settings(dev_server["ui"], proc)
     settings = response.json()
@@ -82,19 +79,14 @@ async def test_dev_server_settings_and_command_line_carry_no_credential(
     assert token not in cmdline
 
     # What the browser then does: POST <endpoint>/decode from the UI's origin, no credential.
-    # The codec server as make run configures it: dev loopback trust + the CLI's static token.
-    codec = load_codec(codec_keys_file)
-    ui_origins = [dev_server["ui"], dev_server["ui"].replace("127.0.0.1", "localhost")]
-    auth = CodecAuth(
-        tokens=OperatorTokens.from_file(dev_server["tokens_file"]),
-        dev_trust_loopback=True,
-        allowed_origins=ui_origins,
-    )
+    # The codec server as make run configures it (its settings): dev loopback trust + the CLI's static token.
+    settings = dev_server["stack"].codec_server_settings()
+    codec = load_codec(dev_server["stack"].codec_settings().keys_file)
     order = validate_order(sample_order("req-make-run-1", cardData=leak_card_data()))
     sealed = await codec.encode(pydantic_data_converter.payload_converter.to_payloads([order]))
     body = json_format.MessageToDict(Payloads(payloads=sealed))
-    app = create_app(codec, auth=auth, cors_origins=ui_origins)
-    async with serve(app, port=dev_server["codec_port"], access_log=False), httpx.AsyncClient(timeout=10) as http:
+    app = create_app(codec, auth=CodecAuth.from_settings(settings), cors_origins=settings.cors_origins)
+    async with serve(app, port=settings.port, access_log=False), httpx.AsyncClient(timeout=10) as http:
         decoded = await http.post(f"{endpoint}/decode", json=body, headers={"origin": dev_server["ui"]})
         assert decoded.status_code == 200, decoded.text
         shown = json.loads(json_format.ParseDict(decoded.json(), Payloads()).payloads[0].data)

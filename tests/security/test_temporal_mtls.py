@@ -5,8 +5,9 @@ The Temporal dev server speaks no TLS, so Debian's nginx terminates TLS in front
 certificates of that CA required, gRPC passed on to the dev server. The worker, the
 receiver and the starter CLI run as real processes whose only Temporal settings are
 ``TEMPORAL_ADDRESS`` (the gateway), ``TEMPORAL_NAMESPACE`` and ``TEMPORAL_TLS_CLIENT_CERT_PATH`` /
-``TEMPORAL_TLS_CLIENT_KEY_PATH`` / ``TEMPORAL_TLS_SERVER_CA_CERT_PATH``, with the emulator as
-D1; they complete an order. A client without a certificate, one with a certificate from
+``TEMPORAL_TLS_CLIENT_KEY_PATH`` / ``TEMPORAL_TLS_SERVER_CA_CERT_PATH`` (and the stack's
+profile file with the same address: ``StackSpec.temporal_tls``), with the emulator as D1;
+they complete an order. A client without a certificate, one with a certificate from
 another CA and one that does not trust the gateway's CA are all refused.
 
 D1 and the receiver run on plain HTTP on loopback here: their mutual TLS has its own tests
@@ -19,34 +20,26 @@ import asyncio
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from contracts import search_attributes as sa
-from emulator.app import create_app as create_emulator_app
-from emulator.config import EmulatorSettings
-from security.codec import generate_keys_file, load_codec
+from security.codec import load_codec
 from security.pki import TemporalPki, ensure_local_pki, ensure_temporal_pki
 from settings import REPO_ROOT
-from stack.onboarding import ensure_issuer_keys
+from stack.inprocess import serve_emulator
+from stack.processes import Supervisor
+from stack.servers import free_port, wait_http, wait_until
+from stack.spec import TEMPORAL_CLIENTS, LocalStack, Ports, StackSpec
 from temporal_client import connect
-from tests.conftest import temporal_cli
+from tests.conftest import spec_for_tests, temporal_cli
 from tests.security.temporal_gateway import Gateway, nginx_binary, run_gateway
 from tests.support.orders import sample_order
-from tests.support.servers import free_port, serve
-
-ISSUER_ID = "TESTISS001"
-PROCESSES = ("worker", "receiver", "starter")
 
 if nginx_binary() is None and not os.environ.get("CI"):
     pytest.skip(
@@ -63,17 +56,8 @@ class GatewayStack:
     gateway: Gateway
     temporal_port: int
     codec_keys: Path
-
-    def temporal_env(self, process: str) -> dict[str, str]:
-        """All a process is told about Temporal: the CLI's own variables."""
-        client = self.certs.client(process)
-        return {
-            "TEMPORAL_ADDRESS": self.gateway.address,
-            "TEMPORAL_NAMESPACE": "default",
-            "TEMPORAL_TLS_CLIENT_CERT_PATH": str(client.cert),
-            "TEMPORAL_TLS_CLIENT_KEY_PATH": str(client.key),
-            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(self.certs.ca_cert),
-        }
+    # The stack's processes reach Temporal through the gateway, each with its own certificate.
+    spec: StackSpec
 
     def access_lines(self) -> list[str]:
         return self.gateway.access_log.read_text().splitlines()
@@ -87,10 +71,6 @@ class GatewayStack:
         return []
 
 
-def _without_temporal_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-
-
 @pytest.fixture(scope="module")
 def gateway_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("temporal-mtls")
@@ -102,29 +82,21 @@ def gateway_stack(gateway_tmp: Path) -> Iterator[GatewayStack]:
     if binary is None:
         pytest.fail("CI is set but nginx is not installed: .ci/run installs nginx-light")
     tmp = gateway_tmp
-    certs = ensure_temporal_pki(ensure_local_pki(tmp / "pki", []), PROCESSES)
-    rogue = ensure_temporal_pki(ensure_local_pki(tmp / "rogue-pki", []), PROCESSES)  # same names, another CA
-    temporal_port = free_port()
-    log = open(tmp / "temporal.log", "wb")  # owned by the child until it exits
-    temporal = subprocess.Popen(
-        [temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(temporal_port),
-         "--log-level", "error", *sa.dev_server_args()],
-        stdout=log, stderr=subprocess.STDOUT, env=_without_temporal_env(),
-    )
+    certs = ensure_temporal_pki(ensure_local_pki(tmp / "pki", []), TEMPORAL_CLIENTS)
+    rogue = ensure_temporal_pki(ensure_local_pki(tmp / "rogue-pki", []), TEMPORAL_CLIENTS)  # same names, another CA
+    # The dev server of a plain stack (D1 and the receiver on plain HTTP: their mTLS has its own tests).
+    dev = spec_for_tests(tmp / "dev-server").ensure()
+    sup = Supervisor(tmp)
+    sup.start("temporal", dev.dev_server_argv(temporal_cli(), persist=False), dev.env("temporal"))
     try:
         with run_gateway(
-            binary, tmp=tmp / "gateway", listen_port=free_port(), upstream_port=temporal_port,
+            binary, tmp=tmp / "gateway", listen_port=free_port(), upstream_port=dev.ports.temporal,
             server=certs.gateway_server, client_ca=certs.ca_cert,
         ) as gateway:
-            yield GatewayStack(tmp, certs, rogue, gateway, temporal_port, generate_keys_file(tmp / "codec-keys.json"))
+            spec = dev.spec.replace(temporal_address=gateway.address, temporal_tls=certs)
+            yield GatewayStack(tmp, certs, rogue, gateway, dev.ports.temporal, dev.paths.codec_keys, spec)
     finally:
-        temporal.terminate()
-        try:
-            temporal.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            temporal.kill()
-            temporal.wait()
-        log.close()
+        sup.stop_all(timeout=20)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -141,99 +113,38 @@ async def temporal_ready(gateway_stack: GatewayStack) -> GatewayStack:
     raise RuntimeError(f"the Temporal dev server did not come up: {last}")
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    out = open(logs / f"{name}.log", "wb")  # owned by the child until it exits
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=REPO_ROOT, env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=out, stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def _wait_for(
-    what: str, ready: Callable[[], Awaitable[bool]], procs: list[subprocess.Popen[bytes]], logs: Path
-) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        for proc in procs:
-            if proc.poll() is not None:
-                pytest.fail(f"a process exited ({proc.args}):\n" + "\n".join(f.read_text() for f in logs.glob("*.log")))
-        if await ready():
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not come up:\n" + "\n".join(f.read_text() for f in logs.glob("*.log")))
-        await asyncio.sleep(0.2)
+def _logs(logs: Path) -> str:
+    return "\n".join(f.read_text() for f in logs.glob("*.log"))
 
 
 async def test_worker_receiver_and_starter_complete_an_order_through_the_mtls_gateway(
     temporal_ready: GatewayStack, tmp_path: Path
 ) -> None:
     st = temporal_ready
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    signing_key, jwks = ensure_issuer_keys(tmp_path / "issuer", ISSUER_ID)
-    receiver_port, emulator_port = free_port(), free_port()
-    emulator_settings = EmulatorSettings(
-        admin_api_enabled=True,  # the tests drive the sandbox (faults, scenarios, counters)
-        port=emulator_port, state_dir=tmp_path / "emulator", issuer_keys_file=jwks,
-        receiver_url=f"http://127.0.0.1:{receiver_port}", step_delay_ms=20,
-        notify_retry_base_ms=50, notify_retry_cap_ms=500,
-    )
-    home = tmp_path / "home"  # no ~/.config/temporalio/temporal.toml of the machine's user
-    base = {
-        **_without_temporal_env(),
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "TEMPORAL_TASK_QUEUE": f"mtls-{uuid.uuid4().hex[:8]}",
-        "CODEC_KEYS_FILE": str(st.codec_keys),
-        "D1_ISSUER_ID": ISSUER_ID,
-        "D1_BANKING_URL": f"http://127.0.0.1:{emulator_port}/banking/v1",
-        "D1_AUTHZ_URL": f"http://127.0.0.1:{emulator_port}/authz/v1",
-        "D1_SIGNING_KEY_FILE": str(signing_key),
-        "D1_ENCRYPTION_PUBLIC_KEY_FILE": str(tmp_path / "emulator" / "d1-encryption-public.jwk"),
-        "D1_ALLOW_PLAINTEXT": "true",
-        "RECEIVER_PORT": str(receiver_port),
-        "RECEIVER_ALLOW_PLAINTEXT": "true",
-        "ORDER_RECONCILE_AFTER": "PT30S",
-        "ORDER_QUIET_AFTER_SHIPPED": "PT60S",
-        "ORDER_CLOSE_GRACE": "PT0.5S",
-    }
+    local: LocalStack = st.spec.replace(
+        state_dir=tmp_path, ports=Ports.free(), task_queue=f"mtls-{uuid.uuid4().hex[:8]}"
+    ).ensure()
     rid = f"mtls-{uuid.uuid4().hex[:12]}"
     order_file = tmp_path / "order.json"
     order_file.write_text(json.dumps(sample_order(rid)))
 
-    async with serve(create_emulator_app(emulator_settings), port=emulator_port):
-        procs = [
-            _spawn("worker", ["worker.py"], {**base, **st.temporal_env("worker")}, logs),
-            _spawn("receiver", ["-m", "receiver"], {**base, **st.temporal_env("receiver")}, logs),
-        ]
+    sup = Supervisor(tmp_path / "logs")
+    logs = sup.log_dir
+    async with serve_emulator(local):
+        sup.start("worker", local.argv("worker"), local.env("worker"))
+        sup.start("receiver", local.argv("receiver"), local.env("receiver"))
         try:
             async def worker_polling() -> bool:
-                return "worker polling task queue" in (logs / "worker.log").read_text()
+                return "worker polling task queue" in sup.log("worker").read_text()
 
-            async def receiver_healthy() -> bool:
-                try:
-                    async with httpx.AsyncClient(timeout=2) as http:
-                        return (await http.get(f"http://127.0.0.1:{receiver_port}/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await _wait_for("the worker", worker_polling, procs, logs)
-            await _wait_for("the receiver", receiver_healthy, procs, logs)
+            try:
+                await wait_until(worker_polling, "the worker", within_s=30, alive=sup.check_alive)
+                await wait_http(f"{local.receiver_url}/healthz", "the receiver", within_s=30, alive=sup.check_alive)
+            except RuntimeError as err:
+                pytest.fail(f"{err}:\n{_logs(logs)}")
             starter = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "starter", "submit", str(order_file), "--wait",
-                cwd=REPO_ROOT, env={**base, **st.temporal_env("starter"), "PYTHONUNBUFFERED": "1"},
+                *local.argv("starter"), "submit", str(order_file), "--wait",
+                cwd=REPO_ROOT, env=local.env("starter"),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )
             try:
@@ -241,10 +152,10 @@ async def test_worker_receiver_and_starter_complete_an_order_through_the_mtls_ga
             except TimeoutError:
                 starter.kill()
                 await starter.wait()
-                pytest.fail("the starter did not finish:\n" + "\n".join(f.read_text() for f in logs.glob("*.log")))
+                pytest.fail(f"the starter did not finish:\n{_logs(logs)}")
         finally:
-            _stop(procs)
-    worker_log, receiver_log = (logs / "worker.log").read_text(), (logs / "receiver.log").read_text()
+            sup.stop_all(timeout=20)
+    worker_log, receiver_log = sup.log("worker").read_text(), sup.log("receiver").read_text()
     assert starter.returncode == 0, f"{out.decode()}\n{err.decode()}\n{worker_log}\n{receiver_log}"
     assert re.search(r"^outcome\s+DELIVERED", out.decode(), re.M), out.decode()
 

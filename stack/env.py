@@ -1,0 +1,78 @@
+"""Environment maps for the stack's child processes, rendered from settings objects.
+
+A child process reads its configuration with the very settings classes of ``settings.py``
+(and ``emulator/config.py``); :func:`settings_env` turns a settings object into the
+variables that make the child build an equal one, so the in-process stacks (which use
+the objects) and the subprocess stacks (which use the variables) cannot disagree.
+
+:func:`base_environment` is what a child inherits: this process's environment without any
+``TEMPORAL_*`` variable, so a developer's Temporal configuration (``TEMPORAL_API_KEY``,
+``TEMPORAL_TLS*``, ``TEMPORAL_PROFILE``, a default profile in ``~/.config/temporalio``)
+never reaches the stack. ``TEMPORAL_CONFIG_FILE`` points at a profile the stack writes
+(:func:`write_temporal_profile`) holding only its own address and namespace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from security.secret_files import write_file_atomically
+
+TEMPORAL_PREFIX = "TEMPORAL_"
+
+
+def settings_env(settings: BaseSettings, *, include: Collection[str] | None = None) -> dict[str, str]:
+    """``PREFIX_FIELD=value`` for every field the object was given (explicitly or read from
+    this process's environment); a field left at its default is left out, so the child
+    takes the same default. ``include`` narrows the fields (what one process needs).
+
+    Secrets never travel as values: a ``SecretStr`` field is refused (name its file instead).
+    """
+    prefix = str(settings.model_config.get("env_prefix") or "")
+    names = sorted(settings.model_fields_set if include is None else settings.model_fields_set & set(include))
+    dumped = settings.model_dump(mode="json", include=set(names))
+    env: dict[str, str] = {}
+    for name in names:
+        if isinstance(getattr(settings, name), SecretStr):
+            raise ValueError(f"{type(settings).__name__}.{name} is a secret: give the child its file, not its value")
+        value = dumped[name]
+        if value is None:
+            if type(settings).model_fields[name].get_default(call_default_factory=True) is not None:
+                raise ValueError(f"{type(settings).__name__}.{name}=None cannot be written as a variable")
+            continue
+        env[f"{prefix}{name}".upper()] = _render(value)
+    return env
+
+
+def _render(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)  # lists and dicts: pydantic-settings parses complex fields as JSON
+
+
+def base_environment(environ: Mapping[str, str], *, keep: Collection[str] = ()) -> dict[str, str]:
+    """``environ`` without its ``TEMPORAL_*`` variables (those named in ``keep`` stay)."""
+    return {k: v for k, v in environ.items() if not k.upper().startswith(TEMPORAL_PREFIX) or k in keep}
+
+
+def write_temporal_profile(path: Path, *, address: str, namespace: str) -> Path:
+    """The stack's Temporal client profile (TOML, the SDK's and the CLI's format): the
+    address and namespace only, so no TLS or API key can come from anywhere else."""
+    text = (
+        "# Written by the local stack (stack/spec.py): the only Temporal profile its processes read.\n"
+        "[profile.default]\n"
+        f"address = {json.dumps(address)}\n"
+        f"namespace = {json.dumps(namespace)}\n"
+    )
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_file_atomically(path, text.encode("utf-8"), 0o644)
+    return path
