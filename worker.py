@@ -32,7 +32,7 @@ from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
 from activities.tracking import TrackingActivities
 from d1.program import load_program
-from observability.process import configure_process
+from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_d1_encryption_key, load_jwk
 from security.redaction import install_log_redaction
 from security.transport import d1_http_verify
@@ -134,3 +134,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_without_finalizing(0)

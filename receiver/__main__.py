@@ -6,7 +6,7 @@ import asyncio
 
 import uvicorn
 
-from observability.process import configure_process
+from observability.process import configure_process, exit_without_finalizing
 from receiver.app import create_app
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
@@ -41,3 +41,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_without_finalizing(0)
