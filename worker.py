@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.card_order import CardOrderActivities
 from activities.d1_batch import BatchActivities
@@ -95,6 +96,33 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activitie
 
 
 WORKFLOWS = [CardOrderWorkflow, OrphanNotificationsWorkflow, D1BatchSubmissionWorkflow, CardTrackingWorkflow]
+# Deterministic, side-effect-free modules the workflows use, shared with the sandbox instead of
+# re-imported for every workflow run: the D1 models, the contracts, the pure rules, pydantic.
+# The workflow modules themselves stay sandboxed (workflows/card_order.py, ...).
+PASSTHROUGH_MODULES = (
+    "d1",
+    "contracts",
+    "activities.contract",
+    "observability.names",
+    "security.payload_refusal",
+    "workflows.order_state",
+    "workflows.change_rules",
+    "workflows.details_line",
+    "workflows.outcomes",
+    "workflows.follow_up",
+    "workflows.tracking_rules",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker and replayer of the product uses."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
 
 
 def build_worker(client: Client, task_queue: str, activities: D1Activities) -> Worker:
@@ -102,6 +130,7 @@ def build_worker(client: Client, task_queue: str, activities: D1Activities) -> W
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
         activities=activities.all(),
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,

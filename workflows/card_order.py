@@ -107,7 +107,7 @@ class CardOrderWorkflow:
             return
         if self._state.finished:
             self._follow.count(metric_names.NOTIFICATIONS_LATE, seen_by="workflow")
-        if self._follow.apply(op, source="notification") is Applied.DUPLICATE:
+        if self._follow.apply(op, source="notification") == Applied.DUPLICATE:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)

@@ -60,7 +60,7 @@ class CardTrackingWorkflow:
         if op is None:
             self._follow.refuse(api.NOTIFICATION_SIGNAL)
             return
-        if self._follow.apply(op, source="notification") is Applied.DUPLICATE:
+        if self._follow.apply(op, source="notification") == Applied.DUPLICATE:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
         self._settle()
 

@@ -17,8 +17,7 @@ from temporalio.worker import Replayer
 from security.codec import load_codec
 from temporal_client import data_converter
 from tests.histories import HISTORIES_DIR, HISTORY_CODEC_KEYS
-from workflows.card_order import CardOrderWorkflow
-from workflows.orphans import OrphanNotificationsWorkflow
+from worker import WORKFLOWS, workflow_runner
 
 HISTORIES = sorted(HISTORIES_DIR.glob("*.history.json"))
 
@@ -40,7 +39,8 @@ async def test_recorded_history_replays(path: Path) -> None:
     doc = json.loads(path.read_text())
     history = WorkflowHistory.from_json(doc["workflow_id"], doc["history"])
     replayer = Replayer(
-        workflows=[CardOrderWorkflow, OrphanNotificationsWorkflow],
+        workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
         data_converter=data_converter(load_codec(HISTORY_CODEC_KEYS)),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

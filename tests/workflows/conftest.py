@@ -36,7 +36,7 @@ from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTi
 from d1.notifications import OperationNotification
 from security.codec import AesGcmCodec, generate_keys_file, load_codec
 from temporal_client import data_converter
-from worker import WORKFLOWS
+from worker import WORKFLOWS, workflow_runner
 
 TASK_QUEUE = "fast-card-orders"
 ISSUER_ID = "TESTISS001"
@@ -179,6 +179,7 @@ async def _fast_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[F
             env.client,
             task_queue=TASK_QUEUE,
             workflows=WORKFLOWS,
+            workflow_runner=workflow_runner(),
             activities=d1.all(),
         ):
             yield FastEnv(env, env.client, codec, d1, plain)
