@@ -153,3 +153,23 @@ def test_a_private_key_or_a_missing_file_is_refused_with_the_setting_named(tmp_p
         KeyFile(private).current()
     with pytest.raises(KeyFileError, match="D1_ENCRYPTION_PUBLIC_KEY_FILE"):
         KeyFile(tmp_path / "absent.jwk").current()
+
+
+def test_tracks_travel_in_clear_only_where_the_program_places_them_there(tmp_path: Path) -> None:
+    """D1 does not document where trackData goes; the program decides (d1/assumptions.py)."""
+    private, public_file = _d1_key(tmp_path)
+    program = json.loads(DEFAULT_PROGRAM_FILE.read_text())
+    program.setdefault("interface", {})["trackDataPlacement"] = "clear"
+    clear_program = tmp_path / "program-clear-tracks.json"
+    clear_program.write_text(json.dumps(program))
+    edge = OrderEdge(program_file=clear_program, encryption_key=KeyFile(public_file))
+    prepared = edge.prepare(_leak_order("req-clear-tracks"), timing=OrderTiming())
+    assert prepared.input.submission is not None
+    body = prepared.input.submission.body
+    assert body["trackData"] == {"track1": LEAK_TRACK1, "track2": LEAK_TRACK2}
+    token = jwe.JWE()
+    token.deserialize(body["encryptedData"], key=private)
+    assert "trackData" not in json.loads(token.payload)
+    # The exception is the tracks only: any other card data outside the JWE is still refused.
+    with pytest.raises(InvalidOrder):
+        edge.prepare({**_leak_order("req-clear-2"), "cvv2": "123"}, timing=OrderTiming(), unknown_fields="warn")
