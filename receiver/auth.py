@@ -55,6 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from security.bounded_body import BodyTooLarge, read_bounded
 from security.operator_tokens import OperatorTokens
 from security.secret_files import read_secret
 from security.tls import ISSUER_ID_LENGTH, CertIdentity, identity_matches, peer_identity
@@ -409,11 +410,10 @@ class ReceiverAuth:
             )
         if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != FORM:
             return _oauth_error(400, "invalid_request", f"the body must be {FORM}")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_TOKEN_REQUEST_BYTES:
-                return _oauth_error(400, "invalid_request", "body too large")
+        try:
+            raw = await read_bounded(request, MAX_TOKEN_REQUEST_BYTES)
+        except BodyTooLarge:
+            return _oauth_error(400, "invalid_request", "body too large")
         try:
             form = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:

@@ -46,6 +46,7 @@ from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
+from security.bounded_body import BodyTooLarge, read_bounded
 from security.codec import CodecKeyError, load_codec
 from security.codec_auth import CodecAuth, CodecAuthConfigError, Refused
 from security.oidc import is_loopback_host
@@ -104,11 +105,10 @@ def create_app(codec: PayloadCodec, *, auth: CodecAuth, cors_origins: Sequence[s
                 status_code=401,
                 headers={"www-authenticate": 'Bearer realm="temporal-codec"'},
             )
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                return JSONResponse({"error": "body too large"}, status_code=413)
+        try:
+            raw = await read_bounded(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            return JSONResponse({"error": "body too large"}, status_code=413)
         message = Payloads()
         try:
             json_format.Parse(raw.decode("utf-8") or "{}", message, ignore_unknown_fields=True)
