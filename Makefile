@@ -19,12 +19,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## The whole stack (Temporal dev server + UI, D1 emulator, receiver, worker), a sample
-## order flowing through; stays up until Ctrl-C.
+## The whole stack (codec server, Temporal dev server + UI, D1 emulator, receiver, worker),
+## a sample order flowing through; stays up until Ctrl-C.
 run: $(STAMP)
 	$(PY) -m stack
 
-## Same, but exits once the sample order is delivered (for scripts).
+## Same, but exits once the sample order has ended (0 if delivered; for scripts).
 demo: $(STAMP)
 	$(PY) -m stack --exit-after-sample
 

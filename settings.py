@@ -123,7 +123,7 @@ class D1ClientSettings(BaseSettings):
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 15.0
     # The program configuration fixed at onboarding (card products, shipping methods,
-    # countries, expiry format...): see d1/program.py and README "Program configuration".
+    # countries, expiry format...): see d1/program.py and README "The program configuration".
     program_file: Path = REPO_ROOT / "config" / "program.json"
     # "YYMM" (physical-issuance guides) or "MMYY" (generic encryption page). Unset: the
     # program file's cardData.expiryFormat decides; set: overrides it.

@@ -23,7 +23,7 @@ NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
 NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it
 RECEIVER_ERRORS = "d1_receiver_errors"  # label kind: temporal_unavailable (503) or bug (500)
 
-# --- recorded by the payload codec in every process (security/codec.py).
+# --- recorded by the payload codec (security/codec.py) in every process that serves metrics.
 PAYLOADS_REFUSED = "temporal_payloads_refused"  # label reason: unencrypted, unknown_key, tampered
 
 # --- D1 HTTP calls made by the worker's activities.

@@ -40,7 +40,9 @@ def public_jwk_json(key: jwk.JWK) -> str:
 
 
 def load_d1_encryption_key(path: Path) -> jwk.JWK:
-    """D1's public encryption key from a JWK (with ``kid``) or PEM file, checked to be one."""
+    """D1's public encryption key from a JWK file (with D1's ``kid``), checked to be one. A PEM
+    file is read too, but jwcrypto gives it its RFC 7638 thumbprint as ``kid``, which is D1's
+    only if D1 says so."""
     key = load_jwk(path, private=False)
     try:
         return check_d1_encryption_key(key, source=f"D1 encryption key {path}")

@@ -1,9 +1,10 @@
 """``make run``: the whole product on one machine, with embedded defaults.
 
-Starts the Temporal dev server (with its Web UI and the product's search attributes),
-the D1 emulator, the notification receiver and the worker as child processes; submits
-the sample order; prints its timeline live until it finishes; prints where to look in
-the UI; then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
+Starts the codec server (its loopback development mode, for the dev server's UI), the
+Temporal dev server (with its Web UI and the product's search attributes), the D1
+emulator, the notification receiver and the worker as child processes; submits the
+sample order; prints where to look in the UI and its timeline live until it finishes;
+then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
 All state (Temporal's SQLite file, keys, logs) lives under ``.state/``.
 """
 

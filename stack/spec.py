@@ -122,7 +122,7 @@ class Ports:
         return {name: port for name, port in names.items() if port is not None}
 
 
-# make run's fixed ports (README "Running it").
+# make run's fixed ports (README "Two commands").
 MAKE_RUN_PORTS = Ports(
     temporal=7233, temporal_ui=8233, emulator=8443, receiver=8080, codec_server=8234,
     worker_metrics=9464, receiver_metrics=9465,

@@ -2,7 +2,7 @@
 
 A failure here means a change to CardOrderWorkflow would break orders already running in
 production: guard the change with ``workflow.patched(...)`` (or ship a new workflow type)
-instead of editing the recorded file. See README, "Changing the workflow safely".
+instead of editing the recorded file. See README, "Upgrading the workflow safely".
 """
 
 from __future__ import annotations
