@@ -1,5 +1,6 @@
 """Temporal payload codec: AES-256-GCM, so the Temporal server and its database never
-hold card data, tokens or addresses in clear.
+hold names, addresses, order state or D1's JWE in clear (card data itself reaches
+Temporal only inside that JWE, encrypted for D1 at the issuer's edge: starter/edge.py).
 
 Each encrypted payload carries the id of the key that sealed it (metadata
 ``encryption-key-id``). Encoding always uses the active key; decoding accepts every
