@@ -1,7 +1,7 @@
-"""The activities of a card order: submit, status, pull & change (names and types:
-activities/contract.py). Each is thin: one D1 call through activities/d1_calls.py, which
-heartbeats, checks the body for card data and translates D1's errors into Temporal's
-retry vocabulary.
+"""The activities of a card order: submit, status, pull & change, and the encryption of
+orders started before edge encryption (names and types: activities/contract.py). Each is
+thin: one D1 call through activities/d1_calls.py, which heartbeats, checks the body for
+card data and translates D1's errors into Temporal's retry vocabulary.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ canceled or failed, or shipment tracking stays quiet long enough after shipping.
 This module only sequences activities, timers and handlers. The decisions live in pure
 modules: the state machine (:mod:`workflows.order_state`), pull & change eligibility
 (:mod:`workflows.change_rules`), how a refusal ends the order (:mod:`workflows.outcomes`)
-and what operators see (:mod:`workflows.details_line`). The public names and types are
-in :mod:`contracts.card_order`.
+and what operators see (:mod:`workflows.details_line`); what a card order shares with a
+tracking (applying updates, silence timers, reconciliation, search attributes) is in
+:mod:`workflows.follow_up`. The public names and types are in :mod:`contracts.card_order`.
 
 The workflow never sees clear card data: the starter encrypted it for D1 before the
 order was started (``CardOrderInput.submission``). Orders started before that change
