@@ -56,8 +56,8 @@ def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec |
     settings = settings or CodecSettings()
     if not settings.enabled:
         log.warning(
-            "PAYLOAD CODEC DISABLED (CODEC_ENABLED=false): card data is stored IN CLEAR in Temporal. "
-            "Development only."
+            "PAYLOAD CODEC DISABLED (CODEC_ENABLED=false): names, addresses and order state are stored IN CLEAR "
+            "in Temporal, and any client can signal orders. Development only."
         )
         return None
     if settings.accept_unencrypted:

@@ -98,21 +98,34 @@ class D1Client:
         self._base = banking_url.rstrip("/")
         self.interface = interface or D1Interface()
 
-    async def _call(self, method: str, path: str, *, json_body: Any = None, correlation_id: str) -> httpx.Response:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        issuer_id: str,
+        card_id: str | None = None,
+        json_body: Any = None,
+        correlation_id: str,
+    ) -> httpx.Response:
         for attempt in (1, 2):
             try:
                 token = await self._tokens.get()
             except TokenError as exc:
-                if exc.retryable:
-                    raise D1Unavailable(reason=str(exc), http_status=exc.status) from None
-                raise D1Rejected(http_status=exc.status or 400, error_code="TOKEN_REFUSED", error=str(exc)) from None
+                if not exc.retryable:
+                    # Our own configuration (signing key, kid, issuer id) is wrong, not the order:
+                    # keep retrying (bounded by the give-up window) instead of rejecting every
+                    # order in the meantime, and say so loudly.
+                    log.error("D1 refused our token request: %s; fix D1_SIGNING_KEY_FILE / D1_SIGNING_KID", exc)
+                raise D1Unavailable(reason=f"token refused: {exc}", http_status=exc.status) from None
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "x-correlation-id": correlation_id,
             }
             # A CLIENT span (traceparent injected) and the latency/status-code metrics.
-            with observe_d1_call(method, path, headers) as call:
+            with observe_d1_call(method, endpoint, headers, issuer_id=issuer_id, card_id=card_id) as call:
                 try:
                     resp = await self._http.request(method, self._base + path, json=json_body, headers=headers)
                 except httpx.TimeoutException as exc:
@@ -127,10 +140,15 @@ class D1Client:
             return resp
         return resp
 
-    async def _post_operation(self, path: str, body: dict[str, Any], *, correlation_id: str) -> str:
+    async def _post_operation(
+        self, endpoint: str, path: str, body: dict[str, Any], *, issuer_id: str, card_id: str, correlation_id: str
+    ) -> str:
         """POST a request D1 accepts with ``202 {operationId}``; the operationId ("" when D1
         left it out: it is optional in D1's schema, and notifications carry it anyway)."""
-        resp = await self._call("POST", path, json_body=body, correlation_id=correlation_id)
+        resp = await self._call(
+            "POST", path, endpoint=endpoint, issuer_id=issuer_id, card_id=card_id, json_body=body,
+            correlation_id=correlation_id,
+        )
         if resp.status_code not in (200, 201, 202):
             raise classify(resp)
         try:
@@ -142,7 +160,10 @@ class D1Client:
     async def submit_order(
         self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
     ) -> str:
-        return await self._post_operation(order_path(issuer_id, card_id), body, correlation_id=correlation_id)
+        return await self._post_operation(
+            "order", order_path(issuer_id, card_id), body, issuer_id=issuer_id, card_id=card_id,
+            correlation_id=correlation_id,
+        )
 
     async def pull_and_change(
         self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
@@ -150,7 +171,8 @@ class D1Client:
         """Pull & change (path and payload are our reading: docs/d1/card-order.md §14). D1
         answers at once; the personalization center's decision comes later as UPDATE_ORDER."""
         return await self._post_operation(
-            pull_and_change_path(issuer_id, card_id, self.interface), body, correlation_id=correlation_id
+            "pull_change", pull_and_change_path(issuer_id, card_id, self.interface), body, issuer_id=issuer_id,
+            card_id=card_id, correlation_id=correlation_id,
         )
 
     async def submit_batch(
@@ -159,8 +181,8 @@ class D1Client:
         """D1's "Order cards" (path and answer are our reading: docs/d1/batch.md). Returns the
         HTTP status and D1's per-card entries, in request order."""
         resp = await self._call(
-            "POST", batch_order_path(issuer_id, self.interface), json_body={"cards": items},
-            correlation_id=correlation_id,
+            "POST", batch_order_path(issuer_id, self.interface), endpoint="batch", issuer_id=issuer_id,
+            json_body={"cards": items}, correlation_id=correlation_id,
         )
         if resp.status_code not in (200, 201, 202, 207):
             raise classify(resp)
@@ -179,14 +201,16 @@ class D1Client:
     ) -> str:
         """The tracking hub's Track Card (path is our reading: docs/d1/tracking.md)."""
         return await self._post_operation(
-            track_card_path(issuer_id, card_id, self.interface), body, correlation_id=correlation_id
+            "track", track_card_path(issuer_id, card_id, self.interface), body, issuer_id=issuer_id,
+            card_id=card_id, correlation_id=correlation_id,
         )
 
     async def production_status(
         self, issuer_id: str, card_id: str, *, correlation_id: str | None = None
     ) -> OperationNotification | None:
         resp = await self._call(
-            "GET", status_path(issuer_id, card_id), correlation_id=correlation_id or uuid.uuid4().hex
+            "GET", status_path(issuer_id, card_id), endpoint="status", issuer_id=issuer_id, card_id=card_id,
+            correlation_id=correlation_id or uuid.uuid4().hex,
         )
         if resp.status_code == 404:
             return None

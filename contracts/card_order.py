@@ -294,7 +294,8 @@ def card_query(card_id: str, issuer_id: str | None = None) -> str:
 
 
 def open_orders_of_card_query(issuer_id: str, card_id: str) -> str:
-    return f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)} AND {RUNNING}"
+    """The card's running card orders (a tracking of the same card is another workflow type)."""
+    return orders_query(f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)} AND {RUNNING}")
 
 
 def group_query(group_id: str, issuer_id: str | None = None) -> str:

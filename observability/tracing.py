@@ -24,7 +24,6 @@ otherwise nothing: no provider, no interceptor, no cost.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -139,18 +138,6 @@ def order_submission_span(
 
 # ------------------------------------------------------------------ D1 HTTP calls
 
-_D1_PATH = re.compile(r"/issuers/(?P<issuer>[^/]+)/physicalCards/(?P<card>[^/]+)/(?P<what>[^/?]+)")
-_ENDPOINTS = {"operations:production": "order", "productionStatus": "status", "operations:pullAndChange": "pull_change"}
-
-
-def d1_endpoint(path: str) -> tuple[str, dict[str, str]]:
-    """A low-cardinality endpoint name for a D1 banking path, and the ids in it."""
-    m = _D1_PATH.search(path)
-    if not m:
-        return "other", {}
-    return _ENDPOINTS.get(m["what"], m["what"]), {names.ATTR_ISSUER_ID: m["issuer"], names.ATTR_CARD_ID: m["card"]}
-
-
 class D1Call:
     """Handle of one observed D1 request: the caller reports the HTTP status it got."""
 
@@ -166,13 +153,19 @@ class D1Call:
 
 
 @contextmanager
-def observe_d1_call(method: str, path: str, headers: MutableMapping[str, str]) -> Iterator[D1Call]:
+def observe_d1_call(
+    method: str, endpoint: str, headers: MutableMapping[str, str], *, issuer_id: str, card_id: str | None = None
+) -> Iterator[D1Call]:
     """A CLIENT span and the latency/status metrics around one HTTP request to D1.
 
-    Injects ``traceparent`` into ``headers``. A request that raises (timeout, connection
-    error) is counted with status ``timeout`` or ``error``."""
-    endpoint, ids = d1_endpoint(path)
-    attrs: dict[str, Any] = {"http.request.method": method, names.ATTR_ENDPOINT: endpoint, **ids}
+    ``endpoint`` is the call's low-cardinality name (``order``, ``status``, ``pull_change``,
+    ``batch``, ``track``), given by the caller: paths D1 does not document are configurable,
+    so they cannot be recognised. Injects ``traceparent`` into ``headers``. A request that
+    raises (timeout, connection error) is counted with status ``timeout`` or ``error``."""
+    attrs: dict[str, Any] = {"http.request.method": method, names.ATTR_ENDPOINT: endpoint,
+                             names.ATTR_ISSUER_ID: issuer_id}
+    if card_id is not None:
+        attrs[names.ATTR_CARD_ID] = card_id
     if activity.in_activity():
         attrs[names.ATTR_WORKFLOW_ID] = activity.info().workflow_id or ""
     watch = Stopwatch()

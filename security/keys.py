@@ -40,9 +40,19 @@ def public_jwk_json(key: jwk.JWK) -> str:
 
 
 def load_d1_encryption_key(path: Path) -> jwk.JWK:
-    """D1's public encryption key from a JWK file (with D1's ``kid``), checked to be one. A PEM
-    file is read too, but jwcrypto gives it its RFC 7638 thumbprint as ``kid``, which is D1's
-    only if D1 says so."""
+    """D1's public encryption key from a JWK file carrying D1's ``kid``, checked to be one.
+
+    A PEM file is refused: it has no ``kid``, and the one jwcrypto would derive (the key's
+    thumbprint) is not the name D1 files the key under, so D1 would answer CRYPTO_ERROR to
+    every order."""
+    try:
+        is_jwk = path.read_bytes().lstrip().startswith(b"{")
+    except OSError as exc:
+        raise KeyFileError(f"cannot read D1 encryption key {path}: {exc.strerror}") from None
+    if not is_jwk:
+        raise KeyFileError(
+            f"D1 encryption key {path} is not a JWK: give D1's public key as a JWK with the kid Thales assigned"
+        )
     key = load_jwk(path, private=False)
     try:
         return check_d1_encryption_key(key, source=f"D1 encryption key {path}")

@@ -45,7 +45,7 @@ from d1.validation import InvalidOrder
 from observability.process import configure_process
 from security.keys import KeyFileError
 from security.redaction import install_log_redaction
-from settings import D1BatchSettings, D1ClientSettings, TemporalSettings
+from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, OrderSummary, timing_from_settings
 from starter.batch import run_batch_command
@@ -214,10 +214,7 @@ def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
 
 def batch_limits(batch_size: int | None) -> BatchLimits:
     """The D1 batch limits from D1_BATCH_* and the program (its interface.batchMaxCards)."""
-    settings = D1BatchSettings()
-    program_max = OrderEdge.from_settings().program.interface.batchMaxCards
-    cards = min(batch_size or settings.max_cards, settings.max_cards, program_max)
-    return BatchLimits(max_cards=cards, max_bytes=settings.max_bytes, max_wait=settings.max_wait)
+    return BatchLimits.from_settings(OrderEdge.from_settings().program.interface.batchMaxCards, batch_size=batch_size)
 
 
 async def _track(args: argparse.Namespace, issuer_id: str) -> int:

@@ -35,6 +35,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from contracts import d1_batch as api
 from contracts.card_order import BatchMembership
 from contracts.d1_batch import BatchCard, BatchInput
+from settings import D1BatchSettings
 from starter.api import CardOrders, OrderRefused, SubmittedOrder
 from starter.edge import PreparedOrder
 
@@ -46,6 +47,13 @@ class BatchLimits:
     max_cards: int = 1000
     max_bytes: int = DEFAULT_MAX_BYTES
     max_wait: timedelta = timedelta(seconds=2)
+
+    @classmethod
+    def from_settings(cls, program_max_cards: int, *, batch_size: int | None = None) -> BatchLimits:
+        """``D1_BATCH_*``, capped by what the program agreed with Thales (``interface.batchMaxCards``)."""
+        s = D1BatchSettings()
+        cards = min(batch_size or s.max_cards, s.max_cards, program_max_cards)
+        return cls(max_cards=cards, max_bytes=s.max_bytes, max_wait=s.max_wait)
 
 
 def d1_item(prepared: PreparedOrder) -> dict[str, Any]:
@@ -162,9 +170,11 @@ async def submit_in_batches(
     concurrency: int = 32,
     on_card: Callable[[], None] | None = None,
 ) -> list[BatchOutcome]:
-    """Group already prepared orders into D1 batches and start them, one batch after another."""
+    """Group already prepared orders into D1 batches and start them, one batch after another
+    (limits: ``D1_BATCH_*`` and the program's ``batchMaxCards`` unless given)."""
+    limits = limits or BatchLimits.from_settings(orders.edge.program.interface.batchMaxCards)
     return [await start_batch(orders, batch, concurrency=concurrency, on_card=on_card)
-            for batch in group(prepared, limits or BatchLimits())]
+            for batch in group(prepared, limits)]
 
 
 class D1Batcher:
@@ -179,7 +189,7 @@ class D1Batcher:
 
     def __init__(self, orders: CardOrders, limits: BatchLimits | None = None) -> None:
         self._orders = orders
-        self._limits = limits or BatchLimits()
+        self._limits = limits or BatchLimits.from_settings(orders.edge.program.interface.batchMaxCards)
         self._pending: list[tuple[PreparedOrder, asyncio.Future[SubmittedOrder]]] = []
         self._size = 0
         self._timer: asyncio.Task[None] | None = None

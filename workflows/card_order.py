@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
-    from workflows.follow_up import HEARTBEAT_TIMEOUT, Follower
+    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, gave_up, refused_before_sending, refused_by_d1
 
@@ -60,11 +60,6 @@ ONE_STEP_SUBMIT_PATCH = "one-step-submit"
 # From this version on a reconcile_now signal must carry its (encrypted) ReconcileRequest;
 # histories from before accepted a bare signal and still replay that way.
 AUTHENTICATED_SIGNALS_PATCH = "authenticated-signals"
-D1_CALL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
 
 
 @workflow.defn(name=api.WORKFLOW_TYPE)

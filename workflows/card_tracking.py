@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -26,16 +25,11 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
-    from workflows.follow_up import HEARTBEAT_TIMEOUT, Follower
+    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
     from workflows.order_state import Applied
     from workflows.outcomes import gave_up, refused_by_d1
     from workflows.tracking_rules import tracking_ending
 
-D1_CALL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
 
 
 @workflow.defn(name=api.WORKFLOW_TYPE)

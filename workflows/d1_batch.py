@@ -13,20 +13,14 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import d1_batch as api
     from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
-    from workflows.follow_up import HEARTBEAT_TIMEOUT
+    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT
 
-D1_CALL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-)
 # A batch of 1,000 takes D1 longer to answer than one card.
 BATCH_CALL_TIMEOUT = timedelta(minutes=5)
 # Signals to the cards go out in groups, so one workflow task stays small.

@@ -18,7 +18,8 @@ from contracts.card_order import Outcome
 from contracts.card_tracking import TrackingView
 from d1.paths import notification_path
 from d1.validation import InvalidOrder
-from tests.conftest import ISSUER_ID, Stack
+from tests.conftest import ISSUER_ID, Stack, new_request_id
+from tests.support.orders import sample_order
 
 CASES = [
     ("PRODUCTION", {"productionSite": "BUREAU-7"}, Outcome.SHIPPED, 1),
@@ -77,3 +78,15 @@ async def test_a_tracking_request_is_validated_before_anything_starts(stack: Sta
     with pytest.raises(InvalidOrder):
         await stack.orders.track(ISSUER_ID, "card-x", "SHIPMENT",
                                  details={"shipment": {"carrier": "dhl", "trackingNumber": "4929731640582292"}})
+
+
+async def test_a_running_tracking_does_not_block_a_card_order_for_the_same_card(stack: Stack) -> None:
+    card = f"trk-and-order-{uuid.uuid4().hex[:10]}"
+    await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": True})
+    try:
+        assert (await stack.orders.track(ISSUER_ID, card, "RETURN", details={"reason": "moved"})).created
+        submitted = await stack.orders.submit(sample_order(new_request_id("after-trk"), card_id=card))
+    finally:
+        await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": False})
+    assert submitted.created
+    await stack.orders.tracking_handle(ISSUER_ID, card, "RETURN").terminate("test done")

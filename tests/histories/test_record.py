@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,38 @@ async def test_record_data_exception(stack: Stack) -> None:
     view = await stack.orders.wait(ISSUER_ID, rid)
     assert view.state.outcome == Outcome.DATA_EXCEPTION
     await _save(stack, "data-exception", view)
+
+
+async def test_record_d1_batch(stack: Stack, tmp_path: Path) -> None:
+    """A D1 batch of three cards: the batch workflow, and one of its cards."""
+    from contracts import d1_batch
+    from contracts.card_order import workflow_id
+    from starter.batch import submit_batch
+    from starter.d1_batch import BatchLimits
+
+    rids = [new_request_id("inbatch") for _ in range(3)]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("\n".join(json.dumps(sample_order(r)) for r in rids) + "\n")
+    report = await submit_batch(stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(),
+                                show_progress=False)
+    assert report.d1_batches == 1
+    view = await stack.orders.wait(ISSUER_ID, rids[0])
+    assert view.state.outcome == Outcome.DELIVERED
+    await _save(stack, "batch-card", view)
+    batch_id = d1_batch.workflow_id(ISSUER_ID, d1_batch.batch_key(workflow_id(ISSUER_ID, r) for r in rids))
+    handle = stack.client.get_workflow_handle(batch_id)
+    await handle.result()
+    doc = {"workflow_id": batch_id, "outcome": None, "history": (await handle.fetch_history()).to_json_dict()}
+    (HISTORIES_DIR / "d1-batch.history.json").write_text(json.dumps(doc, indent=1, default=str))
+
+
+async def test_record_tracking(stack: Stack) -> None:
+    card = new_request_id("tracked")
+    await stack.orders.track(ISSUER_ID, card, "SHIPMENT",
+                             details={"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}})
+    handle = stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT")
+    view = await handle.result()
+    assert view.state.outcome == Outcome.DELIVERED
+    history = (await handle.fetch_history()).to_json_dict()
+    doc = {"workflow_id": handle.id, "outcome": view.state.outcome, "history": history}
+    (HISTORIES_DIR / "tracking-shipment.history.json").write_text(json.dumps(doc, indent=1, default=str))

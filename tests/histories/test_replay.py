@@ -34,6 +34,14 @@ def test_the_representative_scenarios_are_recorded_in_every_shape() -> None:
         assert {f"{s}.{shape}" if shape else s for s in SCENARIOS} <= recorded, shape
 
 
+def test_every_long_running_workflow_type_has_a_recorded_history() -> None:
+    types = set()
+    for path in HISTORIES:
+        events = json.loads(path.read_text())["history"]["events"]
+        types.add(events[0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"])
+    assert {"CardOrderWorkflow", "D1BatchSubmissionWorkflow", "CardTrackingWorkflow"} <= types, types
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     doc = json.loads(path.read_text())

@@ -173,3 +173,22 @@ def test_tracks_travel_in_clear_only_where_the_program_places_them_there(tmp_pat
     # The exception is the tracks only: any other card data outside the JWE is still refused.
     with pytest.raises(InvalidOrder):
         edge.prepare({**_leak_order("req-clear-2"), "cvv2": "123"}, timing=OrderTiming(), unknown_fields="warn")
+
+
+def test_a_pem_d1_key_is_refused_it_carries_no_kid(tmp_path: Path) -> None:
+    """jwcrypto would name a PEM key by its thumbprint, which is not D1's kid: every order
+    would then come back CRYPTO_ERROR. A JWK with D1's kid is required."""
+    pem = tmp_path / "d1.pem"
+    pem.write_bytes(jwk.JWK.generate(kty="EC", crv="P-256").export_to_pem())
+    with pytest.raises(KeyFileError, match="not a JWK"):
+        KeyFile(pem).current()
+
+
+def test_batch_limits_follow_the_settings_and_the_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starter.d1_batch import BatchLimits
+
+    monkeypatch.setenv("D1_BATCH_MAX_CARDS", "800")
+    monkeypatch.setenv("D1_BATCH_MAX_BYTES", "900000")
+    assert BatchLimits.from_settings(1000).max_cards == 800
+    assert BatchLimits.from_settings(500).max_cards == 500  # the program agreed fewer with Thales
+    assert BatchLimits.from_settings(1000, batch_size=50) == BatchLimits(max_cards=50, max_bytes=900000)
