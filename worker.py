@@ -110,6 +110,7 @@ PASSTHROUGH_MODULES = (
     "workflows.details_line",
     "workflows.outcomes",
     "workflows.follow_up",
+    "workflows.inputs",
     "workflows.tracking_rules",
     "pydantic",
     "pydantic_core",

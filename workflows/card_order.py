@@ -25,8 +25,6 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from activities import contract as acts
     from contracts import card_order as api
     from contracts import d1_batch
@@ -46,11 +44,11 @@ with workflow.unsafe.imports_passed_through():
     from d1.notifications import OperationNotification
     from d1.order import CardOrder
     from observability import names as metric_names
-    from security.payload_refusal import UNENCRYPTED, UnauthenticatedPayload
     from workflows import order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
     from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
+    from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, gave_up, refused_before_sending, refused_by_d1
 
@@ -66,20 +64,10 @@ AUTHENTICATED_SIGNALS_PATCH = "authenticated-signals"
 class CardOrderWorkflow:
     @workflow.init
     def __init__(self, raw: RawValue) -> None:
-        # The input is converted here rather than by the SDK so that an input the codec
-        # refused (a client without the product's keys started this) fails the workflow
-        # cleanly in run() instead of failing every workflow task.
-        self._refused: str | None = None
-        self._invalid: list[str] = []
-        try:
-            inp = workflow.payload_converter().from_payload(raw.payload, CardOrderInput)
-        except (UnauthenticatedPayload, ValidationError) as err:
-            if isinstance(err, UnauthenticatedPayload):
-                self._refused = err.reason
-            else:  # field paths and reasons only: the models hide input values
-                self._invalid = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_input=False)]
-            inp = CardOrderInput(ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"))
-        self._input: CardOrderInput = inp
+        # Read here, not by the SDK: a bad input ends the workflow instead of failing every
+        # workflow task (workflows/inputs.py).
+        self._raw_input = read_input(raw, CardOrderInput)
+        inp = self._raw_input.value or CardOrderInput(ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"))
         self._ref = inp.ref
         self._timing = inp.timing
         self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
@@ -169,25 +157,7 @@ class CardOrderWorkflow:
 
     @workflow.run
     async def run(self, raw: RawValue) -> OrderView:
-        if self._refused == UNENCRYPTED:
-            raise ApplicationError(
-                "refused: this workflow's input is not sealed by the product's payload codec "
-                "(started by a client without the product's keys); nothing was sent to D1",
-                type="UnauthenticatedInput",
-                non_retryable=True,
-            )
-        if self._refused is not None:
-            # Sealed by a key this worker does not have: a key roll-out not finished yet.
-            # Fail the task (retried) rather than the order, so it resumes once keys are fixed.
-            raise RuntimeError(f"workflow input refused by the payload codec ({self._refused})")
-        if self._invalid:
-            # Never valid, whatever is retried: fail the order with the field paths, no values.
-            raise ApplicationError(
-                "the workflow input does not match CardOrderInput: " + "; ".join(self._invalid[:20]),
-                type="InvalidInput",
-                non_retryable=True,
-            )
-        inp = self._input
+        inp = self._raw_input.check(CardOrderInput)
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if inp.state is None:  # the first run, not a continue-as-new

@@ -14,18 +14,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import card_tracking as api
     from contracts.card_order import OrderState, ReconcileRequest
-    from contracts.card_tracking import TrackingInput, TrackingView
+    from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
     from d1.notifications import OperationNotification
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
     from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
+    from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import gave_up, refused_by_d1
     from workflows.tracking_rules import tracking_ending
@@ -35,7 +37,11 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name=api.WORKFLOW_TYPE)
 class CardTrackingWorkflow:
     @workflow.init
-    def __init__(self, inp: TrackingInput) -> None:
+    def __init__(self, raw: RawValue) -> None:
+        self._raw_input = read_input(raw, TrackingInput)  # a bad input ends the workflow (workflows/inputs.py)
+        inp = self._raw_input.value or TrackingInput(
+            ref=TrackingRef(issuer_id="-", card_id="-", tracking_type="PRODUCTION"), request={}
+        )
         self._ref = inp.ref
         self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
         self._follow = Follower(
@@ -70,7 +76,8 @@ class CardTrackingWorkflow:
         return TrackingView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
 
     @workflow.run
-    async def run(self, inp: TrackingInput) -> TrackingView:
+    async def run(self, raw: RawValue) -> TrackingView:
+        inp = self._raw_input.check(TrackingInput)
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if not self._state.submitted:

@@ -13,6 +13,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import d1_batch as api
     from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
     from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT
+    from workflows.inputs import read_input
 
 # A batch of 1,000 takes D1 longer to answer than one card.
 BATCH_CALL_TIMEOUT = timedelta(minutes=5)
@@ -49,7 +51,9 @@ def results_for(inp: BatchInput, batch_id: str, answer: acts.BatchSubmitResult |
 @workflow.defn(name=api.WORKFLOW_TYPE)
 class D1BatchSubmissionWorkflow:
     @workflow.run
-    async def run(self, inp: BatchInput) -> BatchReport:
+    async def run(self, raw: RawValue) -> BatchReport:
+        # A bad input ends the workflow instead of failing every task (workflows/inputs.py).
+        inp = read_input(raw, BatchInput).check(BatchInput)
         batch_id = workflow.info().workflow_id
         answer: acts.BatchSubmitResult | None = None
         refusal: dict[str, object] | None = None

@@ -10,10 +10,12 @@ long-running inbox per issuer (contracts/orphan_inbox.py), visible in the Tempor
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from contracts import orphan_inbox as api
     from contracts.orphan_inbox import OrphanEntry, OrphanInbox
+    from workflows.inputs import read_input
 
 KEEP_ENTRIES = 500
 ENTRIES_PER_RUN = 2_000
@@ -22,8 +24,11 @@ ENTRIES_PER_RUN = 2_000
 @workflow.defn(name=api.WORKFLOW_TYPE)
 class OrphanNotificationsWorkflow:
     @workflow.init
-    def __init__(self, inbox: OrphanInbox) -> None:
-        self._inbox = inbox.model_copy(deep=True)
+    def __init__(self, raw: RawValue) -> None:
+        # A bad input ends the inbox (the receiver's next record starts a new one) instead
+        # of failing every task while records pile up unread (workflows/inputs.py).
+        self._raw_input = read_input(raw, OrphanInbox)
+        self._inbox = (self._raw_input.value or OrphanInbox()).model_copy(deep=True)
         self._this_run = 0
 
     @workflow.signal(name=api.RECORD_SIGNAL)
@@ -46,7 +51,8 @@ class OrphanNotificationsWorkflow:
         return self._inbox
 
     @workflow.run
-    async def run(self, inbox: OrphanInbox) -> None:
+    async def run(self, raw: RawValue) -> None:
+        self._raw_input.check(OrphanInbox)
         await workflow.wait_condition(
             lambda: self._this_run >= ENTRIES_PER_RUN or workflow.info().is_continue_as_new_suggested()
         )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 from typing import Any
 
-from contracts import card_order, d1_batch
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from contracts import card_order, d1_batch, orphan_inbox
 from contracts import card_tracking as tracking
 from contracts.card_order import BatchMembership, OrderTiming, OrderView, Outcome
 from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
@@ -132,3 +137,20 @@ async def test_without_a_status_endpoint_silence_is_noted_not_reconciled(fast: F
     description = await handle.describe()
     assert description.status is not None and description.status.name == "RUNNING"
     await handle.terminate("test done")
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("workflow_type", [d1_batch.WORKFLOW_TYPE, tracking.WORKFLOW_TYPE, orphan_inbox.WORKFLOW_TYPE])
+async def test_a_malformed_input_ends_the_workflow_with_field_paths(fast: FastEnv, workflow_type: str) -> None:
+    """Every long-running type reads its input itself (workflows/inputs.py): a wrong shape
+    fails the workflow once, naming the field, instead of failing every workflow task."""
+    _card, rid = new_ids("badinput")
+    handle = await fast.client.start_workflow(workflow_type, {"issuer_id": 42, "cards": "x", "ref": [], "entries": 7},
+                                              id=f"bad-input-{workflow_type}-{rid}", task_queue=TASK_QUEUE)
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), timeout=30)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
+    assert "does not match" in cause.message and ":" in cause.message.split("does not match", 1)[1]
