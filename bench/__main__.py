@@ -43,6 +43,7 @@ from temporalio.client import Client
 
 from bench import load, report
 from bench.history import summarise
+from bench.probe import ProbeListener
 from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, start_stack
 from bench.profiling import Profiler
 from bench.stats import latency_summary_ms, ratio
@@ -377,9 +378,13 @@ async def product_run(stack: BenchStack, orders: CardOrders, tag: str, n: int, a
     if notifier is not None:
         await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": True, "stepDelayMs": 0})
         return await load.run_product(orders, tag, n, a.concurrency, notify=notifier, templates=templates,
-                                      pace_s=pace, edge_cost=edge)
+                                      pace_s=pace, edge_cost=edge, probe=probe_of(stack, a))
     await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": False, "stepDelayMs": a.pace_ms})
     return await load.run_product(orders, tag, n, a.concurrency, edge_cost=edge)
+
+
+def probe_of(stack: BenchStack, a: argparse.Namespace) -> ProbeListener | None:
+    return stack.probe if a.wait_handled else None
 
 
 async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple[Client, Client, CardOrders],
@@ -390,7 +395,7 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
     pace = a.pace_ms / 1000
     log(f"baseline: {a.orders} bare workflows, {a.concurrency} in flight, signals {a.pace_ms} ms apart")
     with meters.phase() as b_usage:
-        b_run = await load.run_baseline(plain, tag, a.orders, a.concurrency, pace_s=pace)
+        b_run = await load.run_baseline(plain, tag, a.orders, a.concurrency, pace_s=pace, probe=probe_of(stack, a))
     log(f"baseline: {b_run.steady_per_s:.1f} orders/s, errors {len(b_run.errors)}")
     await wait_idle(meters, "baseline_worker")
 
@@ -425,6 +430,7 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
         pr["token_requests_per_1000"] = round(tokens / done * 1000, 2) if done else None
         pr["edge_cpu_ms_per_order"] = round(edge.cpu_s / edge.orders * 1000, 2) if edge.orders else None
         pr["notifier"] = a.notifier
+        results["probe_timeouts"] = stack.probe.timeouts if stack.probe is not None else None
         notifications = len(p_run.workflow_ids) * len(load.HAPPY_PATH)
         rec = pr["usage"].get("receiver")
         results["receiver_cpu_ms_per_notification"] = (
@@ -465,7 +471,8 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
             log(f"profiles: baseline ({a.profile_orders} orders)")
             prof.start("baseline_worker", stack.pids["baseline_worker"])
             await asyncio.sleep(1.0)
-            await load.run_baseline(plain, f"{tag}x", a.profile_orders, a.concurrency, pace_s=pace)
+            await load.run_baseline(plain, f"{tag}x", a.profile_orders, a.concurrency, pace_s=pace,
+                                    probe=probe_of(stack, a))
             profiles.update(prof.stop())
             results["profiles"] = profiles
             save(results, a, started, final=False)
@@ -545,7 +552,8 @@ async def run(a: argparse.Namespace) -> int:
         log("warm-up (not measured)")
         templates = await capture_templates(stack, orders, tag)
         await load.run_baseline(plain, f"{tag}w", a.warmup, a.concurrency)
-        await load.run_baseline(plain, f"{tag}v", a.warmup, a.concurrency, pace_s=a.pace_ms / 1000)
+        await load.run_baseline(plain, f"{tag}v", a.warmup, a.concurrency, pace_s=a.pace_ms / 1000,
+                                probe=probe_of(stack, a))
         await load.run_product(orders, f"{tag}w", a.warmup, a.concurrency)
         await wait_idle(meters, "worker")
 
@@ -572,9 +580,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--orders", type=int, help="orders per side (baseline and product)")
     p.add_argument("--batched-orders", type=int, help="orders of the batched baseline (signals back to back)")
     p.add_argument("--concurrency", type=int, help="orders in flight")
-    p.add_argument("--pace-ms", type=int, default=500,
-                   help="the real order's shape: each signal / notification this long after the previous one "
-                        "was accepted (long enough for each to be its own workflow task; checked from history)")
+    p.add_argument("--pace-ms", type=int, default=100,
+                   help="the real order's shape: each signal / notification this long after the worker handled "
+                        "the previous one (each its own workflow task; checked from history)")
+    p.add_argument("--no-wait-handled", dest="wait_handled", action="store_false",
+                   help="pace from the previous signal's acknowledgement only (no probe): under load the "
+                        "server then folds paced signals into fewer tasks")
     p.add_argument("--notifier", choices=["driver", "emulator"], default="driver",
                    help="who sends the product's notifications: the driver, paced like the baseline's signals "
                         "(D1's sending cost outside the product's processes), or the emulator at its step delay")

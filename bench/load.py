@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from bench.baseline import SIGNAL_NAME, WORKFLOW_NAME
 from bench.http1 import Http1Connection
+from bench.probe import ProbeListener
 from bench.procs import BASELINE_TASK_QUEUE, ISSUER_ID, BenchStack
 from contracts.card_order import NOTIFICATION_SIGNAL
 from contracts.card_order import workflow_id as workflow_id_for
@@ -104,13 +105,15 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[:300]
 
 
-async def run_baseline(client: Client, tag: str, n: int, concurrency: int, pace_s: float | None = None) -> OrdersRun:
+async def run_baseline(client: Client, tag: str, n: int, concurrency: int, pace_s: float | None = None,
+                       probe: ProbeListener | None = None) -> OrdersRun:
     """Bare workflows: start, then the 9 signals, then the result.
 
     ``pace_s`` None: the signals back to back (the server folds several into one workflow
     task: the engine's ceiling when signals batch). A number: the shape of a real order:
-    ``pace_s`` after the start, then each signal ``pace_s`` after the previous one was
-    accepted, so that each is processed on its own (checked afterwards from the histories)."""
+    each signal ``pace_s`` after the previous one was handled by the worker (``probe``;
+    without one, after it was accepted), so that each is its own workflow task (checked
+    afterwards from the histories)."""
     run = OrdersRun(orders=n, concurrency=concurrency)
 
     async def one(i: int) -> None:
@@ -120,10 +123,12 @@ async def run_baseline(client: Client, tag: str, n: int, concurrency: int, pace_
         t0 = time.perf_counter()
         try:
             handle = await client.start_workflow(WORKFLOW_NAME, len(bodies), id=wid, task_queue=BASELINE_TASK_QUEUE)
-            for body in bodies:
+            for step, body in enumerate(bodies, start=1):
                 if pace_s is not None:
                     await asyncio.sleep(pace_s)
                 await handle.signal(SIGNAL_NAME, body)
+                if pace_s is not None and probe is not None:
+                    await probe.wait_handled(wid, step)
             await handle.result()
         except Exception as err:
             run.errors.append(_error(err))
@@ -170,10 +175,12 @@ class EdgeCost:
 
 async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int, *,
                       notify: Sender | None = None, templates: NotificationTemplates | None = None,
-                      pace_s: float = 0.0, edge_cost: EdgeCost | None = None) -> OrdersRun:
+                      pace_s: float = 0.0, edge_cost: EdgeCost | None = None,
+                      probe: ProbeListener | None = None) -> OrdersRun:
     """Full orders through the starter. With ``notify`` (and ``templates``) the driver plays
     D1's notifier: ``pace_s`` after the submit, then each notification ``pace_s`` after the
-    previous one was acknowledged (the baseline's shape); without, the emulator notifies."""
+    worker handled the previous one (``probe``; without, after it was acknowledged): the
+    baseline's shape. Without ``notify`` the emulator notifies at its step delay."""
     run = OrdersRun(orders=n, concurrency=concurrency)
 
     async def one(i: int) -> None:
@@ -187,11 +194,13 @@ async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int, *,
                 edge_cost.orders += 1
             submitted = await orders.submit_prepared(prepared)
             if notify is not None and templates is not None:
-                for body in templates.for_order(rid):
+                for step, body in enumerate(templates.for_order(rid), start=1):
                     await asyncio.sleep(pace_s)
                     failure = await notify(body)
                     if failure:
                         raise RuntimeError(f"notification refused: {failure}")
+                    if probe is not None:
+                        await probe.wait_handled(submitted.workflow_id, step)
             view = await orders.wait(ISSUER_ID, rid)
         except Exception as err:
             run.errors.append(_error(err))

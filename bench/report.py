@@ -109,9 +109,10 @@ def markdown_main(r: dict[str, Any]) -> str:
     pr = r["product"]
     out.append(
         f"\nOrders per side: **{p['orders']}** ({p['batched_orders']} for the batched baseline), "
-        f"{p['concurrency']} in flight; signals / notifications **{p['pace_ms']} ms** apart (each after the "
-        f"previous one was accepted), the product's sent by the {pr.get('notifier', 'driver')}; dev server DB: "
-        f"{p['db']}; D1 hops: {p['transport']}; close grace 0."
+        f"{p['concurrency']} in flight; each signal / notification sent **{p['pace_ms']} ms after the worker "
+        f"handled the previous one** ({'probe' if p.get('wait_handled', True) else 'after its acknowledgement only'}"
+        f"; probe time-outs: {r.get('probe_timeouts')}), the product's sent by the {pr.get('notifier', 'driver')}; "
+        f"dev server DB: {p['db']}; D1 hops: {p['transport']}; close grace 0."
     )
 
     out.append("\n### Targets\n")
@@ -120,9 +121,10 @@ def markdown_main(r: dict[str, Any]) -> str:
     b, q = r["baseline"], r["baseline_batched"]
     out.append("\n### Orders: product vs baseline of the same shape (same run)\n")
     out.append("*Baseline*: bare workflow, one no-op activity, then the 9 signals one at a time "
-               f"({p['pace_ms']} ms after the previous one was accepted): what any system built on Temporal pays "
-               "for a real order. *Batched*: the same with the signals back to back, which the server folds into "
-               "fewer workflow tasks (the engine's ceiling when signals batch; no real order has that shape).\n")
+               f"(each {p['pace_ms']} ms after the worker handled the previous one): what any system built on "
+               "Temporal pays for a real order. *Batched*: the same with the signals back to back, which the "
+               "server folds into fewer workflow tasks (the engine's ceiling when signals batch; no real order "
+               "has that shape).\n")
 
     def u(side: dict[str, Any], proc: str, key: str) -> Any:
         got = side["usage"].get(proc)
