@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Everything the processes load. The workflow sandbox re-imports the workflow modules for
+# Everything the processes load (the benchmark's baseline workflow too, so that both sides of
+# `make bench` run from bytecode). The workflow sandbox re-imports the workflow modules for
 # every new order (the rest passes through once, worker.py PASSTHROUGH_MODULES): ship
 # bytecode so that nothing is compiled from source again, even where
 # PYTHONDONTWRITEBYTECODE is set. compileall skips files whose bytecode is current.
-BYTECODE := d1 contracts workflows activities receiver starter security observability stack \
+BYTECODE := d1 contracts workflows activities receiver starter security observability stack bench \
             worker.py settings.py temporal_client.py
 
 .PHONY: run demo test test-fast lint bench bytecode clean

@@ -22,8 +22,6 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
-from bench.probe import SignalProbe, parse_address
-
 WORKFLOW_NAME = "BenchBaselineWorkflow"
 SIGNAL_NAME = "update"
 
@@ -51,6 +49,10 @@ class BaselineWorkflow:
 
 
 async def _main(address: str, task_queue: str, probe: str | None) -> None:
+    # Imported here, not at the top: the sandbox re-imports this module for every new
+    # workflow (as it does the product's workflow module), and the probe is no part of it.
+    from bench.probe import SignalProbe, parse_address
+
     client = await Client.connect(address)
     interceptors: list[Interceptor] = [SignalProbe(parse_address(probe))] if probe else []
     worker = Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow], activities=[noop],
