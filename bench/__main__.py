@@ -361,11 +361,21 @@ def save(results: dict[str, Any], a: argparse.Namespace, started: datetime, *, f
         report.write_doc(results, a.doc)
 
 
-async def capture_templates(stack: BenchStack, orders: CardOrders, tag: str) -> load.NotificationTemplates:
-    """The emulator's 9 notification bodies for one real happy-path order (captured, not sent)."""
+async def capture_templates(stack: BenchStack, orders: CardOrders, client: Client,
+                            tag: str) -> load.NotificationTemplates:
+    """The emulator's 9 notification bodies for one real happy-path order (captured, then
+    delivered to the receiver so that this order, too, ends)."""
     rids = await load.submit_held(stack, orders, f"{tag}t", 1, 1)
     captured = await load.captured_by_order(stack)
     await stack.emulator("POST", "/_emulator/reset", json={})
+    send = load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
+    try:
+        for body in load.prepare(captured[rids[0]], parse=False):
+            if (failure := await send(body)) is not None:
+                raise RuntimeError(f"the receiver refused a captured notification: {failure}")
+    finally:
+        await send.aclose()
+    await load.wait_closed(client, [workflow_id_for(ISSUER_ID, rids[0])])
     return load.NotificationTemplates(captured[rids[0]])
 
 
@@ -550,7 +560,7 @@ async def run(a: argparse.Namespace) -> int:
         meters = Meters({**stack.pids, "driver": os.getpid()})
 
         log("warm-up (not measured)")
-        templates = await capture_templates(stack, orders, tag)
+        templates = await capture_templates(stack, orders, client, tag)
         await load.run_baseline(plain, f"{tag}w", a.warmup, a.concurrency)
         await load.run_baseline(plain, f"{tag}v", a.warmup, a.concurrency, pace_s=a.pace_ms / 1000,
                                 probe=probe_of(stack, a))

@@ -123,11 +123,14 @@ async def run_baseline(client: Client, tag: str, n: int, concurrency: int, pace_
         t0 = time.perf_counter()
         try:
             handle = await client.start_workflow(WORKFLOW_NAME, len(bodies), id=wid, task_queue=BASELINE_TASK_QUEUE)
-            for step, body in enumerate(bodies, start=1):
+            paced = pace_s is not None
+            if paced and probe is not None:
+                await probe.wait_handled(wid, 1)  # its first task ran (and scheduled the activity)
+            for step, body in enumerate(bodies, start=2):
                 if pace_s is not None:
                     await asyncio.sleep(pace_s)
                 await handle.signal(SIGNAL_NAME, body)
-                if pace_s is not None and probe is not None:
+                if paced and probe is not None:
                     await probe.wait_handled(wid, step)
             await handle.result()
         except Exception as err:
@@ -194,7 +197,9 @@ async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int, *,
                 edge_cost.orders += 1
             submitted = await orders.submit_prepared(prepared)
             if notify is not None and templates is not None:
-                for step, body in enumerate(templates.for_order(rid), start=1):
+                if probe is not None:
+                    await probe.wait_handled(submitted.workflow_id, 1)  # its first task ran (submit scheduled)
+                for step, body in enumerate(templates.for_order(rid), start=2):
                     await asyncio.sleep(pace_s)
                     failure = await notify(body)
                     if failure:

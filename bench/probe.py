@@ -8,8 +8,10 @@ task of its own. Pacing alone cannot promise it: once the workers fall behind, p
 signals queue up and the server folds them into fewer tasks (the bench's first runs showed
 three signals per task at 80 orders in flight).
 
-The probe is a worker interceptor, the same in both workers: after a signal handler ran
-(not on replay) it sends the workflow id in one loopback datagram to the driver. No query,
+The probe is a worker interceptor, the same in both workers: when a workflow's first task
+runs its main method, and after each signal handler ran (never on replay), it sends the
+workflow id in one loopback datagram to the driver, which counts them per workflow
+(1 = started, 1 + k = k signals handled). No query,
 update, RPC or history event is added on either side; the histories still show, after
 the run, whether each signal had its own task (bench/history.py).
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.worker import (
+    ExecuteWorkflowInput,
     HandleSignalInput,
     Interceptor,
     WorkflowInboundInterceptor,
@@ -52,12 +55,20 @@ class _Sender:
 _sender: _Sender | None = None
 
 
+def _report() -> None:
+    if _sender is not None and not workflow.unsafe.is_replaying():
+        with workflow.unsafe.sandbox_unrestricted():
+            _sender.send(workflow.info().workflow_id)
+
+
 class _SignalProbe(WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        _report()
+        return await super().execute_workflow(input)
+
     async def handle_signal(self, input: HandleSignalInput) -> None:
         await super().handle_signal(input)
-        if _sender is not None and not workflow.unsafe.is_replaying():
-            with workflow.unsafe.sandbox_unrestricted():
-                _sender.send(workflow.info().workflow_id)
+        _report()
 
 
 class SignalProbe(Interceptor):
@@ -77,7 +88,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class ProbeListener(asyncio.DatagramProtocol):
-    """The driver's side: how many signals each workflow has handled so far."""
+    """The driver's side: per workflow, 1 once its first task ran, plus one per signal handled."""
 
     def __init__(self) -> None:
         self.handled: defaultdict[str, int] = defaultdict(int)
@@ -114,7 +125,8 @@ class ProbeListener(asyncio.DatagramProtocol):
                 del self._waiters[wid]
 
     async def wait_handled(self, workflow_id: str, count: int, timeout_s: float = 30.0) -> bool:
-        """Until ``workflow_id`` has handled ``count`` signals; False after ``timeout_s`` (counted)."""
+        """Until ``workflow_id`` has reported ``count`` times (started, then signals); False after
+        ``timeout_s`` (counted)."""
         if self.handled[workflow_id] >= count:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
