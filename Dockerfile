@@ -43,8 +43,10 @@ COPY config ./config
 COPY deploy ./deploy
 COPY samples ./samples
 COPY worker.py settings.py temporal_client.py ./
-# Bytecode shipped in the image: the workflow sandbox re-imports workflow modules per order.
-RUN python -m compileall -q d1 workflows activities
+# Bytecode shipped in the image for everything the processes load: the workflow sandbox
+# re-imports the workflow modules per order (same list as the Makefile's BYTECODE).
+RUN python -m compileall -q d1 contracts workflows activities receiver starter security observability stack \
+    worker.py settings.py temporal_client.py
 
 USER d1
 # Processes run from /app (python -m worker, python -m receiver, ...): modules resolve from source.

@@ -5,8 +5,9 @@ notifications (sent directly by a client), then completion. Default worker optio
 default data converter, no codec, no search-attribute upserts: whatever the product
 spends beyond this is the product's own cost.
 
-``python -m bench.baseline --address HOST:PORT --task-queue Q`` runs its worker in a
-process of its own, so its CPU and memory are measured like the product worker's.
+``python -m bench.baseline --address HOST:PORT --task-queue Q [--probe HOST:PORT]`` runs
+its worker in a process of its own, so its CPU and memory are measured like the product
+worker's; ``--probe`` adds the same signal probe as the product worker's (bench/probe.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 WORKFLOW_NAME = "BenchBaselineWorkflow"
 SIGNAL_NAME = "update"
@@ -47,9 +48,15 @@ class BaselineWorkflow:
         return self._received
 
 
-async def _main(address: str, task_queue: str) -> None:
+async def _main(address: str, task_queue: str, probe: str | None) -> None:
+    # Imported here, not at the top: the sandbox re-imports this module for every new
+    # workflow (as it does the product's workflow module), and the probe is no part of it.
+    from bench.probe import SignalProbe, parse_address
+
     client = await Client.connect(address)
-    worker = Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow], activities=[noop])
+    interceptors: list[Interceptor] = [SignalProbe(parse_address(probe))] if probe else []
+    worker = Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow], activities=[noop],
+                    interceptors=interceptors)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,8 +69,9 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.splitlines()[0])
     p.add_argument("--address", required=True)
     p.add_argument("--task-queue", required=True)
+    p.add_argument("--probe", help="HOST:PORT of the driver's probe listener")
     args = p.parse_args()
-    asyncio.run(_main(args.address, args.task_queue))
+    asyncio.run(_main(args.address, args.task_queue, args.probe))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ class OrderHistory:
     types: Counter[str]
     start_to_shipped_s: float | None
     start_to_close_s: float | None
+    # Workflow tasks that processed at least one signal, and the most signals one of them processed.
+    signal_tasks: int = 0
+    max_signals_per_task: int = 0
 
 
 @dataclass
@@ -37,6 +40,11 @@ class HistorySummary:
     orders: int
     events_per_order: float
     bytes_per_order: float
+    # The shape check: ~1.0 signal per signal-carrying task means each notification was its own task.
+    workflow_tasks_per_order: float = 0.0
+    signals_per_order: float = 0.0
+    signals_per_signal_task: float = 0.0
+    orders_with_batched_signals: int = 0
     event_types_per_order: dict[str, float] = field(default_factory=dict)
     start_to_shipped_s: list[float] = field(default_factory=list)
     start_to_close_s: list[float] = field(default_factory=list)
@@ -69,6 +77,15 @@ def analyse(events: list[HistoryEvent], codec: AesGcmCodec | None) -> OrderHisto
         close = _ts(events[-1]) - start
     shipped = None
     seen_shipped_signal = False
+    # A signal is processed by the first workflow task that *starts* after it was recorded.
+    pending = signal_tasks = most = 0
+    for e in events:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            pending += 1
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and pending:
+            signal_tasks += 1
+            most = max(most, pending)
+            pending = 0
     for e in events:
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED and not seen_shipped_signal:
             payloads = e.workflow_execution_signaled_event_attributes.input.payloads
@@ -83,6 +100,8 @@ def analyse(events: list[HistoryEvent], codec: AesGcmCodec | None) -> OrderHisto
         types=types,
         start_to_shipped_s=shipped,
         start_to_close_s=close,
+        signal_tasks=signal_tasks,
+        max_signals_per_task=most,
     )
 
 
@@ -101,10 +120,16 @@ async def summarise(
     types: Counter[str] = Counter()
     for r in results:
         types.update(r.types)
+    signals = types["WORKFLOW_EXECUTION_SIGNALED"]
+    signal_tasks = sum(r.signal_tasks for r in results)
     return HistorySummary(
         orders=len(results),
         events_per_order=sum(r.events for r in results) / n,
         bytes_per_order=sum(r.bytes for r in results) / n,
+        workflow_tasks_per_order=types["WORKFLOW_TASK_COMPLETED"] / n,
+        signals_per_order=signals / n,
+        signals_per_signal_task=signals / signal_tasks if signal_tasks else 0.0,
+        orders_with_batched_signals=sum(1 for r in results if r.max_signals_per_task > 1),
         event_types_per_order={k: v / n for k, v in types.most_common()},
         start_to_shipped_s=[r.start_to_shipped_s for r in results if r.start_to_shipped_s is not None],
         start_to_close_s=[r.start_to_close_s for r in results if r.start_to_close_s is not None],

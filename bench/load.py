@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from bench.baseline import SIGNAL_NAME, WORKFLOW_NAME
 from bench.http1 import Http1Connection
+from bench.probe import ProbeListener
 from bench.procs import BASELINE_TASK_QUEUE, ISSUER_ID, BenchStack
 from contracts.card_order import NOTIFICATION_SIGNAL
 from contracts.card_order import workflow_id as workflow_id_for
@@ -67,10 +68,23 @@ class OrdersRun:
     client_latency_s: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    # perf_counter() at each completion: the steady-state rate leaves out ramp-up and ramp-down.
+    done_at: list[float] = field(default_factory=list)
 
     @property
     def per_s(self) -> float:
         return len(self.workflow_ids) / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def steady_per_s(self) -> float:
+        """Completions per second between the 10th and the 90th percentile completion: the rate
+        once every lane is busy (a closed loop starts and ends with idle lanes)."""
+        done = sorted(self.done_at)
+        if len(done) < 10:
+            return self.per_s
+        lo, hi = len(done) // 10, len(done) - 1 - len(done) // 10
+        span = done[hi] - done[lo]
+        return (hi - lo) / span if span > 0 else self.per_s
 
 
 def baseline_bodies(rid: str) -> list[dict[str, Any]]:
@@ -91,7 +105,15 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[:300]
 
 
-async def run_baseline(client: Client, tag: str, n: int, concurrency: int) -> OrdersRun:
+async def run_baseline(client: Client, tag: str, n: int, concurrency: int, pace_s: float | None = None,
+                       probe: ProbeListener | None = None) -> OrdersRun:
+    """Bare workflows: start, then the 9 signals, then the result.
+
+    ``pace_s`` None: the signals back to back (the server folds several into one workflow
+    task: the engine's ceiling when signals batch). A number: the shape of a real order:
+    each signal ``pace_s`` after the previous one was handled by the worker (``probe``;
+    without one, after it was accepted), so that each is its own workflow task (checked
+    afterwards from the histories)."""
     run = OrdersRun(orders=n, concurrency=concurrency)
 
     async def one(i: int) -> None:
@@ -101,13 +123,21 @@ async def run_baseline(client: Client, tag: str, n: int, concurrency: int) -> Or
         t0 = time.perf_counter()
         try:
             handle = await client.start_workflow(WORKFLOW_NAME, len(bodies), id=wid, task_queue=BASELINE_TASK_QUEUE)
-            for body in bodies:
+            paced = pace_s is not None
+            if paced and probe is not None:
+                await probe.wait_handled(wid, 1)  # its first task ran (and scheduled the activity)
+            for step, body in enumerate(bodies, start=2):
+                if pace_s is not None:
+                    await asyncio.sleep(pace_s)
                 await handle.signal(SIGNAL_NAME, body)
+                if paced and probe is not None:
+                    await probe.wait_handled(wid, step)
             await handle.result()
         except Exception as err:
             run.errors.append(_error(err))
             return
         run.client_latency_s.append(time.perf_counter() - t0)
+        run.done_at.append(time.perf_counter())
         run.workflow_ids.append(wid)
         run.outcomes["COMPLETED"] += 1
 
@@ -115,19 +145,73 @@ async def run_baseline(client: Client, tag: str, n: int, concurrency: int) -> Or
     return run
 
 
-async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int) -> OrdersRun:
+class NotificationTemplates:
+    """The emulator's own notification bodies for one happy-path order, re-addressed to others.
+
+    The driver plays D1's notifier in the product phase (as it does toward the receiver in
+    the notification and scale phases): the bodies are the ones the emulator produced for a
+    real order, with that order's issuerRequestId (hence cardId) and operationId replaced,
+    so each product order receives exactly what D1 would send it, paced like the baseline's
+    signals, and D1's own sending cost stays out of the product's processes."""
+
+    def __init__(self, bodies: list[dict[str, Any]]) -> None:
+        first = bodies[0]["operations"][0]
+        self._rid = str(first.get("issuerRequestId") or first["details"]["issuerRequestId"])
+        self._op = str(first["operationId"])
+        self._raw = [json.dumps(b, separators=(",", ":")) for b in bodies]
+        if len(self._raw) != len(HAPPY_PATH):
+            raise RuntimeError(f"expected {len(HAPPY_PATH)} notifications for a happy-path order, got {len(bodies)}")
+
+    def for_order(self, rid: str) -> list[dict[str, Any]]:
+        op = f"{rid}-op"
+        return [{"_raw": raw.replace(self._op, op).replace(self._rid, rid).encode(), "_parsed": [], "_ops": 1}
+                for raw in self._raw]
+
+
+@dataclass
+class EdgeCost:
+    """CPU the driver spent in the starter's edge (validation, JWE, card-data guard)."""
+
+    cpu_s: float = 0.0
+    orders: int = 0
+
+
+async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int, *,
+                      notify: Sender | None = None, templates: NotificationTemplates | None = None,
+                      pace_s: float = 0.0, edge_cost: EdgeCost | None = None,
+                      probe: ProbeListener | None = None) -> OrdersRun:
+    """Full orders through the starter. With ``notify`` (and ``templates``) the driver plays
+    D1's notifier: ``pace_s`` after the submit, then each notification ``pace_s`` after the
+    worker handled the previous one (``probe``; without, after it was acknowledged): the
+    baseline's shape. Without ``notify`` the emulator notifies at its step delay."""
     run = OrdersRun(orders=n, concurrency=concurrency)
 
     async def one(i: int) -> None:
         rid = f"{tag}-p{i:06d}"
         t0 = time.perf_counter()
         try:
-            submitted = await orders.submit(sample_order(rid))
+            c0 = time.thread_time()
+            prepared = orders.edge.prepare(sample_order(rid), timing=orders.timing)
+            if edge_cost is not None:
+                edge_cost.cpu_s += time.thread_time() - c0
+                edge_cost.orders += 1
+            submitted = await orders.submit_prepared(prepared)
+            if notify is not None and templates is not None:
+                if probe is not None:
+                    await probe.wait_handled(submitted.workflow_id, 1)  # its first task ran (submit scheduled)
+                for step, body in enumerate(templates.for_order(rid), start=2):
+                    await asyncio.sleep(pace_s)
+                    failure = await notify(body)
+                    if failure:
+                        raise RuntimeError(f"notification refused: {failure}")
+                    if probe is not None:
+                        await probe.wait_handled(submitted.workflow_id, step)
             view = await orders.wait(ISSUER_ID, rid)
         except Exception as err:
             run.errors.append(_error(err))
             return
         run.client_latency_s.append(time.perf_counter() - t0)
+        run.done_at.append(time.perf_counter())
         run.workflow_ids.append(submitted.workflow_id)
         run.outcomes[view.state.outcome.value if view.state.outcome else "OPEN"] += 1
 

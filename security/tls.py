@@ -180,6 +180,30 @@ class PeerCertH11Protocol(H11Protocol):
             self.app = _WithTlsScope(self.app, info.extension)  # type: ignore[assignment]
 
 
+try:  # uvicorn[standard]: the C parser (llhttp); h11 is the pure-Python fallback
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - without the extra
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+if HttpToolsProtocol is not None:
+
+    class PeerCertHttpToolsProtocol(HttpToolsProtocol):
+        """:class:`PeerCertH11Protocol` on uvicorn's httptools parser: same scope extension,
+        a fraction of h11's CPU per request (the receiver's fast path)."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            info = _tls_info(transport)
+            if info is not None:
+                self.app = _WithTlsScope(self.app, info.extension)  # type: ignore[assignment]
+
+
+def peer_cert_protocol() -> type[H11Protocol] | type[Any]:
+    """The fastest protocol class that reports the client certificate: httptools when
+    uvicorn[standard] is installed, h11 otherwise."""
+    return PeerCertHttpToolsProtocol if HttpToolsProtocol is not None else PeerCertH11Protocol
+
+
 def peer_identity(scope: Mapping[str, Any]) -> CertIdentity | None:
     """The verified client certificate's identity for this request, or None (no TLS / no cert)."""
     tls = (scope.get("extensions") or {}).get(TLS_EXTENSION)
@@ -205,7 +229,7 @@ def uvicorn_server_options(
         "ssl_certfile": str(cert_file),
         "ssl_keyfile": str(key_file),
         "ssl_context_factory": _hardened,
-        "http": PeerCertH11Protocol,
+        "http": peer_cert_protocol(),
     }
     if client_ca_file is not None:
         options["ssl_ca_certs"] = str(client_ca_file)

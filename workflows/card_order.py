@@ -79,6 +79,7 @@ class CardOrderWorkflow:
             status_input=acts.StatusInput(
                 issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id, issuer_request_id=inp.ref.issuer_request_id
             ),
+            skip_transient_upserts=True,  # workflows/follow_up.py FEWER_UPSERTS_PATCH
         )
         self._batch_result: SubmissionResult | None = None
 

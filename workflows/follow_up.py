@@ -45,11 +45,35 @@ _SA_KEYS = {
     key.name: key
     for key in (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.TRACKING_NUMBER, sa.ORDER_OUTCOME, sa.DUE_DATE)
 }
+# Card orders from this version on do not upsert a change that only moves to a transient
+# value: D1's acknowledgement CARD_PROD_REQUESTED (DATA_PREPARED, with the due date, follows
+# once the data is processed), CARD_PROD_READY (the data reached the personalization
+# center; the search attribute keeps DATA_PREPARED until production starts) and the
+# carrier's ordinary progress scans between the first scan and the end (InTransit,
+# OutForDelivery). Each upsert is a history event and a visibility write on the server, per
+# notification (docs/benchmarks.md prices one at ~5 ms of server CPU); these values stay in
+# the details line, the view query and the timeline, and the next upsert carries whatever
+# differs by then. Every other change (the due date, production under way and done, the
+# first shipment with its tracking number, carrier exceptions, the end) is upserted as
+# before. Histories from before the patch replay with an upsert per change; the patch
+# itself costs one marker and one TemporalChangeVersion upsert per order (the SDK's).
+FEWER_UPSERTS_PATCH = "fewer-upserts"
+TRANSIENT_VALUES: dict[str, frozenset[object]] = {
+    sa.PRODUCTION_STATUS.name: frozenset({"CARD_PROD_REQUESTED", "CARD_PROD_READY"}),
+    sa.SHIPMENT_STATUS.name: frozenset({"InTransit", "OutForDelivery"}),
+}
+
+
+def only_transient(changes: dict[str, object]) -> bool:
+    """Whether every changed search attribute moves to a transient value (pure)."""
+    return bool(changes) and all(value in TRANSIENT_VALUES.get(name, ()) for name, value in changes.items())
 
 
 class Follower:
     """The follow-up state of one card. ``status_input`` is what the status check sends D1
-    (None: D1 offers no status for it; silence is then only noted, never reconciled)."""
+    (None: D1 offers no status for it; silence is then only noted, never reconciled).
+    ``skip_transient_upserts``: leave changes to transient values out of the search
+    attributes (card orders; :data:`FEWER_UPSERTS_PATCH`)."""
 
     def __init__(
         self,
@@ -59,6 +83,7 @@ class Follower:
         timing: OrderTiming,
         produced_is_final: bool,
         status_input: acts.StatusInput | None,
+        skip_transient_upserts: bool = False,
     ) -> None:
         self.state = state
         self.timing = timing
@@ -73,6 +98,7 @@ class Follower:
         self._returned = frozenset(timing.returned_shipment_statuses)
         self._produced_is_final = produced_is_final
         self._published: dict[str, object] = {}
+        self._skip_transient = skip_transient_upserts
         self._wake: asyncio.Task[None] | None = None
 
     def start_clocks(self, last_progress_at: datetime | None, shipment_changed_at: datetime | None) -> None:
@@ -165,13 +191,18 @@ class Follower:
 
     def publish(self, details: str) -> None:
         """Upsert search attributes that changed and refresh the UI's details line."""
-        updates = []
-        for name, value in attribute_values(self.state).items():
-            if value is not None and self._published.get(name) != value:
-                updates.append(_SA_KEYS[name].value_set(value))  # type: ignore[arg-type]
-                self._published[name] = value
-        if updates:
-            workflow.upsert_search_attributes(updates)
+        changes = {
+            name: value
+            for name, value in attribute_values(self.state).items()
+            if value is not None and self._published.get(name) != value
+        }
+        # patched() only where the branches differ: it records its marker once, at the first skip.
+        skip = self._skip_transient and only_transient(changes) and workflow.patched(FEWER_UPSERTS_PATCH)
+        if changes and not skip:
+            workflow.upsert_search_attributes(
+                [_SA_KEYS[name].value_set(value) for name, value in changes.items()]  # type: ignore[arg-type]
+            )
+            self._published.update(changes)
         workflow.set_current_details(details)
 
     def count(self, name: str, **labels: str) -> None:

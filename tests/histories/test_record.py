@@ -4,7 +4,8 @@
 
 It writes ``<scenario>.history.json``, the current shape. Histories of earlier shapes keep
 their suffix (``.two-step``, ``.one-step``: orders started with the clear order as input,
-before and after the one-step-submit patch) and are never re-recorded. Record a new shape
+before and after the one-step-submit patch; ``.edge``: card data encrypted at the edge,
+before the fewer-upserts patch) and are never re-recorded. Record a new shape
 only when an intended, patched workflow change makes it worth keeping (rename the current
 files to a suffix first); never to "fix" a failing replay.
 """

@@ -24,8 +24,9 @@ HISTORIES = sorted(HISTORIES_DIR.glob("*.history.json"))
 
 SCENARIOS = {"happy", "rejected", "canceled", "bulk", "reconciled", "data-exception"}
 # The shapes of orders still possibly running: before the one-step-submit patch, after it
-# (both with the clear order as input), and the current one (card data encrypted at the edge).
-SHAPES = ("two-step", "one-step", "")
+# (both with the clear order as input), card data encrypted at the edge ("edge"), and the
+# current one (edge encryption plus the fewer-upserts patch, workflows/follow_up.py).
+SHAPES = ("two-step", "one-step", "edge", "")
 
 
 def test_the_representative_scenarios_are_recorded_in_every_shape() -> None:

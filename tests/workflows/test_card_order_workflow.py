@@ -82,6 +82,39 @@ async def test_happy_path_is_delivered_and_the_d1_body_is_sent_as_prepared(fast:
     assert attrs.get(sa.ORDER_OUTCOME) == "DELIVERED" and attrs.get(sa.SHIPMENT_STATUS) == "Delivered"
 
 
+async def test_search_attributes_follow_the_milestones_one_notification_per_task(fast: FastEnv) -> None:
+    """Notifications minutes apart (one workflow task each): the transient values
+    (CARD_PROD_REQUESTED, CARD_PROD_READY, InTransit, OutForDelivery) cost no upsert, every
+    milestone operators search for does, and the order ends with the same attributes."""
+    handle, card, rid = await start(fast, "milestones")
+    seen: list[tuple[str | None, str | None]] = []
+    for applied, update in enumerate(ops(card, rid), start=1):
+        await handle.signal(NOTIFY, update)
+        await until(handle, lambda v, n=applied: v.state.updates_applied >= n or v.state.finished)
+        attrs = (await handle.describe()).typed_search_attributes
+        seen.append((attrs.get(sa.PRODUCTION_STATUS), attrs.get(sa.SHIPMENT_STATUS)))
+    await handle.result()
+    assert seen == [
+        (None, None),  # CARD_PROD_REQUESTED: transient
+        ("DATA_PREPARED", None),
+        ("DATA_PREPARED", None),  # CARD_PROD_READY: transient
+        ("CARD_PROD_ONGOING", None),
+        ("CARD_PROD_DONE", None),
+        ("CARD_SHIPPED", "InfoReceived"),
+        ("CARD_SHIPPED", "InfoReceived"),  # InTransit, OutForDelivery: transient
+        ("CARD_SHIPPED", "InfoReceived"),
+        ("CARD_SHIPPED", "Delivered"),
+    ]
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.ORDER_OUTCOME) == "DELIVERED" and attrs.get(sa.TRACKING_NUMBER)
+    assert attrs.get(sa.DUE_DATE) is not None
+    history = await handle.fetch_history()
+    upserts = [e for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")]
+    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    # Six upserts instead of nine: the patch's own TemporalChangeVersion, then five milestones.
+    assert len(upserts) == 6 and len(markers) == 1
+
+
 async def test_each_retry_resends_the_same_jwe(fast: FastEnv) -> None:
     card, rid = new_ids("retry")
     fast.d1.submit_failures[card] = ["unavailable", "unavailable"]
