@@ -84,7 +84,7 @@ HOT_PATHS: tuple[tuple[str, str], ...] = (
     ("HTTP server: request parsing (httptools)", "HttpToolsProtocol.data_received"),
     ("receiver: body parsing (parse_body)", "parse_body"),
     ("receiver: per-notification span and metrics", "notification_operation_span"),
-    ("tracing middleware", "NotificationTracingMiddleware"),
+    ("receiver: whole request below the tracing middleware (inclusive)", "NotificationTracingMiddleware"),
     ("TLS (ssl module)", "ssl.py"),
     ("TLS handshakes (new connections)", "do_handshake"),
     ("receiver: caller authentication (mTLS identity, OAuth)", "check_notification"),
