@@ -40,6 +40,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -289,6 +290,22 @@ class Progress:
 # ------------------------------------------------------------------------- running
 
 
+@contextmanager
+def _timed_run(report: BatchReport, progress: Progress | None) -> Iterator[None]:
+    """Both ways of starting lines: an interrupted run is reported as such, with its time
+    and the progress display closed, whatever ended it."""
+    started_at = time.monotonic()
+    try:
+        yield
+    except asyncio.CancelledError:
+        report.interrupted = True
+        raise
+    finally:
+        report.elapsed_s = time.monotonic() - started_at
+        if progress is not None:
+            progress.close(report)
+
+
 async def start_orders(
     orders: CardOrders,
     lines: list[BatchLine],
@@ -322,20 +339,15 @@ async def start_orders(
             if progress is not None:
                 progress.update(report)
 
-    started_at = time.monotonic()
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(lines) or 1)))]
-    try:
-        await asyncio.gather(*workers)
-    except asyncio.CancelledError:
-        report.interrupted = True
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    finally:
-        report.elapsed_s = time.monotonic() - started_at
-        if progress is not None:
-            progress.close(report)
+    with _timed_run(report, progress):
+        workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(lines) or 1)))]
+        try:
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
     return report
 
 
@@ -349,23 +361,21 @@ async def start_orders_in_d1_batches(
     progress: Progress | None = None,
 ) -> BatchReport:
     """Start every valid line, its submission to D1 shared by batches (starter/d1_batch.py)."""
-    started_at = time.monotonic()
-    prepared: list[PreparedOrder] = []
-    line_of: dict[str, int] = {}
-    for line in lines:
-        try:
-            order = orders.edge.prepare(line.order, timing=orders.timing)
-        except Exception as err:  # the D1 key unreadable, ...: reported per line
-            report.failed.append(LineProblem(line.line, [f"{type(err).__name__}: {str(err)[:200]}"]))
-            continue
-        prepared.append(order)
-        line_of[order.workflow_id] = line.line
-
     def tick() -> None:
         if progress is not None:
             progress.update(report)
 
-    try:
+    with _timed_run(report, progress):  # the edge's preparation (JWE per card) counts too
+        prepared: list[PreparedOrder] = []
+        line_of: dict[str, int] = {}
+        for line in lines:
+            try:
+                order = orders.edge.prepare(line.order, timing=orders.timing)
+            except Exception as err:  # the D1 key unreadable, ...: reported per line
+                report.failed.append(LineProblem(line.line, [f"{type(err).__name__}: {str(err)[:200]}"]))
+                continue
+            prepared.append(order)
+            line_of[order.workflow_id] = line.line
         for batch in group(prepared, limits):
             outcome = await start_batch(orders, batch, concurrency=concurrency, on_card=tick)
             report.d1_batches += 1
@@ -378,13 +388,6 @@ async def start_orders_in_d1_batches(
             report.refused += [LineProblem(line_of[p.workflow_id], [why]) for p, why in outcome.refused]
             report.failed += [LineProblem(line_of[p.workflow_id], [why]) for p, why in outcome.failed]
             tick()
-    except asyncio.CancelledError:
-        report.interrupted = True
-        raise
-    finally:
-        report.elapsed_s = time.monotonic() - started_at
-        if progress is not None:
-            progress.close(report)
     return report
 
 

@@ -18,7 +18,9 @@ carry the clear order and take the old, patch-guarded submission path (kept for 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -51,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, gave_up, refused_before_sending, refused_by_d1
+
+R = TypeVar("R")
 
 # Encrypt and submit in one activity (orders started before edge encryption only; their
 # histories replay both branches: tests/histories/).
@@ -201,22 +205,34 @@ class CardOrderWorkflow:
 
     # ----------------------------------------------------------------- helpers
 
-    async def _submit(self, submission: D1Submission) -> None:
+    def _d1_submit_call(
+        self, activity: str, arg: object, *, result_type: type[R], summary: str, heartbeat: bool = True,
+        start_to_close: timedelta = timedelta(seconds=60),
+    ) -> Awaitable[R]:
+        """One submission step (the D1 call, or the legacy encryption before it): the same
+        retry policy and the same give-up time for every step, so that a D1 outage ends an
+        order at the same moment whichever version started it."""
+        return workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=start_to_close,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat else None,
+            schedule_to_close_timeout=self._timing.submit_give_up_after,
+            retry_policy=D1_CALL_RETRY,
+            summary=summary,
+        )
+
+    def _submit_input(self, body: dict[str, Any]) -> acts.SubmitInput:
         ref = self._ref
+        return acts.SubmitInput(
+            issuer_id=ref.issuer_id, card_id=ref.card_id, issuer_request_id=ref.issuer_request_id, body=body
+        )
+
+    async def _submit(self, submission: D1Submission) -> None:
         try:
-            result = await workflow.execute_activity(
-                acts.SUBMIT_ORDER,
-                acts.SubmitInput(
-                    issuer_id=ref.issuer_id,
-                    card_id=ref.card_id,
-                    issuer_request_id=ref.issuer_request_id,
-                    body=submission.body,
-                ),
-                result_type=acts.SubmitResult,
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=self._timing.submit_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+            result = await self._d1_submit_call(
+                acts.SUBMIT_ORDER, self._submit_input(submission.body), result_type=acts.SubmitResult,
                 summary="Submit order to D1",
             )
         except ActivityError as err:
@@ -226,42 +242,20 @@ class CardOrderWorkflow:
 
     async def _submit_legacy(self, order: CardOrder) -> None:
         """Orders started before edge encryption: the worker encrypts (both branches kept for replay)."""
-        give_up = self._timing.submit_give_up_after
+        legacy_input = acts.LegacyEncryptInput(order=order)
         try:
             if workflow.patched(ONE_STEP_SUBMIT_PATCH):
-                result = await workflow.execute_activity(
-                    acts.LEGACY_ENCRYPT_AND_SUBMIT,
-                    acts.LegacyEncryptInput(order=order),
-                    result_type=acts.SubmitResult,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                    schedule_to_close_timeout=give_up,
-                    retry_policy=D1_CALL_RETRY,
+                result = await self._d1_submit_call(
+                    acts.LEGACY_ENCRYPT_AND_SUBMIT, legacy_input, result_type=acts.SubmitResult,
                     summary="Encrypt card data and submit order to D1",
                 )
             else:
-                jwe = await workflow.execute_activity(
-                    acts.LEGACY_ENCRYPT_CARD_DATA,
-                    acts.LegacyEncryptInput(order=order),
-                    result_type=str,
-                    start_to_close_timeout=timedelta(seconds=10),
-                    schedule_to_close_timeout=give_up,
-                    retry_policy=D1_CALL_RETRY,
-                    summary="Encrypt card data for D1 (JWE)",
+                jwe = await self._d1_submit_call(
+                    acts.LEGACY_ENCRYPT_CARD_DATA, legacy_input, result_type=str, heartbeat=False,
+                    start_to_close=timedelta(seconds=10), summary="Encrypt card data for D1 (JWE)",
                 )
-                result = await workflow.execute_activity(
-                    acts.SUBMIT_ORDER,
-                    acts.SubmitInput(
-                        issuer_id=self._ref.issuer_id,
-                        card_id=self._ref.card_id,
-                        issuer_request_id=self._ref.issuer_request_id,
-                        body=order.d1_body(jwe),
-                    ),
-                    result_type=acts.SubmitResult,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                    schedule_to_close_timeout=give_up,
-                    retry_policy=D1_CALL_RETRY,
+                result = await self._d1_submit_call(
+                    acts.SUBMIT_ORDER, self._submit_input(order.d1_body(jwe)), result_type=acts.SubmitResult,
                     summary="Submit order to D1",
                 )
         except ActivityError as err:
