@@ -44,7 +44,7 @@ from temporalio.client import Client
 from bench import load, report
 from bench.history import summarise
 from bench.probe import ProbeListener
-from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, start_stack
+from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, Usage, start_stack
 from bench.profiling import Profiler
 from bench.stats import latency_summary_ms, ratio
 from contracts.card_order import workflow_id as workflow_id_for
@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 QUICK = {"orders": 40, "batched_orders": 40, "concurrency": 20, "rate_notifications": 200,
          "max_notifications": 300, "scale_orders": 300, "profile_orders": 40, "batch_cards": 100}
-DEFAULT = {"orders": 500, "batched_orders": 300, "concurrency": 80, "rate_notifications": 1000,
+DEFAULT = {"orders": 500, "batched_orders": 300, "concurrency": 80, "rate_notifications": 1500,
            "max_notifications": 1000, "scale_orders": 1000, "profile_orders": 100, "batch_cards": 400}
 # Where the last full scale run (10,000 open orders, its own command) left its numbers.
 SCALE_FULL_JSON = ROOT / "bench" / "results" / "scale-10000.json"
@@ -163,6 +163,38 @@ def send_summary(res: load.SendResult, usage: PhaseUsage | None = None) -> dict[
     return out
 
 
+def _split(items: list[str], parts: int) -> list[list[str]]:
+    """``items`` in ``parts`` consecutive chunks of near-equal size."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def _add_send(total: load.SendResult, part: load.SendResult) -> None:
+    total.sent += part.sent
+    total.wall_s += part.wall_s
+    total.latency_s.extend(part.latency_s)
+    total.failures.update(part.failures)
+
+
+def _add_usage(total: PhaseUsage | None, part: PhaseUsage) -> PhaseUsage:
+    """One path's usage over its rounds: CPU summed, the highest peak, RSS from first to last."""
+    if total is None:
+        return part
+    merged = PhaseUsage(wall_s=total.wall_s + part.wall_s)
+    for name, u in part.processes.items():
+        t = total.processes.get(name)
+        merged.processes[name] = u if t is None else Usage(
+            cpu_s=t.cpu_s + u.cpu_s, rss_start_mib=t.rss_start_mib, rss_end_mib=u.rss_end_mib,
+            peak_rss_mib=max(t.peak_rss_mib, u.peak_rss_mib),
+        )
+    return merged
+
+
 async def receiver_phase(stack: BenchStack, orders: CardOrders, client: Client, meters: Meters, tag: str,
                          a: argparse.Namespace) -> dict[str, Any]:
     """Receiver vs direct signals on the same kind of open orders, same notification bodies."""
@@ -178,25 +210,37 @@ async def receiver_phase(stack: BenchStack, orders: CardOrders, client: Client, 
     await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": False})
     out: dict[str, Any] = {"open_orders": total, "rate": a.rate, "concurrency": a.send_concurrency,
                            "bulk_ops": a.bulk_ops}
-    offset = 0
+    out["rounds"] = a.receiver_rounds
     receiver = load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
     senders: dict[str, load.Sender] = {"direct": load.direct_sender(client), "receiver": receiver}
+    # Each path's orders in rounds, the paths alternated within each round: a drift of the
+    # shared machine's load (or of the server's database) then reaches every path alike.
+    chunks: dict[str, list[list[str]]] = {}
+    offset = 0
+    for key, n in groups_wanted.items():
+        chunks[key] = _split(rids[offset:offset + n], a.receiver_rounds)
+        offset += n
+    results: dict[str, load.SendResult] = {key: load.SendResult(sent=0, wall_s=0.0) for key in groups_wanted}
+    usages: dict[str, PhaseUsage] = {}
     try:
         await receiver.warm(a.send_concurrency)
-        for key, n in groups_wanted.items():
-            group_rids = rids[offset:offset + n]
-            offset += n
-            bodies = load.interleaved([captured[r] for r in group_rids])
-            prepared = load.prepare(bodies, a.bulk_ops if key.endswith("bulk") else 1)
-            send = senders["direct" if "direct" in key else "receiver"]
-            with meters.phase() as usage:
-                if key.startswith("rate"):
-                    res = await load.send_at_rate(prepared, a.rate, send)
-                else:
-                    res = await load.send_flat_out(prepared, a.send_concurrency, send)
-                await load.wait_closed(client, [workflow_id_for(ISSUER_ID, r) for r in group_rids])
-            out[key] = send_summary(res, usage)
-            log(f"notifications: {key}: {res.sent} at {res.per_s:.0f}/s, p99 ack "
+        for round_no in range(a.receiver_rounds):
+            for key in groups_wanted:
+                group_rids = chunks[key][round_no]
+                bodies = load.interleaved([captured[r] for r in group_rids])
+                prepared = load.prepare(bodies, a.bulk_ops if key.endswith("bulk") else 1)
+                send = senders["direct" if "direct" in key else "receiver"]
+                with meters.phase() as usage:
+                    if key.startswith("rate"):
+                        res = await load.send_at_rate(prepared, a.rate, send)
+                    else:
+                        res = await load.send_flat_out(prepared, a.send_concurrency, send)
+                    await load.wait_closed(client, [workflow_id_for(ISSUER_ID, r) for r in group_rids])
+                _add_send(results[key], res)
+                usages[key] = _add_usage(usages.get(key), usage)
+        for key, res in results.items():
+            out[key] = send_summary(res, usages[key])
+            log(f"notifications: {key}: {res.sent} at {res.per_s:.0f}/s in {a.receiver_rounds} rounds, p99 ack "
                 f"{out[key]['latency']['p99_ms']} ms, failures {dict(res.failures)}")
     finally:
         await receiver.aclose()
@@ -604,6 +648,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate-notifications", type=int, help="notifications per path at the fixed rate")
     p.add_argument("--max-notifications", type=int, help="notifications per path, flat out")
     p.add_argument("--send-concurrency", type=int, default=32, help="senders in the flat-out test")
+    p.add_argument("--receiver-rounds", type=int, default=3,
+                   help="rounds of the notification paths, alternated within each round")
     p.add_argument("--bulk-ops", type=int, default=10, help="operations per body in the bulk test")
     p.add_argument("--scale-orders", type=int, help="orders held open at once in the scale run")
     p.add_argument("--release-concurrency", type=int, default=100, help="order streams released in parallel")

@@ -191,7 +191,9 @@ def markdown_main(r: dict[str, Any]) -> str:
 
     rc = r.get("receiver")
     if rc:
-        out.append(f"\n### Notifications: receiver vs direct signals ({rc['open_orders']} open orders)\n")
+        rounds = rc.get("rounds", 1)
+        out.append(f"\n### Notifications: receiver vs direct signals ({rc['open_orders']} open orders, "
+                   f"{rounds} alternated round{'s' if rounds != 1 else ''} per path)\n")
         rows = []
         for key, label in (("rate_direct", f"direct signal @ {rc['rate']:g}/s"),
                            ("rate_receiver", f"receiver @ {rc['rate']:g}/s"),
