@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 QUICK = {"orders": 40, "batched_orders": 40, "concurrency": 20, "rate_notifications": 200,
          "max_notifications": 300, "scale_orders": 300, "profile_orders": 40, "batch_cards": 100}
-DEFAULT = {"orders": 500, "batched_orders": 300, "concurrency": 80, "rate_notifications": 1500,
+DEFAULT = {"orders": 500, "batched_orders": 300, "concurrency": 80, "rate_notifications": 1000,
            "max_notifications": 1000, "scale_orders": 1000, "profile_orders": 100, "batch_cards": 400}
 # Where the last full scale run (10,000 open orders, its own command) left its numbers.
 SCALE_FULL_JSON = ROOT / "bench" / "results" / "scale-10000.json"
