@@ -14,11 +14,6 @@ and the variants' workflow lives in this module.
 or httptools parser, on asyncio's loop or uvloop, with a router that signals nothing:
 CPU per notification request of the HTTP stack alone (plain HTTP, kept-alive connections).
 
-``python -m bench.experiments receiver-gc``: how long one full garbage collection pauses the
-receiver, with what its start-up built left to the collector or frozen (``gc.freeze()``,
-receiver/__main__.py). Fresh interpreters that import what the receiver process imports,
-the two variants interleaved.
-
 Results: printed, and written as JSON to ``--json`` (default ``$TMPDIR/d1-bench/<name>.json``).
 """
 
@@ -259,40 +254,6 @@ async def receiver_http(requests: int, connections: int) -> dict[str, Any]:
     return out
 
 
-# One fresh interpreter per measurement: the receiver's imports, then full collections timed.
-_GC_PROBE = """
-import gc, json, statistics, sys, time
-import receiver.__main__, receiver.app, receiver.auth, receiver.routing
-if sys.argv[1] == "frozen":
-    gc.freeze()
-pauses = []
-for _ in range(15):
-    t = time.perf_counter()
-    gc.collect()
-    pauses.append((time.perf_counter() - t) * 1000)
-print(json.dumps({"objects_left_to_the_collector": len(gc.get_objects()), "pause_ms": statistics.median(pauses)}))
-"""
-
-
-def receiver_gc(rounds: int) -> dict[str, Any]:
-    """Median full-collection pause of the receiver's start-up heap, left to the collector or frozen."""
-    runs: dict[str, list[dict[str, float]]] = {"collected": [], "frozen": []}
-    root = Path(__file__).resolve().parent.parent
-    for _ in range(rounds):
-        for variant, results in runs.items():
-            out = subprocess.run([sys.executable, "-c", _GC_PROBE, variant], cwd=root, check=True,
-                                 capture_output=True, text=True).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    return {"rounds": rounds, "variants": {
-        variant: {
-            "objects_left_to_the_collector": int(
-                statistics.median(r["objects_left_to_the_collector"] for r in results)
-            ),
-            "full_collection_pause_ms_median": round(statistics.median(r["pause_ms"] for r in results), 2),
-        } for variant, results in runs.items()
-    }}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.experiments", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="experiment", required=True)
@@ -304,16 +265,12 @@ def main() -> None:
     h = sub.add_parser("receiver-http", help="the receiver's HTTP stack alone: h11 / httptools, asyncio / uvloop")
     h.add_argument("--requests", type=int, default=6400)
     h.add_argument("--connections", type=int, default=16)
-    g = sub.add_parser("receiver-gc", help="the receiver's full-collection pause, start-up heap frozen or not")
-    g.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", type=Path, help="where to write the results")
     a = p.parse_args()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if a.experiment == "server-costs":
         chosen = ["bare", *[v for v in VARIANTS if v != "bare" and v in (a.variants or VARIANTS)]]
         result = asyncio.run(server_costs(a.orders, a.rounds, a.concurrency, chosen))
-    elif a.experiment == "receiver-gc":
-        result = receiver_gc(a.rounds)
     else:
         result = asyncio.run(receiver_http(a.requests, a.connections))
     doc = {"experiment": a.experiment, "started_at": started, "load_avg_at_start": os.getloadavg(), **result}

@@ -9,7 +9,6 @@ asyncio's own loop, same answers.
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import uvicorn
 
@@ -43,12 +42,7 @@ async def main() -> None:
         access_log=rs.access_log,
         log_config=None,  # uvicorn's own lines go through our structured, redacted handler
     )
-    server = uvicorn.Server(config)
-    # What start-up built (modules, the client, the app: ~84,000 objects) lives as long as the
-    # process. Left to the collector, every full collection walks it and pauses each request
-    # in flight for ~30 ms on 2 cores (`python -m bench.experiments receiver-gc`).
-    gc.freeze()
-    await server.serve()
+    await uvicorn.Server(config).serve()
 
 
 def run() -> None:
