@@ -166,18 +166,26 @@ class _WithTlsScope:
         await self._app(scope, receive, send)
 
 
-class PeerCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol that exposes the verified client certificate to the app.
+class _PeerCertOnConnect:
+    """Mixed into a uvicorn HTTP protocol: exposes the verified client certificate to the app.
 
-    Use with ``uvicorn.Config(app, http=PeerCertH11Protocol, ssl_cert_reqs=CERT_REQUIRED, ...)``.
-    One instance serves one connection, so wrapping ``self.app`` per connection is safe.
-    """
+    One protocol instance serves one connection, so wrapping ``self.app`` per connection is
+    safe."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    app: Any
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         info = _tls_info(transport)
         if info is not None:
-            self.app = _WithTlsScope(self.app, info.extension)  # type: ignore[assignment]
+            self.app = _WithTlsScope(self.app, info.extension)
+
+
+class PeerCertH11Protocol(_PeerCertOnConnect, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol with the client certificate in the scope.
+
+    Use with ``uvicorn.Config(app, http=PeerCertH11Protocol, ssl_cert_reqs=CERT_REQUIRED, ...)``.
+    """
 
 
 try:  # uvicorn[standard]: the C parser (llhttp); h11 is the pure-Python fallback
@@ -187,15 +195,9 @@ except ImportError:  # pragma: no cover - without the extra
 
 if HttpToolsProtocol is not None:
 
-    class PeerCertHttpToolsProtocol(HttpToolsProtocol):
-        """:class:`PeerCertH11Protocol` on uvicorn's httptools parser: same scope extension,
-        a fraction of h11's CPU per request (the receiver's fast path)."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            info = _tls_info(transport)
-            if info is not None:
-                self.app = _WithTlsScope(self.app, info.extension)  # type: ignore[assignment]
+    class PeerCertHttpToolsProtocol(_PeerCertOnConnect, HttpToolsProtocol):  # type: ignore[misc]
+        """The same on uvicorn's httptools parser: a fraction of h11's CPU per request (the
+        receiver's fast path)."""
 
 
 def peer_cert_protocol() -> type[H11Protocol] | type[Any]:
