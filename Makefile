@@ -46,6 +46,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
 ## Benchmark: the product against a bare Temporal workflow of the same shape (and the batched

@@ -66,8 +66,9 @@ def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec |
             "the product's keys can signal orders. Only while migrating a namespace; turn it off afterwards."
         )
     metrics = ProductMetrics.current()
-    return load_codec(settings.keys_file, accept_unencrypted=settings.accept_unencrypted,
-                      on_refused=metrics.payload_refused)
+    return load_codec(
+        settings.keys_file, accept_unencrypted=settings.accept_unencrypted, on_refused=metrics.payload_refused
+    )
 
 
 def connect_config(settings: TemporalSettings | None = None) -> ClientConnectConfig:

@@ -33,11 +33,7 @@ class CardOrderActivities:
     ``clear_members``: top-level members the program sends outside the JWE on purpose."""
 
     def __init__(
-        self,
-        d1: D1Client,
-        *,
-        legacy_encryption_key: jwk.JWK | None = None,
-        clear_members: frozenset[str] = frozenset(),
+        self, d1: D1Client, *, legacy_encryption_key: jwk.JWK | None = None, clear_members: frozenset[str] = frozenset()
     ) -> None:
         self._d1 = d1
         self._legacy_key = legacy_encryption_key
@@ -63,9 +59,7 @@ class CardOrderActivities:
         try:
             async with heartbeating():
                 return await self._d1.production_status(
-                    inp.issuer_id,
-                    inp.card_id,
-                    correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
+                    inp.issuer_id, inp.card_id, correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id)
                 )
         except (D1Rejected, D1Unavailable) as exc:
             raise translate(exc) from None

@@ -146,7 +146,12 @@ class D1Client:
         """POST a request D1 accepts with ``202 {operationId}``; the operationId ("" when D1
         left it out: it is optional in D1's schema, and notifications carry it anyway)."""
         resp = await self._call(
-            "POST", path, endpoint=endpoint, issuer_id=issuer_id, card_id=card_id, json_body=body,
+            "POST",
+            path,
+            endpoint=endpoint,
+            issuer_id=issuer_id,
+            card_id=card_id,
+            json_body=body,
             correlation_id=correlation_id,
         )
         if resp.status_code not in (200, 201, 202):
@@ -157,22 +162,26 @@ class D1Client:
             accepted = OrderAccepted()
         return accepted.operationId or ""
 
-    async def submit_order(
-        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
-    ) -> str:
+    async def submit_order(self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str) -> str:
         return await self._post_operation(
-            "order", order_path(issuer_id, card_id), body, issuer_id=issuer_id, card_id=card_id,
+            "order",
+            order_path(issuer_id, card_id),
+            body,
+            issuer_id=issuer_id,
+            card_id=card_id,
             correlation_id=correlation_id,
         )
 
-    async def pull_and_change(
-        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
-    ) -> str:
+    async def pull_and_change(self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str) -> str:
         """Pull & change (path and payload are our reading: docs/d1/card-order.md §14). D1
         answers at once; the personalization center's decision comes later as UPDATE_ORDER."""
         return await self._post_operation(
-            "pull_change", pull_and_change_path(issuer_id, card_id, self.interface), body, issuer_id=issuer_id,
-            card_id=card_id, correlation_id=correlation_id,
+            "pull_change",
+            pull_and_change_path(issuer_id, card_id, self.interface),
+            body,
+            issuer_id=issuer_id,
+            card_id=card_id,
+            correlation_id=correlation_id,
         )
 
     async def submit_batch(
@@ -181,8 +190,12 @@ class D1Client:
         """D1's "Order cards" (path and answer are our reading: docs/d1/batch.md). Returns the
         HTTP status and D1's per-card entries, in request order."""
         resp = await self._call(
-            "POST", batch_order_path(issuer_id, self.interface), endpoint="batch", issuer_id=issuer_id,
-            json_body={"cards": items}, correlation_id=correlation_id,
+            "POST",
+            batch_order_path(issuer_id, self.interface),
+            endpoint="batch",
+            issuer_id=issuer_id,
+            json_body={"cards": items},
+            correlation_id=correlation_id,
         )
         if resp.status_code not in (200, 201, 202, 207):
             raise classify(resp)
@@ -196,20 +209,26 @@ class D1Client:
             )
         return resp.status_code, entries
 
-    async def track_card(
-        self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str
-    ) -> str:
+    async def track_card(self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str) -> str:
         """The tracking hub's Track Card (path is our reading: docs/d1/tracking.md)."""
         return await self._post_operation(
-            "track", track_card_path(issuer_id, card_id, self.interface), body, issuer_id=issuer_id,
-            card_id=card_id, correlation_id=correlation_id,
+            "track",
+            track_card_path(issuer_id, card_id, self.interface),
+            body,
+            issuer_id=issuer_id,
+            card_id=card_id,
+            correlation_id=correlation_id,
         )
 
     async def production_status(
         self, issuer_id: str, card_id: str, *, correlation_id: str | None = None
     ) -> OperationNotification | None:
         resp = await self._call(
-            "GET", status_path(issuer_id, card_id), endpoint="status", issuer_id=issuer_id, card_id=card_id,
+            "GET",
+            status_path(issuer_id, card_id),
+            endpoint="status",
+            issuer_id=issuer_id,
+            card_id=card_id,
             correlation_id=correlation_id or uuid.uuid4().hex,
         )
         if resp.status_code == 404:

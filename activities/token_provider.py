@@ -41,15 +41,7 @@ class _CachedToken:
     refresh_at: float
 
 
-def make_assertion(
-    key: jwk.JWK,
-    *,
-    issuer_id: str,
-    kid: str,
-    lifetime_s: int,
-    audience: str | None,
-    now: float,
-) -> str:
+def make_assertion(key: jwk.JWK, *, issuer_id: str, kid: str, lifetime_s: int, audience: str | None, now: float) -> str:
     """ES256 assertion: iss = sub = issuerId, exp at most 15 minutes ahead."""
     issued = int(now)
     claims: dict[str, object] = {

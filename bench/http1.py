@@ -26,8 +26,10 @@ class Http1Connection:
         self._ssl = ssl_context if parts.scheme == "https" else None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._head = (f"POST {self._path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
-                      "Content-Type: application/json\r\nContent-Length: ").encode()
+        self._head = (
+            f"POST {self._path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None or self._writer.is_closing():

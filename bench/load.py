@@ -93,11 +93,24 @@ def baseline_bodies(rid: str) -> list[dict[str, Any]]:
     for status, ship in HAPPY_PATH:
         details: dict[str, Any] = {"status": status, "dueDate": "2030-01-01", "productionSite": "EMU-SITE-01"}
         if ship:
-            details["shipment"] = {"carrier": "dhl", "trackingNumber": "0123456789", "status": ship,
-                                   "message": ship, "trackingUrl": "https://tracking.emulator.invalid/dhl/0123456789"}
-        out.append({"operationId": f"op-{rid}", "operation": "PRODUCE",
-                    "status": "SUCCESSFUL" if ship else "PENDING", "startTime": "2030-01-01T00:00:00.000Z",
-                    "cardId": f"card-{rid}", "issuerRequestId": rid, "details": details})
+            details["shipment"] = {
+                "carrier": "dhl",
+                "trackingNumber": "0123456789",
+                "status": ship,
+                "message": ship,
+                "trackingUrl": "https://tracking.emulator.invalid/dhl/0123456789",
+            }
+        out.append(
+            {
+                "operationId": f"op-{rid}",
+                "operation": "PRODUCE",
+                "status": "SUCCESSFUL" if ship else "PENDING",
+                "startTime": "2030-01-01T00:00:00.000Z",
+                "cardId": f"card-{rid}",
+                "issuerRequestId": rid,
+                "details": details,
+            }
+        )
     return out
 
 
@@ -105,8 +118,9 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[:300]
 
 
-async def run_baseline(client: Client, tag: str, n: int, concurrency: int, pace_s: float | None = None,
-                       probe: ProbeListener | None = None) -> OrdersRun:
+async def run_baseline(
+    client: Client, tag: str, n: int, concurrency: int, pace_s: float | None = None, probe: ProbeListener | None = None
+) -> OrdersRun:
     """Bare workflows: start, then the 9 signals, then the result.
 
     ``pace_s`` None: the signals back to back (the server folds several into one workflow
@@ -164,8 +178,10 @@ class NotificationTemplates:
 
     def for_order(self, rid: str) -> list[dict[str, Any]]:
         op = f"{rid}-op"
-        return [{"_raw": raw.replace(self._op, op).replace(self._rid, rid).encode(), "_parsed": [], "_ops": 1}
-                for raw in self._raw]
+        return [
+            {"_raw": raw.replace(self._op, op).replace(self._rid, rid).encode(), "_parsed": [], "_ops": 1}
+            for raw in self._raw
+        ]
 
 
 @dataclass
@@ -176,10 +192,18 @@ class EdgeCost:
     orders: int = 0
 
 
-async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int, *,
-                      notify: Sender | None = None, templates: NotificationTemplates | None = None,
-                      pace_s: float = 0.0, edge_cost: EdgeCost | None = None,
-                      probe: ProbeListener | None = None) -> OrdersRun:
+async def run_product(
+    orders: CardOrders,
+    tag: str,
+    n: int,
+    concurrency: int,
+    *,
+    notify: Sender | None = None,
+    templates: NotificationTemplates | None = None,
+    pace_s: float = 0.0,
+    edge_cost: EdgeCost | None = None,
+    probe: ProbeListener | None = None,
+) -> OrdersRun:
     """Full orders through the starter. With ``notify`` (and ``templates``) the driver plays
     D1's notifier: ``pace_s`` after the submit, then each notification ``pace_s`` after the
     worker handled the previous one (``probe``; without, after it was acknowledged): the
@@ -222,8 +246,14 @@ async def run_product(orders: CardOrders, tag: str, n: int, concurrency: int, *,
 # ------------------------------------------------------------------ held notifications
 
 
-async def submit_held(stack: BenchStack, orders: CardOrders, tag: str, n: int, concurrency: int,
-                      progress: Callable[[int], None] | None = None) -> list[str]:
+async def submit_held(
+    stack: BenchStack,
+    orders: CardOrders,
+    tag: str,
+    n: int,
+    concurrency: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
     """Submit ``n`` orders while the emulator captures their notifications instead of
     sending them, and wait until the emulator has accepted all of them.
 
@@ -309,8 +339,9 @@ class ReceiverSender:
     behaves like D1 (and the emulator's notifier): a 401 means the bearer token expired,
     so it fetches a new one, once for all concurrent senders, and tries again."""
 
-    def __init__(self, receiver_url: str, ssl_context: ssl.SSLContext | None = None,
-                 token_source: TokenSource | None = None) -> None:
+    def __init__(
+        self, receiver_url: str, ssl_context: ssl.SSLContext | None = None, token_source: TokenSource | None = None
+    ) -> None:
         self._url = receiver_url + notification_path(ISSUER_ID)
         self._ssl = ssl_context
         self._token_source = token_source
@@ -361,10 +392,14 @@ def prepare(bodies: list[dict[str, Any]], ops_per_body: int = 1, *, parse: bool 
     while being timed; ``ops_per_body`` > 1 builds D1 bulk bodies."""
     out = []
     for i in range(0, len(bodies), ops_per_body):
-        ops = [op for b in bodies[i:i + ops_per_body] for op in b["operations"]]
-        out.append({"_raw": json.dumps({"operations": ops}, separators=(",", ":")).encode(),
-                    "_parsed": [OperationNotification.model_validate(op) for op in ops] if parse else [],
-                    "_ops": len(ops)})
+        ops = [op for b in bodies[i : i + ops_per_body] for op in b["operations"]]
+        out.append(
+            {
+                "_raw": json.dumps({"operations": ops}, separators=(",", ":")).encode(),
+                "_parsed": [OperationNotification.model_validate(op) for op in ops] if parse else [],
+                "_ops": len(ops),
+            }
+        )
     return out
 
 
@@ -403,8 +438,9 @@ async def send_flat_out(bodies: list[dict[str, Any]], concurrency: int, send: Se
     return result
 
 
-async def send_per_order_fifo(groups: list[list[dict[str, Any]]], concurrency: int, send: Sender,
-                              result: SendResult) -> SendResult:
+async def send_per_order_fifo(
+    groups: list[list[dict[str, Any]]], concurrency: int, send: Sender, result: SendResult
+) -> SendResult:
     """How the emulator (and D1) release notifications: one FIFO stream per order, many
     orders at once; a failed delivery is retried after a short pause, as D1 retries.
     ``result`` fills in as it goes, so a caller can watch progress or give up early."""

@@ -36,8 +36,11 @@ PRODUCT_TASK_QUEUE = "bench-card-orders"
 BASELINE_TASK_QUEUE = "bench-baseline"
 # Windows long enough never to fire during a run; no close grace (it would only add a timer
 # and idle time to every order).
-BENCH_TIMING = {"reconcile_after": timedelta(hours=1), "quiet_after_shipped": timedelta(hours=1),
-                "close_grace": timedelta(0)}
+BENCH_TIMING = {
+    "reconcile_after": timedelta(hours=1),
+    "quiet_after_shipped": timedelta(hours=1),
+    "close_grace": timedelta(0),
+}
 
 
 # ---------------------------------------------------------------------------- metering
@@ -262,12 +265,24 @@ async def start_stack(
         await wait_http(f"{local.receiver_url}/healthz", "receiver", verify=verify, alive=sup.check_alive)
         cache = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(state_dir / "pycache")}
         bytecode = cache if worker_bytecode else {}
-        worker = sup.start("worker", [sys.executable, "-m", "bench.probe", PROBE_ADDRESS_ARG, probe.address],
-                           local.env("worker", bytecode))
+        worker = sup.start(
+            "worker",
+            [sys.executable, "-m", "bench.probe", PROBE_ADDRESS_ARG, probe.address],
+            local.env("worker", bytecode),
+        )
         baseline = sup.start(
             "baseline_worker",
-            [sys.executable, "-m", "bench.baseline", "--address", local.temporal_address,
-             "--task-queue", BASELINE_TASK_QUEUE, PROBE_ADDRESS_ARG, probe.address],
+            [
+                sys.executable,
+                "-m",
+                "bench.baseline",
+                "--address",
+                local.temporal_address,
+                "--task-queue",
+                BASELINE_TASK_QUEUE,
+                PROBE_ADDRESS_ARG,
+                probe.address,
+            ],
             {**local.base_env(), **bytecode},
         )
         client = await Client.connect(local.temporal_address)
@@ -303,7 +318,6 @@ async def start_stack(
 async def _receiver_token(receiver_url: str, client: tuple[str, str], verify: ssl.SSLContext | bool) -> str:
     """What D1 does with outbound OAuth on: a client-credentials token from the receiver."""
     async with httpx.AsyncClient(timeout=10, verify=verify) as http:
-        resp = await http.post(f"{receiver_url}/oauth2/token", data={"grant_type": "client_credentials"},
-                               auth=client)
+        resp = await http.post(f"{receiver_url}/oauth2/token", data={"grant_type": "client_credentials"}, auth=client)
         resp.raise_for_status()
         return str(resp.json()["access_token"])

@@ -129,9 +129,22 @@ class Profiler:
         raw = self.out_dir / f"{name}.collapsed.txt"
         log = open(self.out_dir / f"{name}.py-spy.log", "wb")
         proc = subprocess.Popen(
-            [self.binary, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
-             "--output", str(raw), "--nonblocking", "--gil"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                self.binary,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(self.rate),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+                "--gil",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.recordings.append(Recording(name, raw, proc))
 

@@ -273,8 +273,7 @@ class ChangeRequest(ContractModel):
     Also accepts D1's spelling (``newDeliveryAddress``), ``deliveryAddress`` and ``reason``."""
 
     new_delivery_address: Address | None = Field(
-        default=None,
-        validation_alias=AliasChoices("new_delivery_address", "newDeliveryAddress", "deliveryAddress"),
+        default=None, validation_alias=AliasChoices("new_delivery_address", "newDeliveryAddress", "deliveryAddress")
     )
     # Why the change was asked (recorded in the order's view; never sent to D1).
     note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))

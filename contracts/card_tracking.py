@@ -15,13 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from contracts.card_order import (
-    NOTIFICATION_SIGNAL,
-    RECONCILE_SIGNAL,
-    ContractModel,
-    OrderState,
-    OrderTiming,
-)
+from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming
 from contracts.visibility import equals, of_type
 
 WORKFLOW_TYPE = "CardTrackingWorkflow"

@@ -104,23 +104,32 @@ def _walk(value: Any, path: Path) -> Iterator[Issue]:
             if not path and name == ENCRYPTED_MEMBER:
                 continue
             if is_card_data_name(name):
-                yield Issue(child, "is named like card data, which must only travel inside encryptedData",
-                            IssueKind.NOT_ALLOWED)
+                yield Issue(
+                    child, "is named like card data, which must only travel inside encryptedData", IssueKind.NOT_ALLOWED
+                )
                 continue
             if holds_pan(name):
-                yield Issue((*path, "<member>"), "a member name holds a card-number-shaped value (13-19 digits "
-                            "passing the Luhn check)", IssueKind.NOT_ALLOWED)
+                yield Issue(
+                    (*path, "<member>"),
+                    "a member name holds a card-number-shaped value (13-19 digits passing the Luhn check)",
+                    IssueKind.NOT_ALLOWED,
+                )
                 continue
             yield from _walk(item, child)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _walk(item, (*path, i))
     elif isinstance(value, str) and holds_pan(value):
-        yield Issue(path, "holds a card-number-shaped value (13-19 digits passing the Luhn check); card data "
-                    "must only travel inside encryptedData", IssueKind.NOT_ALLOWED)
+        yield Issue(
+            path,
+            "holds a card-number-shaped value (13-19 digits passing the Luhn check); card data "
+            "must only travel inside encryptedData",
+            IssueKind.NOT_ALLOWED,
+        )
     elif isinstance(value, int) and not isinstance(value, bool) and holds_pan(str(value)):
-        yield Issue(path, "holds a card-number-shaped number (13-19 digits passing the Luhn check)",
-                    IssueKind.NOT_ALLOWED)
+        yield Issue(
+            path, "holds a card-number-shaped number (13-19 digits passing the Luhn check)", IssueKind.NOT_ALLOWED
+        )
 
 
 _SAFE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -146,8 +155,9 @@ class CardDataInClear(ValueError):
 
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
-        super().__init__("card data outside encryptedData: " + "; ".join(f"{i.dotted('$')}: {i.reason}"
-                                                                          for i in issues))
+        super().__init__(
+            "card data outside encryptedData: " + "; ".join(f"{i.dotted('$')}: {i.reason}" for i in issues)
+        )
 
 
 def ensure_no_card_data(body: Mapping[str, Any], *, clear_members: frozenset[str] = frozenset()) -> None:

@@ -45,12 +45,8 @@ from d1.issues import Issue, IssueKind, Path, describe_pattern
 # ------------------------------------------------------------------ identifier patterns
 
 ISSUER_ID_PATTERN = r"^.{10}$"
-CARD_ID_PATTERN = describe_pattern(
-    r"^[A-Za-z0-9_-]{1,48}$", "must be 1-48 characters: letters, digits, '_' or '-'"
-)
-CONSUMER_ID_PATTERN = describe_pattern(
-    r"^[A-Za-z0-9_-]{1,64}$", "must be 1-64 characters: letters, digits, '_' or '-'"
-)
+CARD_ID_PATTERN = describe_pattern(r"^[A-Za-z0-9_-]{1,48}$", "must be 1-48 characters: letters, digits, '_' or '-'")
+CONSUMER_ID_PATTERN = describe_pattern(r"^[A-Za-z0-9_-]{1,64}$", "must be 1-64 characters: letters, digits, '_' or '-'")
 CARD_PRODUCT_ID_PATTERN = CARD_ID_PATTERN
 # issuerRequestId's format is not documented; we use the D1 identifier alphabet plus '.'
 # and ':' (it is also our idempotency key and part of the Temporal workflow id).
@@ -107,8 +103,10 @@ ENCODED_NAME_PATTERN = describe_pattern(
 # Track 1 (format B): B PAN ^ NAME ^ YYMM SSS discretionary. Track 2: PAN = YYMM SSS discretionary.
 # Track 3 (ISO 4909): digits and '=' separators.
 _T1_CHARS = r"[ !\"#$&'()*+,./0-9:;<=>@A-Z\[\\\]_-]"
-TRACK1_RE = re.compile(rf"^%?B(?P<pan>[0-9]{{1,19}})\^(?P<name>{_T1_CHARS}{{2,26}})\^(?P<exp>[0-9]{{4}})[0-9]{{3}}"
-                       rf"{_T1_CHARS}*\??$")
+TRACK1_RE = re.compile(
+    rf"^%?B(?P<pan>[0-9]{{1,19}})\^(?P<name>{_T1_CHARS}{{2,26}})\^(?P<exp>[0-9]{{4}})[0-9]{{3}}"
+    rf"{_T1_CHARS}*\??$"
+)
 TRACK2_RE = re.compile(r"^;?(?P<pan>[0-9]{1,19})[=D](?P<exp>[0-9]{4})[0-9]{3}[0-9]*\??$")
 TRACK3_RE = re.compile(r"^;?[0-9]{2}[0-9]{1,19}=[0-9=]*\??$")
 TRACK1_RULE = (
@@ -517,8 +515,13 @@ def pull_and_change_issues(body: Mapping[str, Any]) -> list[Issue]:
     if kind in REDIRECTING_TYPES and not has_address:
         return [Issue(("newDeliveryAddress",), f"is required for {kind}", IssueKind.MISSING)]
     if kind in ("CANCEL", "ACCELERATE") and has_address:
-        return [Issue(("newDeliveryAddress",), f"only applies to REDIRECT and ACCELERATE_AND_REDIRECT, not {kind}",
-                      IssueKind.NOT_ALLOWED)]
+        return [
+            Issue(
+                ("newDeliveryAddress",),
+                f"only applies to REDIRECT and ACCELERATE_AND_REDIRECT, not {kind}",
+                IssueKind.NOT_ALLOWED,
+            )
+        ]
     return []
 
 
@@ -552,21 +555,42 @@ def body_issues(body: Mapping[str, Any], card: Mapping[str, Any] | None = None, 
         if ship_type == "INDIVIDUAL":
             for member in ("groupId", "orderId"):
                 if shipment.get(member) is not None:
-                    issues.append(Issue(("shipment", member), "only applies to BULK shipments (shipment.type is "
-                                        "INDIVIDUAL)", IssueKind.NOT_ALLOWED))
+                    issues.append(
+                        Issue(
+                            ("shipment", member),
+                            "only applies to BULK shipments (shipment.type is INDIVIDUAL)",
+                            IssueKind.NOT_ALLOWED,
+                        )
+                    )
         if delivery == NO_SHIPMENT and channel != "INSTANT":
-            issues.append(Issue(("services", "delivery"), "is required when the card is shipped: name the program's "
-                                "shipping method (NO_SHIPMENT, the default, is for orders without shipment)",
-                                IssueKind.MISSING))
+            issues.append(
+                Issue(
+                    ("services", "delivery"),
+                    "is required when the card is shipped: name the program's "
+                    "shipping method (NO_SHIPMENT, the default, is for orders without shipment)",
+                    IssueKind.MISSING,
+                )
+            )
     elif channel == "CENTRAL" and delivery not in (None, NO_SHIPMENT):
         issues.append(Issue(("shipment",), "is required: services.delivery names a shipping method", IssueKind.MISSING))
     if channel == "INSTANT":
         if delivery not in (None, NO_SHIPMENT):
-            issues.append(Issue(("services", "delivery"), "must be NO_SHIPMENT (or absent) for an INSTANT card, "
-                                "which is handed over at the personalization station", IssueKind.NOT_ALLOWED))
+            issues.append(
+                Issue(
+                    ("services", "delivery"),
+                    "must be NO_SHIPMENT (or absent) for an INSTANT card, "
+                    "which is handed over at the personalization station",
+                    IssueKind.NOT_ALLOWED,
+                )
+            )
         if carrier not in (None, NO_CARRIER):
-            issues.append(Issue(("services", "cardCarrier"), "must be NO_CARRIER (or absent) for an INSTANT card",
-                                IssueKind.NOT_ALLOWED))
+            issues.append(
+                Issue(
+                    ("services", "cardCarrier"),
+                    "must be NO_CARRIER (or absent) for an INSTANT card",
+                    IssueKind.NOT_ALLOWED,
+                )
+            )
 
     # A card carrier is personalized with an end-user name (docs/d1/card-order.md §9).
     if carrier not in (None, NO_CARRIER) and card is not None:
@@ -575,9 +599,15 @@ def body_issues(body: Mapping[str, Any], card: Mapping[str, Any] | None = None, 
             address is not None and any(address.get(k) for k in ("title", "firstName", "lastName"))
         )
         if not has_name:
-            issues.append(Issue(("services", "cardCarrier"), f"needs an end-user name for the carrier: "
-                                f"{'.'.join(map(str, card_path)) or 'card data'}.name or "
-                                "shipment.deliveryAddress firstName/lastName", IssueKind.MISSING))
+            issues.append(
+                Issue(
+                    ("services", "cardCarrier"),
+                    f"needs an end-user name for the carrier: "
+                    f"{'.'.join(map(str, card_path)) or 'card data'}.name or "
+                    "shipment.deliveryAddress firstName/lastName",
+                    IssueKind.MISSING,
+                )
+            )
     return issues
 
 
@@ -593,12 +623,7 @@ _FOUR_DIGITS = re.compile(r"^[0-9]{4}$")
 
 
 def card_issues(
-    card: Mapping[str, Any],
-    track: Mapping[str, Any] | None,
-    *,
-    expiry_format: str,
-    card_path: Path,
-    track_path: Path,
+    card: Mapping[str, Any], track: Mapping[str, Any] | None, *, expiry_format: str, card_path: Path, track_path: Path
 ) -> list[Issue]:
     """Rules inside the card data: expiry month per the program's format, effective date not
     after expiry, and magnetic tracks that match the PAN and expiry. Reasons name fields only."""
@@ -622,9 +647,19 @@ def card_issues(
             if match is None:
                 continue
             if pan is not None and match["pan"] != pan:
-                issues.append(Issue((*track_path, member), "the PAN in the track does not match the card's pan",
-                                    IssueKind.NOT_ALLOWED))
+                issues.append(
+                    Issue(
+                        (*track_path, member),
+                        "the PAN in the track does not match the card's pan",
+                        IssueKind.NOT_ALLOWED,
+                    )
+                )
             if exp_ok and exp is not None and match["exp"] != to_yymm(exp, expiry_format):
-                issues.append(Issue((*track_path, member), "the expiry in the track (YYMM) does not match the "
-                                    "card's exp", IssueKind.NOT_ALLOWED))
+                issues.append(
+                    Issue(
+                        (*track_path, member),
+                        "the expiry in the track (YYMM) does not match the card's exp",
+                        IssueKind.NOT_ALLOWED,
+                    )
+                )
     return issues

@@ -29,14 +29,7 @@ from d1.assumptions import D1Interface
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
 from d1.issues import Issue, IssueKind
 from d1.issues import Path as JsonPath
-from d1.order import (
-    CARD_PRODUCT_ID_PATTERN,
-    NO_CARRIER,
-    NO_PACK,
-    NO_SHIPMENT,
-    ONBOARDING_ID_PATTERN,
-    card_issues,
-)
+from d1.order import CARD_PRODUCT_ID_PATTERN, NO_CARRIER, NO_PACK, NO_SHIPMENT, ONBOARDING_ID_PATTERN, card_issues
 
 ExpiryFormat = Literal["YYMM", "MMYY"]
 
@@ -166,19 +159,22 @@ class Program(_Config):
             ids = self.services
             _member_in(out, services, ("services",), "priority", ids.priorities, "priority", None)
             _member_in(out, services, ("services",), "delivery", ids.deliveryMethods, "shipping method", NO_SHIPMENT)
-            _member_in(out, services, ("services",), "cardCarrier", ids.cardCarriers, "card carrier template",
-                       NO_CARRIER)
+            _member_in(
+                out, services, ("services",), "cardCarrier", ids.cardCarriers, "card carrier template", NO_CARRIER
+            )
             _member_in(out, services, ("services",), "packaging", ids.packagings, "packaging", NO_PACK)
 
         design = _obj(body.get("cardDesign"))
         rules = self.cardDesign
         image = design.get("cardImage") if design is not None else None
         if isinstance(image, str) and not re.fullmatch(rules.cardImage.pattern, image):
-            out.append(Issue(("cardDesign", "cardImage"), "is not an image id of Perso Design Services for this "
-                             "program"))
+            out.append(
+                Issue(("cardDesign", "cardImage"), "is not an image id of Perso Design Services for this program")
+            )
         elif image is None and rules.cardImage.required:
-            out.append(Issue(("cardDesign", "cardImage"), "is required: this program prints picture cards",
-                             IssueKind.MISSING))
+            out.append(
+                Issue(("cardDesign", "cardImage"), "is required: this program prints picture cards", IssueKind.MISSING)
+            )
         if design is not None:
             _list_in(out, design, ("cardDesign",), "images", rules.images, "card image")
             _lines(out, design, ("cardDesign",), rules.customLines)
@@ -188,8 +184,13 @@ class Program(_Config):
             language = carrier.get("language")
             langs = self.cardCarrier.languages
             if isinstance(language, str) and language in ISO_639_1 and langs is not None and language not in langs:
-                out.append(Issue(("cardCarrierConfig", "language"), "is not a carrier language of this program",
-                                 IssueKind.UNKNOWN_ID))
+                out.append(
+                    Issue(
+                        ("cardCarrierConfig", "language"),
+                        "is not a carrier language of this program",
+                        IssueKind.UNKNOWN_ID,
+                    )
+                )
             _list_in(out, carrier, ("cardCarrierConfig",), "images", self.cardCarrier.images, "carrier image")
             _lines(out, carrier, ("cardCarrierConfig",), self.cardCarrier.customLines)
 
@@ -202,32 +203,54 @@ class Program(_Config):
             for member in ("deliveryAddress", "individualAddress"):
                 address = _obj(shipment.get(member))
                 country = address.get("countryCode") if address is not None else None
-                if isinstance(country, str) and country in ISO_3166_ALPHA2 and (
-                    country not in self.shipment.allowedCountries
+                if (
+                    isinstance(country, str)
+                    and country in ISO_3166_ALPHA2
+                    and (country not in self.shipment.allowedCountries)
                 ):
-                    out.append(Issue(("shipment", member, "countryCode"), "is not an allowed destination country "
-                                     "for this program", IssueKind.COUNTRY_NOT_ALLOWED))
+                    out.append(
+                        Issue(
+                            ("shipment", member, "countryCode"),
+                            "is not an allowed destination country for this program",
+                            IssueKind.COUNTRY_NOT_ALLOWED,
+                        )
+                    )
             if (
                 self.shipment.individualAddressRequired
                 and shipment.get("type", "INDIVIDUAL") == "INDIVIDUAL"
                 and shipment.get("individualAddress") is None
             ):
-                out.append(Issue(("shipment", "individualAddress"), "is required for INDIVIDUAL shipments in this "
-                                 "program", IssueKind.MISSING))
+                out.append(
+                    Issue(
+                        ("shipment", "individualAddress"),
+                        "is required for INDIVIDUAL shipments in this program",
+                        IssueKind.MISSING,
+                    )
+                )
 
         station = body.get("persoStation")
         stations = self.instant.persoStations
         if _well_formed(station, ONBOARDING_ID_PATTERN) and stations is not None and station not in stations:
-            out.append(Issue(("persoStation",), "is not a personalization station registered for this program",
-                             IssueKind.UNKNOWN_ID))
+            out.append(
+                Issue(
+                    ("persoStation",),
+                    "is not a personalization station registered for this program",
+                    IssueKind.UNKNOWN_ID,
+                )
+            )
         return out
 
     def address_issues(self, address: Mapping[str, Any], path: JsonPath) -> list[Issue]:
         """Program rules for a standalone address (pull & change ``newDeliveryAddress``)."""
         country = address.get("countryCode")
         if isinstance(country, str) and country in ISO_3166_ALPHA2 and country not in self.shipment.allowedCountries:
-            return [Issue((*path, "countryCode"), "is not an allowed destination country for this program",
-                          IssueKind.COUNTRY_NOT_ALLOWED)]
+            return [
+                Issue(
+                    (*path, "countryCode"),
+                    "is not an allowed destination country for this program",
+                    IssueKind.COUNTRY_NOT_ALLOWED,
+                )
+            ]
         return []
 
     def card_issues(
@@ -248,8 +271,13 @@ class Program(_Config):
             value = card.get(member)
             if not isinstance(value, str):
                 if member == "name" and value is None and rule.required:
-                    out.append(Issue((*card_path, member), "is required: this program prints the name on the card",
-                                     IssueKind.MISSING))
+                    out.append(
+                        Issue(
+                            (*card_path, member),
+                            "is required: this program prints the name on the card",
+                            IssueKind.MISSING,
+                        )
+                    )
                 continue
             if len(value) > rule.maxLength:
                 out.append(Issue((*card_path, member), f"must be at most {rule.maxLength} characters to be printed"))
@@ -290,8 +318,9 @@ def _list_in(
         return
     for i, value in enumerate(values):
         if _well_formed(value, ONBOARDING_ID_PATTERN) and value not in allowed:
-            out.append(Issue((*path, member, i), f"is not a {what} id configured for this program",
-                             IssueKind.UNKNOWN_ID))
+            out.append(
+                Issue((*path, member, i), f"is not a {what} id configured for this program", IssueKind.UNKNOWN_ID)
+            )
 
 
 def _lines(out: list[Issue], parent: Mapping[str, Any], path: JsonPath, rule: LinesRule) -> None:

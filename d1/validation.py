@@ -34,13 +34,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from d1.issues import Issue, IssueKind, Path, Severity, dedupe, issues_from_validation_error
-from d1.order import (
-    DEPRECATED_MEMBERS,
-    Address,
-    CardOrder,
-    body_issues,
-    issuer_order_model,
-)
+from d1.order import DEPRECATED_MEMBERS, Address, CardOrder, body_issues, issuer_order_model
 from d1.program import Program
 
 UnknownFields = Literal["error", "warn"]
@@ -128,8 +122,9 @@ def unknown_member_issues(model: type[BaseModel], raw: Mapping[str, Any], path: 
             name = _safe_member_name(str(key))
             close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75) if name else []
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            out.append(Issue((*path, name or "<member>"), f"is not a field of the D1 order{hint}",
-                             IssueKind.UNKNOWN_FIELD))
+            out.append(
+                Issue((*path, name or "<member>"), f"is not a field of the D1 order{hint}", IssueKind.UNKNOWN_FIELD)
+            )
             continue
         sub, is_list = _nested_model(fields[key].annotation)
         if sub is None:
@@ -159,20 +154,25 @@ def _product_warnings(raw: Mapping[str, Any]) -> list[Issue]:
         if member in raw
     ]
     shipment = raw.get("shipment")
-    if isinstance(shipment, Mapping) and shipment.get("type") == "BULK" and not (
-        shipment.get("groupId") or shipment.get("orderId")
+    if (
+        isinstance(shipment, Mapping)
+        and shipment.get("type") == "BULK"
+        and not (shipment.get("groupId") or shipment.get("orderId"))
     ):
-        out.append(Issue(("shipment", "groupId"), "is absent: this BULK card ships in a container of its own; "
-                         "set groupId (and orderId) to ship cards together", IssueKind.MISSING, Severity.WARNING))
+        out.append(
+            Issue(
+                ("shipment", "groupId"),
+                "is absent: this BULK card ships in a container of its own; "
+                "set groupId (and orderId) to ship cards together",
+                IssueKind.MISSING,
+                Severity.WARNING,
+            )
+        )
     return out
 
 
 def check_order(
-    raw: Any,
-    *,
-    program: Program,
-    unknown_fields: UnknownFields = "error",
-    expiry_format: str | None = None,
+    raw: Any, *, program: Program, unknown_fields: UnknownFields = "error", expiry_format: str | None = None
 ) -> OrderCheck:
     """Every problem of an issuer's order (errors and warnings); the order when it is valid.
     ``expiry_format`` overrides the program's ``cardData.expiryFormat``."""
@@ -204,11 +204,7 @@ def check_order(
 
 
 def validate_order(
-    raw: Any,
-    *,
-    program: Program,
-    unknown_fields: UnknownFields = "error",
-    expiry_format: str | None = None,
+    raw: Any, *, program: Program, unknown_fields: UnknownFields = "error", expiry_format: str | None = None
 ) -> CardOrder:
     """The order, or :class:`InvalidOrder` carrying every problem at once."""
     check = check_order(raw, program=program, unknown_fields=unknown_fields, expiry_format=expiry_format)

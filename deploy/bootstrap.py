@@ -214,24 +214,41 @@ def _dual_use(
     return builder.sign(ca[1], hashes.SHA256()), key
 
 
-def _ensure_leaf(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], directory: Path, stem: str,
-                 common_name: str, *, server: bool, hosts: Sequence[str] = (), dual_use: bool = False) -> None:
+def _ensure_leaf(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    directory: Path,
+    stem: str,
+    common_name: str,
+    *,
+    server: bool,
+    hosts: Sequence[str] = (),
+    dual_use: bool = False,
+) -> None:
     pair = CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
     if _usable(pair, ca[0], hosts):
         return
-    cert, key = _dual_use(ca, common_name, hosts) if dual_use else issue_certificate(
-        ca, common_name, server=server, hosts=hosts
+    cert, key = (
+        _dual_use(ca, common_name, hosts)
+        if dual_use
+        else issue_certificate(ca, common_name, server=server, hosts=hosts)
     )
     save_pair(pair, cert, key)
 
 
-def build_work(work: Path, issuer_id: str, hosts: Sequence[str], tokens: Mapping[str, str], *,
-               temporal_mtls: bool) -> None:
+def build_work(
+    work: Path, issuer_id: str, hosts: Sequence[str], tokens: Mapping[str, str], *, temporal_mtls: bool
+) -> None:
     """Create whatever is missing in the work directory (only this job mounts it)."""
     ensure_issuer_keys(work / "issuer", issuer_id)
     pki = ensure_local_pki(work / "pki", [issuer_id], hosts=(*DEFAULT_HOSTS, *hosts))
-    _ensure_leaf(load_ca(pki), pki.directory, "codec-server", "d1-codec-server (local)", server=True,
-                 hosts=(*DEFAULT_HOSTS, "codec-server"))
+    _ensure_leaf(
+        load_ca(pki),
+        pki.directory,
+        "codec-server",
+        "d1-codec-server (local)",
+        server=True,
+        hosts=(*DEFAULT_HOSTS, "codec-server"),
+    )
     load_or_create_encryption_keys(work / "d1-sandbox")
     if not (work / "codec-keys.json").exists():
         generate_keys_file(work / "codec-keys.json")
@@ -245,8 +262,9 @@ def build_work(work: Path, issuer_id: str, hosts: Sequence[str], tokens: Mapping
         # two server certificates there that nothing uses).
         tpki = ensure_local_pki(work / "temporal-pki", [])
         tca = load_ca(tpki)
-        _ensure_leaf(tca, tpki.directory, "temporal-server", "temporal", server=True, hosts=TEMPORAL_SERVER_HOSTS,
-                     dual_use=True)
+        _ensure_leaf(
+            tca, tpki.directory, "temporal-server", "temporal", server=True, hosts=TEMPORAL_SERVER_HOSTS, dual_use=True
+        )
         for identity in TEMPORAL_IDENTITIES.values():
             _ensure_leaf(tca, tpki.directory, identity, identity, server=False)
 
@@ -284,8 +302,14 @@ def distribute(work: Path, files: Mapping[str, str], out: Path) -> list[Path]:
     return written
 
 
-def bootstrap(work: Path, outputs: Mapping[str, Path], hosts: Sequence[str], tokens: Mapping[str, str], *,
-              temporal_mtls: bool = False) -> dict[str, list[Path]]:
+def bootstrap(
+    work: Path,
+    outputs: Mapping[str, Path],
+    hosts: Sequence[str],
+    tokens: Mapping[str, str],
+    *,
+    temporal_mtls: bool = False,
+) -> dict[str, list[Path]]:
     """Build the work directory and fill every requested output; returns the files per set."""
     issuer_id = D1ClientSettings().issuer_id
     sets = secret_sets(issuer_id, temporal_mtls=temporal_mtls)
@@ -311,8 +335,14 @@ def _output(text: str) -> tuple[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python deploy/bootstrap.py", description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="directory (a volume only this job mounts) to build in")
-    parser.add_argument("--out", type=_output, action="append", default=[], metavar="SET=DIR",
-                        help="copy a secret set into DIR (a service's volume); repeatable")
+    parser.add_argument(
+        "--out",
+        type=_output,
+        action="append",
+        default=[],
+        metavar="SET=DIR",
+        help="copy a secret set into DIR (a service's volume); repeatable",
+    )
     parser.add_argument("--hosts", default="", help="extra DNS names for the server certificates, comma-separated")
     parser.add_argument("--temporal-mtls", action="store_true", help="also the Temporal CA and certificates")
     parser.add_argument("--layout", action="store_true", help="print every secret set's files and exit")

@@ -52,13 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"D1 emulator: issuer keys (JWKS) read from {settings.issuer_keys_file}", flush=True)
     print(f"D1 emulator: notifications go to {settings.receiver_base_url} ({settings.notification_mode})", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        **uvicorn_tls_options(settings),
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, **uvicorn_tls_options(settings))
 
 
 if __name__ == "__main__":

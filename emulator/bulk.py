@@ -167,8 +167,7 @@ class BulkShipper:
                 ops = []
                 for member in active:
                     if index == 0:
-                        self.ship_state(member, status, first=True, carrier=group.carrier,
-                                        number=group.tracking_number)
+                        self.ship_state(member, status, first=True, carrier=group.carrier, number=group.tracking_number)
                         group.tracking_number = (member.shipment or {}).get("trackingNumber")
                     else:
                         self.ship_state(member, status)

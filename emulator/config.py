@@ -166,10 +166,7 @@ def uvicorn_tls_options(settings: EmulatorSettings) -> TlsOptions:
     """
     if not settings.tls_enabled:
         return {}
-    options: TlsOptions = {
-        "ssl_certfile": str(settings.tls_cert_file),
-        "ssl_keyfile": str(settings.tls_key_file),
-    }
+    options: TlsOptions = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
     if settings.tls_ca_file is not None:
         options["ssl_ca_certs"] = str(settings.tls_ca_file)
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED

@@ -31,12 +31,10 @@ log = logging.getLogger(__name__)
 BANKING_PREFIX = "/banking/v1"
 TOKEN_RE = re.compile(r"^/authz/v1/oauth2/token/?$", re.IGNORECASE)
 ORDER_RE = re.compile(
-    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/operations[:/]production/?$",
-    re.IGNORECASE,
+    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/operations[:/]production/?$", re.IGNORECASE
 )
 STATUS_RE = re.compile(
-    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/productionstatus/?$",
-    re.IGNORECASE,
+    r"^/banking/v1/issuers/(?P<issuer>[^/]+)/physicalcards/(?P<card>[^/]+)/productionstatus/?$", re.IGNORECASE
 )
 _PLACEHOLDERS = {"{issuerId}": "(?P<issuer>[^/]+)", "{cardId}": "(?P<card>[^/]+)"}
 

@@ -117,12 +117,7 @@ class D1Error(Exception):
     """
 
     def __init__(
-        self,
-        code: ErrorCode,
-        error: str | None = None,
-        *,
-        reason: str | None = None,
-        http_status: int | None = None,
+        self, code: ErrorCode, error: str | None = None, *, reason: str | None = None, http_status: int | None = None
     ):
         self.code = code
         spec = ERRORS[code]

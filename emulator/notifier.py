@@ -158,10 +158,7 @@ class Notifier:
         assert self._client is not None, "Notifier.start() was not called"
         settings = self._settings
         url = settings.receiver_base_url + notification_path(order.issuer_id)
-        headers = {
-            "content-type": "application/json",
-            "x-correlation-id": order.correlation_id or order.operation_id,
-        }
+        headers = {"content-type": "application/json", "x-correlation-id": order.correlation_id or order.operation_id}
         content = json.dumps(body, separators=(",", ":")).encode("utf-8")
         op = body["operations"][0]
         step = op["details"]["status"]

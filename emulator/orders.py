@@ -287,8 +287,7 @@ class OrderService:
             request = self._validator.order_fields(item, single=False, prefix=prefix)
             assert card_id is not None  # the item's model requires a well-formed cardId
             submission = self._accept(
-                issuer_id, card_id, request, item, correlation_id, via="batch", input_file_name=file_name,
-                prefix=prefix,
+                issuer_id, card_id, request, item, correlation_id, via="batch", input_file_name=file_name, prefix=prefix
             )
         except D1Error as exc:
             self._stats.refused(card_id, "batch")

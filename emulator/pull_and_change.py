@@ -136,21 +136,21 @@ class PullAndChangeService:
             return f"too late: the card is already at {status}"
         return None
 
-    def _outcome(
-        self, order: Order, operation_id: str, kind: str, stage: str, refusal: str | None
-    ) -> dict[str, Any]:
+    def _outcome(self, order: Order, operation_id: str, kind: str, stage: str, refusal: str | None) -> dict[str, Any]:
         now = now_iso()
         status = (OperationStatus.SUCCESSFUL if refusal is None else OperationStatus.FAILED).value
         op = order.operation_head(operation_id, Operation.UPDATE_ORDER.value, status, now)
-        op.update({
-            "endTime": now,
-            "details": {
-                "type": kind,
-                "status": "ACCEPTED" if refusal is None else "REFUSED",
-                "reason": refusal or f"{kind} accepted by the personalization center",
-                "productionStatus": stage,
-            },
-        })
+        op.update(
+            {
+                "endTime": now,
+                "details": {
+                    "type": kind,
+                    "status": "ACCEPTED" if refusal is None else "REFUSED",
+                    "reason": refusal or f"{kind} accepted by the personalization center",
+                    "productionStatus": stage,
+                },
+            }
+        )
         if refusal is not None:
             op["errorCode"] = ErrorCode.UPDATE_REFUSED.value
             op["error"] = ERRORS[ErrorCode.UPDATE_REFUSED].default_error

@@ -86,9 +86,7 @@ class ScenarioRule(BaseModel):
     # Text of details.reason (and of the shipment message for NOT_DELIVERED).
     reason: str | None = Field(default=None, max_length=200)
     # CARD_PROD_EXCEPTION: the production step that fails instead of completing.
-    atStatus: Literal["DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE"] = (
-        "CARD_PROD_ONGOING"
-    )
+    atStatus: Literal["DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ONGOING", "CARD_PROD_DONE"] = "CARD_PROD_ONGOING"
     # ON_HOLD: how long production stays on hold before it resumes.
     holdMs: int = Field(default=1000, ge=0, le=3_600_000)
     # This order's pace (default: the emulator's step delay).
@@ -108,14 +106,27 @@ class ScenarioRule(BaseModel):
 BUILT_IN_RULES: tuple[ScenarioRule, ...] = tuple(
     ScenarioRule.model_validate(r)
     for r in (
-        {"match": {"cardIdPrefix": "emu-data-exception"}, "scenario": "DATA_EXCEPTION",
-         "reason": "name exceeds printable length"},
-        {"match": {"cardIdPrefix": "emu-prod-exception"}, "scenario": "CARD_PROD_EXCEPTION",
-         "reason": "chip personalization failed"},
-        {"match": {"cardIdPrefix": "emu-on-hold"}, "scenario": "ON_HOLD",
-         "reason": "card stock shortage at the personalization center", "holdMs": 1000},
-        {"match": {"cardIdPrefix": "emu-returned"}, "scenario": "RETURNED",
-         "reason": "returned to sender: addressee unknown"},
+        {
+            "match": {"cardIdPrefix": "emu-data-exception"},
+            "scenario": "DATA_EXCEPTION",
+            "reason": "name exceeds printable length",
+        },
+        {
+            "match": {"cardIdPrefix": "emu-prod-exception"},
+            "scenario": "CARD_PROD_EXCEPTION",
+            "reason": "chip personalization failed",
+        },
+        {
+            "match": {"cardIdPrefix": "emu-on-hold"},
+            "scenario": "ON_HOLD",
+            "reason": "card stock shortage at the personalization center",
+            "holdMs": 1000,
+        },
+        {
+            "match": {"cardIdPrefix": "emu-returned"},
+            "scenario": "RETURNED",
+            "reason": "returned to sender: addressee unknown",
+        },
         {"match": {"cardIdPrefix": "emu-not-delivered"}, "scenario": "NOT_DELIVERED", "reason": "lost in transit"},
     )
 )

@@ -88,11 +88,7 @@ async def serve_app(
 
 @asynccontextmanager
 async def run_emulator(
-    settings: EmulatorSettings,
-    *,
-    app: ASGIApp | None = None,
-    port: int = 0,
-    log_level: str = "warning",
+    settings: EmulatorSettings, *, app: ASGIApp | None = None, port: int = 0, log_level: str = "warning"
 ) -> AsyncIterator[str]:
     """Start the emulator described by ``settings`` on a free loopback port (``settings.port``
     is ignored unless ``port`` is given) and yield its base URL, e.g. ``http://127.0.0.1:51234``.

@@ -152,12 +152,7 @@ class TokenService:
         self._tokens = {t: rec for t, rec in self._tokens.items() if rec.expires_at > now}
         token = secrets.token_urlsafe(32)
         self._tokens[token] = IssuedToken(issuer_id=issuer_id, expires_at=now + self._lifetime_s)
-        return {
-            "access_token": token,
-            "expires_in": self._lifetime_s,
-            "token_type": "Bearer",
-            "scope": GRANTED_SCOPE,
-        }
+        return {"access_token": token, "expires_in": self._lifetime_s, "token_type": "Bearer", "scope": GRANTED_SCOPE}
 
     def authenticate(self, authorization: str | None) -> str:
         """Resolve an ``Authorization: Bearer`` header to its issuerId, else 401."""

@@ -186,8 +186,11 @@ class TrackingHub:
                     self._emit(tracking)
                 return
             if tracking.tracking_type == "RETURN" and tracking.shipment is not None:
-                tracking.shipment = {**tracking.shipment, "status": "Returned",
-                                     "message": SHIPMENT_MESSAGES["Returned"]}
+                tracking.shipment = {
+                    **tracking.shipment,
+                    "status": "Returned",
+                    "message": SHIPMENT_MESSAGES["Returned"],
+                }
             self._succeed(tracking)
             self._emit(tracking)
         finally:

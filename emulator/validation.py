@@ -145,11 +145,7 @@ class RequestValidator:
         return request
 
     def card(
-        self,
-        card: Mapping[str, Any],
-        track: Mapping[str, Any] | None,
-        body: Mapping[str, Any],
-        prefix: Path = (),
+        self, card: Mapping[str, Any], track: Mapping[str, Any] | None, body: Mapping[str, Any], prefix: Path = ()
     ) -> None:
         """Rules on the decrypted card data (and the clear ``trackData`` when sent outside the JWE)."""
         if track is not None and self.interface.trackDataPlacement == "clear":

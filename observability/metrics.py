@@ -83,8 +83,11 @@ class ProductMetrics:
 
     def receiver_error(self, issuer_id: str, kind: str) -> None:
         """``kind``: ``temporal_unavailable`` (answered 503) or ``bug`` (answered 500)."""
-        self._count(names.RECEIVER_ERRORS, "Notifications the receiver could not process", {"issuer_id": issuer_id,
-                                                                                              "kind": kind})
+        self._count(
+            names.RECEIVER_ERRORS,
+            "Notifications the receiver could not process",
+            {"issuer_id": issuer_id, "kind": kind},
+        )
 
     def payload_refused(self, reason: str) -> None:
         """A payload the codec would not open (not sealed by a known key)."""

@@ -58,11 +58,14 @@ def configure_process(
         settings.log_format,
         f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if runtime else "off",
         ", ".join(
-            part for part in (
+            part
+            for part in (
                 f"OTLP {otlp_endpoint()}" if provider and otlp_endpoint() else "",
                 "console" if provider and settings.console_traces else "",
-            ) if part
-        ) or "off",
+            )
+            if part
+        )
+        or "off",
     )
     return Telemetry(service, settings, runtime, provider)
 

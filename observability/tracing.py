@@ -119,9 +119,7 @@ def order_attributes(
 
 
 @contextmanager
-def order_submission_span(
-    *, issuer_id: str, card_id: str, issuer_request_id: str, workflow_id: str
-) -> Iterator[Span]:
+def order_submission_span(*, issuer_id: str, card_id: str, issuer_request_id: str, workflow_id: str) -> Iterator[Span]:
     """The root of one order's trace (a new trace, linked to the caller's span if any)."""
     caller = trace.get_current_span().get_span_context()
     with tracer().start_as_current_span(
@@ -137,6 +135,7 @@ def order_submission_span(
 
 
 # ------------------------------------------------------------------ D1 HTTP calls
+
 
 class D1Call:
     """Handle of one observed D1 request: the caller reports the HTTP status it got."""
@@ -162,8 +161,11 @@ def observe_d1_call(
     ``batch``, ``track``), given by the caller: paths D1 does not document are configurable,
     so they cannot be recognised. Injects ``traceparent`` into ``headers``. A request that
     raises (timeout, connection error) is counted with status ``timeout`` or ``error``."""
-    attrs: dict[str, Any] = {"http.request.method": method, names.ATTR_ENDPOINT: endpoint,
-                             names.ATTR_ISSUER_ID: issuer_id}
+    attrs: dict[str, Any] = {
+        "http.request.method": method,
+        names.ATTR_ENDPOINT: endpoint,
+        names.ATTR_ISSUER_ID: issuer_id,
+    }
     if card_id is not None:
         attrs[names.ATTR_CARD_ID] = card_id
     if activity.in_activity():
@@ -191,8 +193,14 @@ def observe_d1_call(
 
 @contextmanager
 def notification_operation_span(
-    issuer_id: str, *, card_id: str, issuer_request_id: str | None, operation_id: str | None,
-    operation: str, production_status: str | None, shipment_status: str | None,
+    issuer_id: str,
+    *,
+    card_id: str,
+    issuer_request_id: str | None,
+    operation_id: str | None,
+    operation: str,
+    production_status: str | None,
+    shipment_status: str | None,
 ) -> Iterator[Span]:
     """One operation of a notification body, routed to its order's workflow."""
     attrs: dict[str, str] = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
@@ -230,8 +238,7 @@ class NotificationTracingMiddleware:
         issuer = path.rstrip("/").split("/")[-2] if path.count("/") >= 5 else ""
         attrs = {"http.request.method": scope.get("method", ""), "url.path": path, names.ATTR_ISSUER_ID: issuer}
         with tracer().start_as_current_span(
-            "POST /notifications/d1/v2/issuers/{issuerId}/cards", context=parent, kind=SpanKind.SERVER,
-            attributes=attrs,
+            "POST /notifications/d1/v2/issuers/{issuerId}/cards", context=parent, kind=SpanKind.SERVER, attributes=attrs
         ) as span:
 
             async def traced_send(message: dict[str, Any]) -> None:

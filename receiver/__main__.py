@@ -38,7 +38,12 @@ async def main() -> None:
         auth=auth,
     )
     config = uvicorn.Config(
-        app, host=rs.host, port=rs.port, log_level="info", timeout_graceful_shutdown=20, **tls_options,
+        app,
+        host=rs.host,
+        port=rs.port,
+        log_level="info",
+        timeout_graceful_shutdown=20,
+        **tls_options,
         access_log=rs.access_log,
         log_config=None,  # uvicorn's own lines go through our structured, redacted handler
     )

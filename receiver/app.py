@@ -117,8 +117,11 @@ def create_app(
         bugs = [f for f in failures if not isinstance(f, TemporalUnavailable)]
         for bug in bugs:
             router.metrics.receiver_error(issuer_id, "bug")
-            log.error("notification for issuer %s failed; answering 500", issuer_id,
-                      exc_info=(type(bug), bug, bug.__traceback__))
+            log.error(
+                "notification for issuer %s failed; answering 500",
+                issuer_id,
+                exc_info=(type(bug), bug, bug.__traceback__),
+            )
         if bugs:
             return _problem(500, "the notification could not be processed; it was logged")
         if failures:

@@ -106,13 +106,7 @@ class TokenIssuer:
     """
 
     def __init__(
-        self,
-        client_id: str,
-        client_secret: str,
-        *,
-        scope: str,
-        lifetime_s: int,
-        clock: Callable[[], float] = time.time,
+        self, client_id: str, client_secret: str, *, scope: str, lifetime_s: int, clock: Callable[[], float] = time.time
     ) -> None:
         if not client_id or not client_secret:
             raise ValueError("outbound OAuth needs a client id and a client secret")
@@ -132,9 +126,7 @@ class TokenIssuer:
     def client_matches(self, client_id: str, client_secret: str) -> bool:
         """Constant-time comparison of both parts (no early exit on the id)."""
         id_ok = hmac.compare_digest(hashlib.sha256(client_id.encode("utf-8")).digest(), self._id_digest)
-        secret_ok = hmac.compare_digest(
-            hashlib.sha256(client_secret.encode("utf-8")).digest(), self._secret_digest
-        )
+        secret_ok = hmac.compare_digest(hashlib.sha256(client_secret.encode("utf-8")).digest(), self._secret_digest)
         return id_ok and secret_ok
 
     def grant(self, requested: str) -> frozenset[str] | None:
@@ -202,8 +194,9 @@ class TokenIssuer:
             and (issuer_id is None or isinstance(issuer_id, str))
         ):
             return None
-        return TokenClaims(client_id=self.client_id, scope=frozenset(scope.split()), issuer_id=issuer_id,
-                           expires_at=exp)
+        return TokenClaims(
+            client_id=self.client_id, scope=frozenset(scope.split()), issuer_id=issuer_id, expires_at=exp
+        )
 
 
 def _oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -294,10 +287,7 @@ class ReceiverAuth:
                 settings.oauth_client_secret_file, settings.oauth_client_secret, what="receiver OAuth client secret"
             )
             oauth = TokenIssuer(
-                settings.oauth_client_id,
-                secret,
-                scope=settings.oauth_scope,
-                lifetime_s=settings.oauth_token_lifetime_s,
+                settings.oauth_client_id, secret, scope=settings.oauth_scope, lifetime_s=settings.oauth_token_lifetime_s
             )
         operators = None
         if settings.operator_tokens_file is not None:
@@ -346,7 +336,8 @@ class ReceiverAuth:
         if self.binds_issuer and claims.issuer_id != issuer_id:
             log.warning(
                 "bearer token issued for issuer %s refused on a notification for issuer %s",
-                claims.issuer_id or "(none)", issuer_id,
+                claims.issuer_id or "(none)",
+                issuer_id,
             )
             return self._insufficient("the token was not issued for this issuer")
         return None
@@ -382,9 +373,7 @@ class ReceiverAuth:
         if len(issuers) != 1:
             # _client_problem already matched one; several would make the token ambiguous.
             log.warning("token request refused: the client certificate names %d issuers", len(issuers))
-            return None, JSONResponse(
-                {"error": "the client certificate must name exactly one issuer"}, status_code=403
-            )
+            return None, JSONResponse({"error": "the client certificate must name exactly one issuer"}, status_code=403)
         return next(iter(issuers)), None
 
     async def token_endpoint(self, request: Request) -> Response:
@@ -405,7 +394,9 @@ class ReceiverAuth:
         ):
             log.warning("token request refused: client authentication failed")
             return _oauth_error(
-                401, "invalid_client", "client authentication failed",
+                401,
+                "invalid_client",
+                "client authentication failed",
                 {"www-authenticate": 'Basic realm="d1-notifications"'},
             )
         if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != FORM:
@@ -428,9 +419,7 @@ class ReceiverAuth:
         scope = self.oauth.grant((form.get("scope") or [""])[0])
         if scope is None:
             return _oauth_error(400, "invalid_scope", "the requested scope is not granted to this client")
-        log.info(
-            "access token issued to OAuth client %s for issuer %s", self.oauth.client_id, issuer_id or "(any)"
-        )
+        log.info("access token issued to OAuth client %s for issuer %s", self.oauth.client_id, issuer_id or "(any)")
         return JSONResponse(self.oauth.mint(scope=scope, issuer_id=issuer_id), headers=_NO_STORE)
 
     def routes(self) -> list[Route]:

@@ -45,8 +45,13 @@ class TemporalUnavailable(Exception):
 
 # Statuses that mean "Temporal is down, overloaded or slow", not "our request is wrong".
 _UNAVAILABLE = frozenset(
-    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED,
-     RPCStatusCode.CANCELLED, RPCStatusCode.ABORTED}
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+    }
 )
 
 
@@ -85,7 +90,12 @@ class RoutingStats:
         log.warning(
             "notification for a closed or unknown order recorded: issuerId=%s cardId=%s issuerRequestId=%s "
             "operationId=%s status=%s (%s)",
-            issuer_id, op.cardId, op.request_id, op.operationId, op.production_status, reason,
+            issuer_id,
+            op.cardId,
+            op.request_id,
+            op.operationId,
+            op.production_status,
+            reason,
         )
         return entry
 
@@ -164,7 +174,6 @@ class NotificationRouter:
         self.stats.signaled += 1
         return Delivery.SIGNALED
 
-
     async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
         """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
         self.stats.record_orphan(issuer_id, op, reason)
@@ -194,7 +203,6 @@ class NotificationRouter:
             rpc_timeout=SIGNAL_RPC_TIMEOUT,
         )
 
-
     async def _count_orphan(self, issuer_id: str, op: OperationNotification, *, signal_refused: bool) -> None:
         """Metrics tell *late* (the order exists but has ended) from *unknown* (never started)."""
         late = False
@@ -212,4 +220,3 @@ class NotificationRouter:
             self.metrics.notification_late(issuer_id)
         else:
             self.metrics.notification_unknown(issuer_id)
-

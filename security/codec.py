@@ -79,8 +79,7 @@ class AesGcmCodec(PayloadCodec):
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._ciphers[self._active].encrypt(nonce, payload.SerializeToString(), self._active_bytes)
         return Payload(
-            metadata={"encoding": ENCODING, KEY_ID: self._active_bytes, CIPHER: CIPHER_NAME},
-            data=nonce + sealed,
+            metadata={"encoding": ENCODING, KEY_ID: self._active_bytes, CIPHER: CIPHER_NAME}, data=nonce + sealed
         )
 
     def decode_one(self, payload: Payload) -> Payload:

@@ -137,10 +137,7 @@ def create_app(codec: PayloadCodec, *, auth: CodecAuth, cors_origins: Sequence[s
         return JSONResponse({"status": "ok"})
 
     return Starlette(
-        routes=[
-            Route("/healthz", health, methods=["GET"]),
-            Route("/{path:path}", codec_endpoint, methods=["POST"]),
-        ],
+        routes=[Route("/healthz", health, methods=["GET"]), Route("/{path:path}", codec_endpoint, methods=["POST"])],
         middleware=[
             Middleware(
                 CORSMiddleware,

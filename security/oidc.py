@@ -42,9 +42,7 @@ log = logging.getLogger("security.oidc")
 
 # Asymmetric signatures only: the verifier holds public keys, so a symmetric algorithm
 # could only ever be "verified" with public material an attacker also has.
-ALLOWED_ALGS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-)
+ALLOWED_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _KTY_FOR_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 MAX_TOKEN_CHARS = 16 * 1024
 MAX_JWKS_BYTES = 1024 * 1024
@@ -82,7 +80,7 @@ def _signing_keys(document: str, where: str) -> jwk.JWKSet:
         if not isinstance(entries, list):
             raise TypeError
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{where}: not a JWKS document ({{\"keys\": [...]}})") from None
+        raise ValueError(f'{where}: not a JWKS document ({{"keys": [...]}})') from None
     keys = jwk.JWKSet()
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("kty") not in ("RSA", "EC", "OKP"):
@@ -213,13 +211,7 @@ def _audiences(value: Any) -> Iterable[Any]:
 
 class OidcVerifier:
     def __init__(
-        self,
-        *,
-        issuer: str,
-        audience: str,
-        jwks: JwksSource,
-        roles_claim: str = "roles",
-        leeway_s: int = 30,
+        self, *, issuer: str, audience: str, jwks: JwksSource, roles_claim: str = "roles", leeway_s: int = 30
     ) -> None:
         if not issuer or not audience:
             raise ValueError("OIDC needs both CODEC_SERVER_OIDC_ISSUER and CODEC_SERVER_OIDC_AUDIENCE")

@@ -221,10 +221,7 @@ def issue_certificate(
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     san = _san_entries(hosts, uris)
     if san:
@@ -232,9 +229,7 @@ def issue_certificate(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def ensure_local_pki(
-    directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS
-) -> LocalPki:
+def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> LocalPki:
     """Create (or complete, or renew) the local CA and certificates under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -257,10 +252,18 @@ def ensure_local_pki(
     ensure(pki.emulator_server, "d1-emulator (local)", server=True)
     ensure(pki.receiver_server, "d1-notification-receiver (local)", server=True)
     for issuer_id in issuer_ids:
-        ensure(pki.issuer_client(issuer_id), f"TLSMA-EC/{issuer_id}/LOC", server=False,
-               uris=[ISSUER_URI_PREFIX + issuer_id])
-        ensure(pki.notifier_client(issuer_id), f"D1-NOTIFIER/{issuer_id}", server=False,
-               uris=[NOTIFIER_URI_PREFIX + issuer_id])
+        ensure(
+            pki.issuer_client(issuer_id),
+            f"TLSMA-EC/{issuer_id}/LOC",
+            server=False,
+            uris=[ISSUER_URI_PREFIX + issuer_id],
+        )
+        ensure(
+            pki.notifier_client(issuer_id),
+            f"D1-NOTIFIER/{issuer_id}",
+            server=False,
+            uris=[NOTIFIER_URI_PREFIX + issuer_id],
+        )
     return pki
 
 
@@ -303,9 +306,7 @@ class TemporalPki:
         return _pair(self.directory, f"temporal-client-{name}")
 
 
-def ensure_temporal_pki(
-    pki: LocalPki, clients: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS
-) -> TemporalPki:
+def ensure_temporal_pki(pki: LocalPki, clients: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> TemporalPki:
     """Issue (or renew) the Temporal gateway's server certificate and one client certificate
     per name in ``clients``, signed by the CA of ``pki`` (see :func:`ensure_local_pki`)."""
     ca = load_ca(pki)

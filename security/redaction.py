@@ -167,12 +167,7 @@ def _kind_of(n: str) -> _Kind:
         return _Kind.SAFE
     if n in _PAN_KEYS:
         return _Kind.PAN
-    if (
-        n in _CARD_KEYS
-        or n.startswith(_CARD_PREFIXES)
-        or n.endswith(_CARD_SUFFIXES)
-        or _TRACK_KEY.match(n) is not None
-    ):
+    if n in _CARD_KEYS or n.startswith(_CARD_PREFIXES) or n.endswith(_CARD_SUFFIXES) or _TRACK_KEY.match(n) is not None:
         return _Kind.CARD
     if n in _CARD_SUBTREES:
         return _Kind.CARD_SUBTREE
@@ -210,7 +205,6 @@ def _key_info(key: Any) -> tuple[Any, str, _Kind]:
         return shown, n, kind
     n = _norm(str(key))
     return _redact_key(key), n, _kind_of(n)
-
 
 
 # ---------------------------------------------------------------- free text
@@ -266,8 +260,10 @@ def _mask_pan_run(match: re.Match[str]) -> str:
     hits: list[tuple[int, int]] = []
     stretch: list[re.Match[str]] = []  # digit by digit: the whole stretch is the candidate
     for group in [*groups, None]:
-        if group is not None and group.end() - group.start() == 1 and (
-            not stretch or group.start() - stretch[-1].end() == 1
+        if (
+            group is not None
+            and group.end() - group.start() == 1
+            and (not stretch or group.start() - stretch[-1].end() == 1)
         ):
             stretch.append(group)
             continue

@@ -83,10 +83,7 @@ def identity_from_certificate(cert: x509.Certificate) -> CertIdentity:
     except x509.ExtensionNotFound:
         pass
     return CertIdentity(
-        common_name=cn if isinstance(cn, str) else None,
-        uris=uris,
-        dns_names=dns,
-        subject=cert.subject.rfc4514_string(),
+        common_name=cn if isinstance(cn, str) else None, uris=uris, dns_names=dns, subject=cert.subject.rfc4514_string()
     )
 
 
@@ -254,4 +251,3 @@ def client_ssl_context(
     if cert_file is not None and key_file is not None:
         context.load_cert_chain(str(cert_file), str(key_file))
     return context
-

@@ -45,9 +45,7 @@ def d1_http_verify(settings: D1ClientSettings) -> ssl.SSLContext | bool:
                 "(and D1_TLS_CA_FILE unless D1's server certificate chains to the system roots)"
             )
         return client_ssl_context(
-            ca_file=settings.tls_ca_file,
-            cert_file=settings.tls_client_cert_file,
-            key_file=settings.tls_client_key_file,
+            ca_file=settings.tls_ca_file, cert_file=settings.tls_client_cert_file, key_file=settings.tls_client_key_file
         )
     if "http" in schemes and not settings.allow_plaintext:
         raise InsecureConfiguration(

@@ -78,8 +78,10 @@ async def run(args: argparse.Namespace) -> int:
     # The launcher's own health checks present the D1 notifier certificate (any CA-signed one passes TLS).
     probe_tls = stack.verify()
     try:
-        print(f"starting the codec server on {stack.codec_server_url} "
-              "(the UI decodes payloads through it, card data masked)")
+        print(
+            f"starting the codec server on {stack.codec_server_url} "
+            "(the UI decodes payloads through it, card data masked)"
+        )
         sup.start("codec-server", stack.argv("codec-server"), stack.env("codec-server"))
         await wait_http(f"{stack.codec_server_url}/healthz", "codec server", alive=sup.check_alive)
         print(f"starting the Temporal dev server on {stack.temporal_address} (UI on {stack.ui_url})")
@@ -134,9 +136,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     order["issuerRequestId"] = f"{order['issuerRequestId']}-{stamp}"
     order["cardId"] = f"{order['cardId']}-{stamp}"
     client = await stack.connect()
-    orders = CardOrders(
-        client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge()
-    )
+    orders = CardOrders(client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge())
     submitted = await orders.submit(order)
     wid = submitted.workflow_id
     address = stack.temporal_address
@@ -175,8 +175,9 @@ def main() -> int:
     p.add_argument("--receiver-port", type=int, default=d.receiver)
     p.add_argument("--codec-port", type=int, default=d.codec_server, help="codec server for the Temporal UI")
     p.add_argument("--worker-metrics-port", type=int, default=d.worker_metrics, help="worker's Prometheus /metrics")
-    p.add_argument("--receiver-metrics-port", type=int, default=d.receiver_metrics,
-                   help="receiver's Prometheus /metrics")
+    p.add_argument(
+        "--receiver-metrics-port", type=int, default=d.receiver_metrics, help="receiver's Prometheus /metrics"
+    )
     p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
     args = p.parse_args()
     try:

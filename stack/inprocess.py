@@ -33,8 +33,9 @@ from worker import build_worker, d1_activities
 async def serve_emulator(stack: LocalStack, *, app: Any = None) -> AsyncIterator[str]:
     """The emulator on the stack's emulator port; pass ``app`` to keep ``app.state.emulator``."""
     settings: EmulatorSettings = stack.emulator_settings()
-    async with serve(app or create_emulator_app(settings), port=settings.port, host=settings.host,
-                     **uvicorn_tls_options(settings)) as url:
+    async with serve(
+        app or create_emulator_app(settings), port=settings.port, host=settings.host, **uvicorn_tls_options(settings)
+    ) as url:
         yield url
 
 

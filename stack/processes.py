@@ -55,9 +55,7 @@ class Supervisor:
     def check_alive(self) -> None:
         for name, proc in self.children:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with code {proc.returncode}; see {self.log_dir / (name + '.log')}"
-                )
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.log_dir / (name + '.log')}")
 
     def stop_all(self, timeout: float = 25.0) -> None:
         for _, proc in reversed(self.children):

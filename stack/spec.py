@@ -124,8 +124,13 @@ class Ports:
 
 # make run's fixed ports (README "Two commands").
 MAKE_RUN_PORTS = Ports(
-    temporal=7233, temporal_ui=8233, emulator=8443, receiver=8080, codec_server=8234,
-    worker_metrics=9464, receiver_metrics=9465,
+    temporal=7233,
+    temporal_ui=8233,
+    emulator=8443,
+    receiver=8080,
+    codec_server=8234,
+    worker_metrics=9464,
+    receiver_metrics=9465,
 )
 
 
@@ -347,8 +352,11 @@ class LocalStack:
         if self.mtls:
             pki = self._pki()
             client = pki.issuer_client(self.spec.issuer_id)
-            values |= {"tls_client_cert_file": client.cert, "tls_client_key_file": client.key,
-                       "tls_ca_file": pki.ca_cert}
+            values |= {
+                "tls_client_cert_file": client.cert,
+                "tls_client_key_file": client.key,
+                "tls_ca_file": pki.ca_cert,
+            }
         else:
             values["allow_plaintext"] = True  # development mode, announced loudly by the worker
         return self._settings(D1ClientSettings, values)
@@ -357,13 +365,19 @@ class LocalStack:
         values: dict[str, Any] = {"port": self.ports.receiver}
         if self.mtls:
             pki = self._pki()
-            values |= {"tls_cert_file": pki.receiver_server.cert, "tls_key_file": pki.receiver_server.key,
-                       "tls_client_ca_file": pki.ca_cert}
+            values |= {
+                "tls_cert_file": pki.receiver_server.cert,
+                "tls_key_file": pki.receiver_server.key,
+                "tls_client_ca_file": pki.ca_cert,
+            }
         else:
             values["allow_plaintext"] = True
         if self.spec.oauth:
-            values |= {"oauth_enabled": True, "oauth_client_id": OAUTH_CLIENT_ID,
-                       "oauth_client_secret_file": self.paths.oauth_client_secret}
+            values |= {
+                "oauth_enabled": True,
+                "oauth_client_id": OAUTH_CLIENT_ID,
+                "oauth_client_secret_file": self.paths.oauth_client_secret,
+            }
         if self.spec.receiver_operators:
             values["operator_tokens_file"] = self.paths.receiver_operators
         return self._settings(ReceiverSettings, values)
@@ -386,9 +400,12 @@ class LocalStack:
             pki = self._pki()
             notifier = pki.notifier_client_template  # {issuerId} left in: one certificate per tenant
             values |= {
-                "tls_cert_file": pki.emulator_server.cert, "tls_key_file": pki.emulator_server.key,
-                "tls_ca_file": pki.ca_cert, "notify_client_cert_file": str(notifier.cert),
-                "notify_client_key_file": str(notifier.key), "notify_ca_file": pki.ca_cert,
+                "tls_cert_file": pki.emulator_server.cert,
+                "tls_key_file": pki.emulator_server.key,
+                "tls_ca_file": pki.ca_cert,
+                "notify_client_cert_file": str(notifier.cert),
+                "notify_client_key_file": str(notifier.key),
+                "notify_ca_file": pki.ca_cert,
             }
         if self.spec.oauth:
             values |= {
@@ -467,8 +484,11 @@ class LocalStack:
     def base_env(self) -> dict[str, str]:
         """What every child inherits: this environment without a developer's ``TEMPORAL_*``,
         with the stack's own Temporal profile."""
-        return {**base_environment(os.environ), "TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile),
-                "PYTHONUNBUFFERED": "1"}
+        return {
+            **base_environment(os.environ),
+            "TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile),
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def env(self, kind: ProcessKind, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The whole environment of a child process of ``kind``; ``extra``: variables that

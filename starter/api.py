@@ -76,12 +76,7 @@ class CardOrders:
     """``edge`` validates and encrypts orders (starter/edge.py); by default from the settings."""
 
     def __init__(
-        self,
-        client: Client,
-        *,
-        task_queue: str,
-        timing: OrderTiming | None = None,
-        edge: OrderEdge | None = None,
+        self, client: Client, *, task_queue: str, timing: OrderTiming | None = None, edge: OrderEdge | None = None
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -131,7 +126,12 @@ class CardOrders:
             return SubmittedOrder(wid, created=False)
         await self._refuse_if_card_busy(prepared)
         return await self._start_once(
-            api.WORKFLOW_TYPE, prepared.input, wid, prepared.search_attributes, prepared.summary, prepared.details,
+            api.WORKFLOW_TYPE,
+            prepared.input,
+            wid,
+            prepared.search_attributes,
+            prepared.summary,
+            prepared.details,
             reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
 
@@ -186,9 +186,7 @@ class CardOrders:
     # ------------------------------------------------------------------ follow
 
     def handle(self, issuer_id: str, issuer_request_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(
-            api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView
-        )
+        return self.client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView)
 
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
         view: OrderView = await self.handle(issuer_id, issuer_request_id).query(api.VIEW_QUERY, result_type=OrderView)
@@ -243,12 +241,7 @@ class CardOrders:
     # ------------------------------------------------------------ tracking hub
 
     async def track(
-        self,
-        issuer_id: str,
-        card_id: str,
-        tracking_type: str,
-        *,
-        details: Mapping[str, Any] | None = None,
+        self, issuer_id: str, card_id: str, tracking_type: str, *, details: Mapping[str, Any] | None = None
     ) -> SubmittedOrder:
         """Ask D1's tracking hub to follow a card Thales did not personalize (PRODUCTION,
         SHIPMENT or RETURN; ``details`` e.g. ``{"shipment": {"carrier": "dhl",
@@ -257,8 +250,13 @@ class CardOrders:
         prepared = self.edge.prepare_tracking(issuer_id, card_id, tracking_type, details=details, timing=self.timing)
         # A tracking that ended may be asked for again; one that runs is the answer.
         return await self._start_once(
-            tracking_api.WORKFLOW_TYPE, prepared.input, prepared.workflow_id, prepared.search_attributes,
-            prepared.summary, None, reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            tracking_api.WORKFLOW_TYPE,
+            prepared.input,
+            prepared.workflow_id,
+            prepared.search_attributes,
+            prepared.summary,
+            None,
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
 
     def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
@@ -325,7 +323,8 @@ class CardOrders:
         except RPCError as err:
             # Updating a closed workflow is NOT_FOUND too: tell "finished" from "unknown".
             if err.status == RPCStatusCode.NOT_FOUND and await self._exists(handle.id):
-                raise ChangeRejected("the order is already finished; pull & change only applies to open orders") \
-                    from None
+                raise ChangeRejected(
+                    "the order is already finished; pull & change only applies to open orders"
+                ) from None
             raise
         return record

@@ -130,8 +130,10 @@ class BatchReport:
             out.append(f"  started: {self.started}")
             out.append(f"  already started (earlier run): {self.existing}")
             if self.d1_batches:
-                out.append(f"  D1 batches: {self.d1_batches} ({self.d1_batches_new} started now, "
-                           f"{self.d1_batches - self.d1_batches_new} by an earlier run)")
+                out.append(
+                    f"  D1 batches: {self.d1_batches} ({self.d1_batches_new} started now, "
+                    f"{self.d1_batches - self.d1_batches_new} by an earlier run)"
+                )
             section("refused (card has another open order)", self.refused)
             section("failed (re-run to retry them)", self.failed)
             if self.interrupted:
@@ -244,14 +246,35 @@ def validate_file(
             if earlier[1] == fingerprint:
                 report.duplicates.append(LineProblem(number, [f"same order as line {earlier[0]}"]))
             else:
-                report.invalid.append(LineProblem(number, [str(FieldError(
-                    "$.issuerRequestId", f"is also used by line {earlier[0]} for a different order"))]))
+                report.invalid.append(
+                    LineProblem(
+                        number,
+                        [
+                            str(
+                                FieldError(
+                                    "$.issuerRequestId", f"is also used by line {earlier[0]} for a different order"
+                                )
+                            )
+                        ],
+                    )
+                )
             continue
         other = by_card.get(card_key)
         if other is not None:
-            report.invalid.append(LineProblem(number, [str(FieldError(
-                "$.cardId", f"is already ordered by line {other[0]} (issuerRequestId {other[1]}); "
-                "D1 allows one open order per card"))]))
+            report.invalid.append(
+                LineProblem(
+                    number,
+                    [
+                        str(
+                            FieldError(
+                                "$.cardId",
+                                f"is already ordered by line {other[0]} (issuerRequestId {other[1]}); "
+                                "D1 allows one open order per card",
+                            )
+                        )
+                    ],
+                )
+            )
             continue
         by_request[request_key] = (number, fingerprint)
         by_card[card_key] = (number, order.issuerRequestId)
@@ -361,6 +384,7 @@ async def start_orders_in_d1_batches(
     progress: Progress | None = None,
 ) -> BatchReport:
     """Start every valid line, its submission to D1 shared by batches (starter/d1_batch.py)."""
+
     def tick() -> None:
         if progress is not None:
             progress.update(report)
@@ -402,8 +426,9 @@ async def start_lines(
 ) -> BatchReport:
     """Each valid line's own D1 submission, or (``d1_batch``) shared D1 batch calls."""
     if d1_batch is not None:
-        return await start_orders_in_d1_batches(orders, lines, report, limits=d1_batch, concurrency=concurrency,
-                                                progress=progress)
+        return await start_orders_in_d1_batches(
+            orders, lines, report, limits=d1_batch, concurrency=concurrency, progress=progress
+        )
     return await start_orders(orders, lines, report, concurrency=concurrency, progress=progress)
 
 
@@ -473,8 +498,9 @@ async def run_batch_command(
 
             orders = await CardOrders.connect(TemporalSettings())
         try:
-            await start_lines(orders, lines, report, d1_batch=d1_batch, concurrency=concurrency,
-                              progress=Progress(len(lines)))
+            await start_lines(
+                orders, lines, report, d1_batch=d1_batch, concurrency=concurrency, progress=Progress(len(lines))
+            )
         except (asyncio.CancelledError, KeyboardInterrupt):
             report.interrupted = True
             print(report.summary(), file=out)

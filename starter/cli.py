@@ -221,8 +221,9 @@ async def _track(args: argparse.Namespace, issuer_id: str) -> int:
     """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
     details: dict[str, Any] = {}
     if args.carrier or args.tracking_number:
-        details["shipment"] = {k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number))
-                               if v}
+        details["shipment"] = {
+            k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v
+        }
     if args.production_site:
         details["productionSite"] = args.production_site
     if args.reason:
@@ -242,10 +243,16 @@ async def _track(args: argparse.Namespace, issuer_id: str) -> int:
 
 def _tracking_text(view: TrackingView) -> str:
     st = view.state
-    lines = [f"tracking   {view.workflow_id}", f"outcome    {st.outcome.value if st.outcome else '-'}"
-                                                f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}"]
-    lines += [f"  {t.d1_time:<26} {t.production_status or t.operation}"
-              f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})" for t in st.timeline]
+    lines = [
+        f"tracking   {view.workflow_id}",
+        f"outcome    {st.outcome.value if st.outcome else '-'}"
+        f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}",
+    ]
+    lines += [
+        f"  {t.d1_time:<26} {t.production_status or t.operation}"
+        f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})"
+        for t in st.timeline
+    ]
     return "\n".join(lines)
 
 
@@ -401,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unknown-fields", action="store_true", help="warn about unknown members and pass them through"
     )
     p_batch.add_argument(
-        "--d1-batch", action="store_true",
+        "--d1-batch",
+        action="store_true",
         help="send the orders to D1 through its batch 'Order cards' API (up to 1,000 cards per call)",
     )
     p_batch.add_argument("--batch-size", type=int, help="cards per D1 call (default D1_BATCH_MAX_CARDS, 1000)")

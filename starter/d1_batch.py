@@ -142,9 +142,11 @@ async def start_batch(
         return outcome
     by_id = {p.workflow_id: p for p in members}
     cards = [
-        BatchCard(workflow_id=p.workflow_id, card_id=p.ref.card_id, issuer_request_id=p.ref.issuer_request_id,
-                  item=d1_item(p))
-        for p in batch if p.workflow_id in by_id
+        BatchCard(
+            workflow_id=p.workflow_id, card_id=p.ref.card_id, issuer_request_id=p.ref.issuer_request_id, item=d1_item(p)
+        )
+        for p in batch
+        if p.workflow_id in by_id
     ]
     try:
         await orders.client.start_workflow(
@@ -173,8 +175,9 @@ async def submit_in_batches(
     """Group already prepared orders into D1 batches and start them, one batch after another
     (limits: ``D1_BATCH_*`` and the program's ``batchMaxCards`` unless given)."""
     limits = limits or BatchLimits.from_settings(orders.edge.program.interface.batchMaxCards)
-    return [await start_batch(orders, batch, concurrency=concurrency, on_card=on_card)
-            for batch in group(prepared, limits)]
+    return [
+        await start_batch(orders, batch, concurrency=concurrency, on_card=on_card) for batch in group(prepared, limits)
+    ]
 
 
 class D1Batcher:

@@ -124,11 +124,7 @@ class OrderEdge:
     """Validate, encrypt for D1, check, and build the workflow input for one order at a time."""
 
     def __init__(
-        self,
-        *,
-        program_file: Path,
-        encryption_key: KeyFile | jwk.JWK,
-        expiry_format: str | None = None,
+        self, *, program_file: Path, encryption_key: KeyFile | jwk.JWK, expiry_format: str | None = None
     ) -> None:
         self._program_file = program_file
         self._key = encryption_key
@@ -153,11 +149,13 @@ class OrderEdge:
     def _encryption_key(self) -> jwk.JWK:
         return self._key.current() if isinstance(self._key, KeyFile) else self._key
 
-    def check(self, raw: Any, *, unknown_fields: UnknownFields = "error") -> tuple[CardOrder | None, list[FieldError],
-                                                                                  list[FieldWarning]]:
+    def check(
+        self, raw: Any, *, unknown_fields: UnknownFields = "error"
+    ) -> tuple[CardOrder | None, list[FieldError], list[FieldWarning]]:
         """Every problem of a clear order (no encryption): (order or None, errors, warnings)."""
-        checked = check_order(raw, program=self.program, unknown_fields=unknown_fields,
-                              expiry_format=self._expiry_format)
+        checked = check_order(
+            raw, program=self.program, unknown_fields=unknown_fields, expiry_format=self._expiry_format
+        )
         return checked.order, checked.errors, checked.warnings
 
     def prepare(
@@ -203,9 +201,7 @@ class OrderEdge:
         return PreparedOrder(
             workflow_id=wid,
             input=CardOrderInput(
-                ref=ref,
-                timing=timing,
-                submission=D1Submission(body=body, encryption_kid=str(key.get("kid"))),
+                ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=str(key.get("kid")))
             ),
             search_attributes=attrs,
             summary=f"Card {order.cardId} · request {order.issuerRequestId}",
@@ -242,8 +238,11 @@ class OrderEdge:
         given = body.get("shipment")
         shipment: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
         ref = TrackingRef(
-            issuer_id=issuer_id, card_id=card_id, tracking_type=tracking_type,  # type: ignore[arg-type]
-            carrier=shipment.get("carrier"), tracking_number=shipment.get("trackingNumber"),
+            issuer_id=issuer_id,
+            card_id=card_id,
+            tracking_type=tracking_type,  # type: ignore[arg-type]
+            carrier=shipment.get("carrier"),
+            tracking_number=shipment.get("trackingNumber"),
         )
         attrs = TypedSearchAttributes(
             [SearchAttributePair(sa.ISSUER_ID, issuer_id), SearchAttributePair(sa.CARD_ID, card_id)]
@@ -251,8 +250,7 @@ class OrderEdge:
         return PreparedTracking(
             workflow_id=tracking_api.workflow_id(issuer_id, card_id, tracking_type),
             input=TrackingInput(
-                ref=ref, request=body, timing=timing,
-                reconcile=self.program.interface.productionStatusAnswersTracking,
+                ref=ref, request=body, timing=timing, reconcile=self.program.interface.productionStatusAnswersTracking
             ),
             search_attributes=attrs,
             summary=f"Tracking {tracking_type} of card {card_id}",

@@ -30,13 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
 from contracts import search_attributes as sa
-from contracts.card_order import (
-    OrderView,
-    ReconcileRequest,
-    card_query,
-    rejected_since_query,
-    stuck_query,
-)
+from contracts.card_order import OrderView, ReconcileRequest, card_query, rejected_since_query, stuck_query
 from contracts.visibility import RUNNING, all_of
 
 __all__ = ["card_query", "rejected_since_query", "stuck_query"]  # re-exported for the CLI
@@ -99,7 +93,8 @@ def _d1_time(value: str) -> datetime | None:
 async def _activity_summaries(client: Client, events: list[HistoryEvent]) -> dict[int, str]:
     """Activity summaries ("Submit order to D1") are encoded payloads: decode them in one go."""
     scheduled = [
-        e for e in events
+        e
+        for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and e.user_metadata.HasField("summary")
     ]
     if not scheduled:

@@ -61,7 +61,10 @@ def spec_for_tests(state_dir: Path, **changes: Any) -> StackSpec:
     """A test stack: plain HTTP on loopback (tests/security/ runs the mTLS one), free ports,
     test pace. ``changes`` are StackSpec fields (transport, task_queue, temporal_address, ...)."""
     values: dict[str, Any] = {
-        "transport": "plain", "task_queue": TASK_QUEUE, "timing": FAST_TIMING, "emulator": TEST_EMULATOR,
+        "transport": "plain",
+        "task_queue": TASK_QUEUE,
+        "timing": FAST_TIMING,
+        "emulator": TEST_EMULATOR,
     }
     return StackSpec(state_dir=state_dir, **{**values, **changes})
 

@@ -41,7 +41,12 @@ print(json.dumps(out))
 def _in_child(stack: LocalStack, kind: ProcessKind) -> dict[str, dict[str, object]]:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, *READS[kind]],
-        env=stack.env(kind), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env=stack.env(kind),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, dict[str, object]] = json.loads(done.stdout)
@@ -74,9 +79,13 @@ def hostile_temporal_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     for name, value in {
-        "TEMPORAL_API_KEY": "developer-key", "TEMPORAL_TLS": "true", "TEMPORAL_PROFILE": "dev",
-        "TEMPORAL_ADDRESS": "elsewhere.example:7233", "TEMPORAL_NAMESPACE": "prod",
-        "TEMPORAL_TLS_SERVER_NAME": "cloud.example", "TEMPORAL_GRPC_META_X": "y",
+        "TEMPORAL_API_KEY": "developer-key",
+        "TEMPORAL_TLS": "true",
+        "TEMPORAL_PROFILE": "dev",
+        "TEMPORAL_ADDRESS": "elsewhere.example:7233",
+        "TEMPORAL_NAMESPACE": "prod",
+        "TEMPORAL_TLS_SERVER_NAME": "cloud.example",
+        "TEMPORAL_GRPC_META_X": "y",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -123,15 +132,17 @@ def test_a_child_process_ignores_the_developers_temporal_configuration(
     stack = _spec(tmp_path).ensure()
     env = stack.env(kind)
     assert {k for k in env if k.startswith("TEMPORAL_")} == {
-        "TEMPORAL_CONFIG_FILE", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE",
+        "TEMPORAL_CONFIG_FILE",
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_NAMESPACE",
+        "TEMPORAL_TASK_QUEUE",
     }
     probe = (
         "from temporal_client import connect_config, describe; from settings import TemporalSettings; "
         "print(describe(connect_config(TemporalSettings()))); print(TemporalSettings().address)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], env=env, cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", probe], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
@@ -141,8 +152,13 @@ def test_a_child_process_ignores_the_developers_temporal_configuration(
     # The profile alone (no TEMPORAL_ADDRESS) says the same: only the stack's address and namespace.
     without = {k: v for k, v in env.items() if k not in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")}
     done = subprocess.run(
-        [sys.executable, "-c", probe], env=without, cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", probe],
+        env=without,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == f"address {stack.temporal_address}, namespace default, TLS off, auth none"

@@ -206,7 +206,13 @@ class CardOrderWorkflow:
     # ----------------------------------------------------------------- helpers
 
     def _d1_submit_call(
-        self, activity: str, arg: object, *, result_type: type[R], summary: str, heartbeat: bool = True,
+        self,
+        activity: str,
+        arg: object,
+        *,
+        result_type: type[R],
+        summary: str,
+        heartbeat: bool = True,
         start_to_close: timedelta = timedelta(seconds=60),
     ) -> Awaitable[R]:
         """One submission step (the D1 call, or the legacy encryption before it): the same
@@ -232,7 +238,9 @@ class CardOrderWorkflow:
     async def _submit(self, submission: D1Submission) -> None:
         try:
             result = await self._d1_submit_call(
-                acts.SUBMIT_ORDER, self._submit_input(submission.body), result_type=acts.SubmitResult,
+                acts.SUBMIT_ORDER,
+                self._submit_input(submission.body),
+                result_type=acts.SubmitResult,
                 summary="Submit order to D1",
             )
         except ActivityError as err:
@@ -246,16 +254,24 @@ class CardOrderWorkflow:
         try:
             if workflow.patched(ONE_STEP_SUBMIT_PATCH):
                 result = await self._d1_submit_call(
-                    acts.LEGACY_ENCRYPT_AND_SUBMIT, legacy_input, result_type=acts.SubmitResult,
+                    acts.LEGACY_ENCRYPT_AND_SUBMIT,
+                    legacy_input,
+                    result_type=acts.SubmitResult,
                     summary="Encrypt card data and submit order to D1",
                 )
             else:
                 jwe = await self._d1_submit_call(
-                    acts.LEGACY_ENCRYPT_CARD_DATA, legacy_input, result_type=str, heartbeat=False,
-                    start_to_close=timedelta(seconds=10), summary="Encrypt card data for D1 (JWE)",
+                    acts.LEGACY_ENCRYPT_CARD_DATA,
+                    legacy_input,
+                    result_type=str,
+                    heartbeat=False,
+                    start_to_close=timedelta(seconds=10),
+                    summary="Encrypt card data for D1 (JWE)",
                 )
                 result = await self._d1_submit_call(
-                    acts.SUBMIT_ORDER, self._submit_input(order.d1_body(jwe)), result_type=acts.SubmitResult,
+                    acts.SUBMIT_ORDER,
+                    self._submit_input(order.d1_body(jwe)),
+                    result_type=acts.SubmitResult,
                     summary="Submit order to D1",
                 )
         except ActivityError as err:

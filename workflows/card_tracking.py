@@ -33,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tracking_rules import tracking_ending
 
 
-
 @workflow.defn(name=api.WORKFLOW_TYPE)
 class CardTrackingWorkflow:
     @workflow.init
@@ -50,9 +49,12 @@ class CardTrackingWorkflow:
             timing=inp.timing,
             produced_is_final=False,
             status_input=acts.StatusInput(
-                issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id,
+                issuer_id=inp.ref.issuer_id,
+                card_id=inp.ref.card_id,
                 issuer_request_id=f"track-{inp.ref.tracking_type.lower()}",
-            ) if inp.reconcile else None,
+            )
+            if inp.reconcile
+            else None,
         )
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
@@ -85,11 +87,15 @@ class CardTrackingWorkflow:
         while not self._state.finished:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(inp.model_copy(update={
-                    "state": self._state,
-                    "last_progress_at": self._follow.last_progress_at,
-                    "shipment_changed_at": self._follow.shipment_changed_at,
-                }))
+                workflow.continue_as_new(
+                    inp.model_copy(
+                        update={
+                            "state": self._state,
+                            "last_progress_at": self._follow.last_progress_at,
+                            "shipment_changed_at": self._follow.shipment_changed_at,
+                        }
+                    )
+                )
             await self._follow.wait_for_news()
             self._settle()
             self._publish()
@@ -104,7 +110,9 @@ class CardTrackingWorkflow:
             result = await workflow.execute_activity(
                 acts.REQUEST_TRACKING,
                 acts.TrackInput(
-                    issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id, tracking_type=inp.ref.tracking_type,
+                    issuer_id=inp.ref.issuer_id,
+                    card_id=inp.ref.card_id,
+                    tracking_type=inp.ref.tracking_type,
                     body=inp.request,
                 ),
                 result_type=acts.TrackResult,
@@ -138,6 +146,8 @@ class CardTrackingWorkflow:
         line = details_line(self._state)
         line = f"**Tracking:** {self._ref.tracking_type} of card {self._ref.card_id}  \n{line}"
         if self._follow.silences:
-            line += (f"  \n**Silence:** D1 offers no status for tracked cards; {self._follow.silences} "
-                     "quiet window(s) passed without news")
+            line += (
+                f"  \n**Silence:** D1 offers no status for tracked cards; {self._follow.silences} "
+                "quiet window(s) passed without news"
+            )
         self._follow.publish(line)

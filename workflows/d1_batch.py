@@ -29,8 +29,13 @@ BATCH_CALL_TIMEOUT = timedelta(minutes=5)
 SIGNAL_GROUP = 100
 
 
-def results_for(inp: BatchInput, batch_id: str, answer: acts.BatchSubmitResult | None,
-                refusal: dict[str, object] | None, gave_up: str | None) -> list[SubmissionResult]:
+def results_for(
+    inp: BatchInput,
+    batch_id: str,
+    answer: acts.BatchSubmitResult | None,
+    refusal: dict[str, object] | None,
+    gave_up: str | None,
+) -> list[SubmissionResult]:
     """Each card's result, in the batch's order (pure)."""
     out = []
     for index in range(len(inp.cards)):
@@ -39,8 +44,12 @@ def results_for(inp: BatchInput, batch_id: str, answer: acts.BatchSubmitResult |
             if entry.operation_id:
                 out.append(SubmissionResult(batch_workflow_id=batch_id, operation_id=entry.operation_id))
             else:
-                out.append(SubmissionResult(batch_workflow_id=batch_id, refusal={
-                    "httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error}))
+                out.append(
+                    SubmissionResult(
+                        batch_workflow_id=batch_id,
+                        refusal={"httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error},
+                    )
+                )
         elif refusal is not None:
             out.append(SubmissionResult(batch_workflow_id=batch_id, refusal=refusal))
         else:
@@ -62,9 +71,7 @@ class D1BatchSubmissionWorkflow:
             answer = await workflow.execute_activity(
                 acts.SUBMIT_ORDER_BATCH,
                 acts.BatchSubmitInput(
-                    issuer_id=inp.issuer_id,
-                    batch_key=batch_id.rsplit(":", 1)[-1],
-                    items=[c.item for c in inp.cards],
+                    issuer_id=inp.issuer_id, batch_key=batch_id.rsplit(":", 1)[-1], items=[c.item for c in inp.cards]
                 ),
                 result_type=acts.BatchSubmitResult,
                 start_to_close_timeout=BATCH_CALL_TIMEOUT,
@@ -92,16 +99,19 @@ class D1BatchSubmissionWorkflow:
 
         pairs = list(zip((c.workflow_id for c in inp.cards), results, strict=True))
         for start in range(0, len(pairs), SIGNAL_GROUP):
-            await asyncio.gather(*(tell(w, r) for w, r in pairs[start:start + SIGNAL_GROUP]))
+            await asyncio.gather(*(tell(w, r) for w, r in pairs[start : start + SIGNAL_GROUP]))
         accepted = sum(1 for r in results if r.operation_id)
         refused = sum(1 for r in results if r.refusal is not None)
         report = BatchReport(
-            cards=len(results), accepted=accepted, refused=refused, failed=len(results) - accepted - refused,
+            cards=len(results),
+            accepted=accepted,
+            refused=refused,
+            failed=len(results) - accepted - refused,
             not_signalled=not_signalled,
         )
         workflow.set_current_details(
             f"**D1 batch:** {report.cards} card(s): {report.accepted} accepted, {report.refused} refused by D1, "
-            f"{report.failed} not submitted" + (f", {len(not_signalled)} card order(s) had ended" if not_signalled
-                                                else "")
+            f"{report.failed} not submitted"
+            + (f", {len(not_signalled)} card order(s) had ended" if not_signalled else "")
         )
         return report

@@ -67,7 +67,8 @@ def attribute_values(st: OrderState) -> dict[str, object]:
 
 def details_line(st: OrderState) -> str:
     production = (
-        f"{in_words(st.production_status)} ({st.production_status})" if st.production_status
+        f"{in_words(st.production_status)} ({st.production_status})"
+        if st.production_status
         else "not yet acknowledged by D1"
     )
     parts = [f"**Production:** {production}"]

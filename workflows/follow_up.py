@@ -31,9 +31,7 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 # Calls that must reach D1 (submissions, changes, trackings): retried until their give-up
 # window (schedule-to-close) ends; the activity's next_retry_delay honours Retry-After.
 D1_CALL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60)
 )
 RECONCILE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -59,5 +59,6 @@ def read_input(raw: RawValue, model: type[M]) -> Input[M]:
     except UnauthenticatedPayload as err:
         return Input(None, refused=err.reason)
     except ValidationError as err:
-        return Input(None, invalid=[f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                    for e in err.errors(include_input=False)])
+        return Input(
+            None, invalid=[f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_input=False)]
+        )

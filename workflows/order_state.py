@@ -69,7 +69,6 @@ class Applied(StrEnum):
     IGNORED = "ignored"  # not about this order (other operation type we do not track)
 
 
-
 def apply(
     st: OrderState,
     op: OperationNotification,

@@ -18,8 +18,10 @@ def tracking_ending(tracking_type: str, state: OrderState) -> tuple[Outcome, str
     """The outcome a tracking reached beyond the state machine's own (None: go on)."""
     if state.finished:
         return None
-    if tracking_type == "PRODUCTION" and state.production_status == ProductionStatus.CARD_SHIPPED and (
-        state.operation_status == OperationStatus.SUCCESSFUL
+    if (
+        tracking_type == "PRODUCTION"
+        and state.production_status == ProductionStatus.CARD_SHIPPED
+        and (state.operation_status == OperationStatus.SUCCESSFUL)
     ):
         return Outcome.SHIPPED, "production tracked until the card left the production site"
     return None

@@ -69,8 +69,9 @@ class D1:
         body["encryptedData"] = self.encrypt(plaintext)
         return order["cardId"], body
 
-    async def order(self, card_id: str, body: dict[str, Any], *, headers: dict[str, str] | None = None
-                    ) -> httpx.Response:
+    async def order(
+        self, card_id: str, body: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         return await self.client.post(
             "/banking/v1" + order_path(ISSUER_ID, card_id),
             json=body,
@@ -88,8 +89,9 @@ class D1:
         headers = {"authorization": f"Bearer {await self.token()}"}
         if correlation_id:
             headers["x-correlation-id"] = correlation_id
-        return await self.client.post("/banking/v1" + pull_and_change_path(ISSUER_ID, card_id), json=body,
-                                      headers=headers)
+        return await self.client.post(
+            "/banking/v1" + pull_and_change_path(ISSUER_ID, card_id), json=body, headers=headers
+        )
 
     async def admin(self, method: str, path: str, **kw: Any) -> Any:
         resp = await self.client.request(method, "/_emulator" + path, **kw)

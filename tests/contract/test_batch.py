@@ -59,17 +59,52 @@ def test_every_line_is_validated_and_bad_lines_are_reported_by_number(tmp_path: 
 
 def test_csv_rows_use_dotted_member_paths(tmp_path: Path) -> None:
     header = [
-        "cardId", "issuerRequestId", "consumerId", "cardProductId", "services.issuance", "services.delivery",
-        "services.pinMailer", "cardData.pan", "cardData.exp", "cardData.name", "paymentApplication.config",
-        "paymentApplication.odaKeyIndex", "paymentApplication.derivationKeyIndex", "packagingConfig.inserts",
-        "services.packaging", "shipment.type", "shipment.groupId", "shipment.deliveryAddress.companyName",
-        "shipment.deliveryAddress.line1", "shipment.deliveryAddress.city", "shipment.deliveryAddress.zipCode",
+        "cardId",
+        "issuerRequestId",
+        "consumerId",
+        "cardProductId",
+        "services.issuance",
+        "services.delivery",
+        "services.pinMailer",
+        "cardData.pan",
+        "cardData.exp",
+        "cardData.name",
+        "paymentApplication.config",
+        "paymentApplication.odaKeyIndex",
+        "paymentApplication.derivationKeyIndex",
+        "packagingConfig.inserts",
+        "services.packaging",
+        "shipment.type",
+        "shipment.groupId",
+        "shipment.deliveryAddress.companyName",
+        "shipment.deliveryAddress.line1",
+        "shipment.deliveryAddress.city",
+        "shipment.deliveryAddress.zipCode",
         "shipment.deliveryAddress.countryCode",
     ]
     row = [
-        "card-csv-1", "req-csv-1", "cust-000123", "DEMO_VISA_DEBIT_01", "CREATION", "usps-imb", "true", TEST_PAN,
-        "2906", "JANE SAMPLE", "DEMO_VIS163", "01", "01", "welcome-letter|privacy-notice", "standard-envelope", "BULK",
-        "branch-017-box-01", "Demo Bank Branch 017", "1 Plaza Ave", "Chicago", "60601", "US",
+        "card-csv-1",
+        "req-csv-1",
+        "cust-000123",
+        "DEMO_VISA_DEBIT_01",
+        "CREATION",
+        "usps-imb",
+        "true",
+        TEST_PAN,
+        "2906",
+        "JANE SAMPLE",
+        "DEMO_VIS163",
+        "01",
+        "01",
+        "welcome-letter|privacy-notice",
+        "standard-envelope",
+        "BULK",
+        "branch-017-box-01",
+        "Demo Bank Branch 017",
+        "1 Plaza Ave",
+        "Chicago",
+        "60601",
+        "US",
     ]
     bad = list(row)
     bad[header.index("issuerRequestId")], bad[header.index("cardId")] = "req-csv-2", "card-csv-2"
@@ -87,10 +122,13 @@ def test_csv_rows_use_dotted_member_paths(tmp_path: Path) -> None:
     assert order.packagingConfig is not None and order.packagingConfig.inserts == ["welcome-letter", "privacy-notice"]
     assert order.shipment is not None and order.shipment.groupId == "branch-017-box-01"
     assert [(p.line, p.problems) for p in report.invalid] == [
-        (3, [
-            "$.services.pinMailer: must be true or false (a JSON boolean)",
-            "$.shipment.deliveryAddress.countryCode: is not an allowed destination country for this program",
-        ])
+        (
+            3,
+            [
+                "$.services.pinMailer: must be true or false (a JSON boolean)",
+                "$.shipment.deliveryAddress.countryCode: is not an allowed destination country for this program",
+            ],
+        )
     ]
 
 
@@ -123,13 +161,13 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
 ) -> None:
     run = uuid.uuid4().hex[:8]
     rids = [f"batch-{run}-{i:04d}" for i in range(LINES)]
-    path = write_jsonl(
-        tmp_path / "orders.jsonl", [sample_order(rid, card_id=f"card-{rid}") for rid in rids]
-    )
+    path = write_jsonl(tmp_path / "orders.jsonl", [sample_order(rid, card_id=f"card-{rid}") for rid in rids])
     # Thousands of orders: no notification traffic needed to prove exactly-once submission.
     await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": True})
     orders = CardOrders(
-        stack.client, task_queue=TASK_QUEUE, timing=fast_timing(reconcile_after=timedelta(hours=1)),
+        stack.client,
+        task_queue=TASK_QUEUE,
+        timing=fast_timing(reconcile_after=timedelta(hours=1)),
         edge=stack.orders.edge,
     )
     try:

@@ -17,8 +17,13 @@ async def test_instant_order_ends_produced_and_takes_no_shipping_change(stack: S
     await stack.emulator(
         "POST", "/_emulator/scenarios", json={"rules": [{"match": {"cardIdPrefix": card}, "stepDelayMs": 300}]}
     )
-    order = sample_order(rid, card_id=card, distributionChannel="INSTANT", persoStation="BRANCH-017-ST1",
-                         services={"issuance": "CREATION"})
+    order = sample_order(
+        rid,
+        card_id=card,
+        distributionChannel="INSTANT",
+        persoStation="BRANCH-017-ST1",
+        services={"issuance": "CREATION"},
+    )
     del order["shipment"]
     await stack.orders.submit(order)
     await stack.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None, poll=0.05)
@@ -27,8 +32,11 @@ async def test_instant_order_ends_produced_and_takes_no_shipping_change(stack: S
     view = await stack.orders.wait(ISSUER_ID, rid)
     assert view.ref.distribution_channel == "INSTANT" and view.ref.shipment_type is None
     assert view.state.outcome == Outcome.PRODUCED
-    assert [e.production_status for e in view.state.timeline] == ["CARD_PROD_REQUESTED", "CARD_PROD_READY",
-                                                                  "CARD_PROD_DONE"]
+    assert [e.production_status for e in view.state.timeline] == [
+        "CARD_PROD_REQUESTED",
+        "CARD_PROD_READY",
+        "CARD_PROD_DONE",
+    ]
 
 
 async def test_central_order_with_shipment_is_delivered(stack: Stack) -> None:

@@ -74,8 +74,9 @@ async def test_2500_cards_go_out_in_3_d1_calls_each_is_delivered_and_a_rerun_sen
     assert set(_accepted(after, rids).values()) == {1}
 
     # Re-running the file finds every order and every batch: D1 hears nothing new.
-    again = await submit_batch(stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(),
-                               show_progress=False)
+    again = await submit_batch(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    )
     assert (again.started, again.existing, again.d1_batches_new) == (0, CARDS, 0), again.summary()
     assert (await _stats(stack))["batchRequests"] == after["batchRequests"]
 
@@ -84,17 +85,25 @@ async def test_a_503_burst_on_the_batch_call_is_retried_and_submits_each_card_on
     stack: Stack, clean_emulator: Stack, tmp_path: Path
 ) -> None:
     path, rids = _orders_file(tmp_path, 40, "b503")
-    await stack.emulator("POST", "/_emulator/faults", json={
-        "dropNotifications": True,
-        "batchFailures": [{"status": 503, "count": 3, "retryAfterS": 0}],
-    })
+    await stack.emulator(
+        "POST",
+        "/_emulator/faults",
+        json={"dropNotifications": True, "batchFailures": [{"status": 503, "count": 3, "retryAfterS": 0}]},
+    )
     before = await _stats(stack)
-    report = await submit_batch(stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(),
-                                show_progress=False)
+    report = await submit_batch(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    )
     assert report.exit_code == 0 and report.d1_batches == 1, report.summary()
-    await asyncio.wait_for(asyncio.gather(*(
-        stack.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.operation_id is not None, timeout=120)
-        for rid in rids)), timeout=180)
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                stack.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.operation_id is not None, timeout=120)
+                for rid in rids
+            )
+        ),
+        timeout=180,
+    )
     after = await _stats(stack)
     assert after["batchRequests"] - before["batchRequests"] == 4  # three refused with 503, then accepted
     assert set(_accepted(after, rids).values()) == {1}

@@ -16,8 +16,9 @@ async def ordered(d1: D1, *, step_ms: int | None = None, **overrides: Any) -> st
     """Order a card (optionally with its own pace) and return its cardId."""
     card_id = unique("emu")
     if step_ms is not None:
-        await d1.admin("POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": card_id},
-                                                               "stepDelayMs": step_ms}]})
+        await d1.admin(
+            "POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": card_id}, "stepDelayMs": step_ms}]}
+        )
     order = sample_order(unique("req"), card_id=card_id, **overrides)
     _, body = d1.d1_request(order)
     response = await d1.order(card_id, body)
@@ -44,12 +45,14 @@ async def test_auth_and_conflict_answers_name_the_field(d1: D1) -> None:
     assert conflict.json()["error"] == "cardId"
     other_issuer = await d1.client.post(
         f"/banking/v1/issuers/OTHERISS02/physicalCards/{card_id}/operations:pullAndChange",
-        json={"type": "CANCEL"}, headers={"authorization": f"Bearer {await d1.token()}"},
+        json={"type": "CANCEL"},
+        headers={"authorization": f"Bearer {await d1.token()}"},
     )
     assert other_issuer.status_code == 403 and other_issuer.json()["error"] == "issuerId"
     bad_token = await d1.client.post(
         f"/banking/v1/issuers/{ISSUER_ID}/physicalCards/{card_id}/operations:pullAndChange",
-        json={"type": "CANCEL"}, headers={"authorization": "Bearer nope"},
+        json={"type": "CANCEL"},
+        headers={"authorization": "Bearer nope"},
     )
     assert bad_token.status_code == 401 and bad_token.json()["errorCode"] == "AUTHORIZER_UNAUTHORIZED"
 
@@ -61,10 +64,16 @@ async def test_pull_and_change_requests_are_validated(d1: D1) -> None:
         ({}, "FIELD_INVALID_FORMAT", "$.type"),
         ({"type": "REDIRECT"}, "FIELD_INVALID_FORMAT", "$.newDeliveryAddress"),
         ({"type": "CANCEL", "newDeliveryAddress": ADDRESS}, "FIELD_INVALID_VALUE", "$.newDeliveryAddress"),
-        ({"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "countryCode": "JP"}}, "FIELD_INVALID_VALUE",
-         "$.newDeliveryAddress.countryCode"),
-        ({"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "line1": ""}}, "FIELD_INVALID_FORMAT",
-         "$.newDeliveryAddress.line1"),
+        (
+            {"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "countryCode": "JP"}},
+            "FIELD_INVALID_VALUE",
+            "$.newDeliveryAddress.countryCode",
+        ),
+        (
+            {"type": "REDIRECT", "newDeliveryAddress": {**ADDRESS, "line1": ""}},
+            "FIELD_INVALID_FORMAT",
+            "$.newDeliveryAddress.line1",
+        ),
     ]
     before = d1.state.stats.pull_and_change_requests
     for body, code, path in cases:
@@ -130,11 +139,17 @@ async def test_changes_are_decided_by_production_stage(d1: D1) -> None:
 
 
 async def test_instant_order_is_produced_at_the_station(d1: D1) -> None:
-    order = sample_order(unique("req"), card_id=unique("inst"), distributionChannel="INSTANT",
-                         persoStation="BRANCH-042-ST1", services={"issuance": "REPLACEMENT"})
+    order = sample_order(
+        unique("req"),
+        card_id=unique("inst"),
+        distributionChannel="INSTANT",
+        persoStation="BRANCH-042-ST1",
+        services={"issuance": "REPLACEMENT"},
+    )
     del order["shipment"]
-    await d1.admin("POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": order["cardId"]},
-                                                           "stepDelayMs": 10}]})
+    await d1.admin(
+        "POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": order["cardId"]}, "stepDelayMs": 10}]}
+    )
     card_id, body = d1.d1_request(order)
     assert (await d1.order(card_id, body)).status_code == 202
     await until(lambda: d1.state.orders.latest(ISSUER_ID, card_id).finished)  # type: ignore[union-attr]
@@ -149,13 +164,24 @@ async def test_instant_order_is_produced_at_the_station(d1: D1) -> None:
 async def test_scenarios_are_listed_and_match_markers(d1: D1) -> None:
     rules = await d1.admin("GET", "/scenarios")
     prefixes = [r["match"]["cardIdPrefix"] for r in rules["builtIn"]]
-    assert prefixes == ["emu-data-exception", "emu-prod-exception", "emu-on-hold", "emu-returned",
-                        "emu-not-delivered"]
+    assert prefixes == ["emu-data-exception", "emu-prod-exception", "emu-on-hold", "emu-returned", "emu-not-delivered"]
     bad = await d1.client.post("/_emulator/scenarios", json={"rules": [{"match": {}, "scenario": "ON_HOLD"}]})
     assert bad.status_code == 400
     card_id = unique("emu-returned")
-    await d1.admin("POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": card_id}, "stepDelayMs": 5,
-                                                           "scenario": "RETURNED", "reason": "refused by addressee"}]})
+    await d1.admin(
+        "POST",
+        "/scenarios",
+        json={
+            "rules": [
+                {
+                    "match": {"cardIdPrefix": card_id},
+                    "stepDelayMs": 5,
+                    "scenario": "RETURNED",
+                    "reason": "refused by addressee",
+                }
+            ]
+        },
+    )
     _, body = d1.d1_request(sample_order(unique("req"), card_id=card_id))
     assert (await d1.order(card_id, body)).status_code == 202
     await until(lambda: d1.state.orders.latest(ISSUER_ID, card_id).finished)  # type: ignore[union-attr]
@@ -173,15 +199,17 @@ async def test_bulk_container_waits_for_its_cards_and_ships_them_in_one_body(d1:
         for i, card_id in enumerate(cards):
             # The last card is slower: the container waits for it.
             step = 40 if i == 2 else 5
-            await d1.admin("POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": card_id},
-                                                                   "stepDelayMs": step}]})
+            await d1.admin(
+                "POST", "/scenarios", json={"rules": [{"match": {"cardIdPrefix": card_id}, "stepDelayMs": step}]}
+            )
             _, body = d1.d1_request(sample_order(unique("req"), card_id=card_id, shipment=shipment))
             assert (await d1.order(card_id, body)).status_code == 202
         await until(lambda: all(d1.state.orders.latest(ISSUER_ID, c).finished for c in cards), timeout=10)  # type: ignore[union-attr]
     finally:
         await d1.admin("POST", "/groups", json={"windowMs": 1000})
-    bodies = [b for b in d1.state.notifier.captured if len(b["operations"]) > 1
-              and b["operations"][0]["cardId"] in cards]
+    bodies = [
+        b for b in d1.state.notifier.captured if len(b["operations"]) > 1 and b["operations"][0]["cardId"] in cards
+    ]
     assert [len(b["operations"]) for b in bodies] == [3, 3, 3, 3]
     assert {op["cardId"] for op in bodies[0]["operations"]} == set(cards)
     assert {op["details"]["status"] for op in bodies[0]["operations"]} == {"CARD_SHIPPED"}

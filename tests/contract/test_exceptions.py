@@ -58,7 +58,11 @@ async def test_on_hold_pauses_then_production_resumes(stack: Stack) -> None:
     view = await stack.orders.wait(ISSUER_ID, rid)
     statuses = [e.production_status for e in view.state.timeline]
     assert statuses[:6] == [
-        "CARD_PROD_REQUESTED", "DATA_PREPARED", "CARD_PROD_READY", "CARD_PROD_ON_HOLD", "CARD_PROD_ONGOING",
+        "CARD_PROD_REQUESTED",
+        "DATA_PREPARED",
+        "CARD_PROD_READY",
+        "CARD_PROD_ON_HOLD",
+        "CARD_PROD_ONGOING",
         "CARD_PROD_DONE",
     ]
     assert view.state.outcome == Outcome.DELIVERED

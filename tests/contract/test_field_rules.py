@@ -69,10 +69,20 @@ def test_every_field_has_a_valid_and_an_invalid_case() -> None:
         by_field.setdefault(case.path, set()).add(case.valid)
     one_sided = {path for path, kinds in by_field.items() if kinds != {True, False}}
     # Whole objects and path ids: their valid side is the (valid) sample order every row starts from.
-    implicit_valid = {("cardId",), ("shipment",), ("persoStation",), ("issuerRequestId",), ("services",),
-                      ("cardData",), ("cardData", "cvc"), ("paymentApplication",), ("trackData", "track4"),
-                      ("shipment", "deliveryAddress"), ("shipment", "individualAddress", "line1"),
-                      ("shipment", "individualAddress", "countryCode")}
+    implicit_valid = {
+        ("cardId",),
+        ("shipment",),
+        ("persoStation",),
+        ("issuerRequestId",),
+        ("services",),
+        ("cardData",),
+        ("cardData", "cvc"),
+        ("paymentApplication",),
+        ("trackData", "track4"),
+        ("shipment", "deliveryAddress"),
+        ("shipment", "individualAddress", "line1"),
+        ("shipment", "individualAddress", "countryCode"),
+    }
     # Optional objects whose invalid side is their members' rows.
     implicit_invalid = {("shipment", "individualAddress")}
     assert one_sided == implicit_valid | implicit_invalid, one_sided ^ (implicit_valid | implicit_invalid)

@@ -41,10 +41,7 @@ def acknowledged(view: OrderView) -> bool:
 
 
 def decided(view: OrderView) -> bool:
-    return bool(view.state.changes) and view.state.changes[-1].status not in (
-        ChangeStatus.REQUESTED,
-        ChangeStatus.SENT,
-    )
+    return bool(view.state.changes) and view.state.changes[-1].status not in (ChangeStatus.REQUESTED, ChangeStatus.SENT)
 
 
 async def test_cancel_before_shipment_ends_the_order_canceled(stack: Stack) -> None:
@@ -154,10 +151,7 @@ async def test_change_requests_are_validated_before_anything_is_sent(stack: Stac
     before = await p_and_c_requests(stack)
     with pytest.raises(InvalidOrder) as bad:
         await stack.orders.redirect(ISSUER_ID, rid, {**NEW_ADDRESS, "countryCode": "JP", "zipCode": "#"})
-    assert {e.path for e in bad.value.errors} == {
-        "$.newDeliveryAddress.countryCode",
-        "$.newDeliveryAddress.zipCode",
-    }
+    assert {e.path for e in bad.value.errors} == {"$.newDeliveryAddress.countryCode", "$.newDeliveryAddress.zipCode"}
     # Two changes at once: the second waits for D1's answer to the first.
     await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS)
     view = await stack.orders.status(ISSUER_ID, rid)

@@ -24,8 +24,12 @@ from tests.support.orders import sample_order
 CASES = [
     ("PRODUCTION", {"productionSite": "BUREAU-7"}, Outcome.SHIPPED, 1),
     ("SHIPMENT", {"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}}, Outcome.DELIVERED, 5),
-    ("RETURN", {"shipment": {"carrier": "ups", "trackingNumber": "1Z999AA10123"}, "reason": "address unknown"},
-     Outcome.RETURNED, 1),
+    (
+        "RETURN",
+        {"shipment": {"carrier": "ups", "trackingNumber": "1Z999AA10123"}, "reason": "address unknown"},
+        Outcome.RETURNED,
+        1,
+    ),
 ]
 
 
@@ -76,8 +80,12 @@ async def test_a_tracking_request_is_validated_before_anything_starts(stack: Sta
     paths = {e.path for e in info.value.errors}
     assert "$.shipment.trackingNumber" in paths and "$.shipment.carrier" in paths
     with pytest.raises(InvalidOrder):
-        await stack.orders.track(ISSUER_ID, "card-x", "SHIPMENT",
-                                 details={"shipment": {"carrier": "dhl", "trackingNumber": "4929731640582292"}})
+        await stack.orders.track(
+            ISSUER_ID,
+            "card-x",
+            "SHIPMENT",
+            details={"shipment": {"carrier": "dhl", "trackingNumber": "4929731640582292"}},
+        )
 
 
 async def test_a_running_tracking_does_not_block_a_card_order_for_the_same_card(stack: Stack) -> None:

@@ -97,11 +97,7 @@ class Emulator:
         )
 
     async def batch(
-        self,
-        token: str,
-        body: Any,
-        issuer_id: str = ISSUER_ID,
-        headers: dict[str, str] | None = None,
+        self, token: str, body: Any, issuer_id: str = ISSUER_ID, headers: dict[str, str] | None = None
     ) -> httpx.Response:
         return await self.client.post(
             "/banking/v1" + batch_order_path(issuer_id),

@@ -28,14 +28,17 @@ async def test_batch_accepts_each_card_and_produces_each_once(emu: Emulator) -> 
     assert response.status_code == 202, response.text
     entries = response.json()["cards"]
     assert [(e["cardId"], e.get("issuerRequestId")) for e in entries] == [
-        ("card-b1", "req-b1"), ("card-b2", None), ("card-b3", "req-b3"),
+        ("card-b1", "req-b1"),
+        ("card-b2", None),
+        ("card-b3", "req-b3"),
     ]
     assert all(set(e) <= {"cardId", "issuerRequestId", "operationId"} and e["operationId"] for e in entries)
     assert len({e["operationId"] for e in entries}) == 3
 
     await emu.receiver.wait_for(_delivered({"card-b1", "card-b2"}))
-    await emu.receiver.wait_for(lambda ops: any(op["cardId"] == "card-b3" and op["status"] == "SUCCESSFUL"
-                                                for op in ops))
+    await emu.receiver.wait_for(
+        lambda ops: any(op["cardId"] == "card-b3" and op["status"] == "SUCCESSFUL" for op in ops)
+    )
     ops = emu.receiver.operations()
     for entry in entries:
         mine = [op for op in ops if op["cardId"] == entry["cardId"]]
@@ -46,7 +49,9 @@ async def test_batch_accepts_each_card_and_produces_each_once(emu: Emulator) -> 
         assert status["operationId"] == entry["operationId"]
     assert all("issuerRequestId" not in op for op in ops if op["cardId"] == "card-b2")
     assert [op["details"]["status"] for op in ops if op["cardId"] == "card-b3"] == [
-        "CARD_PROD_REQUESTED", "CARD_PROD_READY", "CARD_PROD_DONE",
+        "CARD_PROD_REQUESTED",
+        "CARD_PROD_READY",
+        "CARD_PROD_DONE",
     ]
 
     stats = await emu.stats()
@@ -54,7 +59,12 @@ async def test_batch_accepts_each_card_and_produces_each_once(emu: Emulator) -> 
     assert stats["orderRequests"] == 0
     for card_id in ("card-b1", "card-b2", "card-b3"):
         assert stats["cards"][card_id] == {
-            "accepted": 1, "single": 0, "batch": 1, "repeats": 0, "refused": 0, "produced": 1,
+            "accepted": 1,
+            "single": 0,
+            "batch": 1,
+            "repeats": 0,
+            "refused": 0,
+            "produced": 1,
         }
     assert stats["submissions"] == {"req-b1": 1, "req-b3": 1}
 
@@ -76,20 +86,44 @@ async def test_a_batch_item_follows_its_own_required_list(emu: Emulator) -> None
 BAD_ITEMS: list[tuple[str, Any, str, str]] = [
     ("card-id-missing", lambda i, e: i.pop("cardId"), "FIELD_INVALID_FORMAT", "$.cards[1].cardId"),
     ("card-id-format", lambda i, e: i.update(cardId="card*1"), "FIELD_INVALID_FORMAT", "$.cards[1].cardId"),
-    ("channel-missing", lambda i, e: i.pop("distributionChannel"), "FIELD_INVALID_FORMAT",
-     "$.cards[1].distributionChannel"),
+    (
+        "channel-missing",
+        lambda i, e: i.pop("distributionChannel"),
+        "FIELD_INVALID_FORMAT",
+        "$.cards[1].distributionChannel",
+    ),
     ("services-missing", lambda i, e: i.pop("services"), "FIELD_INVALID_FORMAT", "$.cards[1].services"),
-    ("payment-app-missing", lambda i, e: i.pop("paymentApplication"), "FIELD_INVALID_FORMAT",
-     "$.cards[1].paymentApplication"),
+    (
+        "payment-app-missing",
+        lambda i, e: i.pop("paymentApplication"),
+        "FIELD_INVALID_FORMAT",
+        "$.cards[1].paymentApplication",
+    ),
     ("thales-without-shipment", lambda i, e: i.pop("shipment"), "FIELD_INVALID_FORMAT", "$.cards[1].shipment"),
-    ("product-unknown", lambda i, e: i.update(cardProductId="NOT_OURS"), "FIELD_INVALID_VALUE",
-     "$.cards[1].cardProductId"),
-    ("country-not-allowed", lambda i, e: i["shipment"]["deliveryAddress"].update(countryCode="JP"),
-     "FIELD_INVALID_VALUE", "$.cards[1].shipment.deliveryAddress.countryCode"),
-    ("jwe-kid", lambda i, e: i.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="nope")),
-     "CRYPTO_ERROR", "$.cards[1].encryptedData"),
-    ("luhn", lambda i, e: i.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
-     "FIELD_INVALID_FORMAT", "$.cards[1].encryptedData.pan"),
+    (
+        "product-unknown",
+        lambda i, e: i.update(cardProductId="NOT_OURS"),
+        "FIELD_INVALID_VALUE",
+        "$.cards[1].cardProductId",
+    ),
+    (
+        "country-not-allowed",
+        lambda i, e: i["shipment"]["deliveryAddress"].update(countryCode="JP"),
+        "FIELD_INVALID_VALUE",
+        "$.cards[1].shipment.deliveryAddress.countryCode",
+    ),
+    (
+        "jwe-kid",
+        lambda i, e: i.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="nope")),
+        "CRYPTO_ERROR",
+        "$.cards[1].encryptedData",
+    ),
+    (
+        "luhn",
+        lambda i, e: i.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
+        "FIELD_INVALID_FORMAT",
+        "$.cards[1].encryptedData.pan",
+    ),
     ("clear-pan", lambda i, e: i.update(pan=TEST_PAN), "FIELD_INVALID_FORMAT", "$.cards[1].pan"),
 ]
 
@@ -167,10 +201,20 @@ async def test_batch_is_idempotent_per_card_across_both_apis(emu: Emulator) -> N
     await emu.receiver.wait_for(_delivered({"card-i1", "card-i2"}))
     stats = await emu.stats()
     assert stats["cards"]["card-i1"] == {
-        "accepted": 1, "single": 1, "batch": 0, "repeats": 2, "refused": 1, "produced": 1,
+        "accepted": 1,
+        "single": 1,
+        "batch": 0,
+        "repeats": 2,
+        "refused": 1,
+        "produced": 1,
     }
     assert stats["cards"]["card-i2"] == {
-        "accepted": 1, "single": 0, "batch": 1, "repeats": 3, "refused": 0, "produced": 1,
+        "accepted": 1,
+        "single": 0,
+        "batch": 1,
+        "repeats": 3,
+        "refused": 0,
+        "produced": 1,
     }
     assert stats["submissions"] == {"req-i1": 1, "req-i2": 1}
     assert stats["batchRequests"] == 2 and stats["simulationsRunning"] == 0

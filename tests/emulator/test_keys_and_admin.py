@@ -95,8 +95,11 @@ def test_the_keyring_survives_a_restart_without_retired_key_material(tmp_path: P
     kid2 = first.kid
     assert stat.S_IMODE(os.stat(tmp_path / KEYRING_FILE).st_mode) == 0o600
     stored = json.loads((tmp_path / KEYRING_FILE).read_text())
-    assert [("jwk" in k, k["state"]) for k in stored["keys"]] == [(True, "previous"), (False, "retired"),
-                                                                  (True, "active")]
+    assert [("jwk" in k, k["state"]) for k in stored["keys"]] == [
+        (True, "previous"),
+        (False, "retired"),
+        (True, "active"),
+    ]
     again = load_or_create_encryption_keys(tmp_path)
     assert again.kid == kid2
     assert again.lookup(kid0)[0] == "previous" and again.lookup(kid0)[1] is not None

@@ -129,7 +129,12 @@ async def test_order_without_issuer_request_id_is_correlated_by_card(emu: Emulat
     stats = await emu.stats()
     assert stats["submissions"] == {} and stats["repeats"] == {}
     assert stats["cards"]["card-0001"] == {
-        "accepted": 1, "single": 1, "batch": 0, "repeats": 1, "refused": 1, "produced": 1,
+        "accepted": 1,
+        "single": 1,
+        "batch": 0,
+        "repeats": 1,
+        "refused": 1,
+        "produced": 1,
     }
     # Finished: the card can be ordered again, with or without an issuerRequestId.
     reorder = await emu.order(token, body=body)
@@ -226,58 +231,137 @@ def _jwe_with_plaintext(emu: Emulator, plaintext: bytes) -> str:
 
 # (id, mutation of a valid body, errorCode, error = the JSON path of the field in error)
 INVALID_ORDERS: list[tuple[str, Any, str, str]] = [
-    ("country-format", lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="usa"),
-     "FIELD_INVALID_FORMAT", "$.shipment.deliveryAddress.countryCode"),
-    ("country-unassigned", lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="XX"),
-     "FIELD_INVALID_FORMAT", "$.shipment.deliveryAddress.countryCode"),
-    ("country-not-allowed", lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="JP"),
-     "FIELD_INVALID_VALUE", "$.shipment.deliveryAddress.countryCode"),
+    (
+        "country-format",
+        lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="usa"),
+        "FIELD_INVALID_FORMAT",
+        "$.shipment.deliveryAddress.countryCode",
+    ),
+    (
+        "country-unassigned",
+        lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="XX"),
+        "FIELD_INVALID_FORMAT",
+        "$.shipment.deliveryAddress.countryCode",
+    ),
+    (
+        "country-not-allowed",
+        lambda b, e: b["shipment"]["deliveryAddress"].update(countryCode="JP"),
+        "FIELD_INVALID_VALUE",
+        "$.shipment.deliveryAddress.countryCode",
+    ),
     ("issuance-missing", lambda b, e: b["services"].pop("issuance"), "FIELD_INVALID_FORMAT", "$.services.issuance"),
-    ("issuance-value", lambda b, e: b["services"].update(issuance="UPGRADE"),
-     "FIELD_INVALID_VALUE", "$.services.issuance"),
+    (
+        "issuance-value",
+        lambda b, e: b["services"].update(issuance="UPGRADE"),
+        "FIELD_INVALID_VALUE",
+        "$.services.issuance",
+    ),
     ("shipment-missing", lambda b, e: b.pop("shipment"), "FIELD_INVALID_FORMAT", "$.shipment"),
     ("channel-missing", lambda b, e: b.pop("distributionChannel"), "FIELD_INVALID_FORMAT", "$.distributionChannel"),
-    ("channel-value", lambda b, e: b.update(distributionChannel="POST"),
-     "FIELD_INVALID_VALUE", "$.distributionChannel"),
+    (
+        "channel-value",
+        lambda b, e: b.update(distributionChannel="POST"),
+        "FIELD_INVALID_VALUE",
+        "$.distributionChannel",
+    ),
     ("consumer-missing", lambda b, e: b.pop("consumerId"), "FIELD_INVALID_FORMAT", "$.consumerId"),
     ("consumer-format", lambda b, e: b.update(consumerId="has space"), "FIELD_INVALID_FORMAT", "$.consumerId"),
     ("product-unknown", lambda b, e: b.update(cardProductId="NOT_OURS"), "FIELD_INVALID_VALUE", "$.cardProductId"),
-    ("delivery-unknown", lambda b, e: b["services"].update(delivery="pigeon"),
-     "FIELD_INVALID_VALUE", "$.services.delivery"),
-    ("group-on-individual", lambda b, e: b["shipment"].update(groupId="box-1"),
-     "FIELD_INVALID_VALUE", "$.shipment.groupId"),
-    ("insert-unknown", lambda b, e: b.update(packagingConfig={"inserts": ["welcome-letter", "flyer-x"]}),
-     "FIELD_INVALID_VALUE", "$.packagingConfig.inserts[1]"),
-    ("jwe-kid-unknown",
-     lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="someone-elses-key")),
-     "CRYPTO_ERROR", "$.encryptedData"),
+    (
+        "delivery-unknown",
+        lambda b, e: b["services"].update(delivery="pigeon"),
+        "FIELD_INVALID_VALUE",
+        "$.services.delivery",
+    ),
+    (
+        "group-on-individual",
+        lambda b, e: b["shipment"].update(groupId="box-1"),
+        "FIELD_INVALID_VALUE",
+        "$.shipment.groupId",
+    ),
+    (
+        "insert-unknown",
+        lambda b, e: b.update(packagingConfig={"inserts": ["welcome-letter", "flyer-x"]}),
+        "FIELD_INVALID_VALUE",
+        "$.packagingConfig.inserts[1]",
+    ),
+    (
+        "jwe-kid-unknown",
+        lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906"}, kid="someone-elses-key")),
+        "CRYPTO_ERROR",
+        "$.encryptedData",
+    ),
     ("jwe-not-compact", lambda b, e: b.update(encryptedData="not.a.jwe"), "CRYPTO_ERROR", "$.encryptedData"),
-    ("jwe-tag", lambda b, e: b.update(encryptedData=_replace_jwe_tag(b["encryptedData"])),
-     "CRYPTO_ERROR", "$.encryptedData"),
-    ("plaintext-not-json", lambda b, e: b.update(encryptedData=_jwe_with_plaintext(e, b"pan=4111111111111111")),
-     "PARSING_ERROR", "$.encryptedData"),
-    ("plaintext-not-object", lambda b, e: b.update(encryptedData=_jwe_with_plaintext(e, b'["4111111111111111"]')),
-     "PARSING_ERROR", "$.encryptedData"),
+    (
+        "jwe-tag",
+        lambda b, e: b.update(encryptedData=_replace_jwe_tag(b["encryptedData"])),
+        "CRYPTO_ERROR",
+        "$.encryptedData",
+    ),
+    (
+        "plaintext-not-json",
+        lambda b, e: b.update(encryptedData=_jwe_with_plaintext(e, b"pan=4111111111111111")),
+        "PARSING_ERROR",
+        "$.encryptedData",
+    ),
+    (
+        "plaintext-not-object",
+        lambda b, e: b.update(encryptedData=_jwe_with_plaintext(e, b'["4111111111111111"]')),
+        "PARSING_ERROR",
+        "$.encryptedData",
+    ),
     ("encrypted-missing", lambda b, e: b.pop("encryptedData"), "FIELD_INVALID_FORMAT", "$.encryptedData"),
-    ("luhn", lambda b, e: b.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
-     "FIELD_INVALID_FORMAT", "$.encryptedData.pan"),
-    ("exp-missing", lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN})),
-     "FIELD_INVALID_FORMAT", "$.encryptedData.exp"),
-    ("exp-month", lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2913"})),
-     "FIELD_INVALID_FORMAT", "$.encryptedData.exp"),
-    ("cvv2", lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "cvv2": "12345"})),
-     "FIELD_INVALID_FORMAT", "$.encryptedData.cvv2"),
-    ("card-data-unknown-member",
-     lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "pin": "1234"})),
-     "FIELD_INVALID_FORMAT", "$.encryptedData.pin"),
+    (
+        "luhn",
+        lambda b, e: b.update(encryptedData=e.encrypt({"pan": "4111111111111112", "exp": "2906"})),
+        "FIELD_INVALID_FORMAT",
+        "$.encryptedData.pan",
+    ),
+    (
+        "exp-missing",
+        lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN})),
+        "FIELD_INVALID_FORMAT",
+        "$.encryptedData.exp",
+    ),
+    (
+        "exp-month",
+        lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2913"})),
+        "FIELD_INVALID_FORMAT",
+        "$.encryptedData.exp",
+    ),
+    (
+        "cvv2",
+        lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "cvv2": "12345"})),
+        "FIELD_INVALID_FORMAT",
+        "$.encryptedData.cvv2",
+    ),
+    (
+        "card-data-unknown-member",
+        lambda b, e: b.update(encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "pin": "1234"})),
+        "FIELD_INVALID_FORMAT",
+        "$.encryptedData.pin",
+    ),
     ("clear-pan", lambda b, e: b.update(pan=TEST_PAN), "FIELD_INVALID_FORMAT", "$.pan"),
-    ("station-on-thales", lambda b, e: b.update(persoStation="BRANCH-017-ST1"),
-     "FIELD_INVALID_VALUE", "$.persoStation"),
-    ("track-layout", lambda b, e: b.update(encryptedData=e.encrypt(
-        {"pan": TEST_PAN, "exp": "2906", "trackData": {"track2": "not-a-track"}})),
-     "FIELD_INVALID_FORMAT", "$.encryptedData.trackData.track2"),
-    ("clear-track-data", lambda b, e: b.update(trackData={"track2": f"{TEST_PAN}=29061010000000000000"}),
-     "FIELD_INVALID_VALUE", "$.trackData"),
+    (
+        "station-on-thales",
+        lambda b, e: b.update(persoStation="BRANCH-017-ST1"),
+        "FIELD_INVALID_VALUE",
+        "$.persoStation",
+    ),
+    (
+        "track-layout",
+        lambda b, e: b.update(
+            encryptedData=e.encrypt({"pan": TEST_PAN, "exp": "2906", "trackData": {"track2": "not-a-track"}})
+        ),
+        "FIELD_INVALID_FORMAT",
+        "$.encryptedData.trackData.track2",
+    ),
+    (
+        "clear-track-data",
+        lambda b, e: b.update(trackData={"track2": f"{TEST_PAN}=29061010000000000000"}),
+        "FIELD_INVALID_VALUE",
+        "$.trackData",
+    ),
 ]
 
 
@@ -347,8 +431,10 @@ async def test_track_data_inside_the_plaintext_is_accepted(emu: Emulator) -> Non
 
 @pytest.mark.parametrize(
     ("placement", "inside", "outside"),
-    [("encrypted", 202, ("FIELD_INVALID_VALUE", "$.trackData")),
-     ("clear", ("FIELD_INVALID_VALUE", "$.encryptedData.trackData"), 202)],
+    [
+        ("encrypted", 202, ("FIELD_INVALID_VALUE", "$.trackData")),
+        ("clear", ("FIELD_INVALID_VALUE", "$.encryptedData.trackData"), 202),
+    ],
 )
 async def test_track_data_travels_where_the_program_says(
     emulator_factory: Any, tmp_path: Any, placement: str, inside: Any, outside: Any

@@ -83,8 +83,9 @@ async def test_notifications_carry_the_issuers_token(
         seen["authorizations"].append(request.headers.get("authorization"))
         return Response(status_code=204)
 
-    app = Starlette(routes=[Route("/oauth2/token", token, methods=["POST"]),
-                            Route("/notify", notify, methods=["POST"])])
+    app = Starlette(
+        routes=[Route("/oauth2/token", token, methods=["POST"]), Route("/notify", notify, methods=["POST"])]
+    )
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
     async with serve_app(app) as url:
@@ -109,8 +110,9 @@ async def test_notifications_carry_the_issuers_token(
 
 async def test_an_unreadable_token_response_is_an_auth_error(tmp_path: Path) -> None:
     async def token(request: Request) -> Response:
-        return Response(json.dumps({"access_token": "secret-token", "expires_in": "soon"}),
-                        media_type="application/json")
+        return Response(
+            json.dumps({"access_token": "secret-token", "expires_in": "soon"}), media_type="application/json"
+        )
 
     app = Starlette(routes=[Route("/oauth2/token", token, methods=["POST"])])
     async with serve_app(app) as url:

@@ -143,8 +143,7 @@ def _certificate(
     )
     if server:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
         )
     signer = issuer[1] if issuer else key
     return builder.sign(signer, hashes.SHA256())

@@ -25,8 +25,14 @@ SCENARIOS: list[tuple[str, str, set[str], tuple[str, str, str | None]]] = [
 
 def test_the_documented_statuses_are_the_eight_of_central_issuance() -> None:
     assert DOCUMENTED_CENTRAL_STATUSES == {
-        "CARD_PROD_REQUESTED", "DATA_PREPARED", "DATA_EXCEPTION", "CARD_PROD_READY", "CARD_PROD_ONGOING",
-        "CARD_PROD_DONE", "CARD_SHIPPED", "CARD_PROD_CANCELED",
+        "CARD_PROD_REQUESTED",
+        "DATA_PREPARED",
+        "DATA_EXCEPTION",
+        "CARD_PROD_READY",
+        "CARD_PROD_ONGOING",
+        "CARD_PROD_DONE",
+        "CARD_SHIPPED",
+        "CARD_PROD_CANCELED",
     }
     assert set(OUR_READING) == {"CARD_PROD_ON_HOLD", "CARD_RETURNED", "CARD_PROD_EXCEPTION"}
     assert not DOCUMENTED_CENTRAL_STATUSES & set(OUR_READING)
@@ -58,7 +64,8 @@ async def test_scenario_runs_and_is_marked(
     assert (ops[-1]["status"], ops[-1]["details"]["status"], shipment_status(ops[-1])) == last
     # The scenario's reason is told: in details.reason, or as the carrier's message.
     reason = ScenarioRule.model_validate(rule).default_reason
-    told = {op["details"].get("reason") for op in ops} | {(op["details"].get("shipment") or {}).get("message")
-                                                          for op in ops}
+    told = {op["details"].get("reason") for op in ops} | {
+        (op["details"].get("shipment") or {}).get("message") for op in ops
+    }
     assert reason in told
     assert SCENARIO_SOURCES[scenario]["source"] == source

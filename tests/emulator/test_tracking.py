@@ -19,8 +19,7 @@ def _tracking(ops: list[dict[str, Any]], card_id: str) -> list[dict[str, Any]]:
     ("body", "status", "shipment"),
     [
         ({"trackingType": "PRODUCTION", "productionSite": "PARTNER-SITE-7"}, "CARD_SHIPPED", None),
-        ({"trackingType": "RETURN", "shipment": SHIPMENT, "reason": "addressee unknown"}, "CARD_RETURNED",
-         "Returned"),
+        ({"trackingType": "RETURN", "shipment": SHIPMENT, "reason": "addressee unknown"}, "CARD_RETURNED", "Returned"),
     ],
     ids=["production", "return"],
 )
@@ -52,8 +51,9 @@ async def test_shipment_tracking_goes_pending_then_successful_until_delivered(em
     token = await emu.token()
     response = await emu.track(token, {"trackingType": "SHIPMENT", "shipment": SHIPMENT}, card_id="card-tr2")
     assert response.status_code == 202
-    await emu.receiver.wait_for(lambda ops: any(shipment_status(op) == "Delivered"
-                                                for op in _tracking(ops, "card-tr2")))
+    await emu.receiver.wait_for(
+        lambda ops: any(shipment_status(op) == "Delivered" for op in _tracking(ops, "card-tr2"))
+    )
     ops = _tracking(emu.receiver.operations(), "card-tr2")
     assert [(op["status"], shipment_status(op)) for op in ops] == [
         ("PENDING", None),
@@ -79,10 +79,16 @@ async def test_shipment_tracking_goes_pending_then_successful_until_delivered(em
         ({}, "FIELD_INVALID_FORMAT", "$.trackingType"),
         ({"trackingType": "DELIVERY"}, "FIELD_INVALID_VALUE", "$.trackingType"),
         ({"trackingType": "SHIPMENT"}, "FIELD_INVALID_FORMAT", "$.shipment"),
-        ({"trackingType": "SHIPMENT", "shipment": {**SHIPMENT, "carrier": "pigeon-post"}}, "FIELD_INVALID_VALUE",
-         "$.shipment.carrier"),
-        ({"trackingType": "SHIPMENT", "shipment": {**SHIPMENT, "trackingNumber": "no spaces"}},
-         "FIELD_INVALID_FORMAT", "$.shipment.trackingNumber"),
+        (
+            {"trackingType": "SHIPMENT", "shipment": {**SHIPMENT, "carrier": "pigeon-post"}},
+            "FIELD_INVALID_VALUE",
+            "$.shipment.carrier",
+        ),
+        (
+            {"trackingType": "SHIPMENT", "shipment": {**SHIPMENT, "trackingNumber": "no spaces"}},
+            "FIELD_INVALID_FORMAT",
+            "$.shipment.trackingNumber",
+        ),
         ({"trackingType": "PRODUCTION", "productionSite": ""}, "FIELD_INVALID_FORMAT", "$.productionSite"),
         ({"trackingType": "RETURN", "reason": "x" * 201}, "FIELD_INVALID_FORMAT", "$.reason"),
         ([], "FIELD_INVALID_FORMAT", "$"),
@@ -123,8 +129,11 @@ async def test_a_produce_order_wins_in_production_status(emu: Emulator) -> None:
 
 
 async def test_production_status_can_ignore_tracked_cards(emulator_factory: Any, tmp_path: Any) -> None:
-    program = write_program(tmp_path / "program.json", productionStatusAnswersTracking=False,
-                            trackCardPath="/issuers/{issuerId}/trackedCards/{cardId}")
+    program = write_program(
+        tmp_path / "program.json",
+        productionStatusAnswersTracking=False,
+        trackCardPath="/issuers/{issuerId}/trackedCards/{cardId}",
+    )
     emu: Emulator = await emulator_factory(program_file=program)
     token = await emu.token()
     assert (await emu.track(token, {"trackingType": "PRODUCTION"})).status_code == 404  # not the default path

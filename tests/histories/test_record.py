@@ -47,7 +47,8 @@ async def test_record_happy(stack: Stack) -> None:
 async def test_record_rejected(stack: Stack) -> None:
     rid = new_request_id("rejected")
     await stack.emulator(
-        "POST", "/_emulator/faults",
+        "POST",
+        "/_emulator/faults",
         json={"orderFailures": [{"status": 400, "count": 1, "errorCode": "FIELD_INVALID_FORMAT", "error": "x"}]},
     )
     await stack.orders.submit(sample_order(rid))
@@ -92,8 +93,13 @@ async def test_record_bulk(stack: Stack) -> None:
             "type": "BULK",
             "groupId": group,
             "orderId": f"dispatch-{group}",
-            "deliveryAddress": {"companyName": "Demo Bank Branch 017", "line1": "1 Plaza Ave", "city": "Chicago",
-                                "zipCode": "60601", "countryCode": "US"},
+            "deliveryAddress": {
+                "companyName": "Demo Bank Branch 017",
+                "line1": "1 Plaza Ave",
+                "city": "Chicago",
+                "zipCode": "60601",
+                "countryCode": "US",
+            },
         }
         await stack.orders.submit(order)
     views = [await stack.orders.wait(ISSUER_ID, rid) for rid in ids]
@@ -120,8 +126,9 @@ async def test_record_d1_batch(stack: Stack, tmp_path: Path) -> None:
     rids = [new_request_id("inbatch") for _ in range(3)]
     path = tmp_path / "batch.jsonl"
     path.write_text("\n".join(json.dumps(sample_order(r)) for r in rids) + "\n")
-    report = await submit_batch(stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(),
-                                show_progress=False)
+    report = await submit_batch(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    )
     assert report.d1_batches == 1
     view = await stack.orders.wait(ISSUER_ID, rids[0])
     assert view.state.outcome == Outcome.DELIVERED
@@ -135,8 +142,9 @@ async def test_record_d1_batch(stack: Stack, tmp_path: Path) -> None:
 
 async def test_record_tracking(stack: Stack) -> None:
     card = new_request_id("tracked")
-    await stack.orders.track(ISSUER_ID, card, "SHIPMENT",
-                             details={"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}})
+    await stack.orders.track(
+        ISSUER_ID, card, "SHIPMENT", details={"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}}
+    )
     handle = stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT")
     view = await handle.result()
     assert view.state.outcome == Outcome.DELIVERED

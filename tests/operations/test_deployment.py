@@ -40,11 +40,7 @@ COMPOSE = REPO / "docker-compose.yml"
 REAL_D1 = REPO / "deploy" / "compose.real-d1.yml"
 TEMPORAL_MTLS = REPO / "deploy" / "compose.temporal-mtls.yml"
 ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
-VARIANTS = {
-    "sandbox": (COMPOSE,),
-    "temporal-mtls": (COMPOSE, TEMPORAL_MTLS),
-    "real-d1": (COMPOSE, REAL_D1),
-}
+VARIANTS = {"sandbox": (COMPOSE,), "temporal-mtls": (COMPOSE, TEMPORAL_MTLS), "real-d1": (COMPOSE, REAL_D1)}
 PRODUCT_IMAGE = "d1-card-orders:local"
 # Modules whose BaseSettings classes the product's processes read.
 SETTINGS_MODULES = ("settings", "emulator.config")
@@ -55,14 +51,25 @@ OTEL_STANDARD = re.compile(
 )
 # The Temporal SDK's standard client environment (temporalio.envconfig), read by the SDK.
 TEMPORAL_SDK_ENV = {
-    "TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
     "TEMPORAL_TLS_SERVER_NAME",
 }
 # Documented in README "Deployment": read by deploy/bootstrap.py, not a process setting.
 DOCUMENTED_EXTRAS = {"BOOTSTRAP_OPERATOR_TOKEN", "BOOTSTRAP_RECEIVER_OPERATOR_TOKEN"}
 REQUIRED_SERVICES = {
-    "postgres", "temporal", "temporal-setup", "temporal-ui", "codec-server", "jaeger", "prometheus",
-    "bootstrap", "emulator", "receiver", "worker",
+    "postgres",
+    "temporal",
+    "temporal-setup",
+    "temporal-ui",
+    "codec-server",
+    "jaeger",
+    "prometheus",
+    "bootstrap",
+    "emulator",
+    "receiver",
+    "worker",
 }
 ONE_OFF_JOBS = {"bootstrap", "temporal-setup"}
 # Files of the image itself a service may name (not secrets, not from a volume).
@@ -316,8 +323,9 @@ class BootstrapRunner:
             self._cache[key] = self._run(argv[2:], volume_mounts, environment, len(self._cache))
         return self._cache[key]
 
-    def _run(self, argv: list[str], volume_mounts: list[Mount], environment: dict[str, str],
-             n: int) -> dict[str, dict[str, bytes]]:
+    def _run(
+        self, argv: list[str], volume_mounts: list[Mount], environment: dict[str, str], n: int
+    ) -> dict[str, dict[str, bytes]]:
         base = self.root / f"run-{n}"
         local = {m.target: base / m.source for m in volume_mounts}
 
@@ -326,7 +334,7 @@ class BootstrapRunner:
             value = path if sep and path.startswith("/") else arg
             for target, directory in local.items():
                 if value == target or value.startswith(target + "/"):
-                    value = str(directory) + value[len(target):]
+                    value = str(directory) + value[len(target) :]
                     break
             return f"{name}={value}" if sep and path.startswith("/") else value
 
@@ -342,8 +350,9 @@ class BootstrapRunner:
             os.environ.clear()
             os.environ.update(saved)
         return {
-            m.source: {str(p.relative_to(local[m.target])): p.read_bytes()
-                       for p in local[m.target].rglob("*") if p.is_file()}
+            m.source: {
+                str(p.relative_to(local[m.target])): p.read_bytes() for p in local[m.target].rglob("*") if p.is_file()
+            }
             for m in volume_mounts
         }
 
@@ -362,8 +371,11 @@ def _ca_public_keys(volumes: dict[str, dict[str, bytes]]) -> list[bytes]:
             cert = x509.load_pem_x509_certificate(data)
             try:
                 if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                    keys.append(cert.public_key().public_bytes(
-                        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+                    keys.append(
+                        cert.public_key().public_bytes(
+                            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                        )
+                    )
             except x509.ExtensionNotFound:
                 pass
     return keys
@@ -481,9 +493,7 @@ def required_variables(text: str) -> set[str]:
 
 
 def env_example_problems(example: str, compose_texts: list[str]) -> list[str]:
-    values = dict(
-        line.split("=", 1) for line in example.splitlines() if line.strip() and not line.startswith("#")
-    )
+    values = dict(line.split("=", 1) for line in example.splitlines() if line.strip() and not line.startswith("#"))
     commented = set(re.findall(r"^#\s*([A-Z0-9_]+)=", example, re.M))
     problems = []
     if "openssl rand" not in example:
@@ -500,8 +510,12 @@ def env_example_problems(example: str, compose_texts: list[str]) -> list[str]:
 
 def dependency_problems(model: dict[str, Any]) -> list[str]:
     services = active(model)
-    return [f"{name} depends on {dep}, which is not started" for name, s in services.items()
-            for dep in (s.get("depends_on") or {}) if dep not in services]
+    return [
+        f"{name} depends on {dep}, which is not started"
+        for name, s in services.items()
+        for dep in (s.get("depends_on") or {})
+        if dep not in services
+    ]
 
 
 def sandbox_api_problems(model: dict[str, Any], *, real_d1: bool) -> list[str]:
@@ -597,9 +611,9 @@ def test_product_services_set_only_settings_they_read_with_valid_values(
     for name, service in product(active(models[variant])).items():
         values = env(service)
         for var in values:
-            assert (
-                var in known or OTEL_STANDARD.match(var) or var in TEMPORAL_SDK_ENV or var in DOCUMENTED_EXTRAS
-            ), f"{name} sets {var}, which no setting reads"
+            assert var in known or OTEL_STANDARD.match(var) or var in TEMPORAL_SDK_ENV or var in DOCUMENTED_EXTRAS, (
+                f"{name} sets {var}, which no setting reads"
+            )
         # Each settings class accepts the values (types, patterns, JSON lists).
         for key in list(os.environ):
             if any(key.startswith(str(c.model_config.get("env_prefix", "")).upper() or "\0") for c in classes):
@@ -642,7 +656,8 @@ def test_publish_addresses_are_variables() -> None:
     anywhere = load_texts([text], {**TEST_VARIABLES, "TEMPORAL_PUBLISH_ADDRESS": "0.0.0.0"})  # noqa: S104
     assert published_port_problems(active(loopback)) == []
     assert {p for p in published_port_problems(active(anywhere))} == {
-        "temporal publishes 7233->7233 on 0.0.0.0", "temporal-ui publishes 8233->8080 on 0.0.0.0",
+        "temporal publishes 7233->7233 on 0.0.0.0",
+        "temporal-ui publishes 8233->8080 on 0.0.0.0",
     }
 
 
@@ -670,8 +685,9 @@ def test_ui_signs_in_with_oidc_and_passes_the_token_to_the_codec_server(variant:
     assert ui["TEMPORAL_ADDRESS"] == "temporal:7233"
 
 
-def test_codec_server_certificate_names_the_endpoint_host(runner: BootstrapRunner,
-                                                          services: dict[str, dict[str, Any]]) -> None:
+def test_codec_server_certificate_names_the_endpoint_host(
+    runner: BootstrapRunner, services: dict[str, dict[str, Any]]
+) -> None:
     visible = secret_report(load((COMPOSE,)), runner).visible["codec-server"]
     cert = x509.load_pem_x509_certificate(visible[env(services["codec-server"])["CODEC_SERVER_TLS_CERT_FILE"]])
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -705,8 +721,9 @@ def test_telemetry_goes_to_jaeger_and_prometheus_scrapes_every_product_process(
     assert (REPO / volume.split(":")[0]).resolve() == REPO / "deploy" / "prometheus.yml"
 
 
-def test_every_service_gets_exactly_the_secrets_it_reads(variant: str, models: dict[str, Any],
-                                                         runner: BootstrapRunner) -> None:
+def test_every_service_gets_exactly_the_secrets_it_reads(
+    variant: str, models: dict[str, Any], runner: BootstrapRunner
+) -> None:
     report = secret_report(models[variant], runner)
     assert report.problems == []
     if variant == "real-d1":
@@ -737,11 +754,13 @@ def test_no_secret_has_a_default_and_the_example_says_how_to_generate_them() -> 
             load_texts(texts[:1], {k: v for k, v in TEST_VARIABLES.items() if k != name})
 
 
-@pytest.mark.parametrize("token", [None, "", "change-me-to-a-long-random-string", "short", "a" * 40,
-                                   "example-0123456789abcdef0123456789abcdef"])
-def test_bootstrap_refuses_missing_short_or_example_tokens(token: str | None, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "change-me-to-a-long-random-string", "short", "a" * 40, "example-0123456789abcdef0123456789abcdef"],
+)
+def test_bootstrap_refuses_missing_short_or_example_tokens(
+    token: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = importlib.util.spec_from_file_location("deploy_bootstrap", REPO / "deploy" / "bootstrap.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -782,8 +801,9 @@ def _cert(data: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificate(data)
 
 
-def test_temporal_mtls_variant_chains_every_client_to_the_server(models: dict[str, Any],
-                                                                 runner: BootstrapRunner) -> None:
+def test_temporal_mtls_variant_chains_every_client_to_the_server(
+    models: dict[str, Any], runner: BootstrapRunner
+) -> None:
     model = models["temporal-mtls"]
     services = active(model)
     visible = secret_report(model, runner).visible
@@ -798,8 +818,11 @@ def test_temporal_mtls_variant_chains_every_client_to_the_server(models: dict[st
     clients = {}
     for name in ("worker", "receiver", "temporal-setup"):
         sdk = env(services[name])  # the SDK's standard variables (temporalio.envconfig)
-        clients[name] = (sdk["TEMPORAL_TLS_CLIENT_CERT_PATH"], sdk["TEMPORAL_TLS_SERVER_CA_CERT_PATH"],
-                         sdk["TEMPORAL_TLS_SERVER_NAME"])
+        clients[name] = (
+            sdk["TEMPORAL_TLS_CLIENT_CERT_PATH"],
+            sdk["TEMPORAL_TLS_SERVER_CA_CERT_PATH"],
+            sdk["TEMPORAL_TLS_SERVER_NAME"],
+        )
     ui = env(services["temporal-ui"])
     clients["temporal-ui"] = (ui["TEMPORAL_TLS_CERT"], ui["TEMPORAL_TLS_CA"], ui["TEMPORAL_TLS_SERVER_NAME"])
     assert ui["TEMPORAL_TLS_ENABLE_HOST_VERIFICATION"] == "true"
@@ -808,7 +831,8 @@ def test_temporal_mtls_variant_chains_every_client_to_the_server(models: dict[st
         cert.verify_directly_issued_by(client_ca)  # the server accepts it
         server_cert.verify_directly_issued_by(_cert(visible[name][ca_path]))  # it accepts the server
         assert server_name in server_cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.DNSName)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == module.TEMPORAL_IDENTITIES[name]
     # A Temporal client certificate does not pass the D1 hops' TLS (another CA).
     d1_ca = _cert(visible["receiver"][env(services["receiver"])["RECEIVER_TLS_CLIENT_CA_FILE"]])
@@ -833,8 +857,10 @@ def _swap_bootstrap_outputs(a: str, b: str) -> Callable[[dict[str, Any]], None]:
     """bootstrap writes set ``a`` into service ``b``'s volume and the other way round."""
 
     def mutate(model: dict[str, Any]) -> None:
-        swap = {f"secrets-{a}:/bootstrap/out/{a}": f"secrets-{a}:/bootstrap/out/{b}",
-                f"secrets-{b}:/bootstrap/out/{b}": f"secrets-{b}:/bootstrap/out/{a}"}
+        swap = {
+            f"secrets-{a}:/bootstrap/out/{a}": f"secrets-{a}:/bootstrap/out/{b}",
+            f"secrets-{b}:/bootstrap/out/{b}": f"secrets-{b}:/bootstrap/out/{a}",
+        }
         volumes = model["services"]["bootstrap"]["volumes"]
         model["services"]["bootstrap"]["volumes"] = [swap.get(v, v) for v in volumes]
 
@@ -842,28 +868,48 @@ def _swap_bootstrap_outputs(a: str, b: str) -> Callable[[dict[str, Any]], None]:
 
 
 SECRET_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
-    ("the emulator gets the worker's volume", _add_mount("emulator", "secrets-worker:/worker:ro"),
-     "emulator is given /worker/issuer/assertion-signing-key.jwk, which it does not read"),
-    ("the receiver gets the issuer's signing key", _add_mount("receiver", "secrets-worker:/worker:ro"),
-     "receiver is given /worker/issuer/assertion-signing-key.jwk, which it does not read"),
-    ("the worker gets the receiver's OAuth secret", _add_mount("worker", "secrets-receiver:/receiver:ro"),
-     "worker is given /receiver/receiver-oauth-client-secret, which it does not read"),
-    ("a set copied into the wrong volume", _swap_bootstrap_outputs("worker", "receiver"),
-     "worker is given /secrets/receiver-oauth-client-secret, which it does not read"),
-    ("a secret read from a host directory", _add_mount("worker", "./secrets:/more-secrets:ro"),
-     "worker mounts host path ./secrets"),
-    ("a setting naming a file nobody writes",
-     lambda m: m["services"]["worker"]["environment"].__setitem__("D1_SIGNING_KEY_FILE", "/secrets/other.jwk"),
-     "worker reads /secrets/other.jwk, which bootstrap does not write"),
-    ("a setting naming a file outside the volumes",
-     lambda m: m["services"]["receiver"]["environment"].__setitem__("RECEIVER_TLS_KEY_FILE", "/app/key.pem"),
-     "receiver reads /app/key.pem, which is in none of its volumes"),
+    (
+        "the emulator gets the worker's volume",
+        _add_mount("emulator", "secrets-worker:/worker:ro"),
+        "emulator is given /worker/issuer/assertion-signing-key.jwk, which it does not read",
+    ),
+    (
+        "the receiver gets the issuer's signing key",
+        _add_mount("receiver", "secrets-worker:/worker:ro"),
+        "receiver is given /worker/issuer/assertion-signing-key.jwk, which it does not read",
+    ),
+    (
+        "the worker gets the receiver's OAuth secret",
+        _add_mount("worker", "secrets-receiver:/receiver:ro"),
+        "worker is given /receiver/receiver-oauth-client-secret, which it does not read",
+    ),
+    (
+        "a set copied into the wrong volume",
+        _swap_bootstrap_outputs("worker", "receiver"),
+        "worker is given /secrets/receiver-oauth-client-secret, which it does not read",
+    ),
+    (
+        "a secret read from a host directory",
+        _add_mount("worker", "./secrets:/more-secrets:ro"),
+        "worker mounts host path ./secrets",
+    ),
+    (
+        "a setting naming a file nobody writes",
+        lambda m: m["services"]["worker"]["environment"].__setitem__("D1_SIGNING_KEY_FILE", "/secrets/other.jwk"),
+        "worker reads /secrets/other.jwk, which bootstrap does not write",
+    ),
+    (
+        "a setting naming a file outside the volumes",
+        lambda m: m["services"]["receiver"]["environment"].__setitem__("RECEIVER_TLS_KEY_FILE", "/app/key.pem"),
+        "receiver reads /app/key.pem, which is in none of its volumes",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("label", "mutate", "expected"), [pytest.param(*m, id=m[0]) for m in SECRET_MUTATIONS])
-def test_a_secret_a_service_does_not_read_fails_the_check(label: str, mutate: Callable[[dict[str, Any]], None],
-                                                          expected: str, runner: BootstrapRunner) -> None:
+def test_a_secret_a_service_does_not_read_fails_the_check(
+    label: str, mutate: Callable[[dict[str, Any]], None], expected: str, runner: BootstrapRunner
+) -> None:
     problems = secret_report(_mutated(mutate), runner).problems
     assert any(expected in p for p in problems), (label, problems)
 
@@ -877,8 +923,13 @@ def test_the_ca_key_in_a_runtime_service_fails_the_check(service: str, runner: B
 
     problems = secret_report(_mutated(mutate), runner).problems
     assert f"a CA private key (/ca/pki/ca.key) is mounted into {service}" in problems, problems
-    temporal_ca = secret_report(_mutated(lambda m: m["services"][service].setdefault("volumes", []).append(
-        "bootstrap-work:/ca:ro"), (COMPOSE, TEMPORAL_MTLS)), runner).problems
+    temporal_ca = secret_report(
+        _mutated(
+            lambda m: m["services"][service].setdefault("volumes", []).append("bootstrap-work:/ca:ro"),
+            (COMPOSE, TEMPORAL_MTLS),
+        ),
+        runner,
+    ).problems
     assert f"a CA private key (/ca/temporal-pki/ca.key) is mounted into {service}" in temporal_ca
 
 
@@ -895,8 +946,11 @@ def test_a_shared_secret_volume_fails_the_check(runner: BootstrapRunner) -> None
         ("temporal", "7233", "temporal publishes (random)->7233 on all interfaces"),
         ("temporal-ui", "[::]:8233:8080", "temporal-ui publishes 8233->8080 on ::"),
         ("temporal-ui", {"target": 8080, "published": 8233}, "temporal-ui publishes 8233->8080 on all interfaces"),
-        ("temporal-ui", {"target": 8080, "published": "8233", "host_ip": "0.0.0.0"},  # noqa: S104
-         "temporal-ui publishes 8233->8080 on 0.0.0.0"),
+        (
+            "temporal-ui",
+            {"target": 8080, "published": "8233", "host_ip": "0.0.0.0"},  # noqa: S104
+            "temporal-ui publishes 8233->8080 on 0.0.0.0",
+        ),
     ],
 )
 def test_temporal_or_its_ui_on_all_interfaces_fails_the_check(service: str, spec: Any, expected: str) -> None:
@@ -907,17 +961,32 @@ def test_temporal_or_its_ui_on_all_interfaces_fails_the_check(service: str, spec
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("${POSTGRES_PASSWORD:?", "${POSTGRES_PASSWORD:-temporal}${UNUSED:?",
-         "secret variable POSTGRES_PASSWORD must be required"),
+        (
+            "${POSTGRES_PASSWORD:?",
+            "${POSTGRES_PASSWORD:-temporal}${UNUSED:?",
+            "secret variable POSTGRES_PASSWORD must be required",
+        ),
         ("${CODEC_OPERATOR_TOKEN:?", "${CODEC_OPERATOR_TOKEN-}${UNUSED:?", "secret variable CODEC_OPERATOR_TOKEN"),
-        ("${RECEIVER_OPERATOR_TOKEN:?", "${RECEIVER_OPERATOR_TOKEN}${UNUSED:?",
-         "secret variable RECEIVER_OPERATOR_TOKEN"),
-        ("${TEMPORAL_UI_OIDC_CLIENT_SECRET:?", "${TEMPORAL_UI_OIDC_CLIENT_SECRET?",
-         "secret variable TEMPORAL_UI_OIDC_CLIENT_SECRET"),
-        ("POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?", "POSTGRES_PASSWORD: temporal #${POSTGRES_PASSWORD:?",
-         "postgres: POSTGRES_PASSWORD must come from a required secret variable"),
-        ("BOOTSTRAP_OPERATOR_TOKEN: ${CODEC_OPERATOR_TOKEN:?", "BOOTSTRAP_OPERATOR_TOKEN: ${D1_ISSUER_ID:?",
-         "bootstrap: BOOTSTRAP_OPERATOR_TOKEN must come from a required secret variable"),
+        (
+            "${RECEIVER_OPERATOR_TOKEN:?",
+            "${RECEIVER_OPERATOR_TOKEN}${UNUSED:?",
+            "secret variable RECEIVER_OPERATOR_TOKEN",
+        ),
+        (
+            "${TEMPORAL_UI_OIDC_CLIENT_SECRET:?",
+            "${TEMPORAL_UI_OIDC_CLIENT_SECRET?",
+            "secret variable TEMPORAL_UI_OIDC_CLIENT_SECRET",
+        ),
+        (
+            "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?",
+            "POSTGRES_PASSWORD: temporal #${POSTGRES_PASSWORD:?",
+            "postgres: POSTGRES_PASSWORD must come from a required secret variable",
+        ),
+        (
+            "BOOTSTRAP_OPERATOR_TOKEN: ${CODEC_OPERATOR_TOKEN:?",
+            "BOOTSTRAP_OPERATOR_TOKEN: ${D1_ISSUER_ID:?",
+            "bootstrap: BOOTSTRAP_OPERATOR_TOKEN must come from a required secret variable",
+        ),
     ],
 )
 def test_a_secret_variable_with_a_default_fails_the_check(old: str, new: str, expected: str) -> None:
@@ -943,7 +1012,8 @@ def test_the_sandbox_or_its_admin_api_in_real_d1_fails_the_check(models: dict[st
     assert real.count(line) == 2  # the emulator's, then bootstrap's
     kept = load_texts([base, real.replace(line, "profiles: []", 1)])
     assert sandbox_api_problems(kept, real_d1=True) == [
-        "the emulator runs next to real D1", "emulator enables the emulator's admin API",
+        "the emulator runs next to real D1",
+        "emulator enables the emulator's admin API",
     ]
     worker_on = copy.deepcopy(models["real-d1"])
     worker_on["services"]["worker"]["environment"]["EMULATOR_ADMIN_API_ENABLED"] = "true"
@@ -957,11 +1027,34 @@ def test_the_sandbox_or_its_admin_api_in_real_d1_fails_the_check(models: dict[st
 
 
 def test_merge_follows_the_compose_specification() -> None:
-    base = {"services": {"a": {"command": ["x"], "ports": ["1:1"], "volumes": ["v:/t", "w:/u"],
-                               "environment": {"A": "1"}, "depends_on": {"b": {}}}}}
-    over = {"services": {"a": {"command": ["y"], "ports": ["2:2"], "volumes": ["z:/t"], "environment": {"B": "2"},
-                               "depends_on": Override({"c": {}})}}}
+    base = {
+        "services": {
+            "a": {
+                "command": ["x"],
+                "ports": ["1:1"],
+                "volumes": ["v:/t", "w:/u"],
+                "environment": {"A": "1"},
+                "depends_on": {"b": {}},
+            }
+        }
+    }
+    over = {
+        "services": {
+            "a": {
+                "command": ["y"],
+                "ports": ["2:2"],
+                "volumes": ["z:/t"],
+                "environment": {"B": "2"},
+                "depends_on": Override({"c": {}}),
+            }
+        }
+    }
     merged = _strip(merge(base, over))["services"]["a"]
-    assert merged == {"command": ["y"], "ports": ["1:1", "2:2"], "volumes": ["w:/u", "z:/t"],
-                      "environment": {"A": "1", "B": "2"}, "depends_on": {"c": {}}}
+    assert merged == {
+        "command": ["y"],
+        "ports": ["1:1", "2:2"],
+        "volumes": ["w:/u", "z:/t"],
+        "environment": {"A": "1", "B": "2"},
+        "depends_on": {"c": {}},
+    }
     assert "depends_on" not in _strip(merge(base, {"services": {"a": {"depends_on": Reset()}}}))["services"]["a"]

@@ -62,8 +62,13 @@ async def test_metrics_endpoint_serves_product_counters_with_the_values_produced
     )
     assert (await ops.notify(step)).status_code == 204
     assert (await ops.notify(step)).status_code == 204
-    late = operation("CARD_SHIPPED", card_id=f"card-{delivered}", request_id=delivered, operation_id="op-late",
-                     shipment_status="Delivered")
+    late = operation(
+        "CARD_SHIPPED",
+        card_id=f"card-{delivered}",
+        request_id=delivered,
+        operation_id="op-late",
+        shipment_status="Delivered",
+    )
     late["details"]["shipment"]["trackingNumber"] = "LATE-SCAN"
     assert (await ops.notify(late)).status_code == 204
     unknown = operation("CARD_PROD_READY", card_id="card-never-ordered", request_id=new_request_id("m-unknown"))

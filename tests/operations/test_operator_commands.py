@@ -34,7 +34,10 @@ async def _in_production(ops: OpsStack, orders: CardOrders, rid: str, card: str,
     await orders.submit(sample_order(rid, card_id=card))
     view = await orders.wait_for(ISSUER_ID, rid, lambda v: v.state.operation_id is not None)
     ongoing = operation(
-        "CARD_PROD_ONGOING", card_id=card, request_id=rid, operation_id=view.state.operation_id,
+        "CARD_PROD_ONGOING",
+        card_id=card,
+        request_id=rid,
+        operation_id=view.state.operation_id,
         dueDate=due.date().isoformat(),
     )
     assert (await ops.notify(ongoing)).status_code == 204
@@ -85,7 +88,10 @@ async def test_operator_queries_and_cli_commands(
     rows = {line.split()[0]: line.split() for line in listed[1:]}
     assert set(rows) == {w_rejected, w_stuck}
     assert rows[w_rejected][2:] == [card, "-", "REJECTED"] and rows[w_stuck][1:] == [
-        "RUNNING", card, "CARD_PROD_ONGOING", "-"
+        "RUNNING",
+        card,
+        "CARD_PROD_ONGOING",
+        "-",
     ]
 
     # -o json: the same orders as objects a script can read.
@@ -93,8 +99,12 @@ async def test_operator_queries_and_cli_commands(
     as_json = {o["workflow_id"]: o for o in json.loads(capsys.readouterr().out)}
     assert set(as_json) == {w_rejected, w_stuck}
     assert as_json[w_stuck] == {
-        "workflow_id": w_stuck, "status": "RUNNING", "card_id": card, "issuer_request_id": stuck,
-        "production_status": "CARD_PROD_ONGOING", "outcome": None,
+        "workflow_id": w_stuck,
+        "status": "RUNNING",
+        "card_id": card,
+        "issuer_request_id": stuck,
+        "production_status": "CARD_PROD_ONGOING",
+        "outcome": None,
     }
     assert as_json[w_rejected]["outcome"] == "REJECTED" and as_json[w_rejected]["issuer_request_id"] == rejected
     assert await cli.run(["list", "--card", f"card-{new_request_id('none')}", "--output", "json"]) == 0
@@ -110,8 +120,13 @@ async def test_operator_queries_and_cli_commands(
     # One order's timeline: D1's steps and the order's milestones in the operator's words.
     assert await cli.run(["timeline", stuck]) == 0
     timeline = capsys.readouterr().out
-    for expected in ("order started", "Submit order to D1: done",
-                     "D1 notification received", "CARD_PROD_ONGOING", "now ProductionStatus → CARD_PROD_ONGOING"):
+    for expected in (
+        "order started",
+        "Submit order to D1: done",
+        "D1 notification received",
+        "CARD_PROD_ONGOING",
+        "now ProductionStatus → CARD_PROD_ONGOING",
+    ):
         assert expected in timeline, timeline
     assert "4111111111111111" not in timeline
     assert await cli.run(["timeline", stuck, "-o", "json"]) == 0
@@ -192,7 +207,10 @@ async def test_pull_and_change_commands(
 
 
 async def test_submit_of_a_misspelt_member_suggests_the_name_and_starts_nothing(
-    ops: OpsStack, calm_emulator: OpsStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    ops: OpsStack,
+    calm_emulator: OpsStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     """The README's promise: ``pinMailler`` gets "did you mean 'pinMailer'?", exit 2, and no

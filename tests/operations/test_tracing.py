@@ -31,7 +31,8 @@ def _by_trace(spans: list[ReadableSpan]) -> dict[int, list[ReadableSpan]]:
 
 def _root(spans: list[ReadableSpan], rid: str) -> ReadableSpan:
     roots = [
-        s for s in spans
+        s
+        for s in spans
         if s.name == "card_order.submit" and (s.attributes or {}).get(names.ATTR_ISSUER_REQUEST_ID) == rid
     ]
     assert len(roots) == 1, [s.name for s in spans]

@@ -138,8 +138,9 @@ async def proc_stack(
         async with serve_emulator(local) as emulator_url:
             st.emulator_url = emulator_url
             await st.start_receiver()
-            st.orders = CardOrders(st.client, task_queue=TASK_QUEUE, timing=local.order_timing(),
-                                   edge=local.order_edge())
+            st.orders = CardOrders(
+                st.client, task_queue=TASK_QUEUE, timing=local.order_timing(), edge=local.order_edge()
+            )
             try:
                 yield st
             finally:

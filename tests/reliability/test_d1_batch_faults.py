@@ -30,12 +30,15 @@ async def test_sigkill_worker_during_the_batch_call_produces_each_card_once(tmp_
         st.start_worker()
         # D1 takes the batch (its cards go into production) but answers only after 8 s: the
         # worker is killed while it waits for that answer.
-        await st.emulator("POST", "/_emulator/faults", json={
-            "batchFailures": [{"status": 503, "count": 1, "afterProcessing": True, "delayMs": 8000}],
-        })
+        await st.emulator(
+            "POST",
+            "/_emulator/faults",
+            json={"batchFailures": [{"status": 503, "count": 1, "afterProcessing": True, "delayMs": 8000}]},
+        )
         before = await st.emulator_stats()
-        report = await submit_batch(st.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(),
-                                    show_progress=False)
+        report = await submit_batch(
+            st.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+        )
         assert report.exit_code == 0 and report.d1_batches == 1, report.summary()
         for _ in range(200):
             if (await st.emulator_stats())["batchCards"] - before["batchCards"] >= CARDS:

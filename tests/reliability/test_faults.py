@@ -89,10 +89,7 @@ async def test_temporal_server_restart_in_the_middle_of_100_orders(tmp_path: Pat
 async def test_thirty_percent_of_d1_calls_failing(tmp_path: Path) -> None:
     async with proc_stack(tmp_path, step_delay_ms=20, reconcile_after=timedelta(seconds=3)) as st:
         share = {"ratio": 0.3, "delayMs": 3000, "retryAfterS": 1, "seed": 42}
-        await st.emulator(
-            "POST", "/_emulator/faults",
-            json={"orderFailureShare": share, "statusFailureShare": share},
-        )
+        await st.emulator("POST", "/_emulator/faults", json={"orderFailureShare": share, "statusFailureShare": share})
         st.start_worker()
         ids = await start_orders(st, 200, "flaky")
         views = await final_views(st, ids, timeout=400)
@@ -109,7 +106,8 @@ async def test_notification_chaos_and_receiver_restarts_give_the_fault_free_resu
         reference = await final_views(st, reference_ids)
 
         await st.emulator(
-            "POST", "/_emulator/faults",
+            "POST",
+            "/_emulator/faults",
             json={"notificationChaos": {"lossRatio": 0.1, "duplicateMax": 3, "maxDelayMs": 400, "seed": 7}},
         )
         ids = await start_orders(st, 100, "chaos")
@@ -122,8 +120,13 @@ async def test_notification_chaos_and_receiver_restarts_give_the_fault_free_resu
 
         def essence(v: OrderView) -> tuple:
             s = v.state
-            return (s.outcome, s.production_status, s.shipment.status if s.shipment else None, s.due_date,
-                    s.production_site)
+            return (
+                s.outcome,
+                s.production_status,
+                s.shipment.status if s.shipment else None,
+                s.due_date,
+                s.production_site,
+            )
 
         expected = {essence(v) for v in reference.values()}
         assert len(expected) == 1

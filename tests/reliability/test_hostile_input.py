@@ -92,8 +92,11 @@ async def test_odd_but_well_formed_updates_do_not_crash_the_workflow(stack: Stac
                 "issuerRequestId": st.just(rid),
                 "details": st.fixed_dictionaries(
                     {"status": st.text(max_size=40), "dueDate": st.text(max_size=30)},
-                    optional={"shipment": st.dictionaries(st.sampled_from(["status", "carrier", "message"]),
-                                                          st.text(max_size=200))},
+                    optional={
+                        "shipment": st.dictionaries(
+                            st.sampled_from(["status", "carrier", "message"]), st.text(max_size=200)
+                        )
+                    },
                 ),
             }
         )

@@ -71,9 +71,7 @@ class MtlsStack:
 
     def tls(self, pair: CertPair | None, *, ca: Path | None = None) -> ssl.SSLContext:
         return client_ssl_context(
-            ca_file=ca or self.pki.ca_cert,
-            cert_file=pair.cert if pair else None,
-            key_file=pair.key if pair else None,
+            ca_file=ca or self.pki.ca_cert, cert_file=pair.cert if pair else None, key_file=pair.key if pair else None
         )
 
     def http(self, pair: CertPair | None, **kw: Any) -> httpx.AsyncClient:

@@ -63,8 +63,9 @@ class OidcIssuer:
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def token(self, key: jwk.JWK | None = None, *, alg: str | None = None, kid: str | None = None,
-              **claims: Any) -> str:
+    def token(
+        self, key: jwk.JWK | None = None, *, alg: str | None = None, kid: str | None = None, **claims: Any
+    ) -> str:
         key = key or self.ec
         alg = alg or ("ES256" if key["kty"] == "EC" else "RS256")
         header = {"alg": alg, "typ": "at+jwt"}

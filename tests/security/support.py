@@ -35,8 +35,7 @@ assert luhn_valid(LEAK_PAN) and LEAK_PAN != "4111111111111111"
 
 
 def leak_card_data(**overrides: Any) -> dict[str, Any]:
-    card = {"pan": LEAK_PAN, "exp": LEAK_EXP, "name": LEAK_NAME, "cvv1": LEAK_CVV1, "cvv2": LEAK_CVV2,
-            "pvv": LEAK_PVV}
+    card = {"pan": LEAK_PAN, "exp": LEAK_EXP, "name": LEAK_NAME, "cvv1": LEAK_CVV1, "cvv2": LEAK_CVV2, "pvv": LEAK_PVV}
     card.update(overrides)
     return card
 
@@ -133,9 +132,7 @@ def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -
                 match = needle.pattern.search(view)
                 if match:
                     start = max(0, match.start() - 60)
-                    hits.append(
-                        f"{where}: {needle.label} in {text[:80]!r} … {view[start:match.end() + 60]!r}…"
-                    )
+                    hits.append(f"{where}: {needle.label} in {text[:80]!r} … {view[start : match.end() + 60]!r}…")
                     break
     return hits
 
@@ -143,8 +140,9 @@ def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -
 # ---------------------------------------------------------------- D1 client pieces
 
 
-def make_assertion(key: jwk.JWK, issuer_id: str = ISSUER_ID, *, exp_in: int = 300, alg: str = "ES256",
-                   kid: str | None = None) -> str:
+def make_assertion(
+    key: jwk.JWK, issuer_id: str = ISSUER_ID, *, exp_in: int = 300, alg: str = "ES256", kid: str | None = None
+) -> str:
     now = int(time.time())
     header = {"alg": alg, "typ": "JWT", "kid": kid if kid is not None else key["kid"]}
     claims = {"iss": issuer_id, "sub": issuer_id, "iat": now, "exp": now + exp_in}
@@ -154,8 +152,9 @@ def make_assertion(key: jwk.JWK, issuer_id: str = ISSUER_ID, *, exp_in: int = 30
     return result
 
 
-def encrypt(plaintext: dict[str, Any], key: jwk.JWK, *, alg: str = "ECDH-ES", enc: str = "A256GCM",
-            kid: str | None = None) -> str:
+def encrypt(
+    plaintext: dict[str, Any], key: jwk.JWK, *, alg: str = "ECDH-ES", enc: str = "A256GCM", kid: str | None = None
+) -> str:
     header = {"alg": alg, "enc": enc, "kid": kid if kid is not None else key["kid"]}
     token = jwe.JWE(json.dumps(plaintext).encode(), protected=json.dumps(header))
     token.add_recipient(key)

@@ -105,15 +105,18 @@ def run_gateway(
     conf = tmp / "nginx.conf"
     conf.write_text(
         gateway_config(
-            tmp=tmp, listen_port=listen_port, upstream_port=upstream_port, server=server, client_ca=client_ca,
+            tmp=tmp,
+            listen_port=listen_port,
+            upstream_port=upstream_port,
+            server=server,
+            client_ca=client_ca,
             version=nginx_version(binary),
         )
     )
     out = open(tmp / "nginx.out", "wb")  # owned by the child until it exits
     # -e: the startup log goes to our file too, not to /var/log/nginx (absent or not ours).
     proc = subprocess.Popen(
-        [binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
-        stdout=out, stderr=subprocess.STDOUT,
+        [binary, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")], stdout=out, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 15

@@ -32,14 +32,7 @@ from settings import CodecServerSettings
 from stack.servers import serve
 from tests.conftest import temporal_cli
 from tests.security.conftest import MtlsStack
-from tests.security.support import (
-    ISSUER_ID,
-    LEAK_PAN,
-    find_leaks,
-    leak_card_data,
-    leak_track_data,
-    readable,
-)
+from tests.security.support import ISSUER_ID, LEAK_PAN, find_leaks, leak_card_data, leak_track_data, readable
 from tests.support.orders import sample_order
 from tests.support.validation import validate_order
 
@@ -74,9 +67,7 @@ async def http(codec: AesGcmCodec) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _encrypted_order_body(codec: AesGcmCodec) -> dict[str, Any]:
-    order = validate_order(
-        sample_order("req-codec-1", cardData=leak_card_data(), trackData=leak_track_data())
-    )
+    order = validate_order(sample_order("req-codec-1", cardData=leak_card_data(), trackData=leak_track_data()))
     payloads = pydantic_data_converter.payload_converter.to_payloads([order, "plain string"])
     sealed = await codec.encode(payloads)
     return json_format.MessageToDict(Payloads(payloads=sealed))
@@ -88,8 +79,7 @@ def _decoded_values(body: dict[str, Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize(
-    "auth",
-    [None, "Bearer wrong-token-wrong-token", f"Basic {base64.b64encode(TOKEN.encode()).decode()}", TOKEN],
+    "auth", [None, "Bearer wrong-token-wrong-token", f"Basic {base64.b64encode(TOKEN.encode()).decode()}", TOKEN]
 )
 async def test_decode_refuses_a_caller_without_an_operator_credential(
     http: httpx.AsyncClient, codec: AesGcmCodec, auth: str | None
@@ -147,8 +137,9 @@ async def test_decode_masks_card_data(
 
 async def test_pii_masked_when_configured(codec: AesGcmCodec) -> None:
     async with _codec_server(codec, tokens=_operators(), mask_pii=True) as http:
-        response = await http.post("/decode", json=await _encrypted_order_body(codec),
-                                   headers={"authorization": f"Bearer {PII_TOKEN}"})
+        response = await http.post(
+            "/decode", json=await _encrypted_order_body(codec), headers={"authorization": f"Bearer {PII_TOKEN}"}
+        )
     order, _ = _decoded_values(response.json())
     assert order["shipment"]["deliveryAddress"]["line1"] == "***"
 
@@ -254,9 +245,9 @@ async def test_dev_loopback_mode_refuses_a_peer_that_is_not_loopback(codec: AesG
 
 def test_dev_loopback_mode_only_on_a_loopback_address() -> None:
     for host in ("127.0.0.1", "localhost", "::1"):
-        assert "dev-loopback" in CodecAuth.from_settings(
-            CodecServerSettings(host=host, dev_trust_loopback=True)
-        ).methods
+        assert (
+            "dev-loopback" in CodecAuth.from_settings(CodecServerSettings(host=host, dev_trust_loopback=True)).methods
+        )
     for host in ("0.0.0.0", "::", "192.0.2.7", "codec.bank.test"):  # noqa: S104
         with pytest.raises(CodecAuthConfigError, match="loopback"):
             CodecAuth.from_settings(CodecServerSettings(host=host, dev_trust_loopback=True))
@@ -267,7 +258,10 @@ def _start_codec_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [sys.executable, "-m", "security.codec_server"],
         env={**clean, "PYTHONPATH": str(REPO), **env},
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
 
 
@@ -288,9 +282,21 @@ async def _cli_show(
 ) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")} | (env_extra or {})
     proc = await asyncio.create_subprocess_exec(
-        temporal_cli(), "workflow", "show", "-w", workflow_id, "--address", stack.temporal_address,
-        "--namespace", "default", "--output", "json", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        temporal_cli(),
+        "workflow",
+        "show",
+        "-w",
+        workflow_id,
+        "--address",
+        stack.temporal_address,
+        "--namespace",
+        "default",
+        "--output",
+        "json",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
@@ -300,27 +306,28 @@ async def test_temporal_cli_reads_history_through_the_codec_server_masked(
     mtls_stack: MtlsStack, codec: AesGcmCodec
 ) -> None:
     rid = "req-codec-cli-0001"
-    await mtls_stack.orders.submit(
-        sample_order(rid, cardData=leak_card_data(), trackData=leak_track_data())
-    )
+    await mtls_stack.orders.submit(sample_order(rid, cardData=leak_card_data(), trackData=leak_track_data()))
     view = await mtls_stack.orders.wait(ISSUER_ID, rid)
     assert view.state.outcome is not None and view.state.outcome.value == "DELIVERED"
     app = create_app(codec, auth=CodecAuth(tokens=_operators()), cors_origins=[UI])
     async with serve(app, access_log=False) as url:
         # The token travels in the CLI's environment (TEMPORAL_CODEC_AUTH), not on its command line.
-        code, decoded = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", url,
-                                        env_extra={"TEMPORAL_CODEC_AUTH": f"Bearer {TOKEN}"})
+        code, decoded = await _cli_show(
+            mtls_stack, view.workflow_id, "--codec-endpoint", url, env_extra={"TEMPORAL_CODEC_AUTH": f"Bearer {TOKEN}"}
+        )
         assert code == 0, decoded
         shown = readable(decoded)
         assert MASKED_PAN in shown and "10 Main St" not in shown  # decoded, card data and PII masked
         assert find_leaks("CLI via codec server", [decoded]) == []
         # An operator whose line lists the PII role sees the address (--codec-auth works too).
-        code, with_pii = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", url,
-                                         "--codec-auth", f"Bearer {PII_TOKEN}")
+        code, with_pii = await _cli_show(
+            mtls_stack, view.workflow_id, "--codec-endpoint", url, "--codec-auth", f"Bearer {PII_TOKEN}"
+        )
         assert code == 0 and "10 Main St" in readable(with_pii) and find_leaks("CLI, PII role", [with_pii]) == []
         # Without the credential, or with it in the endpoint path, the codec server answers 401
         # and the CLI gets nothing decoded.
         for endpoint in (url, f"{url}/{TOKEN}"):
-            code, refused = await _cli_show(mtls_stack, view.workflow_id, "--codec-endpoint", endpoint,
-                                            "--command-timeout", "3s")
+            code, refused = await _cli_show(
+                mtls_stack, view.workflow_id, "--codec-endpoint", endpoint, "--command-timeout", "3s"
+            )
             assert code != 0 and MASKED_PAN not in refused and find_leaks("CLI refused", [refused]) == []

@@ -44,8 +44,14 @@ def _order_body(encrypted: str) -> dict[str, Any]:
     return validate_order(sample_order("req-sec-0001")).d1_body(encrypted)
 
 
-async def _order(stack: MtlsStack, pair: CertPair, token: str, body: dict[str, Any],
-                 issuer: str = ISSUER_ID, card: str = "card-sec-0001") -> httpx.Response:
+async def _order(
+    stack: MtlsStack,
+    pair: CertPair,
+    token: str,
+    body: dict[str, Any],
+    issuer: str = ISSUER_ID,
+    card: str = "card-sec-0001",
+) -> httpx.Response:
     async with stack.http(pair) as http:
         return await http.post(
             f"{stack.emulator_url}/banking/v1{order_path(issuer, card)}",
@@ -63,8 +69,9 @@ async def test_no_client_certificate_fails_the_tls_handshake(mtls_stack: MtlsSta
     with pytest.raises(httpx.TransportError):
         await _token_request(mtls_stack, None, make_assertion(mtls_stack.issuer_key))
     with pytest.raises(httpx.TransportError):
-        await _token_request(mtls_stack, mtls_stack.rogue_pki.issuer_client(ISSUER_ID),
-                             make_assertion(mtls_stack.issuer_key))
+        await _token_request(
+            mtls_stack, mtls_stack.rogue_pki.issuer_client(ISSUER_ID), make_assertion(mtls_stack.issuer_key)
+        )
 
 
 @pytest.mark.parametrize(
@@ -101,13 +108,15 @@ async def test_bad_assertions_are_refused(mtls_stack: MtlsStack, case: str, stat
     kid = mtls_stack.issuer_key["kid"]
     assertion = {
         "forged (signed by another key under the registered kid)": lambda: make_assertion(
-            jwk.JWK.generate(kty="EC", crv="P-256", kid=kid)),
+            jwk.JWK.generate(kty="EC", crv="P-256", kid=kid)
+        ),
         "expired": lambda: make_assertion(mtls_stack.issuer_key, exp_in=-120),
         "unknown kid": lambda: make_assertion(mtls_stack.issuer_key, kid="no-such-kid"),
         "alg ES384": lambda: make_assertion(jwk.JWK.generate(kty="EC", crv="P-384", kid=kid), alg="ES384"),
         "alg HS256": lambda: make_assertion(jwk.JWK.generate(kty="oct", size=256, kid=kid), alg="HS256"),
         "issued to another issuer (iss of another tenant)": lambda: make_assertion(
-            mtls_stack.issuer_key, OTHER_ISSUER_ID),
+            mtls_stack.issuer_key, OTHER_ISSUER_ID
+        ),
     }[case]()
     response = await _token_request(mtls_stack, mtls_stack.pki.issuer_client(ISSUER_ID), assertion)
     assert response.status_code == status, case
@@ -154,8 +163,13 @@ async def test_bad_jwe_is_refused(mtls_stack: MtlsStack, case: str, reason: str)
     else:
         compact = encrypt(CARD, stranger)
     token = await _token(mtls_stack)
-    response = await _order(mtls_stack, mtls_stack.pki.issuer_client(ISSUER_ID), token, _order_body(compact),
-                            card=f"card-jwe-{abs(hash(case)) % 10**8}")
+    response = await _order(
+        mtls_stack,
+        mtls_stack.pki.issuer_client(ISSUER_ID),
+        token,
+        _order_body(compact),
+        card=f"card-jwe-{abs(hash(case)) % 10**8}",
+    )
     assert response.status_code == 400, response.text
     body = response.json()
     # D1's documented code for undecryptable data, the field in error as a JSON path.

@@ -49,14 +49,7 @@ from stack.spec import Ports
 from starter.api import CardOrders
 from tests.conftest import temporal_cli
 from tests.security.conftest import RECEIVER_OPERATOR_TOKEN, MtlsStack
-from tests.security.support import (
-    ISSUER_ID,
-    LEAK_PAN,
-    decrypted_history,
-    find_leaks,
-    leak_card_data,
-    leak_track_data,
-)
+from tests.security.support import ISSUER_ID, LEAK_PAN, decrypted_history, find_leaks, leak_card_data, leak_track_data
 from tests.support.orders import sample_order
 from tests.support.validation import InvalidOrder, validate_order
 
@@ -128,9 +121,20 @@ async def _raw_history(stack: MtlsStack, workflow_ids: list[str]) -> dict[str, s
     async def show(wid: str) -> tuple[str, str]:
         async with gate:
             proc = await asyncio.create_subprocess_exec(
-                temporal_cli(), "workflow", "show", "-w", wid, "--address", temporal_address,
-                "--namespace", "default", "--output", "json",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+                temporal_cli(),
+                "workflow",
+                "show",
+                "-w",
+                wid,
+                "--address",
+                temporal_address,
+                "--namespace",
+                "default",
+                "--output",
+                "json",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
             )
             out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
@@ -174,7 +178,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         for bad in (
             _leak_order(f"leak-bad-{stamp}-cvv", cvv2=f"{LEAK_PAN[:5]}"),
             _leak_order(f"leak-bad-{stamp}-luhn", pan=LEAK_PAN[:-1] + str((int(LEAK_PAN[-1]) + 1) % 10)),
-            _leak_order(f"leak-bad-{stamp}-spaced", pan=" ".join(LEAK_PAN[i:i + 4] for i in range(0, 16, 4))),
+            _leak_order(f"leak-bad-{stamp}-spaced", pan=" ".join(LEAK_PAN[i : i + 4] for i in range(0, 16, 4))),
         ):
             with pytest.raises(InvalidOrder) as info:
                 validate_order(bad)
@@ -182,8 +186,14 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
 
         faults = {
             "dataExceptions": DATA_EXCEPTIONS,
-            "orderFailures": [{"status": 400, "count": REJECTED_BY_D1, "errorCode": "FIELD_INVALID_FORMAT",
-                               "error": "encryptedData.exp: month must be 01-12 (YYMM)"}],
+            "orderFailures": [
+                {
+                    "status": 400,
+                    "count": REJECTED_BY_D1,
+                    "errorCode": "FIELD_INVALID_FORMAT",
+                    "error": "encryptedData.exp: month must be 01-12 (YYMM)",
+                }
+            ],
         }
         response = await mtls_stack.emulator_admin("POST", "/_emulator/faults", json=faults)
         assert response.status_code == 200, response.text
@@ -207,8 +217,10 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         for path in ("/_emulator/orders", "/_emulator/captured", "/_emulator/stats"):
             queries.append((await mtls_stack.emulator_admin("GET", path)).text)
         async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
-            stats = await http.get(f"{mtls_stack.receiver_url}/_receiver/stats",
-                                   headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"})
+            stats = await http.get(
+                f"{mtls_stack.receiver_url}/_receiver/stats",
+                headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"},
+            )
             assert stats.status_code == 200, stats.text
             queries.append(stats.text)
 
@@ -258,7 +270,10 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
     # The session's mTLS stack again, as processes: its own state, ports and task queue; the
     # session's codec keys (the test decrypts the histories with them).
     local = mtls_stack.local.spec.replace(
-        state_dir=tmp_path, ports=Ports.free(), task_queue="security-proc-orders", receiver_operators=False,
+        state_dir=tmp_path,
+        ports=Ports.free(),
+        task_queue="security-proc-orders",
+        receiver_operators=False,
         emulator=replace(mtls_stack.local.spec.emulator, log_level="debug"),
     ).ensure()
     sup = Supervisor(tmp_path / "logs")
@@ -267,12 +282,19 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
     sup.start("receiver", local.argv("receiver"), local.env("receiver"))
     stamp = int(time.time())
     try:
-        await wait_http(f"{local.emulator_url}/_emulator/health", "emulator", verify=local.verify(),
-                        within_s=30, alive=sup.check_alive)
-        await wait_http(f"{local.receiver_url}/healthz", "receiver", verify=local.verify(),
-                        within_s=30, alive=sup.check_alive)
-        orders = CardOrders(mtls_stack.client, task_queue=local.spec.task_queue, timing=local.order_timing(),
-                            edge=local.order_edge())
+        await wait_http(
+            f"{local.emulator_url}/_emulator/health",
+            "emulator",
+            verify=local.verify(),
+            within_s=30,
+            alive=sup.check_alive,
+        )
+        await wait_http(
+            f"{local.receiver_url}/healthz", "receiver", verify=local.verify(), within_s=30, alive=sup.check_alive
+        )
+        orders = CardOrders(
+            mtls_stack.client, task_queue=local.spec.task_queue, timing=local.order_timing(), edge=local.order_edge()
+        )
         async with run_worker(local, mtls_stack.client):
             rids = [f"leak-proc-{stamp}-{i}" for i in range(4)]
             await asyncio.gather(*(orders.submit(_leak_order(rid)) for rid in rids))
@@ -281,21 +303,28 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
             cli_rid = f"leak-proc-{stamp}-cli"
             order_file.write_text(json.dumps(_leak_order(cli_rid)))
             cli = await asyncio.create_subprocess_exec(
-                *local.argv("starter"), "submit", str(order_file), "--wait",
-                cwd=REPO_ROOT, env=local.env("starter"), stdout=asyncio.subprocess.PIPE,
+                *local.argv("starter"),
+                "submit",
+                str(order_file),
+                "--wait",
+                cwd=REPO_ROOT,
+                env=local.env("starter"),
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
             cli_out, _ = await asyncio.wait_for(cli.communicate(), timeout=120)
             status = await asyncio.create_subprocess_exec(
-                *local.argv("starter"), "status", cli_rid,
-                cwd=REPO_ROOT, env=local.env("starter"), stdout=asyncio.subprocess.PIPE,
+                *local.argv("starter"),
+                "status",
+                cli_rid,
+                cwd=REPO_ROOT,
+                env=local.env("starter"),
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
             status_out, _ = await asyncio.wait_for(status.communicate(), timeout=60)
             assert cli.returncode == 0, cli_out.decode()
-            views = await asyncio.wait_for(
-                asyncio.gather(*(orders.wait(ISSUER_ID, rid) for rid in rids)), timeout=120
-            )
+            views = await asyncio.wait_for(asyncio.gather(*(orders.wait(ISSUER_ID, rid) for rid in rids)), timeout=120)
             assert all(v.state.outcome == Outcome.DELIVERED for v in views)
             assert "DELIVERED" in cli_out.decode() + status_out.decode()
     except RuntimeError as err:  # a process died or did not come up

@@ -40,8 +40,13 @@ async def dev_server(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=stack.env("temporal")
     )
     try:
-        yield {"proc": proc, "ui": f"http://127.0.0.1:{stack.ports.temporal_ui}", "stack": stack,
-               "codec_url": stack.codec_server_url, "token": token}
+        yield {
+            "proc": proc,
+            "ui": f"http://127.0.0.1:{stack.ports.temporal_ui}",
+            "stack": stack,
+            "codec_url": stack.codec_server_url,
+            "token": token,
+        }
     finally:
         if proc.returncode is None:
             proc.terminate()

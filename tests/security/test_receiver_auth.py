@@ -54,8 +54,9 @@ async def _token(stack: MtlsStack, cert: CertPair | None = None) -> str:
     return token
 
 
-async def _notify(stack: MtlsStack, http: httpx.AsyncClient, *, issuer: str = ISSUER_ID,
-                  token: str | None = None) -> httpx.Response:
+async def _notify(
+    stack: MtlsStack, http: httpx.AsyncClient, *, issuer: str = ISSUER_ID, token: str | None = None
+) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     return await http.post(f"{stack.receiver_url}{notification_path(issuer)}", json=_body(), headers=headers)
 
@@ -76,8 +77,11 @@ async def test_connection_without_a_valid_client_certificate_fails_the_tls_hands
         with pytest.raises(httpx.TransportError):
             await _notify(mtls_stack, http, token=token)
         with pytest.raises(httpx.TransportError):
-            await http.post(f"{mtls_stack.receiver_url}/oauth2/token", data={"grant_type": "client_credentials"},
-                            auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
+            await http.post(
+                f"{mtls_stack.receiver_url}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(OAUTH_CLIENT_ID, OAUTH_SECRET),
+            )
 
 
 async def test_server_certificate_from_another_ca_is_not_trusted(mtls_stack: MtlsStack) -> None:
@@ -140,8 +144,11 @@ async def test_outbound_oauth_requires_a_valid_bearer_token(mtls_stack: MtlsStac
 async def test_token_endpoint_client_credentials_grant(mtls_stack: MtlsStack) -> None:
     async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
         url = f"{mtls_stack.receiver_url}/oauth2/token"
-        ok = await http.post(url, data={"grant_type": "client_credentials", "scope": "d1-notifications"},
-                             auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
+        ok = await http.post(
+            url,
+            data={"grant_type": "client_credentials", "scope": "d1-notifications"},
+            auth=(OAUTH_CLIENT_ID, OAUTH_SECRET),
+        )
         assert ok.status_code == 200
         body = ok.json()
         assert body["token_type"] == "Bearer" and body["expires_in"] == "900" and body["scope"] == "d1-notifications"
@@ -157,8 +164,9 @@ async def test_token_endpoint_client_credentials_grant(mtls_stack: MtlsStack) ->
         assert wrong_grant.status_code == 400 and wrong_grant.json()["error"] == "unsupported_grant_type"
         as_json = await http.post(url, json={"grant_type": "client_credentials"}, auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
         assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
-        bad_scope = await http.post(url, data={"grant_type": "client_credentials", "scope": "admin"},
-                                    auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
+        bad_scope = await http.post(
+            url, data={"grant_type": "client_credentials", "scope": "admin"}, auth=(OAUTH_CLIENT_ID, OAUTH_SECRET)
+        )
         assert bad_scope.status_code == 400 and bad_scope.json()["error"] == "invalid_scope"
     async with mtls_stack.http(mtls_stack.pki.issuer_client(ISSUER_ID)) as http:
         not_d1 = await http.post(url, data={"grant_type": "client_credentials"}, auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
@@ -197,8 +205,11 @@ def _claims(token: str) -> dict[str, Any]:
 async def test_token_response_is_what_d1_expects_and_names_client_scope_and_issuer(mtls_stack: MtlsStack) -> None:
     for issuer in (ISSUER_ID, OTHER_ISSUER_ID):
         async with mtls_stack.http(mtls_stack.pki.notifier_client(issuer)) as http:
-            response = await http.post(f"{mtls_stack.receiver_url}/oauth2/token",
-                                       data={"grant_type": "client_credentials"}, auth=(OAUTH_CLIENT_ID, OAUTH_SECRET))
+            response = await http.post(
+                f"{mtls_stack.receiver_url}/oauth2/token",
+                data={"grant_type": "client_credentials"},
+                auth=(OAUTH_CLIENT_ID, OAUTH_SECRET),
+            )
         assert response.status_code == 200, response.text
         body = response.json()
         # D1's outbound token spec types expires_in as a string of seconds, and lists expires_at.
@@ -249,10 +260,15 @@ def test_scope_grant_follows_rfc_6749_section_3_3() -> None:
     claims = issuer.verify(str(issuer.mint(scope=issuer.grant("b"), issuer_id="TESTISS001")["access_token"]))
     assert claims is not None and claims.scope == {"b"} and claims.issuer_id == "TESTISS001"
     with pytest.raises(ValueError, match="not among the scopes granted"):
-        ReceiverAuth.from_settings(ReceiverSettings(
-            oauth_enabled=True, oauth_client_id="c", oauth_client_secret=SecretStr("s"),
-            oauth_scope="d1-card-activation", oauth_notification_scope="d1-notifications",
-        ))
+        ReceiverAuth.from_settings(
+            ReceiverSettings(
+                oauth_enabled=True,
+                oauth_client_id="c",
+                oauth_client_secret=SecretStr("s"),
+                oauth_scope="d1-card-activation",
+                oauth_notification_scope="d1-notifications",
+            )
+        )
 
 
 def test_issuer_is_read_from_the_identity_template() -> None:
@@ -266,11 +282,16 @@ def test_issuer_is_read_from_the_identity_template() -> None:
 
 
 def _request(identity: CertIdentity, authorization: str) -> Request:
-    return Request({
-        "type": "http", "method": "POST", "path": "/", "query_string": b"",
-        "headers": [(b"authorization", authorization.encode("latin-1"))],
-        "extensions": {"tls": {"identity": identity}},
-    })
+    return Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "query_string": b"",
+            "headers": [(b"authorization", authorization.encode("latin-1"))],
+            "extensions": {"tls": {"identity": identity}},
+        }
+    )
 
 
 def test_a_fixed_identity_template_issues_tokens_for_every_issuer() -> None:
@@ -283,8 +304,9 @@ def test_a_fixed_identity_template_issues_tokens_for_every_issuer() -> None:
     for issuer in (ISSUER_ID, OTHER_ISSUER_ID):
         assert auth.check_notification(_request(d1, f"Bearer {token}"), issuer) is None
     bound = ReceiverAuth(require_client_cert=True, oauth=oauth)
-    refusal = bound.check_notification(_request(CertIdentity(uris=(f"urn:d1:notifier:{ISSUER_ID}",)),
-                                                f"Bearer {token}"), ISSUER_ID)
+    refusal = bound.check_notification(
+        _request(CertIdentity(uris=(f"urn:d1:notifier:{ISSUER_ID}",)), f"Bearer {token}"), ISSUER_ID
+    )
     assert refusal is not None and refusal.status_code == 403
 
 
@@ -316,8 +338,11 @@ MALFORMED_BEARER: dict[str, bytes] = {
 async def test_malformed_bearer_header_gets_401(mtls_stack: MtlsStack, case: str) -> None:
     header = MALFORMED_BEARER.get(case) or await _good_token_with_bad_signature_char(mtls_stack)
     async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
-        response = await http.post(f"{mtls_stack.receiver_url}{notification_path(ISSUER_ID)}", json=_body(),
-                                   headers=[(b"authorization", header)])
+        response = await http.post(
+            f"{mtls_stack.receiver_url}{notification_path(ISSUER_ID)}",
+            json=_body(),
+            headers=[(b"authorization", header)],
+        )
         assert response.status_code == 401, (case, response.text)
         assert response.headers["www-authenticate"].startswith("Bearer")
         stats = await http.get(f"{mtls_stack.receiver_url}/_receiver/stats", headers=[(b"authorization", header)])
@@ -348,8 +373,10 @@ async def test_malformed_basic_header_at_the_token_endpoint_gets_401(mtls_stack:
         response = await http.post(
             f"{mtls_stack.receiver_url}/oauth2/token",
             content=b"grant_type=client_credentials",
-            headers=[(b"content-type", b"application/x-www-form-urlencoded"),
-                     (b"authorization", MALFORMED_BASIC[case])],
+            headers=[
+                (b"content-type", b"application/x-www-form-urlencoded"),
+                (b"authorization", MALFORMED_BASIC[case]),
+            ],
         )
     assert response.status_code == 401, (case, response.text)
     assert response.json()["error"] == "invalid_client"
@@ -361,8 +388,9 @@ async def test_header_beyond_the_http_layers_limit_is_refused_without_an_error(m
     async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
         for header in (b"Bearer " + b"A" * 200_000, b"Basic " + b"QUFB" * 50_000):
             for path in (notification_path(ISSUER_ID), "/oauth2/token"):
-                response = await http.post(f"{mtls_stack.receiver_url}{path}", content=b"{}",
-                                           headers=[(b"authorization", header)])
+                response = await http.post(
+                    f"{mtls_stack.receiver_url}{path}", content=b"{}", headers=[(b"authorization", header)]
+                )
                 assert response.status_code in (400, 401), (path, response.status_code)
         assert (await http.get(f"{mtls_stack.receiver_url}/healthz")).status_code == 200
 
@@ -374,9 +402,12 @@ async def test_receiver_stats_answer_only_to_an_operator_token(mtls_stack: MtlsS
     url = f"{mtls_stack.receiver_url}/_receiver/stats"
     notifier_token = await _token(mtls_stack)
     async with mtls_stack.http(mtls_stack.pki.notifier_client(ISSUER_ID)) as http:
-        for headers in ({}, {"authorization": "Bearer not-an-operator-token"},
-                        {"authorization": f"Bearer {notifier_token}"},  # D1's token is no operator credential
-                        {"authorization": f"Basic {RECEIVER_OPERATOR_TOKEN}"}):
+        for headers in (
+            {},
+            {"authorization": "Bearer not-an-operator-token"},
+            {"authorization": f"Bearer {notifier_token}"},  # D1's token is no operator credential
+            {"authorization": f"Basic {RECEIVER_OPERATOR_TOKEN}"},
+        ):
             refused = await http.get(url, headers=headers)
             assert refused.status_code == 401, headers
             assert refused.json() == {"error": "an operator token is required"}
@@ -392,6 +423,7 @@ async def test_receiver_stats_do_not_exist_without_an_operator_tokens_file(mtls_
     for auth in (ReceiverAuth(require_client_cert=False), None):
         app = create_app(router, auth=auth)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://receiver") as http:
-            response = await http.get("/_receiver/stats",
-                                      headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"})
+            response = await http.get(
+                "/_receiver/stats", headers={"authorization": f"Bearer {RECEIVER_OPERATOR_TOKEN}"}
+            )
         assert response.status_code == 404, auth

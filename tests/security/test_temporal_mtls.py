@@ -90,8 +90,12 @@ def gateway_stack(gateway_tmp: Path) -> Iterator[GatewayStack]:
     sup.start("temporal", dev.dev_server_argv(temporal_cli(), persist=False), dev.env("temporal"))
     try:
         with run_gateway(
-            binary, tmp=tmp / "gateway", listen_port=free_port(), upstream_port=dev.ports.temporal,
-            server=certs.gateway_server, client_ca=certs.ca_cert,
+            binary,
+            tmp=tmp / "gateway",
+            listen_port=free_port(),
+            upstream_port=dev.ports.temporal,
+            server=certs.gateway_server,
+            client_ca=certs.ca_cert,
         ) as gateway:
             spec = dev.spec.replace(temporal_address=gateway.address, temporal_tls=certs)
             yield GatewayStack(tmp, certs, rogue, gateway, dev.ports.temporal, dev.paths.codec_keys, spec)
@@ -134,6 +138,7 @@ async def test_worker_receiver_and_starter_complete_an_order_through_the_mtls_ga
         sup.start("worker", local.argv("worker"), local.env("worker"))
         sup.start("receiver", local.argv("receiver"), local.env("receiver"))
         try:
+
             async def worker_polling() -> bool:
                 return "worker polling task queue" in sup.log("worker").read_text()
 
@@ -143,9 +148,14 @@ async def test_worker_receiver_and_starter_complete_an_order_through_the_mtls_ga
             except RuntimeError as err:
                 pytest.fail(f"{err}:\n{_logs(logs)}")
             starter = await asyncio.create_subprocess_exec(
-                *local.argv("starter"), "submit", str(order_file), "--wait",
-                cwd=REPO_ROOT, env=local.env("starter"),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                *local.argv("starter"),
+                "submit",
+                str(order_file),
+                "--wait",
+                cwd=REPO_ROOT,
+                env=local.env("starter"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             try:
                 out, err = await asyncio.wait_for(starter.communicate(), timeout=45)
@@ -172,7 +182,8 @@ async def test_worker_receiver_and_starter_complete_an_order_through_the_mtls_ga
     ):
         mine = [line for line in lines if f'dn="CN=temporal-client/{process}"' in line]
         assert any(rpc in line and line.startswith("200 verify=SUCCESS") and upstream in line for line in mine), (
-            process, mine[:20],
+            process,
+            mine[:20],
         )
 
 
@@ -210,11 +221,15 @@ async def test_a_client_certificate_from_another_ca_is_refused_by_the_gateway(
     st = temporal_ready
     rogue = st.rogue.client("worker")  # CN temporal-client/worker, like the real one
     before = len(st.access_lines())
-    message = await _refused(st, monkeypatch, {
-        "TEMPORAL_TLS_CLIENT_CERT_PATH": str(rogue.cert),
-        "TEMPORAL_TLS_CLIENT_KEY_PATH": str(rogue.key),
-        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(st.certs.ca_cert),
-    })
+    message = await _refused(
+        st,
+        monkeypatch,
+        {
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": str(rogue.cert),
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": str(rogue.key),
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(st.certs.ca_cert),
+        },
+    )
     # nginx lets the handshake finish and answers its own 400 instead of forwarding the call.
     assert "400 Bad Request" in message, message
     assert "client SSL certificate verify error" in st.gateway.error_log.read_text()
@@ -227,10 +242,14 @@ async def test_a_client_that_does_not_trust_the_gateway_refuses_it(
 ) -> None:
     st = temporal_ready
     client = st.certs.client("worker")
-    message = await _refused(st, monkeypatch, {
-        "TEMPORAL_TLS_CLIENT_CERT_PATH": str(client.cert),
-        "TEMPORAL_TLS_CLIENT_KEY_PATH": str(client.key),
-        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(st.rogue.ca_cert),  # trusts another CA only
-    })
+    message = await _refused(
+        st,
+        monkeypatch,
+        {
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": str(client.cert),
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": str(client.key),
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(st.rogue.ca_cert),  # trusts another CA only
+        },
+    )
     # The other CA has the same name as ours: its signature is what fails.
     assert "InvalidCertificate(BadSignature)" in message, message

@@ -17,19 +17,27 @@ __all__ = ["FieldError", "FieldWarning", "InvalidOrder", "check_order", "validat
 
 
 def check_order(
-    raw: Any, *, program: Program | None = None, unknown_fields: UnknownFields = "error",
+    raw: Any,
+    *,
+    program: Program | None = None,
+    unknown_fields: UnknownFields = "error",
     expiry_format: str | None = None,
 ) -> OrderCheck:
-    return validation.check_order(raw, program=program or load_program(), unknown_fields=unknown_fields,
-                                  expiry_format=expiry_format)
+    return validation.check_order(
+        raw, program=program or load_program(), unknown_fields=unknown_fields, expiry_format=expiry_format
+    )
 
 
 def validate_order(
-    raw: Any, *, program: Program | None = None, unknown_fields: UnknownFields = "error",
+    raw: Any,
+    *,
+    program: Program | None = None,
+    unknown_fields: UnknownFields = "error",
     expiry_format: str | None = None,
 ) -> CardOrder:
-    return validation.validate_order(raw, program=program or load_program(), unknown_fields=unknown_fields,
-                                     expiry_format=expiry_format)
+    return validation.validate_order(
+        raw, program=program or load_program(), unknown_fields=unknown_fields, expiry_format=expiry_format
+    )
 
 
 def validate_address(raw: Any, *, program: Program | None = None) -> Address:

@@ -6,13 +6,7 @@ from typing import Any
 
 import pytest
 
-from d1.card_data_guard import (
-    CardDataInClear,
-    card_data_issues,
-    ensure_no_card_data,
-    holds_pan,
-    is_card_data_name,
-)
+from d1.card_data_guard import CardDataInClear, card_data_issues, ensure_no_card_data, holds_pan, is_card_data_name
 
 PAN = "4929731640582292"  # Luhn-valid
 NOT_LUHN = "4929731640582293"
@@ -20,10 +14,40 @@ NOT_LUHN = "4929731640582293"
 
 @pytest.mark.parametrize(
     "name",
-    ["pan", "PAN", "cvv", "cvv2", "CVV1", "cvc2", "csc", "cvn", "cid", "securityCode", "security_code",
-     "cardVerificationValue", "cardVerificationValue2", "pvv", "pin", "pinBlock", "exp", "expMonth", "expYear",
-     "expiry", "expiryDate", "expiration", "expirationDate", "track1", "track2", "track3", "trackData", "tracks",
-     "cardData", "cardNumber", "primaryAccountNumber", "panSequenceNumber"],
+    [
+        "pan",
+        "PAN",
+        "cvv",
+        "cvv2",
+        "CVV1",
+        "cvc2",
+        "csc",
+        "cvn",
+        "cid",
+        "securityCode",
+        "security_code",
+        "cardVerificationValue",
+        "cardVerificationValue2",
+        "pvv",
+        "pin",
+        "pinBlock",
+        "exp",
+        "expMonth",
+        "expYear",
+        "expiry",
+        "expiryDate",
+        "expiration",
+        "expirationDate",
+        "track1",
+        "track2",
+        "track3",
+        "trackData",
+        "tracks",
+        "cardData",
+        "cardNumber",
+        "primaryAccountNumber",
+        "panSequenceNumber",
+    ],
 )
 def test_card_data_names(name: str) -> None:
     assert is_card_data_name(name)
@@ -31,8 +55,22 @@ def test_card_data_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["pinMailer", "trackingNumber", "trackingType", "trackingUrl", "cardId", "consumerId", "expressCarrier",
-     "cardProductId", "encryptedData", "cidr", "panel", "expected", "services", "panorama"],
+    [
+        "pinMailer",
+        "trackingNumber",
+        "trackingType",
+        "trackingUrl",
+        "cardId",
+        "consumerId",
+        "expressCarrier",
+        "cardProductId",
+        "encryptedData",
+        "cidr",
+        "panel",
+        "expected",
+        "services",
+        "panorama",
+    ],
 )
 def test_ordinary_names_pass(name: str) -> None:
     assert not is_card_data_name(name)
@@ -40,8 +78,17 @@ def test_ordinary_names_pass(name: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [PAN, f"card {PAN} x", "4929 7316 4058 2292", "4929-7316-4058-2292", "4929.7316.4058.2292",
-     "4929/7316/4058/2292", "3782 822463 10005", "ref4929731640582292", "6011 0009 9013 9424"],
+    [
+        PAN,
+        f"card {PAN} x",
+        "4929 7316 4058 2292",
+        "4929-7316-4058-2292",
+        "4929.7316.4058.2292",
+        "4929/7316/4058/2292",
+        "3782 822463 10005",
+        "ref4929731640582292",
+        "6011 0009 9013 9424",
+    ],
 )
 def test_card_numbers_are_found(text: str) -> None:
     assert holds_pan(text)
@@ -49,8 +96,18 @@ def test_card_numbers_are_found(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [NOT_LUHN, "leak-1796115420-037", "order-2026-12-01", "4929 7316-4058 2292", "1234567890123",
-     "492973164058229", "12345678901234567890123", "2026-12-01T10:00:00Z", "10.100.200.300", "req-0001"],
+    [
+        NOT_LUHN,
+        "leak-1796115420-037",
+        "order-2026-12-01",
+        "4929 7316-4058 2292",
+        "1234567890123",
+        "492973164058229",
+        "12345678901234567890123",
+        "2026-12-01T10:00:00Z",
+        "10.100.200.300",
+        "req-0001",
+    ],
 )
 def test_ids_dates_and_mixed_separators_pass(text: str) -> None:
     assert not holds_pan(text)
@@ -81,8 +138,10 @@ def test_a_clean_body_passes_and_encrypted_data_is_not_inspected() -> None:
         (_body(cardData={"pan": PAN}), "$.cardData"),
         (_body(trackData={"track2": f";{PAN}=2906101?"}), "$.trackData"),
         (_body(services={"issuance": "CREATION", "expMonth": "06"}), "$.services.expMonth"),
-        (_body(shipment={"deliveryAddress": {"line1": f"PAN {PAN}", "city": "NY"}}),
-         "$.shipment.deliveryAddress.line1"),
+        (
+            _body(shipment={"deliveryAddress": {"line1": f"PAN {PAN}", "city": "NY"}}),
+            "$.shipment.deliveryAddress.line1",
+        ),
         (_body(cardDesign={"customLines": ["DEBIT", "4929 7316 4058 2292"]}), "$.cardDesign.customLines[1]"),
         (_body(note=int(PAN)), "$.note"),
         (_body(extras=[{"deep": {"deeper": {"x": PAN}}}]), "$.extras[0].deep.deeper.x"),

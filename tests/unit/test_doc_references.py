@@ -10,9 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".venv", ".git", ".state", "test-output", "node_modules", "__pycache__"}
 D1_CITATION = re.compile(r"docs/d1/([a-z-]+)\.md(?: §(\d+)(?:[-\u2013]§?(\d+))?)?")
 # A path of ours: starts with a top-level folder of the repository, ends with a file extension.
-TOP = sorted(
-    p.name for p in ROOT.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")
-)
+TOP = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith("."))
 EXTENSIONS = "py|md|json|jsonl|csv|yml|yaml|toml|conf"
 FILE_REF = re.compile(
     r"(?<![\w./-])((?:" + "|".join(map(re.escape, TOP)) + r")/[\w./-]+\.(?:" + EXTENSIONS + r"))(?![\w-])"

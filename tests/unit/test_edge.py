@@ -82,8 +82,12 @@ def test_invalid_orders_are_refused_with_every_field_and_no_value(keyed: tuple[O
 
 @pytest.mark.parametrize(
     ("extra", "path"),
-    [({"cvv": "123"}, "$.cvv"), ({"securityCode": "123"}, "$.securityCode"), ({"expMonth": "06"}, "$.expMonth"),
-     ({"note": f"card {LEAK_PAN}"}, "$.note")],
+    [
+        ({"cvv": "123"}, "$.cvv"),
+        ({"securityCode": "123"}, "$.securityCode"),
+        ({"expMonth": "06"}, "$.expMonth"),
+        ({"note": f"card {LEAK_PAN}"}, "$.note"),
+    ],
 )
 def test_card_data_outside_the_jwe_is_refused_even_with_unknown_fields_allowed(
     keyed: tuple[OrderEdge, jwk.JWK], extra: dict[str, str], path: str

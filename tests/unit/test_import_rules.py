@@ -19,8 +19,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 PRODUCT = {
-    "d1", "contracts", "activities", "workflows", "receiver", "starter", "emulator", "security", "observability",
-    "stack", "bench", "settings", "temporal_client", "worker", "tests",
+    "d1",
+    "contracts",
+    "activities",
+    "workflows",
+    "receiver",
+    "starter",
+    "emulator",
+    "security",
+    "observability",
+    "stack",
+    "bench",
+    "settings",
+    "temporal_client",
+    "worker",
+    "tests",
 }
 
 

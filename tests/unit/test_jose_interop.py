@@ -40,7 +40,11 @@ def test_token_assertion_verifies_with_an_independent_implementation() -> None:
     key = jwk.JWK.generate(kty="EC", crv="P-256", kid="issuer-sig-interop")
     now = time.time()
     assertion = make_assertion(
-        key, issuer_id="TESTISS001", kid="issuer-sig-interop", lifetime_s=600, audience="https://api.d1.thalescloud.io",
+        key,
+        issuer_id="TESTISS001",
+        kid="issuer-sig-interop",
+        lifetime_s=600,
+        audience="https://api.d1.thalescloud.io",
         now=now,
     )
     public = ECKey.import_key(json.loads(key.export_public()))

@@ -41,8 +41,10 @@ def test_the_model_hides_input_in_errors(model: type[BaseModel]) -> None:
 
 
 def test_a_workflow_input_that_fails_to_decode_names_fields_not_values() -> None:
-    bad = {"ref": {"issuer_id": "TESTISS001", "card_id": "c", "issuer_request_id": "r"},
-           "order": {"distributionChannel": "THALES", "cardData": {"pan": LEAK_PAN + "X", "cvv2": LEAK_CVV2 + "99"}}}
+    bad = {
+        "ref": {"issuer_id": "TESTISS001", "card_id": "c", "issuer_request_id": "r"},
+        "order": {"distributionChannel": "THALES", "cardData": {"pan": LEAK_PAN + "X", "cvv2": LEAK_CVV2 + "99"}},
+    }
     with pytest.raises(ValidationError) as info:
         CardOrderInput.model_validate(bad)
     # What a worker logs (the exception text) and what the workflow reports (errors without input).

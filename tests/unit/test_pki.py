@@ -72,9 +72,7 @@ def test_identities() -> None:
     assert not identity_matches(notifier, "urn:d1:notifier:{issuerId}", OTHER_ISSUER_ID)
     assert not identity_matches(issuer, "urn:d1:notifier:{issuerId}", ISSUER_ID)
     # Thales' CN form is understood without the SAN URI.
-    thales = identity_from_certificate(
-        issue_certificate(load_ca(pki), f"TLSMA-RSA/{ISSUER_ID}/PPR", server=False)[0]
-    )
+    thales = identity_from_certificate(issue_certificate(load_ca(pki), f"TLSMA-RSA/{ISSUER_ID}/PPR", server=False)[0])
     assert issuer_ids_of(thales) == {ISSUER_ID}
     server = identity_from_certificate(_cert(pki.emulator_server.cert))
     assert "localhost" in server.dns_names and issuer_ids_of(server) == frozenset()

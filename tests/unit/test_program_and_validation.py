@@ -49,8 +49,13 @@ def test_every_problem_at_once_by_path_without_values() -> None:
         validate_order(order)
     paths = {e.path for e in err.value.errors}
     assert paths == {
-        "$.cardData.pan", "$.cardData.exp", "$.cardData.cvv2", "$.services.issuance", "$.services.delivery",
-        "$.shipment.deliveryAddress.countryCode", "$.shipment.deliveryAddress.mobilePhoneNumber",
+        "$.cardData.pan",
+        "$.cardData.exp",
+        "$.cardData.cvv2",
+        "$.services.issuance",
+        "$.services.delivery",
+        "$.shipment.deliveryAddress.countryCode",
+        "$.shipment.deliveryAddress.mobilePhoneNumber",
         "$.paymentApplication.odaKeyIndex",
     }
     text = str(err.value) + repr(err.value.errors)
@@ -96,8 +101,9 @@ def test_bulk_without_group_is_a_warning() -> None:
 
 
 def test_channels_are_discriminated() -> None:
-    order = sample_order("req-1", distributionChannel="INSTANT", persoStation="BRANCH-017-ST1",
-                         services={"issuance": "CREATION"})
+    order = sample_order(
+        "req-1", distributionChannel="INSTANT", persoStation="BRANCH-017-ST1", services={"issuance": "CREATION"}
+    )
     del order["shipment"]
     parsed = validate_order(order)
     assert isinstance(parsed, InstantCardOrder) and not parsed.ships
@@ -161,7 +167,9 @@ def test_address_validation_for_redirects() -> None:
     with pytest.raises(InvalidOrder) as err:
         validate_address({"line1": "", "city": "Tokyo", "zipCode": "100", "countryCode": "JP", "zip": "x"})
     assert {e.path for e in err.value.errors} == {
-        "$.newDeliveryAddress.line1", "$.newDeliveryAddress.countryCode", "$.newDeliveryAddress.zip"
+        "$.newDeliveryAddress.line1",
+        "$.newDeliveryAddress.countryCode",
+        "$.newDeliveryAddress.zip",
     }
 
 

@@ -57,8 +57,9 @@ async def post(router: FakeRouter, body: Any, **app_options: Any) -> httpx.Respo
 
 
 def body(n: int = 1) -> dict[str, Any]:
-    return {"operations": [operation("CARD_PROD_REQUESTED", card_id=f"card-{i}", request_id=f"req-{i}")
-                           for i in range(n)]}
+    return {
+        "operations": [operation("CARD_PROD_REQUESTED", card_id=f"card-{i}", request_id=f"req-{i}") for i in range(n)]
+    }
 
 
 async def test_a_delivered_body_is_acknowledged() -> None:
@@ -108,8 +109,14 @@ async def test_more_operations_than_agreed_at_onboarding_is_a_413() -> None:
 
 @pytest.mark.parametrize(
     ("member", "value"),
-    [("operationId", "x" * 65), ("operationId", "op id with spaces"), ("cardId", "c" * 49),
-     ("issuerRequestId", "r" * 65), ("status", "S" * 65), ("error", "e" * 1001)],
+    [
+        ("operationId", "x" * 65),
+        ("operationId", "op id with spaces"),
+        ("cardId", "c" * 49),
+        ("issuerRequestId", "r" * 65),
+        ("status", "S" * 65),
+        ("error", "e" * 1001),
+    ],
 )
 async def test_identifiers_and_texts_are_bounded(member: str, value: str) -> None:
     bad = body()

@@ -39,8 +39,10 @@ def reference(raw: bytes) -> tuple[int, Any]:
     try:
         body = NotificationBody.model_validate(data)
     except ValidationError as err:
-        fields = [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
-                  for e in err.errors(include_input=False, include_url=False)]
+        fields = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
+            for e in err.errors(include_input=False, include_url=False)
+        ]
         return 400, {"error": "notification body does not match the D1 contract", "fields": fields}
     except RecursionError:
         return 400, {"error": "body is nested too deeply"}
@@ -67,8 +69,11 @@ operations = st.one_of(
 )
 bodies = st.one_of(
     st.builds(lambda ops: {"operations": ops}, st.lists(operations, max_size=MAX_OPS + 2)),
-    st.builds(lambda ops, extra: {"operations": ops, **extra}, st.lists(operations, max_size=2),
-              st.dictionaries(st.text(max_size=8), json_values, max_size=3)),
+    st.builds(
+        lambda ops, extra: {"operations": ops, **extra},
+        st.lists(operations, max_size=2),
+        st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    ),
     json_values,
 )
 

@@ -96,8 +96,9 @@ def test_redact_mapping_by_field_name() -> None:
 
 
 def test_redact_attributes_and_exceptions() -> None:
-    attrs = redact_attributes({"d1.card.pan": LEAK_PAN, "card.cvv2": LEAK_CVV2, "http.url": f"/x?q={LEAK_PAN}",
-                               "order.count": 3})
+    attrs = redact_attributes(
+        {"d1.card.pan": LEAK_PAN, "card.cvv2": LEAK_CVV2, "http.url": f"/x?q={LEAK_PAN}", "order.count": 3}
+    )
     assert attrs == {"d1.card.pan": MASKED_PAN, "card.cvv2": MASK, "http.url": f"/x?q={MASKED_PAN}", "order.count": 3}
     assert redact_exception(ValueError(f"bad pan {LEAK_PAN}")) == f"ValueError: bad pan {MASKED_PAN}"
 
@@ -218,17 +219,48 @@ def test_ids_dates_and_addresses_stay_as_they_are(innocent: str) -> None:
     assert redact_text(innocent) == innocent
 
 
-CVV_NAMES = ["cvv", "cvv2", "cvc", "cvc2", "cvn", "cvn2", "cid", "csc", "securityCode", "security_code",
-             "cardSecurityCode", "cardVerificationValue", "card_verification_code", "cardCode", "card.cvv2"]
-EXPIRY_NAMES = ["exp", "expiry", "expMonth", "expYear", "exp_month", "expiration", "expirationDate",
-                "expiryDate", "expirationYear"]
+CVV_NAMES = [
+    "cvv",
+    "cvv2",
+    "cvc",
+    "cvc2",
+    "cvn",
+    "cvn2",
+    "cid",
+    "csc",
+    "securityCode",
+    "security_code",
+    "cardSecurityCode",
+    "cardVerificationValue",
+    "card_verification_code",
+    "cardCode",
+    "card.cvv2",
+]
+EXPIRY_NAMES = [
+    "exp",
+    "expiry",
+    "expMonth",
+    "expYear",
+    "exp_month",
+    "expiration",
+    "expirationDate",
+    "expiryDate",
+    "expirationYear",
+]
 
 
 @pytest.mark.parametrize("name", CVV_NAMES + EXPIRY_NAMES + ["pvv", "pin"])
 @pytest.mark.parametrize(
     "form",
-    ["{name}={value}", "{name}: {value}", '"{name}": "{value}"', '"{name}":{value}', "'{name}': '{value}'",
-     '{{\\"{name}\\": \\"{value}\\"}}', "?a=1&{name}={value}&b=2"],
+    [
+        "{name}={value}",
+        "{name}: {value}",
+        '"{name}": "{value}"',
+        '"{name}":{value}',
+        "'{name}': '{value}'",
+        '{{\\"{name}\\": \\"{value}\\"}}',
+        "?a=1&{name}={value}&b=2",
+    ],
 )
 def test_card_fields_in_text_are_masked_under_every_common_name(name: str, form: str) -> None:
     value = "08/31" if name in EXPIRY_NAMES and "Year" not in name else "8371"
@@ -312,8 +344,9 @@ def test_uvicorn_access_formatter_works_on_a_redacted_record(capsys: pytest.Capt
     path = f"/v1/cards/{P}/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
-                                         use_colors=False))
+    handler.setFormatter(
+        AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    )
     handler.addFilter(RedactingFilter())
     logger = logging.getLogger("tests.security.uvicorn.access")
     logger.addHandler(handler)

@@ -46,10 +46,30 @@ def test_a_redirect_needs_an_address(kind: str) -> None:
         (state(outcome=Outcome.DELIVERED), REF, "CANCEL", False, "already finished (DELIVERED)"),
         (state("CARD_SHIPPED"), REF, "CANCEL", False, "already shipped"),
         (OrderState(), REF, "CANCEL", False, "has not accepted the order yet"),
-        (state(changes=[ChangeRecord(change_id="cancel-1", type="CANCEL", status=ChangeStatus.ACCEPTED,
-                                     requested_at="t")]), REF, "ACCELERATE", False, "being canceled"),
-        (state(changes=[ChangeRecord(change_id="accelerate-1", type="ACCELERATE", status=ChangeStatus.SENT,
-                                     requested_at="t")]), REF, "CANCEL", False, "still waiting for D1's answer"),
+        (
+            state(
+                changes=[
+                    ChangeRecord(change_id="cancel-1", type="CANCEL", status=ChangeStatus.ACCEPTED, requested_at="t")
+                ]
+            ),
+            REF,
+            "ACCELERATE",
+            False,
+            "being canceled",
+        ),
+        (
+            state(
+                changes=[
+                    ChangeRecord(
+                        change_id="accelerate-1", type="ACCELERATE", status=ChangeStatus.SENT, requested_at="t"
+                    )
+                ]
+            ),
+            REF,
+            "CANCEL",
+            False,
+            "still waiting for D1's answer",
+        ),
         (state(), REF, "CANCEL", True, "takes no new_delivery_address"),
         (state(), REF.model_copy(update={"shipment_type": None}), "ACCELERATE", False, "only applies to shipped"),
         (state(), REF.model_copy(update={"shipment_type": "BULK"}), "REDIRECT", True, "BULK shipment"),
@@ -77,8 +97,10 @@ def test_a_crypto_error_asks_for_a_resubmission_with_the_current_key() -> None:
 
 
 def test_other_refusals_are_rejections_with_d1s_code_or_field() -> None:
-    assert refused_by_d1({"httpStatus": 400, "errorCode": "FIELD_INVALID_FORMAT", "error": "$.x"}).reason == \
-        "FIELD_INVALID_FORMAT"
+    assert (
+        refused_by_d1({"httpStatus": 400, "errorCode": "FIELD_INVALID_FORMAT", "error": "$.x"}).reason
+        == "FIELD_INVALID_FORMAT"
+    )
     assert refused_by_d1({"httpStatus": 409, "error": "$.cardId"}).outcome is Outcome.REJECTED
     assert refused_by_d1({"httpStatus": 409, "error": "$.cardId"}).reason == "$.cardId"
 
@@ -108,12 +130,19 @@ def test_the_details_line_reads_like_a_status_report() -> None:
 
 def test_search_attributes_follow_the_state_and_hold_identifiers_only() -> None:
     st = OrderState(
-        production_status="CARD_SHIPPED", due_date="2026-03-02", outcome=Outcome.DELIVERED,
+        production_status="CARD_SHIPPED",
+        due_date="2026-03-02",
+        outcome=Outcome.DELIVERED,
         shipment=ShipmentInfo(status="Delivered", trackingNumber="1Z999", carrier="dhl", message="left at door"),
     )
     values = attribute_values(st)
-    assert values == {"ProductionStatus": "CARD_SHIPPED", "ShipmentStatus": "Delivered", "TrackingNumber": "1Z999",
-                      "OrderOutcome": "DELIVERED", "DueDate": datetime(2026, 3, 2, tzinfo=UTC)}
+    assert values == {
+        "ProductionStatus": "CARD_SHIPPED",
+        "ShipmentStatus": "Delivered",
+        "TrackingNumber": "1Z999",
+        "OrderOutcome": "DELIVERED",
+        "DueDate": datetime(2026, 3, 2, tzinfo=UTC),
+    }
     assert due_date_value("not a date") is None and in_words("NEW_STATUS") == "NEW_STATUS"
 
 
@@ -121,8 +150,12 @@ def test_search_attributes_follow_the_state_and_hold_identifiers_only() -> None:
 
 
 def test_every_terminal_status_has_an_outcome_and_outranks_progress() -> None:
-    assert set(TERMINAL_STATUS_OUTCOMES) == {"DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "CARD_PROD_CANCELED",
-                                             "CARD_RETURNED"}
+    assert set(TERMINAL_STATUS_OUTCOMES) == {
+        "DATA_EXCEPTION",
+        "CARD_PROD_EXCEPTION",
+        "CARD_PROD_CANCELED",
+        "CARD_RETURNED",
+    }
     for status, outcome in TERMINAL_STATUS_OUTCOMES.items():
         assert Outcome(outcome)  # a name of the contract's outcomes
         assert PRODUCTION_RANK[status] > PRODUCTION_RANK[ProductionStatus.CARD_SHIPPED]
@@ -131,8 +164,18 @@ def test_every_terminal_status_has_an_outcome_and_outranks_progress() -> None:
 @pytest.mark.parametrize(("status", "outcome"), sorted(TERMINAL_STATUS_OUTCOMES.items()))
 def test_the_state_machine_ends_orders_from_the_table(status: str, outcome: str) -> None:
     st = OrderState(submitted=True)
-    apply(st, OperationNotification.model_validate({
-        "operationId": "op-1", "operation": "PRODUCE", "status": "SUCCESSFUL", "startTime": "2026-03-01T10:00:00Z",
-        "cardId": "card-1", "details": {"status": status, "reason": "because"},
-    }), source="notification")
+    apply(
+        st,
+        OperationNotification.model_validate(
+            {
+                "operationId": "op-1",
+                "operation": "PRODUCE",
+                "status": "SUCCESSFUL",
+                "startTime": "2026-03-01T10:00:00Z",
+                "cardId": "card-1",
+                "details": {"status": status, "reason": "because"},
+            }
+        ),
+        source="notification",
+    )
     assert st.outcome == Outcome(outcome) and st.outcome_reason == "because"

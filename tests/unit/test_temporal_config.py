@@ -86,7 +86,9 @@ def test_mtls_from_the_standard_variables_only(monkeypatch: pytest.MonkeyPatch, 
     assert describe(config) == "address temporal.bank.internal:7233, namespace card-orders, TLS on, auth mTLS"
     settings = TemporalSettings()
     assert (settings.address, settings.namespace, settings.task_queue) == (
-        "temporal.bank.internal:7233", "card-orders", "cards-eu"
+        "temporal.bank.internal:7233",
+        "card-orders",
+        "cards-eu",
     )
 
 
@@ -122,7 +124,10 @@ client_key_path = "{client.key}"
 
     # The temporal CLI resolves the very same file, profile and variable.
     shown = subprocess.run(
-        [temporal_cli(), "config", "get", "-o", "json"], env=dict(os.environ), capture_output=True, text=True,
+        [temporal_cli(), "config", "get", "-o", "json"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert json.loads(shown.stdout)["address"] == config["target_host"]
@@ -263,9 +268,9 @@ def test_an_explicit_override_wins_and_keeps_the_configured_security(
 
 def test_the_readme_toml_example_is_a_valid_profile_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("### Connecting to Temporal"):]
-    example = section[section.index("```toml\n") + len("```toml\n"):]
-    example = example[:example.index("```")]
+    section = readme[readme.index("### Connecting to Temporal") :]
+    example = section[section.index("```toml\n") + len("```toml\n") :]
+    example = example[: example.index("```")]
     # Strict: a misspelt key would be an error, not silently ignored.
     profiles = ClientConfig.load(config_source=example, config_file_strict=True).profiles
     assert set(profiles) == {"default", "prod", "onprem"}

@@ -95,9 +95,11 @@ class D1Double:
         results = []
         for item in inp.items:
             refusal = self.batch_refusals.get(item["cardId"])
-            results.append(acts.BatchItemResult(card_id=item["cardId"], error_code=refusal["errorCode"],
-                                                error=refusal["error"]) if refusal else
-                           acts.BatchItemResult(card_id=item["cardId"], operation_id=f"op-{item['cardId']}"))
+            results.append(
+                acts.BatchItemResult(card_id=item["cardId"], error_code=refusal["errorCode"], error=refusal["error"])
+                if refusal
+                else acts.BatchItemResult(card_id=item["cardId"], operation_id=f"op-{item['cardId']}")
+            )
         return acts.BatchSubmitResult(http_status=202, results=results)
 
     @activity.defn(name=acts.REQUEST_TRACKING)
@@ -111,8 +113,14 @@ class D1Double:
         return acts.SubmitResult(operation_id=f"op-{inp.order.cardId}")
 
     def all(self) -> list[Any]:
-        return [self.submit_order, self.fetch_production_status, self.request_pull_and_change,
-                self.encrypt_and_submit, self.submit_order_batch, self.request_tracking]
+        return [
+            self.submit_order,
+            self.fetch_production_status,
+            self.request_pull_and_change,
+            self.encrypt_and_submit,
+            self.submit_order_batch,
+            self.request_tracking,
+        ]
 
 
 @dataclass
@@ -123,15 +131,26 @@ class FastEnv:
     d1: D1Double
     plain: Client  # a client without the product's codec key
 
-    def order_input(self, card_id: str, rid: str, timing: OrderTiming | None = None,
-                    shipment_type: str | None = "INDIVIDUAL") -> CardOrderInput:
+    def order_input(
+        self, card_id: str, rid: str, timing: OrderTiming | None = None, shipment_type: str | None = "INDIVIDUAL"
+    ) -> CardOrderInput:
         return CardOrderInput(
-            ref=OrderRef(issuer_id=ISSUER_ID, card_id=card_id, issuer_request_id=rid, masked_pan="492973******2292",
-                         shipment_type=shipment_type),
+            ref=OrderRef(
+                issuer_id=ISSUER_ID,
+                card_id=card_id,
+                issuer_request_id=rid,
+                masked_pan="492973******2292",
+                shipment_type=shipment_type,
+            ),
             timing=timing or OrderTiming(),
             submission=D1Submission(
-                body={"distributionChannel": "THALES", "cardProductId": "DEMO_VISA_DEBIT_01", "issuerRequestId": rid,
-                      "services": {"issuance": "CREATION"}, "encryptedData": FAKE_JWE},
+                body={
+                    "distributionChannel": "THALES",
+                    "cardProductId": "DEMO_VISA_DEBIT_01",
+                    "issuerRequestId": rid,
+                    "services": {"issuance": "CREATION"},
+                    "encryptedData": FAKE_JWE,
+                },
                 encryption_kid="d1-enc-test",
             ),
         )
@@ -173,8 +192,11 @@ async def _fast_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[F
         )
         d1 = D1Double()
         # Everything a client can have without the product's keys: the same payload format, no codec.
-        plain = await Client.connect(env.client.service_client.config.target_host, namespace=env.client.namespace,
-                                     data_converter=pydantic_data_converter)
+        plain = await Client.connect(
+            env.client.service_client.config.target_host,
+            namespace=env.client.namespace,
+            data_converter=pydantic_data_converter,
+        )
         async with Worker(
             env.client,
             task_queue=TASK_QUEUE,

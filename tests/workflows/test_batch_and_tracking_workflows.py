@@ -26,10 +26,19 @@ from tests.workflows.test_card_order_workflow import until
 async def _start_card(fast: FastEnv, card: str, rid: str, batch_id: str, timing: OrderTiming | None = None) -> Any:
     inp = fast.order_input(card, rid, timing)
     assert inp.submission is not None
-    member = inp.model_copy(update={"submission": None, "batch": BatchMembership(
-        batch_workflow_id=batch_id, encryption_kid=inp.submission.encryption_kid)})
-    return await fast.client.start_workflow(card_order.WORKFLOW_TYPE, member, task_queue=TASK_QUEUE,
-                                            id=card_order.workflow_id(ISSUER_ID, rid), result_type=OrderView)
+    member = inp.model_copy(
+        update={
+            "submission": None,
+            "batch": BatchMembership(batch_workflow_id=batch_id, encryption_kid=inp.submission.encryption_kid),
+        }
+    )
+    return await fast.client.start_workflow(
+        card_order.WORKFLOW_TYPE,
+        member,
+        task_queue=TASK_QUEUE,
+        id=card_order.workflow_id(ISSUER_ID, rid),
+        result_type=OrderView,
+    )
 
 
 async def test_a_batch_submits_once_and_tells_each_card_its_own_answer(own_fast: FastEnv) -> None:
@@ -40,17 +49,27 @@ async def test_a_batch_submits_once_and_tells_each_card_its_own_answer(own_fast:
     refused_card = ids[1][0]
     fast.d1.batch_refusals[refused_card] = {"errorCode": "FIELD_INVALID_VALUE", "error": "$.cards[1].services.delivery"}
     handles = [await _start_card(fast, card, rid, batch_id) for card, rid in ids]
-    cards = [BatchCard(workflow_id=w, card_id=card, issuer_request_id=rid,
-                       item={"cardId": card, **fast.order_input(card, rid).submission.body})  # type: ignore[union-attr]
-             for w, (card, rid) in zip(wids, ids, strict=True)]
+    cards = [
+        BatchCard(
+            workflow_id=w,
+            card_id=card,
+            issuer_request_id=rid,
+            item={"cardId": card, **fast.order_input(card, rid).submission.body},
+        )  # type: ignore[union-attr]
+        for w, (card, rid) in zip(wids, ids, strict=True)
+    ]
     batches_before = len(fast.d1.batches)
     report: BatchReport = await fast.client.execute_workflow(
-        d1_batch.WORKFLOW_TYPE, BatchInput(issuer_id=ISSUER_ID, cards=cards), id=batch_id, task_queue=TASK_QUEUE,
+        d1_batch.WORKFLOW_TYPE,
+        BatchInput(issuer_id=ISSUER_ID, cards=cards),
+        id=batch_id,
+        task_queue=TASK_QUEUE,
         result_type=BatchReport,
     )
     assert (report.cards, report.accepted, report.refused, report.failed) == (3, 2, 1, 0)
-    assert len(fast.d1.batches) == batches_before + 1 and [i["cardId"] for i in fast.d1.batches[-1]] == \
-        [card for card, _ in ids]
+    assert len(fast.d1.batches) == batches_before + 1 and [i["cardId"] for i in fast.d1.batches[-1]] == [
+        card for card, _ in ids
+    ]
     accepted = await until(handles[0], lambda v: v.state.submitted)
     assert accepted.state.operation_id == f"op-{ids[0][0]}" and accepted.state.outcome is None
     rejected: OrderView = await handles[1].result()
@@ -77,8 +96,14 @@ def _tracking_op(card: str, kind: str, status: str, op_status: str, shipment: st
     details: dict[str, Any] = {"status": status, "trackingType": kind, "productionSite": "BUREAU-7"}
     if shipment:
         details["shipment"] = {"carrier": "dhl", "trackingNumber": "JD0001", "status": shipment}
-    return {"operationId": f"trk-{card}", "operation": "STANDALONE_TRACKING", "status": op_status,
-            "startTime": "2026-03-02T08:00:00Z", "cardId": card, "details": details}
+    return {
+        "operationId": f"trk-{card}",
+        "operation": "STANDALONE_TRACKING",
+        "status": op_status,
+        "startTime": "2026-03-02T08:00:00Z",
+        "cardId": card,
+        "details": details,
+    }
 
 
 async def _track(fast: FastEnv, prefix: str, kind: str, *, reconcile: bool = True) -> tuple[Any, str]:
@@ -88,9 +113,14 @@ async def _track(fast: FastEnv, prefix: str, kind: str, *, reconcile: bool = Tru
         request["shipment"] = {"carrier": "dhl", "trackingNumber": "JD0001"}
     handle = await fast.client.start_workflow(
         tracking.WORKFLOW_TYPE,
-        TrackingInput(ref=TrackingRef(issuer_id=ISSUER_ID, card_id=card, tracking_type=kind),  # type: ignore[arg-type]
-                      request=request, reconcile=reconcile),
-        id=tracking.workflow_id(ISSUER_ID, card, kind), task_queue=TASK_QUEUE, result_type=TrackingView,
+        TrackingInput(
+            ref=TrackingRef(issuer_id=ISSUER_ID, card_id=card, tracking_type=kind),  # type: ignore[arg-type]
+            request=request,
+            reconcile=reconcile,
+        ),
+        id=tracking.workflow_id(ISSUER_ID, card, kind),
+        task_queue=TASK_QUEUE,
+        result_type=TrackingView,
     )
     return handle, card
 
@@ -107,8 +137,9 @@ async def test_shipment_tracking_from_duplicated_shuffled_updates_ends_delivered
         await handle.signal(tracking.NOTIFICATION_SIGNAL, OperationNotification.model_validate(update))
     view: TrackingView = await handle.result()
     assert view.state.outcome is Outcome.DELIVERED
-    assert fast.d1.trackings[card] == [{"trackingType": "SHIPMENT",
-                                        "shipment": {"carrier": "dhl", "trackingNumber": "JD0001"}}]
+    assert fast.d1.trackings[card] == [
+        {"trackingType": "SHIPMENT", "shipment": {"carrier": "dhl", "trackingNumber": "JD0001"}}
+    ]
     assert view.state.duplicates_ignored == len(updates)
     assert [e.shipment_status for e in view.state.timeline if e.shipment_status][-1] == "Delivered"
 
@@ -147,8 +178,12 @@ async def test_a_malformed_input_ends_the_workflow_with_field_paths(fast: FastEn
     """Every long-running type reads its input itself (workflows/inputs.py): a wrong shape
     fails the workflow once, naming the field, instead of failing every workflow task."""
     _card, rid = new_ids("badinput")
-    handle = await fast.client.start_workflow(workflow_type, {"issuer_id": 42, "cards": "x", "ref": [], "entries": 7},
-                                              id=f"bad-input-{workflow_type}-{rid}", task_queue=TASK_QUEUE)
+    handle = await fast.client.start_workflow(
+        workflow_type,
+        {"issuer_id": 42, "cards": "x", "ref": [], "entries": 7},
+        id=f"bad-input-{workflow_type}-{rid}",
+        task_queue=TASK_QUEUE,
+    )
     with pytest.raises(WorkflowFailureError) as info:
         await asyncio.wait_for(handle.result(), timeout=30)
     cause = info.value.cause

@@ -30,12 +30,16 @@ from tests.workflows.conftest import TASK_QUEUE, FastEnv, new_ids
 NOTIFY = api.NOTIFICATION_SIGNAL
 
 
-async def start(fast: FastEnv, prefix: str, timing: OrderTiming | None = None,
-                shipment_type: str | None = "INDIVIDUAL") -> tuple[WorkflowHandle[Any, Any], str, str]:
+async def start(
+    fast: FastEnv, prefix: str, timing: OrderTiming | None = None, shipment_type: str | None = "INDIVIDUAL"
+) -> tuple[WorkflowHandle[Any, Any], str, str]:
     card, rid = new_ids(prefix)
     handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, fast.order_input(card, rid, timing, shipment_type),
-        id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE, result_type=OrderView,
+        api.WORKFLOW_TYPE,
+        fast.order_input(card, rid, timing, shipment_type),
+        id=api.workflow_id("TESTISS001", rid),
+        task_queue=TASK_QUEUE,
+        result_type=OrderView,
     )
     await until(handle, lambda v: v.state.submitted)
     return handle, card, rid
@@ -119,7 +123,7 @@ async def test_each_retry_resends_the_same_jwe(fast: FastEnv) -> None:
     card, rid = new_ids("retry")
     fast.d1.submit_failures[card] = ["unavailable", "unavailable"]
     handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, fast.order_input(card, rid), id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE,
+        api.WORKFLOW_TYPE, fast.order_input(card, rid), id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
     )
     await until(handle, lambda v: v.state.submitted)
     bodies = fast.d1.submits[card]
@@ -178,7 +182,10 @@ async def test_a_crypto_error_ends_the_order_crypto_rejected_for_operators_to_fi
     card, rid = new_ids("crypto")
     fast.d1.submit_failures[card] = [{"httpStatus": 400, "errorCode": "CRYPTO_ERROR", "error": "$.encryptedData"}]
     handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, fast.order_input(card, rid), id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE,
+        api.WORKFLOW_TYPE,
+        fast.order_input(card, rid),
+        id=api.workflow_id("TESTISS001", rid),
+        task_queue=TASK_QUEUE,
         result_type=OrderView,
     )
     result: OrderView = await handle.result()
@@ -193,8 +200,11 @@ async def test_d1_unreachable_past_the_give_up_window_ends_submit_failed(fast: F
     card, rid = new_ids("giveup")
     fast.d1.submit_failures[card] = ["always-unavailable"]
     handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, fast.order_input(card, rid, OrderTiming(submit_give_up_after=timedelta(hours=1))),
-        id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE, result_type=OrderView,
+        api.WORKFLOW_TYPE,
+        fast.order_input(card, rid, OrderTiming(submit_give_up_after=timedelta(hours=1))),
+        id=api.workflow_id("TESTISS001", rid),
+        task_queue=TASK_QUEUE,
+        result_type=OrderView,
     )
     result: OrderView = await handle.result()
     assert result.state.outcome is Outcome.SUBMIT_FAILED and len(fast.d1.submits[card]) > 3
@@ -206,12 +216,19 @@ async def test_d1_unreachable_past_the_give_up_window_ends_submit_failed(fast: F
 async def test_cancel_before_shipment_ends_the_order_canceled(fast: FastEnv) -> None:
     handle, card, rid = await start(fast, "cancel")
     await notify(handle, ops(card, rid)[:2])
-    record = await handle.execute_update(api.CANCEL_UPDATE, ChangeRequest(note="customer request"),
-                                         result_type=api.ChangeRecord)
+    record = await handle.execute_update(
+        api.CANCEL_UPDATE, ChangeRequest(note="customer request"), result_type=api.ChangeRecord
+    )
     assert record.status is ChangeStatus.SENT and fast.d1.changes[card] == [{"type": "CANCEL"}]
-    accepted = {"operationId": record.d1_operation_id, "operation": "UPDATE_ORDER", "status": "SUCCESSFUL",
-                "cardId": card, "startTime": "2026-03-01T10:00:00Z", "issuerRequestId": rid,
-                "details": {"status": "ACCEPTED", "type": "CANCEL"}}
+    accepted = {
+        "operationId": record.d1_operation_id,
+        "operation": "UPDATE_ORDER",
+        "status": "SUCCESSFUL",
+        "cardId": card,
+        "startTime": "2026-03-01T10:00:00Z",
+        "issuerRequestId": rid,
+        "details": {"status": "ACCEPTED", "type": "CANCEL"},
+    }
     canceled = operation("CARD_PROD_CANCELED", card_id=card, request_id=rid, op_status="FAILED")
     await notify(handle, ops(card, rid, [accepted, canceled]))
     result: OrderView = await handle.result()
@@ -223,8 +240,10 @@ async def test_changes_after_shipment_are_refused_without_calling_d1(fast: FastE
     await notify(handle, ops(card, rid)[:6])
     await until(handle, lambda v: v.state.shipped)
     address = Address(line1="1 New St", city="Paris", zipCode="75001", countryCode="FR")
-    for update, request in ((api.CANCEL_UPDATE, ChangeRequest()),
-                            (api.REDIRECT_UPDATE, ChangeRequest(new_delivery_address=address))):
+    for update, request in (
+        (api.CANCEL_UPDATE, ChangeRequest()),
+        (api.REDIRECT_UPDATE, ChangeRequest(new_delivery_address=address)),
+    ):
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update(update, request, result_type=api.ChangeRecord)
         cause = info.value.cause
@@ -240,7 +259,7 @@ async def test_changes_after_shipment_are_refused_without_calling_d1(fast: FastE
 async def test_a_client_without_the_keys_cannot_start_an_order(fast: FastEnv, caplog: pytest.LogCaptureFixture) -> None:
     card, rid = new_ids("plain-start")
     plain = await fast.plain.start_workflow(
-        api.WORKFLOW_TYPE, fast.order_input(card, rid), id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE,
+        api.WORKFLOW_TYPE, fast.order_input(card, rid), id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
     )
     with pytest.raises(WorkflowFailureError) as info:
         await fast.client.get_workflow_handle(plain.id).result()
@@ -288,11 +307,15 @@ async def test_malformed_card_data_started_directly_leaves_no_trace_of_it(
     card, rid = new_ids("malformed")
     raw = fast.order_input(card, rid).model_dump(mode="json")
     raw["submission"] = None
-    raw["order"] = sample_order(rid, card_id=card, cardData={"pan": LEAK_PAN + "X", "exp": "3108",
-                                                                "cvv2": LEAK_CVV2 + "99"},
-                                trackData={"track2": LEAK_TRACK2 + "Z"})
-    handle = await fast.client.start_workflow(api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid),
-                                              task_queue=TASK_QUEUE)
+    raw["order"] = sample_order(
+        rid,
+        card_id=card,
+        cardData={"pan": LEAK_PAN + "X", "exp": "3108", "cvv2": LEAK_CVV2 + "99"},
+        trackData={"track2": LEAK_TRACK2 + "Z"},
+    )
+    handle = await fast.client.start_workflow(
+        api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
+    )
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     cause = info.value.cause
@@ -312,8 +335,9 @@ async def test_an_order_started_before_edge_encryption_still_submits(fast: FastE
     raw = fast.order_input(card, rid).model_dump(mode="json")
     raw["submission"] = None
     raw["order"] = validate_order(sample_order(rid, card_id=card)).model_dump(mode="json", exclude_none=True)
-    handle = await fast.client.start_workflow(api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid),
-                                              task_queue=TASK_QUEUE, result_type=OrderView)
+    handle = await fast.client.start_workflow(
+        api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE, result_type=OrderView
+    )
     await until(handle, lambda v: v.state.submitted)
     assert fast.d1.submits[card] == [{"legacy": True}]
     await notify(handle, ops(card, rid))

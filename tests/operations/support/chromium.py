@@ -44,11 +44,7 @@ async def chromium_page(binary: Path, profile_dir: Path) -> AsyncIterator[Page]:
     async with async_playwright() as playwright:
         # A persistent context is how Playwright takes a user-data-dir of our choosing.
         context = await playwright.chromium.launch_persistent_context(
-            profile_dir,
-            executable_path=binary,
-            headless=True,
-            args=list(CLOSED_NETWORK_FLAGS),
-            viewport=VIEWPORT,
+            profile_dir, executable_path=binary, headless=True, args=list(CLOSED_NETWORK_FLAGS), viewport=VIEWPORT
         )
         try:
             yield context.pages[0] if context.pages else await context.new_page()
