@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from settings import DEFAULT_STATE_DIR, REPO_ROOT
-from stack.processes import Supervisor
+from stack.local import LocalStack
+from stack.processes import Supervisor, temporal_binary
 from stack.servers import port_free, wait_http, wait_until
-from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, LocalStack, Ports, StackSpec, temporal_binary
+from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, Ports, StackSpec
 
 ROOT = REPO_ROOT
 # The sample order's timing: it reconciles soon and closes soon after delivery (make run's demo).
