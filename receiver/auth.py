@@ -58,7 +58,7 @@ from starlette.routing import Route
 from security.bounded_body import BodyTooLarge, read_bounded
 from security.operator_tokens import OperatorTokens
 from security.secret_files import read_secret
-from security.tls import ISSUER_ID_LENGTH, CertIdentity, identity_matches, peer_identity
+from security.tls import ISSUER_PLACEHOLDER, identity_matches, issuers_named, peer_identity
 from settings import ReceiverSettings
 
 log = logging.getLogger("receiver.auth")
@@ -70,7 +70,6 @@ MAX_TOKEN_REQUEST_BYTES = 4096
 # Longest Authorization header read at all: our tokens are ~250 characters, Basic
 # credentials far less; anything longer is refused before any decoding or hashing.
 MAX_AUTHORIZATION_CHARS = 4096
-ISSUER_PLACEHOLDER = "{issuerId}"
 _TOKEN_PREFIX = "v1"  # noqa: S105 - token format version
 _KDF_INFO = b"d1-receiver-outbound-oauth-token-v1"
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -236,17 +235,6 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     if not sep:
         return None
     return client_id, client_secret
-
-
-def issuers_named(identity: CertIdentity, template: str) -> frozenset[str]:
-    """The issuerIds a certificate speaks for under an identity template with ``{issuerId}``."""
-    head, *rest = template.split(ISSUER_PLACEHOLDER)
-    if not rest:
-        return frozenset()
-    pattern = re.escape(head) + f"(?P<issuer>[^/]{{{ISSUER_ID_LENGTH}}})"
-    pattern += "".join(re.escape(part) + "(?P=issuer)" for part in rest[:-1]) + re.escape(rest[-1])
-    compiled = re.compile(pattern)
-    return frozenset(m["issuer"] for name in identity.names() if (m := compiled.fullmatch(name)))
 
 
 class ReceiverAuth:
