@@ -24,6 +24,7 @@ otherwise nothing: no provider, no interceptor, no cost.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -39,7 +40,7 @@ from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from observability import names
-from observability.metrics import ProductMetrics, Stopwatch
+from observability.metrics import ProductMetrics
 from security.redaction import RedactingSpanExporter
 from settings import TelemetrySettings
 
@@ -85,10 +86,6 @@ def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = F
         trace.set_tracer_provider(provider)
 
 
-def tracing_enabled() -> bool:
-    return _provider is not None
-
-
 def tracer() -> trace.Tracer:
     if _provider is not None:
         return _provider.get_tracer(INSTRUMENTATION)
@@ -97,7 +94,7 @@ def tracer() -> trace.Tracer:
 
 def client_interceptors() -> list[Interceptor]:
     """Interceptors for ``Client.connect``: Temporal's tracing interceptor when tracing is on."""
-    return [TracingInterceptor(tracer())] if tracing_enabled() else []
+    return [TracingInterceptor(tracer())] if _provider is not None else []
 
 
 def current_trace_id() -> str | None:
@@ -170,7 +167,7 @@ def observe_d1_call(
         attrs[names.ATTR_CARD_ID] = card_id
     if activity.in_activity():
         attrs[names.ATTR_WORKFLOW_ID] = activity.info().workflow_id or ""
-    watch = Stopwatch()
+    started = time.perf_counter()
     with tracer().start_as_current_span(
         f"D1 {method} {endpoint}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
     ) as span:
@@ -185,7 +182,7 @@ def observe_d1_call(
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
         finally:
-            ProductMetrics.current().d1_call(endpoint, outcome, watch.seconds)
+            ProductMetrics.current().d1_call(endpoint, outcome, time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------ receiver

@@ -40,6 +40,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 ISSUER_URI_PREFIX = "urn:d1:issuer:"
 NOTIFIER_URI_PREFIX = "urn:d1:notifier:"
@@ -171,21 +172,9 @@ class PeerCertH11Protocol(_PeerCertOnConnect, H11Protocol):  # type: ignore[misc
     """
 
 
-try:  # uvicorn[standard]: the C parser (llhttp); h11 is the pure-Python fallback
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # pragma: no cover - without the extra
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
-
-# The fastest protocol class that reports the client certificate: httptools when
-# uvicorn[standard] is installed, h11 otherwise.
-PEER_CERT_PROTOCOL: type[Any] = PeerCertH11Protocol
-if HttpToolsProtocol is not None:
-
-    class PeerCertHttpToolsProtocol(_PeerCertOnConnect, HttpToolsProtocol):  # type: ignore[misc]
-        """The same on uvicorn's httptools parser: a fraction of h11's CPU per request (the
-        receiver's fast path)."""
-
-    PEER_CERT_PROTOCOL = PeerCertHttpToolsProtocol
+class PeerCertHttpToolsProtocol(_PeerCertOnConnect, HttpToolsProtocol):  # type: ignore[misc]
+    """The same on uvicorn's httptools parser (uvicorn[standard], a dependency): a fraction
+    of h11's CPU per request, the receiver's fast path."""
 
 
 def peer_identity(scope: Mapping[str, Any]) -> CertIdentity | None:
@@ -213,7 +202,7 @@ def uvicorn_server_options(
         "ssl_certfile": str(cert_file),
         "ssl_keyfile": str(key_file),
         "ssl_context_factory": _hardened,
-        "http": PEER_CERT_PROTOCOL,
+        "http": PeerCertHttpToolsProtocol,
     }
     if client_ca_file is not None:
         options["ssl_ca_certs"] = str(client_ca_file)
