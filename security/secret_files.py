@@ -15,11 +15,11 @@ a warning naming the file and the fix, never its content.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import stat
-import threading
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -27,9 +27,6 @@ from pydantic import SecretStr
 log = logging.getLogger(__name__)
 
 SECRET_MODE = 0o600
-
-_warned: set[tuple[str, int]] = set()
-_warned_lock = threading.Lock()
 
 
 class SecretUnavailable(RuntimeError):
@@ -44,19 +41,16 @@ def warn_if_exposed(path: Path) -> bool:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return False
-    if not mode & 0o077:
-        return False
-    with _warned_lock:
-        first = (str(path), mode) not in _warned
-        _warned.add((str(path), mode))
-    if first:
-        log.warning(
-            "secret file %s has mode %s: group or others can read it; restrict it with: chmod 600 %s",
-            path,
-            oct(mode),
-            path,
-        )
-    return True
+    if mode & 0o077:
+        _warn_exposed(str(path), mode)
+    return bool(mode & 0o077)
+
+
+@functools.cache
+def _warn_exposed(path: str, mode: int) -> None:
+    log.warning(
+        "secret file %s has mode %s: group or others can read it; restrict it with: chmod 600 %s", path, oct(mode), path
+    )
 
 
 def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str:

@@ -34,6 +34,17 @@ SAMPLE_TIMING = {
     "close_grace": timedelta(seconds=2),
 }
 
+# Ports fields and their command-line options (with help, when the name does not say it all).
+_PORT_OPTIONS = {
+    "temporal": ("--temporal-port", None),
+    "temporal_ui": ("--ui-port", None),
+    "emulator": ("--emulator-port", None),
+    "receiver": ("--receiver-port", None),
+    "codec_server": ("--codec-port", "codec server for the Temporal UI"),
+    "worker_metrics": ("--worker-metrics-port", "worker's Prometheus /metrics"),
+    "receiver_metrics": ("--receiver-metrics-port", "receiver's Prometheus /metrics"),
+}
+
 
 def make_run_spec(state_dir: Path, ports: Ports = MAKE_RUN_PORTS, *, step_delay_ms: int = 800) -> StackSpec:
     """make run's stack: mutual TLS on both D1 hops and outbound OAuth (the whole path is
@@ -57,15 +68,7 @@ def _print_new_entries(view: Any, printed: int) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
-    ports = Ports(
-        temporal=args.temporal_port,
-        temporal_ui=args.ui_port,
-        emulator=args.emulator_port,
-        receiver=args.receiver_port,
-        codec_server=args.codec_port,
-        worker_metrics=args.worker_metrics_port,
-        receiver_metrics=args.receiver_metrics_port,
-    )
+    ports = Ports(**{name: getattr(args, name) for name in _PORT_OPTIONS})
     busy = [f"{name} ({port})" for name, port in ports.named().items() if not port_free(port)]
     if busy:
         print(f"ports already in use: {', '.join(busy)}. Is another stack running?", file=sys.stderr)
@@ -169,16 +172,10 @@ def main() -> int:
     p.add_argument("--exit-after-sample", action="store_true", help="stop the stack once the sample order ends")
     p.add_argument("--order", type=Path, default=ROOT / "samples" / "order.json")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    d = MAKE_RUN_PORTS
-    p.add_argument("--temporal-port", type=int, default=d.temporal)
-    p.add_argument("--ui-port", type=int, default=d.temporal_ui)
-    p.add_argument("--emulator-port", type=int, default=d.emulator)
-    p.add_argument("--receiver-port", type=int, default=d.receiver)
-    p.add_argument("--codec-port", type=int, default=d.codec_server, help="codec server for the Temporal UI")
-    p.add_argument("--worker-metrics-port", type=int, default=d.worker_metrics, help="worker's Prometheus /metrics")
-    p.add_argument(
-        "--receiver-metrics-port", type=int, default=d.receiver_metrics, help="receiver's Prometheus /metrics"
-    )
+    for name, (option, help_text) in _PORT_OPTIONS.items():
+        p.add_argument(
+            option, type=int, dest=name, default=getattr(MAKE_RUN_PORTS, name), help=help_text, metavar="PORT"
+        )
     p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
     args = p.parse_args()
     try:

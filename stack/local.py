@@ -68,7 +68,7 @@ class LocalStack:
 
     @property
     def mtls(self) -> bool:
-        return self.spec.transport == "mtls"
+        return self.pki is not None  # StackSpec.ensure makes one for mutual TLS only
 
     @property
     def scheme(self) -> str:
@@ -103,11 +103,6 @@ class LocalStack:
     def _settings(self, cls: type[S], values: Mapping[str, Any]) -> S:
         return cls(**{**values, **self.spec.overrides.get(cls, {})})
 
-    def _pki(self) -> LocalPki:
-        if self.pki is None:
-            raise RuntimeError("the plain-HTTP stack has no PKI (StackSpec.transport='plain')")
-        return self.pki
-
     def temporal_settings(self) -> TemporalSettings:
         return self._settings(
             TemporalSettings,
@@ -122,8 +117,7 @@ class LocalStack:
             "signing_key_file": self.paths.signing_key,
             "encryption_public_key_file": self.paths.d1_encryption_key,
         }
-        if self.mtls:
-            pki = self._pki()
+        if (pki := self.pki) is not None:
             client = pki.issuer_client(self.spec.issuer_id)
             values |= {
                 "tls_client_cert_file": client.cert,
@@ -136,8 +130,7 @@ class LocalStack:
 
     def receiver_settings(self) -> ReceiverSettings:
         values: dict[str, Any] = {"port": self.ports.receiver}
-        if self.mtls:
-            pki = self._pki()
+        if (pki := self.pki) is not None:
             values |= {
                 "tls_cert_file": pki.receiver_server.cert,
                 "tls_key_file": pki.receiver_server.key,
@@ -165,12 +158,9 @@ class LocalStack:
             "step_delay_ms": opts.step_delay_ms,
             "admin_api_enabled": opts.admin_api,
         }
-        if opts.notify_retry_base_ms is not None:
-            values["notify_retry_base_ms"] = opts.notify_retry_base_ms
-        if opts.notify_retry_cap_ms is not None:
-            values["notify_retry_cap_ms"] = opts.notify_retry_cap_ms
-        if self.mtls:
-            pki = self._pki()
+        retry = {"notify_retry_base_ms": opts.notify_retry_base_ms, "notify_retry_cap_ms": opts.notify_retry_cap_ms}
+        values |= {name: ms for name, ms in retry.items() if ms is not None}
+        if (pki := self.pki) is not None:
             notifier = pki.notifier_client_template  # {issuerId} left in: one certificate per tenant
             values |= {
                 "tls_cert_file": pki.emulator_server.cert,
@@ -228,8 +218,7 @@ class LocalStack:
         if kind in TEMPORAL_CLIENTS:
             rendered |= settings_env(self.temporal_settings())
             rendered |= settings_env(self.codec_settings())
-            if self.spec.temporal_tls is not None:
-                tls = self.spec.temporal_tls
+            if (tls := self.spec.temporal_tls) is not None:
                 client = tls.client(kind)
                 rendered |= {
                     "TEMPORAL_TLS_CLIENT_CERT_PATH": str(client.cert),
@@ -312,11 +301,10 @@ class LocalStack:
     def notifier_ssl(self) -> ssl.SSLContext | None:
         """What a party playing D1 presents: the tenant's D1 notifier certificate (the
         receiver checks it; the emulator's TLS layer accepts any certificate of the CA)."""
-        if not self.mtls:
+        if self.pki is None:
             return None
-        pki = self._pki()
-        pair = pki.notifier_client(self.spec.issuer_id)
-        return client_ssl_context(ca_file=pki.ca_cert, cert_file=pair.cert, key_file=pair.key)
+        pair = self.pki.notifier_client(self.spec.issuer_id)
+        return client_ssl_context(ca_file=self.pki.ca_cert, cert_file=pair.cert, key_file=pair.key)
 
     def verify(self) -> ssl.SSLContext | bool:
         """``verify=`` for an httpx client calling the stack's emulator or receiver."""
