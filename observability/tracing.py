@@ -105,14 +105,12 @@ def current_trace_id() -> str | None:
 def order_attributes(
     *, issuer_id: str, card_id: str | None = None, issuer_request_id: str | None = None, workflow_id: str | None = None
 ) -> dict[str, str]:
-    attrs = {names.ATTR_ISSUER_ID: issuer_id}
-    if card_id:
-        attrs[names.ATTR_CARD_ID] = card_id
-    if issuer_request_id:
-        attrs[names.ATTR_ISSUER_REQUEST_ID] = issuer_request_id
-    if workflow_id:
-        attrs[names.ATTR_WORKFLOW_ID] = workflow_id
-    return attrs
+    ids = {
+        names.ATTR_CARD_ID: card_id,
+        names.ATTR_ISSUER_REQUEST_ID: issuer_request_id,
+        names.ATTR_WORKFLOW_ID: workflow_id,
+    }
+    return {names.ATTR_ISSUER_ID: issuer_id, **{name: value for name, value in ids.items() if value}}
 
 
 @contextmanager
@@ -200,15 +198,14 @@ def notification_operation_span(
     shipment_status: str | None,
 ) -> Iterator[Span]:
     """One operation of a notification body, routed to its order's workflow."""
-    attrs: dict[str, str] = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
+    attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
     attrs[names.ATTR_OPERATION] = operation
-    for key, value in (
-        (names.ATTR_OPERATION_ID, operation_id),
-        (names.ATTR_PRODUCTION_STATUS, production_status),
-        (names.ATTR_SHIPMENT_STATUS, shipment_status),
-    ):
-        if value:
-            attrs[key] = value
+    more = {
+        names.ATTR_OPERATION_ID: operation_id,
+        names.ATTR_PRODUCTION_STATUS: production_status,
+        names.ATTR_SHIPMENT_STATUS: shipment_status,
+    }
+    attrs |= {name: value for name, value in more.items() if value}
     with tracer().start_as_current_span("route D1 notification", kind=SpanKind.INTERNAL, attributes=attrs) as span:
         yield span
 
