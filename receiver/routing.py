@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -65,6 +66,18 @@ def temporal_unavailable(err: BaseException) -> bool:
         return True
     # The SDK's lazy client reports an unreachable server this way.
     return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
+
+
+def _operation_fields(op: OperationNotification) -> dict[str, Any]:
+    """Ids and statuses of one operation: what its span and an orphan record carry."""
+    return {
+        "card_id": op.cardId,
+        "issuer_request_id": op.request_id,
+        "operation_id": op.operationId,
+        "operation": op.operation,
+        "production_status": op.production_status,
+        "shipment_status": op.shipment.status if op.shipment else None,
+    }
 
 
 @dataclass
@@ -134,18 +147,9 @@ class NotificationRouter:
     async def deliver(self, issuer_id: str, op: OperationNotification) -> Delivery:
         """Route one operation inside its own span (ids only), counted and logged with its order."""
         self.metrics.notification_received(issuer_id, op.operation)
-        ship = op.shipment
         with (
             bind_workflow_id(workflow_id_for(issuer_id, op.request_id) if op.request_id else None),
-            notification_operation_span(
-                issuer_id,
-                card_id=op.cardId,
-                issuer_request_id=op.request_id,
-                operation_id=op.operationId,
-                operation=op.operation,
-                production_status=op.production_status,
-                shipment_status=ship.status if ship else None,
-            ) as span,
+            notification_operation_span(issuer_id, **_operation_fields(op)) as span,
         ):
             delivery = await self._route(issuer_id, op)
             span.set_attribute(ATTR_DELIVERY, delivery.value)
@@ -177,16 +181,10 @@ class NotificationRouter:
 
     async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
         """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
-        ship = op.shipment
         entry = OrphanEntry(
             issuer_id=issuer_id,
-            card_id=op.cardId,
-            issuer_request_id=op.request_id,
-            operation_id=op.operationId,
-            operation=op.operation,
+            **_operation_fields(op),
             operation_status=op.status,
-            production_status=op.production_status,
-            shipment_status=ship.status if ship else None,
             reason=reason,
             received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
