@@ -4,11 +4,8 @@ Why this module exists: uvicorn verifies a client certificate when asked to
 (``ssl_cert_reqs=CERT_REQUIRED``), but it does not tell the application *which*
 certificate was presented, and both the D1 emulator (certificate → issuerId, docs/d1/auth.md §2)
 and the notification receiver (certificate → "D1 notifying issuer X") must know. The
-protocol class :class:`PeerCertH11Protocol` reads the peer certificate from the TLS
-connection once and exposes it to every request of that connection in
-``scope["extensions"]["tls"]`` (the ASGI TLS extension: ``client_cert_chain`` as PEM,
-``client_cert_name``, ``tls_version``) plus our parsed :class:`CertIdentity` under
-``"identity"``.
+protocol classes here read the peer certificate once per connection and put it in each
+request's ASGI TLS extension, with our parsed :class:`CertIdentity` under ``"identity"``.
 
 Certificate identities (our choice, D1 documents only that the CN embeds the issuerId):
 

@@ -1,11 +1,7 @@
-"""A :class:`stack.spec.StackSpec` whose files exist, rendered for each process kind.
-
-:class:`LocalStack` gives a process run in-process its settings objects
-(``d1_settings()``, ``receiver_settings()``, ``emulator_settings()``, ``codec_settings()``,
-``codec_server_settings()``, ``temporal_settings()``, and the ``OrderEdge`` and
-``OrderTiming`` of a starter), and a child process its environment (``env(kind)``) and
-command line (``argv(kind)``). The environment is rendered *from* the settings objects
-(stack/env.py), so the two cannot drift; a new setting is one edit here.
+"""A :class:`stack.spec.StackSpec` whose files exist, rendered for each process kind: the
+settings objects of a process run in-process, the environment (``env(kind)``) and command
+line (``argv(kind)``) of a child process. The environment is rendered *from* the settings
+objects (stack/env.py), so the two cannot drift; a new setting is one edit here.
 """
 
 from __future__ import annotations
