@@ -42,8 +42,8 @@ from bench.http1 import Http1Connection
 from bench.load import HAPPY_PATH, baseline_bodies, closed_loop
 from bench.probe import ProbeListener, SignalProbe, parse_address
 from contracts import search_attributes as sa
+from stack.processes import temporal_binary
 from stack.servers import free_port
-from stack.spec import temporal_binary
 
 TASK_QUEUE = "bench-experiments"
 PRODUCTION = SearchAttributeKey.for_keyword("ProductionStatus")

@@ -28,9 +28,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from bench.probe import PROBE_ADDRESS_ARG, ProbeListener
-from stack.processes import Supervisor
+from stack.local import LocalStack
+from stack.processes import Supervisor, temporal_binary
 from stack.servers import wait_http, wait_until
-from stack.spec import ISSUER_ID, EmulatorOptions, LocalStack, Ports, StackSpec, Transport, temporal_binary
+from stack.spec import ISSUER_ID, EmulatorOptions, Ports, StackSpec, Transport
 
 PRODUCT_TASK_QUEUE = "bench-card-orders"
 BASELINE_TASK_QUEUE = "bench-baseline"

@@ -10,9 +10,6 @@ land on the process's ``/metrics`` (``TELEMETRY_METRICS_PORT``).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
-
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import MetricCounter, MetricHistogramFloat, MetricMeter
@@ -39,6 +36,17 @@ def build_runtime(settings: TelemetrySettings, service: str) -> Runtime | None:
     )
 
 
+# The HELP text of each counter on /metrics.
+_DESCRIPTIONS = {
+    names.NOTIFICATIONS_RECEIVED: "D1 notification operations received",
+    names.NOTIFICATIONS_LATE: "D1 notifications for orders that already ended",
+    names.RECEIVER_ERRORS: "Notifications the receiver could not process",
+    names.PAYLOADS_REFUSED: "Payloads refused by the payload codec",
+    names.NOTIFICATIONS_UNKNOWN: "D1 notifications for no known order",
+    names.D1_REQUESTS: "HTTP requests to D1 by endpoint and status code",
+}
+
+
 class ProductMetrics:
     """The product's counters on one meter; instruments are created once and reused."""
 
@@ -61,57 +69,33 @@ class ProductMetrics:
             return cls(activity.metric_meter())
         return cls(Runtime.default().metric_meter)
 
-    def _count(self, name: str, description: str, attributes: Mapping[str, str | int | float | bool]) -> None:
+    def _count(self, name: str, **attributes: str) -> None:
         counter = self._counters.get(name)
         if counter is None:
-            counter = self._counters[name] = self._meter.create_counter(name, description)
+            counter = self._counters[name] = self._meter.create_counter(name, _DESCRIPTIONS[name])
         counter.add(1, attributes)
 
     def notification_received(self, issuer_id: str, operation: str) -> None:
-        self._count(
-            names.NOTIFICATIONS_RECEIVED,
-            "D1 notification operations received",
-            {"issuer_id": issuer_id, "operation": operation},
-        )
+        self._count(names.NOTIFICATIONS_RECEIVED, issuer_id=issuer_id, operation=operation)
 
     def notification_late(self, issuer_id: str) -> None:
-        self._count(
-            names.NOTIFICATIONS_LATE,
-            "D1 notifications for orders that already ended",
-            {"issuer_id": issuer_id, "seen_by": "receiver"},
-        )
+        self._count(names.NOTIFICATIONS_LATE, issuer_id=issuer_id, seen_by="receiver")
 
     def receiver_error(self, issuer_id: str, kind: str) -> None:
         """``kind``: ``temporal_unavailable`` (answered 503) or ``bug`` (answered 500)."""
-        self._count(
-            names.RECEIVER_ERRORS,
-            "Notifications the receiver could not process",
-            {"issuer_id": issuer_id, "kind": kind},
-        )
+        self._count(names.RECEIVER_ERRORS, issuer_id=issuer_id, kind=kind)
 
     def payload_refused(self, reason: str) -> None:
         """A payload the codec would not open (not sealed by a known key)."""
-        self._count(names.PAYLOADS_REFUSED, "Payloads refused by the payload codec", {"reason": reason})
+        self._count(names.PAYLOADS_REFUSED, reason=reason)
 
     def notification_unknown(self, issuer_id: str) -> None:
-        self._count(names.NOTIFICATIONS_UNKNOWN, "D1 notifications for no known order", {"issuer_id": issuer_id})
+        self._count(names.NOTIFICATIONS_UNKNOWN, issuer_id=issuer_id)
 
     def d1_call(self, endpoint: str, status_code: str, seconds: float) -> None:
-        attributes = {"endpoint": endpoint, "status_code": status_code}
-        self._count(names.D1_REQUESTS, "HTTP requests to D1 by endpoint and status code", attributes)
+        self._count(names.D1_REQUESTS, endpoint=endpoint, status_code=status_code)
         if self._duration is None:
             self._duration = self._meter.create_histogram_float(
                 names.D1_REQUEST_DURATION, "Latency of HTTP requests to D1", "s"
             )
-        self._duration.record(seconds, attributes)
-
-
-class Stopwatch:
-    """Monotonic elapsed seconds (a tiny helper so call sites read clearly)."""
-
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self._start
+        self._duration.record(seconds, {"endpoint": endpoint, "status_code": status_code})

@@ -7,6 +7,7 @@ tracer provider (``temporal_client.connect`` adds the tracing interceptor when i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -52,20 +53,13 @@ def configure_process(
         Runtime.set_default(runtime, error_if_already_set=False)
     provider = build_tracer_provider(settings, service)
     use_tracer_provider(provider, set_global=provider is not None)
+    traces = [f"OTLP {otlp_endpoint()}" if otlp_endpoint() else "", "console" if settings.console_traces else ""]
     log.info(
         "telemetry for %s: logs %s; metrics %s; traces %s",
         service,
         settings.log_format,
         f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if runtime else "off",
-        ", ".join(
-            part
-            for part in (
-                f"OTLP {otlp_endpoint()}" if provider and otlp_endpoint() else "",
-                "console" if provider and settings.console_traces else "",
-            )
-            if part
-        )
-        or "off",
+        (provider and ", ".join(filter(None, traces))) or "off",
     )
     return Telemetry(service, settings, runtime, provider)
 
@@ -79,8 +73,6 @@ def exit_without_finalizing(code: int = 0) -> NoReturn:
     flushed first, so nothing is lost."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     os._exit(code)

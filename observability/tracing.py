@@ -24,6 +24,7 @@ otherwise nothing: no provider, no interceptor, no cost.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -39,7 +40,7 @@ from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from observability import names
-from observability.metrics import ProductMetrics, Stopwatch
+from observability.metrics import ProductMetrics
 from security.redaction import RedactingSpanExporter
 from settings import TelemetrySettings
 
@@ -85,10 +86,6 @@ def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = F
         trace.set_tracer_provider(provider)
 
 
-def tracing_enabled() -> bool:
-    return _provider is not None
-
-
 def tracer() -> trace.Tracer:
     if _provider is not None:
         return _provider.get_tracer(INSTRUMENTATION)
@@ -97,7 +94,7 @@ def tracer() -> trace.Tracer:
 
 def client_interceptors() -> list[Interceptor]:
     """Interceptors for ``Client.connect``: Temporal's tracing interceptor when tracing is on."""
-    return [TracingInterceptor(tracer())] if tracing_enabled() else []
+    return [TracingInterceptor(tracer())] if _provider is not None else []
 
 
 def current_trace_id() -> str | None:
@@ -108,14 +105,12 @@ def current_trace_id() -> str | None:
 def order_attributes(
     *, issuer_id: str, card_id: str | None = None, issuer_request_id: str | None = None, workflow_id: str | None = None
 ) -> dict[str, str]:
-    attrs = {names.ATTR_ISSUER_ID: issuer_id}
-    if card_id:
-        attrs[names.ATTR_CARD_ID] = card_id
-    if issuer_request_id:
-        attrs[names.ATTR_ISSUER_REQUEST_ID] = issuer_request_id
-    if workflow_id:
-        attrs[names.ATTR_WORKFLOW_ID] = workflow_id
-    return attrs
+    ids = {
+        names.ATTR_CARD_ID: card_id,
+        names.ATTR_ISSUER_REQUEST_ID: issuer_request_id,
+        names.ATTR_WORKFLOW_ID: workflow_id,
+    }
+    return {names.ATTR_ISSUER_ID: issuer_id, **{name: value for name, value in ids.items() if value}}
 
 
 @contextmanager
@@ -170,7 +165,7 @@ def observe_d1_call(
         attrs[names.ATTR_CARD_ID] = card_id
     if activity.in_activity():
         attrs[names.ATTR_WORKFLOW_ID] = activity.info().workflow_id or ""
-    watch = Stopwatch()
+    started = time.perf_counter()
     with tracer().start_as_current_span(
         f"D1 {method} {endpoint}", kind=SpanKind.CLIENT, attributes=attrs, record_exception=False
     ) as span:
@@ -185,7 +180,7 @@ def observe_d1_call(
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
         finally:
-            ProductMetrics.current().d1_call(endpoint, outcome, watch.seconds)
+            ProductMetrics.current().d1_call(endpoint, outcome, time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------ receiver
@@ -203,15 +198,14 @@ def notification_operation_span(
     shipment_status: str | None,
 ) -> Iterator[Span]:
     """One operation of a notification body, routed to its order's workflow."""
-    attrs: dict[str, str] = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
+    attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
     attrs[names.ATTR_OPERATION] = operation
-    for key, value in (
-        (names.ATTR_OPERATION_ID, operation_id),
-        (names.ATTR_PRODUCTION_STATUS, production_status),
-        (names.ATTR_SHIPMENT_STATUS, shipment_status),
-    ):
-        if value:
-            attrs[key] = value
+    more = {
+        names.ATTR_OPERATION_ID: operation_id,
+        names.ATTR_PRODUCTION_STATUS: production_status,
+        names.ATTR_SHIPMENT_STATUS: shipment_status,
+    }
+    attrs |= {name: value for name, value in more.items() if value}
     with tracer().start_as_current_span("route D1 notification", kind=SpanKind.INTERNAL, attributes=attrs) as span:
         yield span
 

@@ -1,16 +1,14 @@
 """``python -m receiver``: serve D1 notifications on RECEIVER_HOST:RECEIVER_PORT.
 
-On uvicorn's fast paths when ``uvicorn[standard]`` is installed (pyproject.toml): the
-httptools parser (security/tls.py picks it for mutual TLS too) and the uvloop event loop,
-which cut the receiver's CPU per notification (docs/benchmarks.md); without them, h11 and
-asyncio's own loop, same answers.
+On uvicorn's fast paths (``uvicorn[standard]``, a dependency in pyproject.toml): the
+httptools parser (security/tls.py uses it for mutual TLS too) and the uvloop event loop,
+which cut the receiver's CPU per notification (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import uvicorn
+import uvloop
 
 from observability.process import configure_process, exit_without_finalizing
 from receiver.app import create_app
@@ -50,15 +48,6 @@ async def main() -> None:
     await uvicorn.Server(config).serve()
 
 
-def run() -> None:
-    try:
-        import uvloop
-    except ImportError:  # without uvicorn[standard]
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
-
-
 if __name__ == "__main__":
-    run()
+    uvloop.run(main())
     exit_without_finalizing(0)

@@ -40,11 +40,8 @@ def _problem(status: int, reason: str) -> JSONResponse:
 
 
 def _validation_reasons(err: ValidationError) -> list[str]:
-    out = []
-    for e in err.errors(include_input=False, include_url=False):
-        path = ".".join(str(p) for p in e["loc"]) or "(body)"
-        out.append(f"{path}: {e['msg']}")
-    return out
+    errors = err.errors(include_input=False, include_url=False)
+    return [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors]
 
 
 def parse_body(raw: bytes, max_operations: int) -> NotificationBody | Response:

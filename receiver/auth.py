@@ -14,12 +14,7 @@
   ``RECEIVER_OPERATOR_TOKENS_FILE`` (``name:token`` lines, the codec server's format);
   without that file the route does not exist (404).
 
-Tokens are self-contained (``v1.<claims>.<HMAC-SHA256>``) with a key derived from the
-client secret, so any number of stateless receiver replicas accept each other's tokens
-and rotating the client secret revokes every token. A token is bound to what it was
-issued for: the OAuth client (``sub`` and ``client_id``), the granted ``scope`` and, when
-the identity template names ``{issuerId}``, the D1 issuer whose notifier certificate
-asked for it (``issuer_id``, learnt from the mutual-TLS identity, never from the request).
+Tokens: receiver/tokens.py.
 
 Answers to a notification (our choice; D1 documents only that the bearer token is sent):
 
@@ -37,28 +32,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import json
 import logging
-import re
-import secrets
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.tokens import TokenIssuer
 from security.bounded_body import BodyTooLarge, read_bounded
 from security.operator_tokens import OperatorTokens
 from security.secret_files import read_secret
-from security.tls import ISSUER_ID_LENGTH, CertIdentity, identity_matches, peer_identity
+from security.tls import ISSUER_PLACEHOLDER, identity_matches, issuers_named, peer_identity
 from settings import ReceiverSettings
 
 log = logging.getLogger("receiver.auth")
@@ -70,133 +55,8 @@ MAX_TOKEN_REQUEST_BYTES = 4096
 # Longest Authorization header read at all: our tokens are ~250 characters, Basic
 # credentials far less; anything longer is refused before any decoding or hashing.
 MAX_AUTHORIZATION_CHARS = 4096
-ISSUER_PLACEHOLDER = "{issuerId}"
-_TOKEN_PREFIX = "v1"  # noqa: S105 - token format version
-_KDF_INFO = b"d1-receiver-outbound-oauth-token-v1"
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-# v1.<base64url claims>.<base64url HMAC-SHA256, 43 characters>; ASCII only by construction.
-_TOKEN_SHAPE = re.compile(r"v1\.[A-Za-z0-9_-]{1,2048}\.[A-Za-z0-9_-]{43}")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _REALM = 'Bearer realm="d1-notifications"'
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-@dataclass(frozen=True)
-class TokenClaims:
-    """What a verified token was issued for."""
-
-    client_id: str
-    scope: frozenset[str]
-    issuer_id: str | None
-    expires_at: int
-
-
-class TokenIssuer:
-    """Client-credentials tokens for one OAuth client (D1): mint and verify, no state.
-
-    ``scope`` is what the client is granted (space-separated, RFC 6749 §3.3); a token
-    carries the part of it the client asked for, or all of it when it asked for none.
-    """
-
-    def __init__(
-        self, client_id: str, client_secret: str, *, scope: str, lifetime_s: int, clock: Callable[[], float] = time.time
-    ) -> None:
-        if not client_id or not client_secret:
-            raise ValueError("outbound OAuth needs a client id and a client secret")
-        self.client_id = client_id
-        self._secret_digest = hashlib.sha256(client_secret.encode("utf-8")).digest()
-        self._id_digest = hashlib.sha256(client_id.encode("utf-8")).digest()
-        self._key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KDF_INFO).derive(
-            client_secret.encode("utf-8")
-        )
-        self.scope = scope
-        self.granted = frozenset(scope.split())
-        if not self.granted:
-            raise ValueError("outbound OAuth needs at least one scope to grant")
-        self.lifetime_s = lifetime_s
-        self._clock = clock
-
-    def client_matches(self, client_id: str, client_secret: str) -> bool:
-        """Constant-time comparison of both parts (no early exit on the id)."""
-        id_ok = hmac.compare_digest(hashlib.sha256(client_id.encode("utf-8")).digest(), self._id_digest)
-        secret_ok = hmac.compare_digest(hashlib.sha256(client_secret.encode("utf-8")).digest(), self._secret_digest)
-        return id_ok and secret_ok
-
-    def grant(self, requested: str) -> frozenset[str] | None:
-        """The scope a token request gets: what it asked for, all when it asked for none,
-        None when it asked for anything not granted to this client."""
-        wanted = frozenset(requested.split())
-        if not wanted:
-            return self.granted
-        return wanted if wanted <= self.granted else None
-
-    def _sign(self, body: str) -> str:
-        return _b64(hmac.new(self._key, f"{_TOKEN_PREFIX}.{body}".encode("ascii"), hashlib.sha256).digest())
-
-    def mint(self, *, scope: Iterable[str] | None = None, issuer_id: str | None = None) -> dict[str, object]:
-        """The token response body (RFC 6749 §5.1, with D1's ``expires_at``).
-
-        ``expires_in`` is a *string* of seconds: D1's published outbound token spec types
-        it so (README "Security"); JSON clients that parse numbers leniently accept both.
-        """
-        granted = self.granted if scope is None else frozenset(scope)
-        scope_text = " ".join(sorted(granted))
-        now = int(self._clock())
-        exp = now + self.lifetime_s
-        claims: dict[str, object] = {
-            "sub": self.client_id,
-            "client_id": self.client_id,
-            "scope": scope_text,
-            "iat": now,
-            "exp": exp,
-            "jti": secrets.token_hex(8),
-        }
-        if issuer_id is not None:
-            # The D1 issuerId the token may notify for (not "iss", which would name us).
-            claims["issuer_id"] = issuer_id
-        body = _b64(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
-        return {
-            "access_token": f"{_TOKEN_PREFIX}.{body}.{self._sign(body)}",
-            "token_type": "Bearer",
-            "expires_in": str(self.lifetime_s),
-            "scope": scope_text,
-            "expires_at": datetime.fromtimestamp(exp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-
-    def verify(self, token: str) -> TokenClaims | None:
-        """The claims of a genuine, unexpired token of this client, else None (never raises)."""
-        if not _TOKEN_SHAPE.fullmatch(token):
-            return None
-        _, body, signature = token.split(".")
-        # Compared as text (ASCII by the shape check): one valid spelling per signature.
-        if not hmac.compare_digest(self._sign(body).encode("ascii"), signature.encode("ascii")):
-            return None
-        try:
-            claims = json.loads(_unb64(body))
-        except (ValueError, binascii.Error):
-            return None
-        if not isinstance(claims, dict):
-            return None
-        exp, scope, issuer_id = claims.get("exp"), claims.get("scope"), claims.get("issuer_id")
-        if not (
-            isinstance(exp, int)
-            and exp > self._clock()
-            and claims.get("sub") == self.client_id
-            and claims.get("client_id") == self.client_id
-            and isinstance(scope, str)
-            and (issuer_id is None or isinstance(issuer_id, str))
-        ):
-            return None
-        return TokenClaims(
-            client_id=self.client_id, scope=frozenset(scope.split()), issuer_id=issuer_id, expires_at=exp
-        )
 
 
 def _oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -226,27 +86,16 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     """(client id, client secret) of ``Authorization: Basic <base64(id:secret)>``, or None
     for anything else: not base64, not UTF-8 once decoded, no colon."""
     value = _credentials(header, "basic")
-    if value is None or not _BASE64.fullmatch(value):
+    if value is None:
         return None
-    try:
+    try:  # validate: the base64 alphabet with its padding only, as a whole
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+    except (binascii.Error, ValueError):  # non-ASCII text, UnicodeDecodeError: ValueErrors
         return None
     client_id, sep, client_secret = decoded.partition(":")
     if not sep:
         return None
     return client_id, client_secret
-
-
-def issuers_named(identity: CertIdentity, template: str) -> frozenset[str]:
-    """The issuerIds a certificate speaks for under an identity template with ``{issuerId}``."""
-    head, *rest = template.split(ISSUER_PLACEHOLDER)
-    if not rest:
-        return frozenset()
-    pattern = re.escape(head) + f"(?P<issuer>[^/]{{{ISSUER_ID_LENGTH}}})"
-    pattern += "".join(re.escape(part) + "(?P=issuer)" for part in rest[:-1]) + re.escape(rest[-1])
-    compiled = re.compile(pattern)
-    return frozenset(m["issuer"] for name in identity.names() if (m := compiled.fullmatch(name)))
 
 
 class ReceiverAuth:
@@ -289,16 +138,13 @@ class ReceiverAuth:
             oauth = TokenIssuer(
                 settings.oauth_client_id, secret, scope=settings.oauth_scope, lifetime_s=settings.oauth_token_lifetime_s
             )
-        operators = None
-        if settings.operator_tokens_file is not None:
-            operators = OperatorTokens.from_file(settings.operator_tokens_file)
-        tls = settings.tls_cert_file is not None and settings.tls_client_ca_file is not None
+        operators = settings.operator_tokens_file
         return cls(
-            require_client_cert=tls,
+            require_client_cert=settings.tls_cert_file is not None and settings.tls_client_ca_file is not None,
             identity_template=settings.tls_client_identity,
             oauth=oauth,
             notification_scope=settings.oauth_notification_scope,
-            operators=operators,
+            operators=OperatorTokens.from_file(operators) if operators is not None else None,
         )
 
     def _client_problem(self, request: Request, issuer_id: str | None) -> Response | None:

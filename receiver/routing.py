@@ -9,10 +9,12 @@ retry forever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -66,6 +68,18 @@ def temporal_unavailable(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
 
 
+def _operation_fields(op: OperationNotification) -> dict[str, Any]:
+    """Ids and statuses of one operation: what its span and an orphan record carry."""
+    return {
+        "card_id": op.cardId,
+        "issuer_request_id": op.request_id,
+        "operation_id": op.operationId,
+        "operation": op.operation,
+        "production_status": op.production_status,
+        "shipment_status": op.shipment.status if op.shipment else None,
+    }
+
+
 @dataclass
 class RoutingStats:
     received: int = 0
@@ -74,30 +88,30 @@ class RoutingStats:
     by_operation: dict[str, int] = field(default_factory=dict)
     orphans: list[dict[str, str | None]] = field(default_factory=list)
 
-    def record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> dict[str, str | None]:
+    def record_orphan(self, entry: OrphanEntry) -> None:
         self.orphaned += 1
-        entry = {
-            "issuerId": issuer_id,
-            "cardId": op.cardId,
-            "issuerRequestId": op.request_id,
-            "operationId": op.operationId,
-            "operation": op.operation,
-            "status": op.production_status,
-            "reason": reason,
-        }
-        self.orphans.append(entry)
+        self.orphans.append(
+            {
+                "issuerId": entry.issuer_id,
+                "cardId": entry.card_id,
+                "issuerRequestId": entry.issuer_request_id,
+                "operationId": entry.operation_id,
+                "operation": entry.operation,
+                "status": entry.production_status,
+                "reason": entry.reason,
+            }
+        )
         del self.orphans[:-1000]  # keep the most recent ones in memory; the log has all
         log.warning(
             "notification for a closed or unknown order recorded: issuerId=%s cardId=%s issuerRequestId=%s "
             "operationId=%s status=%s (%s)",
-            issuer_id,
-            op.cardId,
-            op.request_id,
-            op.operationId,
-            op.production_status,
-            reason,
+            entry.issuer_id,
+            entry.card_id,
+            entry.issuer_request_id,
+            entry.operation_id,
+            entry.production_status,
+            entry.reason,
         )
-        return entry
 
 
 class NotificationRouter:
@@ -133,18 +147,9 @@ class NotificationRouter:
     async def deliver(self, issuer_id: str, op: OperationNotification) -> Delivery:
         """Route one operation inside its own span (ids only), counted and logged with its order."""
         self.metrics.notification_received(issuer_id, op.operation)
-        ship = op.shipment
         with (
             bind_workflow_id(workflow_id_for(issuer_id, op.request_id) if op.request_id else None),
-            notification_operation_span(
-                issuer_id,
-                card_id=op.cardId,
-                issuer_request_id=op.request_id,
-                operation_id=op.operationId,
-                operation=op.operation,
-                production_status=op.production_status,
-                shipment_status=ship.status if ship else None,
-            ) as span,
+            notification_operation_span(issuer_id, **_operation_fields(op)) as span,
         ):
             delivery = await self._route(issuer_id, op)
             span.set_attribute(ATTR_DELIVERY, delivery.value)
@@ -176,21 +181,15 @@ class NotificationRouter:
 
     async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
         """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
-        self.stats.record_orphan(issuer_id, op, reason)
-        await self._count_orphan(issuer_id, op, signal_refused=reason != orphan_inbox.REASON_NO_ORDER)
-        ship = op.shipment
         entry = OrphanEntry(
             issuer_id=issuer_id,
-            card_id=op.cardId,
-            issuer_request_id=op.request_id,
-            operation_id=op.operationId,
-            operation=op.operation,
+            **_operation_fields(op),
             operation_status=op.status,
-            production_status=op.production_status,
-            shipment_status=ship.status if ship else None,
             reason=reason,
             received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
+        self.stats.record_orphan(entry)
+        await self._count_orphan(issuer_id, op, signal_refused=reason != orphan_inbox.REASON_NO_ORDER)
         await self._client.start_workflow(
             orphan_inbox.WORKFLOW_TYPE,
             OrphanInbox(),
@@ -205,17 +204,13 @@ class NotificationRouter:
 
     async def _count_orphan(self, issuer_id: str, op: OperationNotification, *, signal_refused: bool) -> None:
         """Metrics tell *late* (the order exists but has ended) from *unknown* (never started)."""
-        late = False
-        if signal_refused and not op.request_id:
-            late = True  # visibility found the order by its card: it exists, and it is closed
-        elif op.request_id:
-            try:
+        late = signal_refused and not op.request_id  # found by its card: it exists, and it is closed
+        if op.request_id:
+            with contextlib.suppress(RPCError):
                 await self._client.get_workflow_handle(workflow_id_for(issuer_id, op.request_id)).describe(
                     rpc_timeout=SIGNAL_RPC_TIMEOUT
                 )
                 late = True
-            except RPCError:
-                late = False
         if late:
             self.metrics.notification_late(issuer_id)
         else:

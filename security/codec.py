@@ -8,11 +8,10 @@ configured key, so keys can be rotated without re-encrypting history: add the ne
 make it active, keep the old one until no open workflow needs it.
 
 The codec is also the product's authentication of Temporal messages: a payload it cannot
-open (not sealed, unknown key, failed authentication) is *refused*, replaced by a marker
-(security/payload_refusal.py) that no handler accepts, logged and counted. So a client
-without the product's keys cannot start an order, signal one or run an update on it,
-and its attempt does not wedge the order. ``accept_unencrypted`` lets unsealed payloads
-through (migrating a namespace that ran without the codec; ``CODEC_ACCEPT_UNENCRYPTED``).
+open is *refused* (security/payload_refusal.py says why a marker, not an exception), logged
+and counted, so a client without the product's keys cannot start, signal or update an order.
+``accept_unencrypted`` lets unsealed payloads through (migrating a namespace that ran
+without the codec; ``CODEC_ACCEPT_UNENCRYPTED``).
 """
 
 from __future__ import annotations

@@ -106,12 +106,9 @@ class CodecAuth:
                     roles_claim=settings.oidc_roles_claim,
                     leeway_s=settings.oidc_leeway_s,
                 )
-            tokens = None
-            if settings.operator_tokens_file is not None:
-                tokens = OperatorTokens.from_file(settings.operator_tokens_file)
-        except CodecAuthConfigError:
-            raise
-        except ValueError as err:
+            file = settings.operator_tokens_file
+            tokens = OperatorTokens.from_file(file) if file is not None else None
+        except ValueError as err:  # a CodecAuthConfigError too: the same message
             raise CodecAuthConfigError(str(err)) from None
         if settings.dev_trust_loopback and not is_loopback_host(settings.host):
             raise CodecAuthConfigError(

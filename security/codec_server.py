@@ -7,20 +7,10 @@ selects the action, so the endpoints can be mounted at any depth. CORS lets the 
 origin call it from the browser with the ``authorization``, ``content-type`` and
 ``x-namespace`` headers.
 
-Why it is more than a decoder:
-
-* **it requires an operator credential, as an ``Authorization`` header only**
-  (security/codec_auth.py): the OIDC access token the Temporal UI forwards
-  (``TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true``; verified by security/oidc.py), or a static
-  operator token (the CLI's ``TEMPORAL_CODEC_AUTH="Bearer <token>"``). A token in the
-  endpoint path does not authenticate. For ``make run`` only, an explicit development mode
-  trusts browser requests from loopback (``CODEC_SERVER_DEV_TRUST_LOOPBACK``). Anything
-  else gets 401;
-* **decoded payloads come back with card data masked** (security/redaction.py): PAN as
-  first 6 / last 4; expiry, CVV, PVV and tracks fully masked, for everyone. Names and
-  addresses are masked too unless the operator holds the PII role
-  (``CODEC_SERVER_OIDC_PII_ROLE``) and ``CODEC_SERVER_MASK_PII`` is off. A payload that is
-  not JSON is withheld rather than shown unmasked.
+It requires an operator credential, as an ``Authorization`` header only (who may call it,
+and who may see names and addresses: security/codec_auth.py), and returns decoded payloads
+with card data masked for everyone (security/redaction.py); a payload that is not JSON is
+withheld rather than shown unmasked.
 
 Each request is logged with the operator's subject and whether PII was shown; nothing of a
 payload or a credential is ever logged, and uvicorn's access log stays off because an old
@@ -50,11 +40,8 @@ from security.bounded_body import BodyTooLarge, read_bounded
 from security.codec import CodecKeyError, load_codec
 from security.codec_auth import CodecAuth, CodecAuthConfigError, Refused
 from security.oidc import is_loopback_host
-from security.operator_tokens import OperatorTokens, ensure_operator_token
 from security.redaction import install_log_redaction, redact_mapping, redact_text
 from settings import CodecServerSettings, CodecSettings
-
-__all__ = ["CodecAuth", "OperatorTokens", "create_app", "ensure_operator_token", "main", "mask_payload"]
 
 log = logging.getLogger("security.codec_server")
 
@@ -63,7 +50,7 @@ WITHHELD = "<payload withheld by the codec server: not JSON, cannot be masked>"
 _JSON_ENCODINGS = (b"json/plain", b"json/protobuf")
 
 
-def _withheld(payload: Payload) -> Payload:
+def _withheld() -> Payload:
     return Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(WITHHELD).encode("utf-8"))
 
 
@@ -73,11 +60,11 @@ def mask_payload(payload: Payload, *, mask_pii: bool) -> Payload:
     if encoding == b"binary/null":
         return payload
     if encoding not in _JSON_ENCODINGS:
-        return _withheld(payload)
+        return _withheld()
     try:
         value = json.loads(payload.data)
     except ValueError:
-        return _withheld(payload)
+        return _withheld()
     masked = redact_mapping(value, pii=mask_pii)
     return Payload(
         metadata=dict(payload.metadata),

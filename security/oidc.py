@@ -28,7 +28,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,10 +205,6 @@ def _numeric(claims: Mapping[str, Any], name: str, *, required: bool) -> float |
     return float(value)
 
 
-def _audiences(value: Any) -> Iterable[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 class OidcVerifier:
     def __init__(
         self, *, issuer: str, audience: str, jwks: JwksSource, roles_claim: str = "roles", leeway_s: int = 30
@@ -256,7 +252,8 @@ class OidcVerifier:
     def _check_claims(self, claims: Mapping[str, Any], now: float) -> None:
         if claims.get("iss") != self.issuer:
             raise TokenRejected("wrong issuer")
-        if self.audience not in _audiences(claims.get("aud")):
+        audiences = claims.get("aud")
+        if self.audience not in (audiences if isinstance(audiences, list) else [audiences]):
             raise TokenRejected("wrong audience")
         exp = _numeric(claims, "exp", required=True)
         assert exp is not None

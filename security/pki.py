@@ -40,13 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from security.secret_files import write_file_atomically, write_secret_bytes
-from security.tls import ISSUER_URI_PREFIX, NOTIFIER_URI_PREFIX
+from security.tls import ISSUER_PLACEHOLDER, ISSUER_URI_PREFIX, NOTIFIER_URI_PREFIX
 
 CA_LIFETIME = dt.timedelta(days=3650)
 LEAF_LIFETIME = dt.timedelta(days=397)
 RENEW_BEFORE = dt.timedelta(days=14)
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
-ISSUER_PLACEHOLDER = "{issuerId}"
 
 
 @dataclass(frozen=True)
@@ -80,14 +79,6 @@ def _pair(directory: Path, stem: str) -> CertPair:
     return CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")
 
 
-def _save(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    write_secret_bytes(pair.key, key_pem)  # 0600 even over an older, wider key file
-    write_file_atomically(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-
-
 def _load(pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
     try:
         cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
@@ -117,16 +108,61 @@ def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    names = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} | set(san.get_values_for_type(x509.DNSName))
-    return all(str(ipaddress.ip_address(h)) in names if _is_ip(h) else h in names for h in hosts)
+    return all(name in san for name in _san_entries(hosts, ()))
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=not ca,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _signed(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey],
+    *,
+    start: dt.datetime,
+    lifetime: dt.timedelta,
+    extensions: Sequence[x509.ExtensionType] = (),
+) -> x509.Certificate:
+    """A certificate for ``key`` signed by ``issuer`` (name, key); self-signed, it is a CA."""
+    issuer_name, issuer_key = issuer
+    ca = issuer_key is key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + lifetime)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(_key_usage(ca=ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertPair:
+    """Write a certificate and its key as PEM (the key 0600, even over an older, wider key file)."""
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_secret_bytes(pair.key, key_pem)
+    write_file_atomically(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return pair
 
 
 def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -137,35 +173,7 @@ def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
             x509.NameAttribute(NameOID.COMMON_NAME, "d1-card-orders local CA (not for production)"),
         ]
     )
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    return _signed(name, key, (name, key), start=now - dt.timedelta(minutes=5), lifetime=CA_LIFETIME), key
 
 
 def _san_entries(hosts: Sequence[str], uris: Sequence[str]) -> list[x509.GeneralName]:
@@ -192,41 +200,13 @@ def issue_certificate(
     """A leaf certificate for a server (``serverAuth``) or a client (``clientAuth``)."""
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    extensions: list[x509.ExtensionType] = [x509.ExtendedKeyUsage([usage])]
+    if san := _san_entries(hosts, uris):
+        extensions.append(x509.SubjectAlternativeName(san))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + lifetime)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-    )
-    san = _san_entries(hosts, uris)
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(ca_key, hashes.SHA256()), key
+    return _signed(subject, key, (ca_cert.subject, ca_key), start=start, lifetime=lifetime, extensions=extensions), key
 
 
 def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> LocalPki:
@@ -238,9 +218,9 @@ def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Seque
     ca = _load(ca_pair)
     if ca is None or not _fresh(ca[0], now):
         ca = _new_ca(now)
-        _save(ca_pair, *ca)
+        save_pair(ca_pair, *ca)
 
-    def ensure(pair: CertPair, common_name: str, *, server: bool, uris: Sequence[str] = ()) -> None:
+    def ensure(pair: CertPair, common_name: str, *, server: bool = False, uris: Sequence[str] = ()) -> None:
         _ensure_leaf(ca, pair, common_name, server=server, hosts=hosts if server else (), uris=uris, now=now)
 
     pki = LocalPki(
@@ -252,18 +232,8 @@ def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Seque
     ensure(pki.emulator_server, "d1-emulator (local)", server=True)
     ensure(pki.receiver_server, "d1-notification-receiver (local)", server=True)
     for issuer_id in issuer_ids:
-        ensure(
-            pki.issuer_client(issuer_id),
-            f"TLSMA-EC/{issuer_id}/LOC",
-            server=False,
-            uris=[ISSUER_URI_PREFIX + issuer_id],
-        )
-        ensure(
-            pki.notifier_client(issuer_id),
-            f"D1-NOTIFIER/{issuer_id}",
-            server=False,
-            uris=[NOTIFIER_URI_PREFIX + issuer_id],
-        )
+        ensure(pki.issuer_client(issuer_id), f"TLSMA-EC/{issuer_id}/LOC", uris=[ISSUER_URI_PREFIX + issuer_id])
+        ensure(pki.notifier_client(issuer_id), f"D1-NOTIFIER/{issuer_id}", uris=[NOTIFIER_URI_PREFIX + issuer_id])
     return pki
 
 
@@ -273,13 +243,6 @@ def load_ca(pki: LocalPki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     if loaded is None:
         raise RuntimeError(f"no usable CA under {pki.directory}")
     return loaded
-
-
-def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertPair:
-    """Write a certificate and its key (0600) as PEM."""
-    pair.cert.parent.mkdir(parents=True, exist_ok=True)
-    _save(pair, cert, key)
-    return pair
 
 
 # ------------------------------------------------------------- Temporal over mutual TLS
@@ -340,4 +303,4 @@ def _ensure_leaf(
     ):
         return
     cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts, uris=uris)
-    _save(pair, cert, key)
+    save_pair(pair, cert, key)

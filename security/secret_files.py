@@ -4,22 +4,18 @@ Secrets (client secrets, operator tokens, keys) never live in the repository or 
 settings default. A setting names *where* the secret is; this module reads it and makes
 sure error messages name the place, never the content.
 
-Every secret this code base writes (codec keys, private keys, the issuer's signing key,
-operator tokens, client secrets) goes through :func:`write_secret_bytes`: a temporary file
-in the same directory, ``fchmod`` to 0600 before a byte is written (``os.open``'s mode only
-applies when it *creates* a file, and the umask can change it), then ``os.replace``. So an
-existing file that was 0644 is 0600 afterwards, and a crash never leaves half a key. Every
-reader calls :func:`warn_if_exposed`: a secret that group or others can read is logged as
-a warning naming the file and the fix, never its content.
+Every secret this code base writes goes through :func:`write_secret_bytes` (0600 whatever
+the umask or an earlier file's mode, and never half written); every reader calls
+:func:`warn_if_exposed`, which names a secret file that group or others can read.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import stat
-import threading
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -27,9 +23,6 @@ from pydantic import SecretStr
 log = logging.getLogger(__name__)
 
 SECRET_MODE = 0o600
-
-_warned: set[tuple[str, int]] = set()
-_warned_lock = threading.Lock()
 
 
 class SecretUnavailable(RuntimeError):
@@ -44,19 +37,16 @@ def warn_if_exposed(path: Path) -> bool:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         return False
-    if not mode & 0o077:
-        return False
-    with _warned_lock:
-        first = (str(path), mode) not in _warned
-        _warned.add((str(path), mode))
-    if first:
-        log.warning(
-            "secret file %s has mode %s: group or others can read it; restrict it with: chmod 600 %s",
-            path,
-            oct(mode),
-            path,
-        )
-    return True
+    if mode & 0o077:
+        _warn_exposed(str(path), mode)
+    return bool(mode & 0o077)
+
+
+@functools.cache
+def _warn_exposed(path: str, mode: int) -> None:
+    log.warning(
+        "secret file %s has mode %s: group or others can read it; restrict it with: chmod 600 %s", path, oct(mode), path
+    )
 
 
 def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str:
@@ -78,8 +68,9 @@ def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str
 
 def write_file_atomically(path: Path, data: bytes, mode: int) -> Path:
     """Replace ``path`` with ``data`` in one step; the file has exactly ``mode`` whatever
-    the umask and whatever mode an earlier file at ``path`` had (a new inode replaces it;
-    a symlink at ``path`` is replaced, not followed)."""
+    the umask and whatever mode an earlier file at ``path`` had (``os.open``'s mode applies
+    only when it creates a file, and the umask changes it): a new inode replaces it, and a
+    symlink at ``path`` is replaced, not followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

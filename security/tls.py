@@ -4,11 +4,8 @@ Why this module exists: uvicorn verifies a client certificate when asked to
 (``ssl_cert_reqs=CERT_REQUIRED``), but it does not tell the application *which*
 certificate was presented, and both the D1 emulator (certificate → issuerId, docs/d1/auth.md §2)
 and the notification receiver (certificate → "D1 notifying issuer X") must know. The
-protocol class :class:`PeerCertH11Protocol` reads the peer certificate from the TLS
-connection once and exposes it to every request of that connection in
-``scope["extensions"]["tls"]`` (the ASGI TLS extension: ``client_cert_chain`` as PEM,
-``client_cert_name``, ``tls_version``) plus our parsed :class:`CertIdentity` under
-``"identity"``.
+protocol classes here read the peer certificate once per connection and put it in each
+request's ASGI TLS extension, with our parsed :class:`CertIdentity` under ``"identity"``.
 
 Certificate identities (our choice, D1 documents only that the CN embeds the issuerId):
 
@@ -32,7 +29,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +37,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 ISSUER_URI_PREFIX = "urn:d1:issuer:"
 NOTIFIER_URI_PREFIX = "urn:d1:notifier:"
-DEFAULT_NOTIFIER_IDENTITY = NOTIFIER_URI_PREFIX + "{issuerId}"
+ISSUER_PLACEHOLDER = "{issuerId}"
 # Thales' client CN: "TLSMA-RSA/<issuerId>/<env>" per docs/d1/auth.md §2 (exact format not published).
 _TLSMA_CN = re.compile(r"^TLSMA-[A-Za-z0-9]+/(?P<issuer>[^/]{10})(?:/.*)?$")
 ISSUER_ID_LENGTH = 10
@@ -63,12 +61,6 @@ class CertIdentity:
         """Every name usable for matching, SAN first (RFC 6125 prefers SAN over CN)."""
         cn = (self.common_name,) if self.common_name else ()
         return (*self.uris, *self.dns_names, *cn)
-
-
-def identity_from_der(der: bytes) -> CertIdentity:
-    """Parse the names out of a DER certificate (already verified by the TLS layer)."""
-    cert = x509.load_der_x509_certificate(der)
-    return identity_from_certificate(cert)
 
 
 def identity_from_certificate(cert: x509.Certificate) -> CertIdentity:
@@ -103,6 +95,18 @@ def issuer_ids_of(identity: CertIdentity) -> frozenset[str]:
     return frozenset({match["issuer"]}) if match else frozenset()
 
 
+def issuers_named(identity: CertIdentity, template: str) -> frozenset[str]:
+    """The issuerIds a certificate speaks for under an identity template with ``{issuerId}``
+    (every placeholder filled in with the same issuerId)."""
+    head, *rest = template.split(ISSUER_PLACEHOLDER)
+    if not rest:
+        return frozenset()
+    pattern = re.escape(head) + f"(?P<issuer>[^/]{{{ISSUER_ID_LENGTH}}})"
+    pattern += "".join(re.escape(part) + "(?P=issuer)" for part in rest[:-1]) + re.escape(rest[-1])
+    compiled = re.compile(pattern)
+    return frozenset(m["issuer"] for name in identity.names() if (m := compiled.fullmatch(name)))
+
+
 def identity_matches(identity: CertIdentity, template: str, issuer_id: str | None) -> bool:
     """True when the certificate carries ``template`` with ``{issuerId}`` filled in
     (``issuer_id=None``: for any 10-character issuerId).
@@ -110,57 +114,30 @@ def identity_matches(identity: CertIdentity, template: str, issuer_id: str | Non
     A template without ``{issuerId}`` pins one identity for every issuer (e.g. a real
     D1 certificate that names D1 only).
     """
-    if issuer_id is not None:
-        return template.replace("{issuerId}", issuer_id) in identity.names()
-    any_issuer = f"[^/]{{{ISSUER_ID_LENGTH}}}"
-    pattern = re.compile("^" + any_issuer.join(re.escape(part) for part in template.split("{issuerId}")) + "$")
-    return any(pattern.match(name) for name in identity.names())
+    if issuer_id is not None or ISSUER_PLACEHOLDER not in template:
+        return template.replace(ISSUER_PLACEHOLDER, issuer_id or "") in identity.names()
+    return bool(issuers_named(identity, template))
 
 
 # ---------------------------------------------------------------- server side
 
 
-@dataclass(frozen=True)
-class TlsInfo:
-    """What :class:`PeerCertH11Protocol` learned about one TLS connection."""
-
-    identity: CertIdentity | None
-    tls_version: str | None
-    extension: dict[str, Any] = field(default_factory=dict)
-
-
-def _tls_info(transport: asyncio.BaseTransport) -> TlsInfo | None:
+def _tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    """The ASGI TLS extension of one connection, plus our parsed :class:`CertIdentity`."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
-    identity = identity_from_der(der) if der else None
-    chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
-    extension: dict[str, Any] = {
+    identity = identity_from_certificate(x509.load_der_x509_certificate(der)) if der else None
+    return {
         "server_cert": None,
-        "client_cert_chain": chain,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
         "client_cert_name": identity.subject if identity else None,
         "client_cert_error": None,
         "tls_version": ssl_object.version(),
         "cipher_suite": None,
         "identity": identity,
     }
-    return TlsInfo(identity=identity, tls_version=ssl_object.version(), extension=extension)
-
-
-class _WithTlsScope:
-    """ASGI wrapper adding one connection's TLS extension to each request scope."""
-
-    def __init__(self, app: Callable[..., Any], extension: dict[str, Any]) -> None:
-        self._app = app
-        self._extension = extension
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") in ("http", "websocket"):
-            extensions = dict(scope.get("extensions") or {})
-            extensions[TLS_EXTENSION] = self._extension
-            scope = {**scope, "extensions": extensions}
-        await self._app(scope, receive, send)
 
 
 class _PeerCertOnConnect:
@@ -173,9 +150,16 @@ class _PeerCertOnConnect:
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
-        info = _tls_info(transport)
-        if info is not None:
-            self.app = _WithTlsScope(self.app, info.extension)
+        extension, app = _tls_extension(transport), self.app
+        if extension is None:
+            return
+
+        async def with_tls(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope.get("type") in ("http", "websocket"):
+                scope = {**scope, "extensions": {**(scope.get("extensions") or {}), TLS_EXTENSION: extension}}
+            await app(scope, receive, send)
+
+        self.app = with_tls
 
 
 class PeerCertH11Protocol(_PeerCertOnConnect, H11Protocol):  # type: ignore[misc]
@@ -185,22 +169,9 @@ class PeerCertH11Protocol(_PeerCertOnConnect, H11Protocol):  # type: ignore[misc
     """
 
 
-try:  # uvicorn[standard]: the C parser (llhttp); h11 is the pure-Python fallback
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # pragma: no cover - without the extra
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
-
-if HttpToolsProtocol is not None:
-
-    class PeerCertHttpToolsProtocol(_PeerCertOnConnect, HttpToolsProtocol):  # type: ignore[misc]
-        """The same on uvicorn's httptools parser: a fraction of h11's CPU per request (the
-        receiver's fast path)."""
-
-
-def peer_cert_protocol() -> type[H11Protocol] | type[Any]:
-    """The fastest protocol class that reports the client certificate: httptools when
-    uvicorn[standard] is installed, h11 otherwise."""
-    return PeerCertHttpToolsProtocol if HttpToolsProtocol is not None else PeerCertH11Protocol
+class PeerCertHttpToolsProtocol(_PeerCertOnConnect, HttpToolsProtocol):  # type: ignore[misc]
+    """The same on uvicorn's httptools parser (uvicorn[standard], a dependency): a fraction
+    of h11's CPU per request, the receiver's fast path."""
 
 
 def peer_identity(scope: Mapping[str, Any]) -> CertIdentity | None:
@@ -228,7 +199,7 @@ def uvicorn_server_options(
         "ssl_certfile": str(cert_file),
         "ssl_keyfile": str(key_file),
         "ssl_context_factory": _hardened,
-        "http": peer_cert_protocol(),
+        "http": PeerCertHttpToolsProtocol,
     }
     if client_ca_file is not None:
         options["ssl_ca_certs"] = str(client_ca_file)

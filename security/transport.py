@@ -1,11 +1,6 @@
-"""The issuer side's transport policy: mutual TLS on every D1 hop, plain HTTP only
-behind an explicit development flag that is logged loudly.
-
-* issuer → D1 (worker): :func:`d1_http_verify` gives httpx the TLS context that presents
-  our client certificate and verifies D1's server certificate;
-* D1 → issuer (receiver): :func:`receiver_server_options` gives uvicorn HTTPS with
-  required client certificates and the protocol class that tells the app which
-  certificate was presented (identity checks: :mod:`receiver.auth`).
+"""The issuer side's transport policy: mutual TLS on every D1 hop (issuer → D1:
+:func:`d1_http_verify`; D1 → receiver: :func:`receiver_server_options`, identity checks in
+:mod:`receiver.auth`), plain HTTP only behind an explicit development flag, logged loudly.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from settings import DEFAULT_STATE_DIR, REPO_ROOT
-from stack.processes import Supervisor
+from stack.local import LocalStack
+from stack.processes import Supervisor, temporal_binary
 from stack.servers import port_free, wait_http, wait_until
-from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, LocalStack, Ports, StackSpec, temporal_binary
+from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, Ports, StackSpec
 
 ROOT = REPO_ROOT
 # The sample order's timing: it reconciles soon and closes soon after delivery (make run's demo).
@@ -31,6 +33,17 @@ SAMPLE_TIMING = {
     "reconcile_after": timedelta(seconds=30),
     "quiet_after_shipped": timedelta(minutes=5),
     "close_grace": timedelta(seconds=2),
+}
+
+# Ports fields and their command-line options (with help, when the name does not say it all).
+_PORT_OPTIONS = {
+    "temporal": ("--temporal-port", None),
+    "temporal_ui": ("--ui-port", None),
+    "emulator": ("--emulator-port", None),
+    "receiver": ("--receiver-port", None),
+    "codec_server": ("--codec-port", "codec server for the Temporal UI"),
+    "worker_metrics": ("--worker-metrics-port", "worker's Prometheus /metrics"),
+    "receiver_metrics": ("--receiver-metrics-port", "receiver's Prometheus /metrics"),
 }
 
 
@@ -56,15 +69,7 @@ def _print_new_entries(view: Any, printed: int) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
-    ports = Ports(
-        temporal=args.temporal_port,
-        temporal_ui=args.ui_port,
-        emulator=args.emulator_port,
-        receiver=args.receiver_port,
-        codec_server=args.codec_port,
-        worker_metrics=args.worker_metrics_port,
-        receiver_metrics=args.receiver_metrics_port,
-    )
+    ports = Ports(**{name: getattr(args, name) for name in _PORT_OPTIONS})
     busy = [f"{name} ({port})" for name, port in ports.named().items() if not port_free(port)]
     if busy:
         print(f"ports already in use: {', '.join(busy)}. Is another stack running?", file=sys.stderr)
@@ -116,10 +121,8 @@ async def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         while not stop.is_set():
             sup.check_alive()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
         return 0
     finally:
         print("stopping the stack ...")
@@ -168,16 +171,10 @@ def main() -> int:
     p.add_argument("--exit-after-sample", action="store_true", help="stop the stack once the sample order ends")
     p.add_argument("--order", type=Path, default=ROOT / "samples" / "order.json")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    d = MAKE_RUN_PORTS
-    p.add_argument("--temporal-port", type=int, default=d.temporal)
-    p.add_argument("--ui-port", type=int, default=d.temporal_ui)
-    p.add_argument("--emulator-port", type=int, default=d.emulator)
-    p.add_argument("--receiver-port", type=int, default=d.receiver)
-    p.add_argument("--codec-port", type=int, default=d.codec_server, help="codec server for the Temporal UI")
-    p.add_argument("--worker-metrics-port", type=int, default=d.worker_metrics, help="worker's Prometheus /metrics")
-    p.add_argument(
-        "--receiver-metrics-port", type=int, default=d.receiver_metrics, help="receiver's Prometheus /metrics"
-    )
+    for name, (option, help_text) in _PORT_OPTIONS.items():
+        p.add_argument(
+            option, type=int, dest=name, default=getattr(MAKE_RUN_PORTS, name), help=help_text, metavar="PORT"
+        )
     p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
     args = p.parse_args()
     try:

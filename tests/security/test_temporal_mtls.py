@@ -33,9 +33,10 @@ from security.codec import load_codec
 from security.pki import TemporalPki, ensure_local_pki, ensure_temporal_pki
 from settings import REPO_ROOT
 from stack.inprocess import serve_emulator
+from stack.local import LocalStack
 from stack.processes import Supervisor
 from stack.servers import free_port, wait_http, wait_until
-from stack.spec import TEMPORAL_CLIENTS, LocalStack, Ports, StackSpec
+from stack.spec import TEMPORAL_CLIENTS, Ports, StackSpec
 from temporal_client import connect
 from tests.conftest import spec_for_tests, temporal_cli
 from tests.security.temporal_gateway import Gateway, nginx_binary, run_gateway
