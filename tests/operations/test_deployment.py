@@ -56,7 +56,7 @@ TEMPORAL_SDK_ENV = {
     "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
     "TEMPORAL_TLS_SERVER_NAME",
 }
-# Documented in README "Deployment": read by deploy/bootstrap.py, not a process setting.
+# Documented in docs/deployment.md: read by deploy/bootstrap.py, not a process setting.
 DOCUMENTED_EXTRAS = {"BOOTSTRAP_OPERATOR_TOKEN", "BOOTSTRAP_RECEIVER_OPERATOR_TOKEN"}
 REQUIRED_SERVICES = {
     "postgres",
