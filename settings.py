@@ -195,7 +195,8 @@ class ReceiverSettings(BaseSettings):
     access_log: bool = False
     """One log line per request."""
     tls_cert_file: Path | None = None
-    """The receiver's HTTPS server certificate (D1 → issuer is mutual TLS only, docs/d1/auth.md §2, §6)."""
+    """The receiver's HTTPS server certificate (D1 → issuer is mutual TLS only, docs/d1/auth.md §2, §6).
+    The three `RECEIVER_TLS_*_FILE` go together, required unless `RECEIVER_ALLOW_PLAINTEXT`."""
     tls_key_file: Path | None = None
     """The private key of that server certificate."""
     tls_client_ca_file: Path | None = None
