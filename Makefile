@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 BYTECODE := d1 contracts workflows activities receiver starter security observability stack bench \
             worker.py settings.py temporal_client.py
 
-.PHONY: run demo test test-fast lint bench bytecode clean
+.PHONY: run demo test test-fast lint docs bench bytecode clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+
+## docs/configuration.md from the settings classes (tests/unit/test_settings_reference.py
+## fails when the committed file is out of date).
+docs: $(STAMP)
+	$(PY) -m tools.settings_reference
 
 ## Benchmark: the product against a bare Temporal workflow of the same shape (and the batched
 ## one), results in docs/benchmarks.md (under 10 minutes on 2 cores); `make bench BENCH_ARGS=--quick`

@@ -74,10 +74,10 @@ def _configured_namespace() -> str:
 
 
 class TemporalSettings(BaseSettings):
-    """The product's task queue, and where Temporal is.
+    """`TEMPORAL_*`: the product's task queue, and where Temporal is.
 
     How to reach Temporal is Temporal's own client configuration, shared with the ``temporal``
-    CLI (README "Connecting to Temporal"): ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+    CLI (docs/operations.md, "Connecting to Temporal"): ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
     ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*``, ``TEMPORAL_PROFILE``, ``TEMPORAL_CONFIG_FILE``
     and the TOML profile (:func:`load_temporal_profile`); ``temporal_client.connect_config``
     takes TLS and the API key from it. ``address`` and ``namespace`` are what it resolves to
@@ -85,191 +85,228 @@ class TemporalSettings(BaseSettings):
     override it (tests, the stack launcher). Only ``TEMPORAL_TASK_QUEUE`` is the product's own.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TEMPORAL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TEMPORAL_", extra="ignore", use_attribute_docstrings=True)
 
     # pydantic also reads TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE into these: the same value the
     # SDK gives them (a variable wins over the TOML profile in both).
     address: str = Field(default_factory=_configured_address)
+    """Frontend `host:port`: from Temporal's client configuration (the variable, else the TOML profile),
+    else `127.0.0.1:7233`."""
     namespace: str = Field(default_factory=_configured_namespace)
+    """Namespace: from Temporal's client configuration (the variable, else the TOML profile), else `default`."""
     task_queue: str = "d1-card-orders"
+    """The task queue of the product's workers (the product's own setting, not the `temporal` CLI's)."""
 
 
 class D1ClientSettings(BaseSettings):
-    """How the issuer side reaches D1 (or the emulator) and proves who it is."""
+    """`D1_*`: how the issuer side reaches D1 (or the emulator) and proves who it is."""
 
-    model_config = SettingsConfigDict(env_prefix="D1_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="D1_", extra="ignore", use_attribute_docstrings=True)
 
     issuer_id: str = "TESTISS001"
+    """The issuerId Thales assigned at onboarding."""
     banking_url: str = "https://127.0.0.1:8443/banking/v1"
+    """Base URL of D1's banking API (worker); the default is the local emulator."""
     authz_url: str = "https://127.0.0.1:8443/authz/v1"
-    # Mutual TLS toward D1 (docs/d1/auth.md §2): our client certificate (signed by the Thales CA,
-    # CN embeds the issuerId) and the CA bundle D1's server certificate must chain to
-    # (None = the system roots). Required for https:// URLs; see security/transport.py.
+    """Base URL of D1's authorization server, where the worker gets its access token."""
     tls_client_cert_file: Path | None = None
+    """Our client certificate toward D1 (mutual TLS, docs/d1/auth.md §2): signed by the Thales CA
+    from our CSR, its CN embeds the issuerId. Required for `https://` URLs (security/transport.py)."""
     tls_client_key_file: Path | None = None
+    """The private key of that client certificate."""
     tls_ca_file: Path | None = None
-    # Development only: allow http:// D1 URLs (no TLS at all). Logged loudly at start.
+    """CA bundle D1's server certificate must chain to; unset: the system roots."""
     allow_plaintext: bool = False
-    # ES256 private key (JWK JSON or PEM) that signs the token assertion, and its kid
-    # as registered with D1 at onboarding.
+    """Development only: allow `http://` D1 URLs (no TLS at all); logged loudly at start."""
     signing_key_file: Path = DEFAULT_STATE_DIR / "issuer" / "assertion-signing-key.jwk"
+    """ES256 private key (JWK JSON or PEM) that signs the token request's assertion (worker)."""
     signing_kid: str | None = None
-    # D1's P-256 public key for encryptedData (JWK JSON with kid), given at onboarding.
+    """The kid of that key as registered with D1 at onboarding; unset: the key's own `kid`."""
     encryption_public_key_file: Path = DEFAULT_STATE_DIR / "emulator" / "d1-encryption-public.jwk"
+    """D1's public key for `encryptedData`, given at onboarding: a JWK, EC P-256, with D1's `kid` (a PEM
+    file gets its RFC 7638 thumbprint as `kid`); anything else is refused when it is read. Read by the
+    starter, which encrypts at the edge, and read again whenever the file changes."""
     token_audience: str | None = "https://api.d1.thalescloud.io"  # noqa: S105 - an audience URL
+    """The `aud` claim of the token assertion (D1 does not document it); set it empty to omit the claim."""
     assertion_lifetime_s: int = Field(default=300, ge=30, le=900)
-    # Refresh the cached token this long before D1 says it expires.
+    """Lifetime of the token assertion, in seconds."""
     token_refresh_margin_s: int = Field(default=60, ge=0)
+    """Refresh the cached access token this many seconds before D1 says it expires."""
     connect_timeout_s: float = 5.0
+    """Connect timeout of every call to D1, in seconds."""
     read_timeout_s: float = 15.0
-    # The program configuration fixed at onboarding (card products, shipping methods,
-    # countries, expiry format...): see d1/program.py and README "The program configuration".
+    """Read timeout of every call to D1, in seconds."""
     program_file: Path = REPO_ROOT / "config" / "program.json"
-    # "YYMM" (physical-issuance guides) or "MMYY" (generic encryption page). Unset: the
-    # program file's cardData.expiryFormat decides; set: overrides it.
+    """The program configuration fixed at onboarding (card products, shipping methods, countries,
+    expiry format, ...) with its `interface` answers; read by the starter and the worker
+    (d1/program.py, docs/order-format.md)."""
     expiry_format: str | None = Field(default=None, pattern="^(YYMM|MMYY)$")
+    """How `exp` and `effectiveDate` are read: `YYMM` (physical-issuance guides) or `MMYY` (generic
+    encryption page). Unset: the program file's `cardData.expiryFormat` decides; set: overrides it."""
 
 
 class OrderTimingSettings(BaseSettings):
-    """Durations the workflow waits; copied into each order at start (replay-safe)."""
+    """`ORDER_*`: durations the workflow waits.
 
-    model_config = SettingsConfigDict(env_prefix="ORDER_", extra="ignore")
+    Read by the starter and copied into each order when it starts (replay-safe): a change
+    applies to orders started afterwards.
+    """
 
-    # No notification for this long: ask D1's productionStatus (reconciliation).
+    model_config = SettingsConfigDict(env_prefix="ORDER_", extra="ignore", use_attribute_docstrings=True)
+
     reconcile_after: timedelta = timedelta(hours=24)
-    # After CARD_SHIPPED, finish when carrier tracking stays quiet this long.
+    """No notification for this long: ask D1's `productionStatus` (reconciliation)."""
     quiet_after_shipped: timedelta = timedelta(days=30)
-    # After a terminal update, keep accepting stragglers this long before closing.
+    """After `CARD_SHIPPED`, finish as `SHIPPED` when carrier tracking stays quiet this long."""
     close_grace: timedelta = timedelta(minutes=10)
+    """After the outcome, late notifications still join the timeline this long before the order closes."""
 
 
 class D1BatchSettings(BaseSettings):
-    """Grouping orders into calls of D1's batch "Order cards" API (starter/d1_batch.py)."""
+    """`D1_BATCH_*`: how the CLI groups orders into calls of D1's batch "Order cards" API."""
 
-    model_config = SettingsConfigDict(env_prefix="D1_BATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="D1_BATCH_", extra="ignore", use_attribute_docstrings=True)
 
-    # Cards per D1 call: D1 documents 1 to 1,000 (the program's interface.batchMaxCards caps it).
     max_cards: int = Field(default=1000, ge=1, le=1000)
-    # D1 items per call, in bytes: one batch is one Temporal payload, whose size Temporal limits
-    # (2 MB by default); the margin covers the encryption and the rest of the input.
+    """Cards per D1 call: D1 documents 1 to 1,000 (the program's `interface.batchMaxCards` caps it too)."""
+    # The margin below Temporal's limit covers the encryption and the rest of the input.
     max_bytes: int = Field(default=1_500_000, ge=10_000, le=1_900_000)
-    # Orders that arrive one at a time (the Python API's D1Batcher) wait at most this long.
+    """Bytes of D1 items per call: one batch is one Temporal payload, whose size Temporal limits (2 MB by default)."""
     max_wait: timedelta = timedelta(seconds=2)
+    """How long the first of orders arriving one at a time waits for its batch to fill."""
 
 
 class ReceiverSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RECEIVER_", extra="ignore")
+    """`RECEIVER_*`: the notification receiver (D1 → workflow signals, receiver/)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECEIVER_", extra="ignore", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
+    """Address the receiver listens on."""
     port: int = 8080
-    # Bodies larger than this are refused with 413 before parsing.
+    """Port the receiver listens on."""
     max_body_bytes: int = 1_048_576
-    # The most updates one notification may carry: agreed with Thales at onboarding
-    # (docs/d1/notifications.md); more is refused with 413.
+    """Largest notification body; a larger one is refused with 413 before parsing."""
     max_operations: int = Field(default=1000, ge=1, le=100_000)
+    """The most updates one notification may carry, agreed with Thales at onboarding
+    (docs/d1/notifications.md); more is refused with 413."""
     # One line per request at 200/s costs ~5% of the receiver's CPU (docs/benchmarks.md);
     # routing problems are logged either way.
     access_log: bool = False
-    # Mutual TLS (D1 → issuer is mTLS-only, docs/d1/auth.md §2, §6): our server certificate, and the
-    # CA that D1's client certificates must chain to. See receiver/auth.py.
+    """One log line per request."""
     tls_cert_file: Path | None = None
+    """The receiver's HTTPS server certificate (D1 → issuer is mutual TLS only, docs/d1/auth.md §2, §6).
+    The three `RECEIVER_TLS_*_FILE` go together, required unless `RECEIVER_ALLOW_PLAINTEXT`."""
     tls_key_file: Path | None = None
+    """The private key of that server certificate."""
     tls_client_ca_file: Path | None = None
-    # The identity (SAN URI, SAN DNS or CN) D1's client certificate must carry to post
-    # notifications for {issuerId} (security/tls.py). Without {issuerId}: one fixed identity.
+    """The CA that D1's client certificates must chain to (receiver/auth.py)."""
     tls_client_identity: str = "urn:d1:notifier:{issuerId}"
-    # Development only: serve plain HTTP, no client certificates. Logged loudly at start.
+    """The identity (SAN URI, SAN DNS or CN) D1's client certificate must carry to post notifications
+    for `{issuerId}` (security/tls.py); without `{issuerId}`: one fixed identity for every issuer."""
     allow_plaintext: bool = False
-    # Outbound OAuth (optional D1 tenant setting, docs/d1/auth.md §6): D1 first gets a token from
-    # our client-credentials endpoint (POST /oauth2/token, HTTP Basic) and then sends it as
-    # a bearer token with every notification.
+    """Development only: serve plain HTTP, without client certificates; logged loudly at start."""
     oauth_enabled: bool = False
+    """Outbound OAuth (a D1 tenant option, docs/d1/auth.md §6): host the client-credentials token
+    endpoint `POST /oauth2/token` (HTTP Basic) and require one of its bearer tokens on every notification."""
     oauth_client_id: str | None = None
-    # The client secret: from this file, or else from RECEIVER_OAUTH_CLIENT_SECRET.
+    """The client id D1 uses at the token endpoint."""
     oauth_client_secret_file: Path | None = None
+    """File holding the client secret (else `RECEIVER_OAUTH_CLIENT_SECRET`)."""
     oauth_client_secret: SecretStr | None = None
-    # The scopes the token endpoint grants (space-separated); a token request may ask for
-    # part of them. A notification needs a token whose scope includes the notification scope.
+    """The client secret itself, when no file is given."""
     oauth_scope: str = "d1-notifications"
+    """The scopes the token endpoint grants (space-separated); a token request may ask for part of them."""
     oauth_notification_scope: str = "d1-notifications"
+    """The scope a notification's token must include."""
     oauth_token_lifetime_s: int = Field(default=900, ge=60, le=86_400)
-    # Operator credentials for GET /_receiver/stats, one "name:token" per line (the codec
-    # server's format), sent as "Authorization: Bearer <token>". Unset: the route answers 404.
+    """Lifetime of the tokens the endpoint issues, in seconds."""
     operator_tokens_file: Path | None = None
+    """Operator credentials for `GET /_receiver/stats`, one `name:token` per line (the codec server's
+    format), sent as `Authorization: Bearer <token>`. Unset: the route answers 404."""
 
 
 class CodecSettings(BaseSettings):
-    """Payload encryption at rest in Temporal (see security/codec.py)."""
+    """`CODEC_*`: payload encryption at rest in Temporal (security/codec.py)."""
 
-    model_config = SettingsConfigDict(env_prefix="CODEC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CODEC_", extra="ignore", use_attribute_docstrings=True)
 
     keys_file: Path = DEFAULT_STATE_DIR / "codec-keys.json"
-    # Turning this off leaves payloads (ids, addresses, order state) in clear in Temporal and
-    # lets any client signal orders: development only, logged loudly.
+    """The payload-codec keys, `{"active": kid, "keys": {kid: base64}}`; every process holds the same file."""
     enabled: bool = True
-    # Migration only: accept payloads not sealed by the codec (a namespace that ran without
-    # it). Off, such payloads are refused: nobody without the keys can change an order.
+    """Development only: `false` leaves payloads (names, addresses, order state) in clear in Temporal and
+    lets any client signal orders; logged loudly."""
     accept_unencrypted: bool = False
+    """Migration only: accept payloads the codec did not seal (a namespace that ran without it). Off, they
+    are refused, so nobody without the keys can start, signal or change an order."""
 
 
 class CodecServerSettings(BaseSettings):
-    """The codec server the Temporal UI and CLI call to read payloads (security/codec_server.py).
+    """`CODEC_SERVER_*`: the codec server the Temporal UI and CLI call to read payloads (security/codec_server.py).
 
     Callers authenticate with an ``Authorization: Bearer`` header only: an OIDC access token
     the Temporal UI forwards (``OIDC_*``), or a static operator token (the CLI). At least one
-    of OIDC, static tokens or the loopback development mode must be configured.
+    of OIDC, static tokens or the loopback development mode must be configured
+    (docs/security.md, "Codec server").
     """
 
-    model_config = SettingsConfigDict(env_prefix="CODEC_SERVER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CODEC_SERVER_", extra="ignore", use_attribute_docstrings=True)
 
     host: str = "127.0.0.1"
+    """Address the codec server listens on."""
     port: int = 8234
-    # SSO: the access token the Temporal UI forwards (TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true),
-    # verified against this issuer ("iss", exact), audience (one of "aud") and its JWKS: a
-    # file (works offline) and/or an https:// URL (fetched, cached, re-fetched on unknown kid).
+    """Port the codec server listens on."""
     oidc_issuer: str | None = None
+    """SSO: the issuer (`iss`, exact) of the access token the Temporal UI forwards
+    (`TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true`)."""
     oidc_audience: str | None = None
+    """SSO: the audience the access token must carry (one of `aud`)."""
     oidc_jwks_file: Path | None = None
+    """SSO: the issuer's JWKS from a file (works offline)."""
     oidc_jwks_url: str | None = None
-    # The claim holding the operator's roles (a list, or a space-separated string; a dotted
-    # name such as "realm_access.roles" reaches into an object), and the role that may see
-    # names and addresses unmasked. Card data is masked for everyone.
+    """SSO: the issuer's JWKS from an `https://` URL (fetched, cached, fetched again for an unknown kid)."""
     oidc_roles_claim: str = "roles"
+    """The claim holding the operator's roles: a list or a space-separated string; a dotted name such as
+    `realm_access.roles` reaches into an object."""
     oidc_pii_role: str = "card-orders-pii"
-    # Clock skew tolerated on exp / nbf / iat.
+    """The role that may see names and addresses unmasked (card data is masked for everyone)."""
     oidc_leeway_s: int = Field(default=30, ge=0, le=300)
-    # Static operator credentials (the CLI: TEMPORAL_CODEC_AUTH="Bearer <token>"), one
-    # "name:token [role ...]" per line. Only ever accepted as an Authorization header.
+    """Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds."""
     operator_tokens_file: Path | None = None
-    # Development only (make run): the dev server's UI cannot authenticate, so trust
-    # browser requests from loopback with an allowed Origin. Refused unless `host` is a
-    # loopback address; PII is always masked; announced loudly at start.
+    """Static operator credentials (the CLI: `TEMPORAL_CODEC_AUTH="Bearer <token>"`), one
+    `name:token [role ...]` per line; only ever accepted as an `Authorization` header."""
     dev_trust_loopback: bool = False
-    # Origins of the Temporal UI allowed to call it from the browser (CORS).
+    """Development only (`make run`): the dev server's UI cannot sign anyone in, so trust browser requests
+    from loopback with an allowed `Origin`. Refused unless the host is a loopback address; PII is always
+    masked; announced loudly at start."""
     cors_origins: list[str] = ["http://localhost:8233", "http://127.0.0.1:8233"]
-    # HTTPS for the codec server itself (the UI only passes SSO tokens to https endpoints).
+    """Origins of the Temporal UI allowed to call it from the browser (CORS), as a JSON list."""
     tls_cert_file: Path | None = None
+    """HTTPS certificate of the codec server (the UI passes SSO tokens to `https://` endpoints only)."""
     tls_key_file: Path | None = None
-    # Mask names and addresses for everyone, whatever their roles (card data is always masked).
+    """The private key of that certificate."""
     mask_pii: bool = False
+    """Mask names and addresses for everyone, whatever their roles (card data is always masked)."""
 
 
 class TelemetrySettings(BaseSettings):
-    """Logs, metrics and tracing of every issuer-side process (see observability/).
+    """`TELEMETRY_*`: logs, metrics and tracing of every issuer-side process (observability/).
 
     Tracing itself follows the standard OpenTelemetry variables (``OTEL_EXPORTER_OTLP_ENDPOINT``,
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_SERVICE_NAME``, ``OTEL_SDK_DISABLED``, ...):
     spans are exported over OTLP when an endpoint is set, and not at all otherwise.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TELEMETRY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TELEMETRY_", extra="ignore", use_attribute_docstrings=True)
 
-    # "text" for people at a terminal, "json" (one object per line) for log collectors.
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    """`text` for people at a terminal, `json` (one object per line) for log collectors."""
     log_level: str = "INFO"
-    # Prometheus /metrics (Temporal SDK metrics and the product's counters) on this port;
-    # unset = no metrics endpoint.
+    """The root log level (DEBUG, INFO, WARNING, ...)."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus `/metrics` (Temporal SDK metrics and the product's counters) on this port;
+    unset: no metrics endpoint."""
     metrics_host: str = "127.0.0.1"
-    # Print spans on stdout (development), with or without an OTLP endpoint.
+    """Address the metrics endpoint listens on."""
     console_traces: bool = False
+    """Also print spans on stdout (development), with or without an OTLP endpoint."""

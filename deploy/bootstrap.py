@@ -7,7 +7,7 @@ local CAs' private keys never leave it) and copies into one output directory per
 set — one volume per service — exactly the files that service's settings name
 (:data:`SECRET_SETS`; ``--layout`` prints them). Files no longer in a set are removed, so
 a volume never keeps a secret its service stopped reading. Against real D1 nothing here
-runs: your PKI and secret store fill the same volumes (README "Deployment").
+runs: your PKI and secret store fill the same volumes (docs/deployment.md).
 
 What it makes:
 
@@ -67,7 +67,7 @@ from stack.onboarding import ensure_issuer_keys  # noqa: E402
 CODEC_OPERATOR = "compose-operator"
 RECEIVER_OPERATOR = "compose-operator"
 # The Temporal client identities (certificate CN) of deploy/compose.temporal-mtls.yml; the
-# permissions each needs are in README "Server-side authorization".
+# permissions each needs are in docs/operations.md, "Server-side authorization".
 TEMPORAL_IDENTITIES = {
     "worker": "d1-card-orders-worker",
     "receiver": "d1-card-orders-receiver",

@@ -30,6 +30,7 @@ PRODUCT = {
     "observability",
     "stack",
     "bench",
+    "tools",
     "settings",
     "temporal_client",
     "worker",

@@ -266,9 +266,9 @@ def test_an_explicit_override_wins_and_keeps_the_configured_security(
     assert isinstance(config["tls"], TLSConfig) and config["tls"].client_cert == client.cert.read_bytes()
 
 
-def test_the_readme_toml_example_is_a_valid_profile_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("### Connecting to Temporal") :]
+def test_the_documented_toml_example_is_a_valid_profile_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    guide = (REPO_ROOT / "docs" / "operations.md").read_text()
+    section = guide[guide.index("## Connecting to Temporal") :]
     example = section[section.index("```toml\n") + len("```toml\n") :]
     example = example[: example.index("```")]
     # Strict: a misspelt key would be an error, not silently ignored.
