@@ -37,7 +37,7 @@ INTRO = f"""\
 Every setting of the issuer-side processes (worker, receiver, starter and CLI, codec server)
 is an environment variable, read by one class per prefix in `settings.py`. The defaults point at
 the local sandbox (the emulator, files under `.state/`); `make run` and the tests set the rest
-themselves (`stack/spec.py`). Durations are ISO 8601 (`PT10M`, `P1D`) or seconds, lists
+themselves (`stack/local.py`). Durations are ISO 8601 (`PT10M`, `P1D`) or seconds, lists
 are JSON, booleans `true`/`false`. Secrets are never values here, only the files that hold
 them (the one exception, `RECEIVER_OAUTH_CLIENT_SECRET`, is for secret stores that hand over
 variables).
