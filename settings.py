@@ -144,7 +144,7 @@ class OrderTimingSettings(BaseSettings):
 
 
 class D1BatchSettings(BaseSettings):
-    """Grouping orders into calls of D1's batch "Order cards" API (starter/d1_batch.py)."""
+    """Grouping orders into calls of D1's batch "Order cards" API (starter/d1_batches.py)."""
 
     model_config = SettingsConfigDict(env_prefix="D1_BATCH_", extra="ignore")
 

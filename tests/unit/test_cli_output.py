@@ -8,8 +8,8 @@ import io
 import pytest
 
 from starter.api import OrderSummary
-from starter.batch import BatchReport, LineProblem, Progress
 from starter.cli import print_orders_table
+from starter.order_file import FileReport, LineProblem, Progress
 from starter.progress import BulkProgress
 
 
@@ -62,7 +62,7 @@ def test_on_a_terminal_progress_is_a_bar_redrawn_in_place() -> None:
 
 def test_submit_batch_progress_counts_every_settled_line() -> None:
     log = io.StringIO()
-    report = BatchReport(file="orders.jsonl", started=6, existing=2, refused=[LineProblem(3, ["r"])])
+    report = FileReport(file="orders.jsonl", started=6, existing=2, refused=[LineProblem(3, ["r"])])
     progress = Progress(10, stream=log)
     progress.update(report)
     report.failed.append(LineProblem(9, ["f"]))
