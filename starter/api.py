@@ -35,6 +35,8 @@ from temporal_client import connect
 if TYPE_CHECKING:
     from starter.start_many import Started
 
+AddressLike = Address | Mapping[str, Any]
+
 __all__ = ["CardOrders", "ChangeRejected", "InvalidOrder", "OrderRefused", "OrderSummary", "SubmittedOrder"]
 
 
@@ -280,12 +282,7 @@ class CardOrders:
         return await self._change(api.ACCELERATE_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
 
     async def redirect(
-        self,
-        issuer_id: str,
-        issuer_request_id: str,
-        new_delivery_address: Address | dict[str, Any],
-        *,
-        note: str | None = None,
+        self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
         """Ship to a new delivery address (before personalization prints the carrier).
         An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``)."""
@@ -293,12 +290,7 @@ class CardOrders:
         return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
 
     async def accelerate_and_redirect(
-        self,
-        issuer_id: str,
-        issuer_request_id: str,
-        new_delivery_address: Address | dict[str, Any],
-        *,
-        note: str | None = None,
+        self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
         request = ChangeRequest(new_delivery_address=self.edge.address(new_delivery_address), note=note)
         return await self._change(api.ACCELERATE_AND_REDIRECT_UPDATE, issuer_id, issuer_request_id, request)

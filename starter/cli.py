@@ -27,20 +27,15 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
-from contracts.card_order import OrderView
-from contracts.card_tracking import TRACKING_TYPES, TrackingView
+from contracts.card_tracking import TRACKING_TYPES
 from contracts.visibility import RUNNING, all_of
 from d1.validation import InvalidOrder
 from observability.process import configure_process
@@ -48,83 +43,15 @@ from security.keys import KeyFileError
 from security.redaction import install_log_redaction
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
-from starter.api import CardOrders, ChangeRejected, OrderRefused, OrderSummary, timing_from_settings
+from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
+from starter.output import format_view, print_invalid, print_json, print_orders_table, summary_json, tracking_text
 from starter.progress import BulkProgress
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
-
-
-def _print_invalid(source: str, err: InvalidOrder) -> None:
-    print(f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):", file=sys.stderr)
-    for fe in err.errors:
-        print(f"  - {fe.path}: {fe.reason}", file=sys.stderr)
-    for fw in err.warnings:
-        print(f"  warning: {fw.path}: {fw.reason}", file=sys.stderr)
-
-
-def format_view(view: OrderView) -> str:
-    st = view.state
-    lines = [
-        f"order      {view.workflow_id}",
-        f"card       {view.ref.card_id}  (PAN {view.ref.masked_pan or '-'})",
-        f"production {st.production_status or '-'}   due {st.due_date or '-'}   site {st.production_site or '-'}",
-    ]
-    if st.shipment:
-        s = st.shipment
-        lines.append(
-            f"shipment   {s.status or '-'} via {s.carrier or '-'} #{s.trackingNumber or '-'}  {s.message or ''}"
-        )
-    if st.outcome:
-        lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
-    for e in st.errors:
-        lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
-    lines.append("timeline")
-    for t in st.timeline:
-        ship = f" / {t.shipment_status}" if t.shipment_status else ""
-        lines.append(f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})")
-    return "\n".join(lines)
-
-
-# The ``list -o json`` object of one order; the table shows the same values but the
-# issuer request id (it is the end of the workflow id).
-LIST_FIELDS = ("workflow_id", "status", "card_id", "issuer_request_id", "production_status", "outcome")
-LIST_COLUMNS = (
-    ("WorkflowId", "workflow_id"),
-    ("Status", "status"),
-    ("CardId", "card_id"),
-    ("ProductionStatus", "production_status"),
-    ("Outcome", "outcome"),
-)
-
-
-def summary_json(order: OrderSummary) -> dict[str, str | None]:
-    return {name: getattr(order, name) for name in LIST_FIELDS}
-
-
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = None) -> None:
-    """A header row, then one order per line; "-" for an empty cell, so columns stay countable."""
-    out = file if file is not None else sys.stdout
-    console = Console(file=out, highlight=False)
-    table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False)
-    for header, _ in LIST_COLUMNS:
-        table.add_column(header, no_wrap=True)
-    for order in orders:
-        # Text, not str: an id is never read as rich markup.
-        table.add_row(*(Text(getattr(order, name) or "-") for _, name in LIST_COLUMNS))
-    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if needed > console.width:
-        # Never cut or fold a row to fit (a terminal's width, or 80 columns in a pipe): a
-        # long row stays one line, which grep and awk rely on.
-        console = Console(file=out, highlight=False, width=needed)
-    console.print(table)
 
 
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
@@ -167,7 +94,7 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
     try:
         prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=_unknown_fields(args))
     except InvalidOrder as err:
-        _print_invalid(args.file, err)
+        print_invalid(args.file, err)
         return EXIT_INVALID
     except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
         print(f"error: {err}", file=sys.stderr)
@@ -224,25 +151,19 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
 
 async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
     """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
-    details: dict[str, Any] = {}
-    if args.carrier or args.tracking_number:
-        details["shipment"] = {
-            k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v
-        }
-    if args.production_site:
-        details["productionSite"] = args.production_site
-    if args.reason:
-        details["reason"] = args.reason
+    shipment = {k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v}
+    given = {"shipment": shipment, "productionSite": args.production_site, "reason": args.reason}
+    details: dict[str, Any] = {k: v for k, v in given.items() if v}
     orders = await CardOrders.connect(TemporalSettings())
     try:
         submitted = await orders.track(issuer_id, args.card_id, args.type, details=details)
     except InvalidOrder as err:
-        _print_invalid(f"track {args.card_id}", err)
+        print_invalid(f"track {args.card_id}", err)
         return EXIT_INVALID
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
     if args.wait:
         view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
-        print(json.dumps(view.model_dump(mode="json"), indent=2) if args.output == "json" else _tracking_text(view))
+        print(json.dumps(view.model_dump(mode="json"), indent=2) if args.output == "json" else tracking_text(view))
     return 0
 
 
@@ -332,7 +253,7 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         else:
             record = await orders.redirect(issuer_id, rid, address, note=args.note)
     except InvalidOrder as err:
-        _print_invalid(source or rid, err)
+        print_invalid(source or rid, err)
         return EXIT_INVALID
     except ChangeRejected as err:
         print(f"{args.command} refused: {err.reason}", file=sys.stderr)
@@ -350,21 +271,6 @@ def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
         ops.card_query(args.card, issuer_id) if getattr(args, "card", None) else None,
         RUNNING if getattr(args, "running", False) else None,
     )
-
-
-def _tracking_text(view: TrackingView) -> str:
-    st = view.state
-    lines = [
-        f"tracking   {view.workflow_id}",
-        f"outcome    {st.outcome.value if st.outcome else '-'}"
-        f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}",
-    ]
-    lines += [
-        f"  {t.d1_time:<26} {t.production_status or t.operation}"
-        f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})"
-        for t in st.timeline
-    ]
-    return "\n".join(lines)
 
 
 async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: str) -> int:

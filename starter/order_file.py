@@ -50,13 +50,8 @@ FileFormat = Literal["jsonl", "csv"]
 
 CSV_BOOL_MEMBERS = frozenset({"services.pinMailer", "services.alphaCard"})
 CSV_LIST_MEMBERS = frozenset(
-    {
-        "cardDesign.images",
-        "cardDesign.customLines",
-        "cardCarrierConfig.images",
-        "cardCarrierConfig.customLines",
-        "packagingConfig.inserts",
-    }
+    "cardDesign.images cardDesign.customLines cardCarrierConfig.images cardCarrierConfig.customLines "
+    "packagingConfig.inserts".split()
 )
 LIST_SEPARATOR = "|"
 
@@ -262,26 +257,17 @@ def validate_file(
 # ------------------------------------------------------------------------- starting
 
 
-class Progress:
-    """submit-batch's progress on stderr: the CLI's one progress display (starter/progress.py)
-    fed with the report's counts."""
+class Progress(BulkProgress):
+    """submit-batch's progress on stderr (starter/progress.py), fed with the report's counts."""
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        super().__init__("submit-batch", stream=stream)
         self.total = total
-        self._display = BulkProgress("submit-batch", stream=stream)
 
-    def update(self, report: FileReport) -> None:
-        done = report.started + report.existing + len(report.refused) + len(report.failed)
-        self._display.update(
-            done,
-            self.total,
-            f"started {report.started}  existing {report.existing}  "
-            f"refused {len(report.refused)}  failed {len(report.failed)}",
-        )
-
-    def close(self, report: FileReport) -> None:
-        self.update(report)
-        self._display.close()
+    def show(self, report: FileReport) -> None:
+        refused, failed = len(report.refused), len(report.failed)
+        detail = f"started {report.started}  existing {report.existing}  refused {refused}  failed {failed}"
+        self.update(report.started + report.existing + refused + failed, self.total, detail)
 
 
 async def start_lines(
@@ -299,7 +285,7 @@ async def start_lines(
     def count(result: Started) -> None:
         report.count(lines[result.index].line, result)
         if progress is not None:
-            progress.update(report)
+            progress.show(report)
 
     started_at = time.monotonic()
     try:
@@ -312,7 +298,8 @@ async def start_lines(
     finally:
         report.elapsed_s = time.monotonic() - started_at
         if progress is not None:
-            progress.close(report)
+            progress.show(report)
+            progress.close()
     return report
 
 

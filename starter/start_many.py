@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from d1.order import CardOrder
@@ -82,14 +83,11 @@ async def start_many(
 
     if d1_batches is None:
 
-        def alone(index: int, item: AnyOrder) -> Callable[[], Awaitable[None]]:
-            async def job() -> None:
-                start = orders.submit_prepared(item) if isinstance(item, PreparedOrder) else orders.submit(item)
-                settle(await _attempt(index, start))
+        async def alone(index: int, item: AnyOrder) -> None:
+            start = orders.submit_prepared(item) if isinstance(item, PreparedOrder) else orders.submit(item)
+            settle(await _attempt(index, start))
 
-            return job
-
-        await _bounded(concurrency, (alone(i, item) for i, item in enumerate(items)))
+        await _bounded(concurrency, (partial(alone, i, item) for i, item in enumerate(items)))
         return sorted(results, key=lambda r: r.index)
 
     prepared: list[tuple[int, PreparedOrder]] = []
@@ -111,13 +109,10 @@ async def _start_batch(orders: CardOrders, batch: list[tuple[int, PreparedOrder]
     batch_id = batch_workflow_id([p for _, p in batch])
     cards: dict[int, Started] = {}
 
-    def member(index: int, prepared: PreparedOrder) -> Callable[[], Awaitable[None]]:
-        async def job() -> None:
-            cards[index] = await _attempt(index, orders.submit_prepared(as_member(prepared, batch_id)))
+    async def member(index: int, prepared: PreparedOrder) -> None:
+        cards[index] = await _attempt(index, orders.submit_prepared(as_member(prepared, batch_id)))
 
-        return job
-
-    await _bounded(concurrency, (member(i, p) for i, p in batch))
+    await _bounded(concurrency, (partial(member, i, p) for i, p in batch))
     members = [p for i, p in batch if cards[i].submitted is not None]
     created = bool(members) and await start_batch_workflow(orders, batch_id, members)
     return [replace(cards[i], d1_batch=batch_id, d1_batch_created=created) for i, _ in batch]

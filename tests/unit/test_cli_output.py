@@ -8,8 +8,8 @@ import io
 import pytest
 
 from starter.api import OrderSummary
-from starter.cli import print_orders_table
 from starter.order_file import FileReport, LineProblem, Progress
+from starter.output import print_orders_table
 from starter.progress import BulkProgress
 
 
@@ -64,9 +64,10 @@ def test_submit_batch_progress_counts_every_settled_line() -> None:
     log = io.StringIO()
     report = FileReport(file="orders.jsonl", started=6, existing=2, refused=[LineProblem(3, ["r"])])
     progress = Progress(10, stream=log)
-    progress.update(report)
+    progress.show(report)
     report.failed.append(LineProblem(9, ["f"]))
-    progress.close(report)
+    progress.show(report)
+    progress.close()
     assert log.getvalue().splitlines() == [
         "submit-batch: 9/10 (90%)  started 6  existing 2  refused 1  failed 0",
         "submit-batch: 10/10 (100%)  started 6  existing 2  refused 1  failed 1",
