@@ -82,11 +82,21 @@ def _unknown_fields(args: argparse.Namespace) -> Literal["warn", "error"]:
     return "warn" if args.allow_unknown_fields else "error"
 
 
-async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
+UNREADABLE = object()
+
+
+async def _read_json(path: str, what: str) -> Any:
+    """The file's JSON, or UNREADABLE once the reason is printed (a file may hold ``null``)."""
     try:
-        raw: Any = json.loads(await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8"))
+        return json.loads(await asyncio.to_thread(Path(path).read_text, encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"{args.file}: cannot read a JSON order: {exc}", file=sys.stderr)
+        print(f"{path}: cannot read {what}: {exc}", file=sys.stderr)
+        return UNREADABLE
+
+
+async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
+    raw = await _read_json(args.file, "a JSON order")
+    if raw is UNREADABLE:
         return EXIT_INVALID
     # Validated and encrypted for D1 before Temporal is contacted: invalid input is
     # reported even when Temporal is down, and only the JWE leaves this process.
@@ -117,8 +127,8 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
     """Validate the file, start its valid lines, print the summary (starter/order_file.py). On
     Ctrl-C the summary still says what was started; re-running finishes the file."""
     path = Path(args.file)
-    edge = OrderEdge.from_settings()
     try:
+        edge = OrderEdge.from_settings()
         lines, report = await asyncio.to_thread(
             validate_file,
             path,
@@ -232,13 +242,9 @@ async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
     """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
     rid, source = args.issuer_request_id, getattr(args, "address", None)
-    address: dict[str, Any] | None = None
-    if source:
-        try:
-            address = json.loads(await asyncio.to_thread(Path(source).read_text, encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"{source}: cannot read a JSON address: {exc}", file=sys.stderr)
-            return EXIT_INVALID
+    address = await _read_json(source, "a JSON address") if source else None
+    if address is UNREADABLE:
+        return EXIT_INVALID
     if args.command == "redirect" and address is None:
         print("redirect needs --address FILE (the new deliveryAddress as JSON)", file=sys.stderr)
         return EXIT_INVALID

@@ -60,7 +60,6 @@ LIST_SEPARATOR = "|"
 class FileLine:
     line: int
     order: CardOrder
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -244,10 +243,9 @@ def validate_file(
         else:
             by_request[(order.issuerId, order.issuerRequestId)] = (number, fingerprint)
             by_card[(order.issuerId, order.cardId)] = (number, order.issuerRequestId)
-            warnings = [str(w) for w in line_warnings]
-            if warnings:
-                report.warnings.append(LineProblem(number, warnings))
-            valid.append(FileLine(number, order, warnings))
+            if line_warnings:
+                report.warnings.append(LineProblem(number, [str(w) for w in line_warnings]))
+            valid.append(FileLine(number, order))
             continue
         report.invalid.append(LineProblem(number, [str(error)]))
     report.valid = len(valid)

@@ -54,13 +54,17 @@ async def _bounded(concurrency: int, jobs: Iterable[Callable[[], Awaitable[None]
             tasks.create_task(run(job))
 
 
+def _failed(index: int, err: Exception) -> Started:
+    return Started(index, failed=f"{type(err).__name__}: {str(err)[:200]}")
+
+
 async def _attempt(index: int, start: Awaitable[SubmittedOrder]) -> Started:
     try:
         return Started(index, submitted=await start)
     except OrderRefused as err:
         return Started(index, refused=str(err))
     except Exception as err:  # reported per order; the others go on
-        return Started(index, failed=f"{type(err).__name__}: {str(err)[:200]}")
+        return _failed(index, err)
 
 
 async def start_many(
@@ -95,7 +99,7 @@ async def start_many(
         try:
             ready = item if isinstance(item, PreparedOrder) else orders.edge.prepare(item, timing=orders.timing)
         except Exception as err:  # the D1 key unreadable, an invalid order...: reported per order
-            settle(Started(index, failed=f"{type(err).__name__}: {str(err)[:200]}"))
+            settle(_failed(index, err))
         else:
             prepared.append((index, ready))
     for span in batches_of([p for _, p in prepared], d1_batches):
