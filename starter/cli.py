@@ -5,7 +5,6 @@
     python -m starter track CARD_ID --type PRODUCTION|SHIPMENT|RETURN [--carrier C --tracking-number N] [--wait]
     python -m starter status ISSUER_REQUEST_ID [--issuer-id ID] [-o text|json]
     python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
-                           [-o text|json]
     python -m starter timeline ISSUER_REQUEST_ID [-o text|json]
     python -m starter reconcile ISSUER_REQUEST_ID | --stuck | --query Q | --all-running
     python -m starter cancel|accelerate|redirect ISSUER_REQUEST_ID [...]
@@ -47,7 +46,7 @@ from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_se
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import format_view, print_invalid, print_json, print_orders_table, summary_json, tracking_text
+from starter.output import format_view, json_text, print_invalid, print_orders_table, summary_json, tracking_text
 from starter.progress import BulkProgress
 from temporal_client import connect
 
@@ -181,10 +180,7 @@ async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_status(args: argparse.Namespace, issuer_id: str) -> int:
     orders = await CardOrders.connect(TemporalSettings())
     view = await orders.status(issuer_id, args.issuer_request_id)
-    if args.output == "json":
-        print_json(view.model_dump(mode="json"))
-    else:
-        print(format_view(view))
+    print(json_text(view.model_dump(mode="json")) if args.output == "json" else format_view(view))
     return 0
 
 
@@ -195,7 +191,7 @@ async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
         print(f"query: {api.orders_query(query)}", file=sys.stderr)
     found = await orders.list(query, limit=args.limit)
     if args.output == "json":
-        print_json([summary_json(o) for o in found])
+        print(json_text([summary_json(o) for o in found]))
     else:
         print_orders_table(found)
     return 0
@@ -205,11 +201,8 @@ async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_timeline(args: argparse.Namespace, issuer_id: str) -> int:
     client = await connect(TemporalSettings())
     lines = await ops.order_timeline(client, issuer_id, args.issuer_request_id)
-    if args.output == "json":
-        print_json([line.as_json() for line in lines])
-    else:
-        for line in lines:
-            print(line.render())
+    as_json = args.output == "json"
+    print(json_text([line.as_json() for line in lines]) if as_json else "\n".join(map(ops.TimelineLine.render, lines)))
     return 0
 
 
@@ -229,10 +222,8 @@ async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
         return 0
     with BulkProgress("reconcile") as progress:
         report = await ops.redrive_matching(client, query, concurrency=args.concurrency, progress=progress.update)
-    print(
-        f"reconciliation requested for {len(report.requested)} order(s); "
-        f"{len(report.not_running)} had ended; {len(report.failed)} failed"
-    )
+    ended, failed = len(report.not_running), len(report.failed)
+    print(f"reconciliation requested for {len(report.requested)} order(s); {ended} had ended; {failed} failed")
     for wid, why in report.failed.items():
         print(f"  failed: {wid}: {why}", file=sys.stderr)
     return 0 if not report.failed else 1

@@ -69,8 +69,8 @@ def summary_json(order: OrderSummary) -> dict[str, str | None]:
     return {name: getattr(order, name) for name in LIST_FIELDS}
 
 
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = None) -> None:
