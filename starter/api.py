@@ -224,20 +224,15 @@ class CardOrders:
             await asyncio.sleep(poll)
 
     async def list(self, query: str | None = None, *, limit: int = 100) -> list[OrderSummary]:
-        out: list[OrderSummary] = []
-        async for wf in self.client.list_workflows(api.orders_query(query), limit=limit):
-            attrs = wf.typed_search_attributes
-            out.append(
-                OrderSummary(
-                    workflow_id=wf.id,
-                    status=(wf.status or WorkflowExecutionStatus.RUNNING).name,
-                    card_id=attrs.get(sa.CARD_ID),
-                    issuer_request_id=attrs.get(sa.ISSUER_REQUEST_ID),
-                    production_status=attrs.get(sa.PRODUCTION_STATUS),
-                    outcome=attrs.get(sa.ORDER_OUTCOME),
-                )
+        keys = (sa.CARD_ID, sa.ISSUER_REQUEST_ID, sa.PRODUCTION_STATUS, sa.ORDER_OUTCOME)
+        return [
+            OrderSummary(
+                wf.id,
+                (wf.status or WorkflowExecutionStatus.RUNNING).name,
+                *(wf.typed_search_attributes.get(key) for key in keys),
             )
-        return out
+            async for wf in self.client.list_workflows(api.orders_query(query), limit=limit)
+        ]
 
     async def group_orders(
         self, group_id: str, *, issuer_id: str | None = None, limit: int = 1000
