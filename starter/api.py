@@ -139,9 +139,9 @@ class CardOrders:
         batch API; ``on_result`` hears each order's result as it settles."""
         from starter.start_many import start_many  # it builds on this class: imported when used
 
+        limits = d1_batches if isinstance(d1_batches, BatchLimits) else None
         if d1_batches is True:
-            d1_batches = BatchLimits.from_settings(self.edge.program.interface.batchMaxCards)
-        limits = d1_batches or None
+            limits = BatchLimits.from_settings(self.edge.program.interface.batchMaxCards)
         return await start_many(self, orders, d1_batches=limits, concurrency=concurrency, on_result=on_result)
 
     async def _start(self, prepared: PreparedOrder) -> SubmittedOrder:
