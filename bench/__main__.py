@@ -51,7 +51,7 @@ from contracts.card_order import workflow_id as workflow_id_for
 from security.codec import load_codec
 from stack.samples import sample_order
 from starter.api import CardOrders
-from starter.d1_batch import BatchLimits, submit_in_batches
+from starter.d1_batches import BatchLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -655,10 +655,10 @@ async def batch_phase(
             t0 = time.perf_counter()
             prepared = [orders.edge.prepare(sample_order(rid), timing=orders.timing) for rid in rids]
             if path == "batch":
-                outcomes = await submit_in_batches(
-                    orders, prepared, limits=BatchLimits(max_cards=a.batch_size), concurrency=a.concurrency
+                results = await orders.start_many(
+                    prepared, d1_batches=BatchLimits(max_cards=a.batch_size), concurrency=a.concurrency
                 )
-                problems = sum(len(o.refused) + len(o.failed) for o in outcomes)
+                problems = sum(r.submitted is None for r in results)
             else:
                 await load.closed_loop(
                     len(prepared), a.concurrency, lambda i, batch=prepared: _submit_one(orders, batch[i])

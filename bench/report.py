@@ -362,7 +362,7 @@ def _batch(r: dict[str, Any]) -> list[str]:
         return []
     out = [f"\n### D1 batch API: {bt['cards']} cards per path, batches of {bt['batch_size']}\n"]
     rows = []
-    for key, label in (("single", "single-card submission"), ("batch", "D1 batch API (`submit_in_batches`)")):
+    for key, label in (("single", "single-card submission"), ("batch", "D1 batch API (`CardOrders.start_many`)")):
         s = bt[key]
         rows.append(
             [

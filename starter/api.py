@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,8 +28,14 @@ from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
 from settings import OrderTimingSettings, TemporalSettings
-from starter.edge import OrderEdge, PreparedOrder
+from starter.d1_batches import BatchLimits
+from starter.edge import OrderEdge, PreparedOrder, PreparedTracking
 from temporal_client import connect
+
+if TYPE_CHECKING:
+    from starter.start_many import Started
+
+AddressLike = Address | Mapping[str, Any]
 
 __all__ = ["CardOrders", "ChangeRejected", "InvalidOrder", "OrderRefused", "OrderSummary", "SubmittedOrder"]
 
@@ -120,49 +126,50 @@ class CardOrders:
         warnings = tuple(map(str, prepared.warnings))
         return SubmittedOrder(submitted.workflow_id, submitted.created, warnings) if warnings else submitted
 
+    async def start_many(
+        self,
+        orders: Sequence[CardOrder | Mapping[str, Any] | PreparedOrder],
+        *,
+        d1_batches: BatchLimits | bool = False,
+        concurrency: int = 32,
+        on_result: Callable[[Started], None] | None = None,
+    ) -> builtins.list[Started]:
+        """Start many orders (starter/start_many.py), each with its own D1 call or, with
+        ``d1_batches`` (True: the limits of ``D1_BATCH_*`` and the program), through D1's
+        batch API; ``on_result`` hears each order's result as it settles."""
+        from starter.start_many import start_many  # it builds on this class: imported when used
+
+        limits = d1_batches if isinstance(d1_batches, BatchLimits) else None
+        if d1_batches is True:
+            limits = BatchLimits.from_settings(self.edge.program.interface.batchMaxCards)
+        return await start_many(self, orders, d1_batches=limits, concurrency=concurrency, on_result=on_result)
+
     async def _start(self, prepared: PreparedOrder) -> SubmittedOrder:
-        wid = prepared.workflow_id
-        if await self._exists(wid):
-            return SubmittedOrder(wid, created=False)
+        if await self._exists(prepared.workflow_id):
+            return SubmittedOrder(prepared.workflow_id, created=False)
         await self._refuse_if_card_busy(prepared)
-        return await self._start_once(
-            api.WORKFLOW_TYPE,
-            prepared.input,
-            wid,
-            prepared.search_attributes,
-            prepared.summary,
-            prepared.details,
-            reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        return await self._start_once(api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE)
 
     async def _start_once(
-        self,
-        workflow_type: str,
-        inp: Any,
-        wid: str,
-        attrs: TypedSearchAttributes,
-        summary: str,
-        details: str | None,
-        *,
-        reuse: WorkflowIDReusePolicy,
+        self, workflow_type: str, prepared: PreparedOrder | PreparedTracking, *, reuse: WorkflowIDReusePolicy
     ) -> SubmittedOrder:
         """Start the workflow unless it runs (or, with REJECT_DUPLICATE, ever ran) under that id:
         a concurrent or earlier start of the same order is the answer."""
         try:
             await self.client.start_workflow(
                 workflow_type,
-                inp,
-                id=wid,
+                prepared.input,
+                id=prepared.workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=reuse,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=attrs,
-                static_summary=summary,
-                static_details=details,
+                search_attributes=prepared.search_attributes,
+                static_summary=prepared.summary,
+                static_details=prepared.details,
             )
         except WorkflowAlreadyStartedError:
-            return SubmittedOrder(wid, created=False)
-        return SubmittedOrder(wid, created=True)
+            return SubmittedOrder(prepared.workflow_id, created=False)
+        return SubmittedOrder(prepared.workflow_id, created=True)
 
     async def _exists(self, workflow_id: str) -> bool:
         try:
@@ -217,20 +224,15 @@ class CardOrders:
             await asyncio.sleep(poll)
 
     async def list(self, query: str | None = None, *, limit: int = 100) -> list[OrderSummary]:
-        out: list[OrderSummary] = []
-        async for wf in self.client.list_workflows(api.orders_query(query), limit=limit):
-            attrs = wf.typed_search_attributes
-            out.append(
-                OrderSummary(
-                    workflow_id=wf.id,
-                    status=(wf.status or WorkflowExecutionStatus.RUNNING).name,
-                    card_id=attrs.get(sa.CARD_ID),
-                    issuer_request_id=attrs.get(sa.ISSUER_REQUEST_ID),
-                    production_status=attrs.get(sa.PRODUCTION_STATUS),
-                    outcome=attrs.get(sa.ORDER_OUTCOME),
-                )
+        keys = (sa.CARD_ID, sa.ISSUER_REQUEST_ID, sa.PRODUCTION_STATUS, sa.ORDER_OUTCOME)
+        return [
+            OrderSummary(
+                wf.id,
+                (wf.status or WorkflowExecutionStatus.RUNNING).name,
+                *(wf.typed_search_attributes.get(key) for key in keys),
             )
-        return out
+            async for wf in self.client.list_workflows(api.orders_query(query), limit=limit)
+        ]
 
     async def group_orders(
         self, group_id: str, *, issuer_id: str | None = None, limit: int = 1000
@@ -249,15 +251,7 @@ class CardOrders:
         while it runs; once it ended, a new one starts."""
         prepared = self.edge.prepare_tracking(issuer_id, card_id, tracking_type, details=details, timing=self.timing)
         # A tracking that ended may be asked for again; one that runs is the answer.
-        return await self._start_once(
-            tracking_api.WORKFLOW_TYPE,
-            prepared.input,
-            prepared.workflow_id,
-            prepared.search_attributes,
-            prepared.summary,
-            None,
-            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        )
+        return await self._start_once(tracking_api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
 
     def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(
@@ -283,33 +277,18 @@ class CardOrders:
         return await self._change(api.ACCELERATE_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
 
     async def redirect(
-        self,
-        issuer_id: str,
-        issuer_request_id: str,
-        new_delivery_address: Address | dict[str, Any],
-        *,
-        note: str | None = None,
+        self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
         """Ship to a new delivery address (before personalization prints the carrier).
         An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``)."""
-        address = self._address(new_delivery_address)
-        request = ChangeRequest(new_delivery_address=address, note=note)
+        request = ChangeRequest(new_delivery_address=self.edge.address(new_delivery_address), note=note)
         return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
 
     async def accelerate_and_redirect(
-        self,
-        issuer_id: str,
-        issuer_request_id: str,
-        new_delivery_address: Address | dict[str, Any],
-        *,
-        note: str | None = None,
+        self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
-        address = self._address(new_delivery_address)
-        request = ChangeRequest(new_delivery_address=address, note=note)
+        request = ChangeRequest(new_delivery_address=self.edge.address(new_delivery_address), note=note)
         return await self._change(api.ACCELERATE_AND_REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
-
-    def _address(self, value: Address | Mapping[str, Any]) -> Address:
-        return self.edge.address(value)
 
     async def _change(
         self, update: str, issuer_id: str, issuer_request_id: str, request: ChangeRequest

@@ -5,7 +5,6 @@
     python -m starter track CARD_ID --type PRODUCTION|SHIPMENT|RETURN [--carrier C --tracking-number N] [--wait]
     python -m starter status ISSUER_REQUEST_ID [--issuer-id ID] [-o text|json]
     python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
-                           [-o text|json]
     python -m starter timeline ISSUER_REQUEST_ID [-o text|json]
     python -m starter reconcile ISSUER_REQUEST_ID | --stuck | --query Q | --all-running
     python -m starter cancel|accelerate|redirect ISSUER_REQUEST_ID [...]
@@ -27,19 +26,15 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
-from contracts.card_order import OrderView
-from contracts.card_tracking import TRACKING_TYPES, TrackingView
+from contracts.card_tracking import TRACKING_TYPES
 from contracts.visibility import RUNNING, all_of
 from d1.validation import InvalidOrder
 from observability.process import configure_process
@@ -47,158 +42,221 @@ from security.keys import KeyFileError
 from security.redaction import install_log_redaction
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
-from starter.api import CardOrders, ChangeRejected, OrderRefused, OrderSummary, timing_from_settings
-from starter.batch import run_batch_command
-from starter.d1_batch import BatchLimits
+from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
+from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
+from starter.order_file import Progress, detect_format, start_lines, validate_file
+from starter.output import format_view, json_text, print_invalid, print_orders_table, summary_json, tracking_text
 from starter.progress import BulkProgress
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
 
 
-def _print_invalid(source: str, err: InvalidOrder) -> None:
-    print(f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):", file=sys.stderr)
-    for fe in err.errors:
-        print(f"  - {fe.path}: {fe.reason}", file=sys.stderr)
-    for fw in err.warnings:
-        print(f"  warning: {fw.path}: {fw.reason}", file=sys.stderr)
-
-
-def format_view(view: OrderView) -> str:
-    st = view.state
-    lines = [
-        f"order      {view.workflow_id}",
-        f"card       {view.ref.card_id}  (PAN {view.ref.masked_pan or '-'})",
-        f"production {st.production_status or '-'}   due {st.due_date or '-'}   site {st.production_site or '-'}",
-    ]
-    if st.shipment:
-        s = st.shipment
-        lines.append(
-            f"shipment   {s.status or '-'} via {s.carrier or '-'} #{s.trackingNumber or '-'}  {s.message or ''}"
-        )
-    if st.outcome:
-        lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
-    for e in st.errors:
-        lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
-    lines.append("timeline")
-    for t in st.timeline:
-        ship = f" / {t.shipment_status}" if t.shipment_status else ""
-        lines.append(f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})")
-    return "\n".join(lines)
-
-
-# The ``list -o json`` object of one order; the table shows the same values but the
-# issuer request id (it is the end of the workflow id).
-LIST_FIELDS = ("workflow_id", "status", "card_id", "issuer_request_id", "production_status", "outcome")
-LIST_COLUMNS = (
-    ("WorkflowId", "workflow_id"),
-    ("Status", "status"),
-    ("CardId", "card_id"),
-    ("ProductionStatus", "production_status"),
-    ("Outcome", "outcome"),
-)
-
-
-def summary_json(order: OrderSummary) -> dict[str, str | None]:
-    return {name: getattr(order, name) for name in LIST_FIELDS}
-
-
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = None) -> None:
-    """A header row, then one order per line; "-" for an empty cell, so columns stay countable."""
-    out = file if file is not None else sys.stdout
-    console = Console(file=out, highlight=False)
-    table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False)
-    for header, _ in LIST_COLUMNS:
-        table.add_column(header, no_wrap=True)
-    for order in orders:
-        # Text, not str: an id is never read as rich markup.
-        table.add_row(*(Text(getattr(order, name) or "-") for _, name in LIST_COLUMNS))
-    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
-    if needed > console.width:
-        # Never cut or fold a row to fit (a terminal's width, or 80 columns in a pipe): a
-        # long row stays one line, which grep and awk rely on.
-        console = Console(file=out, highlight=False, width=needed)
-    console.print(table)
+Command = Callable[[argparse.Namespace, str], Awaitable[int]]
 
 
 async def _run(args: argparse.Namespace) -> int:
-    issuer_id = args.issuer_id or D1ClientSettings().issuer_id
-    if args.command == "submit":
+    command: Command = args.func
+    return await command(args, args.issuer_id or D1ClientSettings().issuer_id)
+
+
+def _order_lookup(command: Command) -> Command:
+    """A command about one order: an order Temporal does not know is exit code 4, not a traceback."""
+
+    @wraps(command)
+    async def run(args: argparse.Namespace, issuer_id: str) -> int:
         try:
-            raw: Any = json.loads(await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"{args.file}: cannot read a JSON order: {exc}", file=sys.stderr)
-            return EXIT_INVALID
-        # Validated and encrypted for D1 before Temporal is contacted: invalid input is
-        # reported even when Temporal is down, and only the JWE leaves this process.
+            return await command(args, issuer_id)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            print(f"no order {getattr(args, 'issuer_request_id', '')} for issuer {issuer_id}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+
+    return run
+
+
+def _unknown_fields(args: argparse.Namespace) -> Literal["warn", "error"]:
+    return "warn" if args.allow_unknown_fields else "error"
+
+
+UNREADABLE = object()
+
+
+async def _read_json(path: str, what: str) -> Any:
+    """The file's JSON, or UNREADABLE once the reason is printed (a file may hold ``null``)."""
+    try:
+        return json.loads(await asyncio.to_thread(Path(path).read_text, encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"{path}: cannot read {what}: {exc}", file=sys.stderr)
+        return UNREADABLE
+
+
+async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
+    raw = await _read_json(args.file, "a JSON order")
+    if raw is UNREADABLE:
+        return EXIT_INVALID
+    # Validated and encrypted for D1 before Temporal is contacted: invalid input is
+    # reported even when Temporal is down, and only the JWE leaves this process.
+    edge = OrderEdge.from_settings()
+    try:
+        prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=_unknown_fields(args))
+    except InvalidOrder as err:
+        print_invalid(args.file, err)
+        return EXIT_INVALID
+    except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for fw in prepared.warnings:
+        print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
+    orders = await CardOrders.connect(TemporalSettings(), edge=edge)
+    try:
+        submitted = await orders.submit_prepared(prepared)
+    except OrderRefused as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"{submitted.workflow_id} {'started' if submitted.created else 'already exists'}")
+    if args.wait:
+        print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))
+    return 0
+
+
+async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
+    """Validate the file, start its valid lines, print the summary (starter/order_file.py). On
+    Ctrl-C the summary still says what was started; re-running finishes the file."""
+    path = Path(args.file)
+    try:
         edge = OrderEdge.from_settings()
-        try:
-            prepared = edge.prepare(
-                raw, timing=timing_from_settings(), unknown_fields="warn" if args.allow_unknown_fields else "error"
-            )
-        except InvalidOrder as err:
-            _print_invalid(args.file, err)
-            return EXIT_INVALID
-        except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        for fw in prepared.warnings:
-            print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
+        lines, report = await asyncio.to_thread(
+            validate_file,
+            path,
+            fmt=detect_format(path, args.format),
+            default_issuer_id=issuer_id,
+            edge=edge,
+            unknown_fields=_unknown_fields(args),
+        )
+    except (OSError, ValueError) as exc:
+        print(f"{path}: cannot read the batch file: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    report.dry_run = args.dry_run
+    if report.invalid:
+        print(f"{path}: {len(report.invalid)} invalid line(s), nothing will be started for them", file=sys.stderr)
+    if not args.dry_run and lines:
+        program_max = edge.program.interface.batchMaxCards
+        limits = BatchLimits.from_settings(program_max, batch_size=args.batch_size) if args.d1_batch else None
         orders = await CardOrders.connect(TemporalSettings(), edge=edge)
         try:
-            submitted = await orders.submit_prepared(prepared)
-        except OrderRefused as err:
-            print(f"refused: {err}", file=sys.stderr)
-            return EXIT_REFUSED
-        verb = "started" if submitted.created else "already exists"
-        print(f"{submitted.workflow_id} {verb}")
-        if args.wait:
-            print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))
-        return 0
-    if args.command == "submit-batch":
-        return await run_batch_command(
-            Path(args.file),
-            default_issuer_id=issuer_id,
-            fmt=args.format,
-            concurrency=args.concurrency,
-            dry_run=args.dry_run,
-            unknown_fields="warn" if args.allow_unknown_fields else "error",
-            d1_batch=batch_limits(args.batch_size) if args.d1_batch else None,
-        )
-    if args.command == "track":
-        return await _track(args, issuer_id)
-    if args.command == "register-search-attributes":
-        return await _register_search_attributes(args.wait)
-    orders = await CardOrders.connect(TemporalSettings())
-    if args.command == "status":
-        try:
-            view = await orders.status(issuer_id, args.issuer_request_id)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                print(f"no order {args.issuer_request_id} for issuer {issuer_id}", file=sys.stderr)
-                return EXIT_NOT_FOUND
+            await start_lines(
+                orders, lines, report, d1_batches=limits, concurrency=args.concurrency, progress=Progress(len(lines))
+            )
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            report.interrupted = True
+            print(report.summary())
             raise
-        if args.output == "json":
-            print_json(view.model_dump(mode="json"))
-        else:
-            print(format_view(view))
+    print(report.summary())
+    return report.exit_code
+
+
+async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
+    """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
+    shipment = {k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v}
+    given = {"shipment": shipment, "productionSite": args.production_site, "reason": args.reason}
+    details: dict[str, Any] = {k: v for k, v in given.items() if v}
+    orders = await CardOrders.connect(TemporalSettings())
+    try:
+        submitted = await orders.track(issuer_id, args.card_id, args.type, details=details)
+    except InvalidOrder as err:
+        print_invalid(f"track {args.card_id}", err)
+        return EXIT_INVALID
+    print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
+    if args.wait:
+        view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
+        print(json.dumps(view.model_dump(mode="json"), indent=2) if args.output == "json" else tracking_text(view))
+    return 0
+
+
+@_order_lookup
+async def cmd_status(args: argparse.Namespace, issuer_id: str) -> int:
+    orders = await CardOrders.connect(TemporalSettings())
+    view = await orders.status(issuer_id, args.issuer_request_id)
+    print(json_text(view.model_dump(mode="json")) if args.output == "json" else format_view(view))
+    return 0
+
+
+async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
+    orders = await CardOrders.connect(TemporalSettings())
+    query = list_query(args, issuer_id)
+    if args.show_query:
+        print(f"query: {api.orders_query(query)}", file=sys.stderr)
+    found = await orders.list(query, limit=args.limit)
+    if args.output == "json":
+        print(json_text([summary_json(o) for o in found]))
+    else:
+        print_orders_table(found)
+    return 0
+
+
+@_order_lookup
+async def cmd_timeline(args: argparse.Namespace, issuer_id: str) -> int:
+    client = await connect(TemporalSettings())
+    lines = await ops.order_timeline(client, issuer_id, args.issuer_request_id)
+    as_json = args.output == "json"
+    print(json_text([line.as_json() for line in lines]) if as_json else "\n".join(map(ops.TimelineLine.render, lines)))
+    return 0
+
+
+@_order_lookup
+async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
+    query = list_query(args, issuer_id)
+    if not args.issuer_request_id and query is None and not args.all_running:
+        print("say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running", file=sys.stderr)
+        return EXIT_INVALID
+    client = await connect(TemporalSettings())
+    if args.issuer_request_id:
+        wid = api.workflow_id(issuer_id, args.issuer_request_id)
+        if not await ops.redrive_one(client, wid):
+            print(f"order {args.issuer_request_id} is not running", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        print(f"{wid}: reconciliation requested")
         return 0
-    if args.command == "list":
-        query = list_query(args, issuer_id)
-        if args.show_query:
-            print(f"query: {api.orders_query(query)}", file=sys.stderr)
-        found = await orders.list(query, limit=args.limit)
-        if args.output == "json":
-            print_json([summary_json(o) for o in found])
+    with BulkProgress("reconcile") as progress:
+        report = await ops.redrive_matching(client, query, concurrency=args.concurrency, progress=progress.update)
+    ended, failed = len(report.not_running), len(report.failed)
+    print(f"reconciliation requested for {len(report.requested)} order(s); {ended} had ended; {failed} failed")
+    for wid, why in report.failed.items():
+        print(f"  failed: {wid}: {why}", file=sys.stderr)
+    return 0 if not report.failed else 1
+
+
+@_order_lookup
+async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
+    """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
+    rid, source = args.issuer_request_id, getattr(args, "address", None)
+    address = await _read_json(source, "a JSON address") if source else None
+    if address is UNREADABLE:
+        return EXIT_INVALID
+    if args.command == "redirect" and address is None:
+        print("redirect needs --address FILE (the new deliveryAddress as JSON)", file=sys.stderr)
+        return EXIT_INVALID
+    orders = await CardOrders.connect(TemporalSettings())
+    try:
+        if args.command == "cancel":
+            record = await orders.cancel(issuer_id, rid, note=args.note)
+        elif address is None:
+            record = await orders.accelerate(issuer_id, rid, note=args.note)
+        elif args.command == "accelerate":
+            record = await orders.accelerate_and_redirect(issuer_id, rid, address, note=args.note)
         else:
-            print_orders_table(found)
-        return 0
-    return await _run_operator_command(args, orders, issuer_id)
+            record = await orders.redirect(issuer_id, rid, address, note=args.note)
+    except InvalidOrder as err:
+        print_invalid(source or rid, err)
+        return EXIT_INVALID
+    except ChangeRejected as err:
+        print(f"{args.command} refused: {err.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
+    return 0
 
 
 def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
@@ -212,131 +270,11 @@ def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
     )
 
 
-def batch_limits(batch_size: int | None) -> BatchLimits:
-    """The D1 batch limits from D1_BATCH_* and the program (its interface.batchMaxCards)."""
-    return BatchLimits.from_settings(OrderEdge.from_settings().program.interface.batchMaxCards, batch_size=batch_size)
-
-
-async def _track(args: argparse.Namespace, issuer_id: str) -> int:
-    """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
-    details: dict[str, Any] = {}
-    if args.carrier or args.tracking_number:
-        details["shipment"] = {
-            k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v
-        }
-    if args.production_site:
-        details["productionSite"] = args.production_site
-    if args.reason:
-        details["reason"] = args.reason
-    orders = await CardOrders.connect(TemporalSettings())
-    try:
-        submitted = await orders.track(issuer_id, args.card_id, args.type, details=details)
-    except InvalidOrder as err:
-        _print_invalid(f"track {args.card_id}", err)
-        return EXIT_INVALID
-    print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
-    if args.wait:
-        view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
-        print(json.dumps(view.model_dump(mode="json"), indent=2) if args.output == "json" else _tracking_text(view))
-    return 0
-
-
-def _tracking_text(view: TrackingView) -> str:
-    st = view.state
-    lines = [
-        f"tracking   {view.workflow_id}",
-        f"outcome    {st.outcome.value if st.outcome else '-'}"
-        f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}",
-    ]
-    lines += [
-        f"  {t.d1_time:<26} {t.production_status or t.operation}"
-        f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})"
-        for t in st.timeline
-    ]
-    return "\n".join(lines)
-
-
-async def _run_operator_command(args: argparse.Namespace, orders: CardOrders, issuer_id: str) -> int:
-    client = orders.client
-    try:
-        if args.command == "timeline":
-            lines = await ops.order_timeline(client, issuer_id, args.issuer_request_id)
-            if args.output == "json":
-                print_json([line.as_json() for line in lines])
-            else:
-                for line in lines:
-                    print(line.render())
-            return 0
-        if args.command == "reconcile":
-            if args.issuer_request_id:
-                wid = api.workflow_id(issuer_id, args.issuer_request_id)
-                if not await ops.redrive_one(client, wid):
-                    print(f"order {args.issuer_request_id} is not running", file=sys.stderr)
-                    return EXIT_NOT_FOUND
-                print(f"{wid}: reconciliation requested")
-                return 0
-            query = list_query(args, issuer_id)
-            if query is None and not args.all_running:
-                print("say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running", file=sys.stderr)
-                return EXIT_INVALID
-            with BulkProgress("reconcile") as progress:
-                report = await ops.redrive_matching(
-                    client, query, concurrency=args.concurrency, progress=progress.update
-                )
-            print(
-                f"reconciliation requested for {len(report.requested)} order(s); "
-                f"{len(report.not_running)} had ended; {len(report.failed)} failed"
-            )
-            for wid, why in report.failed.items():
-                print(f"  failed: {wid}: {why}", file=sys.stderr)
-            return 0 if not report.failed else 1
-        if args.command in ("cancel", "accelerate", "redirect"):
-            return await _pull_and_change(args, orders, issuer_id)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            print(f"no order {getattr(args, 'issuer_request_id', '')} for issuer {issuer_id}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        raise
-    return 1
-
-
-async def _pull_and_change(args: argparse.Namespace, orders: CardOrders, issuer_id: str) -> int:
-    """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
-    rid = args.issuer_request_id
-    address: dict[str, Any] | None = None
-    if getattr(args, "address", None):
-        try:
-            address = json.loads(await asyncio.to_thread(Path(args.address).read_text, encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"{args.address}: cannot read a JSON address: {exc}", file=sys.stderr)
-            return EXIT_INVALID
-    try:
-        if args.command == "cancel":
-            record = await orders.cancel(issuer_id, rid, note=args.note)
-        elif args.command == "accelerate" and address is not None:
-            record = await orders.accelerate_and_redirect(issuer_id, rid, address, note=args.note)
-        elif args.command == "accelerate":
-            record = await orders.accelerate(issuer_id, rid, note=args.note)
-        elif address is None:
-            print("redirect needs --address FILE (the new deliveryAddress as JSON)", file=sys.stderr)
-            return EXIT_INVALID
-        else:
-            record = await orders.redirect(issuer_id, rid, address, note=args.note)
-    except InvalidOrder as err:
-        _print_invalid(args.address or rid, err)
-        return EXIT_INVALID
-    except ChangeRejected as err:
-        print(f"{args.command} refused: {err.reason}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
-    return 0
-
-
-async def _register_search_attributes(wait_s: float) -> int:
+async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: str) -> int:
     """Deployment set-up: wait for the Temporal server, then register the search attributes."""
     settings = TemporalSettings()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
+    deadline = loop.time() + args.wait
     while True:
         try:
             client = await connect(settings)
@@ -363,76 +301,79 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", metavar="CARD_ID", help="every order of one card")
 
 
-def add_operator_commands(sub: Any) -> None:
-    """Operator subcommands (README "Operations guide")."""
-    p_sa = sub.add_parser("register-search-attributes", help="set up a namespace's search attributes (idempotent)")
-    p_sa.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the Temporal server")
-    p_tl = sub.add_parser("timeline", help="one order's timeline: D1 steps and the order's milestones")
-    p_tl.add_argument("issuer_request_id")
-    _add_output(p_tl)
-    p_rec = sub.add_parser("reconcile", help="ask D1's status now, for one order or every running order matched")
-    p_rec.add_argument("issuer_request_id", nargs="?")
-    _add_filters(p_rec)
-    p_rec.add_argument("--all-running", action="store_true", help="every running order")
-    p_rec.add_argument("--concurrency", type=int, default=20)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m starter", description="Order physical cards from D1.")
+    parser.add_argument("--issuer-id", help="defaults to D1_ISSUER_ID")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Command, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text)
+        p.set_defaults(func=func)
+        return p
+
+    unknown_help = "warn about unknown members and pass them through"
+    p = command("submit", cmd_submit, "validate and start one order from a JSON file")
+    p.add_argument("file")
+    p.add_argument("--wait", action="store_true", help="wait until the order finishes")
+    p.add_argument("--allow-unknown-fields", action="store_true", help=unknown_help)
+    p = command("submit-batch", cmd_submit_batch, "validate a JSONL/CSV file of orders, then start the valid ones")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
+    p.add_argument("--concurrency", type=int, default=32, help="orders started at the same time")
+    p.add_argument("--dry-run", action="store_true", help="validate every line, start nothing")
+    p.add_argument("--allow-unknown-fields", action="store_true", help=unknown_help)
+    p.add_argument(
+        "--d1-batch",
+        action="store_true",
+        help="send the orders to D1 through its batch 'Order cards' API (up to 1,000 cards per call)",
+    )
+    p.add_argument("--batch-size", type=int, help="cards per D1 call (default D1_BATCH_MAX_CARDS, 1000)")
+    p = command("track", cmd_track, "ask D1's tracking hub to follow a card produced outside Thales")
+    p.add_argument("card_id")
+    p.add_argument("--type", required=True, choices=list(TRACKING_TYPES))
+    p.add_argument("--carrier", help="SHIPMENT / RETURN: D1's carrier code (dhl, fedex, ups, ...)")
+    p.add_argument("--tracking-number", help="SHIPMENT / RETURN: the carrier's parcel reference")
+    p.add_argument("--production-site", help="PRODUCTION: where the card is produced")
+    p.add_argument("--reason", help="RETURN: why the card comes back")
+    p.add_argument("--wait", action="store_true", help="wait until the tracking ends")
+    _add_output(p)
+    p = command("status", cmd_status, "show one order's state and timeline")
+    p.add_argument("issuer_request_id")
+    _add_output(p)
+    p = command("list", cmd_list, "list orders, optionally filtered by a visibility query")
+    _add_filters(p)
+    p.add_argument("--rejected-today", action="store_true", help="orders D1 rejected since midnight UTC")
+    p.add_argument("--running", action="store_true", help="open orders only")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--show-query", action="store_true", help="print the visibility query used")
+    _add_output(p)
+    # Operator commands (README "Operations guide").
+    p = command(
+        "register-search-attributes",
+        cmd_register_search_attributes,
+        "set up a namespace's search attributes (idempotent)",
+    )
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the Temporal server")
+    p = command("timeline", cmd_timeline, "one order's timeline: D1 steps and the order's milestones")
+    p.add_argument("issuer_request_id")
+    _add_output(p)
+    p = command("reconcile", cmd_reconcile, "ask D1's status now, for one order or every running order matched")
+    p.add_argument("issuer_request_id", nargs="?")
+    _add_filters(p)
+    p.add_argument("--all-running", action="store_true", help="every running order")
+    p.add_argument("--concurrency", type=int, default=20)
     for name, text in (
         ("cancel", "cancel an order not yet shipped (pull & change)"),
         ("accelerate", "ask D1 to speed an order up (pull & change)"),
         ("redirect", "ship an order not yet shipped to another address (pull & change)"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = command(name, cmd_change, text)
         p.add_argument("issuer_request_id")
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
         if name == "redirect":
             p.add_argument("--address", help="JSON file with the new deliveryAddress")
         if name == "accelerate":
             p.add_argument("--address", help="JSON file with a new deliveryAddress: accelerate and redirect")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m starter", description="Order physical cards from D1.")
-    parser.add_argument("--issuer-id", help="defaults to D1_ISSUER_ID")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_submit = sub.add_parser("submit", help="validate and start one order from a JSON file")
-    p_submit.add_argument("file")
-    p_submit.add_argument("--wait", action="store_true", help="wait until the order finishes")
-    p_submit.add_argument(
-        "--allow-unknown-fields", action="store_true", help="warn about unknown members and pass them through"
-    )
-    p_batch = sub.add_parser("submit-batch", help="validate a JSONL/CSV file of orders, then start the valid ones")
-    p_batch.add_argument("file")
-    p_batch.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
-    p_batch.add_argument("--concurrency", type=int, default=32, help="orders started at the same time")
-    p_batch.add_argument("--dry-run", action="store_true", help="validate every line, start nothing")
-    p_batch.add_argument(
-        "--allow-unknown-fields", action="store_true", help="warn about unknown members and pass them through"
-    )
-    p_batch.add_argument(
-        "--d1-batch",
-        action="store_true",
-        help="send the orders to D1 through its batch 'Order cards' API (up to 1,000 cards per call)",
-    )
-    p_batch.add_argument("--batch-size", type=int, help="cards per D1 call (default D1_BATCH_MAX_CARDS, 1000)")
-    p_track = sub.add_parser("track", help="ask D1's tracking hub to follow a card produced outside Thales")
-    p_track.add_argument("card_id")
-    p_track.add_argument("--type", required=True, choices=list(TRACKING_TYPES))
-    p_track.add_argument("--carrier", help="SHIPMENT / RETURN: D1's carrier code (dhl, fedex, ups, ...)")
-    p_track.add_argument("--tracking-number", help="SHIPMENT / RETURN: the carrier's parcel reference")
-    p_track.add_argument("--production-site", help="PRODUCTION: where the card is produced")
-    p_track.add_argument("--reason", help="RETURN: why the card comes back")
-    p_track.add_argument("--wait", action="store_true", help="wait until the tracking ends")
-    _add_output(p_track)
-    p_status = sub.add_parser("status", help="show one order's state and timeline")
-    p_status.add_argument("issuer_request_id")
-    _add_output(p_status)
-    p_list = sub.add_parser("list", help="list orders, optionally filtered by a visibility query")
-    _add_filters(p_list)
-    p_list.add_argument("--rejected-today", action="store_true", help="orders D1 rejected since midnight UTC")
-    p_list.add_argument("--running", action="store_true", help="open orders only")
-    p_list.add_argument("--limit", type=int, default=100)
-    p_list.add_argument("--show-query", action="store_true", help="print the visibility query used")
-    _add_output(p_list)
-    add_operator_commands(sub)
     return parser
 
 

@@ -74,6 +74,7 @@ class PreparedTracking:
     input: TrackingInput
     search_attributes: TypedSearchAttributes
     summary: str
+    details: str | None = None
 
 
 class KeyFile:

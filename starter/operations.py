@@ -79,6 +79,11 @@ _CLOSE_WORDS = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: "order TERMINATED by an operator",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "history rolled over (continue-as-new)",
 }
+_ACTIVITY_ENDS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "done",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "gave up",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "timed out",
+}
 _TRACKED_ATTRIBUTES = (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.ORDER_OUTCOME)
 
 
@@ -113,41 +118,29 @@ def execution_milestones(events: list[HistoryEvent], summaries: dict[int, str]) 
     activity_names: dict[int, str] = {}
     attempts: dict[int, int] = {}
     for e in events:
-        at = e.event_time.ToDatetime(tzinfo=UTC)
         et = e.event_type
+        attrs: Any = getattr(e, e.WhichOneof("attributes") or "", None)
+        text: str | None = _CLOSE_WORDS.get(et)
         if et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            lines.append(TimelineLine(at, "order", "order started"))
+            text = "order started"
         elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            name = e.activity_task_scheduled_event_attributes.activity_type.name
-            activity_names[e.event_id] = summaries.get(e.event_id) or name
+            activity_names[e.event_id] = summaries.get(e.event_id) or attrs.activity_type.name
         elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started = e.activity_task_started_event_attributes
-            attempts[started.scheduled_event_id] = started.attempt
-        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            sched = e.activity_task_completed_event_attributes.scheduled_event_id
-            attempt = attempts.get(sched, 1)
-            suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-            lines.append(TimelineLine(at, "order", f"{activity_names.get(sched, 'activity')}: done{suffix}"))
-        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
-            sched = e.activity_task_failed_event_attributes.scheduled_event_id
-            lines.append(TimelineLine(at, "order", f"{activity_names.get(sched, 'activity')}: gave up"))
-        elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
-            sched = e.activity_task_timed_out_event_attributes.scheduled_event_id
-            lines.append(TimelineLine(at, "order", f"{activity_names.get(sched, 'activity')}: timed out"))
+            attempts[attrs.scheduled_event_id] = attrs.attempt
+        elif et in _ACTIVITY_ENDS:
+            attempt = attempts.get(attrs.scheduled_event_id, 1)
+            retried = f" (after {attempt} attempts)" if _ACTIVITY_ENDS[et] == "done" and attempt > 1 else ""
+            text = f"{activity_names.get(attrs.scheduled_event_id, 'activity')}: {_ACTIVITY_ENDS[et]}{retried}"
         elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            name = e.workflow_execution_signaled_event_attributes.signal_name
-            lines.append(TimelineLine(at, "order", _SIGNAL_WORDS.get(name, f"signal {name}")))
+            text = _SIGNAL_WORDS.get(attrs.signal_name, f"signal {attrs.signal_name}")
         elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            name = e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
-            lines.append(TimelineLine(at, "order", f"operator request '{name}' accepted"))
+            text = f"operator request '{attrs.accepted_request.input.name}' accepted"
         elif et == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-            upserted = e.upsert_workflow_search_attributes_event_attributes.search_attributes
-            attrs = decode_typed_search_attributes(upserted)
-            changes = [f"{key.name} → {attrs.get(key)}" for key in _TRACKED_ATTRIBUTES if attrs.get(key) is not None]
-            if changes:
-                lines.append(TimelineLine(at, "order", "now " + ", ".join(changes)))
-        elif et in _CLOSE_WORDS:
-            lines.append(TimelineLine(at, "order", _CLOSE_WORDS[et]))
+            values = decode_typed_search_attributes(attrs.search_attributes)
+            changes = [f"{key.name} → {values.get(key)}" for key in _TRACKED_ATTRIBUTES if values.get(key) is not None]
+            text = "now " + ", ".join(changes) if changes else None
+        if text:
+            lines.append(TimelineLine(e.event_time.ToDatetime(tzinfo=UTC), "order", text))
     return lines
 
 
@@ -183,10 +176,6 @@ class RedriveReport:
     not_running: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def total(self) -> int:
-        return len(self.requested) + len(self.not_running) + len(self.failed)
-
 
 async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = None) -> bool:
     """Signal ``reconcile_now``; False when the order is closed or unknown."""
@@ -201,11 +190,6 @@ async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = 
     return True
 
 
-async def running_order_ids(client: Client, query: str | None, *, limit: int | None = None) -> list[str]:
-    full = api.orders_query(all_of(RUNNING, query))
-    return [wf.id async for wf in client.list_workflows(full, limit=limit)]
-
-
 async def redrive_matching(
     client: Client,
     query: str | None,
@@ -215,7 +199,7 @@ async def redrive_matching(
     progress: Callable[[int, int], None] | None = None,
 ) -> RedriveReport:
     """Ask every running order matching ``query`` to reconcile now, ``concurrency`` at a time."""
-    ids = await running_order_ids(client, query, limit=limit)
+    ids = [wf.id async for wf in client.list_workflows(api.orders_query(all_of(RUNNING, query)), limit=limit)]
     report = RedriveReport()
     done = 0
     gate = asyncio.Semaphore(concurrency)

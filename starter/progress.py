@@ -12,16 +12,8 @@ import sys
 from types import TracebackType
 from typing import TextIO
 
+from rich import progress as rich_progress
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 PLAIN_STEPS = 10  # plain lines at 0 %, 10 %, ... 100 %
 
@@ -35,8 +27,8 @@ class BulkProgress:
     def __init__(self, label: str, *, stream: TextIO | None = None) -> None:
         self.label = label
         self._console = Console(file=stream if stream is not None else sys.stderr, highlight=False)
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
+        self._bar: rich_progress.Progress | None = None
+        self._task: rich_progress.TaskID | None = None
         self._step_shown = -1
         self._last: tuple[int, int, str] | None = None
         self._shown: tuple[int, int, str] | None = None
@@ -82,13 +74,13 @@ class BulkProgress:
 
     def _draw(self, done: int, total: int, detail: str) -> None:
         if self._bar is None:
-            self._bar = Progress(
-                TextColumn("{task.description}", markup=False),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TaskProgressColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[detail]}", markup=False),
+            self._bar = rich_progress.Progress(
+                rich_progress.TextColumn("{task.description}", markup=False),
+                rich_progress.BarColumn(),
+                rich_progress.MofNCompleteColumn(),
+                rich_progress.TaskProgressColumn(),
+                rich_progress.TimeElapsedColumn(),
+                rich_progress.TextColumn("{task.fields[detail]}", markup=False),
                 console=self._console,
             )
             self._task = self._bar.add_task(self.label, total=total, completed=done, detail=detail)

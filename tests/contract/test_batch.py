@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from contracts.card_order import workflow_id as workflow_id_for
+from starter import cli
 from starter.api import CardOrders
-from starter.batch import BatchReport, Progress, run_batch_command, start_orders, submit_batch, validate_file
+from starter.order_file import FileReport, Progress, start_lines, submit_file, validate_file
 from tests.conftest import ISSUER_ID, TASK_QUEUE, Stack, fast_timing
 from tests.support.orders import TEST_PAN, sample_order
 
@@ -139,15 +140,14 @@ def test_samples_are_valid(tmp_path: Path) -> None:
         assert report.invalid == [] and len(lines) == 3, report.summary()
 
 
-async def test_dry_run_cli_exit_codes(tmp_path: Path) -> None:
+async def test_dry_run_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ok = write_jsonl(tmp_path / "ok.jsonl", [sample_order("req-d-1")])
-    out = io.StringIO()
-    assert await run_batch_command(ok, default_issuer_id=ISSUER_ID, dry_run=True, out=out) == 0
-    assert "dry run: nothing started" in out.getvalue()
+    assert await cli.run(["--issuer-id", ISSUER_ID, "submit-batch", str(ok), "--dry-run"]) == 0
+    assert "dry run: nothing started" in capsys.readouterr().out
     bad = write_jsonl(tmp_path / "bad.jsonl", [sample_order("req-d-1"), "{}"])
-    assert await run_batch_command(bad, default_issuer_id=ISSUER_ID, dry_run=True, out=io.StringIO()) == 2
+    assert await cli.run(["--issuer-id", ISSUER_ID, "submit-batch", str(bad), "--dry-run"]) == 2
     with pytest.raises(ValueError, match="format"):
-        await submit_batch(None, tmp_path / "orders.txt", default_issuer_id=ISSUER_ID, dry_run=True)
+        await submit_file(None, tmp_path / "orders.txt", default_issuer_id=ISSUER_ID, dry_run=True)
 
 
 # ------------------------------------------------------------------ on the real server
@@ -175,7 +175,7 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
         assert first.valid == LINES and not first.invalid
 
         # First run, interrupted (as by Ctrl-C) once a few hundred orders have started.
-        task = asyncio.create_task(start_orders(orders, lines, first, concurrency=32, progress=Progress(LINES)))
+        task = asyncio.create_task(start_lines(orders, lines, first, concurrency=32, progress=Progress(LINES)))
         while first.started < 300 and not task.done():
             await asyncio.sleep(0.02)
         task.cancel()
@@ -184,7 +184,7 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
         assert first.interrupted and 300 <= first.started < LINES
 
         # Re-run the whole file: started orders are recognised, the rest are started.
-        second: BatchReport = await submit_batch(
+        second: FileReport = await submit_file(
             orders, path, default_issuer_id=ISSUER_ID, concurrency=32, show_progress=False
         )
         assert second.exit_code == 0, second.summary()
@@ -193,7 +193,7 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
         assert first.started + second.started <= LINES
 
         # A third run changes nothing.
-        third = await submit_batch(orders, path, default_issuer_id=ISSUER_ID, concurrency=64, show_progress=False)
+        third = await submit_file(orders, path, default_issuer_id=ISSUER_ID, concurrency=64, show_progress=False)
         assert (third.started, third.existing) == (0, LINES)
 
         # Every order reached D1 exactly once.

@@ -15,9 +15,9 @@ from jwcrypto import jwk
 from contracts.card_order import OrderTiming, OrderView, Outcome
 from d1.program import DEFAULT_PROGRAM_FILE
 from starter.api import CardOrders
-from starter.batch import BatchReport, submit_batch
-from starter.d1_batch import BatchLimits, start_batch
+from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
+from starter.order_file import FileReport, submit_file
 from tests.conftest import ISSUER_ID, TASK_QUEUE, Stack, fast_timing
 from tests.support.orders import sample_order
 
@@ -60,8 +60,8 @@ async def test_2500_cards_go_out_in_3_d1_calls_each_is_delivered_and_a_rerun_sen
     path, rids = _orders_file(tmp_path, CARDS, "b25")
     await stack.emulator("POST", "/_emulator/faults", json={"stepDelayMs": 0})
     before = await _stats(stack)
-    report: BatchReport = await submit_batch(
-        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    report: FileReport = await submit_file(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batches=BatchLimits(), show_progress=False
     )
     assert report.exit_code == 0, report.summary()
     assert (report.started, report.d1_batches, report.d1_batches_new) == (CARDS, 3, 3), report.summary()
@@ -74,8 +74,8 @@ async def test_2500_cards_go_out_in_3_d1_calls_each_is_delivered_and_a_rerun_sen
     assert set(_accepted(after, rids).values()) == {1}
 
     # Re-running the file finds every order and every batch: D1 hears nothing new.
-    again = await submit_batch(
-        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    again = await submit_file(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batches=BatchLimits(), show_progress=False
     )
     assert (again.started, again.existing, again.d1_batches_new) == (0, CARDS, 0), again.summary()
     assert (await _stats(stack))["batchRequests"] == after["batchRequests"]
@@ -91,8 +91,8 @@ async def test_a_503_burst_on_the_batch_call_is_retried_and_submits_each_card_on
         json={"dropNotifications": True, "batchFailures": [{"status": 503, "count": 3, "retryAfterS": 0}]},
     )
     before = await _stats(stack)
-    report = await submit_batch(
-        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    report = await submit_file(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batches=BatchLimits(), show_progress=False
     )
     assert report.exit_code == 0 and report.d1_batches == 1, report.summary()
     await asyncio.wait_for(
@@ -125,8 +125,8 @@ async def test_one_item_d1_cannot_decrypt_rejects_only_that_card(
         for i, rid in enumerate(rids)
     ]
     orders = CardOrders(stack.client, task_queue=TASK_QUEUE, timing=timing, edge=stack.orders.edge)
-    outcome = await start_batch(orders, prepared)
-    assert outcome.batch_created and len(outcome.submitted) == 5
+    results = await orders.start_many(prepared, d1_batches=BatchLimits())
+    assert all(r.submitted and r.d1_batch_created for r in results) and len(results) == 5
     refused = await orders.wait(ISSUER_ID, rids[2])
     assert refused.state.outcome is Outcome.CRYPTO_REJECTED
     assert refused.state.errors[0].error_code == "CRYPTO_ERROR"

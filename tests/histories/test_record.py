@@ -120,14 +120,14 @@ async def test_record_d1_batch(stack: Stack, tmp_path: Path) -> None:
     """A D1 batch of three cards: the batch workflow, and one of its cards."""
     from contracts import d1_batch
     from contracts.card_order import workflow_id
-    from starter.batch import submit_batch
-    from starter.d1_batch import BatchLimits
+    from starter.d1_batches import BatchLimits
+    from starter.order_file import submit_file
 
     rids = [new_request_id("inbatch") for _ in range(3)]
     path = tmp_path / "batch.jsonl"
     path.write_text("\n".join(json.dumps(sample_order(r)) for r in rids) + "\n")
-    report = await submit_batch(
-        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+    report = await submit_file(
+        stack.orders, path, default_issuer_id=ISSUER_ID, d1_batches=BatchLimits(), show_progress=False
     )
     assert report.d1_batches == 1
     view = await stack.orders.wait(ISSUER_ID, rids[0])

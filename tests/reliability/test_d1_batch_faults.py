@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 
 from contracts.card_order import Outcome
-from starter.batch import submit_batch
-from starter.d1_batch import BatchLimits
+from starter.d1_batches import BatchLimits
+from starter.order_file import submit_file
 from tests.conftest import ISSUER_ID
 from tests.reliability.procstack import proc_stack
 from tests.reliability.test_faults import final_views
@@ -36,8 +36,8 @@ async def test_sigkill_worker_during_the_batch_call_produces_each_card_once(tmp_
             json={"batchFailures": [{"status": 503, "count": 1, "afterProcessing": True, "delayMs": 8000}]},
         )
         before = await st.emulator_stats()
-        report = await submit_batch(
-            st.orders, path, default_issuer_id=ISSUER_ID, d1_batch=BatchLimits(), show_progress=False
+        report = await submit_file(
+            st.orders, path, default_issuer_id=ISSUER_ID, d1_batches=BatchLimits(), show_progress=False
         )
         assert report.exit_code == 0 and report.d1_batches == 1, report.summary()
         for _ in range(200):

@@ -8,8 +8,8 @@ import io
 import pytest
 
 from starter.api import OrderSummary
-from starter.batch import BatchReport, LineProblem, Progress
-from starter.cli import print_orders_table
+from starter.order_file import FileReport, LineProblem, Progress
+from starter.output import print_orders_table
 from starter.progress import BulkProgress
 
 
@@ -62,11 +62,12 @@ def test_on_a_terminal_progress_is_a_bar_redrawn_in_place() -> None:
 
 def test_submit_batch_progress_counts_every_settled_line() -> None:
     log = io.StringIO()
-    report = BatchReport(file="orders.jsonl", started=6, existing=2, refused=[LineProblem(3, ["r"])])
+    report = FileReport(file="orders.jsonl", started=6, existing=2, refused=[LineProblem(3, ["r"])])
     progress = Progress(10, stream=log)
-    progress.update(report)
+    progress.show(report)
     report.failed.append(LineProblem(9, ["f"]))
-    progress.close(report)
+    progress.show(report)
+    progress.close()
     assert log.getvalue().splitlines() == [
         "submit-batch: 9/10 (90%)  started 6  existing 2  refused 1  failed 0",
         "submit-batch: 10/10 (100%)  started 6  existing 2  refused 1  failed 1",

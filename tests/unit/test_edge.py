@@ -189,7 +189,7 @@ def test_a_pem_d1_key_is_refused_it_carries_no_kid(tmp_path: Path) -> None:
 
 
 def test_batch_limits_follow_the_settings_and_the_program(monkeypatch: pytest.MonkeyPatch) -> None:
-    from starter.d1_batch import BatchLimits
+    from starter.d1_batches import BatchLimits
 
     monkeypatch.setenv("D1_BATCH_MAX_CARDS", "800")
     monkeypatch.setenv("D1_BATCH_MAX_BYTES", "900000")

@@ -1,0 +1,106 @@
+"""What the CLI prints (``python -m starter``): text for people, JSON for scripts.
+
+Results go to stdout, problems to stderr. Nothing here prints card data: an order's view
+holds the masked PAN only, and an invalid order is reported by field path and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from contracts.card_order import OrderView
+from contracts.card_tracking import TrackingView
+from d1.validation import InvalidOrder
+from starter.api import OrderSummary
+
+
+def print_invalid(source: str, err: InvalidOrder) -> None:
+    print(f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):", file=sys.stderr)
+    for fe in err.errors:
+        print(f"  - {fe.path}: {fe.reason}", file=sys.stderr)
+    for fw in err.warnings:
+        print(f"  warning: {fw.path}: {fw.reason}", file=sys.stderr)
+
+
+def format_view(view: OrderView) -> str:
+    st = view.state
+    lines = [
+        f"order      {view.workflow_id}",
+        f"card       {view.ref.card_id}  (PAN {view.ref.masked_pan or '-'})",
+        f"production {st.production_status or '-'}   due {st.due_date or '-'}   site {st.production_site or '-'}",
+    ]
+    if st.shipment:
+        s = st.shipment
+        lines.append(
+            f"shipment   {s.status or '-'} via {s.carrier or '-'} #{s.trackingNumber or '-'}  {s.message or ''}"
+        )
+    if st.outcome:
+        lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
+    for e in st.errors:
+        lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
+    lines.append("timeline")
+    for t in st.timeline:
+        ship = f" / {t.shipment_status}" if t.shipment_status else ""
+        lines.append(f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})")
+    return "\n".join(lines)
+
+
+# The ``list -o json`` object of one order; the table shows the same values but the
+# issuer request id (it is the end of the workflow id).
+LIST_FIELDS = ("workflow_id", "status", "card_id", "issuer_request_id", "production_status", "outcome")
+LIST_COLUMNS = (
+    ("WorkflowId", "workflow_id"),
+    ("Status", "status"),
+    ("CardId", "card_id"),
+    ("ProductionStatus", "production_status"),
+    ("Outcome", "outcome"),
+)
+
+
+def summary_json(order: OrderSummary) -> dict[str, str | None]:
+    return {name: getattr(order, name) for name in LIST_FIELDS}
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = None) -> None:
+    """A header row, then one order per line; "-" for an empty cell, so columns stay countable."""
+    out = file if file is not None else sys.stdout
+    console = Console(file=out, highlight=False)
+    table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, show_edge=False, pad_edge=False)
+    for header, _ in LIST_COLUMNS:
+        table.add_column(header, no_wrap=True)
+    for order in orders:
+        # Text, not str: an id is never read as rich markup.
+        table.add_row(*(Text(getattr(order, name) or "-") for _, name in LIST_COLUMNS))
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    if needed > console.width:
+        # Never cut or fold a row to fit (a terminal's width, or 80 columns in a pipe): a
+        # long row stays one line, which grep and awk rely on.
+        console = Console(file=out, highlight=False, width=needed)
+    console.print(table)
+
+
+def tracking_text(view: TrackingView) -> str:
+    st = view.state
+    lines = [
+        f"tracking   {view.workflow_id}",
+        f"outcome    {st.outcome.value if st.outcome else '-'}"
+        f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}",
+    ]
+    lines += [
+        f"  {t.d1_time:<26} {t.production_status or t.operation}"
+        f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})"
+        for t in st.timeline
+    ]
+    return "\n".join(lines)
