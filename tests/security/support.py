@@ -57,8 +57,9 @@ def _keyed(value: str) -> re.Pattern[str]:
 
 # What may touch a short secret that stands alone. Three or four digits also occur by chance
 # inside longer tokens (UUID groups, hex, numbers, addresses, times, versions, paths), so a
-# bare value counts when neither neighbour is a letter, a digit or one of ``_ - . : /``.
-_TOKEN_EDGE = r"0-9A-Za-z_\-.:/"
+# bare value counts when neither neighbour is a letter, a digit or one of ``_ - . : / \``
+# (the backslash: escaped bytes such as ``\3108`` in a repr).
+_TOKEN_EDGE = r"0-9A-Za-z_\-.:/\\"
 
 
 def _bare(value: str) -> re.Pattern[str]:
@@ -70,23 +71,26 @@ def _bare(value: str) -> re.Pattern[str]:
 class Needle:
     label: str
     pattern: re.Pattern[str]
+    # What every match contains (lower-case when ``fold``): a fast test before the pattern.
+    literal: str
+    fold: bool = False
     # Also searched once spaces, dashes, dots and slashes are removed ("4929 7316 ...").
     # Not for bare short values: joining neighbouring numbers would invent them.
     joined: bool = True
 
 
+def _exact(label: str, value: str) -> Needle:
+    return Needle(label, re.compile(re.escape(value)), value)
+
+
 def needles(*, include_name: bool = True) -> list[Needle]:
-    found = [
-        Needle("PAN", re.compile(re.escape(LEAK_PAN))),
-        Needle("track1", re.compile(re.escape(LEAK_TRACK1))),
-        Needle("track2", re.compile(re.escape(LEAK_TRACK2))),
-    ]
+    found = [_exact("PAN", LEAK_PAN), _exact("track1", LEAK_TRACK1), _exact("track2", LEAK_TRACK2)]
     for label, value in (("CVV2", LEAK_CVV2), ("CVV1", LEAK_CVV1), ("PVV", LEAK_PVV), ("exp", LEAK_EXP)):
-        found += [Needle(label, _keyed(value)), Needle(label, _bare(value), joined=False)]
+        found += [Needle(label, _keyed(value), value), Needle(label, _bare(value), value, joined=False)]
     if include_name:
         found += [
-            Needle("name", re.compile(re.escape(LEAK_NAME), re.IGNORECASE)),
-            Needle("name", re.compile("ZYXWOLD", re.IGNORECASE)),
+            Needle("name", re.compile(re.escape(LEAK_NAME), re.IGNORECASE), LEAK_NAME.lower(), fold=True),
+            Needle("name", re.compile("ZYXWOLD", re.IGNORECASE), "zyxwold", fold=True),
         ]
     return found
 
@@ -140,19 +144,19 @@ def readable(json_text: str) -> str:
 def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -> list[str]:
     """Every needle found in ``texts`` (also with spaces and dashes removed, in any base64
     token of the text and in any base64 string inside JSON documents), as readable hit
-    descriptions."""
+    descriptions: one per view of a text that holds a needle."""
     hits = []
-    patterns = needles(include_name=include_name)
+    found = needles(include_name=include_name)
     for text in texts:
-        views = [(text, False), (re.sub(r"[ \-./]", "", text), True)]
-        views += [(decoded, False) for decoded in _decoded_tokens(text)]
+        views = [(text, False), (re.sub(r"[ \-./]", "", text), True), ("\n".join(_decoded_tokens(text)), False)]
         try:
-            views += [(string, False) for string in _strings(json.loads(text))]
+            views.append(("\n".join(_strings(json.loads(text))), False))
         except ValueError:
             pass
         for view, joined in views:
-            for needle in patterns:
-                if joined and not needle.joined:
+            folded = view.lower() if include_name else view
+            for needle in found:
+                if (joined and not needle.joined) or needle.literal not in (folded if needle.fold else view):
                     continue
                 match = needle.pattern.search(view)
                 if match:
