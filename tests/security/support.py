@@ -56,15 +56,18 @@ def _keyed(value: str) -> re.Pattern[str]:
 
 
 # What may touch a short secret that stands alone. Three or four digits also occur by chance
-# inside longer tokens (UUID groups, hex, numbers, addresses, times, versions, paths), so a
-# bare value counts when neither neighbour is a letter, a digit or one of ``_ - . : / \``
-# (the backslash: escaped bytes such as ``\3108`` in a repr).
+# inside longer tokens (UUID groups, hex, numbers, addresses, times, versions, paths, escaped
+# bytes such as ``\\3108``), so a bare value counts when neither neighbour is a letter, a digit
+# or one of ``_ - . : / \\``, nor a comma before it (a log timestamp's milliseconds: ``,619``).
 _TOKEN_EDGE = r"0-9A-Za-z_\-.:/\\"
 
 
 def _bare(value: str) -> re.Pattern[str]:
-    """A short numeric secret wherever it stands alone: ``["8371"]``, ``cvv 8371``, ``(619)``."""
-    return re.compile(rf"(?<![{_TOKEN_EDGE}]){re.escape(value)}(?![{_TOKEN_EDGE}])")
+    """A short numeric secret wherever it stands alone: ``["8371"]``, ``cvv 8371``, ``(619)``.
+
+    Not for documents of numeric metadata (a raw Temporal history: ``"historySizeBytes":
+    "8371"``); ``find_leaks(..., bare=False)`` searches those for the keyed form only."""
+    return re.compile(rf"(?<![{_TOKEN_EDGE},]){re.escape(value)}(?![{_TOKEN_EDGE}])")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Needle:
     # What every match contains (lower-case when ``fold``): a fast test before the pattern.
     literal: str
     fold: bool = False
+    bare: bool = False
     # Also searched once spaces, dashes, dots and slashes are removed ("4929 7316 ...").
     # Not for bare short values: joining neighbouring numbers would invent them.
     joined: bool = True
@@ -86,7 +90,7 @@ def _exact(label: str, value: str) -> Needle:
 def needles(*, include_name: bool = True) -> list[Needle]:
     found = [_exact("PAN", LEAK_PAN), _exact("track1", LEAK_TRACK1), _exact("track2", LEAK_TRACK2)]
     for label, value in (("CVV2", LEAK_CVV2), ("CVV1", LEAK_CVV1), ("PVV", LEAK_PVV), ("exp", LEAK_EXP)):
-        found += [Needle(label, _keyed(value), value), Needle(label, _bare(value), value, joined=False)]
+        found += [Needle(label, _keyed(value), value), Needle(label, _bare(value), value, joined=False, bare=True)]
     if include_name:
         found += [
             Needle("name", re.compile(re.escape(LEAK_NAME), re.IGNORECASE), LEAK_NAME.lower(), fold=True),
@@ -141,12 +145,12 @@ def readable(json_text: str) -> str:
     return "\n".join(_strings(json.loads(json_text)))
 
 
-def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -> list[str]:
+def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True, bare: bool = True) -> list[str]:
     """Every needle found in ``texts`` (also with spaces and dashes removed, in any base64
     token of the text and in any base64 string inside JSON documents), as readable hit
     descriptions: one per view of a text that holds a needle."""
     hits = []
-    found = needles(include_name=include_name)
+    found = [needle for needle in needles(include_name=include_name) if bare or not needle.bare]
     for text in texts:
         views = [(text, False), (re.sub(r"[ \-./]", "", text), True), ("\n".join(_decoded_tokens(text)), False)]
         try:

@@ -186,10 +186,15 @@ async def _operator_views(stack_orders: CardOrders, client: Client, rids: list[s
     return texts
 
 
+# Numeric metadata (sizes, ids) where three or four digits stand alone by chance: searched
+# for card data in its keyed form; the payloads in it are searched decrypted, bare values too.
+NUMERIC_METADATA = "raw Temporal history"
+
+
 def _search(sources: dict[str, list[str]], *, include_name: bool = True) -> list[str]:
     hits: list[str] = []
     for where, texts in sources.items():
-        hits += find_leaks(where, texts, include_name=include_name)
+        hits += find_leaks(where, texts, include_name=include_name, bare=where != NUMERIC_METADATA)
     return hits
 
 
@@ -282,7 +287,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         {
             "log record": captured_logs.lines,
             "stdout/stderr": [out, err],
-            "raw Temporal history": list(history.values()),
+            NUMERIC_METADATA: list(history.values()),
             "history decrypted with the codec key": decrypted,
             "JSON log record": captured_logs.json_lines,
             "exported span": [s.to_json() for s in spans],
@@ -394,7 +399,7 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
             "worker process": [worker_log],
             "starter CLI process": [cli_out.decode(), status_out.decode()],
             "span of a process": [line for path in spans.values() for line in path.read_text().splitlines()],
-            "raw Temporal history": list(history.values()),
+            NUMERIC_METADATA: list(history.values()),
             "history decrypted with the codec key": decrypted,
         }
     )
