@@ -33,7 +33,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from temporalio import activity
 from temporalio.client import Interceptor
@@ -46,6 +46,8 @@ from settings import TelemetrySettings
 
 INSTRUMENTATION = "d1_card_orders"
 SERVICE_PREFIX = "d1-card-orders"
+
+TEST_SPAN_FILE_VARIABLE = "TELEMETRY_TEST_SPAN_FILE"
 
 _provider: TracerProvider | None = None
 
@@ -65,13 +67,20 @@ def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerPr
         exporters.append(OTLPSpanExporter())
     if settings.console_traces:
         exporters.append(ConsoleSpanExporter())
-    if not exporters:
+    # Test-only hook (tests/security/test_leak.py): every span as the product made it, before
+    # redaction, one JSON line each, so that the leak test can show no span carries card data.
+    raw_span_file = os.environ.get(TEST_SPAN_FILE_VARIABLE)
+    if not exporters and not raw_span_file:
         return None
     # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win when set (Resource.create reads them).
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": f"{SERVICE_PREFIX}-{service}"}
     provider = TracerProvider(resource=Resource.create(attributes))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
+    if raw_span_file:
+        out = open(raw_span_file, "a", encoding="utf-8")  # open for the life of the process
+        raw = ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+        provider.add_span_processor(SimpleSpanProcessor(raw))
     return provider
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_tracking
 from contracts import search_attributes as sa
@@ -75,17 +76,21 @@ async def test_each_tracking_type_reaches_its_end_from_duplicated_shuffled_notif
 
 
 async def test_a_tracking_request_is_validated_before_anything_starts(stack: Stack) -> None:
+    card = f"trk-invalid-{uuid.uuid4().hex[:10]}"
+    track_requests = (await stack.emulator_stats())["trackRequests"]
     with pytest.raises(InvalidOrder) as info:
-        await stack.orders.track(ISSUER_ID, "card-x", "SHIPMENT", details={"shipment": {"carrier": "pigeon"}})
+        await stack.orders.track(ISSUER_ID, card, "SHIPMENT", details={"shipment": {"carrier": "pigeon"}})
     paths = {e.path for e in info.value.errors}
     assert "$.shipment.trackingNumber" in paths and "$.shipment.carrier" in paths
     with pytest.raises(InvalidOrder):
         await stack.orders.track(
-            ISSUER_ID,
-            "card-x",
-            "SHIPMENT",
-            details={"shipment": {"carrier": "dhl", "trackingNumber": "4929731640582292"}},
+            ISSUER_ID, card, "SHIPMENT", details={"shipment": {"carrier": "dhl", "trackingNumber": "4929731640582292"}}
         )
+    # Nothing started: no tracking workflow under that id, no request to D1's tracking hub.
+    with pytest.raises(RPCError) as missing:
+        await stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert (await stack.emulator_stats())["trackRequests"] == track_requests
 
 
 async def test_a_running_tracking_does_not_block_a_card_order_for_the_same_card(stack: Stack) -> None:

@@ -48,42 +48,60 @@ def leak_track_data() -> dict[str, str]:
 
 
 def _keyed(value: str) -> re.Pattern[str]:
-    """A short numeric secret (CVV, PVV, expiry) as the value of a card-data field.
-
-    Three or four digits occur by chance in any large text (UUID groups, byte counts,
-    ports, escaped bytes), so these are searched where a leak puts them: after a field
-    name such as ``cvv2``, ``pvv`` or ``exp``, with any quoting and ``:``/``=`` between —
-    which is how serialized objects, JSON payloads, reprs and log lines carry them.
-    """
+    """A short numeric secret (CVV, PVV, expiry) as the value of a card-data field: after a
+    field name such as ``cvv2``, ``pvv`` or ``exp``, with any quoting and ``:``/``=`` between
+    (serialized objects, JSON payloads, reprs, log lines), followed by anything but a digit."""
     keys = r"(?:cvv|cvc|csc|pvv|pin|exp|secur|track)\w*"
     return re.compile(r"(?i)" + keys + r"[\"'\\]*\s*[:=]\s*[\"'\\]*" + re.escape(value) + r"(?![0-9])")
+
+
+# What may touch a short secret that stands alone. Three or four digits also occur by chance
+# inside longer tokens (UUID groups, hex, numbers, addresses, times, versions, paths, escaped
+# bytes such as ``\\3108``), so a bare value counts when neither neighbour is a letter, a digit
+# or one of ``_ - . : / \\``, nor a comma before it (a log timestamp's milliseconds: ``,619``).
+_TOKEN_EDGE = r"0-9A-Za-z_\-.:/\\"
+
+
+def _bare(value: str) -> re.Pattern[str]:
+    """A short numeric secret wherever it stands alone: ``["8371"]``, ``cvv 8371``, ``(619)``.
+
+    Not for documents of numeric metadata (a raw Temporal history: ``"historySizeBytes":
+    "8371"``); ``find_leaks(..., bare=False)`` searches those for the keyed form only."""
+    return re.compile(rf"(?<![{_TOKEN_EDGE},]){re.escape(value)}(?![{_TOKEN_EDGE}])")
 
 
 @dataclass(frozen=True)
 class Needle:
     label: str
     pattern: re.Pattern[str]
+    # What every match contains (lower-case when ``fold``): a fast test before the pattern.
+    literal: str
+    fold: bool = False
+    bare: bool = False
+    # Also searched once spaces, dashes, dots and slashes are removed ("4929 7316 ...").
+    # Not for bare short values: joining neighbouring numbers would invent them.
+    joined: bool = True
+
+
+def _exact(label: str, value: str) -> Needle:
+    return Needle(label, re.compile(re.escape(value)), value)
 
 
 def needles(*, include_name: bool = True) -> list[Needle]:
-    found = [
-        Needle("PAN", re.compile(re.escape(LEAK_PAN))),
-        Needle("track1", re.compile(re.escape(LEAK_TRACK1))),
-        Needle("track2", re.compile(re.escape(LEAK_TRACK2))),
-        Needle("CVV2", _keyed(LEAK_CVV2)),
-        Needle("CVV1", _keyed(LEAK_CVV1)),
-        Needle("PVV", _keyed(LEAK_PVV)),
-        Needle("exp", _keyed(LEAK_EXP)),
-    ]
+    found = [_exact("PAN", LEAK_PAN), _exact("track1", LEAK_TRACK1), _exact("track2", LEAK_TRACK2)]
+    for label, value in (("CVV2", LEAK_CVV2), ("CVV1", LEAK_CVV1), ("PVV", LEAK_PVV), ("exp", LEAK_EXP)):
+        found += [Needle(label, _keyed(value), value), Needle(label, _bare(value), value, joined=False, bare=True)]
     if include_name:
         found += [
-            Needle("name", re.compile(re.escape(LEAK_NAME), re.IGNORECASE)),
-            Needle("name", re.compile("ZYXWOLD", re.IGNORECASE)),
+            Needle("name", re.compile(re.escape(LEAK_NAME), re.IGNORECASE), LEAK_NAME.lower(), fold=True),
+            Needle("name", re.compile("ZYXWOLD", re.IGNORECASE), "zyxwold", fold=True),
         ]
     return found
 
 
 _B64 = re.compile(r"^[A-Za-z0-9+/_-]{8,}={0,2}$")
+# A base64 token inside any text (a log line, a header, a repr), not only a whole JSON string.
+_B64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 
 
 def _decoded_views(text: str) -> Iterator[str]:
@@ -96,6 +114,17 @@ def _decoded_views(text: str) -> Iterator[str]:
         except (binascii.Error, ValueError):
             continue
         yield raw.decode("utf-8", errors="ignore")
+
+
+def _decoded_tokens(text: str) -> Iterator[str]:
+    """Every base64 token of a plain text that decodes to UTF-8 text (random words and
+    ciphertext do not), so base64-encoded card data is found outside JSON as well."""
+    for token in _B64_TOKEN.findall(text):
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                yield decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+                continue
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -116,19 +145,23 @@ def readable(json_text: str) -> str:
     return "\n".join(_strings(json.loads(json_text)))
 
 
-def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True) -> list[str]:
-    """Every needle found in ``texts`` (also with spaces and dashes removed, and in any
-    base64 string inside JSON documents), as readable hit descriptions."""
+def find_leaks(where: str, texts: Iterable[str], *, include_name: bool = True, bare: bool = True) -> list[str]:
+    """Every needle found in ``texts`` (also with spaces and dashes removed, in any base64
+    token of the text and in any base64 string inside JSON documents), as readable hit
+    descriptions: one per view of a text that holds a needle."""
     hits = []
-    patterns = needles(include_name=include_name)
+    found = [needle for needle in needles(include_name=include_name) if bare or not needle.bare]
     for text in texts:
-        views = [text, re.sub(r"[ \-./]", "", text)]
+        views = [(text, False), (re.sub(r"[ \-./]", "", text), True), ("\n".join(_decoded_tokens(text)), False)]
         try:
-            views += list(_strings(json.loads(text)))
+            views.append(("\n".join(_strings(json.loads(text))), False))
         except ValueError:
             pass
-        for view in views:
-            for needle in patterns:
+        for view, joined in views:
+            folded = view.lower() if include_name else view
+            for needle in found:
+                if (joined and not needle.joined) or needle.literal not in (folded if needle.fold else view):
+                    continue
                 match = needle.pattern.search(view)
                 if match:
                     start = max(0, match.start() - 60)

@@ -14,12 +14,14 @@ import httpx
 import pytest
 from jwcrypto import jwk
 
+from activities.d1_client import D1Unavailable
 from d1.paths import JWT_BEARER_GRANT, order_path
 from security.pki import CertPair
 from tests.security.conftest import MtlsStack
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID, encrypt, make_assertion
 from tests.support.orders import sample_order
 from tests.support.validation import validate_order
+from worker import d1_activities
 
 CARD = {"pan": "4929731640582292", "exp": "3108", "cvv2": "837"}
 
@@ -178,9 +180,24 @@ async def test_bad_jwe_is_refused(mtls_stack: MtlsStack, case: str, reason: str)
     assert "4929731640582292" not in response.text
 
 
+def tls_failure(exc: BaseException) -> str:
+    """Every message down the exception's chain: the product wraps a refused handshake in its
+    own errors (D1Unavailable, TokenError) and keeps the TLS error as their context."""
+    texts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(texts) < 10:
+        texts.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(texts)
+
+
 async def test_worker_refuses_an_emulator_certificate_from_another_ca(mtls_stack: MtlsStack) -> None:
-    """The issuer side verifies D1's server certificate against D1_TLS_CA_FILE."""
-    context = mtls_stack.tls(mtls_stack.pki.issuer_client(ISSUER_ID), ca=mtls_stack.rogue_pki.ca_cert)
-    async with httpx.AsyncClient(verify=context) as http:
-        with pytest.raises(httpx.ConnectError):
-            await http.get(f"{mtls_stack.emulator_url}/_emulator/health")
+    """The issuer side verifies D1's server certificate against D1_TLS_CA_FILE: the D1 client
+    exactly as the worker builds it from its D1_* settings (worker.py), that one file changed."""
+    settings = mtls_stack.d1_settings.model_copy(update={"tls_ca_file": mtls_stack.rogue_pki.ca_cert})
+    async with d1_activities(settings) as activities:
+        with pytest.raises(D1Unavailable) as refused:
+            await activities.tracking._d1.production_status(ISSUER_ID, "card-tls-refused")
+    assert "certificate verify failed" in tls_failure(refused.value), tls_failure(refused.value)
+    async with d1_activities(mtls_stack.d1_settings) as activities:  # as configured: D1 answers
+        assert await activities.tracking._d1.production_status(ISSUER_ID, "card-tls-refused") is None

@@ -15,14 +15,22 @@ removed, and inside every base64 string — in:
 * the same history *decrypted with the payload codec's own key*: whoever holds that key
   (every worker, receiver, starter and the codec server) still finds no card data, only
   D1's JWE;
-* every span exported by OpenTelemetry's TracingInterceptor (raw, unredacted exporter);
+* every span, raw and unredacted, in an in-memory exporter: OpenTelemetry's
+  TracingInterceptor spans and the product's own (the starter's ``card_order.submit``, the
+  D1 HTTP client's, the receiver's server and route spans);
 * every exception message (invalid submissions, asyncio's unhandled-exception handler,
   records carrying exceptions) and the workflow results;
 * every query result and operator-facing JSON (order views, order lists, the emulator's
   order snapshots and captured notifications, the receiver's stats).
 
-A second test runs the emulator, the receiver and the starter CLI as real processes
-(``python -m …``, with the redaction layer they install) and searches their output.
+A second test runs the emulator, the receiver, the worker and the starter CLI as real
+processes (``python -m …``, with the redaction layer they install) and searches their
+output, and every span the worker, the receiver and the CLI made, taken raw (before
+redaction) through the test-only span file of observability/tracing.py.
+
+Card data is searched as it is and with separators removed; CVV, PVV and expiry also where
+they stand alone, not only after a field name; and inside every base64 token, in JSON and
+in plain text (tests/security/support.py).
 """
 
 from __future__ import annotations
@@ -38,11 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from temporalio.client import Client
 
 from contracts.card_order import OrderView, Outcome
+from observability import tracing
 from security.codec import load_codec
-from stack.inprocess import run_worker
 from stack.processes import Supervisor
 from stack.servers import wait_http
 from stack.spec import Ports
@@ -55,6 +65,11 @@ from tests.support.validation import InvalidOrder, validate_order
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 50
+# The product's own spans, beside the SDK's: starter, D1 HTTP client, receiver server and route.
+STARTER_SPAN = "card_order.submit"
+D1_ORDER_SPAN = "D1 POST order"
+RECEIVER_SPANS = {"POST /notifications/d1/v2/issuers/{issuerId}/cards", "route D1 notification"}
+PRODUCT_SPANS = {STARTER_SPAN, D1_ORDER_SPAN, *RECEIVER_SPANS}
 REJECTED_BY_D1 = 2  # D1 (the emulator, fault injection) answers 400 → REJECTED
 DATA_EXCEPTIONS = 2  # D1 accepts, then reports DATA_EXCEPTION
 
@@ -86,6 +101,20 @@ class _Capture(logging.Handler):
         self.lines.append(line)
         # The same record as a JSON log collector would take it: every attribute, unredacted.
         self.json_lines.append(json.dumps({**record.__dict__, "message": message}, default=repr))
+
+
+@pytest.fixture
+def product_spans(mtls_stack: MtlsStack) -> Iterator[None]:
+    """The product's own spans (D1 client, receiver, starter) into the stack's in-memory
+    exporter, raw, for this test only (the provider is the process's, other tests set theirs)."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(mtls_stack.spans))
+    previous = tracing._provider
+    tracing.use_tracer_provider(provider)
+    try:
+        yield
+    finally:
+        tracing.use_tracer_provider(previous)
 
 
 @pytest.fixture
@@ -157,15 +186,20 @@ async def _operator_views(stack_orders: CardOrders, client: Client, rids: list[s
     return texts
 
 
+# Numeric metadata (sizes, ids) where three or four digits stand alone by chance: searched
+# for card data in its keyed form; the payloads in it are searched decrypted, bare values too.
+NUMERIC_METADATA = "raw Temporal history"
+
+
 def _search(sources: dict[str, list[str]], *, include_name: bool = True) -> list[str]:
     hits: list[str] = []
     for where, texts in sources.items():
-        hits += find_leaks(where, texts, include_name=include_name)
+        hits += find_leaks(where, texts, include_name=include_name, bare=where != NUMERIC_METADATA)
     return hits
 
 
 async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
-    mtls_stack: MtlsStack, captured_logs: _Capture, capfd: pytest.CaptureFixture[str]
+    mtls_stack: MtlsStack, product_spans: None, captured_logs: _Capture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     loop = asyncio.get_running_loop()
     loop_exceptions: list[str] = []
@@ -237,6 +271,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         spans = mtls_stack.spans.get_finished_spans()
         names = {s.name for s in spans}
         assert "StartWorkflow:CardOrderWorkflow" in names and "RunActivity:submit_order" in names, names
+        assert PRODUCT_SPANS <= names, f"product spans missing: {PRODUCT_SPANS - names}"
     finally:
         loop.set_exception_handler(previous_handler)
     out, err = capfd.readouterr()
@@ -252,7 +287,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         {
             "log record": captured_logs.lines,
             "stdout/stderr": [out, err],
-            "raw Temporal history": list(history.values()),
+            NUMERIC_METADATA: list(history.values()),
             "history decrypted with the codec key": decrypted,
             "JSON log record": captured_logs.json_lines,
             "exported span": [s.to_json() for s in spans],
@@ -264,6 +299,14 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
 
 
 # ---------------------------------------------------------------- real processes
+
+
+def _with_span_file(env: dict[str, str], path: Path) -> dict[str, str]:
+    return {**env, tracing.TEST_SPAN_FILE_VARIABLE: str(path)}
+
+
+def _span_names(path: Path) -> set[str]:
+    return {json.loads(line)["name"] for line in path.read_text().splitlines() if line.strip()}
 
 
 async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: MtlsStack, tmp_path: Path) -> None:
@@ -278,8 +321,11 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
     ).ensure()
     sup = Supervisor(tmp_path / "logs")
     logs = sup.log_dir
+    spans = {kind: tmp_path / f"{kind}.spans.jsonl" for kind in ("worker", "receiver", "starter")}
     sup.start("emulator", local.argv("emulator"), local.env("emulator"))
-    sup.start("receiver", local.argv("receiver"), local.env("receiver"))
+    sup.start("receiver", local.argv("receiver"), _with_span_file(local.env("receiver"), spans["receiver"]))
+    sup.start("worker", local.argv("worker"), _with_span_file(local.env("worker"), spans["worker"]))
+    starter_env = _with_span_file(local.env("starter"), spans["starter"])
     stamp = int(time.time())
     try:
         await wait_http(
@@ -295,46 +341,52 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
         orders = CardOrders(
             mtls_stack.client, task_queue=local.spec.task_queue, timing=local.order_timing(), edge=local.order_edge()
         )
-        async with run_worker(local, mtls_stack.client):
-            rids = [f"leak-proc-{stamp}-{i}" for i in range(4)]
-            await asyncio.gather(*(orders.submit(_leak_order(rid)) for rid in rids))
-            # The starter CLI as a process, too (submit --wait, then status).
-            order_file = tmp_path / "order.json"
-            cli_rid = f"leak-proc-{stamp}-cli"
-            order_file.write_text(json.dumps(_leak_order(cli_rid)))
-            cli = await asyncio.create_subprocess_exec(
-                *local.argv("starter"),
-                "submit",
-                str(order_file),
-                "--wait",
-                cwd=REPO_ROOT,
-                env=local.env("starter"),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            cli_out, _ = await asyncio.wait_for(cli.communicate(), timeout=120)
-            status = await asyncio.create_subprocess_exec(
-                *local.argv("starter"),
-                "status",
-                cli_rid,
-                cwd=REPO_ROOT,
-                env=local.env("starter"),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            status_out, _ = await asyncio.wait_for(status.communicate(), timeout=60)
-            assert cli.returncode == 0, cli_out.decode()
-            views = await asyncio.wait_for(asyncio.gather(*(orders.wait(ISSUER_ID, rid) for rid in rids)), timeout=120)
-            assert all(v.state.outcome == Outcome.DELIVERED for v in views)
-            assert "DELIVERED" in cli_out.decode() + status_out.decode()
+        rids = [f"leak-proc-{stamp}-{i}" for i in range(4)]
+        await asyncio.gather(*(orders.submit(_leak_order(rid)) for rid in rids))
+        # The starter CLI as a process, too (submit --wait, then status).
+        order_file = tmp_path / "order.json"
+        cli_rid = f"leak-proc-{stamp}-cli"
+        order_file.write_text(json.dumps(_leak_order(cli_rid)))
+        cli = await asyncio.create_subprocess_exec(
+            *local.argv("starter"),
+            "submit",
+            str(order_file),
+            "--wait",
+            cwd=REPO_ROOT,
+            env=starter_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        cli_out, _ = await asyncio.wait_for(cli.communicate(), timeout=120)
+        status = await asyncio.create_subprocess_exec(
+            *local.argv("starter"),
+            "status",
+            cli_rid,
+            cwd=REPO_ROOT,
+            env=starter_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        status_out, _ = await asyncio.wait_for(status.communicate(), timeout=60)
+        assert cli.returncode == 0, cli_out.decode()
+        views = await asyncio.wait_for(asyncio.gather(*(orders.wait(ISSUER_ID, rid) for rid in rids)), timeout=120)
+        assert all(v.state.outcome == Outcome.DELIVERED for v in views)
+        assert "DELIVERED" in cli_out.decode() + status_out.decode()
+        sup.check_alive()
     except RuntimeError as err:  # a process died or did not come up
         pytest.fail(f"{err}\n" + "\n".join(f.read_text() for f in logs.glob("*.log")))
     finally:
         sup.stop_all(timeout=20)
     emulator_log = (logs / "emulator.log").read_text()
     receiver_log = (logs / "receiver.log").read_text()
+    worker_log = (logs / "worker.log").read_text()
     assert "notification delivered" in emulator_log and "outbound OAuth token obtained" in emulator_log
     assert "access token issued" in receiver_log
+    assert "worker polling task queue security-proc-orders" in worker_log, worker_log[-2000:]
+    # Each process wrote its raw spans: the leak search below reads what the product made.
+    assert {D1_ORDER_SPAN, "RunActivity:submit_order"} <= _span_names(spans["worker"])
+    assert _span_names(spans["receiver"]) >= RECEIVER_SPANS
+    assert STARTER_SPAN in _span_names(spans["starter"])
     history = await _raw_history(mtls_stack, [v.workflow_id for v in views])
     codec = load_codec(mtls_stack.codec_keys_file)
     decrypted: list[str] = []
@@ -344,8 +396,10 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
         {
             "emulator process": [emulator_log],
             "receiver process": [receiver_log],
+            "worker process": [worker_log],
             "starter CLI process": [cli_out.decode(), status_out.decode()],
-            "raw Temporal history": list(history.values()),
+            "span of a process": [line for path in spans.values() for line in path.read_text().splitlines()],
+            NUMERIC_METADATA: list(history.values()),
             "history decrypted with the codec key": decrypted,
         }
     )

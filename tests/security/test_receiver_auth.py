@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import ssl
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,10 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from pydantic import SecretStr
 from starlette.requests import Request
 
 from d1.paths import notification_path
+from emulator.outbound import OutboundHttp
 from receiver.app import create_app
 from receiver.auth import ReceiverAuth, TokenIssuer, issuers_named
 from receiver.routing import NotificationRouter
@@ -67,29 +70,105 @@ async def test_d1_with_its_certificate_and_token_is_accepted(mtls_stack: MtlsSta
         assert (await _notify(mtls_stack, http, token=token)).status_code == 204
 
 
-@pytest.mark.parametrize("who", ["no certificate", "certificate from another CA"])
-async def test_connection_without_a_valid_client_certificate_fails_the_tls_handshake(
-    mtls_stack: MtlsStack, who: str
-) -> None:
-    token = await _token(mtls_stack)
-    pair = None if who == "no certificate" else mtls_stack.rogue_pki.notifier_client(ISSUER_ID)
-    async with mtls_stack.http(pair) as http:
-        with pytest.raises(httpx.TransportError):
-            await _notify(mtls_stack, http, token=token)
-        with pytest.raises(httpx.TransportError):
-            await http.post(
-                f"{mtls_stack.receiver_url}/oauth2/token",
-                data={"grant_type": "client_credentials"},
-                auth=(OAUTH_CLIENT_ID, OAUTH_SECRET),
+def _notifier(stack: MtlsStack, **changes: Any) -> OutboundHttp:
+    """The emulator's notifier (its outbound HTTP client), configured as the stack configures
+    it but for ``changes``."""
+    settings = stack.local.emulator_settings()
+    assert settings.outbound_oauth_token_url == f"{stack.receiver_url}/oauth2/token"
+    return OutboundHttp(settings.model_copy(update=changes))
+
+
+async def _notify_as_the_emulator(stack: MtlsStack, **changes: Any) -> httpx.TransportError:
+    """One notification through the emulator's notifier to the receiver as configured."""
+    notifier = _notifier(stack, **changes)
+    try:
+        with pytest.raises(httpx.TransportError) as refused:
+            await notifier.post(
+                ISSUER_ID,
+                f"{stack.receiver_url}{notification_path(ISSUER_ID)}",
+                content=json.dumps(_body()).encode(),
+                headers={"content-type": "application/json"},
             )
+    finally:
+        await notifier.aclose()
+    return refused.value
+
+
+def _handshake(client: ssl.SSLContext, server: ssl.SSLContext, host: str) -> dict[str, str]:
+    """A TLS handshake between two contexts in memory, and the error each side saw.
+
+    Over a socket, a server that refuses a client certificate under TLS 1.3 closes the
+    connection, and the reset usually overtakes its alert: the caller sees only
+    "connection reset". In memory nothing is lost, so the reason can be asserted."""
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    sides = {
+        "client": client.wrap_bio(client_in, client_out, server_hostname=host),
+        "server": server.wrap_bio(server_in, server_out, server_side=True),
+    }
+    errors = {"client": "", "server": ""}
+    for _ in range(10):
+        for name, side in sides.items():
+            if errors[name]:
+                continue
+            try:
+                side.do_handshake()
+                side.read(1)  # a TLS 1.3 client learns of its refusal after its own handshake ended
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError as err:
+                errors[name] = str(err)
+            if name == "client":
+                server_in.write(client_out.read())
+            else:
+                client_in.write(server_out.read())
+    return errors
+
+
+def _receiver_server_context(stack: MtlsStack) -> ssl.SSLContext:
+    """The SSL context the receiver serves with: uvicorn's, from the receiver's settings."""
+    config = uvicorn.Config(app=create_app, log_config=None, **receiver_server_options(stack.receiver_settings))
+    config.load()
+    assert config.ssl is not None
+    return config.ssl
+
+
+@pytest.mark.parametrize(
+    ("who", "client_sees", "receiver_sees"),
+    [
+        ("no certificate", "certificate required", "peer did not return a certificate"),
+        ("certificate from another CA", "unknown ca", "certificate verify failed"),
+    ],
+)
+async def test_connection_without_a_valid_client_certificate_fails_the_tls_handshake(
+    mtls_stack: MtlsStack, who: str, client_sees: str, receiver_sees: str
+) -> None:
+    if who == "no certificate":
+        changes: dict[str, Any] = {"notify_client_cert_file": None, "notify_client_key_file": None}
+    else:
+        rogue = mtls_stack.rogue_pki.notifier_client_template
+        changes = {"notify_client_cert_file": str(rogue.cert), "notify_client_key_file": str(rogue.key)}
+    # Refused at the transport, never answered: with outbound OAuth the notifier's first call is
+    # the token endpoint; without, the notification itself.
+    for oauth in ({}, {"outbound_oauth_token_url": None}):
+        refused = await _notify_as_the_emulator(mtls_stack, **changes, **oauth)
+        assert isinstance(refused, httpx.ReadError | httpx.ConnectError | httpx.RemoteProtocolError), repr(refused)
+    # Why: the same two TLS configurations, the handshake watched from both sides.
+    host = httpx.URL(mtls_stack.receiver_url).host
+    client = _notifier(mtls_stack, **changes)._verify(ISSUER_ID)
+    assert isinstance(client, ssl.SSLContext)
+    errors = _handshake(client, _receiver_server_context(mtls_stack), host)
+    assert client_sees in errors["client"] and receiver_sees in errors["server"], errors
+    # The stack's own notifier configuration completes the same handshake.
+    assert _handshake(_notifier(mtls_stack)._verify(ISSUER_ID), _receiver_server_context(mtls_stack), host) == {
+        "client": "",
+        "server": "",
+    }
 
 
 async def test_server_certificate_from_another_ca_is_not_trusted(mtls_stack: MtlsStack) -> None:
     """Both ways: D1 (the caller) verifies the receiver against its configured CA too."""
-    context = mtls_stack.tls(mtls_stack.pki.notifier_client(ISSUER_ID), ca=mtls_stack.rogue_pki.ca_cert)
-    async with httpx.AsyncClient(verify=context) as http:
-        with pytest.raises(httpx.ConnectError):
-            await http.get(f"{mtls_stack.receiver_url}/healthz")
+    refused = await _notify_as_the_emulator(mtls_stack, notify_ca_file=mtls_stack.rogue_pki.ca_cert)
+    assert "certificate verify failed" in str(refused), repr(refused)
 
 
 @pytest.mark.parametrize(

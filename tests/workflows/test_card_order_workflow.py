@@ -7,6 +7,7 @@ activity doubles (what D1 answers), and lets the server skip the hours and days 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,7 +22,7 @@ from contracts import search_attributes as sa
 from contracts.card_order import ChangeRequest, ChangeStatus, OrderTiming, OrderView, Outcome, ReconcileRequest
 from d1.notifications import OperationNotification
 from d1.order import Address
-from tests.security.support import LEAK_CVV2, LEAK_PAN, LEAK_TRACK2, find_leaks
+from tests.security.support import LEAK_CVV2, LEAK_PAN, LEAK_TRACK2, find_leaks, needles
 from tests.support.notifications import HAPPY_STEPS, happy_sequence, operation
 from tests.support.orders import sample_order
 from tests.support.validation import validate_order
@@ -310,9 +311,12 @@ async def test_malformed_card_data_started_directly_leaves_no_trace_of_it(
     raw["order"] = sample_order(
         rid,
         card_id=card,
-        cardData={"pan": LEAK_PAN + "X", "exp": "3108", "cvv2": LEAK_CVV2 + "99"},
+        # Malformed, yet each value holds the distinctive one that find_leaks searches for.
+        cardData={"pan": LEAK_PAN + "X", "exp": "3108", "cvv2": LEAK_CVV2 + "X"},
         trackData={"track2": LEAK_TRACK2 + "Z"},
     )
+    planted = json.dumps(raw["order"])
+    assert {n.label for n in needles() if n.pattern.search(planted)} >= {"PAN", "CVV2", "track2"}
     handle = await fast.client.start_workflow(
         api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
     )
