@@ -16,7 +16,7 @@ Why it is more than a decoder:
   endpoint path does not authenticate. For ``make run`` only, an explicit development mode
   trusts browser requests from loopback (``CODEC_SERVER_DEV_TRUST_LOOPBACK``). Anything
   else gets 401;
-* **decoded payloads come back with card data masked** (security/redaction.py): PAN as
+* **decoded payloads come back with card data masked** (security/redaction/): PAN as
   first 6 / last 4; expiry, CVV, PVV and tracks fully masked, for everyone. Names and
   addresses are masked too unless the operator holds the PII role
   (``CODEC_SERVER_OIDC_PII_ROLE``) and ``CODEC_SERVER_MASK_PII`` is off. A payload that is
