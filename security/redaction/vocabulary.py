@@ -56,8 +56,9 @@ _PII_NAMES = frozenset(
 )
 # Everything below these keys is PII.
 _PII_SUBTREES = frozenset({"deliveryaddress", "individualaddress", "address", "billingaddress"})
-# Ciphertext or ids: their values are not even checked for shapes.
-_SAFE_NAMES = frozenset({"encrypteddata", "maskedpan", "trackingnumber", "trackingurl"})
+# Ciphertext, masked values and ids (OpenTelemetry's trace and span ids, set by
+# observability/logs.py): their values are not even checked for shapes.
+_SAFE_NAMES = frozenset({"encrypteddata", "maskedpan", "trackingnumber", "trackingurl", "traceid", "spanid"})
 
 
 class Kind(IntEnum):
