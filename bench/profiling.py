@@ -79,7 +79,7 @@ HOT_PATHS: tuple[tuple[str, str], ...] = (
     ("receiver: body parsing (pydantic)", "NotificationBody"),
     ("logging (all handlers and formatters)", "Logger.handle"),
     ("uvicorn access log", "AccessFormatter"),
-    ("log redaction", "redaction.py"),
+    ("log redaction", "security/redaction/"),
     ("HTTP server: request parsing (h11)", "H11Protocol.handle_events"),
     ("HTTP server: request parsing (httptools)", "HttpToolsProtocol.data_received"),
     ("receiver: body parsing (parse_body)", "parse_body"),

@@ -7,21 +7,16 @@ with extra members, a PAN pasted into an address line or a design's custom line.
 guard walks the whole body (keys and values, at any depth) except ``encryptedData`` and
 reports, by JSON path and without the value:
 
-* a member *named* like card data: ``pan``, ``cvv*``/``cvc*``, ``csc``, ``cvn``, ``cid``,
-  ``securityCode``, ``cardVerificationValue``, ``pvv``, ``pin``/``pinBlock``, ``exp``,
-  ``expiry*``/``expiration*``, ``expMonth``/``expYear``, ``track*``, ``cardData``,
-  ``cardNumber``, ...;
-* a value (or a key) *holding* a card number: a Luhn-valid run of 13-19 digits, or one
-  written the way card numbers are written, in groups with one separator (space, dash,
-  dot or slash) used throughout: 4-4-4-4 (and 4-4-4-4-3), Amex 4-6-5, Diners 4-6-4.
+* a member *named* like card data (``pan``, ``cvv2``, ``expMonth``, ``track1``,
+  ``magStripe``, ...), or
+* a value (or a key) *holding* a card number, written as a card number is written;
 
-Identifiers that merely contain digits pass: ``order-1764578213-001`` is not a card number
-(its groups are not a card layout), and a 13-19 digit run passes unless it also passes the
-Luhn check (about one random 16-digit number in ten does: issuers should not use 13-19
-digit numbers as ids, which also keeps them apart from PANs in every log). The redaction
-layer (security/redaction.py) masks more liberally; this guard refuses an order, so it
-only recognises what is clearly a card number. It runs at the issuer's edge (the starter)
-and again in the worker right before the HTTP call, in every mode.
+both as d1/card_data.py defines them, the definition the redaction layer masks by. The
+guard takes only the strict reading of a written card number (one separator character
+used throughout), since it refuses an order; ids that merely contain digits pass
+(``order-1764578213-001`` is no card layout; issuers should not use 13-19 digit numbers as
+ids, which also keeps them apart from PANs in every log). It runs at the issuer's edge (the
+starter) and again in the worker right before the HTTP call, in every mode.
 """
 
 from __future__ import annotations
@@ -30,70 +25,10 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from d1.card_data import holds_pan, is_card_data_name
 from d1.issues import Issue, IssueKind, Path
-from d1.order import luhn_valid
 
 ENCRYPTED_MEMBER = "encryptedData"
-
-_EXACT_NAMES = frozenset(
-    {
-        "pan",
-        "primaryaccountnumber",
-        "cardnumber",
-        "accountnumber",
-        "pansequencenumber",
-        "csc",
-        "cvn",
-        "cid",
-        "securitycode",
-        "cardsecuritycode",
-        "pvv",
-        "pin",
-        "pinblock",
-        "exp",
-        "expmonth",
-        "expyear",
-        "carddata",
-        "sensitivedata",
-        "magstripe",
-    }
-)
-_PREFIXES = ("cvv", "cvc", "expir", "cardverification")
-# track1, track2, tracks, trackData... but not trackingNumber or trackingType.
-_TRACK_NAME = re.compile(r"^track(?:s|data|[0-9].*)?$")
-_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
-# Written layouts; the separator is captured once and must repeat.
-_LAYOUTS = tuple(
-    re.compile(r"(?<![0-9])" + pattern + r"(?![0-9])")
-    for pattern in (
-        r"[0-9]{4}([ ./-])[0-9]{4}\1[0-9]{4}\1[0-9]{4}(?:\1[0-9]{3})?",  # 4-4-4-4, 4-4-4-4-3
-        r"[0-9]{4}([ ./-])[0-9]{6}\1[0-9]{4,5}",  # Amex 4-6-5, Diners 4-6-4
-    )
-)
-
-
-def _normalized(name: str) -> str:
-    return name.replace("_", "").replace("-", "").lower()
-
-
-def is_card_data_name(name: str) -> bool:
-    """Whether a member name reads like card data (``CVV2``, ``security_code``, ``track1``...)."""
-    n = _normalized(name)
-    return n in _EXACT_NAMES or n.startswith(_PREFIXES) or _TRACK_NAME.match(n) is not None
-
-
-def holds_pan(text: str) -> bool:
-    """Whether the text holds a card number (a Luhn-valid PAN, in one run or a card layout)."""
-    if not any(ch.isdigit() for ch in text):
-        return False
-    for match in _RUN.finditer(text):
-        if luhn_valid(match.group(0)):
-            return True
-    for layout in _LAYOUTS:
-        for match in layout.finditer(text):
-            if luhn_valid(re.sub(r"[^0-9]", "", match.group(0))):
-                return True
-    return False
 
 
 def _walk(value: Any, path: Path) -> Iterator[Issue]:

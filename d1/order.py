@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from d1.card_data import luhn_valid
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
 from d1.issues import Issue, IssueKind, Path, describe_pattern
 
@@ -265,18 +266,6 @@ class TrackData(_CardDataModel):
         if value is not None and not TRACK3_RE.match(value):
             raise ValueError(TRACK3_RULE)
         return value
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 class CardData(_CardDataModel):

@@ -4,9 +4,9 @@
 ``text`` (default) is for people. Either way records pass the redaction layer
 (``security.redaction.install_log_redaction``) before any handler writes them, so card
 data never reaches a log even when a message or an exception carries it by mistake. Both
-formatters also redact the record themselves (idempotent) and print an exception only
-through the redaction layer, with its whole chain (``raise … from …`` and implicit
-context), so a handler set up without the filter cannot print one in clear either.
+formatters also redact the record themselves (idempotent), so a handler set up without
+the filter cannot print card data either: a record carries its message and its traceback
+(with the whole chain, ``raise … from …`` and implicit context) as redacted text.
 
 Where the workflow id comes from: Temporal's ``workflow.logger`` / ``activity.logger``
 extras, else the running activity, else :func:`bind_workflow_id` (the receiver binds the
@@ -27,7 +27,7 @@ from typing import Any
 from temporalio import activity
 
 from observability.tracing import current_trace_id
-from security.redaction import install_log_redaction, redact_exc_text, redact_record, redact_text
+from security.redaction import install_log_redaction, redact_record
 from settings import TelemetrySettings
 
 _workflow_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("d1_log_workflow_id", default=None)
@@ -56,7 +56,7 @@ def _workflow_id_of(record: logging.LogRecord) -> str | None:
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``workflow_id``, ``trace_id``, ``span_id`` and ``service`` to every record."""
+    """Adds ``workflow_id``, ``trace_id`` and ``service`` to every record."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -72,16 +72,11 @@ class ContextFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``logging.Formatter`` whose records and exception texts pass the redaction layer."""
+    """``logging.Formatter`` whose records pass the redaction layer first (it prints the
+    redacted traceback the record then carries as ``exc_text``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         return super().format(redact_record(record))
-
-    def formatException(self, ei: Any) -> str:
-        return redact_exc_text(ei)
-
-    def formatStack(self, stack_info: str) -> str:
-        return redact_text(stack_info)
 
 
 class JsonFormatter(logging.Formatter):
@@ -102,14 +97,12 @@ class JsonFormatter(logging.Formatter):
         activity_info = getattr(record, "temporal_activity", None)
         if isinstance(activity_info, dict) and activity_info.get("activity_type"):
             doc["activity"] = activity_info["activity_type"]
-        # exc_text is the redacted traceback with its chain (redact_record wrote it); never
-        # re-format exc_info here, which is how chained causes used to print in clear.
+        # The redacted traceback with its chain (redact_record wrote it); exc_info, when the
+        # record still has it, held nothing to redact.
         if record.exc_text:
-            doc["exception"] = redact_text(record.exc_text)
-        elif record.exc_info and record.exc_info[1] is not None:
-            doc["exception"] = redact_exc_text(record.exc_info)
+            doc["exception"] = record.exc_text
         if record.stack_info:
-            doc["stack"] = redact_text(record.stack_info)
+            doc["stack"] = record.stack_info
         return json.dumps(doc, default=str)
 
 

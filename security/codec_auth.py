@@ -17,7 +17,7 @@ Three ways in, all decided here so the HTTP app (security/codec_server.py) asks 
   ``Origin`` the CORS configuration allows (so a foreign web page in the operator's browser
   is refused) and no proxy-forwarding headers. PII is always masked for it.
 
-Card data is masked for everyone, whatever the credential (security/redaction.py);
+Card data is masked for everyone, whatever the credential (security/redaction/);
 ``CODEC_SERVER_MASK_PII`` masks names and addresses for everyone too.
 """
 

@@ -9,7 +9,7 @@ origin call it from the browser with the ``authorization``, ``content-type`` and
 
 It requires an operator credential, as an ``Authorization`` header only (who may call it,
 and who may see names and addresses: security/codec_auth.py), and returns decoded payloads
-with card data masked for everyone (security/redaction.py); a payload that is not JSON is
+with card data masked for everyone (security/redaction/); a payload that is not JSON is
 withheld rather than shown unmasked.
 
 Each request is logged with the operator's subject and whether PII was shown; nothing of a

@@ -338,10 +338,16 @@ LONG_ID = "4929731640582293"  # 16 digits, not Luhn-valid: an id, left alone
 OP_ID = "17000000001234567890123"
 
 
-def test_uvicorn_access_formatter_works_on_a_redacted_record(capsys: pytest.CaptureFixture[str]) -> None:
+def test_uvicorn_access_records_are_redacted_as_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """An access record without card data keeps its five arguments, so uvicorn's own
+    AccessFormatter still works on it; one with card data in its path carries the redacted
+    line as its message, which the product's formatters print (the receiver hands uvicorn's
+    records to them: observability/logs.py)."""
     from uvicorn.logging import AccessFormatter
 
-    path = f"/v1/cards/{P}/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
+    from observability.logs import TEXT_FORMAT, TextFormatter
+
+    clean_path = f"/v1/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -353,34 +359,40 @@ def test_uvicorn_access_formatter_works_on_a_redacted_record(capsys: pytest.Capt
     logger.propagate = False
     logger.setLevel(logging.INFO)
     try:
-        logger.info(ACCESS_FORMAT, "127.0.0.1:5123", "GET", path, "1.1", 200)
+        logger.info(ACCESS_FORMAT, "127.0.0.1:5123", "GET", clean_path, "1.1", 200)
     finally:
         logger.removeHandler(handler)
     assert "Logging error" not in capsys.readouterr().err
+    assert stream.getvalue() == f'INFO:     127.0.0.1:5123 - "GET {clean_path} HTTP/1.1" 200 OK\n'
+
+    path = f"/v1/cards/{P}/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
     safe_path = f"/v1/cards/{MASKED_PAN}/orders/{UUID}?ref={LONG_ID}&op={OP_ID}"
-    assert stream.getvalue() == f'INFO:     127.0.0.1:5123 - "GET {safe_path} HTTP/1.1" 200 OK\n'
-
-    # The record itself: five arguments of the same types, only the path changed.
     record = redact_record(_record(ACCESS_FORMAT, "127.0.0.1:5123", "GET", path, "1.1", 200))
-    assert record.msg == ACCESS_FORMAT
-    assert record.args == ("127.0.0.1:5123", "GET", safe_path, "1.1", 200)
+    assert record.msg == f'127.0.0.1:5123 - "GET {safe_path} HTTP/1.1" 200' and not record.args
+    record.workflow_id = record.trace_id = "-"
+    assert (
+        TextFormatter(TEXT_FORMAT)
+        .format(record)
+        .endswith(f'[wf=- trace=-] 127.0.0.1:5123 - "GET {safe_path} HTTP/1.1" 200')
+    )
 
 
-def test_arguments_that_are_card_data_only_next_to_their_name_are_masked_in_place() -> None:
+def test_a_message_with_card_data_is_redacted_as_formatted_text() -> None:
     record = redact_record(_record("pan=%s cvv2=%s op=%s", P, LEAK_CVV2, OP_ID, name="x"))
-    assert record.msg == "pan=%s cvv2=%s op=%s" and record.args == (MASKED_PAN, MASK, OP_ID)
+    assert record.getMessage() == f"pan={MASKED_PAN} cvv2={MASK} op={OP_ID}" and not record.args
     record = redact_record(_record("%(card)s cvv2=%(c)s", {"card": P, "c": LEAK_CVV2}, name="x"))
-    assert record.args == {"card": MASKED_PAN, "c": MASK}
-    # A PAN split over two arguments: one of them is masked, the message is safe.
+    assert record.getMessage() == f"{MASKED_PAN} cvv2={MASK}"
+    # A PAN split over two arguments is whole in the formatted text, and masked there.
     record = redact_record(_record("card %s%s", P[:8], P[8:], name="x"))
-    assert isinstance(record.args, tuple) and len(record.args) == 2
-    assert find_leaks("log", [record.getMessage()], include_name=False) == []
-    # A PAN as a %d number cannot stay a number: the message is pre-formatted instead.
+    assert record.getMessage() == f"card {MASKED_PAN}"
     record = redact_record(_record("card %d", int(P), name="x"))
     assert record.getMessage() == f"card {MASKED_PAN}"
-    # A broken format call is logging's error to report, but with redacted arguments.
+    # A broken format call: its template and arguments are logged as text, redacted.
     record = redact_record(_record("card %s %s", P, name="x"))
-    assert record.args == (MASKED_PAN,)
+    assert record.getMessage() == f"card %s %s (arguments: ('{MASKED_PAN}',))"
+    # Nothing to mask: the record keeps its template and arguments.
+    record = redact_record(_record("order %s attempt %d", "req-1", 3, name="x"))
+    assert record.msg == "order %s attempt %d" and record.args == ("req-1", 3)
 
 
 def test_extras_are_redacted_when_the_record_factory_already_ran() -> None:
@@ -400,14 +412,17 @@ def test_extras_are_redacted_when_the_record_factory_already_ran() -> None:
 
 
 def test_exception_groups_and_notes_are_redacted() -> None:
-    import traceback
-
     err = ValueError("plain")
     err.add_note(f"pan {P}")
     group = ExceptionGroup("several", [err, KeyError(f"track {LEAK_TRACK2}")])
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), (ExceptionGroup, group, None))
     redact_record(record)
-    assert record.exc_info is not None
-    shown = "".join(traceback.format_exception(*record.exc_info)) + (record.exc_text or "")
+    # The live exception still holds card data: the record keeps only its redacted text,
+    # which every logging.Formatter prints as it is.
+    assert record.exc_info is None and record.exc_text is not None
+    shown = logging.Formatter("%(message)s").format(record)
     assert find_leaks("group", [shown], include_name=False) == [], shown
-    assert "several" in shown and "plain" in shown
+    assert "several" in shown and "plain" in shown and "KeyError" in shown and MASKED_PAN in shown
+    # An exception without card data keeps it (nothing to hide from any formatter).
+    clean = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), (ValueError, ValueError("x"), None))
+    assert redact_record(clean).exc_info is not None and clean.exc_text == "ValueError: x"
