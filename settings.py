@@ -163,7 +163,7 @@ class OrderTimingSettings(BaseSettings):
 
 
 class D1BatchSettings(BaseSettings):
-    """`D1_BATCH_*`: how the starter groups orders into calls of D1's batch "Order cards" API (starter/d1_batches.py)."""
+    """`D1_BATCH_*`: how the starter groups orders into D1's batch "Order cards" calls (starter/d1_batches.py)."""
 
     model_config = SettingsConfigDict(env_prefix="D1_BATCH_", extra="ignore", use_attribute_docstrings=True)
 
