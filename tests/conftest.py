@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -50,6 +51,11 @@ FAST_TIMING: dict[str, timedelta] = {
 }
 # The sandbox at test pace: quick production steps, quick notification retries.
 TEST_EMULATOR = EmulatorOptions(step_delay_ms=20, notify_retry_base_ms=50, notify_retry_cap_ms=500)
+
+# Property tests run on a shared, loaded machine: a slow example is not a failure (each test
+# still bounds its examples; pytest-timeout bounds the whole).
+hypothesis.settings.register_profile("shared-machine", deadline=None)
+hypothesis.settings.load_profile("shared-machine")
 
 
 def temporal_cli() -> str:
