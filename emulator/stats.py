@@ -1,8 +1,9 @@
 """Counters that let tests prove exactly-once behaviour from the outside.
 
 ``submissions`` counts orders *accepted* per issuerRequestId; an idempotent repeat of an
-accepted order does not raise it but raises ``repeats`` instead. So a correct client that
-retries shows ``submissions == {rid: 1}`` however many times it had to retry. ``cards``
+accepted order does not raise it but raises ``repeats`` instead. Orders are keyed by
+issuerRequestId, so ``submissions[rid]`` is 1 for any client, however often it sent the
+request: it cannot show a duplicate; a card's counters can. ``cards``
 counts the same per cardId, whichever API the order came through (single or batch) and
 whether it carried an issuerRequestId: ``accepted`` (each one starts one production
 simulation), ``single`` / ``batch`` (how), ``repeats``, ``refused`` and ``produced`` (how

@@ -202,7 +202,7 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
 
         # Every order reached D1 exactly once: one acceptance, one production per card.
         cards = {f"card-{rid}": rid for rid in rids}
-        await all_produced(stack.emulator_stats, cards, timeout=120)
+        await all_produced(stack.emulator_stats, cards, timeout=300)
         # (A repeat is possible: under load a submit activity can be retried after a missed
         # heartbeat, and D1's idempotency absorbs it; a few, not one per card.)
         assert_exactly_once(await stack.emulator_stats(), cards, max_repeats=1, max_total_repeats=LINES // 20)

@@ -88,9 +88,15 @@ async def all_produced(stats: Callable[[], Awaitable[dict[str, Any]]], cards: It
     """Production runs on in D1 after the order was accepted: wait until each card reached
     CARD_PROD_DONE (or fail naming how many did not)."""
     cards = list(cards)
+    missing = cards
 
     async def done() -> bool:
+        nonlocal missing
         seen = (await stats())["cards"]
-        return all(seen.get(c, {}).get("produced", 0) >= 1 for c in cards)
+        missing = [c for c in missing if seen.get(c, {}).get("produced", 0) < 1]
+        return not missing
 
-    await until(done, timeout=timeout, what=f"D1 did not produce all {len(cards)} cards", every=0.2)
+    try:
+        await until(done, timeout=timeout, what="D1 did not produce every card", every=0.2)
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {len(missing)} of {len(cards)} not produced, e.g. {missing[:3]}") from None
