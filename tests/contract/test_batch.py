@@ -181,7 +181,7 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
         async def three_hundred_started() -> bool:
             return first.started >= 300 or task.done()
 
-        await until(three_hundred_started, timeout=120, what="the first run did not start 300 orders", every=0.02)
+        await until(three_hundred_started, timeout=600, what="the first run did not start 300 orders", every=0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -202,7 +202,7 @@ async def test_interrupted_1000_line_batch_rerun_starts_each_order_once(
 
         # Every order reached D1 exactly once: one acceptance, one production per card.
         cards = {f"card-{rid}": rid for rid in rids}
-        await all_produced(stack.emulator_stats, cards, timeout=300)
+        await all_produced(stack.emulator_stats, cards, timeout=600)
         # (A repeat is possible: under load a submit activity can be retried after a missed
         # heartbeat, and D1's idempotency absorbs it; a few, not one per card.)
         assert_exactly_once(await stack.emulator_stats(), cards, max_repeats=1, max_total_repeats=LINES // 20)
