@@ -26,7 +26,7 @@ async def test_sigkill_worker_during_the_batch_call_produces_each_card_once(tmp_
     cards = {f"c-{r}": r for r in rids}
     path = tmp_path / "orders.jsonl"
     path.write_text("\n".join(json.dumps(sample_order(r, card_id=c)) for c, r in cards.items()) + "\n")
-    async with proc_stack(tmp_path, step_delay_ms=50, d1_read_timeout_s=30) as st, releasing_holds(st):
+    async with proc_stack(tmp_path, step_delay_ms=50, d1_read_timeout_s=120) as st, releasing_holds(st):
         assert st.orders is not None
         st.start_worker()
         # D1 takes the batch (its cards go into production) and holds its answer until the

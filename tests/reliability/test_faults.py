@@ -75,7 +75,7 @@ async def until_held(st: ProcStack, n: int, kind: str = "order") -> list[dict[st
         current = [h for h in await holds(st) if h["kind"] == kind]
         return current if len(current) >= n and not any(h["clientGone"] for h in current) else []
 
-    return await until(held, timeout=60, what=f"D1 never held {n} {kind} request(s) of connected callers")
+    return await until(held, timeout=90, what=f"D1 never held {n} {kind} request(s) of connected callers")
 
 
 async def until_callers_gone(st: ProcStack, n: int) -> None:
@@ -130,7 +130,7 @@ HELD = 5
 
 
 async def test_sigkill_worker_with_200_orders_in_flight(tmp_path: Path) -> None:
-    async with proc_stack(tmp_path, step_delay_ms=100, d1_read_timeout_s=30) as st, releasing_holds(st):
+    async with proc_stack(tmp_path, step_delay_ms=100, d1_read_timeout_s=120) as st, releasing_holds(st):
         # D1 takes the first orders and holds its answers: the worker dies in those calls.
         hold = {"hold": True, "afterProcessing": True, "count": HELD}
         await st.emulator("POST", "/_emulator/faults", json={"orderFailures": [hold]})
@@ -160,7 +160,7 @@ async def test_sigkill_worker_with_200_orders_in_flight(tmp_path: Path) -> None:
 
 async def test_temporal_server_stopped_then_crashed_in_the_middle_of_100_orders(tmp_path: Path) -> None:
     async with (
-        proc_stack(tmp_path, step_delay_ms=100, reconcile_after=timedelta(seconds=5), d1_read_timeout_s=30) as st,
+        proc_stack(tmp_path, step_delay_ms=100, reconcile_after=timedelta(seconds=5), d1_read_timeout_s=120) as st,
         releasing_holds(st),
     ):
         st.start_worker()
