@@ -100,6 +100,28 @@ async def orders(request: Request) -> Response:
     return JSONResponse({"orders": [o.admin_view() for o in book if card_id is None or o.card_id == card_id]})
 
 
+class ReleaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The holds to release (their ``id`` in GET /_emulator/holds); absent: every open one.
+    ids: list[int] | None = None
+
+
+async def get_holds(request: Request) -> Response:
+    """Requests D1 received and has not answered yet, held by a ``"hold": true`` rule."""
+    return JSONResponse(_state(request).holds.to_json())
+
+
+async def release_holds(request: Request) -> Response:
+    state = _state(request)
+    try:
+        body = ReleaseRequest.model_validate(await _json_body(request))
+    except (ValueError, ValidationError):
+        return _bad_request('body must be empty or {"ids": [<hold id>, ...]}')
+    released = state.holds.release(body.ids)
+    return JSONResponse({**state.holds.to_json(), "releasedNow": released})
+
+
 class GroupsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -194,6 +216,8 @@ def admin_routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
+        Route(f"{PREFIX}/holds", get_holds, methods=["GET"]),
+        Route(f"{PREFIX}/holds/release", release_holds, methods=["POST"]),
         Route(f"{PREFIX}/captured", captured, methods=["GET"]),
         Route(f"{PREFIX}/orders", orders, methods=["GET"]),
         Route(f"{PREFIX}/scenarios", get_scenarios, methods=["GET"]),

@@ -125,16 +125,26 @@ async def token_endpoint(request: Request, state: EmulatorState, match: re.Match
     return JSONResponse(response, headers={"cache-control": "no-store", "pragma": "no-cache"})
 
 
-async def _with_injection(injection: Injection | None, handle: Callable[[], Awaitable[Response]]) -> Response:
-    """Apply one fault-injection share around the real handling of a request."""
+async def _with_injection(
+    request: Request,
+    state: EmulatorState,
+    where: tuple[str, str, str | None],
+    injection: Injection | None,
+    handle: Callable[[], Awaitable[Response]],
+) -> Response:
+    """Apply one fault-injection share around the real handling of a request. With
+    ``afterProcessing`` the request is processed first, then delayed or held: D1 has taken it
+    and is slow to answer. ``where``: (endpoint kind, issuerId, cardId or None) of a hold."""
     if injection is None:
         return await handle()
-    if injection.delay_s:
-        await asyncio.sleep(injection.delay_s)
+    if not injection.after_processing:
+        await _wait(request, state, where, injection, processed=False)
     if injection.status is not None and not injection.after_processing:
         log.info("injected HTTP %d before processing", injection.status)
         return injected_response(injection)
     response = await handle()
+    if injection.after_processing:
+        await _wait(request, state, where, injection, processed=True)
     if injection.cut:
         log.info("injected a connection cut mid-response (real answer: %d)", response.status_code)
         return _cut_response(response)
@@ -142,6 +152,17 @@ async def _with_injection(injection: Injection | None, handle: Callable[[], Awai
         log.info("injected HTTP %d after processing (real answer: %d)", injection.status, response.status_code)
         return injected_response(injection)
     return response
+
+
+async def _wait(
+    request: Request, state: EmulatorState, where: tuple[str, str, str | None], injection: Injection, *, processed: bool
+) -> None:
+    if injection.delay_s:
+        await asyncio.sleep(injection.delay_s)
+    if injection.hold:
+        kind, issuer_id, card_id = where
+        log.info("holding a %s request (processed: %s) until released", kind, processed)
+        await state.holds.hold(request, kind, issuer_id, card_id, processed=processed)
 
 
 def authorize_banking_call(request: Request, state: EmulatorState, issuer_id: str, card_id: str | None) -> None:
@@ -180,7 +201,9 @@ async def order_endpoint(request: Request, state: EmulatorState, match: re.Match
         headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
         return JSONResponse({"operationId": order.operation_id}, status_code=202, headers=headers)
 
-    return await _with_injection(state.faults.next_order_injection(), handle)
+    return await _with_injection(
+        request, state, ("order", issuer_id, card_id), state.faults.next_order_injection(), handle
+    )
 
 
 async def batch_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
@@ -203,7 +226,8 @@ async def batch_endpoint(request: Request, state: EmulatorState, match: re.Match
         headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
         return JSONResponse({"cards": entries}, status_code=202, headers=headers)
 
-    return await _with_injection(state.faults.next_injection("batch"), handle)
+    where = ("batch", issuer_id, None)
+    return await _with_injection(request, state, where, state.faults.next_injection("batch"), handle)
 
 
 async def status_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
@@ -227,7 +251,8 @@ async def status_endpoint(request: Request, state: EmulatorState, match: re.Matc
         headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
         return JSONResponse({"operations": [operation]}, headers=headers)
 
-    return await _with_injection(state.faults.next_status_injection(), handle)
+    where = ("status", issuer_id, card_id)
+    return await _with_injection(request, state, where, state.faults.next_status_injection(), handle)
 
 
 async def pull_and_change_endpoint(request: Request, state: EmulatorState, match: re.Match[str]) -> Response:
@@ -261,7 +286,8 @@ async def track_endpoint(request: Request, state: EmulatorState, match: re.Match
         headers = {CORRELATION_HEADER: correlation_id} if correlation_id else None
         return JSONResponse({"operationId": tracking.operation_id}, status_code=202, headers=headers)
 
-    return await _with_injection(state.faults.next_injection("track"), handle)
+    where = ("track", issuer_id, card_id)
+    return await _with_injection(request, state, where, state.faults.next_injection("track"), handle)
 
 
 Route = tuple[re.Pattern[str], str, Handler]

@@ -23,7 +23,9 @@ class FailureRule(BaseModel):
     ``afterProcessing`` processes the request first (the order is really accepted) and then
     answers ``status`` anyway: the ambiguous failure a client must resolve by retrying with
     the same issuerRequestId. ``delayMs`` waits before answering (a slow D1 / client timeout).
-    ``status`` may be omitted to inject only the delay.
+    ``status`` may be omitted to inject only the delay. ``hold`` keeps the request open (before
+    processing it, or after with ``afterProcessing``) until ``POST /_emulator/holds/release``:
+    a crash test kills the client while D1 holds its request (``holds.py``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +39,7 @@ class FailureRule(BaseModel):
     error: str | None = Field(default=None, max_length=256)
     # Seconds sent in a Retry-After header (meaningful with 429 and 503).
     retryAfterS: int | None = Field(default=None, ge=0, le=3600)
+    hold: bool = False
 
 
 class NotificationChaos(BaseModel):
@@ -115,6 +118,7 @@ class Injection:
     error: str | None = None
     retry_after_s: int | None = None
     cut: bool = False  # close the connection in the middle of the response body
+    hold: bool = False  # keep the request open until released (holds.py)
 
 
 def _expand(rules: list[FailureRule]) -> deque[Injection]:
@@ -123,7 +127,13 @@ def _expand(rules: list[FailureRule]) -> deque[Injection]:
         for _ in range(rule.count):
             out.append(
                 Injection(
-                    rule.status, rule.afterProcessing, rule.delayMs / 1000, rule.errorCode, rule.error, rule.retryAfterS
+                    rule.status,
+                    rule.afterProcessing,
+                    rule.delayMs / 1000,
+                    rule.errorCode,
+                    rule.error,
+                    rule.retryAfterS,
+                    hold=rule.hold,
                 )
             )
     return out

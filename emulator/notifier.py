@@ -186,6 +186,7 @@ class Notifier:
                     attempt,
                 )
                 return
+            self._stats.notification_failures += 1
             delay = backoff_s(attempt, settings.notify_retry_base_ms, settings.notify_retry_cap_ms)
             if time.monotonic() - started + delay > settings.notify_give_up_s:
                 self._stats.notifications_given_up += 1

@@ -252,11 +252,13 @@ class OrderService:
 
     def submit(self, issuer_id: str, card_id: str, raw_body: bytes, correlation_id: str | None) -> Submission:
         """The single order endpoint: the card is in the path."""
+        rid: str | None = None
         try:
             request, body = self._validator.order_body(raw_body)
+            rid = request.issuerRequestId
             return self._accept(issuer_id, card_id, request, body, correlation_id, via="single")
         except D1Error:
-            self._stats.refused(card_id, "single")
+            self._stats.refused(card_id, rid, "single")
             raise
 
     async def submit_batch(self, issuer_id: str, raw_body: bytes, correlation_id: str | None) -> list[dict[str, Any]]:
@@ -290,7 +292,7 @@ class OrderService:
                 issuer_id, card_id, request, item, correlation_id, via="batch", input_file_name=file_name, prefix=prefix
             )
         except D1Error as exc:
-            self._stats.refused(card_id, "batch")
+            self._stats.refused(card_id, rid, "batch")
             entry.update(exc.body())
             return entry
         entry["operationId"] = submission.order.operation_id

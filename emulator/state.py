@@ -11,6 +11,7 @@ from emulator.bulk import BulkShipper
 from emulator.config import EmulatorSettings
 from emulator.decryption import CardDataDecryptor
 from emulator.faults import Faults
+from emulator.holds import Holds
 from emulator.issuer_keys import IssuerKeyRegistry
 from emulator.keys import load_or_create_encryption_keys
 from emulator.notifier import Notifier
@@ -34,6 +35,7 @@ class EmulatorState:
         self.tokens = TokenService(self.issuer_keys, settings.token_lifetime_s)
         self.stats = Stats()
         self.faults = Faults(default_step_delay_ms=settings.step_delay_ms)
+        self.holds = Holds()
         self.notifier = Notifier(settings, self.stats, self.faults)
         # What D1 fixed for the issuer's program at onboarding, enforced on every order.
         self.program = load_program(settings.program_file)
@@ -60,13 +62,14 @@ class EmulatorState:
         await self.notifier.start()
 
     async def stop(self) -> None:
+        self.holds.release()
         await self.simulator.stop()
         await self.pull_and_change.stop()
         await self.tracking.stop()
         await self.notifier.stop()
 
     async def reset(self, *, forget_orders: bool) -> None:
-        """Zero the counters, clear faults and captured bodies; optionally forget all orders and
+        """Zero the counters, clear faults and captured bodies, release held requests; optionally forget all orders and
         tracked cards (their simulations and pending notifications are cancelled)."""
         if forget_orders:
             await self.simulator.stop()
@@ -75,6 +78,7 @@ class EmulatorState:
             self.orders.book.clear()
         self.stats.reset()
         self.faults.reset()
+        self.holds.reset()
         self.notifier.captured.clear()
         self.scenarios.reset()
         self.pull_and_change.reset()

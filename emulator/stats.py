@@ -1,12 +1,20 @@
 """Counters that let tests prove exactly-once behaviour from the outside.
 
 ``submissions`` counts orders *accepted* per issuerRequestId; an idempotent repeat of an
-accepted order does not raise it but raises ``repeats`` instead. So a correct client that
-retries shows ``submissions == {rid: 1}`` however many times it had to retry. ``cards``
+accepted order does not raise it but raises ``repeats`` instead. Orders are keyed by
+issuerRequestId, so ``submissions[rid]`` is 1 for any client, however often it sent the
+request: it cannot show a duplicate; a card's counters can. ``cards``
 counts the same per cardId, whichever API the order came through (single or batch) and
 whether it carried an issuerRequestId: ``accepted`` (each one starts one production
 simulation), ``single`` / ``batch`` (how), ``repeats``, ``refused`` and ``produced`` (how
-many of its productions reached CARD_PROD_DONE).
+many of its productions reached CARD_PROD_DONE). ``cards[c].requests`` breaks every order
+request D1 processed for the card down by issuerRequestId (``""``: none, or none readable):
+``first`` (it started a production), ``repeat`` (it answered an existing order), ``refused``
+(an error answer). Requests answered by an injected failure before processing are not in it
+(they were never read), only in ``orderRequests`` / ``batchRequests``.
+
+Exactly-once for a card is ``accepted == produced == 1`` with one issuerRequestId in
+``requests``, whatever the number of repeats a fault forced.
 """
 
 from __future__ import annotations
@@ -19,6 +27,13 @@ Via = Literal["single", "batch"]
 
 
 @dataclass
+class RequestCounters:
+    first: int = 0
+    repeat: int = 0
+    refused: int = 0
+
+
+@dataclass
 class CardCounters:
     accepted: int = 0
     single: int = 0
@@ -26,6 +41,12 @@ class CardCounters:
     repeats: int = 0
     refused: int = 0
     produced: int = 0
+    requests: defaultdict[str, RequestCounters] = field(default_factory=lambda: defaultdict(RequestCounters))
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "requests"}
+        body["requests"] = {rid: asdict(counters) for rid, counters in self.requests.items()}
+        return body
 
 
 @dataclass
@@ -52,6 +73,8 @@ class Stats:
     notifications_captured: int = 0
     notifications_dropped: int = 0
     notifications_given_up: int = 0
+    # Delivery attempts that did not get a 2xx (receiver down, refusing, timing out).
+    notification_failures: int = 0
     # Pull & change requests accepted for processing (202), and idempotent repeats of one.
     pull_and_change_requests: int = 0
     pull_and_change_repeats: int = 0
@@ -69,6 +92,7 @@ class Stats:
             self.submissions[issuer_request_id] += 1
         counters = self.cards[card_id]
         counters.accepted += 1
+        counters.requests[issuer_request_id or ""].first += 1
         setattr(counters, via, getattr(counters, via) + 1)
         if via == "batch":
             self.batch_accepted += 1
@@ -77,12 +101,14 @@ class Stats:
         if issuer_request_id is not None:
             self.repeats[issuer_request_id] += 1
         self.cards[card_id].repeats += 1
+        self.cards[card_id].requests[issuer_request_id or ""].repeat += 1
         if via == "batch":
             self.batch_repeats += 1
 
-    def refused(self, card_id: str | None, via: Via) -> None:
+    def refused(self, card_id: str | None, issuer_request_id: str | None, via: Via) -> None:
         if card_id is not None:
             self.cards[card_id].refused += 1
+            self.cards[card_id].requests[issuer_request_id or ""].refused += 1
         if via == "batch":
             self.batch_refused += 1
 
@@ -94,7 +120,7 @@ class Stats:
             "statusRequests": self.status_requests,
             "submissions": dict(self.submissions),
             "repeats": dict(self.repeats),
-            "cards": {card_id: asdict(c) for card_id, c in self.cards.items()},
+            "cards": {card_id: c.to_json() for card_id, c in self.cards.items()},
             "batchRequests": self.batch_requests,
             "batchCards": self.batch_cards,
             "batchAccepted": self.batch_accepted,
@@ -107,6 +133,7 @@ class Stats:
             "notificationsCaptured": self.notifications_captured,
             "notificationsDropped": self.notifications_dropped,
             "notificationsGivenUp": self.notifications_given_up,
+            "notificationFailures": self.notification_failures,
             "pullAndChangeRequests": self.pull_and_change_requests,
             "pullAndChangeRepeats": self.pull_and_change_repeats,
             "bulkNotifications": self.bulk_notifications,

@@ -16,6 +16,7 @@ from contracts.orphan_inbox import workflow_id as inbox_workflow_id
 from d1.paths import notification_path
 from starter.api import OrderRefused
 from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
+from tests.support.exactly_once import all_produced, assert_exactly_once, by_card
 from tests.support.orders import sample_order
 
 pytestmark = pytest.mark.asyncio
@@ -57,8 +58,8 @@ async def test_happy_path_reaches_delivered(stack: Stack) -> None:
     assert [(o.workflow_id, o.production_status, o.outcome) for o in found] == [
         (submitted.workflow_id, "CARD_SHIPPED", "DELIVERED")
     ]
-    stats = await stack.emulator_stats()
-    assert stats["submissions"][rid] == 1
+    await all_produced(stack.emulator_stats, [view.ref.card_id], timeout=30)
+    assert_exactly_once(await stack.emulator_stats(), by_card([rid]))
 
 
 async def test_second_start_with_same_request_id_returns_the_first_order(stack: Stack) -> None:
@@ -70,8 +71,8 @@ async def test_second_start_with_same_request_id_returns_the_first_order(stack: 
     await stack.orders.wait(ISSUER_ID, rid)
     again = await stack.orders.submit(order)  # after it finished
     assert again.workflow_id == first.workflow_id and not again.created
-    stats = await stack.emulator_stats()
-    assert stats["submissions"][rid] == 1
+    # Three starts, one order: D1 saw a single request for the card.
+    assert_exactly_once(await stack.emulator_stats(), by_card([rid]))
 
 
 async def test_different_request_for_a_card_with_an_open_order_is_refused(stack: Stack) -> None:
@@ -89,14 +90,18 @@ async def test_different_request_for_a_card_with_an_open_order_is_refused(stack:
 
 async def test_d1_5xx_burst_on_submit_is_retried_and_submitted_once(stack: Stack) -> None:
     rid = new_request_id("burst")
-    await stack.emulator("POST", "/_emulator/faults", json={"orderFailures": [{"status": 503, "count": 3}]})
+    # Two 503s before D1 reads the order, then one after it took it (the answer is lost): the
+    # third retry is a repeat that D1 must answer without a second order.
+    burst = [{"status": 503, "count": 2}, {"status": 503, "afterProcessing": True}]
+    await stack.emulator("POST", "/_emulator/faults", json={"orderFailures": burst})
     before = (await stack.emulator_stats())["orderRequests"]
     await stack.orders.submit(sample_order(rid))
     view = await stack.orders.wait(ISSUER_ID, rid)
     assert view.state.outcome == Outcome.DELIVERED
     stats = await stack.emulator_stats()
-    assert stats["submissions"][rid] == 1
-    assert stats["orderRequests"] - before >= 4  # three refused attempts, then the accepted one
+    assert_exactly_once(stats, by_card([rid]), forced={view.ref.card_id})
+    assert stats["cards"][view.ref.card_id]["requests"][rid] == {"first": 1, "repeat": 1, "refused": 0}
+    assert stats["orderRequests"] - before == 4  # two refused attempts, the lost answer, its repeat
 
 
 async def test_d1_400_ends_the_order_as_rejected_with_d1_error_code(stack: Stack) -> None:
@@ -262,6 +267,7 @@ async def test_hundred_orders_at_once_cause_exactly_one_token_request(stack: Sta
             await asyncio.gather(*(orders.submit(sample_order(i)) for i in ids))
             for i in ids:
                 await orders.wait_for(ISSUER_ID, i, lambda v: v.state.operation_id is not None, timeout=120)
+    await all_produced(stack.emulator_stats, by_card(ids), timeout=60)
     stats = await stack.emulator_stats()
     assert stats["tokenRequests"] - before == 1
-    assert all(stats["submissions"][i] == 1 for i in ids)
+    assert_exactly_once(stats, by_card(ids), max_repeats=1, max_total_repeats=5)  # a rare retried heartbeat at most

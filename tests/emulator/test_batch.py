@@ -57,6 +57,7 @@ async def test_batch_accepts_each_card_and_produces_each_once(emu: Emulator) -> 
     stats = await emu.stats()
     assert stats["batchRequests"] == 1 and stats["batchCards"] == 3 and stats["batchAccepted"] == 3
     assert stats["orderRequests"] == 0
+    rids = {"card-b1": "req-b1", "card-b2": "", "card-b3": "req-b3"}  # "": the item carried none
     for card_id in ("card-b1", "card-b2", "card-b3"):
         assert stats["cards"][card_id] == {
             "accepted": 1,
@@ -65,6 +66,7 @@ async def test_batch_accepts_each_card_and_produces_each_once(emu: Emulator) -> 
             "repeats": 0,
             "refused": 0,
             "produced": 1,
+            "requests": {rids[card_id]: {"first": 1, "repeat": 0, "refused": 0}},
         }
     assert stats["submissions"] == {"req-b1": 1, "req-b3": 1}
 
@@ -207,6 +209,10 @@ async def test_batch_is_idempotent_per_card_across_both_apis(emu: Emulator) -> N
         "repeats": 2,
         "refused": 1,
         "produced": 1,
+        "requests": {
+            "req-i1": {"first": 1, "repeat": 2, "refused": 0},
+            "req-other": {"first": 0, "repeat": 0, "refused": 1},
+        },
     }
     assert stats["cards"]["card-i2"] == {
         "accepted": 1,
@@ -215,6 +221,7 @@ async def test_batch_is_idempotent_per_card_across_both_apis(emu: Emulator) -> N
         "repeats": 3,
         "refused": 0,
         "produced": 1,
+        "requests": {"req-i2": {"first": 1, "repeat": 3, "refused": 0}},
     }
     assert stats["submissions"] == {"req-i1": 1, "req-i2": 1}
     assert stats["batchRequests"] == 2 and stats["simulationsRunning"] == 0

@@ -135,6 +135,8 @@ async def test_order_without_issuer_request_id_is_correlated_by_card(emu: Emulat
         "repeats": 1,
         "refused": 1,
         "produced": 1,
+        # Without an issuerRequestId the order is keyed by the card ("").
+        "requests": {"": {"first": 1, "repeat": 1, "refused": 0}, "req-0002": {"first": 0, "repeat": 0, "refused": 1}},
     }
     # Finished: the card can be ordered again, with or without an issuerRequestId.
     reorder = await emu.order(token, body=body)

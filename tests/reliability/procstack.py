@@ -63,9 +63,10 @@ class ProcStack:
         argv = self.local.dev_server_argv(temporal_cli(), persist=True, extra=self.extra_server_args)
         self.temporal = self.supervisor.start("temporal", argv, self.local.env("temporal"))
 
-    def stop_temporal(self) -> None:
+    def stop_temporal(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM stops the server gracefully; SIGKILL crashes it."""
         assert self.temporal is not None
-        self.temporal.send_signal(signal.SIGTERM)
+        self.temporal.send_signal(sig)
         try:
             self.temporal.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -118,7 +119,12 @@ class ProcStack:
 
 @asynccontextmanager
 async def proc_stack(
-    tmp: Path, *, extra_server_args: list[str] | None = None, step_delay_ms: int = 20, **timing: Any
+    tmp: Path,
+    *,
+    extra_server_args: list[str] | None = None,
+    step_delay_ms: int = 20,
+    d1_read_timeout_s: float = 2,
+    **timing: Any,
 ) -> AsyncIterator[ProcStack]:
     spec = spec_for_tests(
         tmp,
@@ -126,8 +132,10 @@ async def proc_stack(
         timing={**FAST_TIMING, **timing},
         emulator=replace(TEST_EMULATOR, step_delay_ms=step_delay_ms, notify_retry_cap_ms=1000),
     )
-    # A D1 that stops answering is noticed within the tests' patience.
-    local = spec.override(D1ClientSettings, read_timeout_s=2, connect_timeout_s=2).ensure()
+    # A D1 that stops answering is noticed within the tests' patience. A test that holds a D1
+    # call open until it kills the worker raises the read timeout, so that the worker cannot
+    # give up on the call (and retry it) before the kill.
+    local = spec.override(D1ClientSettings, read_timeout_s=d1_read_timeout_s, connect_timeout_s=2).ensure()
     env = {**local.variables("worker"), **local.variables("receiver")}
     st = ProcStack(
         tmp, local.ports.temporal, "", local.ports.receiver, env, extra_server_args or [], local.paths.codec_keys, local
