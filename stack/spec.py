@@ -47,7 +47,6 @@ Transport = Literal["mtls", "plain"]
 # loopback browser requests from the UI's origin, PII masked, plus the CLI's static token.
 CodecServerMode = Literal["off", "dev-loopback"]
 ProcessKind = Literal["worker", "receiver", "emulator", "codec-server", "starter", "temporal"]
-PROCESS_KINDS: tuple[ProcessKind, ...] = ("worker", "receiver", "emulator", "codec-server", "starter", "temporal")
 # The processes that talk to Temporal (a Temporal client certificate each, when asked).
 TEMPORAL_CLIENTS: tuple[ProcessKind, ...] = ("worker", "receiver", "starter")
 

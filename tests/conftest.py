@@ -32,8 +32,8 @@ from contracts.card_order import OrderTiming
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
 from settings import D1ClientSettings
-from stack import inprocess
-from stack.inprocess import InProcessProduct
+from tests.support import inprocess
+from tests.support.inprocess import InProcessProduct
 from stack.local import LocalStack
 from stack.processes import temporal_binary
 from stack.spec import ISSUER_ID as ISSUER_ID  # re-exported: every test module uses it

@@ -36,7 +36,7 @@ from observability.metrics import build_runtime
 from observability.tracing import client_interceptors, use_tracer_provider
 from receiver.routing import NotificationRouter
 from security.codec import load_codec
-from stack import inprocess
+from tests.support import inprocess
 from stack.local import LocalStack
 from stack.spec import Ports
 from starter.api import CardOrders

@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from receiver.routing import NotificationRouter
 from settings import D1ClientSettings
-from stack.inprocess import serve_emulator, serve_receiver
+from tests.support.inprocess import serve_emulator, serve_receiver
 from stack.local import LocalStack
 from stack.processes import Supervisor
 from starter.api import CardOrders

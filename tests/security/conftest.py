@@ -33,7 +33,7 @@ from security.pki import CertPair, LocalPki, ensure_local_pki
 from security.secret_files import write_secret
 from security.tls import client_ssl_context
 from settings import D1ClientSettings, ReceiverSettings
-from stack import inprocess
+from tests.support import inprocess
 from stack.local import LocalStack
 from stack.spec import OAUTH_CLIENT_ID as OAUTH_CLIENT_ID  # re-exported: the tests authenticate as D1
 from stack.spec import StackSpec

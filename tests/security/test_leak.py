@@ -42,7 +42,7 @@ from temporalio.client import Client
 
 from contracts.card_order import OrderView, Outcome
 from security.codec import load_codec
-from stack.inprocess import run_worker
+from tests.support.inprocess import run_worker
 from stack.processes import Supervisor
 from stack.servers import wait_http
 from stack.spec import Ports

@@ -32,7 +32,7 @@ from temporalio.client import Client
 from security.codec import load_codec
 from security.pki import TemporalPki, ensure_local_pki, ensure_temporal_pki
 from settings import REPO_ROOT
-from stack.inprocess import serve_emulator
+from tests.support.inprocess import serve_emulator
 from stack.local import LocalStack
 from stack.processes import Supervisor
 from stack.servers import free_port, wait_http, wait_until
