@@ -195,7 +195,6 @@ def issue_certificate(
     hosts: Sequence[str] = (),
     uris: Sequence[str] = (),
     lifetime: dt.timedelta = LEAF_LIFETIME,
-    not_before: dt.datetime | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A leaf certificate for a server (``serverAuth``) or a client (``clientAuth``)."""
     ca_cert, ca_key = ca
@@ -205,7 +204,7 @@ def issue_certificate(
     if san := _san_entries(hosts, uris):
         extensions.append(x509.SubjectAlternativeName(san))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     return _signed(subject, key, (ca_cert.subject, ca_key), start=start, lifetime=lifetime, extensions=extensions), key
 
 

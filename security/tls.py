@@ -189,22 +189,18 @@ def _hardened(_config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSL
     return context
 
 
-def uvicorn_server_options(
-    cert_file: Path, key_file: Path, client_ca_file: Path | None, *, require_client_cert: bool = True
-) -> dict[str, Any]:
-    """``uvicorn.Config`` keyword arguments: HTTPS, TLS ≥ 1.2, client certificates verified
-    against ``client_ca_file`` (required unless ``require_client_cert`` is False), and the
-    protocol class that tells the app which certificate was presented."""
-    options: dict[str, Any] = {
+def uvicorn_server_options(cert_file: Path, key_file: Path, client_ca_file: Path) -> dict[str, Any]:
+    """``uvicorn.Config`` keyword arguments: HTTPS, TLS ≥ 1.2, client certificates required
+    and verified against ``client_ca_file``, and the protocol class that tells the app which
+    certificate was presented."""
+    return {
         "ssl_certfile": str(cert_file),
         "ssl_keyfile": str(key_file),
         "ssl_context_factory": _hardened,
         "http": PeerCertHttpToolsProtocol,
+        "ssl_ca_certs": str(client_ca_file),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
     }
-    if client_ca_file is not None:
-        options["ssl_ca_certs"] = str(client_ca_file)
-        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
-    return options
 
 
 # ---------------------------------------------------------------- client side

@@ -60,7 +60,7 @@ def receiver_server_options(settings: ReceiverSettings) -> dict[str, Any]:
     """uvicorn.Config keyword arguments for the receiver: mTLS, or plain HTTP with the flag."""
     cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     if cert is not None and key is not None and ca is not None:
-        return uvicorn_server_options(cert, key, ca, require_client_cert=True)
+        return uvicorn_server_options(cert, key, ca)
     if cert is not None or key is not None or ca is not None:
         raise InsecureConfiguration(
             "the receiver needs RECEIVER_TLS_CERT_FILE, RECEIVER_TLS_KEY_FILE and RECEIVER_TLS_CLIENT_CA_FILE together"

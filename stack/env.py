@@ -57,9 +57,8 @@ def _render(value: object) -> str:
     return json.dumps(value)  # lists and dicts: pydantic-settings parses complex fields as JSON
 
 
-def base_environment(environ: Mapping[str, str], *, keep: Collection[str] = ()) -> dict[str, str]:
-    """``environ`` without its ``TEMPORAL_*`` variables (those named in ``keep`` stay)."""
-    return {k: v for k, v in environ.items() if not k.upper().startswith(TEMPORAL_PREFIX) or k in keep}
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.upper().startswith(TEMPORAL_PREFIX)}
 
 
 def write_temporal_profile(path: Path, *, address: str, namespace: str) -> Path:
