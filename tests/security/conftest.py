@@ -33,13 +33,13 @@ from security.pki import CertPair, LocalPki, ensure_local_pki
 from security.secret_files import write_secret
 from security.tls import client_ssl_context
 from settings import D1ClientSettings, ReceiverSettings
-from tests.support import inprocess
 from stack.local import LocalStack
 from stack.spec import OAUTH_CLIENT_ID as OAUTH_CLIENT_ID  # re-exported: the tests authenticate as D1
 from stack.spec import StackSpec
 from starter.api import CardOrders
 from tests.conftest import spec_for_tests, temporal_address
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
+from tests.support import inprocess
 
 TASK_QUEUE = "security-card-orders"
 OAUTH_SECRET = "local-test-secret-0123456789abcdef"  # test value, written to a 0600 file

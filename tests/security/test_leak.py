@@ -42,7 +42,6 @@ from temporalio.client import Client
 
 from contracts.card_order import OrderView, Outcome
 from security.codec import load_codec
-from tests.support.inprocess import run_worker
 from stack.processes import Supervisor
 from stack.servers import wait_http
 from stack.spec import Ports
@@ -50,6 +49,7 @@ from starter.api import CardOrders
 from tests.conftest import temporal_cli
 from tests.security.conftest import RECEIVER_OPERATOR_TOKEN, MtlsStack
 from tests.security.support import ISSUER_ID, LEAK_PAN, decrypted_history, find_leaks, leak_card_data, leak_track_data
+from tests.support.inprocess import run_worker
 from tests.support.orders import sample_order
 from tests.support.validation import InvalidOrder, validate_order
 
