@@ -55,7 +55,6 @@ def otlp_endpoint() -> str | None:
 
 
 def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerProvider | None:
-    """A provider with the configured exporters, or None when tracing is off."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     exporters: list[SpanExporter] = []
@@ -76,9 +75,7 @@ def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerPr
 
 
 def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = False) -> None:
-    """Make ``provider`` the one the product's spans and interceptors use (None: tracing off).
-
-    Tests pass an in-memory provider without touching OpenTelemetry's process-global one,
+    """Tests pass an in-memory provider without touching OpenTelemetry's process-global one,
     which can be set only once per process."""
     global _provider
     _provider = provider
@@ -93,7 +90,6 @@ def tracer() -> trace.Tracer:
 
 
 def client_interceptors() -> list[Interceptor]:
-    """Interceptors for ``Client.connect``: Temporal's tracing interceptor when tracing is on."""
     return [TracingInterceptor(tracer())] if _provider is not None else []
 
 
@@ -129,12 +125,7 @@ def order_submission_span(*, issuer_id: str, card_id: str, issuer_request_id: st
         yield span
 
 
-# ------------------------------------------------------------------ D1 HTTP calls
-
-
 class D1Call:
-    """Handle of one observed D1 request: the caller reports the HTTP status it got."""
-
     def __init__(self, span: Span) -> None:
         self.span = span
         self.status_code: int | None = None
@@ -152,10 +143,8 @@ def observe_d1_call(
 ) -> Iterator[D1Call]:
     """A CLIENT span and the latency/status metrics around one HTTP request to D1.
 
-    ``endpoint`` is the call's low-cardinality name (``order``, ``status``, ``pull_change``,
-    ``batch``, ``track``), given by the caller: paths D1 does not document are configurable,
-    so they cannot be recognised. Injects ``traceparent`` into ``headers``. A request that
-    raises (timeout, connection error) is counted with status ``timeout`` or ``error``."""
+    ``endpoint`` is a low-cardinality name given by the caller: paths D1 does not document
+    are configurable, so they cannot be recognised."""
     attrs: dict[str, Any] = {
         "http.request.method": method,
         names.ATTR_ENDPOINT: endpoint,
@@ -183,9 +172,6 @@ def observe_d1_call(
             ProductMetrics.current().d1_call(endpoint, outcome, time.perf_counter() - started)
 
 
-# ------------------------------------------------------------------ receiver
-
-
 @contextmanager
 def notification_operation_span(
     issuer_id: str,
@@ -197,7 +183,6 @@ def notification_operation_span(
     production_status: str | None,
     shipment_status: str | None,
 ) -> Iterator[Span]:
-    """One operation of a notification body, routed to its order's workflow."""
     attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
     attrs[names.ATTR_OPERATION] = operation
     more = {
@@ -211,11 +196,8 @@ def notification_operation_span(
 
 
 class NotificationTracingMiddleware:
-    """ASGI middleware: a SERVER span per request to the notification path.
-
-    The context of an incoming ``traceparent`` (if D1 or a proxy sends one) becomes the
-    parent; otherwise each notification request starts its own trace, which the order's
-    trace links to through the signal."""
+    """A SERVER span per notification request: the child of an incoming ``traceparent``, else
+    its own trace, which the order's trace links to through the signal."""
 
     PATH_PREFIX = "/notifications/"
 

@@ -103,7 +103,7 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
-    """True when the server certificate names every host asked for (a deployment may add some)."""
+    # Every host asked for; a deployment may add some.
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -112,16 +112,9 @@ def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
 
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    unused = ("content_commitment", "key_encipherment", "data_encipherment", "encipher_only", "decipher_only")
     return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=not ca,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
+        digital_signature=True, key_agreement=not ca, key_cert_sign=ca, crl_sign=ca, **dict.fromkeys(unused, False)
     )
 
 
@@ -156,7 +149,7 @@ def _signed(
 
 
 def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertPair:
-    """Write a certificate and its key as PEM (the key 0600, even over an older, wider key file)."""
+    # The key 0600, even over an older, wider key file.
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -196,7 +189,6 @@ def issue_certificate(
     uris: Sequence[str] = (),
     lifetime: dt.timedelta = LEAF_LIFETIME,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A leaf certificate for a server (``serverAuth``) or a client (``clientAuth``)."""
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -209,7 +201,6 @@ def issue_certificate(
 
 
 def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> LocalPki:
-    """Create (or complete, or renew) the local CA and certificates under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     now = dt.datetime.now(dt.UTC)
@@ -264,7 +255,6 @@ class TemporalPki:
     gateway_server: CertPair
 
     def client(self, name: str) -> CertPair:
-        """A client certificate for one process (worker, receiver, starter...): CN ``temporal-client/<name>``."""
         return _pair(self.directory, f"temporal-client-{name}")
 
 
