@@ -13,12 +13,8 @@ What makes a trace:
   *link* to it (Temporal links signal handlers to the sender; it does not parent them).
 
 Spans carry identifiers only (issuer, card, issuer request, operation, workflow ids) and
-leave the process through ``security.redaction.RedactingSpanExporter``.
-
-Export: OTLP over HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (the exporter reads the other standard
-``OTEL_EXPORTER_OTLP_*`` variables itself), the console with ``TELEMETRY_CONSOLE_TRACES``,
-otherwise nothing: no provider, no interceptor, no cost.
+leave the process through ``security.redaction.RedactingSpanExporter``. Without an exporter
+configured there is no provider, no interceptor, no cost.
 """
 
 from __future__ import annotations

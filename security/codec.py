@@ -82,7 +82,7 @@ class AesGcmCodec(PayloadCodec):
         )
 
     def decode_one(self, payload: Payload) -> Payload:
-        """The payload opened, or a refused marker (never an exception: see the module doc)."""
+        """A refused marker, never an exception: see the module doc."""
         encoding = payload.metadata.get("encoding")
         if encoding != ENCODING:
             if encoding == REFUSED_ENCODING.encode():
@@ -124,16 +124,15 @@ def load_codec(
     return AesGcmCodec(keys, active, accept_unencrypted=accept_unencrypted, on_refused=on_refused)
 
 
-def generate_keys_file(path: Path) -> Path:
+def generate_keys_file(path: Path, key_id: str | None = None) -> Path:
     """Create a keys file with one fresh key (local stack and tests only), 0600."""
-    kid = f"codec-{secrets.token_hex(4)}"
+    kid = key_id or f"codec-{secrets.token_hex(4)}"
     doc = {"active": kid, "keys": {kid: base64.b64encode(AESGCM.generate_key(256)).decode()}}
     return write_secret_bytes(path, json.dumps(doc, indent=2).encode())
 
 
 def add_key(path: Path) -> str:
-    """Rotation helper: add a fresh key to an existing file (old keys stay for decoding).
-    The file is rewritten atomically with mode 0600, whatever mode it had."""
+    """Rotation: a fresh active key (old keys stay for decoding), rewritten 0600 atomically."""
     warn_if_exposed(path)
     doc = json.loads(path.read_text())
     kid = f"codec-{secrets.token_hex(4)}"

@@ -5,24 +5,8 @@ certificates from Thales' CA (issuer client), AWS (D1 server) and their own PKI
 (receiver server). Locally, one self-made CA signs everything, generated with
 ``cryptography`` on first start into the ignored state folder (``.state/pki/``) and reused
 afterwards; a certificate is re-issued when it is missing, close to expiry or signed by
-another CA. All keys are ECDSA P-256 (D1 accepts P-256 or RSA 4096), written 0600.
-
-What is issued (identities as documented in :mod:`security.tls`):
-
-=============================  ==========================================================
-``ca.crt``                     the local CA every party trusts
-``emulator-server.crt``        D1 (emulator) server: localhost, 127.0.0.1, ::1
-``receiver-server.crt``        issuer's notification receiver server: same names
-``issuer-client-<id>.crt``     issuer → D1 client: CN ``TLSMA-EC/<id>/LOC``, URI ``urn:d1:issuer:<id>``
-``d1-notifier-<id>.crt``       D1 → issuer client: CN ``D1-NOTIFIER/<id>``, URI ``urn:d1:notifier:<id>``
-=============================  ==========================================================
-
-On request (:func:`ensure_temporal_pki`), for Temporal behind a mutual-TLS endpoint:
-
-================================  =======================================================
-``temporal-gateway-server.crt``   the TLS endpoint in front of Temporal: same names
-``temporal-client-<name>.crt``    a process → Temporal client: CN ``temporal-client/<name>``
-================================  =======================================================
+another CA. All keys are ECDSA P-256 (D1 accepts P-256 or RSA 4096), written 0600. The
+client certificates carry the identities documented in :mod:`security.tls`.
 """
 
 from __future__ import annotations
@@ -90,8 +74,8 @@ def _load(pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     return cert, key
 
 
-def _fresh(cert: x509.Certificate, now: dt.datetime) -> bool:
-    return cert.not_valid_after_utc - RENEW_BEFORE > now
+def _fresh(cert: x509.Certificate) -> bool:
+    return cert.not_valid_after_utc - RENEW_BEFORE > dt.datetime.now(dt.UTC)
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -158,7 +142,11 @@ def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePriva
     return pair
 
 
-def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _start() -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)  # tolerate a peer's clock skew
+
+
+def _new_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -166,7 +154,7 @@ def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
             x509.NameAttribute(NameOID.COMMON_NAME, "d1-card-orders local CA (not for production)"),
         ]
     )
-    return _signed(name, key, (name, key), start=now - dt.timedelta(minutes=5), lifetime=CA_LIFETIME), key
+    return _signed(name, key, (name, key), start=_start(), lifetime=CA_LIFETIME), key
 
 
 def _san_entries(hosts: Sequence[str], uris: Sequence[str]) -> list[x509.GeneralName]:
@@ -196,22 +184,19 @@ def issue_certificate(
     if san := _san_entries(hosts, uris):
         extensions.append(x509.SubjectAlternativeName(san))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    return _signed(subject, key, (ca_cert.subject, ca_key), start=start, lifetime=lifetime, extensions=extensions), key
+    return _signed(
+        subject, key, (ca_cert.subject, ca_key), start=_start(), lifetime=lifetime, extensions=extensions
+    ), key
 
 
 def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> LocalPki:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    now = dt.datetime.now(dt.UTC)
     ca_pair = _pair(directory, "ca")
     ca = _load(ca_pair)
-    if ca is None or not _fresh(ca[0], now):
-        ca = _new_ca(now)
+    if ca is None or not _fresh(ca[0]):
+        ca = _new_ca()
         save_pair(ca_pair, *ca)
-
-    def ensure(pair: CertPair, common_name: str, *, server: bool = False, uris: Sequence[str] = ()) -> None:
-        _ensure_leaf(ca, pair, common_name, server=server, hosts=hosts if server else (), uris=uris, now=now)
 
     pki = LocalPki(
         directory=directory,
@@ -219,11 +204,11 @@ def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Seque
         emulator_server=_pair(directory, "emulator-server"),
         receiver_server=_pair(directory, "receiver-server"),
     )
-    ensure(pki.emulator_server, "d1-emulator (local)", server=True)
-    ensure(pki.receiver_server, "d1-notification-receiver (local)", server=True)
-    for issuer_id in issuer_ids:
-        ensure(pki.issuer_client(issuer_id), f"TLSMA-EC/{issuer_id}/LOC", uris=[ISSUER_URI_PREFIX + issuer_id])
-        ensure(pki.notifier_client(issuer_id), f"D1-NOTIFIER/{issuer_id}", uris=[NOTIFIER_URI_PREFIX + issuer_id])
+    _ensure_leaf(ca, pki.emulator_server, "d1-emulator (local)", hosts=hosts)
+    _ensure_leaf(ca, pki.receiver_server, "d1-notification-receiver (local)", hosts=hosts)
+    for id_ in issuer_ids:
+        _ensure_leaf(ca, pki.issuer_client(id_), f"TLSMA-EC/{id_}/LOC", uris=[ISSUER_URI_PREFIX + id_])
+        _ensure_leaf(ca, pki.notifier_client(id_), f"D1-NOTIFIER/{id_}", uris=[NOTIFIER_URI_PREFIX + id_])
     return pki
 
 
@@ -262,13 +247,12 @@ def ensure_temporal_pki(pki: LocalPki, clients: Iterable[str], *, hosts: Sequenc
     """Issue (or renew) the Temporal gateway's server certificate and one client certificate
     per name in ``clients``, signed by the CA of ``pki`` (see :func:`ensure_local_pki`)."""
     ca = load_ca(pki)
-    now = dt.datetime.now(dt.UTC)
     temporal = TemporalPki(
         directory=pki.directory, ca_cert=pki.ca_cert, gateway_server=_pair(pki.directory, "temporal-gateway-server")
     )
-    _ensure_leaf(ca, temporal.gateway_server, "temporal-gateway (local)", server=True, hosts=hosts, now=now)
+    _ensure_leaf(ca, temporal.gateway_server, "temporal-gateway (local)", hosts=hosts)
     for name in clients:
-        _ensure_leaf(ca, temporal.client(name), TEMPORAL_CLIENT_CN_PREFIX + name, server=False, hosts=(), now=now)
+        _ensure_leaf(ca, temporal.client(name), TEMPORAL_CLIENT_CN_PREFIX + name)
     return temporal
 
 
@@ -277,19 +261,17 @@ def _ensure_leaf(
     pair: CertPair,
     common_name: str,
     *,
-    server: bool,
-    hosts: Sequence[str],
-    now: dt.datetime,
+    hosts: Sequence[str] | None = None,
     uris: Sequence[str] = (),
 ) -> None:
-    """Keep a usable certificate (fresh, from this CA, naming every host); else issue a new one."""
+    """Keep a usable certificate (fresh, from this CA, naming every host); else issue a new one.
+    ``hosts`` None: a client certificate."""
     existing = _load(pair)
     if (
         existing is not None
-        and _fresh(existing[0], now)
+        and _fresh(existing[0])
         and _issued_by(existing[0], ca[0])
-        and (not server or _covers(existing[0], hosts))
+        and (hosts is None or _covers(existing[0], hosts))
     ):
         return
-    cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts, uris=uris)
-    save_pair(pair, cert, key)
+    save_pair(pair, *issue_certificate(ca, common_name, server=hosts is not None, hosts=hosts or (), uris=uris))

@@ -1,11 +1,7 @@
 """``make run``: the whole product on one machine, with embedded defaults.
 
-Starts the codec server (its loopback development mode, for the dev server's UI), the
-Temporal dev server (with its Web UI and the product's search attributes), the D1
-emulator, the notification receiver and the worker as child processes; submits the
-sample order; prints where to look in the UI and its timeline live until it finishes;
+Starts every process of the stack, submits the sample order and prints its timeline live,
 then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
-All state (Temporal's SQLite file, keys, logs) lives under ``.state/``.
 """
 
 from __future__ import annotations
@@ -48,8 +44,7 @@ _PORT_OPTIONS = {
 
 
 def make_run_spec(state_dir: Path, ports: Ports = MAKE_RUN_PORTS, *, step_delay_ms: int = 800) -> StackSpec:
-    """make run's stack: mutual TLS on both D1 hops and outbound OAuth (the whole path is
-    exercised), the codec server for the UI, the sandbox admin API, a visible production pace."""
+    """Mutual TLS on both D1 hops and outbound OAuth: the whole path is exercised."""
     return StackSpec(
         state_dir=state_dir,
         transport="mtls",
