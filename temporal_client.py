@@ -91,7 +91,8 @@ def _check_tls_files(tls: ClientConfigTLS) -> None:
         if not isinstance(source, Path):
             continue
         # A variable, when set, is what the SDK used (it overrides the profile).
-        origin = path_var if path_var in os.environ else _toml_origin(toml_key)
+        profile = os.environ.get("TEMPORAL_PROFILE") or "default"
+        origin = path_var if path_var in os.environ else f"{toml_key} (profile {profile!r} of {temporal_config_file()})"
         if not source.is_file():
             raise TemporalConfigError(f"{origin}={source}: no such file (the Temporal {what})")
         if not os.access(source, os.R_OK):
@@ -102,11 +103,6 @@ def _check_tls_files(tls: ClientConfigTLS) -> None:
             "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH (or tls.client_cert_path and "
             "tls.client_key_path in the profile), or neither"
         )
-
-
-def _toml_origin(toml_key: str) -> str:
-    profile = os.environ.get("TEMPORAL_PROFILE") or "default"
-    return f"{toml_key} (profile {profile!r} of {temporal_config_file()})"
 
 
 def describe(config: ClientConnectConfig) -> str:

@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -80,9 +81,7 @@ def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = F
 
 
 def tracer() -> trace.Tracer:
-    if _provider is not None:
-        return _provider.get_tracer(INSTRUMENTATION)
-    return trace.get_tracer(INSTRUMENTATION)
+    return (_provider or trace.get_tracer_provider()).get_tracer(INSTRUMENTATION)
 
 
 def client_interceptors() -> list[Interceptor]:
@@ -121,10 +120,10 @@ def order_submission_span(*, issuer_id: str, card_id: str, issuer_request_id: st
         yield span
 
 
+@dataclass
 class D1Call:
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.status_code: int | None = None
+    span: Span
+    status_code: int | None = None
 
     def answered(self, status_code: int) -> None:
         self.status_code = status_code
@@ -179,13 +178,13 @@ def notification_operation_span(
     production_status: str | None,
     shipment_status: str | None,
 ) -> Iterator[Span]:
-    attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
-    attrs[names.ATTR_OPERATION] = operation
     more = {
+        names.ATTR_OPERATION: operation,
         names.ATTR_OPERATION_ID: operation_id,
         names.ATTR_PRODUCTION_STATUS: production_status,
         names.ATTR_SHIPMENT_STATUS: shipment_status,
     }
+    attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
     attrs |= {name: value for name, value in more.items() if value}
     with tracer().start_as_current_span("route D1 notification", kind=SpanKind.INTERNAL, attributes=attrs) as span:
         yield span

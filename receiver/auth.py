@@ -76,10 +76,6 @@ def _credentials(header: str | None, scheme: str) -> str | None:
     return value
 
 
-def bearer_token(header: str | None) -> str | None:
-    return _credentials(header, "bearer")
-
-
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
     """(client id, client secret), or None: not base64, not UTF-8 once decoded, no colon."""
     value = _credentials(header, "basic")
@@ -157,7 +153,7 @@ class ReceiverAuth:
         problem = self._client_problem(request, issuer_id)
         if problem is not None or self.oauth is None:
             return problem
-        token = bearer_token(request.headers.get("authorization"))
+        token = _credentials(request.headers.get("authorization"), "bearer")
         claims = self.oauth.verify(token) if token is not None else None
         if claims is None:
             return JSONResponse(
@@ -186,7 +182,7 @@ class ReceiverAuth:
     def check_operator(self, request: Request) -> Response | None:
         if self.operators is None:
             return JSONResponse({"error": "not found"}, status_code=404)
-        operator = self.operators.operator(bearer_token(request.headers.get("authorization")))
+        operator = self.operators.operator(_credentials(request.headers.get("authorization"), "bearer"))
         if operator is None:
             log.warning("%s refused: no valid operator token", request.url.path)
             return JSONResponse(

@@ -46,15 +46,9 @@ class TemporalUnavailable(Exception):
 
 
 # Statuses that mean "Temporal is down, overloaded or slow", not "our request is wrong".
-_UNAVAILABLE = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.ABORTED,
-    }
-)
+_UNAVAILABLE = {
+    RPCStatusCode[s] for s in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "ABORTED")
+}
 
 
 def temporal_unavailable(err: BaseException) -> bool:

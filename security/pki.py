@@ -40,8 +40,6 @@ class CertPair:
 
 @dataclass(frozen=True)
 class LocalPki:
-    """Paths of the local CA and the certificates it issued."""
-
     directory: Path
     ca_cert: Path
     emulator_server: CertPair
@@ -111,7 +109,7 @@ def _signed(
     lifetime: dt.timedelta,
     extensions: Sequence[x509.ExtensionType] = (),
 ) -> x509.Certificate:
-    """A certificate for ``key`` signed by ``issuer`` (name, key); self-signed, it is a CA."""
+    # Self-signed, it is a CA.
     issuer_name, issuer_key = issuer
     ca = issuer_key is key
     builder = (
@@ -204,11 +202,11 @@ def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Seque
         emulator_server=_pair(directory, "emulator-server"),
         receiver_server=_pair(directory, "receiver-server"),
     )
-    _ensure_leaf(ca, pki.emulator_server, "d1-emulator (local)", hosts=hosts)
-    _ensure_leaf(ca, pki.receiver_server, "d1-notification-receiver (local)", hosts=hosts)
+    ensure_leaf(ca, pki.emulator_server, "d1-emulator (local)", hosts=hosts)
+    ensure_leaf(ca, pki.receiver_server, "d1-notification-receiver (local)", hosts=hosts)
     for id_ in issuer_ids:
-        _ensure_leaf(ca, pki.issuer_client(id_), f"TLSMA-EC/{id_}/LOC", uris=[ISSUER_URI_PREFIX + id_])
-        _ensure_leaf(ca, pki.notifier_client(id_), f"D1-NOTIFIER/{id_}", uris=[NOTIFIER_URI_PREFIX + id_])
+        ensure_leaf(ca, pki.issuer_client(id_), f"TLSMA-EC/{id_}/LOC", uris=[ISSUER_URI_PREFIX + id_])
+        ensure_leaf(ca, pki.notifier_client(id_), f"D1-NOTIFIER/{id_}", uris=[NOTIFIER_URI_PREFIX + id_])
     return pki
 
 
@@ -220,20 +218,12 @@ def load_ca(pki: LocalPki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     return loaded
 
 
-# ------------------------------------------------------------- Temporal over mutual TLS
-
-TEMPORAL_CLIENT_CN_PREFIX = "temporal-client/"
-
-
 @dataclass(frozen=True)
 class TemporalPki:
-    """Certificates for reaching Temporal through a mutual-TLS endpoint, from the local CA.
-
-    The Temporal dev server speaks no TLS; locally (and in tests/security/test_temporal_mtls.py)
-    a TLS-terminating gRPC gateway stands in front of it with ``gateway_server`` and accepts
-    only client certificates of ``ca_cert``. A real cluster or Temporal Cloud gets its
-    certificates from the deployment's own PKI instead (README "Connecting to Temporal").
-    """
+    """Certificates for reaching Temporal through a mutual-TLS endpoint, from the local CA:
+    locally a TLS-terminating gateway with ``gateway_server`` stands in front of the dev
+    server (tests/support/temporal_pki.py issues them); a real cluster or Temporal Cloud
+    gets its certificates from the deployment's own PKI."""
 
     directory: Path
     ca_cert: Path
@@ -243,20 +233,7 @@ class TemporalPki:
         return _pair(self.directory, f"temporal-client-{name}")
 
 
-def ensure_temporal_pki(pki: LocalPki, clients: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> TemporalPki:
-    """Issue (or renew) the Temporal gateway's server certificate and one client certificate
-    per name in ``clients``, signed by the CA of ``pki`` (see :func:`ensure_local_pki`)."""
-    ca = load_ca(pki)
-    temporal = TemporalPki(
-        directory=pki.directory, ca_cert=pki.ca_cert, gateway_server=_pair(pki.directory, "temporal-gateway-server")
-    )
-    _ensure_leaf(ca, temporal.gateway_server, "temporal-gateway (local)", hosts=hosts)
-    for name in clients:
-        _ensure_leaf(ca, temporal.client(name), TEMPORAL_CLIENT_CN_PREFIX + name)
-    return temporal
-
-
-def _ensure_leaf(
+def ensure_leaf(
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
     pair: CertPair,
     common_name: str,

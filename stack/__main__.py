@@ -23,7 +23,6 @@ from stack.processes import Supervisor, temporal_binary
 from stack.servers import port_free, wait_http, wait_until
 from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, Ports, StackSpec
 
-ROOT = REPO_ROOT
 # The sample order's timing: it reconciles soon and closes soon after delivery (make run's demo).
 SAMPLE_TIMING = {
     "reconcile_after": timedelta(seconds=30),
@@ -164,7 +163,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m stack", description=__doc__.splitlines()[0])
     p.add_argument("--exit-after-sample", action="store_true", help="stop the stack once the sample order ends")
-    p.add_argument("--order", type=Path, default=ROOT / "samples" / "order.json")
+    p.add_argument("--order", type=Path, default=REPO_ROOT / "samples" / "order.json")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     for name, (option, help_text) in _PORT_OPTIONS.items():
         p.add_argument(

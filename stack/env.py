@@ -35,18 +35,9 @@ def settings_env(settings: BaseSettings, *, include: Collection[str] | None = No
             if type(settings).model_fields[name].get_default(call_default_factory=True) is not None:
                 raise ValueError(f"{type(settings).__name__}.{name}=None cannot be written as a variable")
             continue
-        env[f"{prefix}{name}".upper()] = _render(value)
+        # JSON: pydantic-settings parses complex fields (lists, dicts) so, and booleans and numbers alike.
+        env[f"{prefix}{name}".upper()] = value if isinstance(value, str) else json.dumps(value)
     return env
-
-
-def _render(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value)  # lists and dicts: pydantic-settings parses complex fields as JSON
 
 
 def base_environment(environ: Mapping[str, str]) -> dict[str, str]:

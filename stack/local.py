@@ -58,12 +58,8 @@ class LocalStack:
         return self.spec.ports
 
     @property
-    def mtls(self) -> bool:
-        return self.pki is not None  # StackSpec.ensure makes one for mutual TLS only
-
-    @property
     def scheme(self) -> str:
-        return "https" if self.mtls else "http"
+        return "http" if self.pki is None else "https"  # StackSpec.ensure makes a PKI for mutual TLS only
 
     @property
     def temporal_address(self) -> str:

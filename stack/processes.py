@@ -36,8 +36,8 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Supervisor:
-    """Starts children with their whole environment (``LocalStack.env``: nothing inherited
-    behind the stack's back), each logging to ``<log_dir>/<name>.log``."""
+    """Children get their whole environment (``LocalStack.env``): nothing inherited behind
+    the stack's back."""
 
     log_dir: Path
     cwd: Path = REPO_ROOT

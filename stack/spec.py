@@ -62,16 +62,17 @@ class Ports:
         return cls(**{f.name: free_port() for f in dataclasses.fields(cls) if metrics or "metrics" not in f.name})
 
     def named(self) -> dict[str, int]:
-        names = {
-            "Temporal": self.temporal,
-            "Temporal UI": self.temporal_ui,
-            "emulator": self.emulator,
-            "receiver": self.receiver,
-            "codec server": self.codec_server,
-            "worker metrics": self.worker_metrics,
-            "receiver metrics": self.receiver_metrics,
-        }
-        return {name: port for name, port in names.items() if port is not None}
+        """What listens on each port, in field order (for "port already in use" messages)."""
+        labels = (
+            "Temporal",
+            "Temporal UI",
+            "emulator",
+            "receiver",
+            "codec server",
+            "worker metrics",
+            "receiver metrics",
+        )
+        return {label: port for label, port in zip(labels, dataclasses.astuple(self), strict=True) if port is not None}
 
 
 # make run's fixed ports (README "Two commands").
@@ -214,6 +215,3 @@ class StackPaths:
             temporal_db=state_dir / "temporal.db",
             logs=state_dir / "logs",
         )
-
-    def other_signing_key(self, issuer_id: str) -> Path:
-        return signing_key_file(self.issuer_dir, issuer_id)

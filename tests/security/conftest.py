@@ -34,6 +34,7 @@ from security.secret_files import write_secret
 from security.tls import client_ssl_context
 from settings import D1ClientSettings, ReceiverSettings
 from stack.local import LocalStack
+from stack.onboarding import signing_key_file
 from stack.spec import OAUTH_CLIENT_ID as OAUTH_CLIENT_ID  # re-exported: the tests authenticate as D1
 from stack.spec import StackSpec
 from starter.api import CardOrders
@@ -144,7 +145,7 @@ async def mtls_stack(
             d1_settings=p.d1_settings,
             receiver_settings=p.receiver_settings,
             issuer_key=jwk.JWK.from_json(local.paths.signing_key.read_text()),
-            other_issuer_key=jwk.JWK.from_json(local.paths.other_signing_key(OTHER_ISSUER_ID).read_text()),
+            other_issuer_key=jwk.JWK.from_json(signing_key_file(local.paths.issuer_dir, OTHER_ISSUER_ID).read_text()),
             codec_keys_file=local.paths.codec_keys,
             tmp=local.paths.state_dir,
             local=local,
