@@ -10,6 +10,8 @@ asked for it (``issuer_id``, learnt from the mutual-TLS identity, never from the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -22,12 +24,19 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from jwcrypto.common import base64url_decode, base64url_encode
 
 _TOKEN_PREFIX = "v1"  # noqa: S105 - token format version
 _KDF_INFO = b"d1-receiver-outbound-oauth-token-v1"
 # v1.<base64url claims>.<base64url HMAC-SHA256, 43 characters>; ASCII only by construction.
 _TOKEN_SHAPE = re.compile(r"v1\.[A-Za-z0-9_-]{1,2048}\.[A-Za-z0-9_-]{43}")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -37,11 +46,7 @@ class TokenClaims:
 
 
 class TokenIssuer:
-    """Client-credentials tokens for one OAuth client (D1): mint and verify, no state.
-
-    ``scope`` is what the client is granted (space-separated, RFC 6749 §3.3); a token
-    carries the part of it the client asked for, or all of it when it asked for none.
-    """
+    """Stateless. ``scope``: what the client is granted (space-separated, RFC 6749 §3.3)."""
 
     def __init__(
         self, client_id: str, client_secret: str, *, scope: str, lifetime_s: int, clock: Callable[[], float] = time.time
@@ -75,7 +80,7 @@ class TokenIssuer:
         return wanted if wanted <= self.granted else None
 
     def _sign(self, body: str) -> str:
-        return base64url_encode(hmac.new(self._key, f"{_TOKEN_PREFIX}.{body}".encode("ascii"), hashlib.sha256).digest())
+        return _b64(hmac.new(self._key, f"{_TOKEN_PREFIX}.{body}".encode("ascii"), hashlib.sha256).digest())
 
     def mint(self, *, scope: Iterable[str] | None = None, issuer_id: str | None = None) -> dict[str, object]:
         """RFC 6749 §5.1, with D1's ``expires_at``. ``expires_in`` is a *string* of seconds:
@@ -95,7 +100,7 @@ class TokenIssuer:
         if issuer_id is not None:
             # The D1 issuerId the token may notify for (not "iss", which would name us).
             claims["issuer_id"] = issuer_id
-        body = base64url_encode(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
+        body = _b64(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
         return {
             "access_token": f"{_TOKEN_PREFIX}.{body}.{self._sign(body)}",
             "token_type": "Bearer",
@@ -113,8 +118,8 @@ class TokenIssuer:
         if not hmac.compare_digest(self._sign(body).encode("ascii"), signature.encode("ascii")):
             return None
         try:
-            claims = json.loads(base64url_decode(body))
-        except ValueError:  # binascii.Error too
+            claims = json.loads(_unb64(body))
+        except (ValueError, binascii.Error):
             return None
         if not isinstance(claims, dict):
             return None

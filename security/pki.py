@@ -220,10 +220,8 @@ def load_ca(pki: LocalPki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
 
 @dataclass(frozen=True)
 class TemporalPki:
-    """Certificates for reaching Temporal through a mutual-TLS endpoint, from the local CA:
-    locally a TLS-terminating gateway with ``gateway_server`` stands in front of the dev
-    server (tests/support/temporal_pki.py issues them); a real cluster or Temporal Cloud
-    gets its certificates from the deployment's own PKI."""
+    """Local certificates for Temporal behind a mutual-TLS gateway (tests/support/temporal_pki.py);
+    a real cluster or Temporal Cloud gets its certificates from the deployment's PKI."""
 
     directory: Path
     ca_cert: Path

@@ -94,9 +94,7 @@ class EmulatorOptions:
     step_delay_ms: int = 500
     notify_retry_base_ms: int | None = None
     notify_retry_cap_ms: int | None = None
-    # The sandbox admin API (faults, scenarios, counters): every local stack drives it.
-    admin_api: bool = True
-    # ``python -m emulator --log-level`` of a child process.
+    admin_api: bool = True  # faults, scenarios, counters: every local stack drives them
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
