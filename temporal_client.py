@@ -1,12 +1,7 @@
-"""Connecting to Temporal with the product's data converter.
-
-Every process (worker, receiver, starter, tests, replayer) must use the same converter,
-so it is built here once: pydantic payloads sealed by the AES-GCM payload codec.
+"""Connecting to Temporal with the product's data converter, which every process must share.
 
 Where Temporal is and how to authenticate is Temporal's standard client configuration, the
-one the ``temporal`` CLI reads too (``TEMPORAL_ADDRESS``, ``TEMPORAL_API_KEY``,
-``TEMPORAL_TLS_*``, TOML profiles: README "Connecting to Temporal"), resolved by
-:func:`connect_config`.
+one the ``temporal`` CLI reads too (docs/operations.md "Connecting to Temporal").
 """
 
 from __future__ import annotations
@@ -39,7 +34,6 @@ _TLS_FILES = (
 
 
 def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
-    """Pydantic payloads (plus the codec's refused-payload marker), sealed by ``codec``."""
     if codec is None:
         return pydantic_data_converter
     # Failure messages and stack traces move into an encoded (hence encrypted) payload, so
@@ -72,16 +66,10 @@ def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec |
 
 
 def connect_config(settings: TemporalSettings | None = None) -> ClientConnectConfig:
-    """The arguments of ``Client.connect`` that say where Temporal is and how to authenticate.
-
-    Temporal's standard configuration (:func:`settings.load_temporal_profile`: TOML profile,
-    then ``TEMPORAL_*`` variables) decides TLS, the client certificate, the API key and gRPC
-    metadata; ``settings.address`` / ``settings.namespace`` (resolved from the same
-    configuration, or passed explicitly by a caller) decide the target. An API key alone
-    turns TLS on (system roots); ``TEMPORAL_TLS=false`` turns it off whatever else is set.
-    A certificate or key file that is missing or unreadable is a :class:`TemporalConfigError`
-    naming the variable (or TOML key) that points at it.
-    """
+    """``Client.connect``'s arguments: TLS, API key and metadata from Temporal's standard
+    configuration (:func:`settings.load_temporal_profile`), the target from ``settings``. A
+    missing or unreadable TLS file is a :class:`TemporalConfigError` naming the variable (or
+    TOML key) that points at it."""
     settings = settings or TemporalSettings()
     profile = load_temporal_profile()
     if profile.tls is not None and profile.tls.disabled is not True:
@@ -103,7 +91,8 @@ def _check_tls_files(tls: ClientConfigTLS) -> None:
         if not isinstance(source, Path):
             continue
         # A variable, when set, is what the SDK used (it overrides the profile).
-        origin = path_var if path_var in os.environ else _toml_origin(toml_key)
+        profile = os.environ.get("TEMPORAL_PROFILE") or "default"
+        origin = path_var if path_var in os.environ else f"{toml_key} (profile {profile!r} of {temporal_config_file()})"
         if not source.is_file():
             raise TemporalConfigError(f"{origin}={source}: no such file (the Temporal {what})")
         if not os.access(source, os.R_OK):
@@ -116,13 +105,8 @@ def _check_tls_files(tls: ClientConfigTLS) -> None:
         )
 
 
-def _toml_origin(toml_key: str) -> str:
-    profile = os.environ.get("TEMPORAL_PROFILE") or "default"
-    return f"{toml_key} (profile {profile!r} of {temporal_config_file()})"
-
-
 def describe(config: ClientConnectConfig) -> str:
-    """Where and how a process connects, for its start-up log line: never a secret."""
+    """For the start-up log line: never a secret."""
     tls = config.get("tls", False)
     mtls = isinstance(tls, TLSConfig) and tls.client_cert is not None
     api_key = bool(config.get("api_key"))

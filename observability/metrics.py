@@ -20,7 +20,6 @@ from settings import TelemetrySettings
 
 
 def build_runtime(settings: TelemetrySettings, service: str) -> Runtime | None:
-    """A Temporal Runtime serving Prometheus metrics, or None when no port is configured."""
     if settings.metrics_port is None:
         return None
     return Runtime(
@@ -48,8 +47,6 @@ _DESCRIPTIONS = {
 
 
 class ProductMetrics:
-    """The product's counters on one meter; instruments are created once and reused."""
-
     def __init__(self, meter: MetricMeter) -> None:
         self._meter = meter
         self._counters: dict[str, MetricCounter] = {}
@@ -57,7 +54,6 @@ class ProductMetrics:
 
     @classmethod
     def for_client(cls, client: Client) -> ProductMetrics:
-        """Metrics on the Runtime the client (hence its workers) reports to."""
         runtime = client.service_client.config.runtime or Runtime.default()
         return cls(runtime.metric_meter)
 
@@ -86,7 +82,6 @@ class ProductMetrics:
         self._count(names.RECEIVER_ERRORS, issuer_id=issuer_id, kind=kind)
 
     def payload_refused(self, reason: str) -> None:
-        """A payload the codec would not open (not sealed by a known key)."""
         self._count(names.PAYLOADS_REFUSED, reason=reason)
 
     def notification_unknown(self, issuer_id: str) -> None:

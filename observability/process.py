@@ -27,13 +27,9 @@ log = logging.getLogger("observability")
 
 @dataclass
 class Telemetry:
-    service: str
-    settings: TelemetrySettings
-    runtime: Runtime | None
     tracer_provider: TracerProvider | None
 
     def shutdown(self) -> None:
-        """Flush spans still buffered (call on the way out)."""
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
 
@@ -41,10 +37,8 @@ class Telemetry:
 def configure_process(
     service: str, settings: TelemetrySettings | None = None, *, logs: bool = True, metrics: bool = True
 ) -> Telemetry:
-    """Logs, metrics and tracing for this process, from TELEMETRY_* and OTEL_* variables.
-
-    ``logs=False`` leaves logging alone (a CLI keeps its own quiet set-up); ``metrics=False``
-    serves no endpoint (a short-lived CLI would only collide with the worker's port)."""
+    """``logs=False``: a CLI keeps its own quiet set-up; ``metrics=False``: a short-lived CLI
+    would only collide with the worker's port."""
     settings = settings or TelemetrySettings()
     if logs:
         configure_logging(settings, service)
@@ -61,7 +55,7 @@ def configure_process(
         f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if runtime else "off",
         (provider and ", ".join(filter(None, traces))) or "off",
     )
-    return Telemetry(service, settings, runtime, provider)
+    return Telemetry(provider)
 
 
 def exit_without_finalizing(code: int = 0) -> NoReturn:

@@ -13,12 +13,8 @@ What makes a trace:
   *link* to it (Temporal links signal handlers to the sender; it does not parent them).
 
 Spans carry identifiers only (issuer, card, issuer request, operation, workflow ids) and
-leave the process through ``security.redaction.RedactingSpanExporter``.
-
-Export: OTLP over HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (the exporter reads the other standard
-``OTEL_EXPORTER_OTLP_*`` variables itself), the console with ``TELEMETRY_CONSOLE_TRACES``,
-otherwise nothing: no provider, no interceptor, no cost.
+leave the process through ``security.redaction.RedactingSpanExporter``. Without an exporter
+configured there is no provider, no interceptor, no cost.
 """
 
 from __future__ import annotations
@@ -27,6 +23,7 @@ import os
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -57,7 +54,6 @@ def otlp_endpoint() -> str | None:
 
 
 def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerProvider | None:
-    """A provider with the configured exporters, or None when tracing is off."""
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     exporters: list[SpanExporter] = []
@@ -85,9 +81,7 @@ def build_tracer_provider(settings: TelemetrySettings, service: str) -> TracerPr
 
 
 def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = False) -> None:
-    """Make ``provider`` the one the product's spans and interceptors use (None: tracing off).
-
-    Tests pass an in-memory provider without touching OpenTelemetry's process-global one,
+    """Tests pass an in-memory provider without touching OpenTelemetry's process-global one,
     which can be set only once per process."""
     global _provider
     _provider = provider
@@ -96,13 +90,10 @@ def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = F
 
 
 def tracer() -> trace.Tracer:
-    if _provider is not None:
-        return _provider.get_tracer(INSTRUMENTATION)
-    return trace.get_tracer(INSTRUMENTATION)
+    return (_provider or trace.get_tracer_provider()).get_tracer(INSTRUMENTATION)
 
 
 def client_interceptors() -> list[Interceptor]:
-    """Interceptors for ``Client.connect``: Temporal's tracing interceptor when tracing is on."""
     return [TracingInterceptor(tracer())] if _provider is not None else []
 
 
@@ -138,15 +129,10 @@ def order_submission_span(*, issuer_id: str, card_id: str, issuer_request_id: st
         yield span
 
 
-# ------------------------------------------------------------------ D1 HTTP calls
-
-
+@dataclass
 class D1Call:
-    """Handle of one observed D1 request: the caller reports the HTTP status it got."""
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.status_code: int | None = None
+    span: Span
+    status_code: int | None = None
 
     def answered(self, status_code: int) -> None:
         self.status_code = status_code
@@ -161,10 +147,8 @@ def observe_d1_call(
 ) -> Iterator[D1Call]:
     """A CLIENT span and the latency/status metrics around one HTTP request to D1.
 
-    ``endpoint`` is the call's low-cardinality name (``order``, ``status``, ``pull_change``,
-    ``batch``, ``track``), given by the caller: paths D1 does not document are configurable,
-    so they cannot be recognised. Injects ``traceparent`` into ``headers``. A request that
-    raises (timeout, connection error) is counted with status ``timeout`` or ``error``."""
+    ``endpoint`` is a low-cardinality name given by the caller: paths D1 does not document
+    are configurable, so they cannot be recognised."""
     attrs: dict[str, Any] = {
         "http.request.method": method,
         names.ATTR_ENDPOINT: endpoint,
@@ -192,9 +176,6 @@ def observe_d1_call(
             ProductMetrics.current().d1_call(endpoint, outcome, time.perf_counter() - started)
 
 
-# ------------------------------------------------------------------ receiver
-
-
 @contextmanager
 def notification_operation_span(
     issuer_id: str,
@@ -206,25 +187,21 @@ def notification_operation_span(
     production_status: str | None,
     shipment_status: str | None,
 ) -> Iterator[Span]:
-    """One operation of a notification body, routed to its order's workflow."""
-    attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
-    attrs[names.ATTR_OPERATION] = operation
     more = {
+        names.ATTR_OPERATION: operation,
         names.ATTR_OPERATION_ID: operation_id,
         names.ATTR_PRODUCTION_STATUS: production_status,
         names.ATTR_SHIPMENT_STATUS: shipment_status,
     }
+    attrs = order_attributes(issuer_id=issuer_id, card_id=card_id, issuer_request_id=issuer_request_id)
     attrs |= {name: value for name, value in more.items() if value}
     with tracer().start_as_current_span("route D1 notification", kind=SpanKind.INTERNAL, attributes=attrs) as span:
         yield span
 
 
 class NotificationTracingMiddleware:
-    """ASGI middleware: a SERVER span per request to the notification path.
-
-    The context of an incoming ``traceparent`` (if D1 or a proxy sends one) becomes the
-    parent; otherwise each notification request starts its own trace, which the order's
-    trace links to through the signal."""
+    """A SERVER span per notification request: the child of an incoming ``traceparent``, else
+    its own trace, which the order's trace links to through the signal."""
 
     PATH_PREFIX = "/notifications/"
 

@@ -45,13 +45,9 @@ def _validation_reasons(err: ValidationError) -> list[str]:
 
 
 def parse_body(raw: bytes, max_operations: int) -> NotificationBody | Response:
-    """The notification body, or the 400/413 answer for it.
-
-    A well-formed body is parsed once, by pydantic's JSON parser straight into the models
-    (the common case, per notification). Anything it refuses goes through the reference
-    path (``json.loads``, the operations count, then validation of the Python value), so
-    every refusal keeps its exact answer: not JSON, too many operations (413 before any
-    field problem), or the field-level reasons."""
+    """The body, or its 400/413 answer. A well-formed body is parsed once, straight into the
+    models; anything refused goes the slow way, so every refusal keeps its exact answer
+    (not JSON, too many operations (413 before any field problem), the field reasons)."""
     try:
         body = NotificationBody.model_validate_json(raw)
     except (ValidationError, RecursionError):
@@ -91,8 +87,7 @@ def create_app(
     max_operations: int = DEFAULT_MAX_OPERATIONS,
     auth: ReceiverAuth | None = None,
 ) -> Starlette:
-    """``auth`` (receiver/auth.py) enforces the client certificate and, when enabled, the
-    bearer token; without it the app trusts its caller (in-process tests, dev mode)."""
+    """Without ``auth`` the app trusts its caller (in-process tests, dev mode)."""
 
     async def notify(request: Request) -> Response:
         issuer_id = request.path_params["issuerId"]

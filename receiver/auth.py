@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
 from starlette.requests import Request
@@ -66,8 +67,6 @@ def _oauth_error(status: int, error: str, description: str, headers: dict[str, s
 
 
 def _credentials(header: str | None, scheme: str) -> str | None:
-    """The value after ``<scheme> `` in an Authorization header, or None (too long,
-    another scheme, no value)."""
     if not header or len(header) > MAX_AUTHORIZATION_CHARS:
         return None
     given, _, value = header.partition(" ")
@@ -77,14 +76,8 @@ def _credentials(header: str | None, scheme: str) -> str | None:
     return value
 
 
-def bearer_token(header: str | None) -> str | None:
-    """The token of ``Authorization: Bearer <token>``, or None."""
-    return _credentials(header, "bearer")
-
-
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """(client id, client secret) of ``Authorization: Basic <base64(id:secret)>``, or None
-    for anything else: not base64, not UTF-8 once decoded, no colon."""
+    """(client id, client secret), or None: not base64, not UTF-8 once decoded, no colon."""
     value = _credentials(header, "basic")
     if value is None:
         return None
@@ -98,28 +91,20 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return client_id, client_secret
 
 
+@dataclass(frozen=True, kw_only=True)
 class ReceiverAuth:
-    """The receiver's authentication rules, built once from the settings."""
+    require_client_cert: bool
+    identity_template: str = "urn:d1:notifier:{issuerId}"
+    oauth: TokenIssuer | None = None
+    notification_scope: str = "d1-notifications"
+    operators: OperatorTokens | None = None
 
-    def __init__(
-        self,
-        *,
-        require_client_cert: bool,
-        identity_template: str = "urn:d1:notifier:{issuerId}",
-        oauth: TokenIssuer | None = None,
-        notification_scope: str = "d1-notifications",
-        operators: OperatorTokens | None = None,
-    ) -> None:
-        if oauth is not None and notification_scope not in oauth.granted:
+    def __post_init__(self) -> None:
+        if self.oauth is not None and self.notification_scope not in self.oauth.granted:
             raise ValueError(
-                f"RECEIVER_OAUTH_NOTIFICATION_SCOPE {notification_scope!r} is not among the scopes granted "
-                f"by RECEIVER_OAUTH_SCOPE ({oauth.scope!r}): no token could ever post a notification"
+                f"RECEIVER_OAUTH_NOTIFICATION_SCOPE {self.notification_scope!r} is not among the scopes granted "
+                f"by RECEIVER_OAUTH_SCOPE ({self.oauth.scope!r}): no token could ever post a notification"
             )
-        self.require_client_cert = require_client_cert
-        self.identity_template = identity_template
-        self.oauth = oauth
-        self.notification_scope = notification_scope
-        self.operators = operators
 
     @property
     def binds_issuer(self) -> bool:
@@ -165,11 +150,10 @@ class ReceiverAuth:
         return None
 
     def check_notification(self, request: Request, issuer_id: str) -> Response | None:
-        """None when the caller may post notifications for ``issuer_id``, else the refusal."""
         problem = self._client_problem(request, issuer_id)
         if problem is not None or self.oauth is None:
             return problem
-        token = bearer_token(request.headers.get("authorization"))
+        token = _credentials(request.headers.get("authorization"), "bearer")
         claims = self.oauth.verify(token) if token is not None else None
         if claims is None:
             return JSONResponse(
@@ -196,10 +180,9 @@ class ReceiverAuth:
         )
 
     def check_operator(self, request: Request) -> Response | None:
-        """None for a request carrying an operator token; 404 when none are configured."""
         if self.operators is None:
             return JSONResponse({"error": "not found"}, status_code=404)
-        operator = self.operators.operator(bearer_token(request.headers.get("authorization")))
+        operator = self.operators.operator(_credentials(request.headers.get("authorization"), "bearer"))
         if operator is None:
             log.warning("%s refused: no valid operator token", request.url.path)
             return JSONResponse(
@@ -211,7 +194,6 @@ class ReceiverAuth:
         return None
 
     def _token_issuer_id(self, request: Request) -> tuple[str | None, Response | None]:
-        """The issuer a token request speaks for, from the caller's verified certificate."""
         if not self.binds_issuer:
             return None, None
         identity = peer_identity(request.scope)
@@ -223,7 +205,6 @@ class ReceiverAuth:
         return next(iter(issuers)), None
 
     async def token_endpoint(self, request: Request) -> Response:
-        """RFC 6749 §4.4 client-credentials grant, client authenticated by HTTP Basic."""
         problem = self._client_problem(request, None)
         if problem is not None:
             return problem
@@ -269,7 +250,6 @@ class ReceiverAuth:
         return JSONResponse(self.oauth.mint(scope=scope, issuer_id=issuer_id), headers=_NO_STORE)
 
     def routes(self) -> list[Route]:
-        """Extra routes of the receiver app (the token endpoint when outbound OAuth is on)."""
         if self.oauth is None:
             return []
         return [Route(TOKEN_PATH, self.token_endpoint, methods=["POST"])]

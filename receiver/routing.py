@@ -42,24 +42,17 @@ class Delivery(StrEnum):
 
 
 class TemporalUnavailable(Exception):
-    """Temporal did not take the signal; the receiver answers 503 so that D1 retries."""
+    """The receiver answers 503 so that D1 retries."""
 
 
 # Statuses that mean "Temporal is down, overloaded or slow", not "our request is wrong".
-_UNAVAILABLE = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.ABORTED,
-    }
-)
+_UNAVAILABLE = {
+    RPCStatusCode[s] for s in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "ABORTED")
+}
 
 
 def temporal_unavailable(err: BaseException) -> bool:
-    """Whether an error means Temporal is unreachable or timed out (503, D1 retries); anything
-    else is a bug or a misconfiguration, logged with its traceback and answered 500."""
+    """Anything else is a bug or a misconfiguration, logged with its traceback (500)."""
     if isinstance(err, RPCError):
         return err.status in _UNAVAILABLE
     if isinstance(err, TimeoutError | ConnectionError):
@@ -69,7 +62,6 @@ def temporal_unavailable(err: BaseException) -> bool:
 
 
 def _operation_fields(op: OperationNotification) -> dict[str, Any]:
-    """Ids and statuses of one operation: what its span and an orphan record carry."""
     return {
         "card_id": op.cardId,
         "issuer_request_id": op.request_id,
@@ -132,9 +124,8 @@ class NotificationRouter:
         return best[2] if best else None
 
     async def _workflow_id(self, issuer_id: str, op: OperationNotification) -> str | None:
-        """Which workflow an update is about. A tracking-hub update (STANDALONE_TRACKING) goes to
-        the card's tracking of that type; anything else to the card order of its issuerRequestId,
-        or, without one, to the card's most recent order (visibility)."""
+        """A tracking-hub update goes to the card's tracking of that type; anything else to the
+        order of its issuerRequestId, or, without one, to the card's most recent order."""
         if op.operation == Operation.STANDALONE_TRACKING:
             tracking_type = op.details.trackingType if op.details else None
             if tracking_type in card_tracking.TRACKING_TYPES:
@@ -145,7 +136,6 @@ class NotificationRouter:
         return await self._workflow_id_by_card(issuer_id, op.cardId, workflow_type=card_order.WORKFLOW_TYPE)
 
     async def deliver(self, issuer_id: str, op: OperationNotification) -> Delivery:
-        """Route one operation inside its own span (ids only), counted and logged with its order."""
         self.metrics.notification_received(issuer_id, op.operation)
         with (
             bind_workflow_id(workflow_id_for(issuer_id, op.request_id) if op.request_id else None),
@@ -180,7 +170,6 @@ class NotificationRouter:
         return Delivery.SIGNALED
 
     async def _record_orphan(self, issuer_id: str, op: OperationNotification, reason: str) -> None:
-        """Log, count and keep it in the issuer's orphan inbox workflow (signal-with-start)."""
         entry = OrphanEntry(
             issuer_id=issuer_id,
             **_operation_fields(op),

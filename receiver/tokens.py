@@ -41,20 +41,12 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a verified token was issued for."""
-
-    client_id: str
     scope: frozenset[str]
     issuer_id: str | None
-    expires_at: int
 
 
 class TokenIssuer:
-    """Client-credentials tokens for one OAuth client (D1): mint and verify, no state.
-
-    ``scope`` is what the client is granted (space-separated, RFC 6749 §3.3); a token
-    carries the part of it the client asked for, or all of it when it asked for none.
-    """
+    """Stateless. ``scope``: what the client is granted (space-separated, RFC 6749 §3.3)."""
 
     def __init__(
         self, client_id: str, client_secret: str, *, scope: str, lifetime_s: int, clock: Callable[[], float] = time.time
@@ -75,14 +67,13 @@ class TokenIssuer:
         self._clock = clock
 
     def client_matches(self, client_id: str, client_secret: str) -> bool:
-        """Constant-time comparison of both parts (no early exit on the id)."""
+        # Constant time for both parts: no early exit on the id.
         id_ok = hmac.compare_digest(hashlib.sha256(client_id.encode("utf-8")).digest(), self._id_digest)
         secret_ok = hmac.compare_digest(hashlib.sha256(client_secret.encode("utf-8")).digest(), self._secret_digest)
         return id_ok and secret_ok
 
     def grant(self, requested: str) -> frozenset[str] | None:
-        """The scope a token request gets: what it asked for, all when it asked for none,
-        None when it asked for anything not granted to this client."""
+        """None when it asked for anything not granted to this client."""
         wanted = frozenset(requested.split())
         if not wanted:
             return self.granted
@@ -92,11 +83,8 @@ class TokenIssuer:
         return _b64(hmac.new(self._key, f"{_TOKEN_PREFIX}.{body}".encode("ascii"), hashlib.sha256).digest())
 
     def mint(self, *, scope: Iterable[str] | None = None, issuer_id: str | None = None) -> dict[str, object]:
-        """The token response body (RFC 6749 §5.1, with D1's ``expires_at``).
-
-        ``expires_in`` is a *string* of seconds: D1's published outbound token spec types
-        it so (README "Security"); JSON clients that parse numbers leniently accept both.
-        """
+        """RFC 6749 §5.1, with D1's ``expires_at``. ``expires_in`` is a *string* of seconds:
+        D1's published outbound token spec types it so."""
         granted = self.granted if scope is None else frozenset(scope)
         scope_text = " ".join(sorted(granted))
         now = int(self._clock())
@@ -122,7 +110,7 @@ class TokenIssuer:
         }
 
     def verify(self, token: str) -> TokenClaims | None:
-        """The claims of a genuine, unexpired token of this client, else None (never raises)."""
+        """None unless genuine, unexpired and of this client (never raises)."""
         if not _TOKEN_SHAPE.fullmatch(token):
             return None
         _, body, signature = token.split(".")
@@ -145,6 +133,4 @@ class TokenIssuer:
             and (issuer_id is None or isinstance(issuer_id, str))
         ):
             return None
-        return TokenClaims(
-            client_id=self.client_id, scope=frozenset(scope.split()), issuer_id=issuer_id, expires_at=exp
-        )
+        return TokenClaims(scope=frozenset(scope.split()), issuer_id=issuer_id)

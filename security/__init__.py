@@ -1,2 +1,1 @@
-"""Protection of card data: the payload codec (at rest in Temporal), redaction (logs,
-traces, errors), key files and the local PKI for mutual TLS."""
+"""Protection of card data: payload codec, redaction, key files, mutual TLS, authentication."""

@@ -17,7 +17,6 @@ class BodyTooLarge(Exception):
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
-    """The whole body, or :class:`BodyTooLarge`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)

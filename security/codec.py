@@ -82,7 +82,7 @@ class AesGcmCodec(PayloadCodec):
         )
 
     def decode_one(self, payload: Payload) -> Payload:
-        """The payload opened, or a refused marker (never an exception: see the module doc)."""
+        """A refused marker, never an exception: see the module doc."""
         encoding = payload.metadata.get("encoding")
         if encoding != ENCODING:
             if encoding == REFUSED_ENCODING.encode():
@@ -131,14 +131,12 @@ def generate_keys_file(path: Path, key_id: str | None = None) -> Path:
     return write_secret_bytes(path, json.dumps(doc, indent=2).encode())
 
 
-def add_key(path: Path, *, make_active: bool = True) -> str:
-    """Rotation helper: add a fresh key to an existing file (old keys stay for decoding).
-    The file is rewritten atomically with mode 0600, whatever mode it had."""
+def add_key(path: Path) -> str:
+    """Rotation: a fresh active key (old keys stay for decoding), rewritten 0600 atomically."""
     warn_if_exposed(path)
     doc = json.loads(path.read_text())
     kid = f"codec-{secrets.token_hex(4)}"
     doc["keys"][kid] = base64.b64encode(AESGCM.generate_key(256)).decode()
-    if make_active:
-        doc["active"] = kid
+    doc["active"] = kid
     write_secret_bytes(path, json.dumps(doc, indent=2).encode())
     return kid

@@ -41,7 +41,7 @@ _FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 class CodecAuthConfigError(ValueError):
-    """The codec server's authentication settings are missing or contradictory."""
+    pass
 
 
 class Refused(Exception):
@@ -50,7 +50,7 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Operator:
-    """An authenticated caller: ``subject`` is what the log shows (never a credential)."""
+    """``subject`` is what the log shows (never a credential)."""
 
     subject: str
     method: str  # "oidc" | "operator-token" | "dev-loopback"
@@ -85,7 +85,6 @@ class CodecAuth:
 
     @property
     def methods(self) -> list[str]:
-        """What is enabled, for the start-up log line."""
         found = [name for name, on in (("oidc", self._oidc), ("operator-token", self._tokens)) if on is not None]
         return found + ([DEV_SUBJECT] if self._dev else [])
 
@@ -125,7 +124,6 @@ class CodecAuth:
         )
 
     def announce(self) -> None:
-        """Say loudly that the development trust is on (called once at start)."""
         if self._dev:
             log.warning(
                 "%s\nDEVELOPMENT MODE: CODEC_SERVER_DEV_TRUST_LOOPBACK is on. Browser requests from "
@@ -140,7 +138,6 @@ class CodecAuth:
         return not self._mask_pii and self._pii_role in roles
 
     def token_in(self, segments: Iterable[str]) -> bool:
-        """Whether a known static token appears among these path segments."""
         return self._tokens is not None and any(self._tokens.operator(s) for s in segments)
 
     async def authenticate(self, request: Request) -> Operator:

@@ -1,14 +1,10 @@
 """``python -m security.codec_server``: the codec server the Temporal UI and CLI call to read
 payloads that the AES-GCM codec (security/codec.py) keeps encrypted at rest.
 
-Protocol (Temporal's remote codec): ``POST …/decode`` and ``POST …/encode`` with a
-proto3-JSON ``{"payloads": [...]}`` body, answered in kind; only the last path segment
-selects the action, so the endpoints can be mounted at any depth. CORS lets the UI's
-origin call it from the browser with the ``authorization``, ``content-type`` and
-``x-namespace`` headers.
-
-It requires an operator credential, as an ``Authorization`` header only (who may call it,
-and who may see names and addresses: security/codec_auth.py), and returns decoded payloads
+Only the last path segment selects the action (Temporal's remote codec protocol), so the
+endpoints can be mounted at any depth. It requires an operator credential, as an
+``Authorization`` header only (who may call it, and who may see names and addresses:
+security/codec_auth.py), and returns decoded payloads
 with card data masked for everyone (security/redaction/); a payload that is not JSON is
 withheld rather than shown unmasked.
 
@@ -55,7 +51,6 @@ def _withheld() -> Payload:
 
 
 def mask_payload(payload: Payload, *, mask_pii: bool) -> Payload:
-    """The decoded payload with card data masked (and PII, when asked)."""
     encoding = payload.metadata.get("encoding", b"")
     if encoding == b"binary/null":
         return payload

@@ -15,7 +15,7 @@ class KeyFileError(RuntimeError):
 
 
 def load_jwk(path: Path, *, private: bool) -> jwk.JWK:
-    """Read a JWK (JSON) or a PEM file. The error names the file, never its content."""
+    # The error names the file, never its content.
     if private:
         warn_if_exposed(path)
     try:

@@ -52,7 +52,7 @@ JWKS_FETCH_TIMEOUT_S = 5.0
 
 
 class TokenRejected(Exception):
-    """The token is not acceptable. The message is safe to log: it never quotes the token."""
+    """The message is safe to log: it never quotes the token."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class VerifiedToken:
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """``localhost`` or a loopback IP literal (no name resolution)."""
+    # No name resolution: "localhost" or a loopback IP literal.
     if host == "localhost":
         return True
     try:
@@ -72,8 +72,8 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 def _signing_keys(document: str, where: str) -> jwk.JWKSet:
-    """The public signature keys of a JWKS document (keys for encryption, symmetric keys and
-    keys without ``kid`` are left out; private halves are dropped)."""
+    """Keys for encryption, symmetric keys and keys without ``kid`` are left out; private
+    halves are dropped."""
     try:
         parsed = json.loads(document)
         entries = parsed["keys"]
@@ -100,7 +100,7 @@ def _signing_keys(document: str, where: str) -> jwk.JWKSet:
 
 
 class JwksSource:
-    """The issuer's signing keys: from a file, a URL, or both (their union)."""
+    """From a file, a URL, or both (their union)."""
 
     def __init__(self, *, file: Path | None = None, url: str | None = None) -> None:
         if file is None and url is None:
@@ -126,7 +126,6 @@ class JwksSource:
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> jwk.JWK | None:
-        """The key with this ``kid``; the URL is (re-)fetched when stale or the kid is unknown."""
         if self._url is None:
             return self._lookup(kid)
         # One fetch at a time; requests arriving meanwhile wait for its keys rather than fetch too.
@@ -179,9 +178,8 @@ class JwksSource:
 
 
 def roles_of(claims: Mapping[str, Any], claim: str) -> frozenset[str]:
-    """The roles in ``claim``: a list of strings, or one space-separated string (OAuth's
-    ``scope`` style). An exact claim name wins; otherwise a dotted name walks nested objects
-    (Keycloak's ``realm_access.roles``)."""
+    """A list of strings, or one space-separated string (OAuth's ``scope`` style). An exact
+    claim name wins; otherwise a dotted name walks nested objects (``realm_access.roles``)."""
     value: Any = claims.get(claim)
     if value is None and "." in claim:
         value = claims

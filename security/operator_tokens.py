@@ -17,8 +17,6 @@ from security.secret_files import warn_if_exposed, write_secret
 
 
 class OperatorTokens:
-    """Static operator credentials: compared as SHA-256 digests in constant time."""
-
     def __init__(self, tokens: Mapping[str, str], roles: Mapping[str, Iterable[str]] | None = None) -> None:
         if not tokens:
             raise ValueError("the operator tokens file holds no token")
@@ -47,7 +45,7 @@ class OperatorTokens:
         return cls(tokens, roles)
 
     def operator(self, token: str | None) -> str | None:
-        """The operator's name for a valid token, else None (every entry is compared)."""
+        # Every entry is compared: no early exit.
         if not token:
             return None
         digest = hashlib.sha256(token.encode("utf-8")).digest()
@@ -62,7 +60,6 @@ class OperatorTokens:
 
 
 def ensure_operator_token(path: Path, name: str = "local-operator") -> str:
-    """Local stack: create the tokens file with one random operator token on first start."""
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.startswith(f"{name}:"):

@@ -28,8 +28,6 @@ TAMPERED = "tampered"  # sealed, but authentication failed
 
 
 class UnauthenticatedPayload(Exception):
-    """A payload arrived that the codec refused; ``reason`` is one of the constants above."""
-
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"payload refused by the payload codec ({reason}): not sealed by a known key")
@@ -60,8 +58,6 @@ class RefusedPayloadConverter(EncodingPayloadConverter):
 
 
 class ProductPayloadConverter(PydanticPayloadConverter):
-    """The pydantic converter plus the refused-payload marker."""
-
     def __init__(self) -> None:
         super().__init__()
         self._set_converters(*self.converters.values(), RefusedPayloadConverter())

@@ -5,24 +5,8 @@ certificates from Thales' CA (issuer client), AWS (D1 server) and their own PKI
 (receiver server). Locally, one self-made CA signs everything, generated with
 ``cryptography`` on first start into the ignored state folder (``.state/pki/``) and reused
 afterwards; a certificate is re-issued when it is missing, close to expiry or signed by
-another CA. All keys are ECDSA P-256 (D1 accepts P-256 or RSA 4096), written 0600.
-
-What is issued (identities as documented in :mod:`security.tls`):
-
-=============================  ==========================================================
-``ca.crt``                     the local CA every party trusts
-``emulator-server.crt``        D1 (emulator) server: localhost, 127.0.0.1, ::1
-``receiver-server.crt``        issuer's notification receiver server: same names
-``issuer-client-<id>.crt``     issuer → D1 client: CN ``TLSMA-EC/<id>/LOC``, URI ``urn:d1:issuer:<id>``
-``d1-notifier-<id>.crt``       D1 → issuer client: CN ``D1-NOTIFIER/<id>``, URI ``urn:d1:notifier:<id>``
-=============================  ==========================================================
-
-On request (:func:`ensure_temporal_pki`), for Temporal behind a mutual-TLS endpoint:
-
-================================  =======================================================
-``temporal-gateway-server.crt``   the TLS endpoint in front of Temporal: same names
-``temporal-client-<name>.crt``    a process → Temporal client: CN ``temporal-client/<name>``
-================================  =======================================================
+another CA. All keys are ECDSA P-256 (D1 accepts P-256 or RSA 4096), written 0600. The
+client certificates carry the identities documented in :mod:`security.tls`.
 """
 
 from __future__ import annotations
@@ -56,8 +40,6 @@ class CertPair:
 
 @dataclass(frozen=True)
 class LocalPki:
-    """Paths of the local CA and the certificates it issued."""
-
     directory: Path
     ca_cert: Path
     emulator_server: CertPair
@@ -90,8 +72,8 @@ def _load(pair: CertPair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     return cert, key
 
 
-def _fresh(cert: x509.Certificate, now: dt.datetime) -> bool:
-    return cert.not_valid_after_utc - RENEW_BEFORE > now
+def _fresh(cert: x509.Certificate) -> bool:
+    return cert.not_valid_after_utc - RENEW_BEFORE > dt.datetime.now(dt.UTC)
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -103,7 +85,7 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
-    """True when the server certificate names every host asked for (a deployment may add some)."""
+    # Every host asked for; a deployment may add some.
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -112,16 +94,9 @@ def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
 
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    unused = ("content_commitment", "key_encipherment", "data_encipherment", "encipher_only", "decipher_only")
     return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=not ca,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
+        digital_signature=True, key_agreement=not ca, key_cert_sign=ca, crl_sign=ca, **dict.fromkeys(unused, False)
     )
 
 
@@ -134,7 +109,7 @@ def _signed(
     lifetime: dt.timedelta,
     extensions: Sequence[x509.ExtensionType] = (),
 ) -> x509.Certificate:
-    """A certificate for ``key`` signed by ``issuer`` (name, key); self-signed, it is a CA."""
+    # Self-signed, it is a CA.
     issuer_name, issuer_key = issuer
     ca = issuer_key is key
     builder = (
@@ -156,7 +131,7 @@ def _signed(
 
 
 def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertPair:
-    """Write a certificate and its key as PEM (the key 0600, even over an older, wider key file)."""
+    # The key 0600, even over an older, wider key file.
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -165,7 +140,11 @@ def save_pair(pair: CertPair, cert: x509.Certificate, key: ec.EllipticCurvePriva
     return pair
 
 
-def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _start() -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)  # tolerate a peer's clock skew
+
+
+def _new_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -173,7 +152,7 @@ def _new_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
             x509.NameAttribute(NameOID.COMMON_NAME, "d1-card-orders local CA (not for production)"),
         ]
     )
-    return _signed(name, key, (name, key), start=now - dt.timedelta(minutes=5), lifetime=CA_LIFETIME), key
+    return _signed(name, key, (name, key), start=_start(), lifetime=CA_LIFETIME), key
 
 
 def _san_entries(hosts: Sequence[str], uris: Sequence[str]) -> list[x509.GeneralName]:
@@ -195,9 +174,7 @@ def issue_certificate(
     hosts: Sequence[str] = (),
     uris: Sequence[str] = (),
     lifetime: dt.timedelta = LEAF_LIFETIME,
-    not_before: dt.datetime | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A leaf certificate for a server (``serverAuth``) or a client (``clientAuth``)."""
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -205,23 +182,19 @@ def issue_certificate(
     if san := _san_entries(hosts, uris):
         extensions.append(x509.SubjectAlternativeName(san))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    return _signed(subject, key, (ca_cert.subject, ca_key), start=start, lifetime=lifetime, extensions=extensions), key
+    return _signed(
+        subject, key, (ca_cert.subject, ca_key), start=_start(), lifetime=lifetime, extensions=extensions
+    ), key
 
 
 def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> LocalPki:
-    """Create (or complete, or renew) the local CA and certificates under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    now = dt.datetime.now(dt.UTC)
     ca_pair = _pair(directory, "ca")
     ca = _load(ca_pair)
-    if ca is None or not _fresh(ca[0], now):
-        ca = _new_ca(now)
+    if ca is None or not _fresh(ca[0]):
+        ca = _new_ca()
         save_pair(ca_pair, *ca)
-
-    def ensure(pair: CertPair, common_name: str, *, server: bool = False, uris: Sequence[str] = ()) -> None:
-        _ensure_leaf(ca, pair, common_name, server=server, hosts=hosts if server else (), uris=uris, now=now)
 
     pki = LocalPki(
         directory=directory,
@@ -229,11 +202,11 @@ def ensure_local_pki(directory: Path, issuer_ids: Iterable[str], *, hosts: Seque
         emulator_server=_pair(directory, "emulator-server"),
         receiver_server=_pair(directory, "receiver-server"),
     )
-    ensure(pki.emulator_server, "d1-emulator (local)", server=True)
-    ensure(pki.receiver_server, "d1-notification-receiver (local)", server=True)
-    for issuer_id in issuer_ids:
-        ensure(pki.issuer_client(issuer_id), f"TLSMA-EC/{issuer_id}/LOC", uris=[ISSUER_URI_PREFIX + issuer_id])
-        ensure(pki.notifier_client(issuer_id), f"D1-NOTIFIER/{issuer_id}", uris=[NOTIFIER_URI_PREFIX + issuer_id])
+    ensure_leaf(ca, pki.emulator_server, "d1-emulator (local)", hosts=hosts)
+    ensure_leaf(ca, pki.receiver_server, "d1-notification-receiver (local)", hosts=hosts)
+    for id_ in issuer_ids:
+        ensure_leaf(ca, pki.issuer_client(id_), f"TLSMA-EC/{id_}/LOC", uris=[ISSUER_URI_PREFIX + id_])
+        ensure_leaf(ca, pki.notifier_client(id_), f"D1-NOTIFIER/{id_}", uris=[NOTIFIER_URI_PREFIX + id_])
     return pki
 
 
@@ -245,62 +218,35 @@ def load_ca(pki: LocalPki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     return loaded
 
 
-# ------------------------------------------------------------- Temporal over mutual TLS
-
-TEMPORAL_CLIENT_CN_PREFIX = "temporal-client/"
-
-
 @dataclass(frozen=True)
 class TemporalPki:
-    """Certificates for reaching Temporal through a mutual-TLS endpoint, from the local CA.
-
-    The Temporal dev server speaks no TLS; locally (and in tests/security/test_temporal_mtls.py)
-    a TLS-terminating gRPC gateway stands in front of it with ``gateway_server`` and accepts
-    only client certificates of ``ca_cert``. A real cluster or Temporal Cloud gets its
-    certificates from the deployment's own PKI instead (README "Connecting to Temporal").
-    """
+    """Local certificates for Temporal behind a mutual-TLS gateway (tests/support/temporal_pki.py);
+    a real cluster or Temporal Cloud gets its certificates from the deployment's PKI."""
 
     directory: Path
     ca_cert: Path
     gateway_server: CertPair
 
     def client(self, name: str) -> CertPair:
-        """A client certificate for one process (worker, receiver, starter...): CN ``temporal-client/<name>``."""
         return _pair(self.directory, f"temporal-client-{name}")
 
 
-def ensure_temporal_pki(pki: LocalPki, clients: Iterable[str], *, hosts: Sequence[str] = DEFAULT_HOSTS) -> TemporalPki:
-    """Issue (or renew) the Temporal gateway's server certificate and one client certificate
-    per name in ``clients``, signed by the CA of ``pki`` (see :func:`ensure_local_pki`)."""
-    ca = load_ca(pki)
-    now = dt.datetime.now(dt.UTC)
-    temporal = TemporalPki(
-        directory=pki.directory, ca_cert=pki.ca_cert, gateway_server=_pair(pki.directory, "temporal-gateway-server")
-    )
-    _ensure_leaf(ca, temporal.gateway_server, "temporal-gateway (local)", server=True, hosts=hosts, now=now)
-    for name in clients:
-        _ensure_leaf(ca, temporal.client(name), TEMPORAL_CLIENT_CN_PREFIX + name, server=False, hosts=(), now=now)
-    return temporal
-
-
-def _ensure_leaf(
+def ensure_leaf(
     ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
     pair: CertPair,
     common_name: str,
     *,
-    server: bool,
-    hosts: Sequence[str],
-    now: dt.datetime,
+    hosts: Sequence[str] | None = None,
     uris: Sequence[str] = (),
 ) -> None:
-    """Keep a usable certificate (fresh, from this CA, naming every host); else issue a new one."""
+    """Keep a usable certificate (fresh, from this CA, naming every host); else issue a new one.
+    ``hosts`` None: a client certificate."""
     existing = _load(pair)
     if (
         existing is not None
-        and _fresh(existing[0], now)
+        and _fresh(existing[0])
         and _issued_by(existing[0], ca[0])
-        and (not server or _covers(existing[0], hosts))
+        and (hosts is None or _covers(existing[0], hosts))
     ):
         return
-    cert, key = issue_certificate(ca, common_name, server=server, hosts=hosts, uris=uris)
-    save_pair(pair, cert, key)
+    save_pair(pair, *issue_certificate(ca, common_name, server=hosts is not None, hosts=hosts or (), uris=uris))

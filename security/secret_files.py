@@ -1,8 +1,5 @@
-"""Reading and writing secret files: a path named by the settings, or an environment variable.
-
-Secrets (client secrets, operator tokens, keys) never live in the repository or in a
-settings default. A setting names *where* the secret is; this module reads it and makes
-sure error messages name the place, never the content.
+"""Reading and writing secret files. A setting names *where* a secret is, never its value;
+error messages name the place, never the content.
 
 Every secret this code base writes goes through :func:`write_secret_bytes` (0600 whatever
 the umask or an earlier file's mode, and never half written); every reader calls
@@ -26,13 +23,12 @@ SECRET_MODE = 0o600
 
 
 class SecretUnavailable(RuntimeError):
-    """A secret the configuration requires is missing or unreadable."""
+    pass
 
 
 def warn_if_exposed(path: Path) -> bool:
-    """Log a warning when group or others may access the secret file ``path`` (once per
-    file and mode per process); True when they may. A missing or unreadable file is left
-    to the reader to report."""
+    """Warn (once per file and mode) when group or others may access ``path``; a missing
+    file is left to the reader to report."""
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
@@ -50,8 +46,6 @@ def _warn_exposed(path: str, mode: int) -> None:
 
 
 def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str:
-    """The secret from ``file`` (stripped of surrounding whitespace) or else ``value``
-    (which pydantic-settings read from an environment variable)."""
     if file is not None:
         warn_if_exposed(file)
         try:
@@ -67,10 +61,9 @@ def read_secret(file: Path | None, value: SecretStr | None, *, what: str) -> str
 
 
 def write_file_atomically(path: Path, data: bytes, mode: int) -> Path:
-    """Replace ``path`` with ``data`` in one step; the file has exactly ``mode`` whatever
-    the umask and whatever mode an earlier file at ``path`` had (``os.open``'s mode applies
-    only when it creates a file, and the umask changes it): a new inode replaces it, and a
-    symlink at ``path`` is replaced, not followed."""
+    """The file has exactly ``mode`` whatever the umask or an earlier file's mode
+    (``os.open``'s mode applies only on creation, minus the umask): a new inode replaces it,
+    and a symlink at ``path`` is replaced, not followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -88,11 +81,8 @@ def write_file_atomically(path: Path, data: bytes, mode: int) -> Path:
 
 
 def write_secret_bytes(path: Path, data: bytes) -> Path:
-    """Write a secret file readable by its owner only (0600), atomically."""
     return write_file_atomically(path, data, SECRET_MODE)
 
 
 def write_secret(path: Path, secret: str) -> Path:
-    """Write a secret (one line of text) to a file readable by its owner only (local stack,
-    bootstrap and tests)."""
     return write_secret_bytes(path, (secret + "\n").encode("utf-8"))

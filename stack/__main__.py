@@ -1,11 +1,7 @@
 """``make run``: the whole product on one machine, with embedded defaults.
 
-Starts the codec server (its loopback development mode, for the dev server's UI), the
-Temporal dev server (with its Web UI and the product's search attributes), the D1
-emulator, the notification receiver and the worker as child processes; submits the
-sample order; prints where to look in the UI and its timeline live until it finishes;
+Starts every process of the stack, submits the sample order and prints its timeline live,
 then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
-All state (Temporal's SQLite file, keys, logs) lives under ``.state/``.
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from stack.processes import Supervisor, temporal_binary
 from stack.servers import port_free, wait_http, wait_until
 from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, Ports, StackSpec
 
-ROOT = REPO_ROOT
 # The sample order's timing: it reconciles soon and closes soon after delivery (make run's demo).
 SAMPLE_TIMING = {
     "reconcile_after": timedelta(seconds=30),
@@ -48,8 +43,7 @@ _PORT_OPTIONS = {
 
 
 def make_run_spec(state_dir: Path, ports: Ports = MAKE_RUN_PORTS, *, step_delay_ms: int = 800) -> StackSpec:
-    """make run's stack: mutual TLS on both D1 hops and outbound OAuth (the whole path is
-    exercised), the codec server for the UI, the sandbox admin API, a visible production pace."""
+    """Mutual TLS on both D1 hops and outbound OAuth: the whole path is exercised."""
     return StackSpec(
         state_dir=state_dir,
         transport="mtls",
@@ -169,7 +163,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m stack", description=__doc__.splitlines()[0])
     p.add_argument("--exit-after-sample", action="store_true", help="stop the stack once the sample order ends")
-    p.add_argument("--order", type=Path, default=ROOT / "samples" / "order.json")
+    p.add_argument("--order", type=Path, default=REPO_ROOT / "samples" / "order.json")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     for name, (option, help_text) in _PORT_OPTIONS.items():
         p.add_argument(

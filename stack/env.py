@@ -1,9 +1,5 @@
-"""Environment maps for the stack's child processes, rendered from settings objects.
-
-A child process reads its configuration with the very settings classes of ``settings.py``
-(and ``emulator/config.py``); :func:`settings_env` turns a settings object into the
-variables that make the child build an equal one, so the in-process stacks (which use
-the objects) and the subprocess stacks (which use the variables) cannot disagree.
+"""Environment maps for the stack's child processes, rendered from settings objects, so the
+in-process stacks (objects) and the subprocess stacks (variables) cannot disagree.
 
 A child inherits no ``TEMPORAL_*`` variable (:func:`base_environment`) and reads the
 profile the stack writes (:func:`write_temporal_profile`), so a developer's Temporal
@@ -25,12 +21,8 @@ TEMPORAL_PREFIX = "TEMPORAL_"
 
 
 def settings_env(settings: BaseSettings, *, include: Collection[str] | None = None) -> dict[str, str]:
-    """``PREFIX_FIELD=value`` for every field the object was given (explicitly or read from
-    this process's environment); a field left at its default is left out, so the child
-    takes the same default. ``include`` narrows the fields (what one process needs).
-
-    Secrets never travel as values: a ``SecretStr`` field is refused (name its file instead).
-    """
+    """A field left at its default is left out, so the child takes the same default.
+    Secrets never travel as values: a ``SecretStr`` field is refused (name its file instead)."""
     prefix = str(settings.model_config.get("env_prefix") or "")
     names = sorted(settings.model_fields_set if include is None else settings.model_fields_set & set(include))
     dumped = settings.model_dump(mode="json", include=set(names))
@@ -43,28 +35,17 @@ def settings_env(settings: BaseSettings, *, include: Collection[str] | None = No
             if type(settings).model_fields[name].get_default(call_default_factory=True) is not None:
                 raise ValueError(f"{type(settings).__name__}.{name}=None cannot be written as a variable")
             continue
-        env[f"{prefix}{name}".upper()] = _render(value)
+        # JSON: pydantic-settings parses complex fields (lists, dicts) so, and booleans and numbers alike.
+        env[f"{prefix}{name}".upper()] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 
-def _render(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value)  # lists and dicts: pydantic-settings parses complex fields as JSON
-
-
-def base_environment(environ: Mapping[str, str], *, keep: Collection[str] = ()) -> dict[str, str]:
-    """``environ`` without its ``TEMPORAL_*`` variables (those named in ``keep`` stay)."""
-    return {k: v for k, v in environ.items() if not k.upper().startswith(TEMPORAL_PREFIX) or k in keep}
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.upper().startswith(TEMPORAL_PREFIX)}
 
 
 def write_temporal_profile(path: Path, *, address: str, namespace: str) -> Path:
-    """The stack's Temporal client profile (TOML, the SDK's and the CLI's format): the
-    address and namespace only, so no TLS or API key can come from anywhere else."""
+    """Address and namespace only, so no TLS or API key can come from anywhere else."""
     text = (
         "# Written by the local stack (stack/spec.py): the only Temporal profile its processes read.\n"
         "[profile.default]\n"

@@ -1,7 +1,6 @@
-"""A :class:`stack.spec.StackSpec` whose files exist, rendered for each process kind: the
-settings objects of a process run in-process, the environment (``env(kind)``) and command
-line (``argv(kind)``) of a child process. The environment is rendered *from* the settings
-objects (stack/env.py), so the two cannot drift; a new setting is one edit here.
+"""A :class:`stack.spec.StackSpec` whose files exist, rendered for each process kind: settings
+objects in-process, environment and command line for a child. The environment is rendered
+*from* the settings objects (stack/env.py), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -50,25 +49,17 @@ S = TypeVar("S", bound=BaseSettings)
 
 @dataclass(frozen=True)
 class LocalStack:
-    """A :class:`StackSpec` whose files exist: renders settings, environments, command lines."""
-
     spec: StackSpec
     paths: StackPaths
     pki: LocalPki | None
-
-    # ------------------------------------------------------------------ addresses
 
     @property
     def ports(self) -> Ports:
         return self.spec.ports
 
     @property
-    def mtls(self) -> bool:
-        return self.pki is not None  # StackSpec.ensure makes one for mutual TLS only
-
-    @property
     def scheme(self) -> str:
-        return "https" if self.mtls else "http"
+        return "http" if self.pki is None else "https"  # StackSpec.ensure makes a PKI for mutual TLS only
 
     @property
     def temporal_address(self) -> str:
@@ -91,10 +82,7 @@ class LocalStack:
         return f"http://localhost:{self.ports.temporal_ui}"
 
     def override(self, settings_class: type[BaseSettings], **values: Any) -> LocalStack:
-        """The same (already created) stack with some settings changed, e.g. a second receiver's port."""
         return dataclasses.replace(self, spec=self.spec.override(settings_class, **values))
-
-    # ------------------------------------------------------------------ settings objects
 
     def _settings(self, cls: type[S], values: Mapping[str, Any]) -> S:
         return cls(**{**values, **self.spec.overrides.get(cls, {})})
@@ -194,7 +182,6 @@ class LocalStack:
         return self._settings(OrderTimingSettings, {k: v for k, v in self.spec.timing.items() if k in fields})
 
     def order_timing(self) -> OrderTiming:
-        """The timing a starter gives each order (a starter process: ORDER_*)."""
         return OrderTiming(**{**self.timing_settings().model_dump(), **self.spec.timing})
 
     def telemetry_settings(self, kind: ProcessKind) -> TelemetrySettings:
@@ -206,10 +193,7 @@ class LocalStack:
 
         return OrderEdge.from_settings(self.d1_settings())
 
-    # ------------------------------------------------------------------ child processes
-
     def variables(self, kind: ProcessKind) -> dict[str, str]:
-        """What the stack sets for a child process of ``kind`` (without what it inherits)."""
         rendered: dict[str, str] = {"TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile), "PYTHONUNBUFFERED": "1"}
         if kind in TEMPORAL_CLIENTS:
             rendered |= settings_env(self.temporal_settings())
@@ -240,8 +224,6 @@ class LocalStack:
         return rendered
 
     def base_env(self) -> dict[str, str]:
-        """What every child inherits: this environment without a developer's ``TEMPORAL_*``,
-        with the stack's own Temporal profile."""
         return {
             **base_environment(os.environ),
             "TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile),
@@ -249,12 +231,9 @@ class LocalStack:
         }
 
     def env(self, kind: ProcessKind, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The whole environment of a child process of ``kind``; ``extra``: variables that
-        are no setting (``PYTHONPYCACHEPREFIX``, ...)."""
         return {**self.base_env(), **self.variables(kind), **(extra or {})}
 
     def argv(self, kind: ProcessKind, *, python: str = sys.executable) -> list[str]:
-        """The command line of a child process (the dev server: :meth:`dev_server_argv`)."""
         commands: dict[str, list[str]] = {
             "worker": [python, str(REPO_ROOT / "worker.py")],
             "receiver": [python, "-m", "receiver"],
@@ -275,12 +254,9 @@ class LocalStack:
         log_level: str = "error",
         extra: Sequence[str] = (),
     ) -> list[str]:
-        """``temporal server start-dev`` on the stack's port, with the product's search attributes.
-
-        With the UI, its codec endpoint is the codec server's URL and carries no credential:
-        ``GET /api/v1/settings`` shows it to anyone, and the command line is in every process
-        list. The embedded UI cannot authenticate, hence the codec server's dev-loopback mode.
-        """
+        """With the UI, its codec endpoint carries no credential: ``GET /api/v1/settings`` shows
+        it to anyone, and the command line is in every process list. The embedded UI cannot
+        authenticate, hence the codec server's dev-loopback mode."""
         argv = [temporal_bin, "server", "start-dev", "--ip", LOOPBACK, "--port", str(self.ports.temporal)]
         if ui:
             argv += ["--ui-port", str(self.ports.temporal_ui)]
@@ -292,22 +268,18 @@ class LocalStack:
             argv += ["--db-filename", str(self.paths.temporal_db)]
         return [*argv, "--log-level", log_level, *sa.dev_server_args(), *extra]
 
-    # ------------------------------------------------------------------ in-process clients
-
     def notifier_ssl(self) -> ssl.SSLContext | None:
-        """What a party playing D1 presents: the tenant's D1 notifier certificate (the
-        receiver checks it; the emulator's TLS layer accepts any certificate of the CA)."""
+        """The tenant's D1 notifier certificate: the receiver checks it; the emulator's TLS
+        layer accepts any certificate of the CA."""
         if self.pki is None:
             return None
         pair = self.pki.notifier_client(self.spec.issuer_id)
         return client_ssl_context(ca_file=self.pki.ca_cert, cert_file=pair.cert, key_file=pair.key)
 
     def verify(self) -> ssl.SSLContext | bool:
-        """``verify=`` for an httpx client calling the stack's emulator or receiver."""
         return self.notifier_ssl() or True
 
     def oauth_client(self) -> tuple[str, str] | None:
-        """(client id, secret) D1 uses for outbound OAuth, or None when it is off."""
         if not self.spec.oauth:
             return None
         return OAUTH_CLIENT_ID, read_secret(self.paths.oauth_client_secret, None, what="outbound OAuth secret")
@@ -315,8 +287,7 @@ class LocalStack:
     async def connect(
         self, *, interceptors: Sequence[Interceptor] | None = None, runtime: Runtime | None = None
     ) -> Client:
-        """A client of the stack's Temporal with the product's data converter and the stack's
-        codec keys, on the stack's address: no profile, variable or API key of this process."""
+        """No profile, variable or API key of this process: the stack's address and codec keys."""
         from temporalio.client import Client
 
         from observability.tracing import client_interceptors

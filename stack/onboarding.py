@@ -20,7 +20,6 @@ PRIMARY_KEY_NAME = "assertion-signing-key.jwk"
 
 
 def signing_key_file(directory: Path, issuer_id: str | None = None) -> Path:
-    """The private key of the stack's issuer (``issuer_id`` None) or of another tenant."""
     return directory / (PRIMARY_KEY_NAME if issuer_id is None else f"assertion-signing-key-{issuer_id}.jwk")
 
 
@@ -34,11 +33,7 @@ def _ensure_key(private: Path) -> jwk.JWK:
 
 
 def ensure_issuer_keys(directory: Path, issuer_id: str, other_issuers: Sequence[str] = ()) -> tuple[Path, Path]:
-    """Return (private key file, JWKS of public keys for the emulator), creating them once.
-
-    ``other_issuers`` are more tenants of the same emulator (the security tests sign as a
-    second issuer): each gets its own key (:func:`signing_key_file`), and the JWKS holds all.
-    """
+    """(private key file, the emulator's JWKS of every tenant's public key), created once."""
     directory.mkdir(parents=True, exist_ok=True)
     private = signing_key_file(directory)
     jwks = directory / "public-keys.jwks"

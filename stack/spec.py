@@ -1,16 +1,10 @@
-"""The one description of the local stack: ``make run``, the benchmark and every test stack.
+"""The one description of the local stack (``make run``, the benchmark, every test stack):
+the Temporal dev server, the D1 emulator, the receiver, the worker and the codec server on
+loopback, with their keys, PKI and secrets.
 
-The stack is the Temporal dev server, the D1 emulator, the notification receiver, the
-worker and (for the UI) the codec server, on loopback, with what they need: a local PKI
-for mutual TLS (security/pki.py), the issuer's signing key (stack/onboarding.py), codec
-keys, the outbound-OAuth client secret and operator tokens (security/secret_files.py).
-
-:class:`StackSpec` says what the stack is (a frozen value: state folder, issuer, transport,
-ports, task queue, timing, emulator options, per-settings overrides); :meth:`StackSpec.ensure`
-creates what is missing under the state folder (idempotent: existing keys are kept) and
-returns a :class:`stack.local.LocalStack`, which renders each process's settings objects,
-environment and command line. A test changes one setting through :meth:`StackSpec.override`
-(e.g. a short D1 read timeout), never with its own map.
+:meth:`StackSpec.ensure` creates what is missing (existing keys are kept) and returns a
+:class:`stack.local.LocalStack`. A test changes one setting through
+:meth:`StackSpec.override`, never with its own map.
 """
 
 from __future__ import annotations
@@ -47,7 +41,6 @@ Transport = Literal["mtls", "plain"]
 # loopback browser requests from the UI's origin, PII masked, plus the CLI's static token.
 CodecServerMode = Literal["off", "dev-loopback"]
 ProcessKind = Literal["worker", "receiver", "emulator", "codec-server", "starter", "temporal"]
-PROCESS_KINDS: tuple[ProcessKind, ...] = ("worker", "receiver", "emulator", "codec-server", "starter", "temporal")
 # The processes that talk to Temporal (a Temporal client certificate each, when asked).
 TEMPORAL_CLIENTS: tuple[ProcessKind, ...] = ("worker", "receiver", "starter")
 
@@ -66,21 +59,20 @@ class Ports:
 
     @classmethod
     def free(cls, *, metrics: bool = False) -> Ports:
-        """Ports free right now, so a stack never collides with ``make run`` or another test."""
         return cls(**{f.name: free_port() for f in dataclasses.fields(cls) if metrics or "metrics" not in f.name})
 
     def named(self) -> dict[str, int]:
-        """What listens on each port (for "port already in use" messages)."""
-        names = {
-            "Temporal": self.temporal,
-            "Temporal UI": self.temporal_ui,
-            "emulator": self.emulator,
-            "receiver": self.receiver,
-            "codec server": self.codec_server,
-            "worker metrics": self.worker_metrics,
-            "receiver metrics": self.receiver_metrics,
-        }
-        return {name: port for name, port in names.items() if port is not None}
+        """What listens on each port, in field order (for "port already in use" messages)."""
+        labels = (
+            "Temporal",
+            "Temporal UI",
+            "emulator",
+            "receiver",
+            "codec server",
+            "worker metrics",
+            "receiver metrics",
+        )
+        return {label: port for label, port in zip(labels, dataclasses.astuple(self), strict=True) if port is not None}
 
 
 # make run's fixed ports (README "Two commands").
@@ -102,9 +94,7 @@ class EmulatorOptions:
     step_delay_ms: int = 500
     notify_retry_base_ms: int | None = None
     notify_retry_cap_ms: int | None = None
-    # The sandbox admin API (faults, scenarios, counters): every local stack drives it.
-    admin_api: bool = True
-    # ``python -m emulator --log-level`` of a child process.
+    admin_api: bool = True  # faults, scenarios, counters: every local stack drives them
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -114,8 +104,6 @@ def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
 
 @dataclass(frozen=True)
 class StackSpec:
-    """What the local stack is. Change a copy with :meth:`replace` or :meth:`override`."""
-
     state_dir: Path
     issuer_id: str = ISSUER_ID
     # More tenants of the same emulator: a certificate and a signing key each (security tests).
@@ -153,7 +141,6 @@ class StackSpec:
         return dataclasses.replace(self, **changes)
 
     def override(self, settings_class: type[BaseSettings], **values: Any) -> StackSpec:
-        """The same stack with some fields of one settings class set (every process reading it)."""
         unknown = set(values) - set(settings_class.model_fields)
         if unknown:
             raise ValueError(f"not {settings_class.__name__} fields: {sorted(unknown)}")
@@ -169,7 +156,6 @@ class StackSpec:
         return StackPaths.under(self.state_dir, codec_keys=self.codec_keys_file)
 
     def ensure(self) -> LocalStack:
-        """Create what is missing (keys, PKI, secrets, the Temporal profile); keep what exists."""
         from stack.local import LocalStack  # it renders a spec: imports this module
 
         p = self.paths
@@ -192,8 +178,6 @@ class StackSpec:
 
 @dataclass(frozen=True)
 class StackPaths:
-    """Where the stack keeps its state (all under one folder, ``.state/`` for make run)."""
-
     state_dir: Path
     issuer_dir: Path
     signing_key: Path
@@ -229,6 +213,3 @@ class StackPaths:
             temporal_db=state_dir / "temporal.db",
             logs=state_dir / "logs",
         )
-
-    def other_signing_key(self, issuer_id: str) -> Path:
-        return signing_key_file(self.issuer_dir, issuer_id)

@@ -33,14 +33,14 @@ from contracts.card_order import OrderTiming
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
 from settings import D1ClientSettings
-from stack import inprocess
-from stack.inprocess import InProcessProduct
 from stack.local import LocalStack
 from stack.processes import temporal_binary
 from stack.spec import ISSUER_ID as ISSUER_ID  # re-exported: every test module uses it
 from stack.spec import EmulatorOptions, StackSpec
 from starter.api import CardOrders
 from temporal_client import data_converter
+from tests.support import inprocess
+from tests.support.inprocess import InProcessProduct
 
 TASK_QUEUE = "test-card-orders"
 # The test stacks' pace: orders reconcile, finish and close within a test.

@@ -52,7 +52,6 @@ the program file ([order format](order-format.md#the-program-configuration)).
 
 
 def setting_classes() -> list[type[BaseSettings]]:
-    """The settings classes of settings.py, in the order they are defined."""
     found = [
         cls
         for cls in vars(settings).values()
@@ -69,10 +68,6 @@ def markdown(text: str) -> str:
     """A docstring as Markdown on one line: reST roles and double backquotes become code spans."""
     text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", text)
     return " ".join(text.replace("``", "`").split())
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def _optional(annotation: Any) -> tuple[Any, bool]:
@@ -127,7 +122,7 @@ def section(cls: type[BaseSettings]) -> str:
     lines += ["| Variable | Default | Type | Meaning |", "|---|---|---|---|"]
     for name, field in cls.model_fields.items():
         cells = (f"`{env_name(cls, name)}`", default_text(field), type_text(field), markdown(field.description or ""))
-        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

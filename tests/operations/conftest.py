@@ -36,12 +36,12 @@ from observability.metrics import build_runtime
 from observability.tracing import client_interceptors, use_tracer_provider
 from receiver.routing import NotificationRouter
 from security.codec import load_codec
-from stack import inprocess
 from stack.local import LocalStack
 from stack.spec import Ports
 from starter.api import CardOrders
 from temporal_client import data_converter
 from tests.conftest import ISSUER_ID, fast_timing, spec_for_tests, temporal_cli
+from tests.support import inprocess
 
 TASK_QUEUE = "ops-card-orders"
 REPO = Path(__file__).resolve().parents[2]

@@ -19,11 +19,11 @@ from temporalio.client import Client
 
 from receiver.routing import NotificationRouter
 from settings import D1ClientSettings
-from stack.inprocess import serve_emulator, serve_receiver
 from stack.local import LocalStack
 from stack.processes import Supervisor
 from starter.api import CardOrders
 from tests.conftest import FAST_TIMING, TEST_EMULATOR, spec_for_tests, temporal_cli
+from tests.support.inprocess import serve_emulator, serve_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_QUEUE = "reliability"

@@ -33,13 +33,14 @@ from security.pki import CertPair, LocalPki, ensure_local_pki
 from security.secret_files import write_secret
 from security.tls import client_ssl_context
 from settings import D1ClientSettings, ReceiverSettings
-from stack import inprocess
 from stack.local import LocalStack
+from stack.onboarding import signing_key_file
 from stack.spec import OAUTH_CLIENT_ID as OAUTH_CLIENT_ID  # re-exported: the tests authenticate as D1
 from stack.spec import StackSpec
 from starter.api import CardOrders
 from tests.conftest import spec_for_tests, temporal_address
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
+from tests.support import inprocess
 
 TASK_QUEUE = "security-card-orders"
 OAUTH_SECRET = "local-test-secret-0123456789abcdef"  # test value, written to a 0600 file
@@ -144,7 +145,7 @@ async def mtls_stack(
             d1_settings=p.d1_settings,
             receiver_settings=p.receiver_settings,
             issuer_key=jwk.JWK.from_json(local.paths.signing_key.read_text()),
-            other_issuer_key=jwk.JWK.from_json(local.paths.other_signing_key(OTHER_ISSUER_ID).read_text()),
+            other_issuer_key=jwk.JWK.from_json(signing_key_file(local.paths.issuer_dir, OTHER_ISSUER_ID).read_text()),
             codec_keys_file=local.paths.codec_keys,
             tmp=local.paths.state_dir,
             local=local,

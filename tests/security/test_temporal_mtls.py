@@ -30,9 +30,8 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from security.codec import load_codec
-from security.pki import TemporalPki, ensure_local_pki, ensure_temporal_pki
+from security.pki import TemporalPki, ensure_local_pki
 from settings import REPO_ROOT
-from stack.inprocess import serve_emulator
 from stack.local import LocalStack
 from stack.processes import Supervisor
 from stack.servers import free_port, wait_http, wait_until
@@ -40,7 +39,9 @@ from stack.spec import TEMPORAL_CLIENTS, Ports, StackSpec
 from temporal_client import connect
 from tests.conftest import spec_for_tests, temporal_cli
 from tests.security.temporal_gateway import Gateway, nginx_binary, run_gateway
+from tests.support.inprocess import serve_emulator
 from tests.support.orders import sample_order
+from tests.support.temporal_pki import ensure_temporal_pki
 
 if nginx_binary() is None and not os.environ.get("CI"):
     pytest.skip(

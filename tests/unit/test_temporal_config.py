@@ -22,10 +22,11 @@ from temporalio.envconfig import ClientConfig
 from temporalio.service import TLSConfig
 
 from security.codec import generate_keys_file, load_codec
-from security.pki import TemporalPki, ensure_local_pki, ensure_temporal_pki
+from security.pki import TemporalPki, ensure_local_pki
 from settings import REPO_ROOT, TemporalConfigError, TemporalSettings
 from temporal_client import connect, connect_config, describe
 from tests.conftest import temporal_cli
+from tests.support.temporal_pki import ensure_temporal_pki
 
 API_KEY = "test-api-key-4f9d2c"  # a made-up value: must never appear in a log line
 
