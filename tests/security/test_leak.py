@@ -60,7 +60,6 @@ from starter.api import CardOrders
 from tests.conftest import temporal_cli
 from tests.security.conftest import RECEIVER_OPERATOR_TOKEN, MtlsStack
 from tests.security.support import ISSUER_ID, LEAK_PAN, decrypted_history, find_leaks, leak_card_data, leak_track_data
-from tests.support.inprocess import run_worker
 from tests.support.orders import sample_order
 from tests.support.validation import InvalidOrder, validate_order
 
