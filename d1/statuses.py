@@ -107,9 +107,6 @@ SHIPMENT_RANK: dict[str, int] = {
     "Returned": 90,
 }
 
-DEFAULT_DELIVERED_SHIPMENT_STATUSES: tuple[str, ...] = ("Delivered",)
-DEFAULT_RETURNED_SHIPMENT_STATUSES: tuple[str, ...] = ("Returned",)
-
 
 def production_rank(status: str | None) -> int | None:
     """Rank of a known production status, ``None`` for unknown ones (kept, never ranked)."""

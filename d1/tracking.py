@@ -20,13 +20,13 @@ the card order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from d1.inbound import not_allowed
 from d1.issues import describe_pattern
-from d1.order import ONBOARDING_ID_PATTERN, TEXT_PATTERN, _D1Model
+from d1.order import _D1Model, not_allowed
+from d1.patterns import ONBOARDING_ID_PATTERN, TEXT_PATTERN
 from d1.statuses import ProductionStatus
 
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
@@ -92,11 +92,6 @@ class ReturnTracking(_D1Model):
     shipment: TrackedShipment | None = None
     productionSite: str | None = Field(default=None, pattern=ONBOARDING_ID_PATTERN)
     reason: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
-
-
-AnyTrackCardRequest = Annotated[
-    ProductionTracking | ShipmentTracking | ReturnTracking, Field(discriminator="trackingType")
-]
 
 
 class TrackCardBase(_D1Model):

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from d1.inbound import NOT_ALLOWED_ERROR
 from d1.issues import IssueKind
+from d1.order import NOT_ALLOWED_ERROR
 
 Source = Literal["D", "G"]
 

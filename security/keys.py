@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jwcrypto import jwk
@@ -33,10 +32,6 @@ def load_jwk(path: Path, *, private: bool) -> jwk.JWK:
     if private and not key.has_private:
         raise KeyFileError(f"key file {path} holds no private key")
     return key
-
-
-def public_jwk_json(key: jwk.JWK) -> str:
-    return json.dumps(key.export_public(as_dict=True), sort_keys=True)
 
 
 def load_d1_encryption_key(path: Path) -> jwk.JWK:
