@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
@@ -55,12 +55,7 @@ from d1.patterns import (
     PSN_PATTERN,
     PVV_PATTERN,
     TEXT_PATTERN,
-    TRACK1_RE,
-    TRACK1_RULE,
-    TRACK2_RE,
-    TRACK2_RULE,
-    TRACK3_RE,
-    TRACK3_RULE,
+    TRACK_LAYOUTS,
     ZIP_CODE_PATTERN,
     CardState,
     DistributionChannel,
@@ -183,25 +178,12 @@ class TrackData(_CardDataModel):
     track2: str | None = Field(default=None, min_length=1, max_length=40)
     track3: str | None = Field(default=None, min_length=1, max_length=107)
 
-    @field_validator("track1")
+    @field_validator("track1", "track2", "track3")
     @classmethod
-    def _track1(cls, value: str | None) -> str | None:
-        if value is not None and not TRACK1_RE.match(value):
-            raise ValueError(TRACK1_RULE)
-        return value
-
-    @field_validator("track2")
-    @classmethod
-    def _track2(cls, value: str | None) -> str | None:
-        if value is not None and not TRACK2_RE.match(value):
-            raise ValueError(TRACK2_RULE)
-        return value
-
-    @field_validator("track3")
-    @classmethod
-    def _track3(cls, value: str | None) -> str | None:
-        if value is not None and not TRACK3_RE.match(value):
-            raise ValueError(TRACK3_RULE)
+    def _layout(cls, value: str | None, info: ValidationInfo) -> str | None:
+        regex, rule = TRACK_LAYOUTS[info.field_name or ""]
+        if value is not None and not regex.match(value):
+            raise ValueError(rule)
         return value
 
 

@@ -78,18 +78,23 @@ TRACK1_RE = re.compile(
     rf"{_T1_CHARS}*\??$"
 )
 TRACK2_RE = re.compile(r"^;?(?P<pan>[0-9]{1,19})[=D](?P<exp>[0-9]{4})[0-9]{3}[0-9]*\??$")
-TRACK3_RE = re.compile(r"^;?[0-9]{2}[0-9]{1,19}=[0-9=]*\??$")
-TRACK1_RULE = (
-    "must be an ISO/IEC 7813 track 1 (format B): 'B', PAN, '^', name (2-26 capitals), '^', "
-    "YYMM expiry, 3-digit service code, discretionary data; at most 79 characters"
-)
-TRACK2_RULE = (
-    "must be an ISO/IEC 7813 track 2: PAN, '=', YYMM expiry, 3-digit service code, discretionary digits; "
-    "at most 40 characters"
-)
-TRACK3_RULE = (
-    "must be an ISO 4909 track 3: digits and '=' separators (format code, PAN, '=', ...); at most 107 characters"
-)
+# Each track's layout, and its rule in plain words for the error message.
+TRACK_LAYOUTS: dict[str, tuple[re.Pattern[str], str]] = {
+    "track1": (
+        TRACK1_RE,
+        "must be an ISO/IEC 7813 track 1 (format B): 'B', PAN, '^', name (2-26 capitals), '^', "
+        "YYMM expiry, 3-digit service code, discretionary data; at most 79 characters",
+    ),
+    "track2": (
+        TRACK2_RE,
+        "must be an ISO/IEC 7813 track 2: PAN, '=', YYMM expiry, 3-digit service code, discretionary digits; "
+        "at most 40 characters",
+    ),
+    "track3": (
+        re.compile(r"^;?[0-9]{2}[0-9]{1,19}=[0-9=]*\??$"),
+        "must be an ISO 4909 track 3: digits and '=' separators (format code, PAN, '=', ...); at most 107 characters",
+    ),
+}
 
 NO_SHIPMENT = "NO_SHIPMENT"
 NO_CARRIER = "NO_CARRIER"

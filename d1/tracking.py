@@ -27,7 +27,6 @@ from pydantic import Field, field_validator
 from d1.issues import describe_pattern
 from d1.order import _D1Model, not_allowed
 from d1.patterns import ONBOARDING_ID_PATTERN, TEXT_PATTERN
-from d1.statuses import ProductionStatus
 
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
 TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
@@ -53,13 +52,6 @@ SUPPORTED_CARRIERS: dict[str, str] = {
 TRACKING_NUMBER_PATTERN = describe_pattern(
     r"^[A-Za-z0-9-]{1,64}$", "must be a carrier tracking number of 1-64 letters, digits or hyphens"
 )
-
-# details.status of each tracking type's notifications (D).
-TRACKING_STATUS: dict[str, ProductionStatus] = {
-    "PRODUCTION": ProductionStatus.CARD_SHIPPED,
-    "SHIPMENT": ProductionStatus.CARD_SHIPPED,
-    "RETURN": ProductionStatus.CARD_RETURNED,
-}
 
 
 class TrackedShipment(_D1Model):
