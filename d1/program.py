@@ -203,19 +203,8 @@ class Program(_Config):
         if shipment is not None:
             for member in ("deliveryAddress", "individualAddress"):
                 address = as_object(shipment.get(member))
-                country = address.get("countryCode") if address is not None else None
-                if (
-                    isinstance(country, str)
-                    and country in ISO_3166_ALPHA2
-                    and (country not in self.shipment.allowedCountries)
-                ):
-                    out.append(
-                        Issue(
-                            ("shipment", member, "countryCode"),
-                            "is not an allowed destination country for this program",
-                            IssueKind.COUNTRY_NOT_ALLOWED,
-                        )
-                    )
+                if address is not None:
+                    out += self.address_issues(address, ("shipment", member))
             if (
                 self.shipment.individualAddressRequired
                 and shipment.get("type", "INDIVIDUAL") == "INDIVIDUAL"
@@ -242,7 +231,7 @@ class Program(_Config):
         return out
 
     def address_issues(self, address: Mapping[str, Any], path: JsonPath) -> list[Issue]:
-        """Program rules for a standalone address (pull & change ``newDeliveryAddress``)."""
+        """Program rules for an address (of the shipment, or pull & change's ``newDeliveryAddress``)."""
         country = address.get("countryCode")
         if isinstance(country, str) and country in ISO_3166_ALPHA2 and country not in self.shipment.allowedCountries:
             return [
