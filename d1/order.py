@@ -6,11 +6,10 @@ identifiers (``issuerId``, ``cardId``) and the *clear* sensitive card data (``ca
 ``encryptedData`` (:meth:`CardOrder.d1_body`), a compact JWE whose plaintext is
 :class:`CardData` (with ``trackData`` inside it).
 
-The body is a ``oneOf`` discriminated by ``distributionChannel`` (docs/d1/card-order.md §2).
-The channels differ in two members only, written once in :data:`CHANNEL_RULES`;
-:func:`channel_models` derives each channel's class from it, for this shape and for the
-emulator's reading of D1's bodies. A missing ``distributionChannel`` means ``THALES`` (the
-guide's default). Formats live in :mod:`d1.patterns`; rules across fields in :mod:`d1.rules`.
+The body is a ``oneOf`` discriminated by ``distributionChannel``: each channel's class is
+derived from :class:`CardOrder` by the one rule of :mod:`d1.channels`. A missing
+``distributionChannel`` means ``THALES`` (the guide's default). Formats live in
+:mod:`d1.patterns`, rules across fields in :mod:`d1.rules`.
 
 Every model hides input values in its validation errors (``hide_input_in_errors``) so a bad
 PAN never ends up in an exception message or a log line. Body models keep unknown members
@@ -20,12 +19,12 @@ reports them as probable typos. Card data models forbid unknown members.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, create_model, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
+from d1.channels import channel_model, channel_models
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
 from d1.patterns import (
     CARD_ID_PATTERN,
@@ -62,15 +61,6 @@ from d1.patterns import (
     Issuance,
     ShipmentType,
 )
-
-# Error type of a well-formed member that this channel does not allow (D1's reading maps it
-# to FIELD_INVALID_VALUE rather than to a format error).
-NOT_ALLOWED_ERROR = "value_not_allowed"
-
-
-def not_allowed(reason: str) -> PydanticCustomError:
-    return PydanticCustomError(NOT_ALLOWED_ERROR, reason)
-
 
 OnboardingId = Annotated[str, Field(pattern=ONBOARDING_ID_PATTERN)]
 TextLine = Annotated[str, Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)]
@@ -224,60 +214,6 @@ class CardData(_CardDataModel):
         if not luhn_valid(value):
             raise ValueError("fails the Luhn check digit")
         return value
-
-
-# ------------------------------------------------------------------------ the channels
-
-# What each channel demands of the two members that tell them apart: THALES ships the card,
-# INSTANT hands it over at a personalization station (and takes no shipment), CENTRAL may
-# ship or not. "absent" members are refused with the reason in _ABSENT_REASONS.
-CHANNEL_RULES: dict[str, dict[str, Literal["required", "absent"]]] = {
-    "THALES": {"shipment": "required", "persoStation": "absent"},
-    "CENTRAL": {"persoStation": "absent"},
-    "INSTANT": {"persoStation": "required", "shipment": "absent"},
-}
-_REQUIRED: dict[str, tuple[Any, Any]] = {
-    "shipment": (Shipment, ...),
-    "persoStation": (str, Field(pattern=PERSO_STATION_PATTERN)),
-}
-_ABSENT_REASONS = {
-    "persoStation": "only applies to INSTANT orders (distributionChannel INSTANT)",
-    "shipment": "an INSTANT card is handed over at the personalization station and takes no shipment",
-}
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _refuse(reason: str) -> Callable[[object], object]:
-    def refuse(value: object) -> object:
-        if value is not None:
-            raise not_allowed(reason)
-        return value
-
-    return refuse
-
-
-def channel_models(base: type[M]) -> dict[str, type[M]]:
-    """``base`` (a body with every member optional or common) with each channel's rule applied:
-    one class per channel, named e.g. ``ThalesCardOrder``. The channel keeps ``base``'s default."""
-    default = base.model_fields["distributionChannel"].default
-    models: dict[str, type[M]] = {}
-    for channel, rule in CHANNEL_RULES.items():
-        fields: dict[str, Any] = {"distributionChannel": (Literal[channel], channel if channel == default else ...)}
-        validators: dict[str, Any] = {}
-        for member, demand in rule.items():
-            if demand == "required":
-                fields[member] = _REQUIRED[member]
-            else:
-                validators[f"_no_{member}"] = field_validator(member, mode="before")(_refuse(_ABSENT_REASONS[member]))
-        name = f"{channel.title()}{base.__name__}"
-        models[channel] = create_model(name, __base__=base, __validators__=validators, **fields)
-    return models
-
-
-def channel_model(models: Mapping[str, type[M]], base: type[M], channel: object) -> type[M]:
-    """The class for this channel; a missing or unknown channel gets ``base``, which reports it."""
-    return models[channel] if isinstance(channel, str) and channel in models else base
 
 
 # ------------------------------------------------------------------ issuer's order (clear)

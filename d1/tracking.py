@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from d1.issues import describe_pattern
-from d1.order import _D1Model, not_allowed
+from d1.issues import describe_pattern, not_allowed
+from d1.order import _D1Model
 from d1.patterns import ONBOARDING_ID_PATTERN, TEXT_PATTERN
 
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]

@@ -12,7 +12,7 @@ product demands of its callers (:mod:`d1.order`):
   only ``cardId, distributionChannel, services, encryptedData, paymentApplication``.
 
 Both shapes follow the channels' rule of the single order's ``oneOf``
-(:data:`d1.order.CHANNEL_RULES`; for the batch item this is our reading,
+(:data:`d1.channels.CHANNEL_RULES`; for the batch item this is our reading,
 :mod:`d1.assumptions`). The building blocks (services, shipment, addresses, card data...) are
 those of :mod:`d1.order`.
 """
@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from d1.assumptions import DOCUMENTED_BATCH_MAX_CARDS
+from d1.channels import channel_model, channel_models
 from d1.issues import Issue, IssueKind, issues_from_validation_error
 from d1.order import (
     Address,
@@ -36,8 +37,6 @@ from d1.order import (
     Shipment,
     TrackData,
     _D1Model,
-    channel_model,
-    channel_models,
 )
 from d1.patterns import (
     CARD_ID_PATTERN,
