@@ -313,8 +313,4 @@ def rejected_since_query(since: datetime) -> str:
     return f'OrderOutcome = "REJECTED" AND ({RUNNING} OR CloseTime >= {quote(rfc3339(since))})'
 
 
-def outcome_query(outcome: Outcome) -> str:
-    return equals("OrderOutcome", outcome.value)
-
-
 CardOrderInput.model_rebuild()

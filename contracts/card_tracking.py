@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming
-from contracts.visibility import equals, of_type
+from contracts.visibility import of_type
 
 WORKFLOW_TYPE = "CardTrackingWorkflow"
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
@@ -61,7 +61,3 @@ class TrackingView(ContractModel):
 
 def trackings_query(query: str | None = None) -> str:
     return of_type(WORKFLOW_TYPE, query)
-
-
-def card_trackings_query(issuer_id: str, card_id: str) -> str:
-    return trackings_query(f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)}")

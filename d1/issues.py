@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 PathPart = str | int
 Path = tuple[PathPart, ...]
@@ -80,6 +81,15 @@ def dedupe(issues: Iterable[Issue]) -> list[Issue]:
             seen.add(key)
             out.append(issue)
     return out
+
+
+# Error type of a well-formed member that is not allowed in this combination (a channel's rule,
+# an unsupported carrier); D1's reading maps it to FIELD_INVALID_VALUE, not to a format error.
+NOT_ALLOWED_ERROR = "value_not_allowed"
+
+
+def not_allowed(reason: str) -> PydanticCustomError:
+    return PydanticCustomError(NOT_ALLOWED_ERROR, reason)
 
 
 # Plain-language rule for each pattern used by the contract models (d1/order.py registers them).

@@ -10,7 +10,6 @@ import json
 from collections.abc import Mapping
 
 from jwcrypto import jwe, jwk
-from jwcrypto.common import base64url_decode
 
 ALG = "ECDH-ES"
 ENC = "A256GCM"
@@ -45,13 +44,3 @@ def encrypt_for_d1(plaintext: Mapping[str, object], d1_public_key: jwk.JWK) -> s
     token = jwe.JWE(payload, protected=json.dumps(header))
     token.add_recipient(d1_public_key)
     return str(token.serialize(compact=True))
-
-
-def jwe_kid(compact: str) -> str | None:
-    """The ``kid`` of a compact JWE's protected header (no decryption)."""
-    try:
-        header = json.loads(base64url_decode(compact.split(".", 1)[0]))
-    except (ValueError, IndexError):
-        return None
-    kid = header.get("kid") if isinstance(header, dict) else None
-    return kid if isinstance(kid, str) else None

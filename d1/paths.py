@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from d1.assumptions import DEFAULT_PULL_AND_CHANGE_PATH, D1Interface
+from d1.assumptions import D1Interface
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a secret
 ORDER_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/operations:production"
 STATUS_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/productionStatus"
-# Not documented by D1: the default of D1Interface.pullAndChangePath.
-PULL_AND_CHANGE_PATH = DEFAULT_PULL_AND_CHANGE_PATH
 NOTIFICATION_PATH = "/notifications/d1/v2/issuers/{issuerId}/cards"
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"

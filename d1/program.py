@@ -29,7 +29,8 @@ from d1.assumptions import D1Interface
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
 from d1.issues import Issue, IssueKind
 from d1.issues import Path as JsonPath
-from d1.order import CARD_PRODUCT_ID_PATTERN, NO_CARRIER, NO_PACK, NO_SHIPMENT, ONBOARDING_ID_PATTERN, card_issues
+from d1.patterns import CARD_PRODUCT_ID_PATTERN, NO_CARRIER, NO_PACK, NO_SHIPMENT, ONBOARDING_ID_PATTERN
+from d1.rules import as_object
 
 ExpiryFormat = Literal["YYMM", "MMYY"]
 
@@ -154,7 +155,7 @@ class Program(_Config):
         if _well_formed(product, CARD_PRODUCT_ID_PATTERN) and product not in self.cardProducts:
             out.append(Issue(("cardProductId",), "is not a card product of this program", IssueKind.UNKNOWN_PRODUCT))
 
-        services = _obj(body.get("services"))
+        services = as_object(body.get("services"))
         if services is not None:
             ids = self.services
             _member_in(out, services, ("services",), "priority", ids.priorities, "priority", None)
@@ -164,7 +165,7 @@ class Program(_Config):
             )
             _member_in(out, services, ("services",), "packaging", ids.packagings, "packaging", NO_PACK)
 
-        design = _obj(body.get("cardDesign"))
+        design = as_object(body.get("cardDesign"))
         rules = self.cardDesign
         image = design.get("cardImage") if design is not None else None
         if isinstance(image, str) and not re.fullmatch(rules.cardImage.pattern, image):
@@ -179,7 +180,7 @@ class Program(_Config):
             _list_in(out, design, ("cardDesign",), "images", rules.images, "card image")
             _lines(out, design, ("cardDesign",), rules.customLines)
 
-        carrier = _obj(body.get("cardCarrierConfig"))
+        carrier = as_object(body.get("cardCarrierConfig"))
         if carrier is not None:
             language = carrier.get("language")
             langs = self.cardCarrier.languages
@@ -194,27 +195,16 @@ class Program(_Config):
             _list_in(out, carrier, ("cardCarrierConfig",), "images", self.cardCarrier.images, "carrier image")
             _lines(out, carrier, ("cardCarrierConfig",), self.cardCarrier.customLines)
 
-        packaging = _obj(body.get("packagingConfig"))
+        packaging = as_object(body.get("packagingConfig"))
         if packaging is not None:
             _list_in(out, packaging, ("packagingConfig",), "inserts", self.packaging.inserts, "insert")
 
-        shipment = _obj(body.get("shipment"))
+        shipment = as_object(body.get("shipment"))
         if shipment is not None:
             for member in ("deliveryAddress", "individualAddress"):
-                address = _obj(shipment.get(member))
-                country = address.get("countryCode") if address is not None else None
-                if (
-                    isinstance(country, str)
-                    and country in ISO_3166_ALPHA2
-                    and (country not in self.shipment.allowedCountries)
-                ):
-                    out.append(
-                        Issue(
-                            ("shipment", member, "countryCode"),
-                            "is not an allowed destination country for this program",
-                            IssueKind.COUNTRY_NOT_ALLOWED,
-                        )
-                    )
+                address = as_object(shipment.get(member))
+                if address is not None:
+                    out += self.address_issues(address, ("shipment", member))
             if (
                 self.shipment.individualAddressRequired
                 and shipment.get("type", "INDIVIDUAL") == "INDIVIDUAL"
@@ -241,7 +231,7 @@ class Program(_Config):
         return out
 
     def address_issues(self, address: Mapping[str, Any], path: JsonPath) -> list[Issue]:
-        """Program rules for a standalone address (pull & change ``newDeliveryAddress``)."""
+        """Program rules for an address (of the shipment, or pull & change's ``newDeliveryAddress``)."""
         country = address.get("countryCode")
         if isinstance(country, str) and country in ISO_3166_ALPHA2 and country not in self.shipment.allowedCountries:
             return [
@@ -253,18 +243,8 @@ class Program(_Config):
             ]
         return []
 
-    def card_issues(
-        self,
-        card: Mapping[str, Any],
-        track: Mapping[str, Any] | None,
-        *,
-        card_path: JsonPath,
-        track_path: JsonPath,
-        expiry_format: str | None = None,
-    ) -> list[Issue]:
-        """Program rules on the card data (printed names, expiry format) plus the card-data
-        cross-field rules of the contract, which depend on the expiry format."""
-        fmt = expiry_format or self.cardData.expiryFormat
+    def card_issues(self, card: Mapping[str, Any], card_path: JsonPath) -> list[Issue]:
+        """Program rules on the card data: the names printed on the card."""
         out: list[Issue] = []
         rule = self.cardData.printedName
         for member in ("name", "secondName"):
@@ -283,12 +263,7 @@ class Program(_Config):
                 out.append(Issue((*card_path, member), f"must be at most {rule.maxLength} characters to be printed"))
             elif not re.fullmatch(rule.pattern, value):
                 out.append(Issue((*card_path, member), f"can only contain {rule.rule} to be printed"))
-        out += card_issues(card, track, expiry_format=fmt, card_path=card_path, track_path=track_path)
         return out
-
-
-def _obj(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
 
 
 def _well_formed(value: Any, pattern: str) -> bool:

@@ -46,27 +46,6 @@ class Operation(StrEnum):
 
 S = ProductionStatus
 
-# The central-issuance values D1 documents for PRODUCE (D); everything else is either
-# documented elsewhere or our reading (OUR_READING), and unknown values must be tolerated.
-DOCUMENTED_CENTRAL_STATUSES: frozenset[str] = frozenset(
-    {
-        S.CARD_PROD_REQUESTED,
-        S.DATA_PREPARED,
-        S.DATA_EXCEPTION,
-        S.CARD_PROD_READY,
-        S.CARD_PROD_ONGOING,
-        S.CARD_PROD_DONE,
-        S.CARD_SHIPPED,
-        S.CARD_PROD_CANCELED,
-    }
-)
-# Statuses we use on a central PRODUCE operation although D1 does not document them there (G).
-OUR_READING: dict[str, str] = {
-    S.CARD_PROD_ON_HOLD: "on-hold is drawn in D1's status diagram without a value; the name is ours",
-    S.CARD_RETURNED: "documented for the tracking hub (trackingType RETURN), not for a PRODUCE operation",
-    S.CARD_PROD_EXCEPTION: "documented for instant issuance; central exception paths are drawn without a value",
-}
-
 # Happy-path order of production. Terminal statuses rank above everything so that a stale
 # progress update can never "reopen" a finished order.
 PRODUCTION_RANK: dict[str, int] = {
@@ -106,9 +85,6 @@ SHIPMENT_RANK: dict[str, int] = {
     "Delivered": 90,
     "Returned": 90,
 }
-
-DEFAULT_DELIVERED_SHIPMENT_STATUSES: tuple[str, ...] = ("Delivered",)
-DEFAULT_RETURNED_SHIPMENT_STATUSES: tuple[str, ...] = ("Returned",)
 
 
 def production_rank(status: str | None) -> int | None:

@@ -20,14 +20,13 @@ the card order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from d1.inbound import not_allowed
-from d1.issues import describe_pattern
-from d1.order import ONBOARDING_ID_PATTERN, TEXT_PATTERN, _D1Model
-from d1.statuses import ProductionStatus
+from d1.issues import describe_pattern, not_allowed
+from d1.order import _D1Model
+from d1.patterns import ONBOARDING_ID_PATTERN, TEXT_PATTERN
 
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
 TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
@@ -53,13 +52,6 @@ SUPPORTED_CARRIERS: dict[str, str] = {
 TRACKING_NUMBER_PATTERN = describe_pattern(
     r"^[A-Za-z0-9-]{1,64}$", "must be a carrier tracking number of 1-64 letters, digits or hyphens"
 )
-
-# details.status of each tracking type's notifications (D).
-TRACKING_STATUS: dict[str, ProductionStatus] = {
-    "PRODUCTION": ProductionStatus.CARD_SHIPPED,
-    "SHIPMENT": ProductionStatus.CARD_SHIPPED,
-    "RETURN": ProductionStatus.CARD_RETURNED,
-}
 
 
 class TrackedShipment(_D1Model):
@@ -92,11 +84,6 @@ class ReturnTracking(_D1Model):
     shipment: TrackedShipment | None = None
     productionSite: str | None = Field(default=None, pattern=ONBOARDING_ID_PATTERN)
     reason: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
-
-
-AnyTrackCardRequest = Annotated[
-    ProductionTracking | ShipmentTracking | ReturnTracking, Field(discriminator="trackingType")
-]
 
 
 class TrackCardBase(_D1Model):

@@ -5,14 +5,16 @@ This is the one home of the issuer-side contract rules; the starter calls it wit
 configured program (starter/edge.py). The emulator keeps its own, independent reading of
 D1's rules (emulator/validation.py).
 
-Three layers, all run even when an earlier one found problems, so that one pass shows
+Four layers, all run even when an earlier one found problems, so that one pass shows
 everything to fix:
 
 1. the contract's structure (types, patterns, enums, required members) from the
    channel's model in :mod:`d1.order`;
-2. the contract's cross-field rules (:func:`d1.order.body_issues`, card-data rules);
+2. the contract's cross-field rules (:mod:`d1.rules`);
 3. the program configuration (:mod:`d1.program`): known products, shipping methods,
-   templates, inserts, images, allowed countries, expiry format, printable names.
+   templates, inserts, images, allowed countries;
+4. the card data: the program's printed names, then expiry (in the program's format) and
+   tracks (:func:`d1.rules.card_issues`).
 
 Unknown members are reported as probable typos. By default they are **errors**: a
 misspelt optional member (``pinMailler``) would otherwise be passed through, ignored by
@@ -33,8 +35,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from d1 import rules
 from d1.issues import Issue, IssueKind, Path, Severity, dedupe, issues_from_validation_error
-from d1.order import DEPRECATED_MEMBERS, Address, CardOrder, body_issues, issuer_order_model
+from d1.order import Address, CardOrder, issuer_order_model
 from d1.program import Program
 
 UnknownFields = Literal["error", "warn"]
@@ -147,30 +150,6 @@ def _to_fields(issues: list[Issue]) -> tuple[list[FieldError], list[FieldWarning
     return errors, warnings
 
 
-def _product_warnings(raw: Mapping[str, Any]) -> list[Issue]:
-    out = [
-        Issue((member,), reason, IssueKind.DEPRECATED, Severity.WARNING)
-        for member, reason in DEPRECATED_MEMBERS.items()
-        if member in raw
-    ]
-    shipment = raw.get("shipment")
-    if (
-        isinstance(shipment, Mapping)
-        and shipment.get("type") == "BULK"
-        and not (shipment.get("groupId") or shipment.get("orderId"))
-    ):
-        out.append(
-            Issue(
-                ("shipment", "groupId"),
-                "is absent: this BULK card ships in a container of its own; "
-                "set groupId (and orderId) to ship cards together",
-                IssueKind.MISSING,
-                Severity.WARNING,
-            )
-        )
-    return out
-
-
 def check_order(
     raw: Any, *, program: Program, unknown_fields: UnknownFields = "error", expiry_format: str | None = None
 ) -> OrderCheck:
@@ -178,27 +157,31 @@ def check_order(
     ``expiry_format`` overrides the program's ``cardData.expiryFormat``."""
     if not isinstance(raw, Mapping):
         return OrderCheck(None, [FieldError("$", "an order must be a JSON object")])
-    fmt = expiry_format
-    model = issuer_order_model(raw)
+    card = raw.get("cardData") if isinstance(raw.get("cardData"), Mapping) else None
+    track = raw.get("trackData") if isinstance(raw.get("trackData"), Mapping) else None
     issues: list[Issue] = []
+    # 1. shape: the channel's model (unknown members are reported in 5, with suggestions).
+    model = issuer_order_model(raw)
     order: CardOrder | None = None
     try:
         order = model.model_validate(raw)
     except ValidationError as err:
-        # Unknown members are reported below, with suggestions, for every object.
         issues += [i for i in issues_from_validation_error(err) if i.kind != IssueKind.UNKNOWN_FIELD]
-    card = raw.get("cardData")
-    card = card if isinstance(card, Mapping) else None
-    track = raw.get("trackData")
-    track = track if isinstance(track, Mapping) else None
-    issues += body_issues(raw, card, card_path=CARD_PATH)
+    # 2. the contract's rules across members of the body.
+    issues += rules.body_issues(raw, card, card_path=CARD_PATH)
+    # 3. the program's rules on the body.
     issues += program.body_issues(raw)
+    # 4. card data: the program's printed names, then the contract's expiry and track rules.
     if card is not None:
-        issues += program.card_issues(card, track, card_path=CARD_PATH, track_path=TRACK_PATH, expiry_format=fmt)
+        issues += program.card_issues(card, CARD_PATH)
+        fmt = expiry_format or program.cardData.expiryFormat
+        issues += rules.card_issues(card, track, expiry_format=fmt, card_path=CARD_PATH, track_path=TRACK_PATH)
+    # 5. unknown members: errors (or warnings on request), always errors inside the card data.
     for issue in unknown_member_issues(model, raw):
         in_card_data = issue.path[:1] in (CARD_PATH, TRACK_PATH)
         issues.append(issue if unknown_fields == "error" or in_card_data else issue.as_warning())
-    issues += _product_warnings(raw)
+    # 6. warnings: accepted, but probably not what the issuer meant.
+    issues += rules.order_warnings(raw)
     errors, warnings = _to_fields(dedupe(issues))
     return OrderCheck(order if not errors else None, errors, warnings)
 

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from d1.inbound import NOT_ALLOWED_ERROR
-from d1.issues import IssueKind
+from d1.issues import NOT_ALLOWED_ERROR, IssueKind
 
 Source = Literal["D", "G"]
 

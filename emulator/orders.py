@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from d1.inbound import D1CardFields
 from d1.issues import Path
-from d1.order import CARD_ID_PATTERN, ISSUER_REQUEST_ID_PATTERN
+from d1.patterns import CARD_ID_PATTERN, ISSUER_REQUEST_ID_PATTERN
 from d1.statuses import Operation, OperationStatus, ProductionStatus
+from emulator.bodies import D1CardFields
 from emulator.decryption import CardDataDecryptor
 from emulator.error_codes import D1Error, ErrorCode
 from emulator.scenarios import ScenarioRule, Scenarios

@@ -4,7 +4,7 @@ D1 forwards the request to the personalization center, which accepts or refuses 
 depending on the production stage; the outcome arrives asynchronously as an
 ``UPDATE_ORDER`` notification. Path and payload are undocumented; the emulator's
 choices (G, the path in :mod:`d1.assumptions` ``pullAndChangePath``, the body in
-:mod:`d1.order`):
+:mod:`emulator.bodies`):
 
 * ``POST {banking}/issuers/{issuerId}/physicalCards/{cardId}/operations:pullAndChange``
   with ``{"type": "CANCEL" | "ACCELERATE" | "REDIRECT" | "ACCELERATE_AND_REDIRECT",
@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from d1.order import REDIRECTING_TYPES
+from d1.patterns import REDIRECTING_TYPES
 from d1.statuses import PRODUCTION_RANK, TERMINAL_PRODUCTION_STATUSES, Operation, OperationStatus
 from emulator.config import EmulatorSettings
 from emulator.error_codes import ERRORS, D1Error, ErrorCode

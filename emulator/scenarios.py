@@ -41,10 +41,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from d1.statuses import ProductionStatus as S
+
 ScenarioKind = Literal["DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "ON_HOLD", "RETURNED", "NOT_DELIVERED"]
 
+# The central-issuance values D1 documents for PRODUCE (D); everything else is either
+# documented elsewhere or our reading (OUR_READING), and unknown values must be tolerated.
+DOCUMENTED_CENTRAL_STATUSES: frozenset[str] = frozenset(
+    {
+        S.CARD_PROD_REQUESTED,
+        S.DATA_PREPARED,
+        S.DATA_EXCEPTION,
+        S.CARD_PROD_READY,
+        S.CARD_PROD_ONGOING,
+        S.CARD_PROD_DONE,
+        S.CARD_SHIPPED,
+        S.CARD_PROD_CANCELED,
+    }
+)
+# Statuses we use on a central PRODUCE operation although D1 does not document them there (G).
+OUR_READING: dict[str, str] = {
+    S.CARD_PROD_ON_HOLD: "on-hold is drawn in D1's status diagram without a value; the name is ours",
+    S.CARD_RETURNED: "documented for the tracking hub (trackingType RETURN), not for a PRODUCE operation",
+    S.CARD_PROD_EXCEPTION: "documented for instant issuance; central exception paths are drawn without a value",
+}
+
 # Whether D1 documents each path for a central-issuance PRODUCE operation (D) or it is our
-# reading (G); see d1/statuses.py (OUR_READING) for the statuses involved.
+# reading (G); see OUR_READING for the statuses involved.
 SCENARIO_SOURCES: dict[str, dict[str, str]] = {
     "DATA_EXCEPTION": {"source": "D", "note": "documented with details.reason; the errorCode value is ours"},
     "CARD_PROD_EXCEPTION": {"source": "G", "note": "CARD_PROD_EXCEPTION is documented for instant issuance only"},

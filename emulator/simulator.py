@@ -281,7 +281,7 @@ class ProductionSimulator:
         self._emit(order)
 
     def _returned(self, order: Order, reason: str) -> None:
-        # CARD_RETURNED on a PRODUCE operation is our reading (d1/statuses.py OUR_READING).
+        # CARD_RETURNED on a PRODUCE operation is our reading (emulator/scenarios.py OUR_READING).
         order.production_status = S.CARD_RETURNED
         order.reason = reason
         self.ship_state(order, "Returned", message=reason)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from d1.statuses import Operation, OperationStatus, ProductionStatus
-from d1.tracking import TRACKING_STATUS, ProductionTracking, ReturnTracking, ShipmentTracking
+from d1.tracking import ProductionTracking, ReturnTracking, ShipmentTracking
 from emulator.config import EmulatorSettings
 from emulator.faults import Faults
 from emulator.notifier import Notifier
@@ -40,6 +40,13 @@ from emulator.validation import RequestValidator
 log = logging.getLogger(__name__)
 
 KEEP_KEYS = 100_000
+
+# details.status of each tracking type's notifications (D).
+TRACKING_STATUS: dict[str, ProductionStatus] = {
+    "PRODUCTION": ProductionStatus.CARD_SHIPPED,
+    "SHIPMENT": ProductionStatus.CARD_SHIPPED,
+    "RETURN": ProductionStatus.CARD_RETURNED,
+}
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Request validation as D1 would do it: the first problem found, as ``{"errorCode", "error"}``.
 
-The emulator reads the contract from :mod:`d1` itself (D1's own reading of the bodies in
-:mod:`d1.inbound` / :mod:`d1.tracking`, the cross-field rules, the program configuration)
+The emulator reads the contract from :mod:`d1` itself (the models, the cross-field rules, the
+program configuration) with D1's own reading of the bodies (:mod:`emulator.bodies`)
 and never calls the issuer side's validation: it stands in for a remote party that has its
 own reading of the contract. D1 reports the first field in error, so this module stops at
 the first :class:`d1.issues.Issue` and answers with the documented code of its kind
@@ -24,11 +24,18 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from d1.assumptions import D1Interface
-from d1.inbound import D1CardFields, batch_card_model, cards_request_issues, order_body_model
 from d1.issues import Issue, Path, issues_from_validation_error
-from d1.order import PullAndChangeRequest, body_issues, pull_and_change_issues
 from d1.program import ExpiryFormat, Program
+from d1.rules import body_issues, card_issues
 from d1.tracking import track_card_model
+from emulator.bodies import (
+    D1CardFields,
+    PullAndChangeRequest,
+    batch_card_model,
+    cards_request_issues,
+    order_body_model,
+    pull_and_change_issues,
+)
 from emulator.error_codes import ISSUE_CODES, VALUE_ERROR_TYPES, D1Error, ErrorCode
 
 _SAFE_TEXT = re.compile(r"[^A-Za-z0-9 _.,:;'()\[\]{}^$*+?|\\/=<>@#%!\"-]")
@@ -157,16 +164,16 @@ class RequestValidator:
             )
         plain_track = body.get(TRACK) if isinstance(body.get(TRACK), Mapping) else None
         track_path = (ENCRYPTED, TRACK) if track is not None else (TRACK,)
-        error = first_error(
-            self.program.card_issues(
-                card,
-                track if track is not None else plain_track,
-                card_path=(ENCRYPTED,),
-                track_path=track_path,
-                expiry_format=self.expiry_format,
-            ),
-            prefix,
-        ) or first_error(body_issues(body, card, card_path=(ENCRYPTED,)), prefix)
+        issues = self.program.card_issues(card, (ENCRYPTED,))
+        issues += card_issues(
+            card,
+            track if track is not None else plain_track,
+            expiry_format=self.expiry_format,
+            card_path=(ENCRYPTED,),
+            track_path=track_path,
+        )
+        issues += body_issues(body, card, card_path=(ENCRYPTED,))
+        error = first_error(issues, prefix)
         if error is not None:
             raise error
 

@@ -8,7 +8,7 @@ work, so an operator gets the reason in the update's answer instead of a D1 erro
 from __future__ import annotations
 
 from contracts.card_order import OrderRef, OrderState
-from d1.order import PULL_AND_CHANGE_TYPES, REDIRECTING_TYPES
+from d1.patterns import PULL_AND_CHANGE_TYPES, REDIRECTING_TYPES
 
 
 def change_problem(state: OrderState, ref: OrderRef, kind: str, *, has_address: bool) -> str | None:

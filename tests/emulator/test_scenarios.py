@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from emulator_support import Emulator, shipment_status
 
-from d1.statuses import DOCUMENTED_CENTRAL_STATUSES, OUR_READING
-from emulator.scenarios import SCENARIO_SOURCES, ScenarioRule
+from emulator.scenarios import DOCUMENTED_CENTRAL_STATUSES, OUR_READING, SCENARIO_SOURCES, ScenarioRule
 
 # (scenario, D/G, the statuses of a PRODUCE operation it sends that D1 does not document for
 #  central issuance, the last notification's (status, details.status, shipment status))

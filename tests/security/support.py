@@ -17,7 +17,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 
-from d1.order import luhn_valid
+from d1.card_data import luhn_valid
 
 ISSUER_ID = "TESTISS001"
 OTHER_ISSUER_ID = "OTHERISS02"

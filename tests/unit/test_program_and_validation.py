@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from d1.order import InstantCardOrder, parse_card_order
+from d1.order import CARD_ORDER_MODELS, parse_card_order
 from d1.program import DEFAULT_PROGRAM_FILE, Program, ProgramConfigError, load_program
 from emulator.error_codes import D1Error
 from emulator.validation import RequestValidator
@@ -106,7 +106,7 @@ def test_channels_are_discriminated() -> None:
     )
     del order["shipment"]
     parsed = validate_order(order)
-    assert isinstance(parsed, InstantCardOrder) and not parsed.ships
+    assert isinstance(parsed, CARD_ORDER_MODELS["INSTANT"]) and not parsed.ships
     body = parsed.d1_body("JWE")
     assert body["distributionChannel"] == "INSTANT" and "shipment" not in body
     assert type(parse_card_order(sample_order("req-2"))).__name__ == "ThalesCardOrder"

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from d1.order import luhn_valid
+from d1.card_data import luhn_valid
 from security.redaction import (
     MASK,
     RedactingFilter,
