@@ -41,7 +41,8 @@ from d1.card_data_guard import card_data_issues
 from d1.issues import Issue, issues_from_validation_error
 from d1.jwe import encrypt_for_d1
 from d1.masking import mask_pan
-from d1.patterns import CARD_ID_PATTERN, Address, CardOrder
+from d1.order import Address, CardOrder
+from d1.patterns import CARD_ID_PATTERN
 from d1.program import Program, load_program
 from d1.tracking import track_card_model
 from d1.validation import FieldError, FieldWarning, InvalidOrder, UnknownFields, check_order, validate_address
