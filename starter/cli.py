@@ -1,13 +1,4 @@
-"""``python -m starter``: submit orders and follow them from a shell.
-
-    python -m starter submit order.json [--wait] [--allow-unknown-fields]
-    python -m starter submit-batch orders.jsonl|orders.csv [--concurrency N] [--dry-run] [--d1-batch]
-    python -m starter track CARD_ID --type PRODUCTION|SHIPMENT|RETURN [--carrier C --tracking-number N] [--wait]
-    python -m starter status ISSUER_REQUEST_ID [--issuer-id ID] [-o text|json]
-    python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
-    python -m starter timeline ISSUER_REQUEST_ID [-o text|json]
-    python -m starter reconcile ISSUER_REQUEST_ID | --stuck | --query Q | --all-running
-    python -m starter cancel|accelerate|redirect ISSUER_REQUEST_ID [...]
+"""``python -m starter``: submit orders and follow them from a shell (``--help`` lists the commands).
 
 ``-o json`` (like the ``temporal`` CLI's) prints what a script needs, on stdout: ``status``
 the order's view (masked: it holds no card data), ``list`` an array of order summaries,
@@ -27,9 +18,10 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -46,7 +38,7 @@ from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_se
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import format_view, json_text, print_invalid, print_orders_table, summary_json, tracking_text
+from starter.output import format_view, json_text, print_invalid, print_orders_table, tracking_text
 from starter.progress import BulkProgress
 from temporal_client import connect
 
@@ -77,10 +69,6 @@ def _order_lookup(command: Command) -> Command:
     return run
 
 
-def _unknown_fields(args: argparse.Namespace) -> Literal["warn", "error"]:
-    return "warn" if args.allow_unknown_fields else "error"
-
-
 UNREADABLE = object()
 
 
@@ -101,7 +89,7 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
     # reported even when Temporal is down, and only the JWE leaves this process.
     edge = OrderEdge.from_settings()
     try:
-        prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=_unknown_fields(args))
+        prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=args.unknown_fields)
     except InvalidOrder as err:
         print_invalid(args.file, err)
         return EXIT_INVALID
@@ -134,7 +122,7 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
             fmt=detect_format(path, args.format),
             default_issuer_id=issuer_id,
             edge=edge,
-            unknown_fields=_unknown_fields(args),
+            unknown_fields=args.unknown_fields,
         )
     except (OSError, ValueError) as exc:
         print(f"{path}: cannot read the batch file: {exc}", file=sys.stderr)
@@ -191,7 +179,7 @@ async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
         print(f"query: {api.orders_query(query)}", file=sys.stderr)
     found = await orders.list(query, limit=args.limit)
     if args.output == "json":
-        print(json_text([summary_json(o) for o in found]))
+        print(json_text([asdict(o) for o in found]))
     else:
         print_orders_table(found)
     return 0
@@ -311,17 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    unknown_help = "warn about unknown members and pass them through"
+    def allow_unknown_fields(p: argparse.ArgumentParser) -> None:
+        help = "warn about unknown members and pass them through"
+        p.add_argument("--allow-unknown-fields", dest="unknown_fields", action="store_const", const="warn", help=help)
+        p.set_defaults(unknown_fields="error")
+
     p = command("submit", cmd_submit, "validate and start one order from a JSON file")
     p.add_argument("file")
     p.add_argument("--wait", action="store_true", help="wait until the order finishes")
-    p.add_argument("--allow-unknown-fields", action="store_true", help=unknown_help)
+    allow_unknown_fields(p)
     p = command("submit-batch", cmd_submit_batch, "validate a JSONL/CSV file of orders, then start the valid ones")
     p.add_argument("file")
     p.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
     p.add_argument("--concurrency", type=int, default=32, help="orders started at the same time")
     p.add_argument("--dry-run", action="store_true", help="validate every line, start nothing")
-    p.add_argument("--allow-unknown-fields", action="store_true", help=unknown_help)
+    allow_unknown_fields(p)
     p.add_argument(
         "--d1-batch",
         action="store_true",

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contracts.card_order import OrderView
+from contracts.card_order import OrderView, TimelineEntry
 from contracts.card_tracking import TrackingView
 from d1.validation import InvalidOrder
 from starter.api import OrderSummary
@@ -46,16 +46,16 @@ def format_view(view: OrderView) -> str:
         lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
     for e in st.errors:
         lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
-    lines.append("timeline")
-    for t in st.timeline:
-        ship = f" / {t.shipment_status}" if t.shipment_status else ""
-        lines.append(f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})")
-    return "\n".join(lines)
+    return "\n".join([*lines, "timeline", *map(_timeline_line, st.timeline)])
 
 
-# The ``list -o json`` object of one order; the table shows the same values but the
-# issuer request id (it is the end of the workflow id).
-LIST_FIELDS = ("workflow_id", "status", "card_id", "issuer_request_id", "production_status", "outcome")
+def _timeline_line(t: TimelineEntry) -> str:
+    ship = f" / {t.shipment_status}" if t.shipment_status else ""
+    return f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})"
+
+
+# ``list -o json`` prints every field of OrderSummary; the table all but the issuer request
+# id (it is the end of the workflow id).
 LIST_COLUMNS = (
     ("WorkflowId", "workflow_id"),
     ("Status", "status"),
@@ -63,10 +63,6 @@ LIST_COLUMNS = (
     ("ProductionStatus", "production_status"),
     ("Outcome", "outcome"),
 )
-
-
-def summary_json(order: OrderSummary) -> dict[str, str | None]:
-    return {name: getattr(order, name) for name in LIST_FIELDS}
 
 
 def json_text(value: Any) -> str:
@@ -93,14 +89,6 @@ def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = Non
 
 def tracking_text(view: TrackingView) -> str:
     st = view.state
-    lines = [
-        f"tracking   {view.workflow_id}",
-        f"outcome    {st.outcome.value if st.outcome else '-'}"
-        f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}",
-    ]
-    lines += [
-        f"  {t.d1_time:<26} {t.production_status or t.operation}"
-        f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})"
-        for t in st.timeline
-    ]
-    return "\n".join(lines)
+    reason = f" ({st.outcome_reason})" if st.outcome_reason else ""
+    outcome = f"outcome    {st.outcome.value if st.outcome else '-'}{reason}"
+    return "\n".join([f"tracking   {view.workflow_id}", outcome, *map(_timeline_line, st.timeline)])

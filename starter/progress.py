@@ -9,10 +9,9 @@ prints a few plain lines instead: the start, each further tenth done, and the en
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import TextIO
 
-from rich import progress as rich_progress
+from rich import progress as rp
 from rich.console import Console
 
 PLAIN_STEPS = 10  # plain lines at 0 %, 10 %, ... 100 %
@@ -20,24 +19,17 @@ PLAIN_STEPS = 10  # plain lines at 0 %, 10 %, ... 100 %
 
 class BulkProgress:
     """``update(done, total, detail)`` as work completes; ``close()`` (or ``with``) at the end.
-
-    ``detail`` is a short plain text shown after the counts (never markup: ids and reasons
-    are printed as they are)."""
+    ``detail`` is plain text, never markup: ids and reasons are printed as they are."""
 
     def __init__(self, label: str, *, stream: TextIO | None = None) -> None:
         self.label = label
-        self._console = Console(file=stream if stream is not None else sys.stderr, highlight=False)
-        self._bar: rich_progress.Progress | None = None
-        self._task: rich_progress.TaskID | None = None
-        self._step_shown = -1
+        self._console = Console(file=stream or sys.stderr, highlight=False)
+        self.redraws = self._console.is_terminal
+        self._bar: rp.Progress | None = None
+        self._task = rp.TaskID(0)
         self._last: tuple[int, int, str] | None = None
         self._shown: tuple[int, int, str] | None = None
         self._closed = False
-
-    @property
-    def redraws(self) -> bool:
-        """True on a terminal (a bar redrawn in place), False when plain lines are printed."""
-        return self._console.is_terminal
 
     def update(self, done: int, total: int, detail: str = "") -> None:
         if self._closed:
@@ -45,13 +37,18 @@ class BulkProgress:
         self._last = (done, total, detail)
         if total <= 0:
             return  # said once, at close: "nothing matched"
-        if self.redraws:
-            self._draw(done, total, detail)
+        if not self.redraws:
+            if self._shown is None or done * PLAIN_STEPS // total != self._shown[0] * PLAIN_STEPS // self._shown[1]:
+                self._plain(done, total, detail)
             return
-        step = done * PLAIN_STEPS // total
-        if step != self._step_shown:
-            self._step_shown = step
-            self._plain(done, total, detail)
+        if self._bar is None:
+            text = rp.TextColumn("{task.description}", markup=False)
+            detail_column = rp.TextColumn("{task.fields[detail]}", markup=False)
+            columns = (rp.BarColumn(), rp.MofNCompleteColumn(), rp.TaskProgressColumn(), rp.TimeElapsedColumn())
+            self._bar = rp.Progress(text, *columns, detail_column, console=self._console)
+            self._task = self._bar.add_task(self.label, total=total, completed=done, detail=detail)
+            self._bar.start()
+        self._bar.update(self._task, total=total, completed=done, detail=detail)
 
     def close(self) -> None:
         if self._closed:
@@ -67,27 +64,8 @@ class BulkProgress:
     def __enter__(self) -> BulkProgress:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _draw(self, done: int, total: int, detail: str) -> None:
-        if self._bar is None:
-            self._bar = rich_progress.Progress(
-                rich_progress.TextColumn("{task.description}", markup=False),
-                rich_progress.BarColumn(),
-                rich_progress.MofNCompleteColumn(),
-                rich_progress.TaskProgressColumn(),
-                rich_progress.TimeElapsedColumn(),
-                rich_progress.TextColumn("{task.fields[detail]}", markup=False),
-                console=self._console,
-            )
-            self._task = self._bar.add_task(self.label, total=total, completed=done, detail=detail)
-            self._bar.start()
-        else:
-            assert self._task is not None
-            self._bar.update(self._task, total=total, completed=done, detail=detail)
 
     def _plain(self, done: int, total: int, detail: str) -> None:
         self._shown = (done, total, detail)
