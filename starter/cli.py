@@ -38,7 +38,7 @@ from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_se
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import format_view, json_text, print_invalid, print_orders_table, tracking_text
+from starter.output import format_view, invalid_text, json_text, print_orders_table, tracking_text
 from starter.progress import BulkProgress
 from temporal_client import connect
 
@@ -48,9 +48,22 @@ EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
 
 
+class Exit(Exception):
+    """Ends a command: the message on stderr, ``code`` the exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 async def _run(args: argparse.Namespace) -> int:
     command: Command = args.func
-    return await command(args, args.issuer_id or D1ClientSettings().issuer_id)
+    issuer_id = args.issuer_id or D1ClientSettings().issuer_id
+    try:
+        return await command(args, issuer_id)
+    except Exit as err:
+        print(err, file=sys.stderr)
+        return err.code
 
 
 def _order_lookup(command: Command) -> Command:
@@ -63,47 +76,37 @@ def _order_lookup(command: Command) -> Command:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            print(f"no order {getattr(args, 'issuer_request_id', '')} for issuer {issuer_id}", file=sys.stderr)
-            return EXIT_NOT_FOUND
+            rid = getattr(args, "issuer_request_id", "")
+            raise Exit(EXIT_NOT_FOUND, f"no order {rid} for issuer {issuer_id}") from None
 
     return run
 
 
-UNREADABLE = object()
-
-
 async def _read_json(path: str, what: str) -> Any:
-    """The file's JSON, or UNREADABLE once the reason is printed (a file may hold ``null``)."""
     try:
         return json.loads(await asyncio.to_thread(Path(path).read_text, encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"{path}: cannot read {what}: {exc}", file=sys.stderr)
-        return UNREADABLE
+        raise Exit(EXIT_INVALID, f"{path}: cannot read {what}: {exc}") from None
 
 
 async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
     raw = await _read_json(args.file, "a JSON order")
-    if raw is UNREADABLE:
-        return EXIT_INVALID
     # Validated and encrypted for D1 before Temporal is contacted: invalid input is
     # reported even when Temporal is down, and only the JWE leaves this process.
     edge = OrderEdge.from_settings()
     try:
         prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=args.unknown_fields)
     except InvalidOrder as err:
-        print_invalid(args.file, err)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, invalid_text(args.file, err)) from None
     except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise Exit(1, f"error: {err}") from None
     for fw in prepared.warnings:
         print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
     orders = await CardOrders.connect(TemporalSettings(), edge=edge)
     try:
         submitted = await orders.submit_prepared(prepared)
     except OrderRefused as err:
-        print(f"refused: {err}", file=sys.stderr)
-        return EXIT_REFUSED
+        raise Exit(EXIT_REFUSED, f"refused: {err}") from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already exists'}")
     if args.wait:
         print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))
@@ -125,8 +128,7 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
             unknown_fields=args.unknown_fields,
         )
     except (OSError, ValueError) as exc:
-        print(f"{path}: cannot read the batch file: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, f"{path}: cannot read the batch file: {exc}") from None
     report.dry_run = args.dry_run
     if report.invalid:
         print(f"{path}: {len(report.invalid)} invalid line(s), nothing will be started for them", file=sys.stderr)
@@ -155,8 +157,7 @@ async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
     try:
         submitted = await orders.track(issuer_id, args.card_id, args.type, details=details)
     except InvalidOrder as err:
-        print_invalid(f"track {args.card_id}", err)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, invalid_text(f"track {args.card_id}", err)) from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
     if args.wait:
         view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
@@ -198,14 +199,12 @@ async def cmd_timeline(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
     query = list_query(args, issuer_id)
     if not args.issuer_request_id and query is None and not args.all_running:
-        print("say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running", file=sys.stderr)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, "say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running")
     client = await connect(TemporalSettings())
     if args.issuer_request_id:
         wid = api.workflow_id(issuer_id, args.issuer_request_id)
         if not await ops.redrive_one(client, wid):
-            print(f"order {args.issuer_request_id} is not running", file=sys.stderr)
-            return EXIT_NOT_FOUND
+            raise Exit(EXIT_NOT_FOUND, f"order {args.issuer_request_id} is not running")
         print(f"{wid}: reconciliation requested")
         return 0
     with BulkProgress("reconcile") as progress:
@@ -222,11 +221,8 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
     """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
     rid, source = args.issuer_request_id, getattr(args, "address", None)
     address = await _read_json(source, "a JSON address") if source else None
-    if address is UNREADABLE:
-        return EXIT_INVALID
     if args.command == "redirect" and address is None:
-        print("redirect needs --address FILE (the new deliveryAddress as JSON)", file=sys.stderr)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, "redirect needs --address FILE (the new deliveryAddress as JSON)")
     orders = await CardOrders.connect(TemporalSettings())
     try:
         if args.command == "cancel":
@@ -238,11 +234,9 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         else:
             record = await orders.redirect(issuer_id, rid, address, note=args.note)
     except InvalidOrder as err:
-        print_invalid(source or rid, err)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, invalid_text(source or rid, err)) from None
     except ChangeRejected as err:
-        print(f"{args.command} refused: {err.reason}", file=sys.stderr)
-        return EXIT_REFUSED
+        raise Exit(EXIT_REFUSED, f"{args.command} refused: {err.reason}") from None
     print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
     return 0
 
@@ -270,8 +264,7 @@ async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: st
             break
         except (RPCError, RuntimeError) as err:
             if loop.time() > deadline:
-                print(f"Temporal at {settings.address} not ready: {err}", file=sys.stderr)
-                return 1
+                raise Exit(1, f"Temporal at {settings.address} not ready: {err}") from None
             await asyncio.sleep(2)
     print(f"namespace {settings.namespace}: " + (f"registered {', '.join(added)}" if added else "all present"))
     return 0

@@ -22,12 +22,14 @@ from d1.validation import InvalidOrder
 from starter.api import OrderSummary
 
 
-def print_invalid(source: str, err: InvalidOrder) -> None:
-    print(f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):", file=sys.stderr)
-    for fe in err.errors:
-        print(f"  - {fe.path}: {fe.reason}", file=sys.stderr)
-    for fw in err.warnings:
-        print(f"  warning: {fw.path}: {fw.reason}", file=sys.stderr)
+def invalid_text(source: str, err: InvalidOrder) -> str:
+    return "\n".join(
+        [
+            f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):",
+            *(f"  - {fe.path}: {fe.reason}" for fe in err.errors),
+            *(f"  warning: {fw.path}: {fw.reason}" for fw in err.warnings),
+        ]
+    )
 
 
 def format_view(view: OrderView) -> str:
