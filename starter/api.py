@@ -72,8 +72,8 @@ class OrderSummary:
     outcome: str | None
 
 
-def timing_from_settings(settings: OrderTimingSettings | None = None) -> OrderTiming:
-    s = settings or OrderTimingSettings()
+def timing_from_settings() -> OrderTiming:
+    s = OrderTimingSettings()
     return OrderTiming(
         reconcile_after=s.reconcile_after, quiet_after_shipped=s.quiet_after_shipped, close_grace=s.close_grace
     )

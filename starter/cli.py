@@ -38,8 +38,7 @@ from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_se
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import format_view, invalid_text, json_text, print_orders_table, tracking_text
-from starter.progress import BulkProgress
+from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4

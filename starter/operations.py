@@ -9,7 +9,7 @@ needs no access to the database and card data never leaves the payload codec.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -31,13 +31,12 @@ from starter.start_many import bounded
 __all__ = ["card_query", "rejected_since_query", "stuck_query"]  # re-exported for the CLI
 
 
-def start_of_day(now: datetime | None = None) -> datetime:
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def start_of_day() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def rejected_today_query(now: datetime | None = None) -> str:
-    return rejected_since_query(start_of_day(now))
+def rejected_today_query() -> str:
+    return rejected_since_query(start_of_day())
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,8 @@ class TimelineLine:
         return f"{when}  {self.source:<5}  {self.text}"
 
     def as_json(self) -> dict[str, Any]:
-        """``{"at": RFC 3339 in UTC or null, "source", "text"}`` (``timeline -o json``)."""
-        at = self.at.astimezone(UTC).isoformat() if self.at else None
-        return {"at": at, "source": self.source, "text": self.text}
+        """``timeline -o json``: ``at`` in RFC 3339 UTC, or null."""
+        return {**asdict(self), "at": self.at.astimezone(UTC).isoformat() if self.at else None}
 
 
 _SIGNAL_WORDS = {
@@ -163,22 +161,17 @@ class RedriveReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = None) -> bool:
+async def redrive_one(client: Client, workflow_id: str) -> bool:
     """Signal ``reconcile_now``; False when the order is closed or unknown."""
-    request = ReconcileRequest(requested_by="operator-cli", reason=reason)
+    request = ReconcileRequest(requested_by="operator-cli")
     return await found(client.get_workflow_handle(workflow_id).signal(api.RECONCILE_SIGNAL, request))
 
 
 async def redrive_matching(
-    client: Client,
-    query: str | None,
-    *,
-    concurrency: int = 20,
-    limit: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    client: Client, query: str | None, *, concurrency: int = 20, progress: Callable[[int, int], None] | None = None
 ) -> RedriveReport:
     """Ask every running order matching ``query`` to reconcile now, ``concurrency`` at a time."""
-    ids = [wf.id async for wf in client.list_workflows(api.orders_query(all_of(RUNNING, query)), limit=limit)]
+    ids = [wf.id async for wf in client.list_workflows(api.orders_query(all_of(RUNNING, query)))]
     report = RedriveReport()
     done = 0
     if progress:

@@ -24,7 +24,7 @@ from d1.validation import FieldError, UnknownFields
 from starter.api import CardOrders
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
-from starter.progress import BulkProgress
+from starter.output import BulkProgress
 from starter.start_many import Started, start_many
 
 FileFormat = Literal["jsonl", "csv"]
