@@ -346,18 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(p)
     p.add_argument("--all-running", action="store_true", help="every running order")
     p.add_argument("--concurrency", type=int, default=20)
-    for name, text in (
-        ("cancel", "cancel an order not yet shipped (pull & change)"),
-        ("accelerate", "ask D1 to speed an order up (pull & change)"),
-        ("redirect", "ship an order not yet shipped to another address (pull & change)"),
+    for name, text, address in (
+        ("cancel", "cancel an order not yet shipped (pull & change)", None),
+        ("accelerate", "ask D1 to speed an order up (pull & change)", "a new deliveryAddress: accelerate and redirect"),
+        ("redirect", "ship an order not yet shipped to another address (pull & change)", "the new deliveryAddress"),
     ):
         p = command(name, cmd_change, text)
         p.add_argument("issuer_request_id")
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
-        if name == "redirect":
-            p.add_argument("--address", help="JSON file with the new deliveryAddress")
-        if name == "accelerate":
-            p.add_argument("--address", help="JSON file with a new deliveryAddress: accelerate and redirect")
+        if address:
+            p.add_argument("--address", help=f"JSON file with {address}")
     return parser
 
 

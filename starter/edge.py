@@ -116,15 +116,13 @@ def _field_errors(issues: list[Issue]) -> list[FieldError]:
     return [FieldError(i.dotted("$"), i.reason) for i in issues]
 
 
+@dataclass(frozen=True, kw_only=True)
 class OrderEdge:
     """Validate, encrypt for D1, check, and build the workflow input for one order at a time."""
 
-    def __init__(
-        self, *, program_file: Path, encryption_key: KeyFile | jwk.JWK, expiry_format: str | None = None
-    ) -> None:
-        self._program_file = program_file
-        self._key = encryption_key
-        self._expiry_format = expiry_format
+    program_file: Path
+    encryption_key: KeyFile | jwk.JWK
+    expiry_format: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any | None = None) -> OrderEdge:
@@ -140,17 +138,14 @@ class OrderEdge:
 
     @property
     def program(self) -> Program:
-        return load_program(self._program_file)
-
-    def _encryption_key(self) -> jwk.JWK:
-        return self._key.current() if isinstance(self._key, KeyFile) else self._key
+        return load_program(self.program_file)
 
     def check(
         self, raw: Any, *, unknown_fields: UnknownFields = "error"
     ) -> tuple[CardOrder | None, list[FieldError], list[FieldWarning]]:
         """Every problem of a clear order (no encryption): (order or None, errors, warnings)."""
         checked = check_order(
-            raw, program=self.program, unknown_fields=unknown_fields, expiry_format=self._expiry_format
+            raw, program=self.program, unknown_fields=unknown_fields, expiry_format=self.expiry_format
         )
         return checked.order, checked.errors, checked.warnings
 
@@ -174,7 +169,7 @@ class OrderEdge:
 
     def _encrypt(self, order: CardOrder, timing: OrderTiming, warnings: tuple[FieldWarning, ...]) -> PreparedOrder:
         program = self.program
-        key = self._encryption_key()
+        key = self.encryption_key.current() if isinstance(self.encryption_key, KeyFile) else self.encryption_key
         # Where the tracks travel is the program's (d1/assumptions.py); encrypted by default.
         track_clear = program.interface.trackDataPlacement == "clear"
         plaintext = order.sensitive_plaintext(include_tracks=not track_clear)

@@ -123,9 +123,6 @@ class FileReport:
         return "\n".join(out)
 
 
-# ------------------------------------------------------------------------- reading
-
-
 def detect_format(path: Path, fmt: str | None = None) -> FileFormat:
     if fmt in ("jsonl", "csv"):
         return fmt  # type: ignore[return-value]
@@ -233,11 +230,8 @@ def validate_file(
     return valid, report
 
 
-# ------------------------------------------------------------------------- starting
-
-
 class Progress(BulkProgress):
-    """submit-batch's progress on stderr (starter/progress.py), fed with the report's counts."""
+    """submit-batch's progress on stderr, fed with the report's counts."""
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         super().__init__("submit-batch", stream=stream)
