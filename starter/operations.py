@@ -76,7 +76,7 @@ _TRACKED_ATTRIBUTES = (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.ORDER_OUTCOM
 
 def _d1_time(value: str) -> datetime | None:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -89,8 +89,6 @@ async def _activity_summaries(client: Client, events: list[HistoryEvent]) -> dic
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and e.user_metadata.HasField("summary")
     ]
-    if not scheduled:
-        return {}
     try:
         payloads = [e.user_metadata.summary for e in scheduled]
         values = await client.data_converter.decode(payloads, [str] * len(payloads))
