@@ -148,7 +148,6 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
 
 
 async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
-    """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
     shipment = {k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v}
     given = {"shipment": shipment, "productionSite": args.production_site, "reason": args.reason}
     details: dict[str, Any] = {k: v for k, v in given.items() if v}
@@ -217,7 +216,6 @@ async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
 
 @_order_lookup
 async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
-    """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
     rid, source = args.issuer_request_id, getattr(args, "address", None)
     address = await _read_json(source, "a JSON address") if source else None
     if args.command == "redirect" and address is None:
@@ -241,7 +239,7 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
 
 
 def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
-    """The ``list``/``reconcile`` shortcuts as one visibility query (README "Operations guide")."""
+    """The ``list``/``reconcile`` shortcuts as one visibility query (docs/operations.md, "Finding orders")."""
     return all_of(
         args.query,
         ops.stuck_query() if args.stuck else None,
@@ -331,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--show-query", action="store_true", help="print the visibility query used")
     _add_output(p)
-    # Operator commands (README "Operations guide").
+    # Operator commands (docs/operations.md).
     p = command(
         "register-search-attributes",
         cmd_register_search_attributes,
