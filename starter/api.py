@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -71,8 +72,8 @@ class OrderSummary:
     outcome: str | None
 
 
-def timing_from_settings(settings: OrderTimingSettings | None = None) -> OrderTiming:
-    s = settings or OrderTimingSettings()
+def timing_from_settings() -> OrderTiming:
+    s = OrderTimingSettings()
     return OrderTiming(
         reconcile_after=s.reconcile_after, quiet_after_shipped=s.quiet_after_shipped, close_grace=s.close_grace
     )
@@ -89,18 +90,14 @@ class CardOrders:
         self.timing = timing or timing_from_settings()
         self._edge = edge
 
-    @property
+    @functools.cached_property
     def edge(self) -> OrderEdge:
-        if self._edge is None:
-            self._edge = OrderEdge.from_settings()
-        return self._edge
+        return self._edge or OrderEdge.from_settings()
 
     @classmethod
     async def connect(cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None) -> CardOrders:
         settings = settings or TemporalSettings()
         return cls(await connect(settings), task_queue=settings.task_queue, edge=edge)
-
-    # ------------------------------------------------------------------ submit
 
     async def submit(
         self, order: CardOrder | Mapping[str, Any], *, unknown_fields: UnknownFields | None = None
@@ -108,8 +105,7 @@ class CardOrders:
         """Validate (every rule, raising InvalidOrder with every problem), encrypt the card
         data for D1 and start the order, or return the existing one. Clear card data does
         not leave this call: Temporal receives the JWE and the masked PAN only."""
-        prepared = self.edge.prepare(order, timing=self.timing, unknown_fields=unknown_fields)
-        return await self.submit_prepared(prepared)
+        return await self.submit_prepared(self.edge.prepare(order, timing=self.timing, unknown_fields=unknown_fields))
 
     async def submit_prepared(self, prepared: PreparedOrder) -> SubmittedOrder:
         """Start an order the edge already prepared (batches prepare every line first)."""
@@ -123,8 +119,7 @@ class CardOrders:
         ) as span:
             submitted = await self._start(prepared)
             span.set_attribute("d1.order.created", submitted.created)
-        warnings = tuple(map(str, prepared.warnings))
-        return SubmittedOrder(submitted.workflow_id, submitted.created, warnings) if warnings else submitted
+        return replace(submitted, warnings=tuple(map(str, prepared.warnings)))
 
     async def start_many(
         self,
@@ -153,8 +148,7 @@ class CardOrders:
     async def _start_once(
         self, workflow_type: str, prepared: PreparedOrder | PreparedTracking, *, reuse: WorkflowIDReusePolicy
     ) -> SubmittedOrder:
-        """Start the workflow unless it runs (or, with REJECT_DUPLICATE, ever ran) under that id:
-        a concurrent or earlier start of the same order is the answer."""
+        """A concurrent or earlier start under that id (per ``reuse``) is the answer."""
         try:
             await self.client.start_workflow(
                 workflow_type,
@@ -172,13 +166,7 @@ class CardOrders:
         return SubmittedOrder(prepared.workflow_id, created=True)
 
     async def _exists(self, workflow_id: str) -> bool:
-        try:
-            await self.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return True
+        return await found(self.client.get_workflow_handle(workflow_id).describe())
 
     async def _refuse_if_card_busy(self, prepared: PreparedOrder) -> None:
         ref = prepared.ref
@@ -190,18 +178,14 @@ class CardOrders:
                     f"workflow {wf.id}); cancel it or wait for it to finish before ordering again"
                 )
 
-    # ------------------------------------------------------------------ follow
-
     def handle(self, issuer_id: str, issuer_request_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView)
 
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
-        view: OrderView = await self.handle(issuer_id, issuer_request_id).query(api.VIEW_QUERY, result_type=OrderView)
-        return view
+        return await self.handle(issuer_id, issuer_request_id).query(api.VIEW_QUERY, result_type=OrderView)
 
     async def wait(self, issuer_id: str, issuer_request_id: str) -> OrderView:
-        result: OrderView = await self.handle(issuer_id, issuer_request_id).result()
-        return result
+        return cast(OrderView, await self.handle(issuer_id, issuer_request_id).result())
 
     async def wait_for(
         self,
@@ -240,8 +224,6 @@ class CardOrders:
         """The orders of one BULK shipment group (search attribute ``ShipmentGroupId``)."""
         return await self.list(api.group_query(group_id, issuer_id), limit=limit)
 
-    # ------------------------------------------------------------ tracking hub
-
     async def track(
         self, issuer_id: str, card_id: str, tracking_type: str, *, details: Mapping[str, Any] | None = None
     ) -> SubmittedOrder:
@@ -259,43 +241,40 @@ class CardOrders:
         )
 
     async def tracking_status(self, issuer_id: str, card_id: str, tracking_type: str) -> TrackingView:
-        view: TrackingView = await self.tracking_handle(issuer_id, card_id, tracking_type).query(
-            tracking_api.VIEW_QUERY, result_type=TrackingView
-        )
-        return view
-
-    # ---------------------------------------------------------- pull & change
+        handle = self.tracking_handle(issuer_id, card_id, tracking_type)
+        return await handle.query(tracking_api.VIEW_QUERY, result_type=TrackingView)
 
     async def cancel(self, issuer_id: str, issuer_request_id: str, *, note: str | None = None) -> ChangeRecord:
         """Cancel an order not yet shipped. Returns once D1 took the request; the outcome
         (ACCEPTED / REFUSED) then shows in :meth:`status` (``state.changes``); an accepted
         cancel ends the order as CANCELED (CARD_PROD_CANCELED)."""
-        return await self._change(api.CANCEL_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
+        return await self._change(api.CANCEL_UPDATE, issuer_id, issuer_request_id, note)
 
     async def accelerate(self, issuer_id: str, issuer_request_id: str, *, note: str | None = None) -> ChangeRecord:
         """Produce as soon as possible and ship with an express carrier (before shipment)."""
-        return await self._change(api.ACCELERATE_UPDATE, issuer_id, issuer_request_id, ChangeRequest(note=note))
+        return await self._change(api.ACCELERATE_UPDATE, issuer_id, issuer_request_id, note)
 
     async def redirect(
         self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
         """Ship to a new delivery address (before personalization prints the carrier).
         An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``)."""
-        request = ChangeRequest(new_delivery_address=self.edge.address(new_delivery_address), note=note)
-        return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
+        return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, note, new_delivery_address)
 
     async def accelerate_and_redirect(
         self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
-        request = ChangeRequest(new_delivery_address=self.edge.address(new_delivery_address), note=note)
-        return await self._change(api.ACCELERATE_AND_REDIRECT_UPDATE, issuer_id, issuer_request_id, request)
+        update = api.ACCELERATE_AND_REDIRECT_UPDATE
+        return await self._change(update, issuer_id, issuer_request_id, note, new_delivery_address)
 
     async def _change(
-        self, update: str, issuer_id: str, issuer_request_id: str, request: ChangeRequest
+        self, update: str, issuer_id: str, issuer_request_id: str, note: str | None, address: AddressLike | None = None
     ) -> ChangeRecord:
+        new_address = self.edge.address(address) if address is not None else None
+        request = ChangeRequest(new_delivery_address=new_address, note=note)
         handle = self.handle(issuer_id, issuer_request_id)
         try:
-            record: ChangeRecord = await handle.execute_update(update, request, result_type=ChangeRecord)
+            return await handle.execute_update(update, request, result_type=ChangeRecord)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             raise ChangeRejected(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
@@ -306,4 +285,14 @@ class CardOrders:
                     "the order is already finished; pull & change only applies to open orders"
                 ) from None
             raise
-        return record
+
+
+async def found(call: Awaitable[object]) -> bool:
+    """False when Temporal answers NOT_FOUND (an unknown or closed workflow), True when the call succeeds."""
+    try:
+        await call
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

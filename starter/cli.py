@@ -1,13 +1,4 @@
-"""``python -m starter``: submit orders and follow them from a shell.
-
-    python -m starter submit order.json [--wait] [--allow-unknown-fields]
-    python -m starter submit-batch orders.jsonl|orders.csv [--concurrency N] [--dry-run] [--d1-batch]
-    python -m starter track CARD_ID --type PRODUCTION|SHIPMENT|RETURN [--carrier C --tracking-number N] [--wait]
-    python -m starter status ISSUER_REQUEST_ID [--issuer-id ID] [-o text|json]
-    python -m starter list [--query 'ProductionStatus = "CARD_SHIPPED"'] [--stuck] [--rejected-today] [--card ID]
-    python -m starter timeline ISSUER_REQUEST_ID [-o text|json]
-    python -m starter reconcile ISSUER_REQUEST_ID | --stuck | --query Q | --all-running
-    python -m starter cancel|accelerate|redirect ISSUER_REQUEST_ID [...]
+"""``python -m starter``: submit orders and follow them from a shell (``--help`` lists the commands).
 
 ``-o json`` (like the ``temporal`` CLI's) prints what a script needs, on stdout: ``status``
 the order's view (masked: it holds no card data), ``list`` an array of order summaries,
@@ -27,9 +18,10 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -46,8 +38,7 @@ from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_se
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import format_view, json_text, print_invalid, print_orders_table, summary_json, tracking_text
-from starter.progress import BulkProgress
+from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
@@ -56,9 +47,22 @@ EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
 
 
+class Exit(Exception):
+    """Ends a command: the message on stderr, ``code`` the exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 async def _run(args: argparse.Namespace) -> int:
     command: Command = args.func
-    return await command(args, args.issuer_id or D1ClientSettings().issuer_id)
+    issuer_id = args.issuer_id or D1ClientSettings().issuer_id
+    try:
+        return await command(args, issuer_id)
+    except Exit as err:
+        print(err, file=sys.stderr)
+        return err.code
 
 
 def _order_lookup(command: Command) -> Command:
@@ -71,51 +75,37 @@ def _order_lookup(command: Command) -> Command:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            print(f"no order {getattr(args, 'issuer_request_id', '')} for issuer {issuer_id}", file=sys.stderr)
-            return EXIT_NOT_FOUND
+            rid = getattr(args, "issuer_request_id", "")
+            raise Exit(EXIT_NOT_FOUND, f"no order {rid} for issuer {issuer_id}") from None
 
     return run
 
 
-def _unknown_fields(args: argparse.Namespace) -> Literal["warn", "error"]:
-    return "warn" if args.allow_unknown_fields else "error"
-
-
-UNREADABLE = object()
-
-
 async def _read_json(path: str, what: str) -> Any:
-    """The file's JSON, or UNREADABLE once the reason is printed (a file may hold ``null``)."""
     try:
         return json.loads(await asyncio.to_thread(Path(path).read_text, encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"{path}: cannot read {what}: {exc}", file=sys.stderr)
-        return UNREADABLE
+        raise Exit(EXIT_INVALID, f"{path}: cannot read {what}: {exc}") from None
 
 
 async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
     raw = await _read_json(args.file, "a JSON order")
-    if raw is UNREADABLE:
-        return EXIT_INVALID
     # Validated and encrypted for D1 before Temporal is contacted: invalid input is
     # reported even when Temporal is down, and only the JWE leaves this process.
     edge = OrderEdge.from_settings()
     try:
-        prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=_unknown_fields(args))
+        prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=args.unknown_fields)
     except InvalidOrder as err:
-        print_invalid(args.file, err)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, invalid_text(args.file, err)) from None
     except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise Exit(1, f"error: {err}") from None
     for fw in prepared.warnings:
         print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
     orders = await CardOrders.connect(TemporalSettings(), edge=edge)
     try:
         submitted = await orders.submit_prepared(prepared)
     except OrderRefused as err:
-        print(f"refused: {err}", file=sys.stderr)
-        return EXIT_REFUSED
+        raise Exit(EXIT_REFUSED, f"refused: {err}") from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already exists'}")
     if args.wait:
         print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))
@@ -134,11 +124,10 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
             fmt=detect_format(path, args.format),
             default_issuer_id=issuer_id,
             edge=edge,
-            unknown_fields=_unknown_fields(args),
+            unknown_fields=args.unknown_fields,
         )
     except (OSError, ValueError) as exc:
-        print(f"{path}: cannot read the batch file: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, f"{path}: cannot read the batch file: {exc}") from None
     report.dry_run = args.dry_run
     if report.invalid:
         print(f"{path}: {len(report.invalid)} invalid line(s), nothing will be started for them", file=sys.stderr)
@@ -159,7 +148,6 @@ async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
 
 
 async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
-    """``track CARD_ID --type SHIPMENT``: the tracking hub follows a card produced elsewhere."""
     shipment = {k: v for k, v in (("carrier", args.carrier), ("trackingNumber", args.tracking_number)) if v}
     given = {"shipment": shipment, "productionSite": args.production_site, "reason": args.reason}
     details: dict[str, Any] = {k: v for k, v in given.items() if v}
@@ -167,8 +155,7 @@ async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
     try:
         submitted = await orders.track(issuer_id, args.card_id, args.type, details=details)
     except InvalidOrder as err:
-        print_invalid(f"track {args.card_id}", err)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, invalid_text(f"track {args.card_id}", err)) from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
     if args.wait:
         view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
@@ -191,7 +178,7 @@ async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
         print(f"query: {api.orders_query(query)}", file=sys.stderr)
     found = await orders.list(query, limit=args.limit)
     if args.output == "json":
-        print(json_text([summary_json(o) for o in found]))
+        print(json_text([asdict(o) for o in found]))
     else:
         print_orders_table(found)
     return 0
@@ -210,14 +197,12 @@ async def cmd_timeline(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
     query = list_query(args, issuer_id)
     if not args.issuer_request_id and query is None and not args.all_running:
-        print("say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running", file=sys.stderr)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, "say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running")
     client = await connect(TemporalSettings())
     if args.issuer_request_id:
         wid = api.workflow_id(issuer_id, args.issuer_request_id)
         if not await ops.redrive_one(client, wid):
-            print(f"order {args.issuer_request_id} is not running", file=sys.stderr)
-            return EXIT_NOT_FOUND
+            raise Exit(EXIT_NOT_FOUND, f"order {args.issuer_request_id} is not running")
         print(f"{wid}: reconciliation requested")
         return 0
     with BulkProgress("reconcile") as progress:
@@ -231,14 +216,10 @@ async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
 
 @_order_lookup
 async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
-    """cancel / accelerate / redirect through the starter API (workflow updates; pull & change)."""
     rid, source = args.issuer_request_id, getattr(args, "address", None)
     address = await _read_json(source, "a JSON address") if source else None
-    if address is UNREADABLE:
-        return EXIT_INVALID
     if args.command == "redirect" and address is None:
-        print("redirect needs --address FILE (the new deliveryAddress as JSON)", file=sys.stderr)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, "redirect needs --address FILE (the new deliveryAddress as JSON)")
     orders = await CardOrders.connect(TemporalSettings())
     try:
         if args.command == "cancel":
@@ -250,17 +231,15 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         else:
             record = await orders.redirect(issuer_id, rid, address, note=args.note)
     except InvalidOrder as err:
-        print_invalid(source or rid, err)
-        return EXIT_INVALID
+        raise Exit(EXIT_INVALID, invalid_text(source or rid, err)) from None
     except ChangeRejected as err:
-        print(f"{args.command} refused: {err.reason}", file=sys.stderr)
-        return EXIT_REFUSED
+        raise Exit(EXIT_REFUSED, f"{args.command} refused: {err.reason}") from None
     print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
     return 0
 
 
 def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
-    """The ``list``/``reconcile`` shortcuts as one visibility query (README "Operations guide")."""
+    """The ``list``/``reconcile`` shortcuts as one visibility query (docs/operations.md, "Finding orders")."""
     return all_of(
         args.query,
         ops.stuck_query() if args.stuck else None,
@@ -282,8 +261,7 @@ async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: st
             break
         except (RPCError, RuntimeError) as err:
             if loop.time() > deadline:
-                print(f"Temporal at {settings.address} not ready: {err}", file=sys.stderr)
-                return 1
+                raise Exit(1, f"Temporal at {settings.address} not ready: {err}") from None
             await asyncio.sleep(2)
     print(f"namespace {settings.namespace}: " + (f"registered {', '.join(added)}" if added else "all present"))
     return 0
@@ -311,17 +289,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    unknown_help = "warn about unknown members and pass them through"
+    def allow_unknown_fields(p: argparse.ArgumentParser) -> None:
+        help = "warn about unknown members and pass them through"
+        p.add_argument("--allow-unknown-fields", dest="unknown_fields", action="store_const", const="warn", help=help)
+        p.set_defaults(unknown_fields="error")
+
     p = command("submit", cmd_submit, "validate and start one order from a JSON file")
     p.add_argument("file")
     p.add_argument("--wait", action="store_true", help="wait until the order finishes")
-    p.add_argument("--allow-unknown-fields", action="store_true", help=unknown_help)
+    allow_unknown_fields(p)
     p = command("submit-batch", cmd_submit_batch, "validate a JSONL/CSV file of orders, then start the valid ones")
     p.add_argument("file")
     p.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
     p.add_argument("--concurrency", type=int, default=32, help="orders started at the same time")
     p.add_argument("--dry-run", action="store_true", help="validate every line, start nothing")
-    p.add_argument("--allow-unknown-fields", action="store_true", help=unknown_help)
+    allow_unknown_fields(p)
     p.add_argument(
         "--d1-batch",
         action="store_true",
@@ -347,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--show-query", action="store_true", help="print the visibility query used")
     _add_output(p)
-    # Operator commands (README "Operations guide").
+    # Operator commands (docs/operations.md).
     p = command(
         "register-search-attributes",
         cmd_register_search_attributes,
@@ -362,18 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(p)
     p.add_argument("--all-running", action="store_true", help="every running order")
     p.add_argument("--concurrency", type=int, default=20)
-    for name, text in (
-        ("cancel", "cancel an order not yet shipped (pull & change)"),
-        ("accelerate", "ask D1 to speed an order up (pull & change)"),
-        ("redirect", "ship an order not yet shipped to another address (pull & change)"),
+    for name, text, address in (
+        ("cancel", "cancel an order not yet shipped (pull & change)", None),
+        ("accelerate", "ask D1 to speed an order up (pull & change)", "a new deliveryAddress: accelerate and redirect"),
+        ("redirect", "ship an order not yet shipped to another address (pull & change)", "the new deliveryAddress"),
     ):
         p = command(name, cmd_change, text)
         p.add_argument("issuer_request_id")
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
-        if name == "redirect":
-            p.add_argument("--address", help="JSON file with the new deliveryAddress")
-        if name == "accelerate":
-            p.add_argument("--address", help="JSON file with a new deliveryAddress: accelerate and redirect")
+        if address:
+            p.add_argument("--address", help=f"JSON file with {address}")
     return parser
 
 

@@ -1,15 +1,10 @@
-"""D1's batch "Order cards" API (contracts/d1_batch.py), seen from the starter.
+"""D1's batch "Order cards" API (contracts/d1_batch.py) seen from the starter; docs/order-format.md,
+"D1 batches". Each card stays its own ``CardOrderWorkflow``; only the call to D1 is shared.
 
-Every card is validated and encrypted at the edge exactly as a single order, and is its own
-``CardOrderWorkflow``. Only the call to D1 is shared: cards are grouped into batches of at
-most ``max_cards`` (D1 documents 1 to 1,000) and ``max_bytes`` of D1 items (so one batch's
-payload stays well inside Temporal's payload size limit). Per batch, ``start_many``
-(starter/start_many.py) starts every card's workflow waiting for its batch, then one
-``D1BatchSubmissionWorkflow`` with the D1 items of those cards; its id is derived from the
-cards' workflow ids, so re-running an interrupted file finds the same batch instead of
-sending a second one. D1 is idempotent on each card's ids (issuerId, cardId,
-issuerRequestId): even a card sent in two batches (a file re-run after it changed) is
-produced once.
+A batch is bounded in bytes too, so its payload stays well inside Temporal's payload size
+limit. Its workflow id is derived from its cards' workflow ids, so re-running an interrupted
+file finds the same batch instead of sending a second one; D1 is idempotent on each card's
+ids, so even a card sent in two batches (a file changed between runs) is produced once.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
-"""The issuer's edge: the one place the product handles clear card data.
-
-An issuer service hands the starter a clear order. Within that one call this module
-
-1. validates it with every issuer-side rule (:mod:`d1.validation`: contract, cross-field
-   rules, the program configuration), every problem at once;
-2. encrypts the card data (and, by default, the magnetic tracks) into D1's
-   ``encryptedData`` JWE for the configured D1 key (:mod:`d1.jwe`);
-3. checks that the resulting D1 body carries no card data anywhere outside
-   ``encryptedData`` (:mod:`d1.card_data_guard`), in every mode;
-4. builds the workflow input, which holds only the JWE and the masked PAN.
-
-The clear order is not kept: what leaves this module (:class:`PreparedOrder`) is safe to
-send to Temporal, to log by id, to keep in memory for a batch.
+"""The issuer's edge: the one place the product handles clear card data. Within one call an
+order is validated (every rule, every problem at once), its card data encrypted into D1's
+``encryptedData`` JWE, the D1 body checked for card data outside it (in every mode, since a
+program may send the tracks in clear), and the workflow input built. The clear order is not
+kept: what leaves this module (:class:`PreparedOrder`) is safe to send to Temporal, to log by
+id, to keep in memory for a batch.
 
 D1 key rotation: the key file is re-read when it changes, so a new key from Thales takes
 effect without a restart; orders already prepared keep the JWE they were made with (if D1
@@ -20,9 +12,9 @@ retires that key before the worker submits them, they end ``CRYPTO_REJECTED``).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +22,7 @@ from typing import Any
 
 from jwcrypto import jwk
 from pydantic import ValidationError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
@@ -78,14 +70,11 @@ class PreparedTracking:
     details: str | None = None
 
 
+@dataclass(frozen=True)
 class KeyFile:
     """D1's public encryption key from a file, re-read when the file changes (rotation)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
-        self._key: jwk.JWK | None = None
+    path: Path
 
     def current(self) -> jwk.JWK:
         try:
@@ -94,12 +83,13 @@ class KeyFile:
             raise KeyFileError(
                 f"cannot read D1's encryption key {self.path}: {exc.strerror} (D1_ENCRYPTION_PUBLIC_KEY_FILE)"
             ) from None
-        stamp = (stat.st_mtime, stat.st_size)
-        with self._lock:
-            if self._key is None or stamp != self._stamp:
-                self._key = load_d1_encryption_key(self.path)
-                self._stamp = stamp
-            return self._key
+        return _load_key(self.path, stat.st_mtime, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_key(path: Path, mtime: float, size: int) -> jwk.JWK:
+    """Cached per (path, mtime, size): a changed file is a new key."""
+    return load_d1_encryption_key(path)
 
 
 def order_ref(order: CardOrder) -> OrderRef:
@@ -118,19 +108,22 @@ def order_ref(order: CardOrder) -> OrderRef:
     )
 
 
+def _search_attributes(*pairs: tuple[SearchAttributeKey[str], str | None]) -> TypedSearchAttributes:
+    """The keys with a value (an absent consumer or group id is no attribute)."""
+    return TypedSearchAttributes([SearchAttributePair(key, value) for key, value in pairs if value])
+
+
 def _field_errors(issues: list[Issue]) -> list[FieldError]:
     return [FieldError(i.dotted("$"), i.reason) for i in issues]
 
 
+@dataclass(frozen=True, kw_only=True)
 class OrderEdge:
     """Validate, encrypt for D1, check, and build the workflow input for one order at a time."""
 
-    def __init__(
-        self, *, program_file: Path, encryption_key: KeyFile | jwk.JWK, expiry_format: str | None = None
-    ) -> None:
-        self._program_file = program_file
-        self._key = encryption_key
-        self._expiry_format = expiry_format
+    program_file: Path
+    encryption_key: KeyFile | jwk.JWK
+    expiry_format: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any | None = None) -> OrderEdge:
@@ -146,17 +139,14 @@ class OrderEdge:
 
     @property
     def program(self) -> Program:
-        return load_program(self._program_file)
-
-    def _encryption_key(self) -> jwk.JWK:
-        return self._key.current() if isinstance(self._key, KeyFile) else self._key
+        return load_program(self.program_file)
 
     def check(
         self, raw: Any, *, unknown_fields: UnknownFields = "error"
     ) -> tuple[CardOrder | None, list[FieldError], list[FieldWarning]]:
         """Every problem of a clear order (no encryption): (order or None, errors, warnings)."""
         checked = check_order(
-            raw, program=self.program, unknown_fields=unknown_fields, expiry_format=self._expiry_format
+            raw, program=self.program, unknown_fields=unknown_fields, expiry_format=self.expiry_format
         )
         return checked.order, checked.errors, checked.warnings
 
@@ -180,7 +170,7 @@ class OrderEdge:
 
     def _encrypt(self, order: CardOrder, timing: OrderTiming, warnings: tuple[FieldWarning, ...]) -> PreparedOrder:
         program = self.program
-        key = self._encryption_key()
+        key = self.encryption_key.current() if isinstance(self.encryption_key, KeyFile) else self.encryption_key
         # Where the tracks travel is the program's (d1/assumptions.py); encrypted by default.
         track_clear = program.interface.trackDataPlacement == "clear"
         plaintext = order.sensitive_plaintext(include_tracks=not track_clear)
@@ -190,22 +180,18 @@ class OrderEdge:
         if leaks:
             raise InvalidOrder(_field_errors(leaks), list(warnings))
         ref = order_ref(order)
-        wid = api.workflow_id(order.issuerId, order.issuerRequestId)
-        attrs = TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.ISSUER_ID, order.issuerId),
-                SearchAttributePair(sa.CARD_ID, order.cardId),
-                SearchAttributePair(sa.ISSUER_REQUEST_ID, order.issuerRequestId),
-                *([SearchAttributePair(sa.CONSUMER_ID, order.consumerId)] if order.consumerId else []),
-                *([SearchAttributePair(sa.GROUP_ID, ref.group_id)] if ref.group_id else []),
-            ]
-        )
         return PreparedOrder(
-            workflow_id=wid,
+            workflow_id=api.workflow_id(order.issuerId, order.issuerRequestId),
             input=CardOrderInput(
                 ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=str(key.get("kid")))
             ),
-            search_attributes=attrs,
+            search_attributes=_search_attributes(
+                (sa.ISSUER_ID, order.issuerId),
+                (sa.CARD_ID, order.cardId),
+                (sa.ISSUER_REQUEST_ID, order.issuerRequestId),
+                (sa.CONSUMER_ID, order.consumerId),
+                (sa.GROUP_ID, ref.group_id),
+            ),
             summary=f"Card {order.cardId} · request {order.issuerRequestId}",
             details=(
                 f"Issuer {order.issuerId}, product {order.cardProductId}, channel {order.distributionChannel}, "
@@ -246,15 +232,12 @@ class OrderEdge:
             carrier=shipment.get("carrier"),
             tracking_number=shipment.get("trackingNumber"),
         )
-        attrs = TypedSearchAttributes(
-            [SearchAttributePair(sa.ISSUER_ID, issuer_id), SearchAttributePair(sa.CARD_ID, card_id)]
-        )
         return PreparedTracking(
             workflow_id=tracking_api.workflow_id(issuer_id, card_id, tracking_type),
             input=TrackingInput(
                 ref=ref, request=body, timing=timing, reconcile=self.program.interface.productionStatusAnswersTracking
             ),
-            search_attributes=attrs,
+            search_attributes=_search_attributes((sa.ISSUER_ID, issuer_id), (sa.CARD_ID, card_id)),
             summary=f"Tracking {tracking_type} of card {card_id}",
         )
 

@@ -1,54 +1,42 @@
-"""Operator actions on card orders, shared by the CLI (``python -m starter``) and tests.
+"""Operator actions on card orders (docs/operations.md), shared by the CLI and tests: the
+visibility queries, one order's timeline, re-driving reconciliation, registering the search
+attributes. Cancel / accelerate / redirect are the starter API's (``CardOrders.cancel`` ...).
 
-* the visibility queries operators need, spelled once (README "Operations guide"):
-  orders stuck in production past their due date, orders rejected today, one card's
-  history;
-* one order's timeline: D1's steps and the execution's milestones, in time order;
-* re-driving reconciliation (signal ``reconcile_now``) for one order or every running
-  order a query matches, reporting progress to a callback (the CLI shows it with
-  ``starter/progress.py``);
-* registering the product's search attributes on a namespace (deployment set-up).
-Cancel / accelerate / redirect are the starter API's (``CardOrders.cancel`` ...).
-
-Everything here goes through Temporal's public API with the product's client, so an
-operator needs no access to the database and card data never leaves the payload codec.
+Everything goes through Temporal's public API with the product's client, so an operator
+needs no access to the database and card data never leaves the payload codec.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.converter import decode_typed_search_attributes
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from contracts import card_order as api
 from contracts import search_attributes as sa
 from contracts.card_order import OrderView, ReconcileRequest, card_query, rejected_since_query, stuck_query
 from contracts.visibility import RUNNING, all_of
+from starter.api import found
+from starter.start_many import bounded
 
 __all__ = ["card_query", "rejected_since_query", "stuck_query"]  # re-exported for the CLI
 
 
-# ------------------------------------------------------------------ queries
+def start_of_day() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def start_of_day(now: datetime | None = None) -> datetime:
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def rejected_today_query(now: datetime | None = None) -> str:
-    return rejected_since_query(start_of_day(now))
-
-
-# ------------------------------------------------------------------ timeline
+def rejected_today_query() -> str:
+    return rejected_since_query(start_of_day())
 
 
 @dataclass(frozen=True)
@@ -62,9 +50,8 @@ class TimelineLine:
         return f"{when}  {self.source:<5}  {self.text}"
 
     def as_json(self) -> dict[str, Any]:
-        """``{"at": RFC 3339 in UTC or null, "source", "text"}`` (``timeline -o json``)."""
-        at = self.at.astimezone(UTC).isoformat() if self.at else None
-        return {"at": at, "source": self.source, "text": self.text}
+        """``timeline -o json``: ``at`` in RFC 3339 UTC, or null."""
+        return {**asdict(self), "at": self.at.astimezone(UTC).isoformat() if self.at else None}
 
 
 _SIGNAL_WORDS = {
@@ -89,7 +76,7 @@ _TRACKED_ATTRIBUTES = (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.ORDER_OUTCOM
 
 def _d1_time(value: str) -> datetime | None:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -102,8 +89,6 @@ async def _activity_summaries(client: Client, events: list[HistoryEvent]) -> dic
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and e.user_metadata.HasField("summary")
     ]
-    if not scheduled:
-        return {}
     try:
         payloads = [e.user_metadata.summary for e in scheduled]
         values = await client.data_converter.decode(payloads, [str] * len(payloads))
@@ -167,9 +152,6 @@ async def order_timeline(client: Client, issuer_id: str, issuer_request_id: str)
     return sorted(lines, key=lambda line: line.at or far)
 
 
-# ------------------------------------------------------------------ re-drive reconciliation
-
-
 @dataclass
 class RedriveReport:
     requested: list[str] = field(default_factory=list)
@@ -177,60 +159,39 @@ class RedriveReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = None) -> bool:
+async def redrive_one(client: Client, workflow_id: str) -> bool:
     """Signal ``reconcile_now``; False when the order is closed or unknown."""
-    try:
-        await client.get_workflow_handle(workflow_id).signal(
-            api.RECONCILE_SIGNAL, ReconcileRequest(requested_by="operator-cli", reason=reason)
-        )
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
+    request = ReconcileRequest(requested_by="operator-cli")
+    return await found(client.get_workflow_handle(workflow_id).signal(api.RECONCILE_SIGNAL, request))
 
 
 async def redrive_matching(
-    client: Client,
-    query: str | None,
-    *,
-    concurrency: int = 20,
-    limit: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    client: Client, query: str | None, *, concurrency: int = 20, progress: Callable[[int, int], None] | None = None
 ) -> RedriveReport:
     """Ask every running order matching ``query`` to reconcile now, ``concurrency`` at a time."""
-    ids = [wf.id async for wf in client.list_workflows(api.orders_query(all_of(RUNNING, query)), limit=limit)]
+    ids = [wf.id async for wf in client.list_workflows(api.orders_query(all_of(RUNNING, query)))]
     report = RedriveReport()
     done = 0
-    gate = asyncio.Semaphore(concurrency)
     if progress:
         progress(0, len(ids))
 
     async def one(workflow_id: str) -> None:
         nonlocal done
-        async with gate:
-            try:
-                (report.requested if await redrive_one(client, workflow_id) else report.not_running).append(workflow_id)
-            except RPCError as err:
-                report.failed[workflow_id] = err.status.name if err.status else str(err)
+        try:
+            (report.requested if await redrive_one(client, workflow_id) else report.not_running).append(workflow_id)
+        except RPCError as err:
+            report.failed[workflow_id] = err.status.name if err.status else str(err)
         done += 1
         if progress:
             progress(done, len(ids))
 
-    await asyncio.gather(*(one(w) for w in ids))
+    await bounded(concurrency, (partial(one, w) for w in ids))
     return report
 
 
-# ------------------------------------------------------------------ namespace set-up
-
-
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Register the product's search attributes on a namespace (idempotent): the deployment's
-    set-up job and operators of a new namespace run it; the dev server gets them as flags.
-    Returns the names it added."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
+    """Register the product's search attributes on a namespace (idempotent; the dev server gets
+    them as flags); the names it added."""
     existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     missing = {
         key.name: IndexedValueType.ValueType(int(key.indexed_value_type))

@@ -1,29 +1,10 @@
-"""A file of orders (JSONL or CSV, thousands of lines): validated first, then started.
+"""A file of orders (JSONL or CSV, thousands of lines; docs/order-format.md, "Files of orders"):
+every line validated before anything starts, then the valid ones started by ``start_many``.
 
-    python -m starter submit-batch orders.jsonl [--concurrency 32] [--dry-run] [--d1-batch]
-
-1. **Every line is validated before anything starts** (the same rules as one order:
-   contract, cross-field, program configuration). Bad lines are reported by line number
-   with every problem, and nothing is started for them. Two lines with the same
-   ``issuerRequestId`` but different content, or two requests for the same ``cardId``, are
-   errors too (D1 allows one open order per card); an identical repeated line is skipped.
-2. The valid lines are started by ``start_many`` (starter/start_many.py): bounded
-   concurrency, each line alone or through D1 batches, a progress bar on stderr.
-3. **Re-running is safe**: the workflow id is the idempotency key (issuerId +
-   issuerRequestId), so an order started by an earlier, interrupted run is recognised
-   (counted as "already started"), never started or sent to D1 twice.
-4. A summary at the end; the exit code says what happened (0 all started or already
-   there, 2 some lines invalid, 3 some refused, 1 some failed: re-run to retry them).
-
-Formats (by extension, or ``--format``): **JSONL** (``.jsonl``, ``.ndjson``), one order per
-line, exactly the single-order JSON, blank lines skipped; **CSV** (``.csv``), a header row
-of dotted member paths (``cardData.pan``, ``shipment.deliveryAddress.countryCode``...), one
-order per row, empty cells absent, ``true`` / ``false`` for the boolean services, values
-separated by ``|`` for the list members.
-
-A line without ``issuerId`` gets the default issuer (``--issuer-id`` / ``D1_ISSUER_ID``).
-Card data is never printed: reasons name fields, and the only fingerprint kept of a line
-(to spot repeated lines) is a hash in memory.
+Re-running is safe: the workflow id is the idempotency key, so an order an interrupted run
+started is counted as "already started", never started or sent to D1 twice. Card data is
+never printed: reasons name fields, and the only fingerprint kept of a line (to spot
+repeated lines) is a hash in memory.
 """
 
 from __future__ import annotations
@@ -43,7 +24,7 @@ from d1.validation import FieldError, UnknownFields
 from starter.api import CardOrders
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
-from starter.progress import BulkProgress
+from starter.output import BulkProgress
 from starter.start_many import Started, start_many
 
 FileFormat = Literal["jsonl", "csv"]
@@ -140,9 +121,6 @@ class FileReport:
             out.append("  INTERRUPTED: re-run the same command to finish; started orders are recognised")
         out.append(f"  took {self.elapsed_s:.1f}s")
         return "\n".join(out)
-
-
-# ------------------------------------------------------------------------- reading
 
 
 def detect_format(path: Path, fmt: str | None = None) -> FileFormat:
@@ -252,11 +230,8 @@ def validate_file(
     return valid, report
 
 
-# ------------------------------------------------------------------------- starting
-
-
 class Progress(BulkProgress):
-    """submit-batch's progress on stderr (starter/progress.py), fed with the report's counts."""
+    """submit-batch's progress on stderr, fed with the report's counts."""
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         super().__init__("submit-batch", stream=stream)

@@ -1,7 +1,13 @@
 """What the CLI prints (``python -m starter``): text for people, JSON for scripts.
 
-Results go to stdout, problems to stderr. Nothing here prints card data: an order's view
-holds the masked PAN only, and an invalid order is reported by field path and reason.
+Results go to stdout, problems and progress to stderr (so stdout keeps only the result).
+Nothing here prints card data: an order's view holds the masked PAN only, and an invalid
+order is reported by field path and reason.
+
+The progress of bulk commands (``submit-batch``, ``reconcile --stuck``...) is a ``rich`` bar
+redrawn in place on a terminal. Anywhere else (a CI job's log, a file, a pipe) redraw
+sequences would fill the log with carriage returns, so it prints a few plain lines instead:
+the start, each further tenth done, and the end.
 """
 
 from __future__ import annotations
@@ -12,22 +18,25 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from rich import box
+from rich import progress as rp
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contracts.card_order import OrderView
+from contracts.card_order import OrderView, TimelineEntry
 from contracts.card_tracking import TrackingView
 from d1.validation import InvalidOrder
 from starter.api import OrderSummary
 
 
-def print_invalid(source: str, err: InvalidOrder) -> None:
-    print(f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):", file=sys.stderr)
-    for fe in err.errors:
-        print(f"  - {fe.path}: {fe.reason}", file=sys.stderr)
-    for fw in err.warnings:
-        print(f"  warning: {fw.path}: {fw.reason}", file=sys.stderr)
+def invalid_text(source: str, err: InvalidOrder) -> str:
+    return "\n".join(
+        [
+            f"{source}: the order is invalid, nothing was started ({len(err.errors)} problem(s)):",
+            *(f"  - {fe.path}: {fe.reason}" for fe in err.errors),
+            *(f"  warning: {fw.path}: {fw.reason}" for fw in err.warnings),
+        ]
+    )
 
 
 def format_view(view: OrderView) -> str:
@@ -46,16 +55,16 @@ def format_view(view: OrderView) -> str:
         lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
     for e in st.errors:
         lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
-    lines.append("timeline")
-    for t in st.timeline:
-        ship = f" / {t.shipment_status}" if t.shipment_status else ""
-        lines.append(f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})")
-    return "\n".join(lines)
+    return "\n".join([*lines, "timeline", *map(_timeline_line, st.timeline)])
 
 
-# The ``list -o json`` object of one order; the table shows the same values but the
-# issuer request id (it is the end of the workflow id).
-LIST_FIELDS = ("workflow_id", "status", "card_id", "issuer_request_id", "production_status", "outcome")
+def _timeline_line(t: TimelineEntry) -> str:
+    ship = f" / {t.shipment_status}" if t.shipment_status else ""
+    return f"  {t.d1_time:<26} {t.production_status or t.operation}{ship}  ({t.source})"
+
+
+# ``list -o json`` prints every field of OrderSummary; the table all but the issuer request
+# id (it is the end of the workflow id).
 LIST_COLUMNS = (
     ("WorkflowId", "workflow_id"),
     ("Status", "status"),
@@ -63,10 +72,6 @@ LIST_COLUMNS = (
     ("ProductionStatus", "production_status"),
     ("Outcome", "outcome"),
 )
-
-
-def summary_json(order: OrderSummary) -> dict[str, str | None]:
-    return {name: getattr(order, name) for name in LIST_FIELDS}
 
 
 def json_text(value: Any) -> str:
@@ -93,14 +98,65 @@ def print_orders_table(orders: Sequence[OrderSummary], file: TextIO | None = Non
 
 def tracking_text(view: TrackingView) -> str:
     st = view.state
-    lines = [
-        f"tracking   {view.workflow_id}",
-        f"outcome    {st.outcome.value if st.outcome else '-'}"
-        f"{' (' + st.outcome_reason + ')' if st.outcome_reason else ''}",
-    ]
-    lines += [
-        f"  {t.d1_time:<26} {t.production_status or t.operation}"
-        f"{' / ' + t.shipment_status if t.shipment_status else ''}  ({t.source})"
-        for t in st.timeline
-    ]
-    return "\n".join(lines)
+    reason = f" ({st.outcome_reason})" if st.outcome_reason else ""
+    outcome = f"outcome    {st.outcome.value if st.outcome else '-'}{reason}"
+    return "\n".join([f"tracking   {view.workflow_id}", outcome, *map(_timeline_line, st.timeline)])
+
+
+PLAIN_STEPS = 10  # plain lines at 0 %, 10 %, ... 100 %
+
+
+class BulkProgress:
+    """``update(done, total, detail)`` as work completes; ``close()`` (or ``with``) at the end.
+    ``detail`` is plain text, never markup: ids and reasons are printed as they are."""
+
+    def __init__(self, label: str, *, stream: TextIO | None = None) -> None:
+        self.label = label
+        self._console = Console(file=stream or sys.stderr, highlight=False)
+        self.redraws = self._console.is_terminal
+        self._bar: rp.Progress | None = None
+        self._task = rp.TaskID(0)
+        self._last: tuple[int, int, str] | None = None
+        self._shown: tuple[int, int, str] | None = None
+        self._closed = False
+
+    def update(self, done: int, total: int, detail: str = "") -> None:
+        if self._closed:
+            return
+        self._last = (done, total, detail)
+        if total <= 0:
+            return  # said once, at close: "nothing matched"
+        if not self.redraws:
+            if self._shown is None or done * PLAIN_STEPS // total != self._shown[0] * PLAIN_STEPS // self._shown[1]:
+                self._plain(done, total, detail)
+            return
+        if self._bar is None:
+            text = rp.TextColumn("{task.description}", markup=False)
+            detail_column = rp.TextColumn("{task.fields[detail]}", markup=False)
+            columns = (rp.BarColumn(), rp.MofNCompleteColumn(), rp.TaskProgressColumn(), rp.TimeElapsedColumn())
+            self._bar = rp.Progress(text, *columns, detail_column, console=self._console)
+            self._task = self._bar.add_task(self.label, total=total, completed=done, detail=detail)
+            self._bar.start()
+        self._bar.update(self._task, total=total, completed=done, detail=detail)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.stop()  # the last frame stays on screen, followed by a newline
+        elif self._last is None or self._last[1] <= 0:
+            self._console.print(f"{self.label}: nothing matched", markup=False, soft_wrap=True)
+        elif self._last != self._shown:
+            self._plain(*self._last)  # where it stopped (an interrupted run ends between two tenths)
+
+    def __enter__(self) -> BulkProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _plain(self, done: int, total: int, detail: str) -> None:
+        self._shown = (done, total, detail)
+        line = f"{self.label}: {done}/{total} ({done * 100 // total}%)" + (f"  {detail}" if detail else "")
+        self._console.print(line, markup=False, soft_wrap=True)

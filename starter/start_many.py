@@ -1,12 +1,8 @@
-"""Starting many orders: the one way, for the Python API (``CardOrders.start_many``), a file
-of orders (starter/order_file.py, ``submit-batch``) and ``D1Batcher``.
-
-Each order makes its own D1 call, or (``d1_batches``) the orders share calls of D1's batch
-API (starter/d1_batches.py). At most ``concurrency`` workflow starts run at a time. An
-order started earlier (same workflow id: issuerId + issuerRequestId) is recognised, never
-started or sent to D1 twice, so re-running after an interruption is safe. One refused or
-failed order does not stop the others; each order's result goes to ``on_result`` as it
-settles (progress, counting).
+"""Starting many orders: the one way, for ``CardOrders.start_many``, a file of orders
+(starter/order_file.py) and ``D1Batcher``; each order alone or through D1's batch API
+(starter/d1_batches.py). An order started earlier (same workflow id) is recognised, never
+started or sent to D1 twice, so re-running after an interruption is safe; one refused or
+failed order does not stop the others.
 """
 
 from __future__ import annotations
@@ -38,7 +34,7 @@ class Started:
     d1_batch_created: bool = False  # that batch workflow was started by this call
 
 
-async def _bounded(concurrency: int, jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
+async def bounded(concurrency: int, jobs: Iterable[Callable[[], Awaitable[None]]]) -> None:
     """Run the jobs, at most ``concurrency`` at a time; a job is created only when a slot is free."""
     gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -91,7 +87,7 @@ async def start_many(
             start = orders.submit_prepared(item) if isinstance(item, PreparedOrder) else orders.submit(item)
             settle(await _attempt(index, start))
 
-        await _bounded(concurrency, (partial(alone, i, item) for i, item in enumerate(items)))
+        await bounded(concurrency, (partial(alone, i, item) for i, item in enumerate(items)))
         return sorted(results, key=lambda r: r.index)
 
     prepared: list[tuple[int, PreparedOrder]] = []
@@ -116,7 +112,7 @@ async def _start_batch(orders: CardOrders, batch: list[tuple[int, PreparedOrder]
     async def member(index: int, prepared: PreparedOrder) -> None:
         cards[index] = await _attempt(index, orders.submit_prepared(as_member(prepared, batch_id)))
 
-    await _bounded(concurrency, (partial(member, i, p) for i, p in batch))
+    await bounded(concurrency, (partial(member, i, p) for i, p in batch))
     members = [p for i, p in batch if cards[i].submitted is not None]
     created = bool(members) and await start_batch_workflow(orders, batch_id, members)
     return [replace(cards[i], d1_batch=batch_id, d1_batch_created=created) for i, _ in batch]
@@ -129,9 +125,7 @@ class D1Batcher:
         async with D1Batcher(orders) as batcher:
             submitted = await batcher.submit(order_dict)   # returns once its batch started
 
-    ``submit`` validates and encrypts at once (an invalid order raises ``InvalidOrder``
-    before anything is queued) and returns when the order's batch has been started in
-    Temporal, from where the order is durable."""
+    An invalid order raises ``InvalidOrder`` before anything is queued."""
 
     def __init__(self, orders: CardOrders, limits: BatchLimits | None = None) -> None:
         self._orders = orders

@@ -9,8 +9,7 @@ import pytest
 
 from starter.api import OrderSummary
 from starter.order_file import FileReport, LineProblem, Progress
-from starter.output import print_orders_table
-from starter.progress import BulkProgress
+from starter.output import BulkProgress, print_orders_table
 
 
 @pytest.fixture(autouse=True)
