@@ -114,7 +114,8 @@ class D1ClientSettings(BaseSettings):
     # as registered with D1 at onboarding.
     signing_key_file: Path = DEFAULT_STATE_DIR / "issuer" / "assertion-signing-key.jwk"
     signing_kid: str | None = None
-    # D1's P-256 public key for encryptedData (JWK JSON with kid), given at onboarding.
+    # D1's P-256 public key for encryptedData (JWK JSON with kid), given at onboarding;
+    # read by the starter (the edge encrypts), never by a worker.
     encryption_public_key_file: Path = DEFAULT_STATE_DIR / "emulator" / "d1-encryption-public.jwk"
     token_audience: str | None = "https://api.d1.thalescloud.io"  # noqa: S105 - an audience URL
     assertion_lifetime_s: int = Field(default=300, ge=30, le=900)

@@ -4,9 +4,7 @@ orphan inbox) and the D1 activities.
 It owns the per-process resources the activities share: one HTTP connection pool to D1
 and one access-token provider (so 100 concurrent submissions cause one token request).
 It never needs D1's encryption key: card data arrives already encrypted for D1 by the
-starter. Only orders started before that change (their input carries the clear order)
-need it, and only while such orders are open: the worker loads the key when
-``D1_ENCRYPTION_PUBLIC_KEY_FILE`` names an existing file.
+starter.
 SIGTERM/SIGINT trigger a graceful shutdown: in-flight activities get
 ``graceful_shutdown_timeout`` to finish before the worker hands them back.
 """
@@ -34,7 +32,7 @@ from activities.token_provider import AccessTokenProvider
 from activities.tracking import TrackingActivities
 from d1.program import load_program
 from observability.process import configure_process, exit_without_finalizing
-from security.keys import load_d1_encryption_key, load_jwk
+from security.keys import load_jwk
 from security.redaction import install_log_redaction
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
@@ -65,10 +63,6 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activitie
     kid = settings.signing_kid or signing_key.get("kid")
     if not kid:
         raise RuntimeError("the assertion signing key has no kid; set D1_SIGNING_KID")
-    legacy_key = None
-    if settings.encryption_public_key_file.exists():
-        legacy_key = load_d1_encryption_key(settings.encryption_public_key_file)
-        log.info("D1 encryption key loaded for orders started before edge encryption (if any are open)")
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     # mTLS to D1: our client certificate, D1's server verified against D1_TLS_CA_FILE.
@@ -89,7 +83,7 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activitie
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
         yield D1Activities(
-            orders=CardOrderActivities(d1, legacy_encryption_key=legacy_key, clear_members=clear),
+            orders=CardOrderActivities(d1, clear_members=clear),
             batches=BatchActivities(d1, clear_members=clear),
             tracking=TrackingActivities(d1),
         )
