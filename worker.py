@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -45,20 +44,9 @@ from workflows.orphans import OrphanNotificationsWorkflow
 log = logging.getLogger("worker")
 
 
-@dataclass(frozen=True)
-class D1Activities:
-    """Every activity of the worker, sharing one D1 client (HTTP pool, token cache)."""
-
-    orders: CardOrderActivities
-    batches: BatchActivities
-    tracking: TrackingActivities
-
-    def all(self) -> list[Any]:
-        return [*self.orders.all(), self.batches.submit_order_batch, self.tracking.request_tracking]
-
-
 @asynccontextmanager
-async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activities]:
+async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callable[..., Any]]]:
+    """Every activity of the worker, sharing one D1 client (HTTP pool, token cache)."""
     signing_key = load_jwk(settings.signing_key_file, private=True)
     kid = settings.signing_kid or signing_key.get("kid")
     if not kid:
@@ -82,11 +70,14 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activitie
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
-        yield D1Activities(
-            orders=CardOrderActivities(d1, clear_members=clear),
-            batches=BatchActivities(d1, clear_members=clear),
-            tracking=TrackingActivities(d1),
-        )
+        orders = CardOrderActivities(d1, clear_members=clear)
+        yield [
+            orders.submit_order,
+            orders.fetch_production_status,
+            orders.request_pull_and_change,
+            BatchActivities(d1, clear_members=clear).submit_order_batch,
+            TrackingActivities(d1).request_tracking,
+        ]
 
 
 WORKFLOWS = [CardOrderWorkflow, OrphanNotificationsWorkflow, D1BatchSubmissionWorkflow, CardTrackingWorkflow]
@@ -120,13 +111,13 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, task_queue: str, activities: D1Activities) -> Worker:
+def build_worker(client: Client, task_queue: str, activities: Sequence[Callable[..., Any]]) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=activities.all(),
+        activities=activities,
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )

@@ -1,18 +1,17 @@
 """The activities of a card order: submit, status, pull & change (names and types:
-activities/contract.py). Each is thin: one D1 call through activities/d1_calls.py, which heartbeats, checks the body for
-card data and translates D1's errors into Temporal's retry vocabulary.
+activities/contract.py). Each is thin: one D1 call through activities/d1_calls.py, which
+heartbeats, checks the body for card data and translates D1's errors into Temporal's
+retry vocabulary.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from temporalio import activity
 
 from activities import contract as api
 from activities.contract import PullAndChangeInput, PullAndChangeResult, StatusInput, SubmitInput, SubmitResult
-from activities.d1_calls import correlation_id, guard, heartbeating, translate
-from activities.d1_client import D1Client, D1Rejected, D1Unavailable
+from activities.d1_calls import correlation_id, d1_call, guard
+from activities.d1_client import D1Client
 from d1.notifications import OperationNotification
 
 
@@ -26,45 +25,32 @@ class CardOrderActivities:
     @activity.defn(name=api.SUBMIT_ORDER)
     async def submit_order(self, inp: SubmitInput) -> SubmitResult:
         guard(inp.body, self._clear_members)
-        try:
-            async with heartbeating():
-                op_id = await self._d1.submit_order(
-                    inp.issuer_id,
-                    inp.card_id,
-                    inp.body,
-                    correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
-                )
-        except (D1Rejected, D1Unavailable) as exc:
-            raise translate(exc) from None
+        async with d1_call():
+            op_id = await self._d1.submit_order(
+                inp.issuer_id,
+                inp.card_id,
+                inp.body,
+                correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
+            )
         return SubmitResult(operation_id=op_id)
 
     @activity.defn(name=api.FETCH_PRODUCTION_STATUS)
     async def fetch_production_status(self, inp: StatusInput) -> OperationNotification | None:
-        try:
-            async with heartbeating():
-                return await self._d1.production_status(
-                    inp.issuer_id, inp.card_id, correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id)
-                )
-        except (D1Rejected, D1Unavailable) as exc:
-            raise translate(exc) from None
+        async with d1_call():
+            return await self._d1.production_status(
+                inp.issuer_id, inp.card_id, correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id)
+            )
 
     @activity.defn(name=api.REQUEST_PULL_AND_CHANGE)
     async def request_pull_and_change(self, inp: PullAndChangeInput) -> PullAndChangeResult:
         """Ask D1 to cancel / accelerate / redirect. The correlation id is stable per change,
         so a retry after a lost answer is recognised by D1 (the emulator) as the same request."""
         guard(inp.body, frozenset())
-        try:
-            async with heartbeating():
-                op_id = await self._d1.pull_and_change(
-                    inp.issuer_id,
-                    inp.card_id,
-                    inp.body,
-                    correlation_id=correlation_id(inp.issuer_id, f"{inp.issuer_request_id}:{inp.change_id}"),
-                )
-        except (D1Rejected, D1Unavailable) as exc:
-            raise translate(exc) from None
+        async with d1_call():
+            op_id = await self._d1.pull_and_change(
+                inp.issuer_id,
+                inp.card_id,
+                inp.body,
+                correlation_id=correlation_id(inp.issuer_id, f"{inp.issuer_request_id}:{inp.change_id}"),
+            )
         return PullAndChangeResult(operation_id=op_id or None)
-
-    def all(self) -> list[Any]:
-        """Every activity, for the worker to register."""
-        return [self.submit_order, self.fetch_production_status, self.request_pull_and_change]

@@ -213,7 +213,7 @@ class CardOrderWorkflow:
         except ActivityError as err:
             self._end(submission_ending(call_failure(err)))
             return
-        self._submitted(result)
+        self._submitted(result.operation_id)
 
     async def _await_batch(self, batch: BatchMembership) -> None:
         """A card of a D1 batch: the batch workflow calls D1 and tells each card its result."""
@@ -227,14 +227,14 @@ class CardOrderWorkflow:
         result = self._batch_result
         assert result is not None
         if result.operation_id is not None:
-            self._submitted(acts.SubmitResult(operation_id=result.operation_id))
+            self._submitted(result.operation_id)
             return
         self._end(refused_by_d1(result.refusal) if result.refusal is not None else gave_up(result.gave_up or ""))
 
-    def _submitted(self, result: acts.SubmitResult) -> None:
+    def _submitted(self, operation_id: str) -> None:
         self._state.submitted = True
-        if result.operation_id and self._state.operation_id is None:
-            self._state.operation_id = result.operation_id
+        if operation_id and self._state.operation_id is None:
+            self._state.operation_id = operation_id
 
     def _end(self, ending: Ending) -> None:
         """The submission failed: the order ends without reaching D1's production."""
