@@ -123,9 +123,9 @@ class D1ClientSettings(BaseSettings):
     signing_kid: str | None = None
     """The kid of that key as registered with D1 at onboarding; unset: the key's own `kid`."""
     encryption_public_key_file: Path = DEFAULT_STATE_DIR / "emulator" / "d1-encryption-public.jwk"
-    """D1's public key for `encryptedData`, given at onboarding: a JWK, EC P-256, with D1's `kid` (a PEM
-    file gets its RFC 7638 thumbprint as `kid`); anything else is refused when it is read. Read by the
-    starter, which encrypts at the edge, and read again whenever the file changes."""
+    """D1's public key for `encryptedData`, given at onboarding: a JWK, EC P-256, with D1's `kid`;
+    anything else (a PEM file, which has no `kid`) is refused when it is read. Read by the starter,
+    which encrypts at the edge (never by a worker), and read again whenever the file changes."""
     token_audience: str | None = "https://api.d1.thalescloud.io"  # noqa: S105 - an audience URL
     """The `aud` claim of the token assertion (D1 does not document it); set it empty to omit the claim."""
     assertion_lifetime_s: int = Field(default=300, ge=30, le=900)

@@ -4,9 +4,7 @@ orphan inbox) and the D1 activities.
 It owns the per-process resources the activities share: one HTTP connection pool to D1
 and one access-token provider (so 100 concurrent submissions cause one token request).
 It never needs D1's encryption key: card data arrives already encrypted for D1 by the
-starter. Only orders started before that change (their input carries the clear order)
-need it, and only while such orders are open: the worker loads the key when
-``D1_ENCRYPTION_PUBLIC_KEY_FILE`` names an existing file.
+starter.
 SIGTERM/SIGINT trigger a graceful shutdown: in-flight activities get
 ``graceful_shutdown_timeout`` to finish before the worker hands them back.
 """
@@ -16,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +31,7 @@ from activities.token_provider import AccessTokenProvider
 from activities.tracking import TrackingActivities
 from d1.program import load_program
 from observability.process import configure_process, exit_without_finalizing
-from security.keys import load_d1_encryption_key, load_jwk
+from security.keys import load_jwk
 from security.redaction import install_log_redaction
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
@@ -47,28 +44,13 @@ from workflows.orphans import OrphanNotificationsWorkflow
 log = logging.getLogger("worker")
 
 
-@dataclass(frozen=True)
-class D1Activities:
-    """Every activity of the worker, sharing one D1 client (HTTP pool, token cache)."""
-
-    orders: CardOrderActivities
-    batches: BatchActivities
-    tracking: TrackingActivities
-
-    def all(self) -> list[Any]:
-        return [*self.orders.all(), self.batches.submit_order_batch, self.tracking.request_tracking]
-
-
 @asynccontextmanager
-async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activities]:
+async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callable[..., Any]]]:
+    """Every activity of the worker, sharing one D1 client (HTTP pool, token cache)."""
     signing_key = load_jwk(settings.signing_key_file, private=True)
     kid = settings.signing_kid or signing_key.get("kid")
     if not kid:
         raise RuntimeError("the assertion signing key has no kid; set D1_SIGNING_KID")
-    legacy_key = None
-    if settings.encryption_public_key_file.exists():
-        legacy_key = load_d1_encryption_key(settings.encryption_public_key_file)
-        log.info("D1 encryption key loaded for orders started before edge encryption (if any are open)")
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     # mTLS to D1: our client certificate, D1's server verified against D1_TLS_CA_FILE.
@@ -88,11 +70,14 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[D1Activitie
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
-        yield D1Activities(
-            orders=CardOrderActivities(d1, legacy_encryption_key=legacy_key, clear_members=clear),
-            batches=BatchActivities(d1, clear_members=clear),
-            tracking=TrackingActivities(d1),
-        )
+        orders = CardOrderActivities(d1, clear_members=clear)
+        yield [
+            orders.submit_order,
+            orders.fetch_production_status,
+            orders.request_pull_and_change,
+            BatchActivities(d1, clear_members=clear).submit_order_batch,
+            TrackingActivities(d1).request_tracking,
+        ]
 
 
 WORKFLOWS = [CardOrderWorkflow, OrphanNotificationsWorkflow, D1BatchSubmissionWorkflow, CardTrackingWorkflow]
@@ -126,13 +111,13 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, task_queue: str, activities: D1Activities) -> Worker:
+def build_worker(client: Client, task_queue: str, activities: Sequence[Callable[..., Any]]) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=activities.all(),
+        activities=activities,
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )

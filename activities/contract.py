@@ -12,23 +12,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from d1.order import CardOrder
-
 # Activity names (the workflow schedules them by name).
 SUBMIT_ORDER = "submit_order"
 FETCH_PRODUCTION_STATUS = "fetch_production_status"
 REQUEST_PULL_AND_CHANGE = "request_pull_and_change"
 SUBMIT_ORDER_BATCH = "submit_order_batch"  # D1's "Order cards": many cards, one call
 REQUEST_TRACKING = "request_tracking"  # the tracking hub's Track Card
-# Orders started before edge encryption (replay and in-flight orders only).
-LEGACY_ENCRYPT_CARD_DATA = "encrypt_card_data"
-LEGACY_ENCRYPT_AND_SUBMIT = "encrypt_and_submit"
 
 # Error types the activities raise (``ApplicationError.type``) and the workflow matches.
 D1_REJECTED = "D1Rejected"  # non-retryable; details[0] = {"httpStatus", "errorCode", "error"}
 D1_UNAVAILABLE = "D1Unavailable"  # retryable, next_retry_delay honours Retry-After
 CARD_DATA_IN_CLEAR = "CardDataInClear"  # non-retryable: the body carries card data outside encryptedData
-LEGACY_ORDER_UNSUPPORTED = "LegacyOrderUnsupported"  # non-retryable: no key to encrypt an old order
 
 
 class _Input(BaseModel):
@@ -97,9 +91,3 @@ class TrackInput(_Input):
 
 class TrackResult(_Input):
     operation_id: str | None = None
-
-
-class LegacyEncryptInput(_Input):
-    """Input of the activities of orders started before edge encryption (clear order)."""
-
-    order: CardOrder

@@ -13,8 +13,8 @@ from temporalio import activity
 
 from activities import contract as api
 from activities.contract import BatchItemResult, BatchSubmitInput, BatchSubmitResult
-from activities.d1_calls import correlation_id, guard, heartbeating, translate
-from activities.d1_client import D1Client, D1Rejected, D1Unavailable
+from activities.d1_calls import correlation_id, d1_call, guard
+from activities.d1_client import D1Client
 
 
 def _result(entry: dict[str, object]) -> BatchItemResult:
@@ -36,11 +36,8 @@ class BatchActivities:
     async def submit_order_batch(self, inp: BatchSubmitInput) -> BatchSubmitResult:
         for item in inp.items:
             guard(item, self._clear_members)
-        try:
-            async with heartbeating():
-                status, entries = await self._d1.submit_batch(
-                    inp.issuer_id, inp.items, correlation_id=correlation_id(inp.issuer_id, f"batch:{inp.batch_key}")
-                )
-        except (D1Rejected, D1Unavailable) as exc:
-            raise translate(exc) from None
+        async with d1_call():
+            status, entries = await self._d1.submit_batch(
+                inp.issuer_id, inp.items, correlation_id=correlation_id(inp.issuer_id, f"batch:{inp.batch_key}")
+            )
         return BatchSubmitResult(http_status=status, results=[_result(e) for e in entries])

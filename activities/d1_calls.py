@@ -44,9 +44,10 @@ def backoff_delay(attempt: int, retry_after_s: float | None) -> timedelta:
 
 
 @asynccontextmanager
-async def heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
-    """Heartbeat while a D1 call is in flight, so a worker that dies mid-call is noticed
-    within the heartbeat timeout (seconds) instead of the whole start-to-close timeout."""
+async def d1_call(every_s: float = 1.0) -> AsyncIterator[None]:
+    """Around one D1 call: heartbeat while it is in flight, so a worker that dies mid-call
+    is noticed within the heartbeat timeout (seconds) instead of the whole start-to-close
+    timeout; D1's errors leave as Temporal's (:func:`translate`)."""
 
     async def beat() -> None:
         while True:
@@ -56,6 +57,8 @@ async def heartbeating(every_s: float = 1.0) -> AsyncIterator[None]:
     task = asyncio.create_task(beat())
     try:
         yield
+    except (D1Rejected, D1Unavailable) as exc:
+        raise translate(exc) from None
     finally:
         task.cancel()
 

@@ -6,8 +6,8 @@ from temporalio import activity
 
 from activities import contract as api
 from activities.contract import TrackInput, TrackResult
-from activities.d1_calls import correlation_id, guard, heartbeating, translate
-from activities.d1_client import D1Client, D1Rejected, D1Unavailable
+from activities.d1_calls import correlation_id, d1_call, guard
+from activities.d1_client import D1Client
 
 
 class TrackingActivities:
@@ -17,14 +17,11 @@ class TrackingActivities:
     @activity.defn(name=api.REQUEST_TRACKING)
     async def request_tracking(self, inp: TrackInput) -> TrackResult:
         guard(inp.body, frozenset())
-        try:
-            async with heartbeating():
-                op_id = await self._d1.track_card(
-                    inp.issuer_id,
-                    inp.card_id,
-                    inp.body,
-                    correlation_id=correlation_id(inp.issuer_id, f"track:{inp.card_id}:{inp.tracking_type}"),
-                )
-        except (D1Rejected, D1Unavailable) as exc:
-            raise translate(exc) from None
+        async with d1_call():
+            op_id = await self._d1.track_card(
+                inp.issuer_id,
+                inp.card_id,
+                inp.body,
+                correlation_id=correlation_id(inp.issuer_id, f"track:{inp.card_id}:{inp.tracking_type}"),
+            )
         return TrackResult(operation_id=op_id or None)

@@ -72,7 +72,6 @@ HOT_PATHS: tuple[tuple[str, str], ...] = (
     ("pydantic payload conversion", "contrib/pydantic.py"),
     ("state machine (OrderState.apply)", "OrderState.apply"),
     ("search attributes + details (_publish)", "CardOrderWorkflow._publish"),
-    ("activity: encrypt_card_data (JWE)", "encrypt_card_data"),
     ("activity: submit_order (HTTP to D1)", "submit_order"),
     ("token provider", "AccessTokenProvider"),
     ("receiver: deliver (signal RPC)", "NotificationRouter.deliver"),

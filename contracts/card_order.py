@@ -6,11 +6,10 @@
 * the error types updates raise (``ApplicationError.type``);
 * the visibility queries operators use to find orders.
 
-Nothing here holds clear card data. New orders carry only :class:`D1Submission`: the D1
+Nothing here holds clear card data. An order carries only :class:`D1Submission`: the D1
 body whose ``encryptedData`` was encrypted for D1 at the issuer's edge (the starter), so
-only D1 can read it. :attr:`CardOrderInput.order` is the clear order that orders started
-before edge encryption carried; it exists so that their histories still decode and
-replay, and no code of this version sets it.
+only D1 can read it. :class:`CardOrderInput` accepts no other shape: an unknown member
+(a clear order, say) fails validation, and the workflow ends with ``InvalidInput``.
 
 Every model hides input values in its validation errors: a payload that fails to decode
 on a worker never prints card data or an address.
@@ -22,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.visibility import RUNNING, all_of, equals, of_type, quote, rfc3339
 from d1.notifications import ShipmentInfo
-from d1.order import Address, AnyCardOrder
+from d1.order import Address
 from d1.statuses import ProductionStatus, production_rank
 
 WORKFLOW_TYPE = "CardOrderWorkflow"
@@ -121,18 +120,26 @@ class BatchMembership(ContractModel):
 
 
 class CardOrderInput(ContractModel):
+    """The workflow's input; no other shape is accepted (an unknown member is an error)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
+
     ref: OrderRef
     timing: OrderTiming = Field(default_factory=OrderTiming)
     # The first run of an order: what to send to D1 (alone), or the batch it goes out in.
     # Continue-as-new drops both.
     submission: D1Submission | None = None
     batch: BatchMembership | None = None
-    # Orders started before edge encryption: the clear order (replay only, never set now).
-    order: AnyCardOrder | None = None
     # Carried across continue-as-new (with the clocks of the wait loop).
     state: OrderState | None = None
     last_progress_at: datetime | None = None
     shipment_changed_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _first_run_says_how_to_submit(self) -> CardOrderInput:
+        if self.state is None and (self.submission is None) == (self.batch is None):
+            raise ValueError("the first run of an order carries either its D1 submission or its D1 batch")
+        return self
 
 
 # ---------------------------------------------------------------------------- state

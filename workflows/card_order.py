@@ -12,15 +12,13 @@ tracking (applying updates, silence timers, reconciliation, search attributes) i
 :mod:`workflows.follow_up`. The public names and types are in :mod:`contracts.card_order`.
 
 The workflow never sees clear card data: the starter encrypted it for D1 before the
-order was started (``CardOrderInput.submission``). Orders started before that change
-carry the clear order and take the old, patch-guarded submission path (kept for replay).
+order was started (``CardOrderInput.submission``); an input of any other shape ends the
+workflow with ``InvalidInput`` (workflows/inputs.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -44,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.d1_batch import SubmissionResult
     from d1.notifications import OperationNotification
-    from d1.order import CardOrder
     from observability import names as metric_names
     from workflows import order_state
     from workflows.change_rules import change_problem
@@ -52,16 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
     from workflows.inputs import read_input
     from workflows.order_state import Applied
-    from workflows.outcomes import Ending, gave_up, refused_before_sending, refused_by_d1
-
-R = TypeVar("R")
-
-# Encrypt and submit in one activity (orders started before edge encryption only; their
-# histories replay both branches: tests/histories/).
-ONE_STEP_SUBMIT_PATCH = "one-step-submit"
-# From this version on a reconcile_now signal must carry its (encrypted) ReconcileRequest;
-# histories from before accepted a bare signal and still replay that way.
-AUTHENTICATED_SIGNALS_PATCH = "authenticated-signals"
+    from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
 
 
 @workflow.defn(name=api.WORKFLOW_TYPE)
@@ -71,7 +59,10 @@ class CardOrderWorkflow:
         # Read here, not by the SDK: a bad input ends the workflow instead of failing every
         # workflow task (workflows/inputs.py).
         self._raw_input = read_input(raw, CardOrderInput)
-        inp = self._raw_input.value or CardOrderInput(ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"))
+        # A stand-in while ``run`` ends a refused input (not validated: it has no submission).
+        inp = self._raw_input.value or CardOrderInput.model_construct(
+            ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
+        )
         self._ref = inp.ref
         self._timing = inp.timing
         self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
@@ -83,7 +74,7 @@ class CardOrderWorkflow:
             status_input=acts.StatusInput(
                 issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id, issuer_request_id=inp.ref.issuer_request_id
             ),
-            skip_transient_upserts=True,  # workflows/follow_up.py FEWER_UPSERTS_PATCH
+            skip_transient_upserts=True,
         )
         self._batch_result: SubmissionResult | None = None
 
@@ -103,7 +94,7 @@ class CardOrderWorkflow:
     def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
-        if req is None and workflow.patched(AUTHENTICATED_SIGNALS_PATCH):
+        if req is None:
             self._follow.refuse(api.RECONCILE_SIGNAL)
             return
         self._follow.reconcile_requested = True
@@ -168,15 +159,11 @@ class CardOrderWorkflow:
         if inp.state is None:  # the first run, not a continue-as-new
             self._follow.count(metric_names.ORDERS_STARTED)
         if not self._state.submitted:
+            # The input's model guarantees one of them on a first run (contracts/card_order.py).
             if inp.submission is not None:
                 await self._submit(inp.submission)
             elif inp.batch is not None:
                 await self._await_batch(inp.batch)
-            elif inp.order is not None:
-                await self._submit_legacy(inp.order)
-                inp.order = None  # the clear order of an old run is not kept in memory once sent
-            else:
-                raise ApplicationError("first run of an order needs its D1 submission", non_retryable=True)
             self._publish()
 
         while not self._state.finished:
@@ -205,79 +192,28 @@ class CardOrderWorkflow:
 
     # ----------------------------------------------------------------- helpers
 
-    def _d1_submit_call(
-        self,
-        activity: str,
-        arg: object,
-        *,
-        result_type: type[R],
-        summary: str,
-        heartbeat: bool = True,
-        start_to_close: timedelta = timedelta(seconds=60),
-    ) -> Awaitable[R]:
-        """One submission step (the D1 call, or the legacy encryption before it): the same
-        retry policy and the same give-up time for every step, so that a D1 outage ends an
-        order at the same moment whichever version started it."""
-        return workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=start_to_close,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat else None,
-            schedule_to_close_timeout=self._timing.submit_give_up_after,
-            retry_policy=D1_CALL_RETRY,
-            summary=summary,
-        )
-
-    def _submit_input(self, body: dict[str, Any]) -> acts.SubmitInput:
-        ref = self._ref
-        return acts.SubmitInput(
-            issuer_id=ref.issuer_id, card_id=ref.card_id, issuer_request_id=ref.issuer_request_id, body=body
-        )
-
     async def _submit(self, submission: D1Submission) -> None:
+        ref = self._ref
         try:
-            result = await self._d1_submit_call(
+            result = await workflow.execute_activity(
                 acts.SUBMIT_ORDER,
-                self._submit_input(submission.body),
+                acts.SubmitInput(
+                    issuer_id=ref.issuer_id,
+                    card_id=ref.card_id,
+                    issuer_request_id=ref.issuer_request_id,
+                    body=submission.body,
+                ),
                 result_type=acts.SubmitResult,
+                start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=self._timing.submit_give_up_after,
+                retry_policy=D1_CALL_RETRY,
                 summary="Submit order to D1",
             )
         except ActivityError as err:
-            self._end_submission(err)
+            self._end(submission_ending(call_failure(err)))
             return
-        self._submitted(result)
-
-    async def _submit_legacy(self, order: CardOrder) -> None:
-        """Orders started before edge encryption: the worker encrypts (both branches kept for replay)."""
-        legacy_input = acts.LegacyEncryptInput(order=order)
-        try:
-            if workflow.patched(ONE_STEP_SUBMIT_PATCH):
-                result = await self._d1_submit_call(
-                    acts.LEGACY_ENCRYPT_AND_SUBMIT,
-                    legacy_input,
-                    result_type=acts.SubmitResult,
-                    summary="Encrypt card data and submit order to D1",
-                )
-            else:
-                jwe = await self._d1_submit_call(
-                    acts.LEGACY_ENCRYPT_CARD_DATA,
-                    legacy_input,
-                    result_type=str,
-                    heartbeat=False,
-                    start_to_close=timedelta(seconds=10),
-                    summary="Encrypt card data for D1 (JWE)",
-                )
-                result = await self._d1_submit_call(
-                    acts.SUBMIT_ORDER,
-                    self._submit_input(order.d1_body(jwe)),
-                    result_type=acts.SubmitResult,
-                    summary="Submit order to D1",
-                )
-        except ActivityError as err:
-            self._end_submission(err)
-            return
-        self._submitted(result)
+        self._submitted(result.operation_id)
 
     async def _await_batch(self, batch: BatchMembership) -> None:
         """A card of a D1 batch: the batch workflow calls D1 and tells each card its result."""
@@ -286,37 +222,22 @@ class CardOrderWorkflow:
                 lambda: self._batch_result is not None, timeout=self._timing.submit_give_up_after
             )
         except TimeoutError:
-            ending = gave_up(f"no answer from the D1 batch {batch.batch_workflow_id}")
-            self._state.errors.append(ending.error)
-            order_state.end(self._state, ending.outcome, ending.reason)
-            self._state.submitted = True
+            self._end(gave_up(f"no answer from the D1 batch {batch.batch_workflow_id}"))
             return
         result = self._batch_result
         assert result is not None
         if result.operation_id is not None:
-            self._submitted(acts.SubmitResult(operation_id=result.operation_id))
+            self._submitted(result.operation_id)
             return
-        ending = refused_by_d1(result.refusal) if result.refusal is not None else gave_up(result.gave_up or "")
-        self._state.errors.append(ending.error)
-        order_state.end(self._state, ending.outcome, ending.reason)
-        self._state.submitted = True
+        self._end(refused_by_d1(result.refusal) if result.refusal is not None else gave_up(result.gave_up or ""))
 
-    def _submitted(self, result: acts.SubmitResult) -> None:
+    def _submitted(self, operation_id: str) -> None:
         self._state.submitted = True
-        if result.operation_id and self._state.operation_id is None:
-            self._state.operation_id = result.operation_id
+        if operation_id and self._state.operation_id is None:
+            self._state.operation_id = operation_id
 
-    def _end_submission(self, err: ActivityError) -> None:
-        cause = err.cause
-        ending: Ending | None = None
-        if isinstance(cause, ApplicationError):
-            if cause.type == acts.D1_REJECTED:
-                info = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-                ending = refused_by_d1(info)
-            else:
-                ending = refused_before_sending(cause.type, cause.message)
-        if ending is None:
-            ending = gave_up(str(cause or err))
+    def _end(self, ending: Ending) -> None:
+        """The submission failed: the order ends without reaching D1's production."""
         self._state.errors.append(ending.error)
         order_state.end(self._state, ending.outcome, ending.reason)
         self._state.submitted = True
@@ -369,17 +290,11 @@ class CardOrderWorkflow:
                 summary=f"Pull & change {kind}",
             )
         except ActivityError as err:
-            cause = err.cause
-            info = (
-                cause.details[0]
-                if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict)
-                else {}
-            )
-            rejected = isinstance(cause, ApplicationError) and cause.type == acts.D1_REJECTED
+            info = call_failure(err).refusal
             record.status = ChangeStatus.FAILED
             record.reason = (
                 f"D1 refused the request: {info.get('errorCode') or ''} {info.get('error') or ''}".strip()
-                if rejected
+                if info is not None
                 else "D1 could not be reached in time"
             )
             self._follow.changed = True

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
     from workflows.inputs import read_input
     from workflows.order_state import Applied
-    from workflows.outcomes import gave_up, refused_by_d1
+    from workflows.outcomes import call_failure, gave_up, refused_by_d1
     from workflows.tracking_rules import tracking_ending
 
 
@@ -123,12 +123,8 @@ class CardTrackingWorkflow:
                 summary=f"Ask D1 to track the card ({inp.ref.tracking_type})",
             )
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == acts.D1_REJECTED:
-                info = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-                ending = refused_by_d1(info)
-            else:
-                ending = gave_up(str(cause or err))
+            failure = call_failure(err)
+            ending = refused_by_d1(failure.refusal) if failure.refusal is not None else gave_up(failure.text)
             self._state.errors.append(ending.error)
             order_state.end(self._state, ending.outcome, ending.reason)
         else:

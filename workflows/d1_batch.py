@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
     from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT
     from workflows.inputs import read_input
+    from workflows.outcomes import call_failure
 
 # A batch of 1,000 takes D1 longer to answer than one card.
 BATCH_CALL_TIMEOUT = timedelta(minutes=5)
@@ -81,13 +82,12 @@ class D1BatchSubmissionWorkflow:
                 summary=f"Submit {len(inp.cards)} card(s) to D1 in one call",
             )
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == acts.D1_REJECTED:
-                refusal = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-            elif isinstance(cause, ApplicationError) and cause.type == acts.CARD_DATA_IN_CLEAR:
-                refusal = {"errorCode": acts.CARD_DATA_IN_CLEAR, "error": cause.message}
-            else:
-                gave_up = f"D1 did not accept the batch within the give-up window: {cause or err}"
+            failure = call_failure(err)
+            refusal = failure.refusal
+            if failure.card_data_in_clear:
+                refusal = {"errorCode": acts.CARD_DATA_IN_CLEAR, "error": failure.text}
+            elif refusal is None:
+                gave_up = f"D1 did not accept the batch within the give-up window: {failure.text}"
         results = results_for(inp, batch_id, answer, refusal, gave_up)
         not_signalled: list[str] = []
 

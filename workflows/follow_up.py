@@ -25,6 +25,7 @@ from observability import names as metric_names
 from workflows import order_state
 from workflows.details_line import attribute_values
 from workflows.order_state import Applied
+from workflows.outcomes import call_failure
 
 # A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)
@@ -43,19 +44,16 @@ _SA_KEYS = {
     key.name: key
     for key in (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.TRACKING_NUMBER, sa.ORDER_OUTCOME, sa.DUE_DATE)
 }
-# Card orders from this version on do not upsert a change that only moves to a transient
-# value: D1's acknowledgement CARD_PROD_REQUESTED (DATA_PREPARED, with the due date, follows
-# once the data is processed), CARD_PROD_READY (the data reached the personalization
+# Card orders do not upsert a change that only moves to a transient value: D1's
+# acknowledgement CARD_PROD_REQUESTED (DATA_PREPARED, with the due date, follows once the
+# data is processed), CARD_PROD_READY (the data reached the personalization
 # center; the search attribute keeps DATA_PREPARED until production starts) and the
 # carrier's ordinary progress scans between the first scan and the end (InTransit,
 # OutForDelivery). Each upsert is a history event and a visibility write on the server, per
 # notification (docs/benchmarks.md prices one at ~5 ms of server CPU); these values stay in
 # the details line, the view query and the timeline, and the next upsert carries whatever
 # differs by then. Every other change (the due date, production under way and done, the
-# first shipment with its tracking number, carrier exceptions, the end) is upserted as
-# before. Histories from before the patch replay with an upsert per change; the patch
-# itself costs one marker and one TemporalChangeVersion upsert per order (the SDK's).
-FEWER_UPSERTS_PATCH = "fewer-upserts"
+# first shipment with its tracking number, carrier exceptions, the end) is upserted.
 TRANSIENT_VALUES: dict[str, frozenset[object]] = {
     sa.PRODUCTION_STATUS.name: frozenset({"CARD_PROD_REQUESTED", "CARD_PROD_READY"}),
     sa.SHIPMENT_STATUS.name: frozenset({"InTransit", "OutForDelivery"}),
@@ -71,7 +69,7 @@ class Follower:
     """The follow-up state of one card. ``status_input`` is what the status check sends D1
     (None: D1 offers no status for it; silence is then only noted, never reconciled).
     ``skip_transient_upserts``: leave changes to transient values out of the search
-    attributes (card orders; :data:`FEWER_UPSERTS_PATCH`)."""
+    attributes (card orders; :data:`TRANSIENT_VALUES`)."""
 
     def __init__(
         self,
@@ -180,7 +178,7 @@ class Follower:
                 summary="Reconcile status with D1",
             )
         except ActivityError as err:
-            workflow.logger.warning("reconciliation failed; will try again later: %s", err.cause or err)
+            workflow.logger.warning("reconciliation failed; will try again later: %s", call_failure(err).text)
             latest = None
         if latest is not None:
             self.apply(latest, source="reconciliation")
@@ -194,9 +192,7 @@ class Follower:
             for name, value in attribute_values(self.state).items()
             if value is not None and self._published.get(name) != value
         }
-        # patched() only where the branches differ: it records its marker once, at the first skip.
-        skip = self._skip_transient and only_transient(changes) and workflow.patched(FEWER_UPSERTS_PATCH)
-        if changes and not skip:
+        if changes and not (self._skip_transient and only_transient(changes)):
             workflow.upsert_search_attributes(
                 [_SA_KEYS[name].value_set(value) for name, value in changes.items()]  # type: ignore[arg-type]
             )

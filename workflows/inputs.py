@@ -8,8 +8,9 @@ take their input raw and read it here, in ``@workflow.init``:
   keys started it) makes ``run`` fail the workflow at once, non-retryable;
 * an input sealed by a key this worker does not have fails the workflow *task* (retried):
   a key roll-out that has not reached this worker yet, which heals once it does;
-* an input that does not match the model fails the workflow with the field paths (the
-  models hide input values, so no card data or address is ever quoted).
+* an input that does not match the model, an earlier shape included (members the model
+  does not know), fails the workflow, non-retryable, as ``InvalidInput`` with the field
+  paths (the models hide input values, so no card data or address is ever quoted).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def read_input(raw: RawValue, model: type[M]) -> Input[M]:
     except UnauthenticatedPayload as err:
         return Input(None, refused=err.reason)
     except ValidationError as err:
-        return Input(
-            None, invalid=[f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_input=False)]
-        )
+        return Input(None, invalid=[_problem(e["loc"], e["msg"]) for e in err.errors(include_input=False)])
+
+
+def _problem(loc: tuple[int | str, ...], msg: str) -> str:
+    return f"{'.'.join(map(str, loc))}: {msg}" if loc else msg

@@ -1,13 +1,12 @@
-"""Records the replay histories (run on purpose, never in CI):
+"""Records the replay histories, one per scenario, from the current code (run on purpose,
+never in CI):
 
     RECORD_HISTORIES=1 .venv/bin/pytest tests/histories/test_record.py
 
-It writes ``<scenario>.history.json``, the current shape. Histories of earlier shapes keep
-their suffix (``.two-step``, ``.one-step``: orders started with the clear order as input,
-before and after the one-step-submit patch; ``.edge``: card data encrypted at the edge,
-before the fewer-upserts patch) and are never re-recorded. Record a new shape
-only when an intended, patched workflow change makes it worth keeping (rename the current
-files to a suffix first); never to "fix" a failing replay.
+It writes ``<scenario>.history.json`` (the set tests/histories/test_replay.py expects),
+sealed with the committed test-only codec key (tests/conftest.py). Until the first release
+a workflow change re-records them all; from then on the last release's histories are kept
+and replayed (docs/upgrading.md): never re-record to "fix" a failing replay.
 """
 
 from __future__ import annotations

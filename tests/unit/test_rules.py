@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from contracts.card_order import ChangeRecord, ChangeStatus, OrderRef, OrderState, Outcome
 from d1.notifications import OperationNotification, ShipmentInfo
@@ -14,7 +15,14 @@ from tests.support.notifications import happy_sequence, parsed
 from workflows.change_rules import change_problem
 from workflows.details_line import attribute_values, details_line, due_date_value, in_words
 from workflows.order_state import apply
-from workflows.outcomes import RESUBMIT_WITH_CURRENT_KEY, gave_up, refused_before_sending, refused_by_d1
+from workflows.outcomes import (
+    RESUBMIT_WITH_CURRENT_KEY,
+    CallFailure,
+    call_failure,
+    gave_up,
+    refused_by_d1,
+    submission_ending,
+)
 
 REF = OrderRef(issuer_id="TESTISS001", card_id="card-1", issuer_request_id="req-1", shipment_type="INDIVIDUAL")
 
@@ -106,12 +114,45 @@ def test_other_refusals_are_rejections_with_d1s_code_or_field() -> None:
 
 
 def test_refusals_before_sending_and_giving_up() -> None:
-    card = refused_before_sending("CardDataInClear", "card data outside encryptedData: $.cvv2")
-    assert card is not None and card.outcome is Outcome.REJECTED and card.error.error_code == "CardDataInClear"
-    legacy = refused_before_sending("LegacyOrderUnsupported", "re-submit the order")
-    assert legacy is not None and legacy.outcome is Outcome.SUBMIT_FAILED
-    assert refused_before_sending("SomethingElse", "x") is None
+    card = submission_ending(CallFailure("card data outside encryptedData: $.cvv2", card_data_in_clear=True))
+    assert card.outcome is Outcome.REJECTED and card.error.error_code == "CardDataInClear"
+    assert card.error.error == "card data outside encryptedData: $.cvv2"
+    refused = submission_ending(CallFailure("x", refusal={"httpStatus": 400, "errorCode": "FIELD_INVALID_FORMAT"}))
+    assert refused.outcome is Outcome.REJECTED and refused.reason == "FIELD_INVALID_FORMAT"
+    assert submission_ending(CallFailure("timeout")).outcome is Outcome.SUBMIT_FAILED
     assert gave_up("timeout").outcome is Outcome.SUBMIT_FAILED
+
+
+def _activity_error(cause: BaseException) -> ActivityError:
+    err = ActivityError(
+        "activity failed",
+        scheduled_event_id=1,
+        started_event_id=2,
+        identity="worker",
+        activity_type="submit_order",
+        activity_id="1",
+        retry_state=None,
+    )
+    err.__cause__ = cause
+    return err
+
+
+def test_an_activity_failure_is_decoded_in_one_place() -> None:
+    info = {"httpStatus": 400, "errorCode": "CRYPTO_ERROR", "error": "$.encryptedData"}
+    refused = call_failure(_activity_error(ApplicationError("D1 rejected", info, type="D1Rejected")))
+    assert refused.refusal == info and not refused.card_data_in_clear
+    bare = call_failure(_activity_error(ApplicationError("D1 rejected", type="D1Rejected")))
+    assert bare.refusal == {}
+    clear = call_failure(
+        _activity_error(ApplicationError("card data outside encryptedData: $.cvv2", type="CardDataInClear"))
+    )
+    assert (
+        clear.card_data_in_clear and clear.refusal is None and clear.text == "card data outside encryptedData: $.cvv2"
+    )
+    unreachable = call_failure(_activity_error(ApplicationError("D1 unavailable (HTTP 503)", type="D1Unavailable")))
+    assert unreachable == CallFailure("D1Unavailable: D1 unavailable (HTTP 503)")
+    timed_out = call_failure(_activity_error(TimeoutError("activity timeout")))
+    assert timed_out == CallFailure("activity timeout")
 
 
 # ---------------------------------------------------------------- what operators see

@@ -107,17 +107,11 @@ class D1Double:
         self.trackings[inp.card_id].append(inp.body)
         return acts.TrackResult(operation_id=f"trk-{inp.card_id}")
 
-    @activity.defn(name=acts.LEGACY_ENCRYPT_AND_SUBMIT)
-    async def encrypt_and_submit(self, inp: acts.LegacyEncryptInput) -> acts.SubmitResult:
-        self.submits[inp.order.cardId].append({"legacy": True})
-        return acts.SubmitResult(operation_id=f"op-{inp.order.cardId}")
-
     def all(self) -> list[Any]:
         return [
             self.submit_order,
             self.fetch_production_status,
             self.request_pull_and_change,
-            self.encrypt_and_submit,
             self.submit_order_batch,
             self.request_tracking,
         ]

@@ -116,8 +116,8 @@ async def test_search_attributes_follow_the_milestones_one_notification_per_task
     history = await handle.fetch_history()
     upserts = [e for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    # Six upserts instead of nine: the patch's own TemporalChangeVersion, then five milestones.
-    assert len(upserts) == 6 and len(markers) == 1
+    # Five upserts (the milestones) instead of nine, and no patch marker.
+    assert len(upserts) == 5 and markers == []
 
 
 async def test_each_retry_resends_the_same_jwe(fast: FastEnv) -> None:
@@ -324,7 +324,7 @@ async def test_malformed_card_data_started_directly_leaves_no_trace_of_it(
         await handle.result()
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput"
-    assert "order.ThalesCardOrder.cardData.pan" in cause.message or "cardData.pan" in cause.message
+    assert "order: Extra inputs are not permitted" in cause.message
     history = await handle.fetch_history()
     failure_texts = [str(e) for e in history.events if e.HasField("workflow_execution_failed_event_attributes")]
     decoded = [cause.message, *(str(c) for c in (cause.details or []))]
@@ -333,16 +333,34 @@ async def test_malformed_card_data_started_directly_leaves_no_trace_of_it(
     assert fast.d1.submits[card] == []
 
 
-async def test_an_order_started_before_edge_encryption_still_submits(fast: FastEnv) -> None:
-    """Replay-safe upgrade: a clear-order input (the old shape) takes the old, patched path."""
-    card, rid = new_ids("legacy")
+async def test_an_order_in_the_shape_of_before_edge_encryption_is_refused_unread(fast: FastEnv) -> None:
+    """The clear order as input (the shape before card data was encrypted at the edge): no
+    worker encrypts it; the workflow ends as InvalidInput and nothing reaches D1."""
+    card, rid = new_ids("clear-order")
     raw = fast.order_input(card, rid).model_dump(mode="json")
     raw["submission"] = None
     raw["order"] = validate_order(sample_order(rid, card_id=card)).model_dump(mode="json", exclude_none=True)
     handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE, result_type=OrderView
+        api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
     )
-    await until(handle, lambda v: v.state.submitted)
-    assert fast.d1.submits[card] == [{"legacy": True}]
-    await notify(handle, ops(card, rid))
-    assert (await handle.result()).state.outcome is Outcome.DELIVERED
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
+    assert "order: Extra inputs are not permitted" in cause.message
+    assert fast.d1.submits[card] == []
+
+
+async def test_a_first_run_without_its_submission_is_refused(fast: FastEnv) -> None:
+    card, rid = new_ids("no-submission")
+    raw = fast.order_input(card, rid).model_dump(mode="json")
+    raw["submission"] = None
+    handle = await fast.client.start_workflow(
+        api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
+    )
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
+    assert "carries either its D1 submission or its D1 batch" in cause.message
+    assert fast.d1.submits[card] == []
