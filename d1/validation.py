@@ -54,13 +54,8 @@ class FieldError:
         return f"{self.path}: {self.reason}"
 
 
-@dataclass(frozen=True)
-class FieldWarning:
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+class FieldWarning(FieldError):
+    """Accepted, but probably not what the issuer meant."""
 
 
 class InvalidOrder(ValueError):
