@@ -15,25 +15,16 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 from security.redaction.text import redact_text
 from security.redaction.values import redact_mapping, redact_scalar
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 _STANDARD_RECORD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime", "taskName"}
 )
 _MARK = "_d1_redacted"
 _EXTRAS_MARK = "_d1_redacted_extras"
-
-
-def redact_exc_text(exc_info: ExcInfo) -> str:
-    """The traceback text of an exception with its whole chain, redacted (what a log shows)."""
-    exc_type, exc, tb = exc_info
-    return redact_text("".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n"))
 
 
 def _text(value: Any) -> str:
