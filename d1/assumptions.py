@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 TrackDataPlacement = Literal["encrypted", "clear"]
 
@@ -109,15 +109,10 @@ class D1Interface(BaseModel):
         "D: nothing. G: yes.",
     )
 
-    @field_validator("pullAndChangePath", "trackCardPath")
+    @field_validator("pullAndChangePath", "trackCardPath", "batchOrderPath")
     @classmethod
-    def _card_template(cls, value: str) -> str:
-        return _template(value, card=True)
-
-    @field_validator("batchOrderPath")
-    @classmethod
-    def _issuer_template(cls, value: str) -> str:
-        return _template(value, card=False)
+    def _path_template(cls, value: str, info: ValidationInfo) -> str:
+        return _template(value, card=info.field_name != "batchOrderPath")
 
     @field_validator("batchInputFileName")
     @classmethod

@@ -66,16 +66,7 @@ class OperationNotification(_Tolerant):
     @property
     def request_id(self) -> str | None:
         """D1 documents ``issuerRequestId`` at both levels; read both."""
-        if self.issuerRequestId:
-            return self.issuerRequestId
-        return self.details.issuerRequestId if self.details else None
-
-    @property
-    def input_file_name(self) -> str | None:
-        """D1 documents ``inputFileName`` at both levels too; read both."""
-        if self.inputFileName:
-            return self.inputFileName
-        return self.details.inputFileName if self.details else None
+        return self.issuerRequestId or (self.details.issuerRequestId if self.details else None)
 
     @property
     def production_status(self) -> str | None:

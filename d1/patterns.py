@@ -9,7 +9,7 @@ GUESS (see docs/d1/card-order.md and docs/d1/assumptions.md).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from d1.issues import describe_pattern
 
@@ -101,7 +101,6 @@ NO_CARRIER = "NO_CARRIER"
 NO_PACK = "NO_PACK"
 
 DistributionChannel = Literal["THALES", "CENTRAL", "INSTANT"]
-CHANNELS: tuple[str, ...] = ("THALES", "CENTRAL", "INSTANT")
 DEFAULT_CHANNEL: DistributionChannel = "THALES"
 Issuance = Literal["CREATION", "RENEWAL", "REPLACEMENT"]
 ShipmentType = Literal["INDIVIDUAL", "BULK"]
@@ -111,5 +110,5 @@ DEFAULT_CARD_STATE = "ACTIVE"
 
 # Pull & change (docs/d1/card-order.md §14): the redirects need a new delivery address.
 PullAndChangeType = Literal["CANCEL", "ACCELERATE", "REDIRECT", "ACCELERATE_AND_REDIRECT"]
-PULL_AND_CHANGE_TYPES: tuple[str, ...] = ("CANCEL", "ACCELERATE", "REDIRECT", "ACCELERATE_AND_REDIRECT")
+PULL_AND_CHANGE_TYPES: tuple[str, ...] = get_args(PullAndChangeType)
 REDIRECTING_TYPES: frozenset[str] = frozenset({"REDIRECT", "ACCELERATE_AND_REDIRECT"})

@@ -29,7 +29,6 @@ from d1.order import _D1Model
 from d1.patterns import ONBOARDING_ID_PATTERN, TEXT_PATTERN
 
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
-TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
 
 # D1's supported carriers, code → name (shipment-tracking guide, D).
 SUPPORTED_CARRIERS: dict[str, str] = {
