@@ -1,20 +1,10 @@
 """The issuer-side rules of an order: every problem at once, by JSON path, in plain words,
 never echoing the value (it may be card data).
 
-This is the one home of the issuer-side contract rules; the starter calls it with the
-configured program (starter/edge.py). The emulator keeps its own, independent reading of
-D1's rules (emulator/validation.py).
-
-Four layers, all run even when an earlier one found problems, so that one pass shows
-everything to fix:
-
-1. the contract's structure (types, patterns, enums, required members) from the
-   channel's model in :mod:`d1.order`;
-2. the contract's cross-field rules (:mod:`d1.rules`);
-3. the program configuration (:mod:`d1.program`): known products, shipping methods,
-   templates, inserts, images, allowed countries;
-4. the card data: the program's printed names, then expiry (in the program's format) and
-   tracks (:func:`d1.rules.card_issues`).
+The one home of the issuer-side contract rules; the starter calls it with the configured
+program (starter/edge.py). The emulator keeps its own, independent reading of D1's rules
+(emulator/validation.py). Every layer runs even when an earlier one found problems, so
+that one pass shows everything to fix (:func:`check_order` reads top to bottom).
 
 Unknown members are reported as probable typos. By default they are **errors**: a
 misspelt optional member (``pinMailler``) would otherwise be passed through, ignored by
@@ -69,8 +59,6 @@ class InvalidOrder(ValueError):
 
 @dataclass
 class OrderCheck:
-    """The outcome of :func:`check_order`: the parsed order when there is no error."""
-
     order: CardOrder | None
     errors: list[FieldError] = field(default_factory=list)
     warnings: list[FieldWarning] = field(default_factory=list)
@@ -79,8 +67,6 @@ class OrderCheck:
     def ok(self) -> bool:
         return self.order is not None and not self.errors
 
-
-# ------------------------------------------------------------------ unknown members
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _DIGIT_RUN = re.compile(r"[0-9]{6}")
@@ -134,9 +120,6 @@ def unknown_member_issues(model: type[BaseModel], raw: Mapping[str, Any], path: 
         elif isinstance(value, Mapping):
             out += unknown_member_issues(sub, value, (*path, key))
     return out
-
-
-# ------------------------------------------------------------------------- checks
 
 
 def _to_fields(issues: list[Issue]) -> tuple[list[FieldError], list[FieldWarning]]:
