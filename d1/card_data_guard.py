@@ -31,6 +31,13 @@ from d1.issues import Issue, IssueKind, Path
 ENCRYPTED_MEMBER = "encryptedData"
 
 
+_LUHN = "13-19 digits passing the Luhn check"
+_NAMED = "is named like card data, which must only travel inside encryptedData"
+_KEY_HOLDS_PAN = f"a member name holds a card-number-shaped value ({_LUHN})"
+_TEXT_HOLDS_PAN = f"holds a card-number-shaped value ({_LUHN}); card data must only travel inside encryptedData"
+_NUMBER_HOLDS_PAN = f"holds a card-number-shaped number ({_LUHN})"
+
+
 def _walk(value: Any, path: Path) -> Iterator[Issue]:
     if isinstance(value, Mapping):
         for key, item in value.items():
@@ -39,32 +46,18 @@ def _walk(value: Any, path: Path) -> Iterator[Issue]:
             if not path and name == ENCRYPTED_MEMBER:
                 continue
             if is_card_data_name(name):
-                yield Issue(
-                    child, "is named like card data, which must only travel inside encryptedData", IssueKind.NOT_ALLOWED
-                )
-                continue
-            if holds_pan(name):
-                yield Issue(
-                    (*path, "<member>"),
-                    "a member name holds a card-number-shaped value (13-19 digits passing the Luhn check)",
-                    IssueKind.NOT_ALLOWED,
-                )
-                continue
-            yield from _walk(item, child)
+                yield Issue(child, _NAMED, IssueKind.NOT_ALLOWED)
+            elif holds_pan(name):
+                yield Issue((*path, "<member>"), _KEY_HOLDS_PAN, IssueKind.NOT_ALLOWED)
+            else:
+                yield from _walk(item, child)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _walk(item, (*path, i))
     elif isinstance(value, str) and holds_pan(value):
-        yield Issue(
-            path,
-            "holds a card-number-shaped value (13-19 digits passing the Luhn check); card data "
-            "must only travel inside encryptedData",
-            IssueKind.NOT_ALLOWED,
-        )
+        yield Issue(path, _TEXT_HOLDS_PAN, IssueKind.NOT_ALLOWED)
     elif isinstance(value, int) and not isinstance(value, bool) and holds_pan(str(value)):
-        yield Issue(
-            path, "holds a card-number-shaped number (13-19 digits passing the Luhn check)", IssueKind.NOT_ALLOWED
-        )
+        yield Issue(path, _NUMBER_HOLDS_PAN, IssueKind.NOT_ALLOWED)
 
 
 _SAFE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
