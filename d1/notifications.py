@@ -78,17 +78,9 @@ class OperationNotification(_Tolerant):
 
     def dedup_key(self) -> str:
         """Identity of one update: operationId alone is reused across steps (docs/d1/notifications.md §4, §8)."""
-        ship = self.shipment
-        parts = [
-            self.operationId,
-            self.operation,
-            self.status,
-            self.production_status or "",
-            (ship.status or "") if ship else "",
-            (ship.trackingNumber or "") if ship else "",
-            (ship.message or "") if ship else "",
-        ]
-        return "|".join(parts)
+        ship = self.shipment or ShipmentInfo()
+        parts = (self.production_status, ship.status, ship.trackingNumber, ship.message)
+        return "|".join([self.operationId, self.operation, self.status, *(p or "" for p in parts)])
 
 
 class NotificationBody(_Tolerant):
