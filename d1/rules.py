@@ -52,47 +52,30 @@ def body_issues(body: Mapping[str, Any], card: Mapping[str, Any] | None = None, 
                     reason = "only applies to BULK shipments (shipment.type is INDIVIDUAL)"
                     issues.append(Issue(("shipment", member), reason, IssueKind.NOT_ALLOWED))
         if delivery == NO_SHIPMENT and channel != "INSTANT":
-            issues.append(
-                Issue(
-                    ("services", "delivery"),
-                    "is required when the card is shipped: name the program's "
-                    "shipping method (NO_SHIPMENT, the default, is for orders without shipment)",
-                    IssueKind.MISSING,
-                )
-            )
+            reason = "is required when the card is shipped: name the program's shipping method"
+            reason += " (NO_SHIPMENT, the default, is for orders without shipment)"
+            issues.append(Issue(("services", "delivery"), reason, IssueKind.MISSING))
     elif channel == "CENTRAL" and delivery not in (None, NO_SHIPMENT):
         reason = "is required: services.delivery names a shipping method"
         issues.append(Issue(("shipment",), reason, IssueKind.MISSING))
     if channel == "INSTANT":
         if delivery not in (None, NO_SHIPMENT):
-            issues.append(
-                Issue(
-                    ("services", "delivery"),
-                    "must be NO_SHIPMENT (or absent) for an INSTANT card, "
-                    "which is handed over at the personalization station",
-                    IssueKind.NOT_ALLOWED,
-                )
-            )
+            reason = "must be NO_SHIPMENT (or absent) for an INSTANT card, "
+            reason += "which is handed over at the personalization station"
+            issues.append(Issue(("services", "delivery"), reason, IssueKind.NOT_ALLOWED))
         if carrier not in (None, NO_CARRIER):
             reason = "must be NO_CARRIER (or absent) for an INSTANT card"
             issues.append(Issue(("services", "cardCarrier"), reason, IssueKind.NOT_ALLOWED))
 
     # A card carrier is personalized with an end-user name (docs/d1/card-order.md §9).
     if carrier not in (None, NO_CARRIER) and card is not None:
-        address = as_object(shipment.get("deliveryAddress")) if shipment is not None else None
-        has_name = bool(card.get("name")) or (
-            address is not None and any(address.get(k) for k in ("title", "firstName", "lastName"))
-        )
-        if not has_name:
-            issues.append(
-                Issue(
-                    ("services", "cardCarrier"),
-                    f"needs an end-user name for the carrier: "
-                    f"{'.'.join(map(str, card_path)) or 'card data'}.name or "
-                    "shipment.deliveryAddress firstName/lastName",
-                    IssueKind.MISSING,
-                )
+        address = as_object((shipment or {}).get("deliveryAddress")) or {}
+        if not (card.get("name") or any(address.get(k) for k in ("title", "firstName", "lastName"))):
+            where = ".".join(map(str, card_path)) or "card data"
+            reason = (
+                f"needs an end-user name for the carrier: {where}.name or shipment.deliveryAddress firstName/lastName"
             )
+            issues.append(Issue(("services", "cardCarrier"), reason, IssueKind.MISSING))
     return issues
 
 
