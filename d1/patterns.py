@@ -28,9 +28,7 @@ ISSUER_REQUEST_ID_PATTERN = describe_pattern(
 ONBOARDING_ID_PATTERN = describe_pattern(
     r"^[A-Za-z0-9_.-]{1,64}$", "must be an identifier of 1-64 characters: letters, digits, '_', '.' or '-'"
 )
-GROUP_ID_PATTERN = describe_pattern(
-    r"^[A-Za-z0-9_.:-]{1,64}$", "must be 1-64 characters: letters, digits, '_', '.', ':' or '-'"
-)
+GROUP_ID_PATTERN = ISSUER_REQUEST_ID_PATTERN
 PERSO_STATION_PATTERN = ONBOARDING_ID_PATTERN
 # Key indexes are one byte in EMV key management: GUESS two hex digits, as in every example ("01").
 KEY_INDEX_PATTERN = describe_pattern(r"^[0-9A-Fa-f]{2}$", "must be a key index of two hexadecimal digits, e.g. 01")
