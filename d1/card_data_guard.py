@@ -5,17 +5,11 @@ inside ``cardData``/``trackData``, but a body can still carry card data elsewher
 unknown member let through with ``--allow-unknown-fields``, a ``CardOrder`` built by hand
 with extra members, a PAN pasted into an address line or a design's custom line. This
 guard walks the whole body (keys and values, at any depth) except ``encryptedData`` and
-reports, by JSON path and without the value:
-
-* a member *named* like card data (``pan``, ``cvv2``, ``expMonth``, ``track1``,
-  ``magStripe``, ...), or
-* a value (or a key) *holding* a card number, written as a card number is written;
-
-both as d1/card_data.py defines them, the definition the redaction layer masks by. The
-guard takes only the strict reading of a written card number (one separator character
-used throughout), since it refuses an order; ids that merely contain digits pass
-(``order-1764578213-001`` is no card layout; issuers should not use 13-19 digit numbers as
-ids, which also keeps them apart from PANs in every log). It runs at the issuer's edge (the
+reports, by JSON path and without the value, a member *named* like card data or a value (or
+key) *holding* a card number, both as d1/card_data.py defines them (the definition redaction
+masks by). It takes the strict reading of a written card number, since it refuses an order:
+ids that merely contain digits pass (issuers should not use 13-19 digit numbers as ids,
+which also keeps them apart from PANs in every log). It runs at the issuer's edge (the
 starter) and again in the worker right before the HTTP call, in every mode.
 """
 

@@ -63,14 +63,10 @@ class Issue:
 
 def dedupe(issues: Iterable[Issue]) -> list[Issue]:
     """Keep the first issue per (path, reason); keep the order they were found in."""
-    seen: set[tuple[Path, str]] = set()
-    out: list[Issue] = []
+    first: dict[tuple[Path, str], Issue] = {}
     for issue in issues:
-        key = (issue.path, issue.reason)
-        if key not in seen:
-            seen.add(key)
-            out.append(issue)
-    return out
+        first.setdefault((issue.path, issue.reason), issue)
+    return list(first.values())
 
 
 # Error type of a well-formed member that is not allowed in this combination (a channel's rule,

@@ -57,9 +57,9 @@ def _redact_exception(record: logging.LogRecord) -> None:
 
 
 def _redact_extras(record: logging.LogRecord) -> None:
-    seen: set[str] | None = record.__dict__.get(_EXTRAS_MARK)
+    seen: set[str] = record.__dict__.get(_EXTRAS_MARK) or set()
     for key, value in list(record.__dict__.items()):
-        if key in _STANDARD_RECORD_ATTRS or key.startswith("_") or (seen is not None and key in seen):
+        if key in _STANDARD_RECORD_ATTRS or key.startswith("_") or key in seen:
             continue
         if isinstance(value, str):
             record.__dict__[key] = redact_text(value)
@@ -67,10 +67,9 @@ def _redact_extras(record: logging.LogRecord) -> None:
             record.__dict__[key] = redact_mapping(value)
         else:  # an object a format string prints with %(key)s: replaced only if its text had card data
             record.__dict__[key] = redact_scalar(value)
-        if seen is None:
-            seen = set()
-            record.__dict__[_EXTRAS_MARK] = seen
         seen.add(key)
+    if seen:
+        record.__dict__[_EXTRAS_MARK] = seen
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
