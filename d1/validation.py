@@ -79,21 +79,14 @@ def _safe_member_name(name: str) -> str | None:
 
 def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """(model class, is a list of it) for annotations like ``X``, ``X | None``, ``list[X] | None``."""
-    origin = get_origin(annotation)
-    if origin in (Union, UnionType):
-        for arg in get_args(annotation):
-            if arg is not type(None):
-                found = _nested_model(arg)
-                if found[0] is not None:
-                    return found
-        return None, False
-    if origin is list:
-        args = get_args(annotation)
-        inner, _ = _nested_model(args[0]) if args else (None, False)
+    if get_origin(annotation) in (Union, UnionType):
+        found = (_nested_model(arg) for arg in get_args(annotation))
+        return next((f for f in found if f[0] is not None), (None, False))
+    if get_origin(annotation) is list:
+        inner, _ = _nested_model(get_args(annotation)[0])
         return inner, inner is not None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    return None, False
+    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return (annotation if is_model else None), False
 
 
 def unknown_member_issues(model: type[BaseModel], raw: Mapping[str, Any], path: Path = ()) -> list[Issue]:
