@@ -31,19 +31,12 @@ def _key_info(key: Any) -> tuple[Any, Kind]:
         if kind is not None:
             return key, kind
         kind = kind_of(key)
-        shown = _redact_key(key)
+        shown = redact_text(key) if any(c.isdigit() for c in key) else key
         if shown is key and sum(c.isdigit() for c in key) <= 2 and len(_KEY_CACHE) < _KEY_CACHE_MAX:
             _KEY_CACHE[key] = kind
         return shown, kind
-    return _redact_key(key), kind_of(str(key))
-
-
-def _redact_key(key: Any) -> Any:
-    if isinstance(key, str):
-        return redact_text(key) if any(c.isdigit() for c in key) else key
-    if isinstance(key, int) and not isinstance(key, bool):
-        return redact_scalar(key)
-    return key
+    shown = redact_scalar(key) if isinstance(key, int) and not isinstance(key, bool) else key
+    return shown, kind_of(str(key))
 
 
 def redact_scalar(value: Any) -> Any:
