@@ -71,10 +71,7 @@ def _put(out: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def _same_container(original: Any, items: list[Any]) -> Any:
-    for kind in (tuple, frozenset, set):
-        if isinstance(original, kind):
-            return kind(items)
-    return items
+    return next((kind(items) for kind in (tuple, frozenset, set) if isinstance(original, kind)), items)
 
 
 def _to_plain(obj: Any) -> Any:
