@@ -39,13 +39,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 TrackDataPlacement = Literal["encrypted", "clear"]
 
-DEFAULT_PULL_AND_CHANGE_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/operations:pullAndChange"
-DEFAULT_BATCH_ORDER_PATH = "/issuers/{issuerId}/physicalCards/operations:order"
-DEFAULT_TRACK_CARD_PATH = "/issuers/{issuerId}/physicalCards/{cardId}/operations:track"
 # D1's batch schema: 1 to 1,000 items (D).
 DOCUMENTED_BATCH_MAX_CARDS = 1000
 
@@ -70,12 +67,12 @@ class D1Interface(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pullAndChangePath: str = Field(
-        default=DEFAULT_PULL_AND_CHANGE_PATH,
+        default="/issuers/{issuerId}/physicalCards/{cardId}/operations:pullAndChange",
         description="Pull & change (cancel, accelerate, redirect), POST. D: the inputs type and "
         "newDeliveryAddress and the UPDATE_ORDER outcome. G: the path and the body shape.",
     )
     batchOrderPath: str = Field(
-        default=DEFAULT_BATCH_ORDER_PATH,
+        default="/issuers/{issuerId}/physicalCards/operations:order",
         description="D1's 'Order cards' (batch) API, POST. D: body {cards: [...]}, 1-1000 items. "
         "G: the path, the method and the response (see the module docstring).",
     )
@@ -86,7 +83,7 @@ class D1Interface(BaseModel):
         description="Most cards in one batch call. D: 1000; a program may agree on fewer.",
     )
     trackCardPath: str = Field(
-        default=DEFAULT_TRACK_CARD_PATH,
+        default="/issuers/{issuerId}/physicalCards/{cardId}/operations:track",
         description="The tracking hub's Track Card, POST. D: issuerId and cardId path parameters, "
         "body oneOf on trackingType, STANDALONE_TRACKING notifications. G: the path.",
     )
@@ -109,15 +106,10 @@ class D1Interface(BaseModel):
         "D: nothing. G: yes.",
     )
 
-    @field_validator("pullAndChangePath", "trackCardPath")
+    @field_validator("pullAndChangePath", "trackCardPath", "batchOrderPath")
     @classmethod
-    def _card_template(cls, value: str) -> str:
-        return _template(value, card=True)
-
-    @field_validator("batchOrderPath")
-    @classmethod
-    def _issuer_template(cls, value: str) -> str:
-        return _template(value, card=False)
+    def _path_template(cls, value: str, info: ValidationInfo) -> str:
+        return _template(value, card=info.field_name != "batchOrderPath")
 
     @field_validator("batchInputFileName")
     @classmethod

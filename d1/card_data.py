@@ -33,31 +33,12 @@ PAN_NAMES = frozenset({"pan", "primaryaccountnumber", "cardnumber", "accountnumb
 _EXACT_NAMES = PAN_NAMES | {
     "pansequencenumber",
     # expiry (everything starting "expir" is caught below)
-    "exp",
-    "expdate",
-    "expmonth",
-    "expyear",
-    "cardexpiry",
-    "cardexpirydate",
-    "cardexpirationdate",
+    *"exp expdate expmonth expyear cardexpiry cardexpirydate cardexpirationdate".split(),
     # the names issuers, acquirers and PSP APIs give the security code (CVV2/CVC2/CID/CVN/...)
-    "csc",
-    "cid",
-    "cvd",
-    "cav",
-    "cav2",
-    "cardcode",
-    "securitycode",
-    "cardsecuritycode",
-    "verificationvalue",
-    "pvv",
-    "pin",
-    "pinblock",
+    *"csc cid cvd cav cav2 cardcode securitycode cardsecuritycode verificationvalue".split(),
+    *"pvv pin pinblock".split(),
     # containers: everything below them is card data
-    "carddata",
-    "sensitivedata",
-    "sensitiveplaintext",
-    "magstripe",
+    *"carddata sensitivedata sensitiveplaintext magstripe".split(),
 }
 _PREFIXES = ("cvv", "cvc", "cvn", "expir", "cardverification")
 _SUFFIXES = ("cvv", "cvv2", "cvc", "cvc2", "cvn", "cvn2", "securitycode", "verificationvalue")
@@ -74,11 +55,6 @@ def is_card_data_name(name: str) -> bool:
     """Whether a member name reads like card data (``CVV2``, ``security_code``, ``track1``...)."""
     n = normalized_name(name)
     return n in _EXACT_NAMES or n.startswith(_PREFIXES) or n.endswith(_SUFFIXES) or _TRACK_NAME.match(n) is not None
-
-
-def is_pan_name(name: str) -> bool:
-    """Whether the name holds the PAN itself (shown as first 6 / last 4 where masked)."""
-    return normalized_name(name) in PAN_NAMES
 
 
 # ---------------------------------------------------------------- numbers

@@ -5,17 +5,11 @@ inside ``cardData``/``trackData``, but a body can still carry card data elsewher
 unknown member let through with ``--allow-unknown-fields``, a ``CardOrder`` built by hand
 with extra members, a PAN pasted into an address line or a design's custom line. This
 guard walks the whole body (keys and values, at any depth) except ``encryptedData`` and
-reports, by JSON path and without the value:
-
-* a member *named* like card data (``pan``, ``cvv2``, ``expMonth``, ``track1``,
-  ``magStripe``, ...), or
-* a value (or a key) *holding* a card number, written as a card number is written;
-
-both as d1/card_data.py defines them, the definition the redaction layer masks by. The
-guard takes only the strict reading of a written card number (one separator character
-used throughout), since it refuses an order; ids that merely contain digits pass
-(``order-1764578213-001`` is no card layout; issuers should not use 13-19 digit numbers as
-ids, which also keeps them apart from PANs in every log). It runs at the issuer's edge (the
+reports, by JSON path and without the value, a member *named* like card data or a value (or
+key) *holding* a card number, both as d1/card_data.py defines them (the definition redaction
+masks by). It takes the strict reading of a written card number, since it refuses an order:
+ids that merely contain digits pass (issuers should not use 13-19 digit numbers as ids,
+which also keeps them apart from PANs in every log). It runs at the issuer's edge (the
 starter) and again in the worker right before the HTTP call, in every mode.
 """
 
@@ -31,6 +25,13 @@ from d1.issues import Issue, IssueKind, Path
 ENCRYPTED_MEMBER = "encryptedData"
 
 
+_LUHN = "13-19 digits passing the Luhn check"
+_NAMED = "is named like card data, which must only travel inside encryptedData"
+_KEY_HOLDS_PAN = f"a member name holds a card-number-shaped value ({_LUHN})"
+_TEXT_HOLDS_PAN = f"holds a card-number-shaped value ({_LUHN}); card data must only travel inside encryptedData"
+_NUMBER_HOLDS_PAN = f"holds a card-number-shaped number ({_LUHN})"
+
+
 def _walk(value: Any, path: Path) -> Iterator[Issue]:
     if isinstance(value, Mapping):
         for key, item in value.items():
@@ -39,32 +40,18 @@ def _walk(value: Any, path: Path) -> Iterator[Issue]:
             if not path and name == ENCRYPTED_MEMBER:
                 continue
             if is_card_data_name(name):
-                yield Issue(
-                    child, "is named like card data, which must only travel inside encryptedData", IssueKind.NOT_ALLOWED
-                )
-                continue
-            if holds_pan(name):
-                yield Issue(
-                    (*path, "<member>"),
-                    "a member name holds a card-number-shaped value (13-19 digits passing the Luhn check)",
-                    IssueKind.NOT_ALLOWED,
-                )
-                continue
-            yield from _walk(item, child)
+                yield Issue(child, _NAMED, IssueKind.NOT_ALLOWED)
+            elif holds_pan(name):
+                yield Issue((*path, "<member>"), _KEY_HOLDS_PAN, IssueKind.NOT_ALLOWED)
+            else:
+                yield from _walk(item, child)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _walk(item, (*path, i))
     elif isinstance(value, str) and holds_pan(value):
-        yield Issue(
-            path,
-            "holds a card-number-shaped value (13-19 digits passing the Luhn check); card data "
-            "must only travel inside encryptedData",
-            IssueKind.NOT_ALLOWED,
-        )
+        yield Issue(path, _TEXT_HOLDS_PAN, IssueKind.NOT_ALLOWED)
     elif isinstance(value, int) and not isinstance(value, bool) and holds_pan(str(value)):
-        yield Issue(
-            path, "holds a card-number-shaped number (13-19 digits passing the Luhn check)", IssueKind.NOT_ALLOWED
-        )
+        yield Issue(path, _NUMBER_HOLDS_PAN, IssueKind.NOT_ALLOWED)
 
 
 _SAFE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")

@@ -12,7 +12,7 @@ literals), never from the input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -52,35 +52,21 @@ class Issue:
     def dotted(self, root: str = "") -> str:
         """``("shipment", "deliveryAddress", "countryCode")`` → ``shipment.deliveryAddress.countryCode``;
         with ``root="$"`` → ``$.shipment...``; list indexes as ``[0]``."""
-        return format_path(self.path, root)
-
-    def under(self, prefix: Path) -> Issue:
-        return Issue((*prefix, *self.path), self.reason, self.kind, self.severity)
+        out = root
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+        return out or "$"
 
     def as_warning(self) -> Issue:
         return Issue(self.path, self.reason, self.kind, Severity.WARNING)
 
 
-def format_path(path: Sequence[PathPart], root: str = "") -> str:
-    out = root
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out = f"{out}.{part}" if out else str(part)
-    return out or "$"
-
-
 def dedupe(issues: Iterable[Issue]) -> list[Issue]:
     """Keep the first issue per (path, reason); keep the order they were found in."""
-    seen: set[tuple[Path, str]] = set()
-    out: list[Issue] = []
+    first: dict[tuple[Path, str], Issue] = {}
     for issue in issues:
-        key = (issue.path, issue.reason)
-        if key not in seen:
-            seen.add(key)
-            out.append(issue)
-    return out
+        first.setdefault((issue.path, issue.reason), issue)
+    return list(first.values())
 
 
 # Error type of a well-formed member that is not allowed in this combination (a channel's rule,
@@ -103,23 +89,27 @@ def describe_pattern(pattern: str, rule: str) -> str:
 
 
 _MISSING = frozenset({"missing", "missing_argument", "missing_keyword_argument"})
+_KINDS = {**dict.fromkeys(_MISSING, IssueKind.MISSING), "extra_forbidden": IssueKind.UNKNOWN_FIELD}
+# Reasons that do not depend on the error's context.
+_REASONS = {
+    **dict.fromkeys(_MISSING, "is required"),
+    "extra_forbidden": "is not a field of this object",
+    "string_type": "must be a text string",
+    "bool_type": "must be true or false (a JSON boolean)",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    **dict.fromkeys(("model_type", "dict_type", "model_attributes_type"), "must be an object"),
+    "none_required": "must be absent",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+}
 
 
 def _plain_reason(error: Any) -> str:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
-    if kind in _MISSING:
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a field of this object"
-    if kind == "string_type":
-        return "must be a text string"
-    if kind == "bool_type":
-        return "must be true or false (a JSON boolean)"
-    if kind in ("list_type", "tuple_type"):
-        return "must be a list"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return "must be an object"
+    if kind in _REASONS:
+        return _REASONS[kind]
     if kind == "string_too_short":
         n = ctx.get("min_length", 1)
         return "must not be empty" if n == 1 else f"must be at least {n} characters"
@@ -133,24 +123,9 @@ def _plain_reason(error: Any) -> str:
         return PATTERN_RULES.get(str(ctx.get("pattern")), "has an invalid format")
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
-    if kind == "none_required":
-        return "must be absent"
-    if kind in ("int_type", "int_parsing"):
-        return "must be a whole number"
-    if kind == "value_error":
-        return str(error["msg"]).removeprefix("Value error, ")
-    if kind == "assertion_error":
-        return str(error["msg"]).removeprefix("Assertion failed, ")
-    # Any other pydantic message: they describe the expected type, never the input.
-    return str(error["msg"])
-
-
-def issue_kind_for(error_type: str) -> IssueKind:
-    if error_type in _MISSING:
-        return IssueKind.MISSING
-    if error_type == "extra_forbidden":
-        return IssueKind.UNKNOWN_FIELD
-    return IssueKind.INVALID
+    # Any other pydantic message (value and assertion errors are ours; the rest describe the
+    # expected type, never the input).
+    return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def issues_from_validation_error(err: ValidationError, prefix: Path = ()) -> list[Issue]:
@@ -158,5 +133,6 @@ def issues_from_validation_error(err: ValidationError, prefix: Path = ()) -> lis
     out: list[Issue] = []
     for e in err.errors(include_input=False, include_url=False, include_context=True):
         loc = tuple(p for p in e["loc"] if isinstance(p, (str, int)))
-        out.append(Issue((*prefix, *loc), _plain_reason(e), issue_kind_for(e["type"])))
+        kind = _KINDS.get(e["type"], IssueKind.INVALID)
+        out.append(Issue((*prefix, *loc), _plain_reason(e), kind))
     return out

@@ -11,9 +11,6 @@ from collections.abc import Mapping
 
 from jwcrypto import jwe, jwk
 
-ALG = "ECDH-ES"
-ENC = "A256GCM"
-
 
 class EncryptionKeyError(ValueError):
     """The configured D1 encryption key cannot be used (wrong type, curve, no kid)."""
@@ -40,7 +37,7 @@ def encrypt_for_d1(plaintext: Mapping[str, object], d1_public_key: jwk.JWK) -> s
     if not kid:
         raise EncryptionKeyError("D1 encryption key has no kid; D1 needs it to pick its private key")
     payload = json.dumps(plaintext, separators=(",", ":")).encode("utf-8")
-    header = {"alg": ALG, "enc": ENC, "kid": kid}
+    header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": kid}
     token = jwe.JWE(payload, protected=json.dumps(header))
     token.add_recipient(d1_public_key)
     return str(token.serialize(compact=True))

@@ -66,16 +66,7 @@ class OperationNotification(_Tolerant):
     @property
     def request_id(self) -> str | None:
         """D1 documents ``issuerRequestId`` at both levels; read both."""
-        if self.issuerRequestId:
-            return self.issuerRequestId
-        return self.details.issuerRequestId if self.details else None
-
-    @property
-    def input_file_name(self) -> str | None:
-        """D1 documents ``inputFileName`` at both levels too; read both."""
-        if self.inputFileName:
-            return self.inputFileName
-        return self.details.inputFileName if self.details else None
+        return self.issuerRequestId or (self.details.issuerRequestId if self.details else None)
 
     @property
     def production_status(self) -> str | None:
@@ -87,17 +78,9 @@ class OperationNotification(_Tolerant):
 
     def dedup_key(self) -> str:
         """Identity of one update: operationId alone is reused across steps (docs/d1/notifications.md §4, §8)."""
-        ship = self.shipment
-        parts = [
-            self.operationId,
-            self.operation,
-            self.status,
-            self.production_status or "",
-            (ship.status or "") if ship else "",
-            (ship.trackingNumber or "") if ship else "",
-            (ship.message or "") if ship else "",
-        ]
-        return "|".join(parts)
+        ship = self.shipment or ShipmentInfo()
+        parts = (self.production_status, ship.status, ship.trackingNumber, ship.message)
+        return "|".join([self.operationId, self.operation, self.status, *(p or "" for p in parts)])
 
 
 class NotificationBody(_Tolerant):

@@ -6,10 +6,8 @@ identifiers (``issuerId``, ``cardId``) and the *clear* sensitive card data (``ca
 ``encryptedData`` (:meth:`CardOrder.d1_body`), a compact JWE whose plaintext is
 :class:`CardData` (with ``trackData`` inside it).
 
-The body is a ``oneOf`` discriminated by ``distributionChannel``: each channel's class is
-derived from :class:`CardOrder` by the one rule of :mod:`d1.channels`. A missing
-``distributionChannel`` means ``THALES`` (the guide's default). Formats live in
-:mod:`d1.patterns`, rules across fields in :mod:`d1.rules`.
+Each channel's class is derived from :class:`CardOrder` by :mod:`d1.channels`; a missing
+``distributionChannel`` means ``THALES`` (the guide's default).
 
 Every model hides input values in its validation errors (``hide_input_in_errors``) so a bad
 PAN never ends up in an exception message or a log line. Body models keep unknown members

@@ -41,12 +41,10 @@ def pull_and_change_path(issuer_id: str, card_id: str, iface: D1Interface | None
 
 
 def batch_order_path(issuer_id: str, iface: D1Interface | None = None) -> str:
-    """D1's "Order cards" API (POST); the path is a guess (``D1Interface.batchOrderPath``)."""
     return _fill((iface or _DEFAULT_INTERFACE).batchOrderPath, issuer_id)
 
 
 def track_card_path(issuer_id: str, card_id: str, iface: D1Interface | None = None) -> str:
-    """The tracking hub's Track Card (POST); the path is a guess (``D1Interface.trackCardPath``)."""
     return _fill((iface or _DEFAULT_INTERFACE).trackCardPath, issuer_id, card_id)
 
 

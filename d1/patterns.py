@@ -9,7 +9,7 @@ GUESS (see docs/d1/card-order.md and docs/d1/assumptions.md).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from d1.issues import describe_pattern
 
@@ -28,9 +28,7 @@ ISSUER_REQUEST_ID_PATTERN = describe_pattern(
 ONBOARDING_ID_PATTERN = describe_pattern(
     r"^[A-Za-z0-9_.-]{1,64}$", "must be an identifier of 1-64 characters: letters, digits, '_', '.' or '-'"
 )
-GROUP_ID_PATTERN = describe_pattern(
-    r"^[A-Za-z0-9_.:-]{1,64}$", "must be 1-64 characters: letters, digits, '_', '.', ':' or '-'"
-)
+GROUP_ID_PATTERN = ISSUER_REQUEST_ID_PATTERN
 PERSO_STATION_PATTERN = ONBOARDING_ID_PATTERN
 # Key indexes are one byte in EMV key management: GUESS two hex digits, as in every example ("01").
 KEY_INDEX_PATTERN = describe_pattern(r"^[0-9A-Fa-f]{2}$", "must be a key index of two hexadecimal digits, e.g. 01")
@@ -101,7 +99,6 @@ NO_CARRIER = "NO_CARRIER"
 NO_PACK = "NO_PACK"
 
 DistributionChannel = Literal["THALES", "CENTRAL", "INSTANT"]
-CHANNELS: tuple[str, ...] = ("THALES", "CENTRAL", "INSTANT")
 DEFAULT_CHANNEL: DistributionChannel = "THALES"
 Issuance = Literal["CREATION", "RENEWAL", "REPLACEMENT"]
 ShipmentType = Literal["INDIVIDUAL", "BULK"]
@@ -111,5 +108,5 @@ DEFAULT_CARD_STATE = "ACTIVE"
 
 # Pull & change (docs/d1/card-order.md §14): the redirects need a new delivery address.
 PullAndChangeType = Literal["CANCEL", "ACCELERATE", "REDIRECT", "ACCELERATE_AND_REDIRECT"]
-PULL_AND_CHANGE_TYPES: tuple[str, ...] = ("CANCEL", "ACCELERATE", "REDIRECT", "ACCELERATE_AND_REDIRECT")
+PULL_AND_CHANGE_TYPES: tuple[str, ...] = get_args(PullAndChangeType)
 REDIRECTING_TYPES: frozenset[str] = frozenset({"REDIRECT", "ACCELERATE_AND_REDIRECT"})

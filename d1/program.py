@@ -21,9 +21,9 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from d1.assumptions import D1Interface
 from d1.iso_codes import ISO_639_1, ISO_3166_ALPHA2
@@ -33,6 +33,24 @@ from d1.patterns import CARD_PRODUCT_ID_PATTERN, NO_CARRIER, NO_PACK, NO_SHIPMEN
 from d1.rules import as_object
 
 ExpiryFormat = Literal["YYMM", "MMYY"]
+
+
+def _compiles(value: str) -> str:
+    re.compile(value)
+    return value
+
+
+def _codes(allowed: frozenset[str], what: str) -> AfterValidator:
+    def check(value: list[str]) -> list[str]:
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(f"not {what} codes: {bad}")
+        return value
+
+    return AfterValidator(check)
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
 
 
 class _Config(BaseModel):
@@ -45,16 +63,10 @@ class PrintedNameRule(_Config):
     # Whether ``name`` is mandatory (programs with graphical personalization print it).
     required: bool = False
     # D1's Card API limits embossed names to ^[a-zA-Z. -]{0,26}$ (inferred): the default.
-    pattern: str = r"^[A-Za-z. -]+$"
+    pattern: Regex = r"^[A-Za-z. -]+$"
     maxLength: int = Field(default=26, ge=1, le=64)
     # The pattern in plain words, used in error messages.
     rule: str = "letters, spaces, dots and hyphens"
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        re.compile(value)
-        return value
 
 
 class CardDataRules(_Config):
@@ -80,13 +92,7 @@ class CardImageRule(_Config):
     """``cardDesign.cardImage`` ids come from Perso Design Services: their shape is known, not each id."""
 
     required: bool = False
-    pattern: str = r"^img_[A-Za-z0-9]{1,60}$"
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        re.compile(value)
-        return value
+    pattern: Regex = r"^img_[A-Za-z0-9]{1,60}$"
 
 
 class CardDesignRules(_Config):
@@ -96,17 +102,9 @@ class CardDesignRules(_Config):
 
 
 class CardCarrierRules(_Config):
-    languages: list[str] | None = None
+    languages: Annotated[list[str], _codes(ISO_639_1, "ISO 639-1")] | None = None
     images: list[str] = Field(default_factory=list)
     customLines: LinesRule = Field(default_factory=lambda: LinesRule(maxLines=6, maxLength=60))
-
-    @field_validator("languages")
-    @classmethod
-    def _iso(cls, value: list[str] | None) -> list[str] | None:
-        bad = [v for v in value or [] if v not in ISO_639_1]
-        if bad:
-            raise ValueError(f"not ISO 639-1 codes: {bad}")
-        return value
 
 
 class PackagingRules(_Config):
@@ -114,17 +112,9 @@ class PackagingRules(_Config):
 
 
 class ShipmentRules(_Config):
-    allowedCountries: list[str] = Field(min_length=1)
+    allowedCountries: Annotated[list[str], Field(min_length=1), _codes(ISO_3166_ALPHA2, "ISO 3166-1 alpha-2")]
     # D1's shipment guide requires individualAddress for INDIVIDUAL, its own example omits it.
     individualAddressRequired: bool = False
-
-    @field_validator("allowedCountries")
-    @classmethod
-    def _iso(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if v not in ISO_3166_ALPHA2]
-        if bad:
-            raise ValueError(f"not ISO 3166-1 alpha-2 codes: {bad}")
-        return value
 
 
 class InstantRules(_Config):
@@ -145,8 +135,6 @@ class Program(_Config):
     # What D1's documentation leaves open about its interface (our guesses by default).
     interface: D1Interface = Field(default_factory=D1Interface)
 
-    # ------------------------------------------------------------------ checks
-
     def body_issues(self, body: Mapping[str, Any]) -> list[Issue]:
         """Onboarding rules on the order body (same member names for the issuer's and D1's shape).
         Values of the wrong type are skipped: the structural validation reports them."""
@@ -155,49 +143,41 @@ class Program(_Config):
         if _well_formed(product, CARD_PRODUCT_ID_PATTERN) and product not in self.cardProducts:
             out.append(Issue(("cardProductId",), "is not a card product of this program", IssueKind.UNKNOWN_PRODUCT))
 
-        services = as_object(body.get("services"))
-        if services is not None:
-            ids = self.services
-            _member_in(out, services, ("services",), "priority", ids.priorities, "priority", None)
-            _member_in(out, services, ("services",), "delivery", ids.deliveryMethods, "shipping method", NO_SHIPMENT)
-            _member_in(
-                out, services, ("services",), "cardCarrier", ids.cardCarriers, "card carrier template", NO_CARRIER
-            )
-            _member_in(out, services, ("services",), "packaging", ids.packagings, "packaging", NO_PACK)
+        services = as_object(body.get("services")) or {}
+        ids = self.services
+        for member, allowed, what, default in (
+            ("priority", ids.priorities, "priority", None),
+            ("delivery", ids.deliveryMethods, "shipping method", NO_SHIPMENT),
+            ("cardCarrier", ids.cardCarriers, "card carrier template", NO_CARRIER),
+            ("packaging", ids.packagings, "packaging", NO_PACK),
+        ):
+            value = services.get(member)
+            if _well_formed(value, ONBOARDING_ID_PATTERN) and value != default and value not in allowed:
+                reason = f"is not a {what} configured for this program"
+                out.append(Issue(("services", member), reason, IssueKind.UNKNOWN_ID))
 
-        design = as_object(body.get("cardDesign"))
+        design = as_object(body.get("cardDesign")) or {}
         rules = self.cardDesign
-        image = design.get("cardImage") if design is not None else None
+        image = design.get("cardImage")
         if isinstance(image, str) and not re.fullmatch(rules.cardImage.pattern, image):
-            out.append(
-                Issue(("cardDesign", "cardImage"), "is not an image id of Perso Design Services for this program")
-            )
+            reason = "is not an image id of Perso Design Services for this program"
+            out.append(Issue(("cardDesign", "cardImage"), reason))
         elif image is None and rules.cardImage.required:
-            out.append(
-                Issue(("cardDesign", "cardImage"), "is required: this program prints picture cards", IssueKind.MISSING)
-            )
-        if design is not None:
-            _list_in(out, design, ("cardDesign",), "images", rules.images, "card image")
-            _lines(out, design, ("cardDesign",), rules.customLines)
+            reason = "is required: this program prints picture cards"
+            out.append(Issue(("cardDesign", "cardImage"), reason, IssueKind.MISSING))
+        _list_in(out, design, ("cardDesign",), "images", rules.images, "card image")
+        _lines(out, design, ("cardDesign",), rules.customLines)
 
-        carrier = as_object(body.get("cardCarrierConfig"))
-        if carrier is not None:
-            language = carrier.get("language")
-            langs = self.cardCarrier.languages
-            if isinstance(language, str) and language in ISO_639_1 and langs is not None and language not in langs:
-                out.append(
-                    Issue(
-                        ("cardCarrierConfig", "language"),
-                        "is not a carrier language of this program",
-                        IssueKind.UNKNOWN_ID,
-                    )
-                )
-            _list_in(out, carrier, ("cardCarrierConfig",), "images", self.cardCarrier.images, "carrier image")
-            _lines(out, carrier, ("cardCarrierConfig",), self.cardCarrier.customLines)
-
-        packaging = as_object(body.get("packagingConfig"))
-        if packaging is not None:
-            _list_in(out, packaging, ("packagingConfig",), "inserts", self.packaging.inserts, "insert")
+        carrier = as_object(body.get("cardCarrierConfig")) or {}
+        language = carrier.get("language")
+        langs = self.cardCarrier.languages
+        if isinstance(language, str) and language in ISO_639_1 and langs is not None and language not in langs:
+            reason = "is not a carrier language of this program"
+            out.append(Issue(("cardCarrierConfig", "language"), reason, IssueKind.UNKNOWN_ID))
+        _list_in(out, carrier, ("cardCarrierConfig",), "images", self.cardCarrier.images, "carrier image")
+        _lines(out, carrier, ("cardCarrierConfig",), self.cardCarrier.customLines)
+        packaging = as_object(body.get("packagingConfig")) or {}
+        _list_in(out, packaging, ("packagingConfig",), "inserts", self.packaging.inserts, "insert")
 
         shipment = as_object(body.get("shipment"))
         if shipment is not None:
@@ -210,37 +190,22 @@ class Program(_Config):
                 and shipment.get("type", "INDIVIDUAL") == "INDIVIDUAL"
                 and shipment.get("individualAddress") is None
             ):
-                out.append(
-                    Issue(
-                        ("shipment", "individualAddress"),
-                        "is required for INDIVIDUAL shipments in this program",
-                        IssueKind.MISSING,
-                    )
-                )
+                reason = "is required for INDIVIDUAL shipments in this program"
+                out.append(Issue(("shipment", "individualAddress"), reason, IssueKind.MISSING))
 
         station = body.get("persoStation")
         stations = self.instant.persoStations
         if _well_formed(station, ONBOARDING_ID_PATTERN) and stations is not None and station not in stations:
-            out.append(
-                Issue(
-                    ("persoStation",),
-                    "is not a personalization station registered for this program",
-                    IssueKind.UNKNOWN_ID,
-                )
-            )
+            reason = "is not a personalization station registered for this program"
+            out.append(Issue(("persoStation",), reason, IssueKind.UNKNOWN_ID))
         return out
 
     def address_issues(self, address: Mapping[str, Any], path: JsonPath) -> list[Issue]:
         """Program rules for an address (of the shipment, or pull & change's ``newDeliveryAddress``)."""
         country = address.get("countryCode")
         if isinstance(country, str) and country in ISO_3166_ALPHA2 and country not in self.shipment.allowedCountries:
-            return [
-                Issue(
-                    (*path, "countryCode"),
-                    "is not an allowed destination country for this program",
-                    IssueKind.COUNTRY_NOT_ALLOWED,
-                )
-            ]
+            reason = "is not an allowed destination country for this program"
+            return [Issue((*path, "countryCode"), reason, IssueKind.COUNTRY_NOT_ALLOWED)]
         return []
 
     def card_issues(self, card: Mapping[str, Any], card_path: JsonPath) -> list[Issue]:
@@ -251,13 +216,8 @@ class Program(_Config):
             value = card.get(member)
             if not isinstance(value, str):
                 if member == "name" and value is None and rule.required:
-                    out.append(
-                        Issue(
-                            (*card_path, member),
-                            "is required: this program prints the name on the card",
-                            IssueKind.MISSING,
-                        )
-                    )
+                    reason = "is required: this program prints the name on the card"
+                    out.append(Issue((*card_path, member), reason, IssueKind.MISSING))
                 continue
             if len(value) > rule.maxLength:
                 out.append(Issue((*card_path, member), f"must be at most {rule.maxLength} characters to be printed"))
@@ -271,31 +231,16 @@ def _well_formed(value: Any, pattern: str) -> bool:
     return isinstance(value, str) and re.fullmatch(pattern.strip("^$"), value) is not None
 
 
-def _member_in(
-    out: list[Issue],
-    parent: Mapping[str, Any],
-    path: JsonPath,
-    member: str,
-    allowed: list[str],
-    what: str,
-    default: str | None,
-) -> None:
-    value = parent.get(member)
-    if _well_formed(value, ONBOARDING_ID_PATTERN) and value != default and value not in allowed:
-        out.append(Issue((*path, member), f"is not a {what} configured for this program", IssueKind.UNKNOWN_ID))
-
-
 def _list_in(
     out: list[Issue], parent: Mapping[str, Any], path: JsonPath, member: str, allowed: list[str], what: str
 ) -> None:
     values = parent.get(member)
     if not isinstance(values, list):
         return
+    reason = f"is not a {what} id configured for this program"
     for i, value in enumerate(values):
         if _well_formed(value, ONBOARDING_ID_PATTERN) and value not in allowed:
-            out.append(
-                Issue((*path, member, i), f"is not a {what} id configured for this program", IssueKind.UNKNOWN_ID)
-            )
+            out.append(Issue((*path, member, i), reason, IssueKind.UNKNOWN_ID))
 
 
 def _lines(out: list[Issue], parent: Mapping[str, Any], path: JsonPath, rule: LinesRule) -> None:

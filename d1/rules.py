@@ -49,59 +49,33 @@ def body_issues(body: Mapping[str, Any], card: Mapping[str, Any] | None = None, 
         if ship_type == "INDIVIDUAL":
             for member in ("groupId", "orderId"):
                 if shipment.get(member) is not None:
-                    issues.append(
-                        Issue(
-                            ("shipment", member),
-                            "only applies to BULK shipments (shipment.type is INDIVIDUAL)",
-                            IssueKind.NOT_ALLOWED,
-                        )
-                    )
+                    reason = "only applies to BULK shipments (shipment.type is INDIVIDUAL)"
+                    issues.append(Issue(("shipment", member), reason, IssueKind.NOT_ALLOWED))
         if delivery == NO_SHIPMENT and channel != "INSTANT":
-            issues.append(
-                Issue(
-                    ("services", "delivery"),
-                    "is required when the card is shipped: name the program's "
-                    "shipping method (NO_SHIPMENT, the default, is for orders without shipment)",
-                    IssueKind.MISSING,
-                )
-            )
+            reason = "is required when the card is shipped: name the program's shipping method"
+            reason += " (NO_SHIPMENT, the default, is for orders without shipment)"
+            issues.append(Issue(("services", "delivery"), reason, IssueKind.MISSING))
     elif channel == "CENTRAL" and delivery not in (None, NO_SHIPMENT):
-        issues.append(Issue(("shipment",), "is required: services.delivery names a shipping method", IssueKind.MISSING))
+        reason = "is required: services.delivery names a shipping method"
+        issues.append(Issue(("shipment",), reason, IssueKind.MISSING))
     if channel == "INSTANT":
         if delivery not in (None, NO_SHIPMENT):
-            issues.append(
-                Issue(
-                    ("services", "delivery"),
-                    "must be NO_SHIPMENT (or absent) for an INSTANT card, "
-                    "which is handed over at the personalization station",
-                    IssueKind.NOT_ALLOWED,
-                )
-            )
+            reason = "must be NO_SHIPMENT (or absent) for an INSTANT card, "
+            reason += "which is handed over at the personalization station"
+            issues.append(Issue(("services", "delivery"), reason, IssueKind.NOT_ALLOWED))
         if carrier not in (None, NO_CARRIER):
-            issues.append(
-                Issue(
-                    ("services", "cardCarrier"),
-                    "must be NO_CARRIER (or absent) for an INSTANT card",
-                    IssueKind.NOT_ALLOWED,
-                )
-            )
+            reason = "must be NO_CARRIER (or absent) for an INSTANT card"
+            issues.append(Issue(("services", "cardCarrier"), reason, IssueKind.NOT_ALLOWED))
 
     # A card carrier is personalized with an end-user name (docs/d1/card-order.md §9).
     if carrier not in (None, NO_CARRIER) and card is not None:
-        address = as_object(shipment.get("deliveryAddress")) if shipment is not None else None
-        has_name = bool(card.get("name")) or (
-            address is not None and any(address.get(k) for k in ("title", "firstName", "lastName"))
-        )
-        if not has_name:
-            issues.append(
-                Issue(
-                    ("services", "cardCarrier"),
-                    f"needs an end-user name for the carrier: "
-                    f"{'.'.join(map(str, card_path)) or 'card data'}.name or "
-                    "shipment.deliveryAddress firstName/lastName",
-                    IssueKind.MISSING,
-                )
+        address = as_object((shipment or {}).get("deliveryAddress")) or {}
+        if not (card.get("name") or any(address.get(k) for k in ("title", "firstName", "lastName"))):
+            where = ".".join(map(str, card_path)) or "card data"
+            reason = (
+                f"needs an end-user name for the carrier: {where}.name or shipment.deliveryAddress firstName/lastName"
             )
+            issues.append(Issue(("services", "cardCarrier"), reason, IssueKind.MISSING))
     return issues
 
 
@@ -122,40 +96,33 @@ def card_issues(
     """Rules inside the card data: expiry month per the program's format, effective date not
     after expiry, and magnetic tracks that match the PAN and expiry. Reasons name fields only."""
     issues: list[Issue] = []
+    bad_month = f"month must be 01-12 ({expiry_format})"
     exp = _str(card.get("exp"))
-    exp_ok = exp is not None and bool(_FOUR_DIGITS.match(exp)) and 1 <= expiry_month(exp, expiry_format) <= 12
-    if exp is not None and _FOUR_DIGITS.match(exp) and not exp_ok:
-        issues.append(Issue((*card_path, "exp"), f"month must be 01-12 ({expiry_format})"))
+    exp_yymm: str | None = None  # only a valid expiry is compared with the others
+    if exp is not None and _FOUR_DIGITS.match(exp):
+        if 1 <= expiry_month(exp, expiry_format) <= 12:
+            exp_yymm = to_yymm(exp, expiry_format)
+        else:
+            issues.append(Issue((*card_path, "exp"), bad_month))
     eff = _str(card.get("effectiveDate"))
     if eff is not None and _FOUR_DIGITS.match(eff):
         if not 1 <= expiry_month(eff, expiry_format) <= 12:
-            issues.append(Issue((*card_path, "effectiveDate"), f"month must be 01-12 ({expiry_format})"))
-        elif exp_ok and exp is not None and to_yymm(eff, expiry_format) > to_yymm(exp, expiry_format):
+            issues.append(Issue((*card_path, "effectiveDate"), bad_month))
+        elif exp_yymm is not None and to_yymm(eff, expiry_format) > exp_yymm:
             issues.append(Issue((*card_path, "effectiveDate"), "must not be after the expiry date (exp)"))
 
     pan = _str(card.get("pan"))
-    if track is not None:
-        for member, regex in (("track1", TRACK1_RE), ("track2", TRACK2_RE)):
-            value = _str(track.get(member))
-            match = regex.match(value) if value is not None else None
-            if match is None:
-                continue
-            if pan is not None and match["pan"] != pan:
-                issues.append(
-                    Issue(
-                        (*track_path, member),
-                        "the PAN in the track does not match the card's pan",
-                        IssueKind.NOT_ALLOWED,
-                    )
-                )
-            if exp_ok and exp is not None and match["exp"] != to_yymm(exp, expiry_format):
-                issues.append(
-                    Issue(
-                        (*track_path, member),
-                        "the expiry in the track (YYMM) does not match the card's exp",
-                        IssueKind.NOT_ALLOWED,
-                    )
-                )
+    for member, regex in (("track1", TRACK1_RE), ("track2", TRACK2_RE)):
+        value = _str((track or {}).get(member))
+        match = regex.match(value) if value is not None else None
+        if match is None:
+            continue
+        if pan is not None and match["pan"] != pan:
+            reason = "the PAN in the track does not match the card's pan"
+            issues.append(Issue((*track_path, member), reason, IssueKind.NOT_ALLOWED))
+        if exp_yymm is not None and match["exp"] != exp_yymm:
+            reason = "the expiry in the track (YYMM) does not match the card's exp"
+            issues.append(Issue((*track_path, member), reason, IssueKind.NOT_ALLOWED))
     return issues
 
 
@@ -172,13 +139,7 @@ def order_warnings(raw: Mapping[str, Any]) -> list[Issue]:
         and shipment.get("type") == "BULK"
         and not (shipment.get("groupId") or shipment.get("orderId"))
     ):
-        out.append(
-            Issue(
-                ("shipment", "groupId"),
-                "is absent: this BULK card ships in a container of its own; "
-                "set groupId (and orderId) to ship cards together",
-                IssueKind.MISSING,
-                Severity.WARNING,
-            )
-        )
+        reason = "is absent: this BULK card ships in a container of its own; "
+        reason += "set groupId (and orderId) to ship cards together"
+        out.append(Issue(("shipment", "groupId"), reason, IssueKind.MISSING, Severity.WARNING))
     return out

@@ -89,9 +89,7 @@ SHIPMENT_RANK: dict[str, int] = {
 
 def production_rank(status: str | None) -> int | None:
     """Rank of a known production status, ``None`` for unknown ones (kept, never ranked)."""
-    if status is None:
-        return None
-    return PRODUCTION_RANK.get(status)
+    return PRODUCTION_RANK.get(status or "")
 
 
 def shipment_rank(status: str | None) -> int:

@@ -29,24 +29,12 @@ from d1.order import _D1Model
 from d1.patterns import ONBOARDING_ID_PATTERN, TEXT_PATTERN
 
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
-TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
 
-# D1's supported carriers, code → name (shipment-tracking guide, D).
-SUPPORTED_CARRIERS: dict[str, str] = {
-    "chronopost-france": "Chronopost France",
-    "dhl": "DHL Express",
-    "dhl-global-mail": "DHL eCommerce",
-    "deutsch-post": "Deutsche Post Mail",
-    "estafeta": "Estafeta",
-    "fedex": "FedEx",
-    "la-poste-colissimo": "La Poste",
-    "nacex": "NACEX",
-    "spanish-seur": "Spanish Seur",
-    "singapore-post": "Singapore Post",
-    "spain-correos-es": "Correos de España",
-    "ups": "UPS",
-    "usps-iv-api": "USPS Informed Visibility",
-}
+# D1's supported carrier codes (shipment-tracking guide, D; with their names in docs/d1/tracking.md).
+SUPPORTED_CARRIERS = frozenset(
+    """chronopost-france dhl dhl-global-mail deutsch-post estafeta fedex la-poste-colissimo nacex
+    spanish-seur singapore-post spain-correos-es ups usps-iv-api""".split()
+)
 
 # G: carriers' references are letters and digits, sometimes with hyphens.
 TRACKING_NUMBER_PATTERN = describe_pattern(

@@ -1,20 +1,10 @@
 """The issuer-side rules of an order: every problem at once, by JSON path, in plain words,
 never echoing the value (it may be card data).
 
-This is the one home of the issuer-side contract rules; the starter calls it with the
-configured program (starter/edge.py). The emulator keeps its own, independent reading of
-D1's rules (emulator/validation.py).
-
-Four layers, all run even when an earlier one found problems, so that one pass shows
-everything to fix:
-
-1. the contract's structure (types, patterns, enums, required members) from the
-   channel's model in :mod:`d1.order`;
-2. the contract's cross-field rules (:mod:`d1.rules`);
-3. the program configuration (:mod:`d1.program`): known products, shipping methods,
-   templates, inserts, images, allowed countries;
-4. the card data: the program's printed names, then expiry (in the program's format) and
-   tracks (:func:`d1.rules.card_issues`).
+The one home of the issuer-side contract rules; the starter calls it with the configured
+program (starter/edge.py). The emulator keeps its own, independent reading of D1's rules
+(emulator/validation.py). Every layer runs even when an earlier one found problems, so
+that one pass shows everything to fix (:func:`check_order` reads top to bottom).
 
 Unknown members are reported as probable typos. By default they are **errors**: a
 misspelt optional member (``pinMailler``) would otherwise be passed through, ignored by
@@ -54,13 +44,8 @@ class FieldError:
         return f"{self.path}: {self.reason}"
 
 
-@dataclass(frozen=True)
-class FieldWarning:
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+class FieldWarning(FieldError):
+    """Accepted, but probably not what the issuer meant."""
 
 
 class InvalidOrder(ValueError):
@@ -74,8 +59,6 @@ class InvalidOrder(ValueError):
 
 @dataclass
 class OrderCheck:
-    """The outcome of :func:`check_order`: the parsed order when there is no error."""
-
     order: CardOrder | None
     errors: list[FieldError] = field(default_factory=list)
     warnings: list[FieldWarning] = field(default_factory=list)
@@ -84,8 +67,6 @@ class OrderCheck:
     def ok(self) -> bool:
         return self.order is not None and not self.errors
 
-
-# ------------------------------------------------------------------ unknown members
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _DIGIT_RUN = re.compile(r"[0-9]{6}")
@@ -98,21 +79,14 @@ def _safe_member_name(name: str) -> str | None:
 
 def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """(model class, is a list of it) for annotations like ``X``, ``X | None``, ``list[X] | None``."""
-    origin = get_origin(annotation)
-    if origin in (Union, UnionType):
-        for arg in get_args(annotation):
-            if arg is not type(None):
-                found = _nested_model(arg)
-                if found[0] is not None:
-                    return found
-        return None, False
-    if origin is list:
-        args = get_args(annotation)
-        inner, _ = _nested_model(args[0]) if args else (None, False)
+    if get_origin(annotation) in (Union, UnionType):
+        found = (_nested_model(arg) for arg in get_args(annotation))
+        return next((f for f in found if f[0] is not None), (None, False))
+    if get_origin(annotation) is list:
+        inner, _ = _nested_model(get_args(annotation)[0])
         return inner, inner is not None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    return None, False
+    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return (annotation if is_model else None), False
 
 
 def unknown_member_issues(model: type[BaseModel], raw: Mapping[str, Any], path: Path = ()) -> list[Issue]:
@@ -139,9 +113,6 @@ def unknown_member_issues(model: type[BaseModel], raw: Mapping[str, Any], path: 
         elif isinstance(value, Mapping):
             out += unknown_member_issues(sub, value, (*path, key))
     return out
-
-
-# ------------------------------------------------------------------------- checks
 
 
 def _to_fields(issues: list[Issue]) -> tuple[list[FieldError], list[FieldWarning]]:

@@ -18,9 +18,8 @@ refuses the same); around it:
 
 from __future__ import annotations
 
-from d1.card_data import luhn_valid
-from d1.masking import MASK, mask_pan
-from security.redaction.logs import RedactingFilter, install_log_redaction, redact_exc_text, redact_record
+from d1.masking import MASK
+from security.redaction.logs import RedactingFilter, install_log_redaction, redact_record
 from security.redaction.spans import RedactingSpanExporter
 from security.redaction.text import redact_text
 from security.redaction.values import redact_attributes, redact_exception, redact_mapping
@@ -30,10 +29,7 @@ __all__ = [
     "RedactingFilter",
     "RedactingSpanExporter",
     "install_log_redaction",
-    "luhn_valid",
-    "mask_pan",
     "redact_attributes",
-    "redact_exc_text",
     "redact_exception",
     "redact_mapping",
     "redact_record",

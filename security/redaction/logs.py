@@ -15,25 +15,16 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 from security.redaction.text import redact_text
 from security.redaction.values import redact_mapping, redact_scalar
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 _STANDARD_RECORD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime", "taskName"}
 )
 _MARK = "_d1_redacted"
 _EXTRAS_MARK = "_d1_redacted_extras"
-
-
-def redact_exc_text(exc_info: ExcInfo) -> str:
-    """The traceback text of an exception with its whole chain, redacted (what a log shows)."""
-    exc_type, exc, tb = exc_info
-    return redact_text("".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n"))
 
 
 def _text(value: Any) -> str:
@@ -66,9 +57,9 @@ def _redact_exception(record: logging.LogRecord) -> None:
 
 
 def _redact_extras(record: logging.LogRecord) -> None:
-    seen: set[str] | None = record.__dict__.get(_EXTRAS_MARK)
+    seen: set[str] = record.__dict__.get(_EXTRAS_MARK) or set()
     for key, value in list(record.__dict__.items()):
-        if key in _STANDARD_RECORD_ATTRS or key.startswith("_") or (seen is not None and key in seen):
+        if key in _STANDARD_RECORD_ATTRS or key.startswith("_") or key in seen:
             continue
         if isinstance(value, str):
             record.__dict__[key] = redact_text(value)
@@ -76,10 +67,9 @@ def _redact_extras(record: logging.LogRecord) -> None:
             record.__dict__[key] = redact_mapping(value)
         else:  # an object a format string prints with %(key)s: replaced only if its text had card data
             record.__dict__[key] = redact_scalar(value)
-        if seen is None:
-            seen = set()
-            record.__dict__[_EXTRAS_MARK] = seen
         seen.add(key)
+    if seen:
+        record.__dict__[_EXTRAS_MARK] = seen
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:

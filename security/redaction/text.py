@@ -48,19 +48,6 @@ def _mask_kv(match: re.Match[str]) -> str:
     return match.group(0)
 
 
-def mask_pans(text: str) -> str:
-    """Every card number in ``text`` as first 6 / last 4."""
-    spans = pan_spans(text)
-    if not spans:
-        return text
-    out, last = [], 0
-    for start, end in spans:
-        out += [text[last:start], mask_pan(text[start:end])]
-        last = end
-    out.append(text[last:])
-    return "".join(out)
-
-
 def redact_text(text: str) -> str:
     """Mask card data, card numbers and credentials in free text."""
     if not text:
@@ -71,4 +58,8 @@ def redact_text(text: str) -> str:
     text = _NUMERIC_KV.sub(_mask_kv, text)
     text = _SECRET_KV.sub(lambda m: m["key"] + MASK, text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {MASK}", text)
-    return mask_pans(text)
+    out, last = [], 0
+    for start, end in pan_spans(text):  # card numbers as first 6 / last 4
+        out += [text[last:start], mask_pan(text[start:end])]
+        last = end
+    return "".join([*out, text[last:]])

@@ -26,30 +26,21 @@ _KEY_CACHE_MAX = 4096
 
 
 def _key_info(key: Any) -> tuple[Any, Kind]:
-    """``(key as it may be shown, kind)`` for a mapping key or attribute name."""
     if isinstance(key, str):
         kind = _KEY_CACHE.get(key)
         if kind is not None:
             return key, kind
         kind = kind_of(key)
-        shown = _redact_key(key)
+        shown = redact_text(key) if any(c.isdigit() for c in key) else key
         if shown is key and sum(c.isdigit() for c in key) <= 2 and len(_KEY_CACHE) < _KEY_CACHE_MAX:
             _KEY_CACHE[key] = kind
         return shown, kind
-    return _redact_key(key), kind_of(str(key))
-
-
-def _redact_key(key: Any) -> Any:
-    if isinstance(key, str):
-        return redact_text(key) if any(c.isdigit() for c in key) else key
-    if isinstance(key, int) and not isinstance(key, bool):
-        return redact_scalar(key)
-    return key
+    shown = redact_scalar(key) if isinstance(key, int) and not isinstance(key, bool) else key
+    return shown, kind_of(str(key))
 
 
 def redact_scalar(value: Any) -> Any:
-    """A leaf not under a card, secret or PII key: its text is checked. Strings come back as
-    strings; anything else unchanged unless its text had card data."""
+    """A leaf's text is checked; a non-string comes back unchanged unless its text had card data."""
     if isinstance(value, str):
         return redact_text(value)
     if value is None or isinstance(value, bool | float):  # a float PAN is not a thing; float timestamps are
@@ -80,14 +71,10 @@ def _put(out: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def _same_container(original: Any, items: list[Any]) -> Any:
-    for kind in (tuple, frozenset, set):
-        if isinstance(original, kind):
-            return kind(items)
-    return items
+    return next((kind(items) for kind in (tuple, frozenset, set) if isinstance(original, kind)), items)
 
 
 def _to_plain(obj: Any) -> Any:
-    """pydantic models and dataclasses as plain JSON-like data (anything else unchanged)."""
     if isinstance(obj, str | int | float | bool | Mapping | list | tuple) or obj is None:
         return obj  # the hot path: no attribute lookups for plain data
     dump = getattr(obj, "model_dump", None)
@@ -119,11 +106,8 @@ def _mask_all(value: Any, *, pan: bool, pans_below: bool) -> Any:
 
 
 def redact_mapping(obj: Any, *, pii: bool = True) -> Any:
-    """A redacted copy of a JSON-like structure (dicts, lists, tuples, sets, strings,
-    numbers; pydantic models and dataclasses are dumped first; other objects are checked by
-    their text). Containers keep their type (a tuple stays a tuple), mappings become dicts.
-    ``pii=False`` leaves names and addresses visible (an authenticated operator may see
-    them); card data and secrets always go."""
+    """A redacted copy: containers keep their type, mappings become dicts. ``pii=False`` leaves
+    names and addresses visible (an authenticated operator may see them)."""
     obj = _to_plain(obj)
     if isinstance(obj, Mapping):
         out: dict[Any, Any] = {}

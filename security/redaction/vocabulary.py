@@ -12,47 +12,13 @@ from enum import IntEnum
 from d1.card_data import PAN_NAMES, is_card_data_name, normalized_name
 
 _SECRET_NAMES = frozenset(
-    {
-        "authorization",
-        "accesstoken",
-        "refreshtoken",
-        "idtoken",
-        "assertion",
-        "clientsecret",
-        "password",
-        "secret",
-        "apikey",
-        "privatekey",
-        "proxyauthorization",
-        "cookie",
-        "setcookie",
-    }
+    """authorization accesstoken refreshtoken idtoken assertion clientsecret password secret apikey
+    privatekey proxyauthorization cookie setcookie""".split()
 )
 _PII_NAMES = frozenset(
-    {
-        "name",
-        "secondname",
-        "encodedname",
-        "cardholdername",
-        "firstname",
-        "lastname",
-        "fullname",
-        "companyname",
-        "line1",
-        "line2",
-        "line3",
-        "addressline1",
-        "addressline2",
-        "zipcode",
-        "postalcode",
-        "postcode",
-        "mobilephonenumber",
-        "phonenumber",
-        "phone",
-        "email",
-        "emailaddress",
-        "dateofbirth",
-    }
+    """name secondname encodedname cardholdername firstname lastname fullname companyname line1 line2
+    line3 addressline1 addressline2 zipcode postalcode postcode mobilephonenumber phonenumber phone
+    email emailaddress dateofbirth""".split()
 )
 # Everything below these keys is PII.
 _PII_SUBTREES = frozenset({"deliveryaddress", "individualaddress", "address", "billingaddress"})
