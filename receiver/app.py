@@ -39,11 +39,6 @@ def _problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
-def _validation_reasons(err: ValidationError) -> list[str]:
-    errors = err.errors(include_input=False, include_url=False)
-    return [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors]
-
-
 def parse_body(raw: bytes, max_operations: int) -> NotificationBody | Response:
     """The body, or its 400/413 answer. A well-formed body is parsed once, straight into the
     models; anything refused goes the slow way, so every refusal keeps its exact answer
@@ -72,10 +67,9 @@ def _refusal(raw: bytes, max_operations: int) -> NotificationBody | Response:
     try:
         return NotificationBody.model_validate(data)
     except ValidationError as err:
-        return JSONResponse(
-            {"error": "notification body does not match the D1 contract", "fields": _validation_reasons(err)},
-            status_code=400,
-        )
+        errors = err.errors(include_input=False, include_url=False)
+        reasons = [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors]
+        return JSONResponse({"error": "notification body does not match the D1 contract", "fields": reasons}, 400)
     except RecursionError:
         return _problem(400, "body is nested too deeply")
 

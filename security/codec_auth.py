@@ -31,11 +31,11 @@ from starlette.requests import Request
 
 from security.oidc import JwksSource, OidcVerifier, TokenRejected, is_loopback_host
 from security.operator_tokens import OperatorTokens
+from security.transport import loud
 from settings import CodecServerSettings
 
 log = logging.getLogger("security.codec_auth")
 
-DEV_BANNER = "!" * 78
 DEV_SUBJECT = "dev-loopback"
 _FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
@@ -125,13 +125,12 @@ class CodecAuth:
 
     def announce(self) -> None:
         if self._dev:
-            log.warning(
-                "%s\nDEVELOPMENT MODE: CODEC_SERVER_DEV_TRUST_LOOPBACK is on. Browser requests from "
-                "loopback with an allowed Origin (%s) are decoded without any credential (PII masked). "
-                "Never use this outside a single-user development machine.\n%s",
-                DEV_BANNER,
-                ", ".join(sorted(self._origins)),
-                DEV_BANNER,
+            origins = ", ".join(sorted(self._origins))
+            loud(
+                "DEVELOPMENT MODE: CODEC_SERVER_DEV_TRUST_LOOPBACK is on. Browser requests from loopback with an "
+                f"allowed Origin ({origins}) are decoded without any credential (PII masked). "
+                "Never use this outside a single-user development machine.",
+                log,
             )
 
     def _show_pii(self, roles: frozenset[str]) -> bool:

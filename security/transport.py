@@ -22,8 +22,9 @@ class InsecureConfiguration(RuntimeError):
     pass
 
 
-def _loud(message: str) -> None:
-    log.warning("%s\n%s\n%s", PLAINTEXT_BANNER, message, PLAINTEXT_BANNER)
+def loud(message: str, logger: logging.Logger = log) -> None:
+    """A development flag's warning, framed so it cannot be missed in a process's log."""
+    logger.warning("%s\n%s\n%s", PLAINTEXT_BANNER, message, PLAINTEXT_BANNER)
 
 
 def d1_http_verify(settings: D1ClientSettings) -> ssl.SSLContext | bool:
@@ -45,7 +46,7 @@ def d1_http_verify(settings: D1ClientSettings) -> ssl.SSLContext | bool:
         )
     if schemes - {"http", "https"}:
         raise InsecureConfiguration("D1 URLs must be https:// (or http:// with D1_ALLOW_PLAINTEXT=true)")
-    _loud(
+    loud(
         "DEVELOPMENT MODE (D1_ALLOW_PLAINTEXT=true): calling D1 over plain HTTP, without mutual TLS. "
         "Card data is still JWE-encrypted, but tokens travel in clear. Never use this against real D1."
     )
@@ -65,7 +66,7 @@ def receiver_server_options(settings: ReceiverSettings) -> dict[str, Any]:
             "D1 calls the receiver over mutual TLS only: set RECEIVER_TLS_CERT_FILE, RECEIVER_TLS_KEY_FILE and "
             "RECEIVER_TLS_CLIENT_CA_FILE (or RECEIVER_ALLOW_PLAINTEXT=true for local development)"
         )
-    _loud(
+    loud(
         "DEVELOPMENT MODE (RECEIVER_ALLOW_PLAINTEXT=true): the receiver serves plain HTTP and does not "
         "authenticate D1 by certificate. Anyone who can reach the port can post notifications."
     )

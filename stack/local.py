@@ -194,7 +194,7 @@ class LocalStack:
         return OrderEdge.from_settings(self.d1_settings())
 
     def variables(self, kind: ProcessKind) -> dict[str, str]:
-        rendered: dict[str, str] = {"TEMPORAL_CONFIG_FILE": str(self.paths.temporal_profile), "PYTHONUNBUFFERED": "1"}
+        rendered: dict[str, str] = {}
         if kind in TEMPORAL_CLIENTS:
             rendered |= settings_env(self.temporal_settings())
             rendered |= settings_env(self.codec_settings())

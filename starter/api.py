@@ -73,10 +73,7 @@ class OrderSummary:
 
 
 def timing_from_settings() -> OrderTiming:
-    s = OrderTimingSettings()
-    return OrderTiming(
-        reconcile_after=s.reconcile_after, quiet_after_shipped=s.quiet_after_shipped, close_grace=s.close_grace
-    )
+    return OrderTiming(**OrderTimingSettings().model_dump())
 
 
 class CardOrders:

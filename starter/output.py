@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
 from rich import box
@@ -106,7 +107,7 @@ def tracking_text(view: TrackingView) -> str:
 PLAIN_STEPS = 10  # plain lines at 0 %, 10 %, ... 100 %
 
 
-class BulkProgress:
+class BulkProgress(AbstractContextManager["BulkProgress"]):
     """``update(done, total, detail)`` as work completes; ``close()`` (or ``with``) at the end.
     ``detail`` is plain text, never markup: ids and reasons are printed as they are."""
 
@@ -149,9 +150,6 @@ class BulkProgress:
             self._console.print(f"{self.label}: nothing matched", markup=False, soft_wrap=True)
         elif self._last != self._shown:
             self._plain(*self._last)  # where it stopped (an interrupted run ends between two tenths)
-
-    def __enter__(self) -> BulkProgress:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
