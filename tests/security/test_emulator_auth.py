@@ -191,13 +191,18 @@ def tls_failure(exc: BaseException) -> str:
     return "\n".join(texts)
 
 
+def d1_client_of(activities: list[Any]) -> Any:
+    """The one D1 client the worker's activities share (each is a method bound to its holder)."""
+    return next(act.__self__._d1 for act in activities if hasattr(act, "__self__"))
+
+
 async def test_worker_refuses_an_emulator_certificate_from_another_ca(mtls_stack: MtlsStack) -> None:
     """The issuer side verifies D1's server certificate against D1_TLS_CA_FILE: the D1 client
     exactly as the worker builds it from its D1_* settings (worker.py), that one file changed."""
     settings = mtls_stack.d1_settings.model_copy(update={"tls_ca_file": mtls_stack.rogue_pki.ca_cert})
     async with d1_activities(settings) as activities:
         with pytest.raises(D1Unavailable) as refused:
-            await activities.tracking._d1.production_status(ISSUER_ID, "card-tls-refused")
+            await d1_client_of(activities).production_status(ISSUER_ID, "card-tls-refused")
     assert "certificate verify failed" in tls_failure(refused.value), tls_failure(refused.value)
     async with d1_activities(mtls_stack.d1_settings) as activities:  # as configured: D1 answers
-        assert await activities.tracking._d1.production_status(ISSUER_ID, "card-tls-refused") is None
+        assert await d1_client_of(activities).production_status(ISSUER_ID, "card-tls-refused") is None
