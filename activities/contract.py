@@ -29,10 +29,13 @@ class _Input(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
 
-class SubmitInput(_Input):
+class StatusInput(_Input):
     issuer_id: str
     card_id: str
     issuer_request_id: str
+
+
+class SubmitInput(StatusInput):
     # D1's JSON body; card data only inside encryptedData.
     body: dict[str, Any]
 
@@ -41,16 +44,7 @@ class SubmitResult(_Input):
     operation_id: str
 
 
-class StatusInput(_Input):
-    issuer_id: str
-    card_id: str
-    issuer_request_id: str
-
-
-class PullAndChangeInput(_Input):
-    issuer_id: str
-    card_id: str
-    issuer_request_id: str
+class PullAndChangeInput(StatusInput):
     change_id: str
     # The D1 body: {"type": ..., "newDeliveryAddress": {...}}.
     body: dict[str, Any]

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming
-from contracts.visibility import of_type
 
 WORKFLOW_TYPE = "CardTrackingWorkflow"
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
@@ -57,7 +56,3 @@ class TrackingView(ContractModel):
     workflow_id: str
     ref: TrackingRef
     state: OrderState
-
-
-def trackings_query(query: str | None = None) -> str:
-    return of_type(WORKFLOW_TYPE, query)

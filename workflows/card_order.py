@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
-    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
+    from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
@@ -195,7 +195,7 @@ class CardOrderWorkflow:
     async def _submit(self, submission: D1Submission) -> None:
         ref = self._ref
         try:
-            result = await workflow.execute_activity(
+            result = await call_d1(
                 acts.SUBMIT_ORDER,
                 acts.SubmitInput(
                     issuer_id=ref.issuer_id,
@@ -203,11 +203,9 @@ class CardOrderWorkflow:
                     issuer_request_id=ref.issuer_request_id,
                     body=submission.body,
                 ),
-                result_type=acts.SubmitResult,
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=self._timing.submit_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.SubmitResult,
+                start_to_close=timedelta(seconds=60),
+                give_up_after=self._timing.submit_give_up_after,
                 summary="Submit order to D1",
             )
         except ActivityError as err:
@@ -273,7 +271,7 @@ class CardOrderWorkflow:
         if address is not None:
             body["newDeliveryAddress"] = address.model_dump(mode="json", exclude_none=True)
         try:
-            result = await workflow.execute_activity(
+            result = await call_d1(
                 acts.REQUEST_PULL_AND_CHANGE,
                 acts.PullAndChangeInput(
                     issuer_id=self._ref.issuer_id,
@@ -282,11 +280,9 @@ class CardOrderWorkflow:
                     change_id=record.change_id,
                     body=body,
                 ),
-                result_type=acts.PullAndChangeResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=self._timing.change_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.PullAndChangeResult,
+                start_to_close=timedelta(seconds=30),
+                give_up_after=self._timing.change_give_up_after,
                 summary=f"Pull & change {kind}",
             )
         except ActivityError as err:

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
-    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
+    from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import call_failure, gave_up, refused_by_d1
@@ -107,7 +107,7 @@ class CardTrackingWorkflow:
 
     async def _request(self, inp: TrackingInput) -> None:
         try:
-            result = await workflow.execute_activity(
+            result = await call_d1(
                 acts.REQUEST_TRACKING,
                 acts.TrackInput(
                     issuer_id=inp.ref.issuer_id,
@@ -115,11 +115,9 @@ class CardTrackingWorkflow:
                     tracking_type=inp.ref.tracking_type,
                     body=inp.request,
                 ),
-                result_type=acts.TrackResult,
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=inp.timing.submit_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.TrackResult,
+                start_to_close=timedelta(seconds=60),
+                give_up_after=inp.timing.submit_give_up_after,
                 summary=f"Ask D1 to track the card ({inp.ref.tracking_type})",
             )
         except ActivityError as err:

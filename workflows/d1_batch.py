@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import d1_batch as api
     from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
-    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT
+    from workflows.follow_up import call_d1
     from workflows.inputs import read_input
     from workflows.outcomes import call_failure
 
@@ -69,16 +69,14 @@ class D1BatchSubmissionWorkflow:
         refusal: dict[str, object] | None = None
         gave_up: str | None = None
         try:
-            answer = await workflow.execute_activity(
+            answer = await call_d1(
                 acts.SUBMIT_ORDER_BATCH,
                 acts.BatchSubmitInput(
                     issuer_id=inp.issuer_id, batch_key=batch_id.rsplit(":", 1)[-1], items=[c.item for c in inp.cards]
                 ),
-                result_type=acts.BatchSubmitResult,
-                start_to_close_timeout=BATCH_CALL_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=inp.give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.BatchSubmitResult,
+                start_to_close=BATCH_CALL_TIMEOUT,
+                give_up_after=inp.give_up_after,
                 summary=f"Submit {len(inp.cards)} card(s) to D1 in one call",
             )
         except ActivityError as err:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,6 +35,32 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 D1_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60)
 )
+T = TypeVar("T")
+
+
+async def call_d1(
+    activity: str,
+    arg: object,
+    result_type: type[T],
+    *,
+    start_to_close: timedelta,
+    give_up_after: timedelta,
+    summary: str,
+) -> T:
+    """Run an activity that must reach D1 (submission, change, tracking, batch)."""
+    result: T = await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=start_to_close,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        schedule_to_close_timeout=give_up_after,
+        retry_policy=D1_CALL_RETRY,
+        summary=summary,
+    )
+    return result
+
+
 RECONCILE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

@@ -52,9 +52,16 @@ UNKNOWN_RANK = 1000
 MAX_TIMELINE = 200
 
 
-def _key_digest(key: str) -> str:
-    """Dedup memory holds digests: bounded size per update, nothing readable."""
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
+def _first_seen(st: OrderState, op: OperationNotification) -> str | None:
+    """The update's key if it is new (now remembered), else None. Dedup memory holds
+    digests: bounded size per update, nothing readable."""
+    key = hashlib.sha256(op.dedup_key().encode()).hexdigest()[:20]
+    if key in st.seen_keys:
+        st.duplicates_ignored += 1
+        return None
+    st.seen_keys.append(key)
+    st.updates_applied += 1
+    return key
 
 
 # Values of UPDATE_ORDER details.status (undocumented by D1: the emulator's, and likely synonyms).
@@ -84,12 +91,9 @@ def apply(
         return _apply_update_order(st, op, source)
     if op.operation not in (Operation.PRODUCE, Operation.STANDALONE_TRACKING):
         return Applied.IGNORED
-    key = _key_digest(op.dedup_key())
-    if key in st.seen_keys:
-        st.duplicates_ignored += 1
+    key = _first_seen(st, op)
+    if key is None:
         return Applied.DUPLICATE
-    st.seen_keys.append(key)
-    st.updates_applied += 1
 
     status = op.production_status
     rank = production_rank(status)
@@ -155,12 +159,9 @@ def _record_failure(st: OrderState, op: OperationNotification, source: str) -> N
 
 
 def _apply_update_order(st: OrderState, op: OperationNotification, source: str) -> Applied:
-    key = _key_digest(op.dedup_key())
-    if key in st.seen_keys:
-        st.duplicates_ignored += 1
+    key = _first_seen(st, op)
+    if key is None:
         return Applied.DUPLICATE
-    st.seen_keys.append(key)
-    st.updates_applied += 1
     details = op.details
     extra = (details.model_extra or {}) if details is not None else {}
     kind = extra.get("type") if isinstance(extra.get("type"), str) else None
