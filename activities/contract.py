@@ -63,8 +63,6 @@ class BatchSubmitInput(_Input):
 
 
 class BatchItemResult(_Input):
-    """D1's answer for one item, in request order: its operationId, or its refusal."""
-
     card_id: str | None = None
     operation_id: str | None = None
     error_code: str | None = None

@@ -32,7 +32,6 @@ BACKOFF_CAP_S = 60.0
 
 
 def correlation_id(issuer_id: str, issuer_request_id: str) -> str:
-    """Stable per order (so D1 support can follow retries), derived from ids, not personal data."""
     return hashlib.sha256(f"{issuer_id}:{issuer_request_id}".encode()).hexdigest()[:32]
 
 

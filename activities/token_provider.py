@@ -27,8 +27,6 @@ D1_MAX_ASSERTION_LIFETIME_S = 900
 
 
 class TokenError(RuntimeError):
-    """The token endpoint refused or failed; ``retryable`` tells the caller what to do."""
-
     def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
         super().__init__(message)
         self.status = status

@@ -59,8 +59,6 @@ def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
 
 
 class ContractModel(BaseModel):
-    """Base of every type that crosses the workflow boundary."""
-
     model_config = ConfigDict(hide_input_in_errors=True)
 
 
@@ -257,8 +255,6 @@ class OrderState(ContractModel):
 
 
 class OrderView(ContractModel):
-    """What the query returns and the workflow completes with; card data masked."""
-
     workflow_id: str
     ref: OrderRef
     state: OrderState
@@ -290,12 +286,10 @@ class ChangeRequest(ContractModel):
 
 
 def orders_query(query: str | None = None) -> str:
-    """Restrict a query to card orders (other workflows share the namespace)."""
     return of_type(WORKFLOW_TYPE, query)
 
 
 def card_query(card_id: str, issuer_id: str | None = None) -> str:
-    """Every order ever placed for one card (open and closed)."""
     return all_of(equals("IssuerId", issuer_id) if issuer_id else None, equals("CardId", card_id)) or ""
 
 
@@ -305,7 +299,6 @@ def open_orders_of_card_query(issuer_id: str, card_id: str) -> str:
 
 
 def group_query(group_id: str, issuer_id: str | None = None) -> str:
-    """The orders of one BULK shipment group (search attribute ``ShipmentGroupId``)."""
     return all_of(equals("ShipmentGroupId", group_id), equals("IssuerId", issuer_id) if issuer_id else None) or ""
 
 

@@ -55,8 +55,6 @@ class BatchInput(ContractModel):
 
 
 class SubmissionResult(ContractModel):
-    """One card's outcome of a batch call, signalled to its CardOrderWorkflow."""
-
     batch_workflow_id: str
     operation_id: str | None = None
     # D1 refused this item (or the whole request): {"httpStatus", "errorCode", "error"}.
@@ -66,8 +64,6 @@ class SubmissionResult(ContractModel):
 
 
 class BatchReport(ContractModel):
-    """What the batch workflow completes with (counts; no card data)."""
-
     cards: int
     accepted: int
     refused: int

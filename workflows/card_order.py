@@ -214,7 +214,6 @@ class CardOrderWorkflow:
         self._submitted(result.operation_id)
 
     async def _await_batch(self, batch: BatchMembership) -> None:
-        """A card of a D1 batch: the batch workflow calls D1 and tells each card its result."""
         try:
             await workflow.wait_condition(
                 lambda: self._batch_result is not None, timeout=self._timing.submit_give_up_after
@@ -235,7 +234,6 @@ class CardOrderWorkflow:
             self._state.operation_id = operation_id
 
     def _end(self, ending: Ending) -> None:
-        """The submission failed: the order ends without reaching D1's production."""
         self._state.errors.append(ending.error)
         order_state.end(self._state, ending.outcome, ending.reason)
         self._state.submitted = True

@@ -37,7 +37,6 @@ def results_for(
     refusal: dict[str, object] | None,
     gave_up: str | None,
 ) -> list[SubmissionResult]:
-    """Each card's result, in the batch's order (pure)."""
     out = []
     for index in range(len(inp.cards)):
         if answer is not None:

@@ -29,7 +29,6 @@ SOURCE_WORDS = {"notification": "a D1 notification", "reconciliation": "a status
 
 
 def in_words(status: str | None) -> str:
-    """A D1 status in words for operators (unknown ones as they are)."""
     return STATUS_WORDS.get(status or "", status or "unknown")
 
 
@@ -44,7 +43,6 @@ def readable_time(value: str) -> str:
 
 
 def due_date_value(due: str | None) -> datetime | None:
-    """D1's due date as a datetime search-attribute value (None when absent or unreadable)."""
     if not due:
         return None
     try:
@@ -55,7 +53,6 @@ def due_date_value(due: str | None) -> datetime | None:
 
 
 def attribute_values(st: OrderState) -> dict[str, object]:
-    """The search attributes that follow the order's state, by name (None: not known yet)."""
     return {
         sa.PRODUCTION_STATUS.name: st.production_status,
         sa.SHIPMENT_STATUS.name: st.shipment.status if st.shipment else None,

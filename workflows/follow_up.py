@@ -88,7 +88,6 @@ TRANSIENT_VALUES: dict[str, frozenset[object]] = {
 
 
 def only_transient(changes: dict[str, object]) -> bool:
-    """Whether every changed search attribute moves to a transient value (pure)."""
     return bool(changes) and all(value in TRANSIENT_VALUES.get(name, ()) for name, value in changes.items())
 
 
@@ -213,7 +212,6 @@ class Follower:
         self.last_progress_at = workflow.now()
 
     def publish(self, details: str) -> None:
-        """Upsert search attributes that changed and refresh the UI's details line."""
         changes = {
             name: value
             for name, value in attribute_values(self.state).items()
