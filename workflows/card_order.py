@@ -2,18 +2,9 @@
 
 submit → wait for D1 notifications (signals from the receiver), reconciling with D1's
 status endpoint when D1 goes quiet, until the card is delivered, returned, rejected,
-canceled or failed, or shipment tracking stays quiet long enough after shipping.
-
-This module only sequences activities, timers and handlers. The decisions live in pure
-modules: the state machine (:mod:`workflows.order_state`), pull & change eligibility
-(:mod:`workflows.change_rules`), how a refusal ends the order (:mod:`workflows.outcomes`)
-and what operators see (:mod:`workflows.details_line`); what a card order shares with a
-tracking (applying updates, silence timers, reconciliation, search attributes) is in
-:mod:`workflows.follow_up`. The public names and types are in :mod:`contracts.card_order`.
-
-The workflow never sees clear card data: the starter encrypted it for D1 before the
-order was started (``CardOrderInput.submission``); an input of any other shape ends the
-workflow with ``InvalidInput`` (workflows/inputs.py).
+canceled or failed, or shipment tracking stays quiet long enough after shipping. This
+module only sequences activities, timers and handlers; the decisions live in the pure
+modules it imports. It never sees clear card data (contracts/card_order.py).
 """
 
 from __future__ import annotations
@@ -155,27 +146,19 @@ class CardOrderWorkflow:
                 await self._await_batch(inp.batch)
             self._publish()
 
-        while not self._state.finished:
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    CardOrderInput(
-                        ref=self._ref,
-                        timing=self._timing,
-                        state=self._state,
-                        last_progress_at=self._follow.last_progress_at,
-                        shipment_changed_at=self._follow.shipment_changed_at,
-                    )
-                )
-            await self._follow.wait_for_news()
-            self._publish()
-
+        await self._follow.follow_until_finished(
+            lambda: CardOrderInput(
+                ref=self._ref,
+                timing=self._timing,
+                state=self._state,
+                last_progress_at=self._follow.last_progress_at,
+                shipment_changed_at=self._follow.shipment_changed_at,
+            ),
+            self._publish,
+        )
         if self._state.outcome is not None:
             self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
-        # Stragglers (a duplicate of the last step, a late carrier scan) still join the timeline.
-        if self._timing.close_grace > timedelta(0):
-            await workflow.sleep(self._timing.close_grace)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._follow.close()
         self._publish()
         return self.view()
 

@@ -1,12 +1,9 @@
 """``CardTrackingWorkflow``: D1's tracking hub following a card Thales did not personalize.
 
 Ask D1 to track (one activity), then follow the ``STANDALONE_TRACKING`` notifications the
-receiver signals, with the same state machine, timeline, search attributes and silence
-handling as a card order (workflows/follow_up.py). Ends on delivery, on a return, when
-production tracking saw the card leave (workflows/tracking_rules.py), when a refused
-request makes tracking impossible, or when carrier tracking stays quiet after shipping.
-If D1 offers no status for tracked cards (the program's interface says so), silence is
-only noted in the details line.
+receiver signals like a card order's (workflows/follow_up.py), until the end rules of
+workflows/tracking_rules.py, a refusal or carrier quiet end it. If D1 offers no status
+for tracked cards (the program's interface says so), silence is only noted.
 """
 
 from __future__ import annotations
@@ -84,24 +81,17 @@ class CardTrackingWorkflow:
         self._publish()
         if not self._state.submitted:
             await self._request(inp)
-        while not self._state.finished:
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    inp.model_copy(
-                        update={
-                            "state": self._state,
-                            "last_progress_at": self._follow.last_progress_at,
-                            "shipment_changed_at": self._follow.shipment_changed_at,
-                        }
-                    )
-                )
-            await self._follow.wait_for_news()
-            self._settle()
-            self._publish()
-        if inp.timing.close_grace > timedelta(0):
-            await workflow.sleep(inp.timing.close_grace)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._follow.follow_until_finished(
+            lambda: inp.model_copy(
+                update={
+                    "state": self._state,
+                    "last_progress_at": self._follow.last_progress_at,
+                    "shipment_changed_at": self._follow.shipment_changed_at,
+                }
+            ),
+            self._after_news,
+        )
+        await self._follow.close()
         self._publish()
         return self.view()
 
@@ -129,6 +119,10 @@ class CardTrackingWorkflow:
             if result.operation_id and self._state.operation_id is None:
                 self._state.operation_id = result.operation_id
         self._state.submitted = True
+        self._publish()
+
+    def _after_news(self) -> None:
+        self._settle()
         self._publish()
 
     def _settle(self) -> None:

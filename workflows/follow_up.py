@@ -11,6 +11,7 @@ That behaviour lives here, once; the workflows only add what is theirs (submissi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -186,6 +187,22 @@ class Follower:
             order_state.end(self.state, Outcome.SHIPPED, "carrier tracking quiet after shipping")
             return
         await self.reconcile()
+
+    async def follow_until_finished(self, carry_over: Callable[[], object], after_news: Callable[[], None]) -> None:
+        """Round after round of news until the outcome; continues as new with ``carry_over()``
+        when the history grows long."""
+        while not self.state.finished:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(carry_over())
+            await self.wait_for_news()
+            after_news()
+
+    async def close(self) -> None:
+        # Stragglers (a duplicate of the last step, a late carrier scan) still join the timeline.
+        if self.timing.close_grace > timedelta(0):
+            await workflow.sleep(self.timing.close_grace)
+        await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def reconcile(self) -> None:
         if self.status_input is None:
