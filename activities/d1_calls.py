@@ -46,10 +46,7 @@ def backoff_delay(attempt: int, retry_after_s: float | None) -> timedelta:
 async def d1_call(
     *bodies: dict[str, Any], clear_members: frozenset[str] = frozenset(), every_s: float = 1.0
 ) -> AsyncIterator[None]:
-    """Around one D1 call: ``bodies`` are checked for card data first; heartbeat while the
-    call is in flight, so a worker that dies mid-call is noticed within the heartbeat
-    timeout (seconds) instead of the whole start-to-close timeout; D1's errors leave as
-    Temporal's (:func:`translate`)."""
+    """Around one D1 call (the module's rules); ``bodies``: what the call will send."""
     try:
         for body in bodies:
             ensure_no_card_data(body, clear_members=clear_members)

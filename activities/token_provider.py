@@ -84,14 +84,9 @@ class AccessTokenProvider:
         self.fetch_count = 0
 
     async def get(self) -> str:
-        cached = self._cached
-        if cached is not None and self._clock() < cached.refresh_at:
-            return cached.value
-        async with self._lock:
-            cached = self._cached
-            if cached is not None and self._clock() < cached.refresh_at:
-                return cached.value
-            self._cached = await self._fetch()
+        async with self._lock:  # one caller fetches, the others wait for its token
+            if self._cached is None or self._clock() >= self._cached.refresh_at:
+                self._cached = await self._fetch()
             return self._cached.value
 
     def invalidate(self, token: str) -> None:

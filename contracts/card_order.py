@@ -1,11 +1,5 @@
 """The card-order workflow's public contract: everything a caller needs to talk to it.
 
-* type name, task queue default, signal / query / update names, the workflow id;
-* the input (:class:`CardOrderInput`), the query result and the workflow result
-  (:class:`OrderView`), the update arguments and results, the outcomes;
-* the error types updates raise (``ApplicationError.type``);
-* the visibility queries operators use to find orders.
-
 Nothing here holds clear card data. An order carries only :class:`D1Submission`: the D1
 body whose ``encryptedData`` was encrypted for D1 at the issuer's edge (the starter), so
 only D1 can read it. :class:`CardOrderInput` accepts no other shape: an unknown member

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
+from typing import Any
 
 from contracts.card_order import (
     PENDING_CHANGE,
@@ -177,22 +178,17 @@ def _apply_update_order(st: OrderState, op: OperationNotification, source: str) 
     # Canonical place: right after the production stage the center decided at.
     stage_rank = production_rank(stage) if stage else None
     rank = (stage_rank if stage_rank is not None else st.production_rank) + 1
-    entry = TimelineEntry(
-        key=key,
-        operation=op.operation,
-        operation_status=op.status,
+    _add_entry(
+        st,
+        op,
+        key,
+        source,
         reason=reason,
-        error_code=op.errorCode,
-        error=op.error,
-        d1_time=op.endTime or op.startTime,
-        source=source,
         sort_rank=rank,
         sort_shipment_rank=0,
         change_type=kind,
         change_outcome=outcome.value if outcome else None,
     )
-    st.timeline.append(entry)
-    st.timeline.sort(key=_timeline_order)
     if outcome is None:
         return Applied.RECORDED
     record = _change_for(st, op.operationId, kind)
@@ -250,33 +246,40 @@ def _settle_outcome(
         st.outcome_reason = op.error or op.errorCode or reason
 
 
-def _timeline_order(e: TimelineEntry) -> tuple[int, int, str, str]:
-    return (e.sort_rank, e.sort_shipment_rank, e.d1_time, e.key)
+def _add_entry(st: OrderState, op: OperationNotification, key: str, source: str, **fields: Any) -> None:
+    st.timeline.append(
+        TimelineEntry(
+            key=key,
+            operation=op.operation,
+            operation_status=op.status,
+            error_code=op.errorCode,
+            error=op.error,
+            d1_time=op.endTime or op.startTime,
+            source=source,
+            **fields,
+        )
+    )
+    st.timeline.sort(key=lambda e: (e.sort_rank, e.sort_shipment_rank, e.d1_time, e.key))
 
 
 def _add_to_timeline(
     st: OrderState, op: OperationNotification, *, key: str, source: str, rank: int | None, s_rank: int
 ) -> None:
     ship = op.shipment
-    entry = TimelineEntry(
-        key=key,
-        operation=op.operation,
-        operation_status=op.status,
+    _add_entry(
+        st,
+        op,
+        key,
+        source,
         production_status=op.production_status,
         shipment_status=ship.status if ship else None,
         shipment_message=ship.message if ship else None,
         tracking_number=ship.trackingNumber if ship else None,
         carrier=ship.carrier if ship else None,
         reason=op.details.reason if op.details else None,
-        error_code=op.errorCode,
-        error=op.error,
-        d1_time=op.endTime or op.startTime,
-        source=source,
         sort_rank=rank if rank is not None else UNKNOWN_RANK,
         sort_shipment_rank=s_rank,
     )
-    st.timeline.append(entry)
-    st.timeline.sort(key=_timeline_order)
     if len(st.timeline) > MAX_TIMELINE:
         shipped_rank = production_rank(ProductionStatus.CARD_SHIPPED)
         carrier = [i for i, e in enumerate(st.timeline) if e.sort_rank == shipped_rank and e.shipment_status]
