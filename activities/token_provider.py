@@ -81,7 +81,6 @@ class AccessTokenProvider:
         self._clock = clock
         self._cached: _CachedToken | None = None
         self._lock = asyncio.Lock()
-        self.fetch_count = 0
 
     async def get(self) -> str:
         async with self._lock:  # one caller fetches, the others wait for its token
@@ -104,7 +103,6 @@ class AccessTokenProvider:
             audience=self._audience,
             now=now,
         )
-        self.fetch_count += 1
         try:
             resp = await self._http.post(
                 self._url,
