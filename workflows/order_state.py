@@ -88,13 +88,13 @@ def apply(
 ) -> Applied:
     """Apply one D1 update to ``st`` (in place). ``produced_is_final``: the card is not shipped
     (INSTANT, CENTRAL without shipment), so CARD_PROD_DONE ends the order as PRODUCED."""
-    if op.operation == Operation.UPDATE_ORDER:
-        return _apply_update_order(st, op, source)
-    if op.operation not in (Operation.PRODUCE, Operation.STANDALONE_TRACKING):
+    if op.operation not in (Operation.UPDATE_ORDER, Operation.PRODUCE, Operation.STANDALONE_TRACKING):
         return Applied.IGNORED
     key = _first_seen(st, op)
     if key is None:
         return Applied.DUPLICATE
+    if op.operation == Operation.UPDATE_ORDER:
+        return _apply_update_order(st, op, key, source)
 
     status = op.production_status
     rank = production_rank(status)
@@ -159,10 +159,7 @@ def _record_failure(st: OrderState, op: OperationNotification, source: str) -> N
 # ------------------------------------------------------------ pull & change
 
 
-def _apply_update_order(st: OrderState, op: OperationNotification, source: str) -> Applied:
-    key = _first_seen(st, op)
-    if key is None:
-        return Applied.DUPLICATE
+def _apply_update_order(st: OrderState, op: OperationNotification, key: str, source: str) -> Applied:
     details = op.details
     extra = (details.model_extra or {}) if details is not None else {}
     kind = extra.get("type") if isinstance(extra.get("type"), str) else None
