@@ -133,7 +133,6 @@ async def connect(
     return await Client.connect(
         **config,
         data_converter=data_converter(codec if codec is not None else codec_from_settings()),
-        # Tracing interceptor on the client only (workers built from it inherit it).
         interceptors=client_interceptors(),
         lazy=lazy,
     )

@@ -122,7 +122,6 @@ class D1Client:
                 "Accept": "application/json",
                 "x-correlation-id": correlation_id,
             }
-            # A CLIENT span (traceparent injected) and the latency/status-code metrics.
             with observe_d1_call(method, endpoint, headers, issuer_id=issuer_id, card_id=card_id) as call:
                 try:
                     resp = await self._http.request(method, self._base + path, json=json_body, headers=headers)

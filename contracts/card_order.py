@@ -56,9 +56,6 @@ class ContractModel(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
 
-# ---------------------------------------------------------------------------- input
-
-
 class OrderTiming(ContractModel):
     """Durations the workflow waits, copied into each order at start (replay-safe)."""
 
@@ -132,9 +129,6 @@ class CardOrderInput(ContractModel):
         if self.state is None and (self.submission is None) == (self.batch is None):
             raise ValueError("the first run of an order carries either its D1 submission or its D1 batch")
         return self
-
-
-# ---------------------------------------------------------------------------- state
 
 
 class Outcome(StrEnum):
@@ -254,9 +248,6 @@ class OrderView(ContractModel):
     state: OrderState
 
 
-# ------------------------------------------------------------------ signals, updates
-
-
 class ReconcileRequest(ContractModel):
     """Argument of the ``reconcile_now`` signal: who asked and why (kept in the log)."""
 
@@ -274,9 +265,6 @@ class ChangeRequest(ContractModel):
     )
     # Why the change was asked (recorded in the order's view; never sent to D1).
     note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))
-
-
-# ------------------------------------------------------------------ visibility
 
 
 def orders_query(query: str | None = None) -> str:

@@ -85,8 +85,6 @@ class CardOrderWorkflow:
         )
         self._batch_result: SubmissionResult | None = None
 
-    # ----------------------------------------------------------------- handlers
-
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, op: OperationNotification | None = None) -> None:
         if op is None:
@@ -129,8 +127,6 @@ class CardOrderWorkflow:
     redirect = _change_update("REDIRECT", "Ship to a new delivery address")
     accelerate_and_redirect = _change_update("ACCELERATE_AND_REDIRECT", "Accelerate and ship to a new address")
 
-    # --------------------------------------------------------------------- run
-
     @workflow.run
     async def run(self, raw: RawValue) -> OrderView:
         inp = self._raw_input.check(CardOrderInput)
@@ -161,8 +157,6 @@ class CardOrderWorkflow:
         await self._follow.close()
         self._publish()
         return self.view()
-
-    # ----------------------------------------------------------------- helpers
 
     async def _submit(self, submission: D1Submission) -> None:
         ref = self._ref
@@ -209,8 +203,6 @@ class CardOrderWorkflow:
         self._state.errors.append(ending.error)
         order_state.end(self._state, ending.outcome, ending.reason)
         self._state.submitted = True
-
-    # ------------------------------------------------------------ pull & change
 
     def _reject_change(self, kind: str, req: ChangeRequest | None) -> None:
         if req is None:

@@ -156,9 +156,6 @@ def _record_failure(st: OrderState, op: OperationNotification, source: str) -> N
     st.errors.append(OrderError(source=source, error_code=op.errorCode, error=op.error))
 
 
-# ------------------------------------------------------------ pull & change
-
-
 def _apply_update_order(st: OrderState, op: OperationNotification, key: str, source: str) -> Applied:
     details = op.details
     extra = (details.model_extra or {}) if details is not None else {}
