@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
 from jwcrypto import jwk, jwt
@@ -31,12 +30,6 @@ class TokenError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class _CachedToken:
-    value: str
-    refresh_at: float
 
 
 def make_assertion(key: jwk.JWK, *, issuer_id: str, kid: str, lifetime_s: int, audience: str | None, now: float) -> str:
@@ -79,21 +72,23 @@ class AccessTokenProvider:
         self._audience = audience
         self._margin = refresh_margin_s
         self._clock = clock
-        self._cached: _CachedToken | None = None
+        self._token: str | None = None
+        self._refresh_at = 0.0
         self._lock = asyncio.Lock()
 
     async def get(self) -> str:
         async with self._lock:  # one caller fetches, the others wait for its token
-            if self._cached is None or self._clock() >= self._cached.refresh_at:
-                self._cached = await self._fetch()
-            return self._cached.value
+            if self._token is None or self._clock() >= self._refresh_at:
+                self._token, self._refresh_at = await self._fetch()
+            return self._token
 
     def invalidate(self, token: str) -> None:
         """Drop a token D1 refused (401) so that the next ``get`` fetches a fresh one."""
-        if self._cached is not None and self._cached.value == token:
-            self._cached = None
+        if self._token == token:
+            self._token = None
 
-    async def _fetch(self) -> _CachedToken:
+    async def _fetch(self) -> tuple[str, float]:
+        """A fresh token and when to refresh it."""
         now = self._clock()
         assertion = make_assertion(
             self._key,
@@ -124,4 +119,4 @@ class AccessTokenProvider:
             raise TokenError("token endpoint answered without access_token", status=200, retryable=True) from None
         refresh_at = now + max(expires_in - self._margin, expires_in / 2)
         log.info("obtained D1 access token", extra={"expires_in": expires_in})
-        return _CachedToken(value=value, refresh_at=refresh_at)
+        return value, refresh_at
