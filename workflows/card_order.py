@@ -20,18 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import card_order as api
     from contracts import d1_batch
-    from contracts.card_order import (
-        BatchMembership,
-        CardOrderInput,
-        ChangeRecord,
-        ChangeRequest,
-        ChangeStatus,
-        D1Submission,
-        OrderRef,
-        OrderState,
-        OrderView,
-        ReconcileRequest,
-    )
     from contracts.d1_batch import SubmissionResult
     from d1.notifications import OperationNotification
     from observability import names as metric_names
@@ -48,10 +36,10 @@ def _change_update(kind: str, description: str) -> Any:
     """The update (and its validator) for one pull & change ``kind``; ``self`` stays unannotated:
     the SDK leaves out of the update's argument types only a first parameter without a type."""
 
-    async def handler(self, req: ChangeRequest | None = None) -> ChangeRecord:  # type: ignore[no-untyped-def]
+    async def handler(self, req: api.ChangeRequest | None = None) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
         return await self._pull_and_change(kind, req)  # type: ignore[no-any-return]
 
-    def validator(self, req: ChangeRequest | None = None) -> None:  # type: ignore[no-untyped-def]
+    def validator(self, req: api.ChangeRequest | None = None) -> None:  # type: ignore[no-untyped-def]
         self._reject_change(kind, req)
 
     update = workflow.update(name=api.CHANGE_UPDATES[kind], description=description)(handler)
@@ -65,14 +53,14 @@ class CardOrderWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # Read here, not by the SDK: a bad input ends the workflow instead of failing every
         # workflow task (workflows/inputs.py).
-        self._raw_input = read_input(raw, CardOrderInput)
+        self._raw_input = read_input(raw, api.CardOrderInput)
         # A stand-in while ``run`` ends a refused input (not validated: it has no submission).
-        inp = self._raw_input.value or CardOrderInput.model_construct(
-            ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
+        inp = self._raw_input.value or api.CardOrderInput.model_construct(
+            ref=api.OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
         )
         self._ref = inp.ref
         self._timing = inp.timing
-        self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
+        self._state: api.OrderState = inp.state.model_copy(deep=True) if inp.state else api.OrderState()
         self._follow = Follower(
             issuer_id=inp.ref.issuer_id,
             state=self._state,
@@ -96,7 +84,7 @@ class CardOrderWorkflow:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)
-    def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
+    def reconcile_now(self, req: api.ReconcileRequest | None = None) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
         if req is None:
@@ -114,8 +102,8 @@ class CardOrderWorkflow:
             self._batch_result = result
 
     @workflow.query(name=api.VIEW_QUERY)
-    def view(self) -> OrderView:
-        return OrderView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
+    def view(self) -> api.OrderView:
+        return api.OrderView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
 
     # Pull & change. The validators refuse at once, without calling D1, what cannot work
     # (workflows/change_rules.py). The handler calls D1 and returns once D1 took the
@@ -128,8 +116,8 @@ class CardOrderWorkflow:
     accelerate_and_redirect = _change_update("ACCELERATE_AND_REDIRECT", "Accelerate and ship to a new address")
 
     @workflow.run
-    async def run(self, raw: RawValue) -> OrderView:
-        inp = self._raw_input.check(CardOrderInput)
+    async def run(self, raw: RawValue) -> api.OrderView:
+        inp = self._raw_input.check(api.CardOrderInput)
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if inp.state is None:  # the first run, not a continue-as-new
@@ -143,7 +131,7 @@ class CardOrderWorkflow:
             self._publish()
 
         await self._follow.follow_until_finished(
-            lambda: CardOrderInput(
+            lambda: api.CardOrderInput(
                 ref=self._ref,
                 timing=self._timing,
                 state=self._state,
@@ -158,7 +146,7 @@ class CardOrderWorkflow:
         self._publish()
         return self.view()
 
-    async def _submit(self, submission: D1Submission) -> None:
+    async def _submit(self, submission: api.D1Submission) -> None:
         ref = self._ref
         try:
             result = await call_d1(
@@ -179,7 +167,7 @@ class CardOrderWorkflow:
             return
         self._submitted(result.operation_id)
 
-    async def _await_batch(self, batch: BatchMembership) -> None:
+    async def _await_batch(self, batch: api.BatchMembership) -> None:
         try:
             await workflow.wait_condition(
                 lambda: self._batch_result is not None, timeout=self._timing.submit_give_up_after
@@ -204,7 +192,7 @@ class CardOrderWorkflow:
         order_state.end(self._state, ending.outcome, ending.reason)
         self._state.submitted = True
 
-    def _reject_change(self, kind: str, req: ChangeRequest | None) -> None:
+    def _reject_change(self, kind: str, req: api.ChangeRequest | None) -> None:
         if req is None:
             self._follow.refuse(api.CHANGE_UPDATES[kind])
             raise ApplicationError(
@@ -214,13 +202,13 @@ class CardOrderWorkflow:
         if problem is not None:
             raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
 
-    async def _pull_and_change(self, kind: str, req: ChangeRequest | None) -> ChangeRecord:
+    async def _pull_and_change(self, kind: str, req: api.ChangeRequest | None) -> api.ChangeRecord:
         # Checked again: another update may have been accepted since this one was validated.
         self._reject_change(kind, req)
         assert req is not None
         st = self._state
         address = req.new_delivery_address
-        record = ChangeRecord(
+        record = api.ChangeRecord(
             change_id=f"{kind.lower()}-{len(st.changes) + 1}",
             type=kind,
             requested_at=workflow.now().isoformat(),
@@ -249,7 +237,7 @@ class CardOrderWorkflow:
             )
         except ActivityError as err:
             info = call_failure(err).refusal
-            record.status = ChangeStatus.FAILED
+            record.status = api.ChangeStatus.FAILED
             record.reason = (
                 f"D1 refused the request: {info.get('errorCode') or ''} {info.get('error') or ''}".strip()
                 if info is not None
@@ -261,8 +249,8 @@ class CardOrderWorkflow:
             ) from None
         if record.d1_operation_id is None:
             record.d1_operation_id = result.operation_id
-        if record.status == ChangeStatus.REQUESTED:  # the outcome may already have arrived
-            record.status = ChangeStatus.SENT
+        if record.status == api.ChangeStatus.REQUESTED:  # the outcome may already have arrived
+            record.status = api.ChangeStatus.SENT
         self._follow.changed = True
         return record
 
