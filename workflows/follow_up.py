@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -92,37 +93,26 @@ def only_transient(changes: dict[str, object]) -> bool:
     return bool(changes) and all(value in TRANSIENT_VALUES.get(name, ()) for name, value in changes.items())
 
 
+@dataclass(kw_only=True)
 class Follower:
     """The follow-up state of one card. ``status_input`` is what the status check sends D1
     (None: D1 offers no status for it; silence is then only noted, never reconciled).
     ``skip_transient_upserts``: leave changes to transient values out of the search
     attributes (card orders; :data:`TRANSIENT_VALUES`)."""
 
-    def __init__(
-        self,
-        *,
-        issuer_id: str,
-        state: OrderState,
-        timing: OrderTiming,
-        produced_is_final: bool,
-        status_input: acts.StatusInput | None,
-        skip_transient_upserts: bool = False,
-    ) -> None:
-        self.state = state
-        self.timing = timing
-        self.issuer_id = issuer_id
-        self.status_input = status_input
-        self.changed = False
-        self.reconcile_requested = False
-        self.last_progress_at: datetime | None = None
-        self.shipment_changed_at: datetime | None = None
-        self.silences = 0
-        self._delivered = frozenset(timing.delivered_shipment_statuses)
-        self._returned = frozenset(timing.returned_shipment_statuses)
-        self._produced_is_final = produced_is_final
-        self._published: dict[str, object] = {}
-        self._skip_transient = skip_transient_upserts
-        self._wake: asyncio.Task[None] | None = None
+    issuer_id: str
+    state: OrderState
+    timing: OrderTiming
+    produced_is_final: bool
+    status_input: acts.StatusInput | None
+    skip_transient_upserts: bool = False
+    changed: bool = False
+    reconcile_requested: bool = False
+    last_progress_at: datetime | None = None
+    shipment_changed_at: datetime | None = None
+    silences: int = 0
+    _published: dict[str, object] = field(default_factory=dict)
+    _wake: asyncio.Task[None] | None = None
 
     def start_clocks(self, last_progress_at: datetime | None, shipment_changed_at: datetime | None) -> None:
         """At the start of a run (clocks carried across continue-as-new, else now)."""
@@ -137,9 +127,9 @@ class Follower:
             self.state,
             op,
             source=source,
-            delivered_statuses=self._delivered,
-            returned_statuses=self._returned,
-            produced_is_final=self._produced_is_final,
+            delivered_statuses=frozenset(self.timing.delivered_shipment_statuses),
+            returned_statuses=frozenset(self.timing.returned_shipment_statuses),
+            produced_is_final=self.produced_is_final,
         )
         if result in (Applied.ADVANCED, Applied.RECORDED):
             now = workflow.now()
@@ -234,7 +224,7 @@ class Follower:
             for name, value in attribute_values(self.state).items()
             if value is not None and self._published.get(name) != value
         }
-        if changes and not (self._skip_transient and only_transient(changes)):
+        if changes and not (self.skip_transient_upserts and only_transient(changes)):
             workflow.upsert_search_attributes(
                 [_SA_KEYS[name].value_set(value) for name, value in changes.items()]  # type: ignore[arg-type]
             )
