@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 import httpx
 from jwcrypto import jwk, jwt
@@ -49,36 +50,25 @@ def make_assertion(key: jwk.JWK, *, issuer_id: str, kid: str, lifetime_s: int, a
     return str(token.serialize())
 
 
+@dataclass(repr=False, eq=False)  # no repr: it holds the signing key
 class AccessTokenProvider:
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        *,
-        authz_url: str,
-        issuer_id: str,
-        signing_key: jwk.JWK,
-        kid: str,
-        assertion_lifetime_s: int = 300,
-        audience: str | None = None,
-        refresh_margin_s: float = 60.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._http = http
-        self._url = authz_url.rstrip("/") + TOKEN_PATH
-        self._issuer_id = issuer_id
-        self._key = signing_key
-        self._kid = kid
-        self._lifetime = assertion_lifetime_s
-        self._audience = audience
-        self._margin = refresh_margin_s
-        self._clock = clock
-        self._token: str | None = None
-        self._refresh_at = 0.0
-        self._lock = asyncio.Lock()
+    http: httpx.AsyncClient
+    _: KW_ONLY
+    authz_url: str
+    issuer_id: str
+    signing_key: jwk.JWK
+    kid: str
+    assertion_lifetime_s: int = 300
+    audience: str | None = None
+    refresh_margin_s: float = 60.0
+    clock: Callable[[], float] = time.time
+    _token: str | None = field(default=None, init=False)
+    _refresh_at: float = field(default=0.0, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def get(self) -> str:
         async with self._lock:  # one caller fetches, the others wait for its token
-            if self._token is None or self._clock() >= self._refresh_at:
+            if self._token is None or self.clock() >= self._refresh_at:
                 self._token, self._refresh_at = await self._fetch()
             return self._token
 
@@ -89,18 +79,18 @@ class AccessTokenProvider:
 
     async def _fetch(self) -> tuple[str, float]:
         """A fresh token and when to refresh it."""
-        now = self._clock()
+        now = self.clock()
         assertion = make_assertion(
-            self._key,
-            issuer_id=self._issuer_id,
-            kid=self._kid,
-            lifetime_s=self._lifetime,
-            audience=self._audience,
+            self.signing_key,
+            issuer_id=self.issuer_id,
+            kid=self.kid,
+            lifetime_s=self.assertion_lifetime_s,
+            audience=self.audience,
             now=now,
         )
         try:
-            resp = await self._http.post(
-                self._url,
+            resp = await self.http.post(
+                self.authz_url.rstrip("/") + TOKEN_PATH,
                 data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
                 headers={"Accept": "application/json"},
             )
@@ -117,6 +107,6 @@ class AccessTokenProvider:
             expires_in = float(body.get("expires_in") or D1_MAX_ASSERTION_LIFETIME_S)
         except (ValueError, KeyError, TypeError):
             raise TokenError("token endpoint answered without access_token", status=200, retryable=True) from None
-        refresh_at = now + max(expires_in - self._margin, expires_in / 2)
+        refresh_at = now + max(expires_in - self.refresh_margin_s, expires_in / 2)
         log.info("obtained D1 access token", extra={"expires_in": expires_in})
         return value, refresh_at
