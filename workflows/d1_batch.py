@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -39,21 +40,16 @@ def results_for(
 ) -> list[SubmissionResult]:
     out = []
     for index in range(len(inp.cards)):
-        if answer is not None:
-            entry = answer.results[index]
-            if entry.operation_id:
-                out.append(SubmissionResult(batch_workflow_id=batch_id, operation_id=entry.operation_id))
-            else:
-                out.append(
-                    SubmissionResult(
-                        batch_workflow_id=batch_id,
-                        refusal={"httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error},
-                    )
-                )
-        elif refusal is not None:
-            out.append(SubmissionResult(batch_workflow_id=batch_id, refusal=refusal))
+        fields: dict[str, Any]
+        if answer is None:
+            fields = {"refusal": refusal} if refusal is not None else {"gave_up": gave_up or "D1 unreachable"}
+        elif (entry := answer.results[index]).operation_id:
+            fields = {"operation_id": entry.operation_id}
         else:
-            out.append(SubmissionResult(batch_workflow_id=batch_id, gave_up=gave_up or "D1 unreachable"))
+            fields = {
+                "refusal": {"httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error}
+            }
+        out.append(SubmissionResult(batch_workflow_id=batch_id, **fields))
     return out
 
 
