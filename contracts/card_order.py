@@ -35,11 +35,9 @@ CANCEL_UPDATE = "cancel"
 ACCELERATE_UPDATE = "accelerate"
 REDIRECT_UPDATE = "redirect"
 ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
-CHANGE_UPDATES: dict[str, str] = {
-    "CANCEL": CANCEL_UPDATE,
-    "ACCELERATE": ACCELERATE_UPDATE,
-    "REDIRECT": REDIRECT_UPDATE,
-    "ACCELERATE_AND_REDIRECT": ACCELERATE_AND_REDIRECT_UPDATE,
+# By pull & change type (D1's spelling: the update's name in capitals).
+CHANGE_UPDATES = {
+    name.upper(): name for name in (CANCEL_UPDATE, ACCELERATE_UPDATE, REDIRECT_UPDATE, ACCELERATE_AND_REDIRECT_UPDATE)
 }
 
 # Error types of the pull & change updates (``ApplicationError.type``).
