@@ -188,8 +188,7 @@ class CardOrderWorkflow:
             self._state.operation_id = operation_id
 
     def _end(self, ending: Ending) -> None:
-        self._state.errors.append(ending.error)
-        order_state.end(self._state, ending.outcome, ending.reason)
+        order_state.end(self._state, *ending)
         self._state.submitted = True
 
     def _reject_change(self, kind: str, req: api.ChangeRequest | None) -> None:

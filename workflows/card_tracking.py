@@ -113,8 +113,7 @@ class CardTrackingWorkflow:
         except ActivityError as err:
             failure = call_failure(err)
             ending = refused_by_d1(failure.refusal) if failure.refusal is not None else gave_up(failure.text)
-            self._state.errors.append(ending.error)
-            order_state.end(self._state, ending.outcome, ending.reason)
+            order_state.end(self._state, *ending)
         else:
             if result.operation_id and self._state.operation_id is None:
                 self._state.operation_id = result.operation_id

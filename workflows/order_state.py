@@ -143,8 +143,10 @@ def apply(
     return Applied.ADVANCED if advanced else Applied.RECORDED
 
 
-def end(st: OrderState, outcome: Outcome, reason: str | None = None) -> None:
-    """Finish the order (the first outcome wins)."""
+def end(st: OrderState, outcome: Outcome, reason: str | None = None, error: OrderError | None = None) -> None:
+    """Finish the order (the first outcome wins; ``error`` is recorded whatever the outcome)."""
+    if error is not None:
+        st.errors.append(error)
     if st.outcome is None:
         st.outcome = outcome
         st.outcome_reason = reason
