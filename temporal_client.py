@@ -84,10 +84,8 @@ def connect_config(settings: TemporalSettings | None = None) -> ClientConnectCon
 
 
 def _check_tls_files(tls: ClientConfigTLS) -> None:
-    sources: dict[str, DataSource | None] = {}
     for attribute, path_var, toml_key, what in _TLS_FILES:
         source: DataSource | None = getattr(tls, attribute)
-        sources[attribute] = source
         if not isinstance(source, Path):
             continue
         # A variable, when set, is what the SDK used (it overrides the profile).
@@ -97,7 +95,7 @@ def _check_tls_files(tls: ClientConfigTLS) -> None:
             raise TemporalConfigError(f"{origin}={source}: no such file (the Temporal {what})")
         if not os.access(source, os.R_OK):
             raise TemporalConfigError(f"{origin}={source}: not readable by this process (the Temporal {what})")
-    if (sources["client_cert"] is None) != (sources["client_private_key"] is None):
+    if (tls.client_cert is None) != (tls.client_private_key is None):
         raise TemporalConfigError(
             "a Temporal client certificate needs its private key and the other way round: set both "
             "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH (or tls.client_cert_path and "
@@ -133,7 +131,6 @@ async def connect(
     return await Client.connect(
         **config,
         data_converter=data_converter(codec if codec is not None else codec_from_settings()),
-        # Tracing interceptor on the client only (workers built from it inherit it).
         interceptors=client_interceptors(),
         lazy=lazy,
     )

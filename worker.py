@@ -46,7 +46,6 @@ log = logging.getLogger("worker")
 
 @asynccontextmanager
 async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callable[..., Any]]]:
-    """Every activity of the worker, sharing one D1 client (HTTP pool, token cache)."""
     signing_key = load_jwk(settings.signing_key_file, private=True)
     kid = settings.signing_kid or signing_key.get("kid")
     if not kid:
@@ -105,7 +104,6 @@ PASSTHROUGH_MODULES = (
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox every worker and replayer of the product uses."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )

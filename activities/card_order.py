@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities import contract as api
 from activities.contract import PullAndChangeInput, PullAndChangeResult, StatusInput, SubmitInput, SubmitResult
-from activities.d1_calls import correlation_id, d1_call, guard
+from activities.d1_calls import correlation_id, d1_call
 from activities.d1_client import D1Client
 from d1.notifications import OperationNotification
 
@@ -24,33 +24,22 @@ class CardOrderActivities:
 
     @activity.defn(name=api.SUBMIT_ORDER)
     async def submit_order(self, inp: SubmitInput) -> SubmitResult:
-        guard(inp.body, self._clear_members)
-        async with d1_call():
-            op_id = await self._d1.submit_order(
-                inp.issuer_id,
-                inp.card_id,
-                inp.body,
-                correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id),
-            )
+        cid = correlation_id(inp.issuer_id, inp.issuer_request_id)
+        async with d1_call(inp.body, clear_members=self._clear_members):
+            op_id = await self._d1.submit_order(inp.issuer_id, inp.card_id, inp.body, correlation_id=cid)
         return SubmitResult(operation_id=op_id)
 
     @activity.defn(name=api.FETCH_PRODUCTION_STATUS)
     async def fetch_production_status(self, inp: StatusInput) -> OperationNotification | None:
+        cid = correlation_id(inp.issuer_id, inp.issuer_request_id)
         async with d1_call():
-            return await self._d1.production_status(
-                inp.issuer_id, inp.card_id, correlation_id=correlation_id(inp.issuer_id, inp.issuer_request_id)
-            )
+            return await self._d1.production_status(inp.issuer_id, inp.card_id, correlation_id=cid)
 
     @activity.defn(name=api.REQUEST_PULL_AND_CHANGE)
     async def request_pull_and_change(self, inp: PullAndChangeInput) -> PullAndChangeResult:
         """Ask D1 to cancel / accelerate / redirect. The correlation id is stable per change,
         so a retry after a lost answer is recognised by D1 (the emulator) as the same request."""
-        guard(inp.body, frozenset())
-        async with d1_call():
-            op_id = await self._d1.pull_and_change(
-                inp.issuer_id,
-                inp.card_id,
-                inp.body,
-                correlation_id=correlation_id(inp.issuer_id, f"{inp.issuer_request_id}:{inp.change_id}"),
-            )
+        cid = correlation_id(inp.issuer_id, f"{inp.issuer_request_id}:{inp.change_id}")
+        async with d1_call(inp.body):
+            op_id = await self._d1.pull_and_change(inp.issuer_id, inp.card_id, inp.body, correlation_id=cid)
         return PullAndChangeResult(operation_id=op_id or None)

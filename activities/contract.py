@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from contracts.card_order import ContractModel
 
 # Activity names (the workflow schedules them by name).
 SUBMIT_ORDER = "submit_order"
@@ -25,42 +25,32 @@ D1_UNAVAILABLE = "D1Unavailable"  # retryable, next_retry_delay honours Retry-Af
 CARD_DATA_IN_CLEAR = "CardDataInClear"  # non-retryable: the body carries card data outside encryptedData
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-
-class SubmitInput(_Input):
+class StatusInput(ContractModel):
     issuer_id: str
     card_id: str
     issuer_request_id: str
+
+
+class SubmitInput(StatusInput):
     # D1's JSON body; card data only inside encryptedData.
     body: dict[str, Any]
 
 
-class SubmitResult(_Input):
+class SubmitResult(ContractModel):
     operation_id: str
 
 
-class StatusInput(_Input):
-    issuer_id: str
-    card_id: str
-    issuer_request_id: str
-
-
-class PullAndChangeInput(_Input):
-    issuer_id: str
-    card_id: str
-    issuer_request_id: str
+class PullAndChangeInput(StatusInput):
     change_id: str
     # The D1 body: {"type": ..., "newDeliveryAddress": {...}}.
     body: dict[str, Any]
 
 
-class PullAndChangeResult(_Input):
+class PullAndChangeResult(ContractModel):
     operation_id: str | None = None
 
 
-class BatchSubmitInput(_Input):
+class BatchSubmitInput(ContractModel):
     issuer_id: str
     # Stable per batch: D1 support can follow retries; also the batch's correlation id.
     batch_key: str
@@ -68,26 +58,24 @@ class BatchSubmitInput(_Input):
     items: list[dict[str, Any]]
 
 
-class BatchItemResult(_Input):
-    """D1's answer for one item, in request order: its operationId, or its refusal."""
-
+class BatchItemResult(ContractModel):
     card_id: str | None = None
     operation_id: str | None = None
     error_code: str | None = None
     error: str | None = None
 
 
-class BatchSubmitResult(_Input):
+class BatchSubmitResult(ContractModel):
     http_status: int
     results: list[BatchItemResult]
 
 
-class TrackInput(_Input):
+class TrackInput(ContractModel):
     issuer_id: str
     card_id: str
     tracking_type: str
     body: dict[str, Any]
 
 
-class TrackResult(_Input):
+class TrackResult(ContractModel):
     operation_id: str | None = None

@@ -13,7 +13,7 @@ from temporalio import activity
 
 from activities import contract as api
 from activities.contract import BatchItemResult, BatchSubmitInput, BatchSubmitResult
-from activities.d1_calls import correlation_id, d1_call, guard
+from activities.d1_calls import correlation_id, d1_call
 from activities.d1_client import D1Client
 
 
@@ -34,10 +34,7 @@ class BatchActivities:
 
     @activity.defn(name=api.SUBMIT_ORDER_BATCH)
     async def submit_order_batch(self, inp: BatchSubmitInput) -> BatchSubmitResult:
-        for item in inp.items:
-            guard(item, self._clear_members)
-        async with d1_call():
-            status, entries = await self._d1.submit_batch(
-                inp.issuer_id, inp.items, correlation_id=correlation_id(inp.issuer_id, f"batch:{inp.batch_key}")
-            )
+        cid = correlation_id(inp.issuer_id, f"batch:{inp.batch_key}")
+        async with d1_call(*inp.items, clear_members=self._clear_members):
+            status, entries = await self._d1.submit_batch(inp.issuer_id, inp.items, correlation_id=cid)
         return BatchSubmitResult(http_status=status, results=[_result(e) for e in entries])

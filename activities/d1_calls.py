@@ -32,7 +32,6 @@ BACKOFF_CAP_S = 60.0
 
 
 def correlation_id(issuer_id: str, issuer_request_id: str) -> str:
-    """Stable per order (so D1 support can follow retries), derived from ids, not personal data."""
     return hashlib.sha256(f"{issuer_id}:{issuer_request_id}".encode()).hexdigest()[:32]
 
 
@@ -44,10 +43,15 @@ def backoff_delay(attempt: int, retry_after_s: float | None) -> timedelta:
 
 
 @asynccontextmanager
-async def d1_call(every_s: float = 1.0) -> AsyncIterator[None]:
-    """Around one D1 call: heartbeat while it is in flight, so a worker that dies mid-call
-    is noticed within the heartbeat timeout (seconds) instead of the whole start-to-close
-    timeout; D1's errors leave as Temporal's (:func:`translate`)."""
+async def d1_call(
+    *bodies: dict[str, Any], clear_members: frozenset[str] = frozenset(), every_s: float = 1.0
+) -> AsyncIterator[None]:
+    """Around one D1 call (the module's rules); ``bodies``: what the call will send."""
+    try:
+        for body in bodies:
+            ensure_no_card_data(body, clear_members=clear_members)
+    except CardDataInClear as err:
+        raise ApplicationError(str(err), type=api.CARD_DATA_IN_CLEAR, non_retryable=True) from None
 
     async def beat() -> None:
         while True:
@@ -77,10 +81,3 @@ def translate(exc: D1Rejected | D1Unavailable) -> ApplicationError:
         type=api.D1_UNAVAILABLE,
         next_retry_delay=backoff_delay(activity.info().attempt, exc.retry_after_s),
     )
-
-
-def guard(body: dict[str, Any], clear_members: frozenset[str]) -> None:
-    try:
-        ensure_no_card_data(body, clear_members=clear_members)
-    except CardDataInClear as err:
-        raise ApplicationError(str(err), type=api.CARD_DATA_IN_CLEAR, non_retryable=True) from None

@@ -72,12 +72,11 @@ def _error_fields(resp: httpx.Response) -> tuple[str | None, str | None]:
 
 def classify(resp: httpx.Response) -> Exception:
     status = resp.status_code
+    code, text = _error_fields(resp)
     if status >= 500 or status in RETRYABLE_4XX:
-        code, text = _error_fields(resp)
         return D1Unavailable(
             reason=code or text or resp.reason_phrase, http_status=status, retry_after_s=_retry_after(resp)
         )
-    code, text = _error_fields(resp)
     return D1Rejected(http_status=status, error_code=code, error=text)
 
 
@@ -102,11 +101,10 @@ class D1Client:
         self,
         method: str,
         path: str,
-        *,
         endpoint: str,
         issuer_id: str,
-        card_id: str | None = None,
-        json_body: Any = None,
+        card_id: str | None,
+        json_body: Any,
         correlation_id: str,
     ) -> httpx.Response:
         for attempt in (1, 2):
@@ -124,7 +122,6 @@ class D1Client:
                 "Accept": "application/json",
                 "x-correlation-id": correlation_id,
             }
-            # A CLIENT span (traceparent injected) and the latency/status-code metrics.
             with observe_d1_call(method, endpoint, headers, issuer_id=issuer_id, card_id=card_id) as call:
                 try:
                     resp = await self._http.request(method, self._base + path, json=json_body, headers=headers)
@@ -141,19 +138,11 @@ class D1Client:
         return resp
 
     async def _post_operation(
-        self, endpoint: str, path: str, body: dict[str, Any], *, issuer_id: str, card_id: str, correlation_id: str
+        self, endpoint: str, path: str, body: dict[str, Any], issuer_id: str, card_id: str, correlation_id: str
     ) -> str:
         """POST a request D1 accepts with ``202 {operationId}``; the operationId ("" when D1
         left it out: it is optional in D1's schema, and notifications carry it anyway)."""
-        resp = await self._call(
-            "POST",
-            path,
-            endpoint=endpoint,
-            issuer_id=issuer_id,
-            card_id=card_id,
-            json_body=body,
-            correlation_id=correlation_id,
-        )
+        resp = await self._call("POST", path, endpoint, issuer_id, card_id, body, correlation_id)
         if resp.status_code not in (200, 201, 202):
             raise classify(resp)
         try:
@@ -163,40 +152,22 @@ class D1Client:
         return accepted.operationId or ""
 
     async def submit_order(self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str) -> str:
-        return await self._post_operation(
-            "order",
-            order_path(issuer_id, card_id),
-            body,
-            issuer_id=issuer_id,
-            card_id=card_id,
-            correlation_id=correlation_id,
-        )
+        path = order_path(issuer_id, card_id)
+        return await self._post_operation("order", path, body, issuer_id, card_id, correlation_id)
 
     async def pull_and_change(self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str) -> str:
         """Pull & change (path and payload are our reading: docs/d1/card-order.md §14). D1
         answers at once; the personalization center's decision comes later as UPDATE_ORDER."""
-        return await self._post_operation(
-            "pull_change",
-            pull_and_change_path(issuer_id, card_id, self.interface),
-            body,
-            issuer_id=issuer_id,
-            card_id=card_id,
-            correlation_id=correlation_id,
-        )
+        path = pull_and_change_path(issuer_id, card_id, self.interface)
+        return await self._post_operation("pull_change", path, body, issuer_id, card_id, correlation_id)
 
     async def submit_batch(
         self, issuer_id: str, items: list[dict[str, Any]], *, correlation_id: str
     ) -> tuple[int, list[dict[str, Any]]]:
         """D1's "Order cards" (path and answer are our reading: docs/d1/batch.md). Returns the
         HTTP status and D1's per-card entries, in request order."""
-        resp = await self._call(
-            "POST",
-            batch_order_path(issuer_id, self.interface),
-            endpoint="batch",
-            issuer_id=issuer_id,
-            json_body={"cards": items},
-            correlation_id=correlation_id,
-        )
+        path = batch_order_path(issuer_id, self.interface)
+        resp = await self._call("POST", path, "batch", issuer_id, None, {"cards": items}, correlation_id)
         if resp.status_code not in (200, 201, 202, 207):
             raise classify(resp)
         try:
@@ -211,26 +182,14 @@ class D1Client:
 
     async def track_card(self, issuer_id: str, card_id: str, body: dict[str, Any], *, correlation_id: str) -> str:
         """The tracking hub's Track Card (path is our reading: docs/d1/tracking.md)."""
-        return await self._post_operation(
-            "track",
-            track_card_path(issuer_id, card_id, self.interface),
-            body,
-            issuer_id=issuer_id,
-            card_id=card_id,
-            correlation_id=correlation_id,
-        )
+        path = track_card_path(issuer_id, card_id, self.interface)
+        return await self._post_operation("track", path, body, issuer_id, card_id, correlation_id)
 
     async def production_status(
         self, issuer_id: str, card_id: str, *, correlation_id: str | None = None
     ) -> OperationNotification | None:
-        resp = await self._call(
-            "GET",
-            status_path(issuer_id, card_id),
-            endpoint="status",
-            issuer_id=issuer_id,
-            card_id=card_id,
-            correlation_id=correlation_id or uuid.uuid4().hex,
-        )
+        path = status_path(issuer_id, card_id)
+        resp = await self._call("GET", path, "status", issuer_id, card_id, None, correlation_id or uuid.uuid4().hex)
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import httpx
 from jwcrypto import jwk, jwt
@@ -27,18 +27,10 @@ D1_MAX_ASSERTION_LIFETIME_S = 900
 
 
 class TokenError(RuntimeError):
-    """The token endpoint refused or failed; ``retryable`` tells the caller what to do."""
-
     def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class _CachedToken:
-    value: str
-    refresh_at: float
 
 
 def make_assertion(key: jwk.JWK, *, issuer_id: str, kid: str, lifetime_s: int, audience: str | None, now: float) -> str:
@@ -58,63 +50,47 @@ def make_assertion(key: jwk.JWK, *, issuer_id: str, kid: str, lifetime_s: int, a
     return str(token.serialize())
 
 
+@dataclass(repr=False, eq=False)  # no repr: it holds the signing key
 class AccessTokenProvider:
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        *,
-        authz_url: str,
-        issuer_id: str,
-        signing_key: jwk.JWK,
-        kid: str,
-        assertion_lifetime_s: int = 300,
-        audience: str | None = None,
-        refresh_margin_s: float = 60.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._http = http
-        self._url = authz_url.rstrip("/") + TOKEN_PATH
-        self._issuer_id = issuer_id
-        self._key = signing_key
-        self._kid = kid
-        self._lifetime = assertion_lifetime_s
-        self._audience = audience
-        self._margin = refresh_margin_s
-        self._clock = clock
-        self._cached: _CachedToken | None = None
-        self._lock = asyncio.Lock()
-        self.fetch_count = 0
+    http: httpx.AsyncClient
+    _: KW_ONLY
+    authz_url: str
+    issuer_id: str
+    signing_key: jwk.JWK
+    kid: str
+    assertion_lifetime_s: int = 300
+    audience: str | None = None
+    refresh_margin_s: float = 60.0
+    clock: Callable[[], float] = time.time
+    _token: str | None = field(default=None, init=False)
+    _refresh_at: float = field(default=0.0, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def get(self) -> str:
-        cached = self._cached
-        if cached is not None and self._clock() < cached.refresh_at:
-            return cached.value
-        async with self._lock:
-            cached = self._cached
-            if cached is not None and self._clock() < cached.refresh_at:
-                return cached.value
-            self._cached = await self._fetch()
-            return self._cached.value
+        async with self._lock:  # one caller fetches, the others wait for its token
+            if self._token is None or self.clock() >= self._refresh_at:
+                self._token, self._refresh_at = await self._fetch()
+            return self._token
 
     def invalidate(self, token: str) -> None:
         """Drop a token D1 refused (401) so that the next ``get`` fetches a fresh one."""
-        if self._cached is not None and self._cached.value == token:
-            self._cached = None
+        if self._token == token:
+            self._token = None
 
-    async def _fetch(self) -> _CachedToken:
-        now = self._clock()
+    async def _fetch(self) -> tuple[str, float]:
+        """A fresh token and when to refresh it."""
+        now = self.clock()
         assertion = make_assertion(
-            self._key,
-            issuer_id=self._issuer_id,
-            kid=self._kid,
-            lifetime_s=self._lifetime,
-            audience=self._audience,
+            self.signing_key,
+            issuer_id=self.issuer_id,
+            kid=self.kid,
+            lifetime_s=self.assertion_lifetime_s,
+            audience=self.audience,
             now=now,
         )
-        self.fetch_count += 1
         try:
-            resp = await self._http.post(
-                self._url,
+            resp = await self.http.post(
+                self.authz_url.rstrip("/") + TOKEN_PATH,
                 data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
                 headers={"Accept": "application/json"},
             )
@@ -131,6 +107,6 @@ class AccessTokenProvider:
             expires_in = float(body.get("expires_in") or D1_MAX_ASSERTION_LIFETIME_S)
         except (ValueError, KeyError, TypeError):
             raise TokenError("token endpoint answered without access_token", status=200, retryable=True) from None
-        refresh_at = now + max(expires_in - self._margin, expires_in / 2)
+        refresh_at = now + max(expires_in - self.refresh_margin_s, expires_in / 2)
         log.info("obtained D1 access token", extra={"expires_in": expires_in})
-        return _CachedToken(value=value, refresh_at=refresh_at)
+        return value, refresh_at

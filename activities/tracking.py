@@ -6,7 +6,7 @@ from temporalio import activity
 
 from activities import contract as api
 from activities.contract import TrackInput, TrackResult
-from activities.d1_calls import correlation_id, d1_call, guard
+from activities.d1_calls import correlation_id, d1_call
 from activities.d1_client import D1Client
 
 
@@ -16,12 +16,7 @@ class TrackingActivities:
 
     @activity.defn(name=api.REQUEST_TRACKING)
     async def request_tracking(self, inp: TrackInput) -> TrackResult:
-        guard(inp.body, frozenset())
-        async with d1_call():
-            op_id = await self._d1.track_card(
-                inp.issuer_id,
-                inp.card_id,
-                inp.body,
-                correlation_id=correlation_id(inp.issuer_id, f"track:{inp.card_id}:{inp.tracking_type}"),
-            )
+        cid = correlation_id(inp.issuer_id, f"track:{inp.card_id}:{inp.tracking_type}")
+        async with d1_call(inp.body):
+            op_id = await self._d1.track_card(inp.issuer_id, inp.card_id, inp.body, correlation_id=cid)
         return TrackResult(operation_id=op_id or None)

@@ -1,11 +1,5 @@
 """The card-order workflow's public contract: everything a caller needs to talk to it.
 
-* type name, task queue default, signal / query / update names, the workflow id;
-* the input (:class:`CardOrderInput`), the query result and the workflow result
-  (:class:`OrderView`), the update arguments and results, the outcomes;
-* the error types updates raise (``ApplicationError.type``);
-* the visibility queries operators use to find orders.
-
 Nothing here holds clear card data. An order carries only :class:`D1Submission`: the D1
 body whose ``encryptedData`` was encrypted for D1 at the issuer's edge (the starter), so
 only D1 can read it. :class:`CardOrderInput` accepts no other shape: an unknown member
@@ -41,11 +35,9 @@ CANCEL_UPDATE = "cancel"
 ACCELERATE_UPDATE = "accelerate"
 REDIRECT_UPDATE = "redirect"
 ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
-CHANGE_UPDATES: dict[str, str] = {
-    "CANCEL": CANCEL_UPDATE,
-    "ACCELERATE": ACCELERATE_UPDATE,
-    "REDIRECT": REDIRECT_UPDATE,
-    "ACCELERATE_AND_REDIRECT": ACCELERATE_AND_REDIRECT_UPDATE,
+# By pull & change type (D1's spelling: the update's name in capitals).
+CHANGE_UPDATES = {
+    name.upper(): name for name in (CANCEL_UPDATE, ACCELERATE_UPDATE, REDIRECT_UPDATE, ACCELERATE_AND_REDIRECT_UPDATE)
 }
 
 # Error types of the pull & change updates (``ApplicationError.type``).
@@ -59,12 +51,7 @@ def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
 
 
 class ContractModel(BaseModel):
-    """Base of every type that crosses the workflow boundary."""
-
     model_config = ConfigDict(hide_input_in_errors=True)
-
-
-# ---------------------------------------------------------------------------- input
 
 
 class OrderTiming(ContractModel):
@@ -140,9 +127,6 @@ class CardOrderInput(ContractModel):
         if self.state is None and (self.submission is None) == (self.batch is None):
             raise ValueError("the first run of an order carries either its D1 submission or its D1 batch")
         return self
-
-
-# ---------------------------------------------------------------------------- state
 
 
 class Outcome(StrEnum):
@@ -257,14 +241,9 @@ class OrderState(ContractModel):
 
 
 class OrderView(ContractModel):
-    """What the query returns and the workflow completes with; card data masked."""
-
     workflow_id: str
     ref: OrderRef
     state: OrderState
-
-
-# ------------------------------------------------------------------ signals, updates
 
 
 class ReconcileRequest(ContractModel):
@@ -286,16 +265,11 @@ class ChangeRequest(ContractModel):
     note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))
 
 
-# ------------------------------------------------------------------ visibility
-
-
 def orders_query(query: str | None = None) -> str:
-    """Restrict a query to card orders (other workflows share the namespace)."""
     return of_type(WORKFLOW_TYPE, query)
 
 
 def card_query(card_id: str, issuer_id: str | None = None) -> str:
-    """Every order ever placed for one card (open and closed)."""
     return all_of(equals("IssuerId", issuer_id) if issuer_id else None, equals("CardId", card_id)) or ""
 
 
@@ -305,7 +279,6 @@ def open_orders_of_card_query(issuer_id: str, card_id: str) -> str:
 
 
 def group_query(group_id: str, issuer_id: str | None = None) -> str:
-    """The orders of one BULK shipment group (search attribute ``ShipmentGroupId``)."""
     return all_of(equals("ShipmentGroupId", group_id), equals("IssuerId", issuer_id) if issuer_id else None) or ""
 
 

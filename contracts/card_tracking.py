@@ -3,9 +3,9 @@
 D1's "Track Card" (docs/d1/tracking.md) follows a card produced elsewhere (another bureau,
 an in-branch printer) for one ``trackingType``: PRODUCTION, SHIPMENT or RETURN. D1 then
 notifies ``STANDALONE_TRACKING`` operations through the same receiver as card orders. Each
-tracking is a ``CardTrackingWorkflow`` (id from the issuer, the card and the tracking type:
-asking twice for the same tracking returns the same workflow), with the same state
-machine, timeline, search attributes and view as a card order.
+tracking is a ``CardTrackingWorkflow`` (workflows/card_tracking.py) whose id comes from the
+issuer, the card and the tracking type: asking twice for the same tracking returns the
+same workflow.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming
-from contracts.visibility import of_type
 
 WORKFLOW_TYPE = "CardTrackingWorkflow"
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
@@ -57,7 +56,3 @@ class TrackingView(ContractModel):
     workflow_id: str
     ref: TrackingRef
     state: OrderState
-
-
-def trackings_query(query: str | None = None) -> str:
-    return of_type(WORKFLOW_TYPE, query)

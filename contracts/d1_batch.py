@@ -4,10 +4,8 @@ Each card is still its own ``CardOrderWorkflow`` (lifecycle, notifications, pull
 search attributes as for a single order); only the submission to D1 is shared. The starter
 groups prepared cards into batches of at most ``batchMaxCards`` (D1 documents 1 to 1,000)
 and starts, for each batch, the card workflows (``CardOrderInput.batch`` set: they wait for
-their result instead of calling D1) and then one ``D1BatchSubmissionWorkflow`` holding the
-batch's D1 card items. That workflow calls D1 once (retried like a single order; D1 is
-idempotent on each card's ids, so a repeated call never produces a card twice) and signals
-every card workflow its own result: D1's ``operationId``, or D1's refusal of that item.
+their result instead of calling D1) and then one ``D1BatchSubmissionWorkflow``
+(workflows/d1_batch.py) holding the batch's D1 card items.
 
 The batch workflow id is derived from the card workflows it holds, so re-running an
 interrupted file starts nothing twice.
@@ -55,8 +53,6 @@ class BatchInput(ContractModel):
 
 
 class SubmissionResult(ContractModel):
-    """One card's outcome of a batch call, signalled to its CardOrderWorkflow."""
-
     batch_workflow_id: str
     operation_id: str | None = None
     # D1 refused this item (or the whole request): {"httpStatus", "errorCode", "error"}.
@@ -66,8 +62,6 @@ class SubmissionResult(ContractModel):
 
 
 class BatchReport(ContractModel):
-    """What the batch workflow completes with (counts; no card data)."""
-
     cards: int
     accepted: int
     refused: int

@@ -8,7 +8,9 @@ identifiers and statuses only, never card data.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from contracts.card_order import ContractModel
 
 WORKFLOW_TYPE = "OrphanNotificationsWorkflow"
 RECORD_SIGNAL = "record"  # OrphanEntry
@@ -22,9 +24,7 @@ def workflow_id(issuer_id: str) -> str:
     return f"orphan-notifications:{issuer_id}"
 
 
-class OrphanEntry(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)
-
+class OrphanEntry(ContractModel):
     issuer_id: str
     card_id: str
     issuer_request_id: str | None = None
@@ -37,8 +37,6 @@ class OrphanEntry(BaseModel):
     received_at: str
 
 
-class OrphanInbox(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)
-
+class OrphanInbox(ContractModel):
     entries: list[OrphanEntry] = Field(default_factory=list)
     total: int = 0

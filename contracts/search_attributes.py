@@ -32,20 +32,11 @@ ALL: tuple[SearchAttributeKey, ...] = (
     GROUP_ID,
 )
 
-_CLI_TYPE = {
-    "KEYWORD": "Keyword",
-    "DATETIME": "Datetime",
-    "TEXT": "Text",
-    "INT": "Int",
-    "DOUBLE": "Double",
-    "BOOL": "Bool",
-    "KEYWORD_LIST": "KeywordList",
-}
-
 
 def dev_server_args() -> list[str]:
     """``--search-attribute Name=Type`` flags for ``temporal server start-dev``."""
     args: list[str] = []
     for key in ALL:
-        args += ["--search-attribute", f"{key.name}={_CLI_TYPE[key.indexed_value_type.name]}"]
+        kind = key.indexed_value_type.name.title().replace("_", "")  # KEYWORD_LIST -> KeywordList
+        args += ["--search-attribute", f"{key.name}={kind}"]
     return args

@@ -13,7 +13,6 @@ RUNNING = 'ExecutionStatus = "Running"'
 
 
 def quote(value: str) -> str:
-    """A visibility-query string literal (double quotes, backslash escapes)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -25,12 +24,10 @@ def rfc3339(moment: datetime) -> str:
 
 
 def equals(attribute: str, value: str) -> str:
-    """``Attribute = "value"``, the value quoted safely."""
     return f"{attribute} = {quote(value)}"
 
 
 def all_of(*parts: str | None) -> str | None:
-    """AND the non-empty parts together, each in parentheses (None when there is none)."""
     present = [p for p in parts if p]
     if not present:
         return None
@@ -38,6 +35,5 @@ def all_of(*parts: str | None) -> str | None:
 
 
 def of_type(workflow_type: str, query: str | None = None) -> str:
-    """Restrict a query to one workflow type (several types share the namespace)."""
     base = equals("WorkflowType", workflow_type)
     return f"{base} AND ({query})" if query else base

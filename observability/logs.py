@@ -37,7 +37,6 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [wf=%(workflow_id)s trace=%(tr
 
 @contextmanager
 def bind_workflow_id(workflow_id: str | None) -> Iterator[None]:
-    """Log lines written inside this block carry ``workflow_id``."""
     token = _workflow_id.set(workflow_id)
     try:
         yield
@@ -56,8 +55,6 @@ def _workflow_id_of(record: logging.LogRecord) -> str | None:
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``workflow_id``, ``trace_id`` and ``service`` to every record."""
-
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
@@ -80,9 +77,6 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, service, workflow_id,
-    trace_id, and ``exception`` / ``stack`` when the record has them (redacted)."""
-
     def format(self, record: logging.LogRecord) -> str:
         redact_record(record)
         doc: dict[str, Any] = {
@@ -111,7 +105,6 @@ def _dash_to_none(value: object) -> object:
 
 
 def configure_logging(settings: TelemetrySettings, service: str) -> logging.Handler:
-    """Replace the root logger's handlers with one stderr handler in the configured format."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

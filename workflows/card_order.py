@@ -2,23 +2,15 @@
 
 submit → wait for D1 notifications (signals from the receiver), reconciling with D1's
 status endpoint when D1 goes quiet, until the card is delivered, returned, rejected,
-canceled or failed, or shipment tracking stays quiet long enough after shipping.
-
-This module only sequences activities, timers and handlers. The decisions live in pure
-modules: the state machine (:mod:`workflows.order_state`), pull & change eligibility
-(:mod:`workflows.change_rules`), how a refusal ends the order (:mod:`workflows.outcomes`)
-and what operators see (:mod:`workflows.details_line`); what a card order shares with a
-tracking (applying updates, silence timers, reconciliation, search attributes) is in
-:mod:`workflows.follow_up`. The public names and types are in :mod:`contracts.card_order`.
-
-The workflow never sees clear card data: the starter encrypted it for D1 before the
-order was started (``CardOrderInput.submission``); an input of any other shape ends the
-workflow with ``InvalidInput`` (workflows/inputs.py).
+canceled or failed, or shipment tracking stays quiet long enough after shipping. This
+module only sequences activities, timers and handlers; the decisions live in the pure
+modules it imports. It never sees clear card data (contracts/card_order.py).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -28,28 +20,31 @@ with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import card_order as api
     from contracts import d1_batch
-    from contracts.card_order import (
-        BatchMembership,
-        CardOrderInput,
-        ChangeRecord,
-        ChangeRequest,
-        ChangeStatus,
-        D1Submission,
-        OrderRef,
-        OrderState,
-        OrderView,
-        ReconcileRequest,
-    )
     from contracts.d1_batch import SubmissionResult
     from d1.notifications import OperationNotification
     from observability import names as metric_names
     from workflows import order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
-    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
+    from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
+
+
+def _change_update(kind: str, description: str) -> Any:
+    """The update (and its validator) for one pull & change ``kind``; ``self`` stays unannotated:
+    the SDK leaves out of the update's argument types only a first parameter without a type."""
+
+    async def handler(self, req: api.ChangeRequest | None = None) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
+        return await self._pull_and_change(kind, req)  # type: ignore[no-any-return]
+
+    def validator(self, req: api.ChangeRequest | None = None) -> None:  # type: ignore[no-untyped-def]
+        self._reject_change(kind, req)
+
+    update = workflow.update(name=api.CHANGE_UPDATES[kind], description=description)(handler)
+    update.validator(validator)
+    return update
 
 
 @workflow.defn(name=api.WORKFLOW_TYPE)
@@ -58,14 +53,14 @@ class CardOrderWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # Read here, not by the SDK: a bad input ends the workflow instead of failing every
         # workflow task (workflows/inputs.py).
-        self._raw_input = read_input(raw, CardOrderInput)
+        self._raw_input = read_input(raw, api.CardOrderInput)
         # A stand-in while ``run`` ends a refused input (not validated: it has no submission).
-        inp = self._raw_input.value or CardOrderInput.model_construct(
-            ref=OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
+        inp = self._raw_input.value or api.CardOrderInput.model_construct(
+            ref=api.OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
         )
         self._ref = inp.ref
         self._timing = inp.timing
-        self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
+        self._state: api.OrderState = inp.state.model_copy(deep=True) if inp.state else api.OrderState()
         self._follow = Follower(
             issuer_id=inp.ref.issuer_id,
             state=self._state,
@@ -78,8 +73,6 @@ class CardOrderWorkflow:
         )
         self._batch_result: SubmissionResult | None = None
 
-    # ----------------------------------------------------------------- handlers
-
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, op: OperationNotification | None = None) -> None:
         if op is None:
@@ -91,7 +84,7 @@ class CardOrderWorkflow:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)
-    def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
+    def reconcile_now(self, req: api.ReconcileRequest | None = None) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
         if req is None:
@@ -109,51 +102,22 @@ class CardOrderWorkflow:
             self._batch_result = result
 
     @workflow.query(name=api.VIEW_QUERY)
-    def view(self) -> OrderView:
-        return OrderView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
+    def view(self) -> api.OrderView:
+        return api.OrderView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
 
     # Pull & change. The validators refuse at once, without calling D1, what cannot work
     # (workflows/change_rules.py). The handler calls D1 and returns once D1 took the
     # request; the personalization center's answer (UPDATE_ORDER) then settles the change
     # in the view and the timeline.
 
-    @workflow.update(name=api.CANCEL_UPDATE, description="Cancel the order and destroy the card (before shipment)")
-    async def cancel(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("CANCEL", req)
-
-    @cancel.validator
-    def _validate_cancel(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("CANCEL", req)
-
-    @workflow.update(name=api.ACCELERATE_UPDATE, description="Produce as soon as possible, ship express")
-    async def accelerate(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("ACCELERATE", req)
-
-    @accelerate.validator
-    def _validate_accelerate(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("ACCELERATE", req)
-
-    @workflow.update(name=api.REDIRECT_UPDATE, description="Ship to a new delivery address")
-    async def redirect(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("REDIRECT", req)
-
-    @redirect.validator
-    def _validate_redirect(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("REDIRECT", req)
-
-    @workflow.update(name=api.ACCELERATE_AND_REDIRECT_UPDATE, description="Accelerate and ship to a new address")
-    async def accelerate_and_redirect(self, req: ChangeRequest | None = None) -> ChangeRecord:
-        return await self._pull_and_change("ACCELERATE_AND_REDIRECT", req)
-
-    @accelerate_and_redirect.validator
-    def _validate_accelerate_and_redirect(self, req: ChangeRequest | None = None) -> None:
-        self._reject_change("ACCELERATE_AND_REDIRECT", req)
-
-    # --------------------------------------------------------------------- run
+    cancel = _change_update("CANCEL", "Cancel the order and destroy the card (before shipment)")
+    accelerate = _change_update("ACCELERATE", "Produce as soon as possible, ship express")
+    redirect = _change_update("REDIRECT", "Ship to a new delivery address")
+    accelerate_and_redirect = _change_update("ACCELERATE_AND_REDIRECT", "Accelerate and ship to a new address")
 
     @workflow.run
-    async def run(self, raw: RawValue) -> OrderView:
-        inp = self._raw_input.check(CardOrderInput)
+    async def run(self, raw: RawValue) -> api.OrderView:
+        inp = self._raw_input.check(api.CardOrderInput)
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if inp.state is None:  # the first run, not a continue-as-new
@@ -166,36 +130,26 @@ class CardOrderWorkflow:
                 await self._await_batch(inp.batch)
             self._publish()
 
-        while not self._state.finished:
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    CardOrderInput(
-                        ref=self._ref,
-                        timing=self._timing,
-                        state=self._state,
-                        last_progress_at=self._follow.last_progress_at,
-                        shipment_changed_at=self._follow.shipment_changed_at,
-                    )
-                )
-            await self._follow.wait_for_news()
-            self._publish()
-
+        await self._follow.follow_until_finished(
+            lambda: api.CardOrderInput(
+                ref=self._ref,
+                timing=self._timing,
+                state=self._state,
+                last_progress_at=self._follow.last_progress_at,
+                shipment_changed_at=self._follow.shipment_changed_at,
+            ),
+            self._publish,
+        )
         if self._state.outcome is not None:
             self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
-        # Stragglers (a duplicate of the last step, a late carrier scan) still join the timeline.
-        if self._timing.close_grace > timedelta(0):
-            await workflow.sleep(self._timing.close_grace)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._follow.close()
         self._publish()
         return self.view()
 
-    # ----------------------------------------------------------------- helpers
-
-    async def _submit(self, submission: D1Submission) -> None:
+    async def _submit(self, submission: api.D1Submission) -> None:
         ref = self._ref
         try:
-            result = await workflow.execute_activity(
+            result = await call_d1(
                 acts.SUBMIT_ORDER,
                 acts.SubmitInput(
                     issuer_id=ref.issuer_id,
@@ -203,11 +157,9 @@ class CardOrderWorkflow:
                     issuer_request_id=ref.issuer_request_id,
                     body=submission.body,
                 ),
-                result_type=acts.SubmitResult,
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=self._timing.submit_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.SubmitResult,
+                start_to_close=timedelta(seconds=60),
+                give_up_after=self._timing.submit_give_up_after,
                 summary="Submit order to D1",
             )
         except ActivityError as err:
@@ -215,8 +167,7 @@ class CardOrderWorkflow:
             return
         self._submitted(result.operation_id)
 
-    async def _await_batch(self, batch: BatchMembership) -> None:
-        """A card of a D1 batch: the batch workflow calls D1 and tells each card its result."""
+    async def _await_batch(self, batch: api.BatchMembership) -> None:
         try:
             await workflow.wait_condition(
                 lambda: self._batch_result is not None, timeout=self._timing.submit_give_up_after
@@ -237,14 +188,10 @@ class CardOrderWorkflow:
             self._state.operation_id = operation_id
 
     def _end(self, ending: Ending) -> None:
-        """The submission failed: the order ends without reaching D1's production."""
-        self._state.errors.append(ending.error)
-        order_state.end(self._state, ending.outcome, ending.reason)
+        order_state.end(self._state, *ending)
         self._state.submitted = True
 
-    # ------------------------------------------------------------ pull & change
-
-    def _reject_change(self, kind: str, req: ChangeRequest | None) -> None:
+    def _reject_change(self, kind: str, req: api.ChangeRequest | None) -> None:
         if req is None:
             self._follow.refuse(api.CHANGE_UPDATES[kind])
             raise ApplicationError(
@@ -254,13 +201,13 @@ class CardOrderWorkflow:
         if problem is not None:
             raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
 
-    async def _pull_and_change(self, kind: str, req: ChangeRequest | None) -> ChangeRecord:
+    async def _pull_and_change(self, kind: str, req: api.ChangeRequest | None) -> api.ChangeRecord:
         # Checked again: another update may have been accepted since this one was validated.
         self._reject_change(kind, req)
         assert req is not None
         st = self._state
         address = req.new_delivery_address
-        record = ChangeRecord(
+        record = api.ChangeRecord(
             change_id=f"{kind.lower()}-{len(st.changes) + 1}",
             type=kind,
             requested_at=workflow.now().isoformat(),
@@ -273,7 +220,7 @@ class CardOrderWorkflow:
         if address is not None:
             body["newDeliveryAddress"] = address.model_dump(mode="json", exclude_none=True)
         try:
-            result = await workflow.execute_activity(
+            result = await call_d1(
                 acts.REQUEST_PULL_AND_CHANGE,
                 acts.PullAndChangeInput(
                     issuer_id=self._ref.issuer_id,
@@ -282,16 +229,14 @@ class CardOrderWorkflow:
                     change_id=record.change_id,
                     body=body,
                 ),
-                result_type=acts.PullAndChangeResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=self._timing.change_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.PullAndChangeResult,
+                start_to_close=timedelta(seconds=30),
+                give_up_after=self._timing.change_give_up_after,
                 summary=f"Pull & change {kind}",
             )
         except ActivityError as err:
             info = call_failure(err).refusal
-            record.status = ChangeStatus.FAILED
+            record.status = api.ChangeStatus.FAILED
             record.reason = (
                 f"D1 refused the request: {info.get('errorCode') or ''} {info.get('error') or ''}".strip()
                 if info is not None
@@ -303,8 +248,8 @@ class CardOrderWorkflow:
             ) from None
         if record.d1_operation_id is None:
             record.d1_operation_id = result.operation_id
-        if record.status == ChangeStatus.REQUESTED:  # the outcome may already have arrived
-            record.status = ChangeStatus.SENT
+        if record.status == api.ChangeStatus.REQUESTED:  # the outcome may already have arrived
+            record.status = api.ChangeStatus.SENT
         self._follow.changed = True
         return record
 

@@ -1,12 +1,9 @@
 """``CardTrackingWorkflow``: D1's tracking hub following a card Thales did not personalize.
 
 Ask D1 to track (one activity), then follow the ``STANDALONE_TRACKING`` notifications the
-receiver signals, with the same state machine, timeline, search attributes and silence
-handling as a card order (workflows/follow_up.py). Ends on delivery, on a return, when
-production tracking saw the card leave (workflows/tracking_rules.py), when a refused
-request makes tracking impossible, or when carrier tracking stays quiet after shipping.
-If D1 offers no status for tracked cards (the program's interface says so), silence is
-only noted in the details line.
+receiver signals like a card order's (workflows/follow_up.py), until the end rules of
+workflows/tracking_rules.py, a refusal or carrier quiet end it. If D1 offers no status
+for tracked cards (the program's interface says so), silence is only noted.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
-    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT, Follower
+    from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import call_failure, gave_up, refused_by_d1
@@ -84,30 +81,23 @@ class CardTrackingWorkflow:
         self._publish()
         if not self._state.submitted:
             await self._request(inp)
-        while not self._state.finished:
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    inp.model_copy(
-                        update={
-                            "state": self._state,
-                            "last_progress_at": self._follow.last_progress_at,
-                            "shipment_changed_at": self._follow.shipment_changed_at,
-                        }
-                    )
-                )
-            await self._follow.wait_for_news()
-            self._settle()
-            self._publish()
-        if inp.timing.close_grace > timedelta(0):
-            await workflow.sleep(inp.timing.close_grace)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._follow.follow_until_finished(
+            lambda: inp.model_copy(
+                update={
+                    "state": self._state,
+                    "last_progress_at": self._follow.last_progress_at,
+                    "shipment_changed_at": self._follow.shipment_changed_at,
+                }
+            ),
+            self._after_news,
+        )
+        await self._follow.close()
         self._publish()
         return self.view()
 
     async def _request(self, inp: TrackingInput) -> None:
         try:
-            result = await workflow.execute_activity(
+            result = await call_d1(
                 acts.REQUEST_TRACKING,
                 acts.TrackInput(
                     issuer_id=inp.ref.issuer_id,
@@ -115,22 +105,23 @@ class CardTrackingWorkflow:
                     tracking_type=inp.ref.tracking_type,
                     body=inp.request,
                 ),
-                result_type=acts.TrackResult,
-                start_to_close_timeout=timedelta(seconds=60),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=inp.timing.submit_give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.TrackResult,
+                start_to_close=timedelta(seconds=60),
+                give_up_after=inp.timing.submit_give_up_after,
                 summary=f"Ask D1 to track the card ({inp.ref.tracking_type})",
             )
         except ActivityError as err:
             failure = call_failure(err)
             ending = refused_by_d1(failure.refusal) if failure.refusal is not None else gave_up(failure.text)
-            self._state.errors.append(ending.error)
-            order_state.end(self._state, ending.outcome, ending.reason)
+            order_state.end(self._state, *ending)
         else:
             if result.operation_id and self._state.operation_id is None:
                 self._state.operation_id = result.operation_id
         self._state.submitted = True
+        self._publish()
+
+    def _after_news(self) -> None:
+        self._settle()
         self._publish()
 
     def _settle(self) -> None:

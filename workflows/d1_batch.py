@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -20,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import d1_batch as api
     from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
-    from workflows.follow_up import D1_CALL_RETRY, HEARTBEAT_TIMEOUT
+    from workflows.follow_up import call_d1
     from workflows.inputs import read_input
     from workflows.outcomes import call_failure
 
@@ -37,24 +38,18 @@ def results_for(
     refusal: dict[str, object] | None,
     gave_up: str | None,
 ) -> list[SubmissionResult]:
-    """Each card's result, in the batch's order (pure)."""
     out = []
     for index in range(len(inp.cards)):
-        if answer is not None:
-            entry = answer.results[index]
-            if entry.operation_id:
-                out.append(SubmissionResult(batch_workflow_id=batch_id, operation_id=entry.operation_id))
-            else:
-                out.append(
-                    SubmissionResult(
-                        batch_workflow_id=batch_id,
-                        refusal={"httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error},
-                    )
-                )
-        elif refusal is not None:
-            out.append(SubmissionResult(batch_workflow_id=batch_id, refusal=refusal))
+        fields: dict[str, Any]
+        if answer is None:
+            fields = {"refusal": refusal} if refusal is not None else {"gave_up": gave_up or "D1 unreachable"}
+        elif (entry := answer.results[index]).operation_id:
+            fields = {"operation_id": entry.operation_id}
         else:
-            out.append(SubmissionResult(batch_workflow_id=batch_id, gave_up=gave_up or "D1 unreachable"))
+            fields = {
+                "refusal": {"httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error}
+            }
+        out.append(SubmissionResult(batch_workflow_id=batch_id, **fields))
     return out
 
 
@@ -69,16 +64,14 @@ class D1BatchSubmissionWorkflow:
         refusal: dict[str, object] | None = None
         gave_up: str | None = None
         try:
-            answer = await workflow.execute_activity(
+            answer = await call_d1(
                 acts.SUBMIT_ORDER_BATCH,
                 acts.BatchSubmitInput(
                     issuer_id=inp.issuer_id, batch_key=batch_id.rsplit(":", 1)[-1], items=[c.item for c in inp.cards]
                 ),
-                result_type=acts.BatchSubmitResult,
-                start_to_close_timeout=BATCH_CALL_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=inp.give_up_after,
-                retry_policy=D1_CALL_RETRY,
+                acts.BatchSubmitResult,
+                start_to_close=BATCH_CALL_TIMEOUT,
+                give_up_after=inp.give_up_after,
                 summary=f"Submit {len(inp.cards)} card(s) to D1 in one call",
             )
         except ActivityError as err:

@@ -29,33 +29,24 @@ SOURCE_WORDS = {"notification": "a D1 notification", "reconciliation": "a status
 
 
 def in_words(status: str | None) -> str:
-    """A D1 status in words for operators (unknown ones as they are)."""
     return STATUS_WORDS.get(status or "", status or "unknown")
 
 
-def readable_time(value: str) -> str:
+def due_date_value(value: str | None) -> datetime | None:
+    """A D1 time (or date) as an aware datetime, UTC when D1 gave no zone; None if unreadable."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def due_date_value(due: str | None) -> datetime | None:
-    """D1's due date as a datetime search-attribute value (None when absent or unreadable)."""
-    if not due:
-        return None
-    try:
-        parsed = datetime.fromisoformat(due)
+        parsed = datetime.fromisoformat(value or "")
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def readable_time(value: str) -> str:
+    moment = due_date_value(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else value
+
+
 def attribute_values(st: OrderState) -> dict[str, object]:
-    """The search attributes that follow the order's state, by name (None: not known yet)."""
     return {
         sa.PRODUCTION_STATUS.name: st.production_status,
         sa.SHIPMENT_STATUS.name: st.shipment.status if st.shipment else None,

@@ -11,7 +11,10 @@ That behaviour lives here, once; the workflows only add what is theirs (submissi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,6 +37,32 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 D1_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60)
 )
+T = TypeVar("T")
+
+
+async def call_d1(
+    activity: str,
+    arg: object,
+    result_type: type[T],
+    *,
+    start_to_close: timedelta,
+    give_up_after: timedelta,
+    summary: str,
+) -> T:
+    """Run an activity that must reach D1 (submission, change, tracking, batch)."""
+    result: T = await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=start_to_close,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        schedule_to_close_timeout=give_up_after,
+        retry_policy=D1_CALL_RETRY,
+        summary=summary,
+    )
+    return result
+
+
 RECONCILE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -61,41 +90,29 @@ TRANSIENT_VALUES: dict[str, frozenset[object]] = {
 
 
 def only_transient(changes: dict[str, object]) -> bool:
-    """Whether every changed search attribute moves to a transient value (pure)."""
     return bool(changes) and all(value in TRANSIENT_VALUES.get(name, ()) for name, value in changes.items())
 
 
+@dataclass(kw_only=True)
 class Follower:
     """The follow-up state of one card. ``status_input`` is what the status check sends D1
     (None: D1 offers no status for it; silence is then only noted, never reconciled).
     ``skip_transient_upserts``: leave changes to transient values out of the search
     attributes (card orders; :data:`TRANSIENT_VALUES`)."""
 
-    def __init__(
-        self,
-        *,
-        issuer_id: str,
-        state: OrderState,
-        timing: OrderTiming,
-        produced_is_final: bool,
-        status_input: acts.StatusInput | None,
-        skip_transient_upserts: bool = False,
-    ) -> None:
-        self.state = state
-        self.timing = timing
-        self.issuer_id = issuer_id
-        self.status_input = status_input
-        self.changed = False
-        self.reconcile_requested = False
-        self.last_progress_at: datetime | None = None
-        self.shipment_changed_at: datetime | None = None
-        self.silences = 0
-        self._delivered = frozenset(timing.delivered_shipment_statuses)
-        self._returned = frozenset(timing.returned_shipment_statuses)
-        self._produced_is_final = produced_is_final
-        self._published: dict[str, object] = {}
-        self._skip_transient = skip_transient_upserts
-        self._wake: asyncio.Task[None] | None = None
+    issuer_id: str
+    state: OrderState
+    timing: OrderTiming
+    produced_is_final: bool
+    status_input: acts.StatusInput | None
+    skip_transient_upserts: bool = False
+    changed: bool = False
+    reconcile_requested: bool = False
+    last_progress_at: datetime | None = None
+    shipment_changed_at: datetime | None = None
+    silences: int = 0
+    _published: dict[str, object] = field(default_factory=dict)
+    _wake: asyncio.Task[None] | None = None
 
     def start_clocks(self, last_progress_at: datetime | None, shipment_changed_at: datetime | None) -> None:
         """At the start of a run (clocks carried across continue-as-new, else now)."""
@@ -110,9 +127,9 @@ class Follower:
             self.state,
             op,
             source=source,
-            delivered_statuses=self._delivered,
-            returned_statuses=self._returned,
-            produced_is_final=self._produced_is_final,
+            delivered_statuses=frozenset(self.timing.delivered_shipment_statuses),
+            returned_statuses=frozenset(self.timing.returned_shipment_statuses),
+            produced_is_final=self.produced_is_final,
         )
         if result in (Applied.ADVANCED, Applied.RECORDED):
             now = workflow.now()
@@ -161,6 +178,22 @@ class Follower:
             return
         await self.reconcile()
 
+    async def follow_until_finished(self, carry_over: Callable[[], object], after_news: Callable[[], None]) -> None:
+        """Round after round of news until the outcome; continues as new with ``carry_over()``
+        when the history grows long."""
+        while not self.state.finished:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(carry_over())
+            await self.wait_for_news()
+            after_news()
+
+    async def close(self) -> None:
+        # Stragglers (a duplicate of the last step, a late carrier scan) still join the timeline.
+        if self.timing.close_grace > timedelta(0):
+            await workflow.sleep(self.timing.close_grace)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
     async def reconcile(self) -> None:
         if self.status_input is None:
             self.silences += 1  # nothing to ask: the details line says so
@@ -186,13 +219,12 @@ class Follower:
         self.last_progress_at = workflow.now()
 
     def publish(self, details: str) -> None:
-        """Upsert search attributes that changed and refresh the UI's details line."""
         changes = {
             name: value
             for name, value in attribute_values(self.state).items()
             if value is not None and self._published.get(name) != value
         }
-        if changes and not (self._skip_transient and only_transient(changes)):
+        if changes and not (self.skip_transient_upserts and only_transient(changes)):
             workflow.upsert_search_attributes(
                 [_SA_KEYS[name].value_set(value) for name, value in changes.items()]  # type: ignore[arg-type]
             )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
+from typing import Any
 
 from contracts.card_order import (
     PENDING_CHANGE,
@@ -52,9 +53,16 @@ UNKNOWN_RANK = 1000
 MAX_TIMELINE = 200
 
 
-def _key_digest(key: str) -> str:
-    """Dedup memory holds digests: bounded size per update, nothing readable."""
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
+def _first_seen(st: OrderState, op: OperationNotification) -> str | None:
+    """The update's key if it is new (now remembered), else None. Dedup memory holds
+    digests: bounded size per update, nothing readable."""
+    key = hashlib.sha256(op.dedup_key().encode()).hexdigest()[:20]
+    if key in st.seen_keys:
+        st.duplicates_ignored += 1
+        return None
+    st.seen_keys.append(key)
+    st.updates_applied += 1
+    return key
 
 
 # Values of UPDATE_ORDER details.status (undocumented by D1: the emulator's, and likely synonyms).
@@ -80,16 +88,13 @@ def apply(
 ) -> Applied:
     """Apply one D1 update to ``st`` (in place). ``produced_is_final``: the card is not shipped
     (INSTANT, CENTRAL without shipment), so CARD_PROD_DONE ends the order as PRODUCED."""
-    if op.operation == Operation.UPDATE_ORDER:
-        return _apply_update_order(st, op, source)
-    if op.operation not in (Operation.PRODUCE, Operation.STANDALONE_TRACKING):
+    if op.operation not in (Operation.UPDATE_ORDER, Operation.PRODUCE, Operation.STANDALONE_TRACKING):
         return Applied.IGNORED
-    key = _key_digest(op.dedup_key())
-    if key in st.seen_keys:
-        st.duplicates_ignored += 1
+    key = _first_seen(st, op)
+    if key is None:
         return Applied.DUPLICATE
-    st.seen_keys.append(key)
-    st.updates_applied += 1
+    if op.operation == Operation.UPDATE_ORDER:
+        return _apply_update_order(st, op, key, source)
 
     status = op.production_status
     rank = production_rank(status)
@@ -138,8 +143,10 @@ def apply(
     return Applied.ADVANCED if advanced else Applied.RECORDED
 
 
-def end(st: OrderState, outcome: Outcome, reason: str | None = None) -> None:
-    """Finish the order (the first outcome wins)."""
+def end(st: OrderState, outcome: Outcome, reason: str | None = None, error: OrderError | None = None) -> None:
+    """Finish the order (the first outcome wins; ``error`` is recorded whatever the outcome)."""
+    if error is not None:
+        st.errors.append(error)
     if st.outcome is None:
         st.outcome = outcome
         st.outcome_reason = reason
@@ -151,16 +158,7 @@ def _record_failure(st: OrderState, op: OperationNotification, source: str) -> N
     st.errors.append(OrderError(source=source, error_code=op.errorCode, error=op.error))
 
 
-# ------------------------------------------------------------ pull & change
-
-
-def _apply_update_order(st: OrderState, op: OperationNotification, source: str) -> Applied:
-    key = _key_digest(op.dedup_key())
-    if key in st.seen_keys:
-        st.duplicates_ignored += 1
-        return Applied.DUPLICATE
-    st.seen_keys.append(key)
-    st.updates_applied += 1
+def _apply_update_order(st: OrderState, op: OperationNotification, key: str, source: str) -> Applied:
     details = op.details
     extra = (details.model_extra or {}) if details is not None else {}
     kind = extra.get("type") if isinstance(extra.get("type"), str) else None
@@ -176,22 +174,17 @@ def _apply_update_order(st: OrderState, op: OperationNotification, source: str) 
     # Canonical place: right after the production stage the center decided at.
     stage_rank = production_rank(stage) if stage else None
     rank = (stage_rank if stage_rank is not None else st.production_rank) + 1
-    entry = TimelineEntry(
-        key=key,
-        operation=op.operation,
-        operation_status=op.status,
+    _add_entry(
+        st,
+        op,
+        key,
+        source,
         reason=reason,
-        error_code=op.errorCode,
-        error=op.error,
-        d1_time=op.endTime or op.startTime,
-        source=source,
         sort_rank=rank,
         sort_shipment_rank=0,
         change_type=kind,
         change_outcome=outcome.value if outcome else None,
     )
-    st.timeline.append(entry)
-    st.timeline.sort(key=_timeline_order)
     if outcome is None:
         return Applied.RECORDED
     record = _change_for(st, op.operationId, kind)
@@ -249,33 +242,40 @@ def _settle_outcome(
         st.outcome_reason = op.error or op.errorCode or reason
 
 
-def _timeline_order(e: TimelineEntry) -> tuple[int, int, str, str]:
-    return (e.sort_rank, e.sort_shipment_rank, e.d1_time, e.key)
+def _add_entry(st: OrderState, op: OperationNotification, key: str, source: str, **fields: Any) -> None:
+    st.timeline.append(
+        TimelineEntry(
+            key=key,
+            operation=op.operation,
+            operation_status=op.status,
+            error_code=op.errorCode,
+            error=op.error,
+            d1_time=op.endTime or op.startTime,
+            source=source,
+            **fields,
+        )
+    )
+    st.timeline.sort(key=lambda e: (e.sort_rank, e.sort_shipment_rank, e.d1_time, e.key))
 
 
 def _add_to_timeline(
     st: OrderState, op: OperationNotification, *, key: str, source: str, rank: int | None, s_rank: int
 ) -> None:
     ship = op.shipment
-    entry = TimelineEntry(
-        key=key,
-        operation=op.operation,
-        operation_status=op.status,
+    _add_entry(
+        st,
+        op,
+        key,
+        source,
         production_status=op.production_status,
         shipment_status=ship.status if ship else None,
         shipment_message=ship.message if ship else None,
         tracking_number=ship.trackingNumber if ship else None,
         carrier=ship.carrier if ship else None,
         reason=op.details.reason if op.details else None,
-        error_code=op.errorCode,
-        error=op.error,
-        d1_time=op.endTime or op.startTime,
-        source=source,
         sort_rank=rank if rank is not None else UNKNOWN_RANK,
         sort_shipment_rank=s_rank,
     )
-    st.timeline.append(entry)
-    st.timeline.sort(key=_timeline_order)
     if len(st.timeline) > MAX_TIMELINE:
         shipped_rank = production_rank(ProductionStatus.CARD_SHIPPED)
         carrier = [i for i, e in enumerate(st.timeline) if e.sort_rank == shipped_rank and e.shipment_status]

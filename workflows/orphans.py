@@ -2,9 +2,8 @@
 
 D1 may notify about an order after it closed (a late carrier scan) or about a card the
 product never ordered. Signalling a closed workflow fails, and dropping the update would
-lose a fact an operator may need, so the receiver records each one here, in one
-long-running inbox per issuer (contracts/orphan_inbox.py), visible in the Temporal UI
-(details line) and through its ``recent`` query. The inbox continues-as-new to stay small.
+lose a fact an operator may need, so the receiver records each one here
+(contracts/orphan_inbox.py). The inbox continues-as-new to stay small.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from temporalio.exceptions import ActivityError, ApplicationError
 
@@ -52,8 +52,7 @@ def call_failure(err: ActivityError) -> CallFailure:
     return CallFailure(text)
 
 
-@dataclass(frozen=True)
-class Ending:
+class Ending(NamedTuple):
     outcome: Outcome
     reason: str | None
     error: OrderError
