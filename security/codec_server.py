@@ -1,6 +1,6 @@
-"""``python -m security.codec_server``: Temporal's remote codec protocol for the UI and CLI,
-for authenticated operators, card data always masked (docs/security.md, "Codec server").
-Only the last path segment selects the action, so the endpoints mount at any depth;
+"""``python -m security.codec_server``: the codec server the Temporal UI and CLI call to read
+payloads, for authenticated operators, card data always masked (docs/security.md, "Codec
+server"). Only the last path segment selects the action, so the endpoints mount at any depth;
 uvicorn's access log stays off because an old endpoint may still carry a token in its path.
 """
 
