@@ -1,9 +1,6 @@
-"""``python -m receiver``: serve D1 notifications on RECEIVER_HOST:RECEIVER_PORT.
-
-On uvicorn's fast paths (``uvicorn[standard]``, a dependency in pyproject.toml): the
-httptools parser (security/tls.py uses it for mutual TLS too) and the uvloop event loop,
-which cut the receiver's CPU per notification (docs/benchmarks.md).
-"""
+"""``python -m receiver``: serve D1 notifications on RECEIVER_HOST:RECEIVER_PORT, on uvicorn's
+fast paths (httptools, uvloop: ``uvicorn[standard]``), which cut its CPU per notification
+(docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -29,12 +26,8 @@ async def main() -> None:
     auth = ReceiverAuth.from_settings(rs)
     # Lazy: the receiver starts (and answers 503) even while Temporal is down.
     client = await connect(ts, lazy=True)
-    app = create_app(
-        NotificationRouter(client, ts.task_queue),
-        max_body_bytes=rs.max_body_bytes,
-        max_operations=rs.max_operations,
-        auth=auth,
-    )
+    router = NotificationRouter(client, ts.task_queue)
+    app = create_app(router, max_body_bytes=rs.max_body_bytes, max_operations=rs.max_operations, auth=auth)
     config = uvicorn.Config(
         app,
         host=rs.host,

@@ -1,12 +1,5 @@
-"""The notification receiver's HTTP app: ``POST /notifications/d1/v2/issuers/{issuerId}/cards``.
-
-It answers 204 only after Temporal accepted a signal for every operation in the body
-(bulk bodies carry many, for different cards), 503 when Temporal is unreachable or times
-out (D1 retries), 400 with a readable reason for a body that is not JSON or lacks required
-fields, 413 for an oversized body or one with more operations than agreed at onboarding.
-Notifications about closed or unknown orders get 204 and are recorded. Any other failure
-is a bug or a misconfiguration: it is logged with its traceback (through the redaction
-layer), counted, and answered 500, never turned into a silent 503 retry loop.
+"""The notification receiver's HTTP app: ``POST /notifications/d1/v2/issuers/{issuerId}/cards``
+(its answers: docs/architecture.md, step 3 of an order).
 """
 
 from __future__ import annotations

@@ -1,31 +1,6 @@
-"""Who may post D1 notifications to the receiver, and who may read its statistics.
-
-* **mutual TLS, always** (unless the loudly logged development flag is on): the TLS layer
-  refuses a connection without a client certificate chaining to the configured CA; here
-  the certificate's identity must also match the issuer in the path
-  (``RECEIVER_TLS_CLIENT_IDENTITY``, default ``urn:d1:notifier:{issuerId}``), so a
-  certificate issued for another tenant, or an issuer's own D1 client certificate,
-  cannot post notifications for this issuer (403);
-* **outbound OAuth, when the D1 tenant option is on**: the receiver hosts the
-  client-credentials token endpoint D1 calls (``POST /oauth2/token``, HTTP Basic,
-  ``application/x-www-form-urlencoded``, RFC 6749 §4.4) and every notification must carry
-  one of its bearer tokens;
-* **operators** read ``GET /_receiver/stats`` with a token from
-  ``RECEIVER_OPERATOR_TOKENS_FILE`` (``name:token`` lines, the codec server's format);
-  without that file the route does not exist (404).
-
-Tokens: receiver/tokens.py.
-
-Answers to a notification (our choice; D1 documents only that the bearer token is sent):
-
-* 401 ``invalid_token``: no bearer token, or one that is malformed, forged or expired
-  (D1 should fetch a new token and retry);
-* 403 ``insufficient_scope``: a genuine token that does not cover this request — its
-  scope lacks ``RECEIVER_OAUTH_NOTIFICATION_SCOPE``, or it was issued for another issuer
-  (the same answer as a certificate of another tenant).
-
-Header values arrive as latin-1 text of any bytes the client sent; anything that is not
-the expected ASCII shape is refused as a missing credential (401), never an error (500).
+"""Who may post D1 notifications (mutual TLS, outbound OAuth tokens: receiver/tokens.py) and read
+the statistics (docs/security.md, "Outbound OAuth" and "Receiver statistics"). Malformed
+header values are refused as a missing credential (401), never an error (500).
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""The receiver's outbound-OAuth access tokens (client credentials, RFC 6749 §4.4).
-
-Tokens are self-contained (``v1.<claims>.<HMAC-SHA256>``) with a key derived from the
-client secret, so any number of stateless receiver replicas accept each other's tokens
-and rotating the client secret revokes every token. A token is bound to what it was
-issued for: the OAuth client (``sub`` and ``client_id``), the granted ``scope`` and, when
-the identity template names ``{issuerId}``, the D1 issuer whose notifier certificate
-asked for it (``issuer_id``, learnt from the mutual-TLS identity, never from the request).
+"""The receiver's outbound-OAuth access tokens: self-contained, HMAC-signed with a key derived
+from the client secret, bound to client, scope and issuer (docs/security.md, "Outbound OAuth").
 """
 
 from __future__ import annotations

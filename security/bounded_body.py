@@ -1,9 +1,5 @@
-"""Reading an HTTP request body with an upper bound (receiver, token endpoint, codec server).
-
-A declared ``Content-Length`` above the limit is refused before reading; a body streamed
-without one is refused as soon as it grows past the limit, so an oversized or endless
-body never fills memory.
-"""
+"""Reading an HTTP request body with an upper bound, refused before or while streaming it, so an
+oversized or endless body never fills memory (receiver, token endpoint, codec server)."""
 
 from __future__ import annotations
 

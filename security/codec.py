@@ -1,17 +1,6 @@
-"""Temporal payload codec: AES-256-GCM, so the Temporal server and its database never
-hold names, addresses, order state or D1's JWE in clear (card data itself reaches
-Temporal only inside that JWE, encrypted for D1 at the issuer's edge: starter/edge.py).
-
-Each encrypted payload carries the id of the key that sealed it (metadata
-``encryption-key-id``). Encoding always uses the active key; decoding accepts every
-configured key, so keys can be rotated without re-encrypting history: add the new key,
-make it active, keep the old one until no open workflow needs it.
-
-The codec is also the product's authentication of Temporal messages: a payload it cannot
-open is *refused* (security/payload_refusal.py says why a marker, not an exception), logged
-and counted, so a client without the product's keys cannot start, signal or update an order.
-``accept_unencrypted`` lets unsealed payloads through (migrating a namespace that ran
-without the codec; ``CODEC_ACCEPT_UNENCRYPTED``).
+"""Temporal payload codec: AES-256-GCM, keyed by ``encryption-key-id`` so keys rotate without
+re-encrypting history; a payload it cannot open is refused, not raised (docs/security.md,
+"Nobody without the product's keys can change an order"; docs/operations.md, "Rotating keys").
 """
 
 from __future__ import annotations

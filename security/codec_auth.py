@@ -1,24 +1,5 @@
-"""Who is calling the codec server, and may they see names and addresses?
-
-Three ways in, all decided here so the HTTP app (security/codec_server.py) asks one question:
-
-* **SSO** — ``Authorization: Bearer <OIDC access token>``, forwarded by the Temporal UI
-  (``TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true``) and verified by security/oidc.py. The token's
-  roles decide about PII: names and addresses are shown only to holders of
-  ``CODEC_SERVER_OIDC_PII_ROLE``.
-* **static operator tokens** — ``Authorization: Bearer <token>`` from
-  ``CODEC_SERVER_OPERATOR_TOKENS_FILE`` (the CLI's ``TEMPORAL_CODEC_AUTH``). Only ever a
-  header: a token in the endpoint path is on display in the UI's public settings and in
-  process lists, so a path never authenticates (a known token seen there is reported,
-  without the token, so it gets rotated). A line may list roles after the token.
-* **development loopback trust** (``CODEC_SERVER_DEV_TRUST_LOOPBACK``, for ``make run``:
-  the dev server's embedded UI cannot authenticate) — a request without an
-  ``Authorization`` header is accepted when it comes from a loopback peer, carries an
-  ``Origin`` the CORS configuration allows (so a foreign web page in the operator's browser
-  is refused) and no proxy-forwarding headers. PII is always masked for it.
-
-Card data is masked for everyone, whatever the credential (security/redaction/);
-``CODEC_SERVER_MASK_PII`` masks names and addresses for everyone too.
+"""Who is calling the codec server (SSO, static operator tokens, development loopback trust),
+and may they see names and addresses: docs/security.md, "Codec server".
 """
 
 from __future__ import annotations

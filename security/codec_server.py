@@ -1,16 +1,7 @@
 """``python -m security.codec_server``: the codec server the Temporal UI and CLI call to read
-payloads that the AES-GCM codec (security/codec.py) keeps encrypted at rest.
-
-Only the last path segment selects the action (Temporal's remote codec protocol), so the
-endpoints can be mounted at any depth. It requires an operator credential, as an
-``Authorization`` header only (who may call it, and who may see names and addresses:
-security/codec_auth.py), and returns decoded payloads
-with card data masked for everyone (security/redaction/); a payload that is not JSON is
-withheld rather than shown unmasked.
-
-Each request is logged with the operator's subject and whether PII was shown; nothing of a
-payload or a credential is ever logged, and uvicorn's access log stays off because an old
-endpoint configuration may still carry a token in the path.
+payloads, for authenticated operators, card data always masked (docs/security.md, "Codec
+server"). Only the last path segment selects the action, so the endpoints mount at any depth;
+uvicorn's access log stays off because an old endpoint may still carry a token in its path.
 """
 
 from __future__ import annotations

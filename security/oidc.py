@@ -1,24 +1,7 @@
-"""Verifying OIDC access tokens: the SSO credential the Temporal UI forwards to the codec server.
-
-The UI server (``TEMPORAL_CODEC_PASS_ACCESS_TOKEN=true``) sends the signed-in operator's
-access token as ``Authorization: Bearer <token>``. It is accepted only when
-
-* it is a compact JWS signed with an asymmetric algorithm (``ALLOWED_ALGS``: never ``none``,
-  never HMAC — an ``HS256`` token "signed" with the issuer's public key is the classic
-  confusion attack) by a key of the issuer's JWKS, found by the header's ``kid``;
-* ``iss`` is the configured issuer, ``aud`` (a string or a list) holds the configured
-  audience, ``exp`` is in the future and ``nbf`` / ``iat`` (when present) are not, all
-  within a small leeway for clock skew; ``sub`` names the operator.
-
-The JWKS comes from a file (works without network) and/or a URL. The URL is fetched on
-first use and again after ``JWKS_TTL_S`` (so a key the issuer withdrew stops working), and
-early when a token names a ``kid`` we do not know (the issuer rotated its keys) — that at
-most once per ``JWKS_MIN_REFETCH_S``, so tokens with made-up kids cannot turn the codec
-server into a load generator against the issuer. Each fetch is bounded in time and size
-and follows no redirects; a failed fetch keeps the keys we have.
-
-Claims are checked here rather than by jwcrypto's ``check_claims``, which stops looking at
-``nbf`` as soon as any claim is listed, and whose messages quote claim values.
+"""Verifying the OIDC access tokens the Temporal UI forwards to the codec server (the rules:
+docs/security.md, "Codec server"). Claims are checked here rather than by jwcrypto's
+``check_claims``, which stops looking at ``nbf`` as soon as any claim is listed, and whose
+messages quote claim values.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Static operator credentials (``name:token [role ...]`` lines in a secret file).
-
-Shared by the codec server (``CODEC_SERVER_OPERATOR_TOKENS_FILE``, header only) and the
-receiver's ``/_receiver/stats`` (``RECEIVER_OPERATOR_TOKENS_FILE``). Tokens are compared as
-SHA-256 digests in constant time and never logged.
-"""
+"""Static operator credentials (``name:token [role ...]`` lines in a secret file) for the codec
+server and ``/_receiver/stats``, compared as SHA-256 digests in constant time, never logged."""
 
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
-"""Payloads the codec would not open, and how the rest of the product sees them.
-
-Every payload the product writes is sealed by the AES-GCM codec (security/codec.py). A
-payload that is not (a client without the product's keys sent it), or that is sealed by
-an unknown key, or that fails authentication, is not decoded: the codec replaces it with
-a *refused* marker carrying the reason, instead of raising. Raising would fail the whole
-workflow activation and wedge the order a forged signal was aimed at; a marker only fails
-the conversion of that one argument, which the SDK answers by dropping the signal,
-rejecting the update or failing the query, while the order goes on.
-
-This module holds only the marker's format and its payload converter (no crypto), so the
-workflow sandbox can import it cheaply.
+"""The *refused* marker the codec puts in place of a payload it would not open
+(docs/security.md, "Nobody without the product's keys can change an order"): raising would
+wedge the whole workflow activation, a marker fails only that one argument. No crypto here,
+so the workflow sandbox can import it cheaply.
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
-"""A local certificate authority for ``make run`` and the tests (never for production).
-
-D1 requires mutual TLS on every hop (docs/d1/auth.md §2). Real deployments point the settings at
-certificates from Thales' CA (issuer client), AWS (D1 server) and their own PKI
-(receiver server). Locally, one self-made CA signs everything, generated with
-``cryptography`` on first start into the ignored state folder (``.state/pki/``) and reused
-afterwards; a certificate is re-issued when it is missing, close to expiry or signed by
-another CA. All keys are ECDSA P-256 (D1 accepts P-256 or RSA 4096), written 0600. The
-client certificates carry the identities documented in :mod:`security.tls`.
+"""A local certificate authority for ``make run`` and the tests, never for production
+(docs/security.md, "Mutual TLS on every D1 hop"; docs/d1/auth.md §2).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Reading and writing secret files. A setting names *where* a secret is, never its value;
-error messages name the place, never the content.
-
-Every secret this code base writes goes through :func:`write_secret_bytes` (0600 whatever
-the umask or an earlier file's mode, and never half written); every reader calls
-:func:`warn_if_exposed`, which names a secret file that group or others can read.
-"""
+"""Secret files: a setting names *where* a secret is, never its value, and errors name the place.
+Every secret written goes through :func:`write_secret_bytes` (0600, never half written); every
+reader calls :func:`warn_if_exposed`, which names a file that group or others can read."""
 
 from __future__ import annotations
 

@@ -1,24 +1,7 @@
-"""Mutual-TLS glue for our HTTP servers and clients.
-
-uvicorn verifies a client certificate but does not tell the application *which* one was
-presented, and both the D1 emulator (certificate → issuerId, docs/d1/auth.md §2) and the
-receiver (certificate → "D1 notifying issuer X") must know: the protocol classes here put
-it, parsed, in each request's ASGI TLS extension.
-
-Certificate identities (our choice, D1 documents only that the CN embeds the issuerId):
-
-* issuer → D1 client certificates carry the SAN URI ``urn:d1:issuer:<issuerId>``; the
-  CN form ``TLSMA-<alg>/<issuerId>[/<env>]`` (Thales' format, e.g. ``TLSMA-RSA/…``) is
-  also understood (:func:`issuer_ids_of`);
-* D1 → issuer client certificates (notifications) carry ``urn:d1:notifier:<issuerId>``:
-  the receiver compares them with a configurable template (:func:`identity_matches`), so a
-  real D1 certificate with another naming only needs another template.
-
-The two namespaces differ on purpose: an issuer's own client certificate must not be
-usable to post notifications to that issuer's receiver, even when one CA signs both.
-
-This module imports nothing from the issuer-side product, so the emulator (a stand-in
-for a remote party) may use it too.
+"""Mutual-TLS glue: uvicorn verifies a client certificate but does not tell the app which one,
+so the protocol classes here put it, parsed, in each request's ASGI TLS extension; the
+certificate identities are in docs/security.md, "Mutual TLS on every D1 hop". Imports nothing
+of the issuer-side product, so the emulator may use it too.
 """
 
 from __future__ import annotations
@@ -76,10 +59,8 @@ def identity_from_certificate(cert: x509.Certificate) -> CertIdentity:
 
 
 def issuer_ids_of(identity: CertIdentity) -> frozenset[str]:
-    """The issuerIds an issuer → D1 client certificate speaks for (D1 side of docs/d1/auth.md §2).
-
-    SAN URIs ``urn:d1:issuer:<id>`` win; without any, the Thales CN form is read.
-    """
+    """The issuerIds an issuer → D1 client certificate speaks for (D1 side of docs/d1/auth.md §2):
+    SAN URIs ``urn:d1:issuer:<id>`` win; without any, the Thales CN form is read."""
     from_uris = {
         uri[len(ISSUER_URI_PREFIX) :]
         for uri in identity.uris
@@ -104,12 +85,8 @@ def issuers_named(identity: CertIdentity, template: str) -> frozenset[str]:
 
 
 def identity_matches(identity: CertIdentity, template: str, issuer_id: str | None) -> bool:
-    """True when the certificate carries ``template`` with ``{issuerId}`` filled in
-    (``issuer_id=None``: for any 10-character issuerId).
-
-    A template without ``{issuerId}`` pins one identity for every issuer (e.g. a real
-    D1 certificate that names D1 only).
-    """
+    """True when the certificate carries ``template`` with ``{issuerId}`` filled in (``issuer_id=None``:
+    any issuerId); a template without ``{issuerId}`` pins one identity for every issuer."""
     if issuer_id is not None or ISSUER_PLACEHOLDER not in template:
         return template.replace(ISSUER_PLACEHOLDER, issuer_id or "") in identity.names()
     return bool(issuers_named(identity, template))

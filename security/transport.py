@@ -1,7 +1,5 @@
-"""The issuer side's transport policy: mutual TLS on every D1 hop (issuer → D1:
-:func:`d1_http_verify`; D1 → receiver: :func:`receiver_server_options`, identity checks in
-:mod:`receiver.auth`), plain HTTP only behind an explicit development flag, logged loudly.
-"""
+"""The issuer side's transport policy: mutual TLS on every D1 hop, plain HTTP only behind an
+explicit development flag, logged loudly (docs/security.md, "Mutual TLS on every D1 hop")."""
 
 from __future__ import annotations
 
