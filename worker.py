@@ -24,11 +24,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.card_order import CardOrderActivities
-from activities.d1_batch import BatchActivities
+from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
-from activities.tracking import TrackingActivities
 from d1.program import load_program
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
@@ -69,13 +67,13 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callab
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
-        orders = CardOrderActivities(d1, clear_members=clear)
+        acts = D1Activities(d1, clear_members=clear)
         yield [
-            orders.submit_order,
-            orders.fetch_production_status,
-            orders.request_pull_and_change,
-            BatchActivities(d1, clear_members=clear).submit_order_batch,
-            TrackingActivities(d1).request_tracking,
+            acts.submit_order,
+            acts.fetch_production_status,
+            acts.request_pull_and_change,
+            acts.submit_order_batch,
+            acts.request_tracking,
         ]
 
 
