@@ -1,12 +1,9 @@
-"""The worker process: runs the workflows (card orders, D1 batch submissions, trackings, the
-orphan inbox) and the D1 activities.
+"""The worker process: runs the workflows and the D1 activities (docs/architecture.md).
 
-It owns the per-process resources the activities share: one HTTP connection pool to D1
-and one access-token provider (so 100 concurrent submissions cause one token request).
-It never needs D1's encryption key: card data arrives already encrypted for D1 by the
-starter.
-SIGTERM/SIGINT trigger a graceful shutdown: in-flight activities get
-``graceful_shutdown_timeout`` to finish before the worker hands them back.
+It owns what the activities share: one HTTP connection pool to D1 and one access-token
+provider (100 concurrent submissions cause one token request). It never needs D1's
+encryption key: card data arrives already encrypted by the starter. SIGTERM/SIGINT give
+in-flight activities ``graceful_shutdown_timeout`` to finish before the worker hands them back.
 """
 
 from __future__ import annotations
