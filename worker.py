@@ -1,12 +1,9 @@
-"""The worker process: runs the workflows (card orders, D1 batch submissions, trackings, the
-orphan inbox) and the D1 activities.
+"""The worker process: runs the workflows and the D1 activities (docs/architecture.md).
 
-It owns the per-process resources the activities share: one HTTP connection pool to D1
-and one access-token provider (so 100 concurrent submissions cause one token request).
-It never needs D1's encryption key: card data arrives already encrypted for D1 by the
-starter.
-SIGTERM/SIGINT trigger a graceful shutdown: in-flight activities get
-``graceful_shutdown_timeout`` to finish before the worker hands them back.
+It owns what the activities share: one HTTP connection pool to D1 and one access-token
+provider (100 concurrent submissions cause one token request). It never needs D1's
+encryption key: card data arrives already encrypted by the starter. SIGTERM/SIGINT give
+in-flight activities ``graceful_shutdown_timeout`` to finish before the worker hands them back.
 """
 
 from __future__ import annotations
@@ -24,11 +21,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.card_order import CardOrderActivities
-from activities.d1_batch import BatchActivities
+from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
-from activities.tracking import TrackingActivities
 from d1.program import load_program
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
@@ -69,13 +64,13 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callab
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
-        orders = CardOrderActivities(d1, clear_members=clear)
+        acts = D1Activities(d1, clear_members=clear)
         yield [
-            orders.submit_order,
-            orders.fetch_production_status,
-            orders.request_pull_and_change,
-            BatchActivities(d1, clear_members=clear).submit_order_batch,
-            TrackingActivities(d1).request_tracking,
+            acts.submit_order,
+            acts.fetch_production_status,
+            acts.request_pull_and_change,
+            acts.submit_order_batch,
+            acts.request_tracking,
         ]
 
 

@@ -1,14 +1,9 @@
 """The D1 batch submission's contract: many cards in one call to D1's "Order cards" API.
 
-Each card is still its own ``CardOrderWorkflow`` (lifecycle, notifications, pull & change,
-search attributes as for a single order); only the submission to D1 is shared. The starter
-groups prepared cards into batches of at most ``batchMaxCards`` (D1 documents 1 to 1,000)
-and starts, for each batch, the card workflows (``CardOrderInput.batch`` set: they wait for
-their result instead of calling D1) and then one ``D1BatchSubmissionWorkflow``
-(workflows/d1_batch.py) holding the batch's D1 card items.
-
-The batch workflow id is derived from the card workflows it holds, so re-running an
-interrupted file starts nothing twice.
+Each card stays its own ``CardOrderWorkflow`` (``CardOrderInput.batch`` set: it waits for
+its result instead of calling D1); one ``D1BatchSubmissionWorkflow`` (workflows/d1_batch.py)
+per batch makes the call (docs/d1/batch.md). Its id is derived from the card workflows it
+holds, so re-running an interrupted file starts nothing twice.
 """
 
 from __future__ import annotations

@@ -1,37 +1,11 @@
 """Everything about the D1 interface that D1's public documentation does not settle, in one place.
 
-These are exactly the facts an issuer learns from Thales at onboarding, so they are
-configuration, not code: a deployment overrides them in its program file
-(``config/program.json``, member ``"interface"``, read by :mod:`d1.program`). Both parties
-read the same model: the product from ``D1_PROGRAM_FILE``, the emulator from its own copy
-(``EMULATOR_PROGRAM_FILE``), so the emulator stays an independent party that merely agrees
-on the onboarding facts. The defaults below are our guesses.
-
-Legend used in every description: **D** = documented by D1 (guide pages or the readable
-part of its OpenAPI files), **G** = our reading / guess.
-
-Choices that are not a setting (fixed shapes), kept here so there is one list:
-
-* **Order cards (batch) response** (G; D1's response schema is unreadable): ``202`` with
-  ``{"cards": [entry, ...]}``, one entry per request item in request order; an accepted item
-  is ``{"cardId", "issuerRequestId"?, "operationId"}``, a refused one ``{"cardId"?,
-  "issuerRequestId"?, "errorCode", "error"}`` with ``error`` the JSON path of the field in
-  error in the whole body (``$.cards[3].encryptedData.pan``). A malformed envelope (not an
-  object, no ``cards``, another member, an item that is not an object, 0 or more than
-  :attr:`D1Interface.batchMaxCards` items) is a ``400`` for the whole request. ``cardId`` /
-  ``issuerRequestId`` are echoed only when well-formed.
-* **Batch items** (D for the required list ``cardId, distributionChannel, services,
-  encryptedData, paymentApplication``; G for the rest): each item is validated like a
-  single order of its channel (THALES ships, INSTANT names a ``persoStation``), with the
-  item's own required list (no ``consumerId`` / ``cardProductId`` needed).
-* **Track Card body** (D: ``oneOf`` on ``trackingType`` PRODUCTION / SHIPMENT / RETURN; G:
-  every other member, see :mod:`d1.tracking`).
-* **Where notifications carry ``issuerRequestId`` and ``inputFileName``** (D: documented both
-  at the operation level and in ``details``; G: the emulator writes the operation level and
-  readers read both).
-* **Error bodies** (D: ``{"errorCode", "error"}``, ``error`` = the field in error, first
-  found): ``error`` is a JSON path into the body (``$.services.issuance``), a path parameter
-  by its name (``cardId``); the codes D1 does not name are in ``emulator/error_codes.py``.
+These are facts an issuer learns from Thales at onboarding, so they are configuration, not
+code: a deployment overrides them in its program file (member ``"interface"``, read by
+:mod:`d1.program`); the defaults below are our guesses. Legend used in every description:
+**D** = documented by D1, **G** = our reading / guess. The fixed shapes that are not a
+setting (batch answer and items, Track Card body, error bodies) are listed, marked D or G,
+in docs/d1/assumptions.md.
 """
 
 from __future__ import annotations

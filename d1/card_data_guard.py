@@ -1,16 +1,13 @@
 """The last check before a body leaves for D1: no card data outside ``encryptedData``.
 
-Card data must only travel inside the JWE. Validation already refuses unknown members
-inside ``cardData``/``trackData``, but a body can still carry card data elsewhere: an
-unknown member let through with ``--allow-unknown-fields``, a ``CardOrder`` built by hand
-with extra members, a PAN pasted into an address line or a design's custom line. This
-guard walks the whole body (keys and values, at any depth) except ``encryptedData`` and
-reports, by JSON path and without the value, a member *named* like card data or a value (or
-key) *holding* a card number, both as d1/card_data.py defines them (the definition redaction
-masks by). It takes the strict reading of a written card number, since it refuses an order:
-ids that merely contain digits pass (issuers should not use 13-19 digit numbers as ids,
-which also keeps them apart from PANs in every log). It runs at the issuer's edge (the
-starter) and again in the worker right before the HTTP call, in every mode.
+Validation refuses unknown members inside ``cardData``/``trackData``, but a body can still
+carry card data elsewhere (an unknown member let through with ``--allow-unknown-fields``,
+extra members of a hand-built ``CardOrder``, a PAN pasted into an address line). This guard
+walks the whole body (keys and values, at any depth) except ``encryptedData`` and reports,
+by JSON path and without the value, a member *named* like card data or a value (or key)
+*holding* a card number, as d1/card_data.py defines them, in its strict reading (it refuses
+an order: ids merely holding digits pass; issuers should not use 13-19 digit numbers as
+ids). It runs at the starter and again in the worker right before the HTTP call, in every mode.
 """
 
 from __future__ import annotations

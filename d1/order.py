@@ -1,18 +1,12 @@
 """The card order request (``POST .../physicalCards/{cardId}/operations:production``) as models.
 
-:class:`CardOrder` is what an issuer service hands to the product: the D1 body plus the path
-identifiers (``issuerId``, ``cardId``) and the *clear* sensitive card data (``cardData``,
-``trackData``). What D1 receives is the same body with the sensitive data replaced by
-``encryptedData`` (:meth:`CardOrder.d1_body`), a compact JWE whose plaintext is
-:class:`CardData` (with ``trackData`` inside it).
-
-Each channel's class is derived from :class:`CardOrder` by :mod:`d1.channels`; a missing
-``distributionChannel`` means ``THALES`` (the guide's default).
-
-Every model hides input values in its validation errors (``hide_input_in_errors``) so a bad
-PAN never ends up in an exception message or a log line. Body models keep unknown members
-(``extra="allow"``) and pass them through, as D1's compatibility policy asks; the starter
-reports them as probable typos. Card data models forbid unknown members.
+:class:`CardOrder` is what an issuer service hands to the product (docs/order-format.md):
+the D1 body, the path identifiers and the *clear* ``cardData`` / ``trackData``, which
+:meth:`CardOrder.d1_body` replaces by ``encryptedData``, a compact JWE of :class:`CardData`.
+Each channel's class is derived by :mod:`d1.channels`. Every model hides input values in
+its validation errors (``hide_input_in_errors``) so a bad PAN never reaches an exception or
+a log. Body models keep unknown members (``extra="allow"``), as D1's compatibility policy
+asks; card data models forbid them.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The program configuration: what Thales fixes for a card program at onboarding.
 
-D1's API only *references* onboarding data by identifier (docs/d1/card-order.md §16): card
-products, shipping methods, carrier templates, packaging and inserts, image ids, allowed
-destination countries, the expiry format, the printable-name rules. One JSON file holds
-them (``config/program.json`` is the shipped sample; ``D1_PROGRAM_FILE`` points the
-issuer side at another, ``EMULATOR_PROGRAM_FILE`` the emulator). Both readers enforce it:
-the starter early and in plain words, the emulator as D1 would (400 with an errorCode).
-
-The format, member by member, is the :class:`Program` model below (unknown members are
-refused, so a typo in the file is caught at start-up). Lists of identifiers are the
-allowed values; the ``NO_SHIPMENT`` / ``NO_CARRIER`` / ``NO_PACK`` defaults are always
-allowed. ``null`` for ``carrierCard.languages`` or ``instant.persoStations`` means "any
-valid code / any station". The optional member ``interface`` holds the interface facts D1
-does not document (paths of the guessed endpoints, batch size...): :mod:`d1.assumptions`.
+D1's API only *references* onboarding data by identifier (docs/d1/card-order.md §16); one
+JSON file holds it (``config/program.json``, or ``D1_PROGRAM_FILE`` / ``EMULATOR_PROGRAM_FILE``),
+member by member the :class:`Program` model below (unknown members are refused, so a typo
+is caught at start-up); docs/order-format.md explains each member. The optional member
+``interface`` holds what D1 does not document: :mod:`d1.assumptions`.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """The tracking hub's "Track Card": ask D1 to track a card that Thales did not personalize.
 
-Documented (D): ``POST`` with the ``issuerId`` / ``cardId`` path parameters and the optional
-``x-correlation-id`` of the card order; a body ``oneOf`` discriminated by ``trackingType``
-(``PRODUCTION`` | ``SHIPMENT`` | ``RETURN``); the error codes ``FIELD_INVALID_FORMAT``,
-``FIELD_INVALID_VALUE``, ``CRYPTO_ERROR``, ``PARSING_ERROR`` (400) and
-``AUTHORIZER_UNAUTHORIZED`` (401); results as ``STANDALONE_TRACKING`` notifications whose
-``details`` carry ``trackingType``, ``productionSite``, ``status`` and ``shipment``:
-PRODUCTION and RETURN send one SUCCESSFUL notification (``CARD_SHIPPED`` /
-``CARD_RETURNED``), SHIPMENT sends PENDING, then one or more SUCCESSFUL as the shipment data
-changes. The carrier codes D1 supports are listed in its shipment-tracking guide.
-
-Our reading (G): the path (:attr:`d1.assumptions.D1Interface.trackCardPath`) and every
-member besides ``trackingType``: PRODUCTION may name the ``productionSite``; SHIPMENT needs
-the parcel (``shipment.carrier`` among D1's carrier codes, ``shipment.trackingNumber``);
-RETURN may name the returned parcel and a ``reason``. Unknown members are tolerated, as in
-the card order.
+D: the path parameters, the body ``oneOf`` on ``trackingType`` (``PRODUCTION`` |
+``SHIPMENT`` | ``RETURN``), the error codes and the ``STANDALONE_TRACKING`` results. G: the
+path (:attr:`d1.assumptions.D1Interface.trackCardPath`) and every member besides
+``trackingType``; unknown members are tolerated. Both are in docs/d1/tracking.md §8.
 """
 
 from __future__ import annotations

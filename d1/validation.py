@@ -1,17 +1,11 @@
 """The issuer-side rules of an order: every problem at once, by JSON path, in plain words,
 never echoing the value (it may be card data).
 
-The one home of the issuer-side contract rules; the starter calls it with the configured
-program (starter/edge.py). The emulator keeps its own, independent reading of D1's rules
-(emulator/validation.py). Every layer runs even when an earlier one found problems, so
-that one pass shows everything to fix (:func:`check_order` reads top to bottom).
-
-Unknown members are reported as probable typos. By default they are **errors**: a
-misspelt optional member (``pinMailler``) would otherwise be passed through, ignored by
-D1, and the card produced without what the issuer asked for. ``unknown_fields="warn"``
-downgrades them to warnings and passes them through (for D1 members newer than this
-product). Inside ``cardData``/``trackData`` they are always errors. Deprecated members
-(``state``, ``oldCardId``) and a BULK shipment without ``groupId`` are warnings.
+The starter calls it with the configured program (starter/edge.py); the emulator keeps its
+own, independent reading of D1's rules (emulator/validation.py). Every layer runs even when
+an earlier one found problems (:func:`check_order` reads top to bottom). What is an error
+and what a warning (unknown members, deprecated members, ``unknown_fields="warn"``) is in
+docs/order-format.md.
 """
 
 from __future__ import annotations

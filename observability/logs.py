@@ -1,16 +1,10 @@
 """Structured logs: every line says which order (workflow id) and which trace it belongs to.
 
-``TELEMETRY_LOG_FORMAT=json`` writes one JSON object per line for log collectors;
-``text`` (default) is for people. Either way records pass the redaction layer
-(``security.redaction.install_log_redaction``) before any handler writes them, so card
-data never reaches a log even when a message or an exception carries it by mistake. Both
-formatters also redact the record themselves (idempotent), so a handler set up without
-the filter cannot print card data either: a record carries its message and its traceback
-(with the whole chain, ``raise … from …`` and implicit context) as redacted text.
-
-Where the workflow id comes from: Temporal's ``workflow.logger`` / ``activity.logger``
-extras, else the running activity, else :func:`bind_workflow_id` (the receiver binds the
-order it is routing to).
+``TELEMETRY_LOG_FORMAT`` is ``json`` (one object per line, docs/operations.md) or ``text``
+(default). Records pass ``security.redaction.install_log_redaction`` before any handler, and
+both formatters redact again (idempotent), message and whole traceback chain as text, so a
+handler set up without the filter cannot print card data either. The workflow id comes
+from Temporal's logger extras, else the running activity, else :func:`bind_workflow_id`.
 """
 
 from __future__ import annotations

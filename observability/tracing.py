@@ -1,20 +1,10 @@
 """OpenTelemetry tracing: one trace per card order, from the starter to D1 and back.
 
-What makes a trace:
-
-* the starter opens a *new root* span per order (``card_order.submit``, linked to the
-  caller's span if any), so a batch of 500 orders gives 500 traces, not one;
-* ``temporalio.contrib.opentelemetry.TracingInterceptor``, registered on the *client only*
-  (workers built from that client inherit it; registering it twice duplicates spans),
-  carries the context through the workflow and into each activity;
-* each HTTP request to D1 gets a CLIENT span (``observe_d1_call``) under its activity;
-* the receiver opens a SERVER span per notification request and a span per operation;
-  the signal it sends makes the workflow's ``HandleSignal`` span, in the order's trace,
-  *link* to it (Temporal links signal handlers to the sender; it does not parent them).
-
-Spans carry identifiers only (issuer, card, issuer request, operation, workflow ids) and
-leave the process through ``security.redaction.RedactingSpanExporter``. Without an exporter
-configured there is no provider, no interceptor, no cost.
+The shape of a trace (a new root span per order, the interceptor on the client only, a
+CLIENT span per D1 request, the receiver's spans linked from ``HandleSignal``) is described
+in docs/operations.md ("Traces: one per order"). Spans carry identifiers only and leave
+through ``security.redaction.RedactingSpanExporter``; without an exporter configured there
+is no provider, no interceptor, no cost.
 """
 
 from __future__ import annotations

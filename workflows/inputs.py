@@ -1,16 +1,15 @@
 """Reading a workflow's input so that a bad one ends the workflow instead of looping.
 
-The SDK would convert the input before the workflow runs, and a conversion error fails
-every workflow task: the workflow would neither run nor end. So the product's workflows
-take their input raw and read it here, in ``@workflow.init``:
+A conversion error in the SDK would fail every workflow task (the workflow would neither
+run nor end), so the product's workflows take their input raw and read it here, in
+``@workflow.init``:
 
 * an input the payload codec refused (not sealed at all: a client without the product's
   keys started it) makes ``run`` fail the workflow at once, non-retryable;
 * an input sealed by a key this worker does not have fails the workflow *task* (retried):
   a key roll-out that has not reached this worker yet, which heals once it does;
-* an input that does not match the model, an earlier shape included (members the model
-  does not know), fails the workflow, non-retryable, as ``InvalidInput`` with the field
-  paths (the models hide input values, so no card data or address is ever quoted).
+* an input that does not match the model, an earlier shape included, fails the workflow,
+  non-retryable, as ``InvalidInput`` with the field paths (never the values).
 """
 
 from __future__ import annotations

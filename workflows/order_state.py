@@ -1,24 +1,12 @@
 """The order's state machine, as pure functions over :class:`contracts.card_order.OrderState`
 (no Temporal, no I/O, no clock).
 
-D1 delivers notifications at least once, duplicated and out of order, and the status
-endpoint may repeat what notifications said. The rules that make the outcome independent
-of arrival order:
-
-* an update's identity is :meth:`OperationNotification.dedup_key`; a key seen once is
-  never applied again;
-* the current production status only moves to a higher rank, the shipment status only to
-  a higher shipment rank; a stale update is still a fact and joins the timeline;
-* the timeline is kept in a canonical order (production rank, shipment rank, D1 time,
-  key), so the same set of updates yields the same timeline whatever the arrival order;
-* unknown statuses are recorded (timeline, ``unknown_statuses``) without moving the order.
-
-Pull & change requests (cancel, accelerate, redirect) are :class:`ChangeRecord` entries;
-their outcome arrives as an ``UPDATE_ORDER`` notification (accepted or refused by the
-personalization center), which joins the timeline next to the production stage the
-center decided at and settles the matching record. An accepted CANCEL ends the order
-only when D1 then reports CARD_PROD_CANCELED. Which production statuses end an order, and
-with what outcome, is the one table :data:`d1.statuses.TERMINAL_STATUS_OUTCOMES`.
+D1 delivers notifications at least once, duplicated and out of order; the rules that make
+the outcome independent of arrival order (dedup, ranks, canonical timeline, unknown
+statuses) are in docs/d1/notifications.md §8, those of pull & change (a
+:class:`ChangeRecord` settled by ``UPDATE_ORDER``, which joins the timeline at the stage the
+center decided at) in docs/d1/card-order.md §14. Which production statuses end an order,
+and with what outcome, is the one table :data:`d1.statuses.TERMINAL_STATUS_OUTCOMES`.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """What a failed D1 call means, and how a refusal ends the order (pure; the workflows apply it).
 
-An activity that calls D1 fails with an ``ActivityError`` whose cause says why
-(activities/contract.py): D1 refused (``D1Rejected``, details ``{"httpStatus",
-"errorCode", "error"}``), the worker refused to send card data in clear
-(``CardDataInClear``), or D1 stayed unreachable until the give-up window closed.
-:func:`call_failure` decodes that once, for every workflow. D1's documented
-``CRYPTO_ERROR`` (docs/d1/errors.md) means D1 could not decrypt ``encryptedData``: with
-our JWE that happens when the order was encrypted for a key D1 has since retired, so the
-order gets its own outcome and a reason that tells the operator what to do, instead of a
-generic rejection.
+A D1 activity fails with an ``ActivityError`` whose cause says why (activities/contract.py):
+D1 refused (``D1Rejected``), the worker refused to send card data in clear
+(``CardDataInClear``), or D1 stayed unreachable until the give-up window closed;
+:func:`call_failure` decodes that once, for every workflow. D1's ``CRYPTO_ERROR``
+(docs/d1/errors.md) means a key D1 has since retired, so the order gets its own outcome
+and a reason that tells the operator what to do (docs/operations.md).
 """
 
 from __future__ import annotations

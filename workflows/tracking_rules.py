@@ -1,11 +1,8 @@
 """When a tracking ends (pure): the tracking hub's end rules, per tracking type.
 
-D1 documents (docs/d1/tracking.md) that PRODUCTION and RETURN tracking send one
-SUCCESSFUL ``STANDALONE_TRACKING`` notification (``CARD_SHIPPED`` once the produced card
-left, ``CARD_RETURNED``), and SHIPMENT tracking sends PENDING, then SUCCESSFUL updates as
-the parcel moves. The state machine (workflows/order_state.py) already ends a tracking on
-a return (the terminal-status table) and on a delivered parcel; this adds what is
-particular to the tracking types.
+The state machine (workflows/order_state.py) already ends a tracking on a return and on a
+delivered parcel; this adds what is particular to each tracking type, as D1 documents its
+notifications (docs/d1/tracking.md §8).
 """
 
 from __future__ import annotations
