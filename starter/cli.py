@@ -1,14 +1,5 @@
-"""``python -m starter``: submit orders and follow them from a shell (``--help`` lists the commands).
-
-``-o json`` (like the ``temporal`` CLI's) prints what a script needs, on stdout: ``status``
-the order's view (masked: it holds no card data), ``list`` an array of order summaries,
-``timeline`` an array of ``{at, source, text}``; keys are snake_case, as in the view.
-``-o text`` (the default) is for people; ``list`` prints a table with a header row and
-one order per line, so it stays greppable. Progress of bulk commands goes to stderr.
-
-Exit codes: 0 ok, 2 invalid input (every field problem printed), 3 refused (conflict),
-4 not found, 1 anything else.
-"""
+"""``python -m starter``: submit orders and follow them from a shell; output formats and exit
+codes in docs/operations.md."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""A file of orders (JSONL or CSV, thousands of lines; docs/order-format.md, "Files of orders"):
-every line validated before anything starts, then the valid ones started by ``start_many``.
-
-Re-running is safe: the workflow id is the idempotency key, so an order an interrupted run
-started is counted as "already started", never started or sent to D1 twice. Card data is
-never printed: reasons name fields, and the only fingerprint kept of a line (to spot
-repeated lines) is a hash in memory.
-"""
+"""A file of orders (JSONL or CSV; docs/order-format.md, "Files of orders"): every line
+validated before anything starts, then the valid ones started by ``start_many``."""
 
 from __future__ import annotations
 

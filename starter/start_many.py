@@ -1,9 +1,5 @@
-"""Starting many orders: the one way, for ``CardOrders.start_many``, a file of orders
-(starter/order_file.py) and ``D1Batcher``; each order alone or through D1's batch API
-(starter/d1_batches.py). An order started earlier (same workflow id) is recognised, never
-started or sent to D1 twice, so re-running after an interruption is safe; one refused or
-failed order does not stop the others.
-"""
+"""Starting many orders, the one way (alone or through D1's batch API, starter/d1_batches.py):
+an order started earlier is recognised, and one refused or failed order does not stop the others."""
 
 from __future__ import annotations
 

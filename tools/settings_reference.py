@@ -1,12 +1,5 @@
-"""Writes docs/configuration.md, the reference of every setting, from the classes in settings.py.
-
-    python -m tools.settings_reference           # (re)write docs/configuration.md  (make docs)
-    python -m tools.settings_reference --check   # exit 1 when the committed file is out of date
-
-Names, types, defaults and constraints come from the pydantic fields, the meanings from the
-attribute docstrings (``use_attribute_docstrings``) and each class's docstring, so the reference
-cannot drift from what the processes read: tests/unit/test_settings_reference.py compares.
-"""
+"""Writes docs/configuration.md from the settings classes (``make docs``); ``--check`` exits 1 when
+the committed file is out of date (tests/unit/test_settings_reference.py)."""
 
 from __future__ import annotations
 
