@@ -1,5 +1,7 @@
-"""Writes docs/configuration.md from the settings classes (``make docs``); ``--check`` exits 1 when
-the committed file is out of date (tests/unit/test_settings_reference.py)."""
+"""Writes docs/configuration.md, the reference of every setting, from the classes in settings.py.
+
+``make docs`` runs it; ``--check`` (tests/unit/test_settings_reference.py) exits 1 when out of date.
+"""
 
 from __future__ import annotations
 
