@@ -1,7 +1,6 @@
 """``make run``: the whole product on one machine, with embedded defaults.
 
-Starts every process of the stack, submits the sample order and prints its timeline live,
-then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
+The sample order's timeline is printed live; the stack stays up until Ctrl-C (or ``--exit-after-sample``).
 """
 
 from __future__ import annotations
