@@ -29,6 +29,7 @@ CSV_LIST_MEMBERS = frozenset(
     "packagingConfig.inserts".split()
 )
 LIST_SEPARATOR = "|"
+SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 
 @dataclass
@@ -118,14 +119,10 @@ class FileReport:
 
 
 def detect_format(path: Path, fmt: str | None = None) -> FileFormat:
-    if fmt in ("jsonl", "csv"):
-        return fmt  # type: ignore[return-value]
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    raise ValueError(f"{path}: cannot tell the format from the extension; use --format jsonl|csv")
+    found = fmt if fmt in ("jsonl", "csv") else SUFFIX_FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise ValueError(f"{path}: cannot tell the format from the extension; use --format jsonl|csv")
+    return found  # type: ignore[return-value]
 
 
 def csv_row_to_order(row: dict[str, str | None]) -> dict[str, Any]:
