@@ -165,9 +165,8 @@ def main() -> int:
     p.add_argument("--order", type=Path, default=REPO_ROOT / "samples" / "order.json")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     for name, (option, help_text) in _PORT_OPTIONS.items():
-        p.add_argument(
-            option, type=int, dest=name, default=getattr(MAKE_RUN_PORTS, name), help=help_text, metavar="PORT"
-        )
+        default = getattr(MAKE_RUN_PORTS, name)
+        p.add_argument(option, type=int, dest=name, default=default, help=help_text, metavar="PORT")
     p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
     args = p.parse_args()
     try:

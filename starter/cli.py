@@ -104,18 +104,12 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
 
 
 async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
-    """Validate the file, start its valid lines, print the summary (starter/order_file.py). On
-    Ctrl-C the summary still says what was started; re-running finishes the file."""
+    """Validate the file, start its valid lines, print the summary (on Ctrl-C too: a re-run finishes)."""
     path = Path(args.file)
     try:
-        edge = OrderEdge.from_settings()
+        edge, fmt = OrderEdge.from_settings(), detect_format(path, args.format)
         lines, report = await asyncio.to_thread(
-            validate_file,
-            path,
-            fmt=detect_format(path, args.format),
-            default_issuer_id=issuer_id,
-            edge=edge,
-            unknown_fields=args.unknown_fields,
+            validate_file, path, fmt=fmt, default_issuer_id=issuer_id, edge=edge, unknown_fields=args.unknown_fields
         )
     except (OSError, ValueError) as exc:
         raise Exit(EXIT_INVALID, f"{path}: cannot read the batch file: {exc}") from None

@@ -80,11 +80,7 @@ class FileReport:
     def exit_code(self) -> int:
         if self.failed or self.interrupted:
             return 1
-        if self.refused:
-            return 3
-        if self.invalid:
-            return 2
-        return 0
+        return 3 if self.refused else 2 if self.invalid else 0
 
     def summary(self, *, max_listed: int = 50) -> str:
         out = [f"batch {self.file}: {self.lines} order line(s), {self.valid} valid"]
@@ -243,8 +239,7 @@ async def start_lines(
     concurrency: int = 32,
     progress: Progress | None = None,
 ) -> FileReport:
-    """Start the valid lines (``start_many``), counting each one into ``report`` as it settles;
-    an interrupted run is reported as such, with its time and the progress display closed."""
+    """Start the valid lines (``start_many``), counted into ``report`` as each settles (or interrupted)."""
 
     def count(result: Started) -> None:
         report.count(lines[result.index].line, result)
@@ -281,11 +276,12 @@ async def submit_file(
 ) -> FileReport:
     """Validate the whole file, then start its valid lines (unless ``dry_run``); with
     ``d1_batches``, their submission to D1 goes through D1's batch API."""
+    edge = orders.edge if orders is not None else None
     lines, report = validate_file(
         path,
         fmt=detect_format(path, fmt),
         default_issuer_id=default_issuer_id,
-        edge=orders.edge if orders is not None else None,
+        edge=edge,
         unknown_fields=unknown_fields,
     )
     report.dry_run = dry_run

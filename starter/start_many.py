@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -114,7 +115,7 @@ async def _start_batch(orders: CardOrders, batch: list[tuple[int, PreparedOrder]
     return [replace(cards[i], d1_batch=batch_id, d1_batch_created=created) for i, _ in batch]
 
 
-class D1Batcher:
+class D1Batcher(AbstractAsyncContextManager["D1Batcher"]):
     """Orders arriving one at a time (an issuer service's stream), sent to D1 in batches: a
     batch goes when it is full (cards or bytes) or when its first order waited ``max_wait``.
 
@@ -129,9 +130,6 @@ class D1Batcher:
         self._pending: list[tuple[PreparedOrder, asyncio.Future[SubmittedOrder]]] = []
         self._size = 0
         self._timer: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> D1Batcher:
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.flush()
