@@ -1,7 +1,6 @@
 """``make run``: the whole product on one machine, with embedded defaults.
 
-Starts every process of the stack, submits the sample order and prints its timeline live,
-then keeps everything up until Ctrl-C (or exits, with ``--exit-after-sample``).
+The sample order's timeline is printed live; the stack stays up until Ctrl-C (or ``--exit-after-sample``).
 """
 
 from __future__ import annotations
@@ -166,9 +165,8 @@ def main() -> int:
     p.add_argument("--order", type=Path, default=REPO_ROOT / "samples" / "order.json")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     for name, (option, help_text) in _PORT_OPTIONS.items():
-        p.add_argument(
-            option, type=int, dest=name, default=getattr(MAKE_RUN_PORTS, name), help=help_text, metavar="PORT"
-        )
+        default = getattr(MAKE_RUN_PORTS, name)
+        p.add_argument(option, type=int, dest=name, default=default, help=help_text, metavar="PORT")
     p.add_argument("--step-delay-ms", type=int, default=800, help="emulator delay between production steps")
     args = p.parse_args()
     try:

@@ -1,10 +1,5 @@
-"""Environment maps for the stack's child processes, rendered from settings objects, so the
-in-process stacks (objects) and the subprocess stacks (variables) cannot disagree.
-
-A child inherits no ``TEMPORAL_*`` variable (:func:`base_environment`) and reads the
-profile the stack writes (:func:`write_temporal_profile`), so a developer's Temporal
-configuration (API key, TLS, a default profile in ``~/.config/temporalio``) never reaches it.
-"""
+"""Environment maps for the stack's child processes, rendered from settings objects; no inherited
+``TEMPORAL_*`` variable, only the stack's own profile (docs/development.md, "The local stack")."""
 
 from __future__ import annotations
 

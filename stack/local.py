@@ -1,7 +1,5 @@
-"""A :class:`stack.spec.StackSpec` whose files exist, rendered for each process kind: settings
-objects in-process, environment and command line for a child. The environment is rendered
-*from* the settings objects (stack/env.py), so the two cannot drift.
-"""
+"""A :class:`stack.spec.StackSpec` whose files exist: settings objects in-process, and the
+environment (rendered *from* those objects, stack/env.py) and command line for a child."""
 
 from __future__ import annotations
 

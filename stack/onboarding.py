@@ -1,9 +1,5 @@
-"""Local stand-in for D1 onboarding: the issuer's assertion-signing key pair.
-
-With real D1, the issuer generates this key pair, keeps the private key in its own
-secret store and gives the public key (with its kid) to Thales. Locally we generate it on
-first start into the ignored state folder and hand the public half to the emulator.
-"""
+"""Local stand-in for D1 onboarding: the issuer's assertion-signing key pair, generated on first
+start into the state folder, its public half handed to the emulator (as to Thales in production)."""
 
 from __future__ import annotations
 

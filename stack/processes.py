@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -20,17 +21,13 @@ PR_SET_PDEATHSIG = 1
 
 def temporal_binary() -> str | None:
     beside = Path(sys.executable).parent / "temporal"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("temporal")
+    return str(beside) if beside.exists() else shutil.which("temporal")
 
 
 def _die_with_parent() -> None:
     """Linux: the kernel sends SIGTERM to the child if the launcher dies, even by SIGKILL."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
     os.setsid()
 
 

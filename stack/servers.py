@@ -1,8 +1,5 @@
-"""Free loopback ports, an HTTP server inside the current event loop, and waiting for a server.
-
-The emulator keeps its own copy (``emulator/testing.py``): it stands for D1 and never
-imports the product.
-"""
+"""Free loopback ports, an HTTP server inside the current event loop, and waiting for a server
+(the emulator, which never imports the product, keeps its own copy: ``emulator/testing.py``)."""
 
 from __future__ import annotations
 

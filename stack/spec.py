@@ -1,11 +1,5 @@
-"""The one description of the local stack (``make run``, the benchmark, every test stack):
-the Temporal dev server, the D1 emulator, the receiver, the worker and the codec server on
-loopback, with their keys, PKI and secrets.
-
-:meth:`StackSpec.ensure` creates what is missing (existing keys are kept) and returns a
-:class:`stack.local.LocalStack`. A test changes one setting through
-:meth:`StackSpec.override`, never with its own map.
-"""
+"""The one description of the local stack (``make run``, the benchmark, every test stack); see
+docs/development.md, "The local stack". ``StackSpec.ensure`` creates what is missing."""
 
 from __future__ import annotations
 
@@ -63,15 +57,7 @@ class Ports:
 
     def named(self) -> dict[str, int]:
         """What listens on each port, in field order (for "port already in use" messages)."""
-        labels = (
-            "Temporal",
-            "Temporal UI",
-            "emulator",
-            "receiver",
-            "codec server",
-            "worker metrics",
-            "receiver metrics",
-        )
+        labels = "Temporal|Temporal UI|emulator|receiver|codec server|worker metrics|receiver metrics".split("|")
         return {label: port for label, port in zip(labels, dataclasses.astuple(self), strict=True) if port is not None}
 
 

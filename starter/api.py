@@ -1,10 +1,5 @@
-"""The Python API issuer services use to order cards and follow them.
-
-``submit`` is idempotent: the workflow id is the idempotency key (issuerId +
-issuerRequestId), so a retried or concurrent submit of the same order returns the
-existing order and never creates a second workflow or D1 submission. A *different*
-issuerRequestId for a card that already has an open order is refused.
-"""
+"""The Python API issuer services use to order cards and follow them; ``submit`` is idempotent
+(the workflow id is the key, a second open order for a card is refused: docs/architecture.md)."""
 
 from __future__ import annotations
 

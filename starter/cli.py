@@ -1,14 +1,5 @@
-"""``python -m starter``: submit orders and follow them from a shell (``--help`` lists the commands).
-
-``-o json`` (like the ``temporal`` CLI's) prints what a script needs, on stdout: ``status``
-the order's view (masked: it holds no card data), ``list`` an array of order summaries,
-``timeline`` an array of ``{at, source, text}``; keys are snake_case, as in the view.
-``-o text`` (the default) is for people; ``list`` prints a table with a header row and
-one order per line, so it stays greppable. Progress of bulk commands goes to stderr.
-
-Exit codes: 0 ok, 2 invalid input (every field problem printed), 3 refused (conflict),
-4 not found, 1 anything else.
-"""
+"""``python -m starter``: submit orders and follow them from a shell; output formats and exit
+codes in docs/operations.md."""
 
 from __future__ import annotations
 
@@ -113,18 +104,12 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
 
 
 async def cmd_submit_batch(args: argparse.Namespace, issuer_id: str) -> int:
-    """Validate the file, start its valid lines, print the summary (starter/order_file.py). On
-    Ctrl-C the summary still says what was started; re-running finishes the file."""
+    """Validate the file, start its valid lines, print the summary (on Ctrl-C too: a re-run finishes)."""
     path = Path(args.file)
     try:
-        edge = OrderEdge.from_settings()
+        edge, fmt = OrderEdge.from_settings(), detect_format(path, args.format)
         lines, report = await asyncio.to_thread(
-            validate_file,
-            path,
-            fmt=detect_format(path, args.format),
-            default_issuer_id=issuer_id,
-            edge=edge,
-            unknown_fields=args.unknown_fields,
+            validate_file, path, fmt=fmt, default_issuer_id=issuer_id, edge=edge, unknown_fields=args.unknown_fields
         )
     except (OSError, ValueError) as exc:
         raise Exit(EXIT_INVALID, f"{path}: cannot read the batch file: {exc}") from None
@@ -267,81 +252,70 @@ async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: st
     return 0
 
 
-def _add_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="text for people (default), json for scripts"
-    )
-
-
-def _add_filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--query", default=None, help="a Temporal visibility query (search attributes)")
-    p.add_argument("--stuck", action="store_true", help="running, CARD_PROD_ONGOING and past D1's due date")
-    p.add_argument("--card", metavar="CARD_ID", help="every order of one card")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m starter", description="Order physical cards from D1.")
     parser.add_argument("--issuer-id", help="defaults to D1_ISSUER_ID")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func: Command, text: str) -> argparse.ArgumentParser:
+    def command(name: str, func: Command, text: str, first: str | None = None, **kw: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.set_defaults(func=func)
+        if first:
+            p.add_argument(first, **kw)
         return p
+
+    def output(p: argparse.ArgumentParser) -> None:
+        help = "text for people (default), json for scripts"
+        p.add_argument("-o", "--output", choices=("text", "json"), default="text", help=help)
+
+    def filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--query", default=None, help="a Temporal visibility query (search attributes)")
+        p.add_argument("--stuck", action="store_true", help="running, CARD_PROD_ONGOING and past D1's due date")
+        p.add_argument("--card", metavar="CARD_ID", help="every order of one card")
 
     def allow_unknown_fields(p: argparse.ArgumentParser) -> None:
         help = "warn about unknown members and pass them through"
         p.add_argument("--allow-unknown-fields", dest="unknown_fields", action="store_const", const="warn", help=help)
         p.set_defaults(unknown_fields="error")
 
-    p = command("submit", cmd_submit, "validate and start one order from a JSON file")
-    p.add_argument("file")
+    p = command("submit", cmd_submit, "validate and start one order from a JSON file", "file")
     p.add_argument("--wait", action="store_true", help="wait until the order finishes")
     allow_unknown_fields(p)
-    p = command("submit-batch", cmd_submit_batch, "validate a JSONL/CSV file of orders, then start the valid ones")
-    p.add_argument("file")
+    p = command(
+        "submit-batch", cmd_submit_batch, "validate a JSONL/CSV file of orders, then start the valid ones", "file"
+    )
     p.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file extension")
     p.add_argument("--concurrency", type=int, default=32, help="orders started at the same time")
     p.add_argument("--dry-run", action="store_true", help="validate every line, start nothing")
     allow_unknown_fields(p)
-    p.add_argument(
-        "--d1-batch",
-        action="store_true",
-        help="send the orders to D1 through its batch 'Order cards' API (up to 1,000 cards per call)",
-    )
+    d1_batch = "send the orders to D1 through its batch 'Order cards' API (up to 1,000 cards per call)"
+    p.add_argument("--d1-batch", action="store_true", help=d1_batch)
     p.add_argument("--batch-size", type=int, help="cards per D1 call (default D1_BATCH_MAX_CARDS, 1000)")
-    p = command("track", cmd_track, "ask D1's tracking hub to follow a card produced outside Thales")
-    p.add_argument("card_id")
+    p = command("track", cmd_track, "ask D1's tracking hub to follow a card produced outside Thales", "card_id")
     p.add_argument("--type", required=True, choices=list(TRACKING_TYPES))
     p.add_argument("--carrier", help="SHIPMENT / RETURN: D1's carrier code (dhl, fedex, ups, ...)")
     p.add_argument("--tracking-number", help="SHIPMENT / RETURN: the carrier's parcel reference")
     p.add_argument("--production-site", help="PRODUCTION: where the card is produced")
     p.add_argument("--reason", help="RETURN: why the card comes back")
     p.add_argument("--wait", action="store_true", help="wait until the tracking ends")
-    _add_output(p)
-    p = command("status", cmd_status, "show one order's state and timeline")
-    p.add_argument("issuer_request_id")
-    _add_output(p)
+    output(p)
+    output(command("status", cmd_status, "show one order's state and timeline", "issuer_request_id"))
     p = command("list", cmd_list, "list orders, optionally filtered by a visibility query")
-    _add_filters(p)
+    filters(p)
     p.add_argument("--rejected-today", action="store_true", help="orders D1 rejected since midnight UTC")
     p.add_argument("--running", action="store_true", help="open orders only")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--show-query", action="store_true", help="print the visibility query used")
-    _add_output(p)
+    output(p)
     # Operator commands (docs/operations.md).
-    p = command(
-        "register-search-attributes",
-        cmd_register_search_attributes,
-        "set up a namespace's search attributes (idempotent)",
-    )
+    text = "set up a namespace's search attributes (idempotent)"
+    p = command("register-search-attributes", cmd_register_search_attributes, text)
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the Temporal server")
-    p = command("timeline", cmd_timeline, "one order's timeline: D1 steps and the order's milestones")
-    p.add_argument("issuer_request_id")
-    _add_output(p)
-    p = command("reconcile", cmd_reconcile, "ask D1's status now, for one order or every running order matched")
-    p.add_argument("issuer_request_id", nargs="?")
-    _add_filters(p)
+    text = "one order's timeline: D1 steps and the order's milestones"
+    output(command("timeline", cmd_timeline, text, "issuer_request_id"))
+    text = "ask D1's status now, for one order or every running order matched"
+    p = command("reconcile", cmd_reconcile, text, "issuer_request_id", nargs="?")
+    filters(p)
     p.add_argument("--all-running", action="store_true", help="every running order")
     p.add_argument("--concurrency", type=int, default=20)
     for name, text, address in (
@@ -349,8 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("accelerate", "ask D1 to speed an order up (pull & change)", "a new deliveryAddress: accelerate and redirect"),
         ("redirect", "ship an order not yet shipped to another address (pull & change)", "the new deliveryAddress"),
     ):
-        p = command(name, cmd_change, text)
-        p.add_argument("issuer_request_id")
+        p = command(name, cmd_change, text, "issuer_request_id")
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
         if address:
             p.add_argument("--address", help=f"JSON file with {address}")

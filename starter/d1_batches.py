@@ -1,11 +1,5 @@
 """D1's batch "Order cards" API (contracts/d1_batch.py) seen from the starter; docs/order-format.md,
-"D1 batches". Each card stays its own ``CardOrderWorkflow``; only the call to D1 is shared.
-
-A batch is bounded in bytes too, so its payload stays well inside Temporal's payload size
-limit. Its workflow id is derived from its cards' workflow ids, so re-running an interrupted
-file finds the same batch instead of sending a second one; D1 is idempotent on each card's
-ids, so even a card sent in two batches (a file changed between runs) is produced once.
-"""
+"D1 batches". A batch's workflow id derives from its cards' ids, so a re-run finds it again."""
 
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
 """The issuer's edge: the one place the product handles clear card data. Within one call an
-order is validated (every rule, every problem at once), its card data encrypted into D1's
-``encryptedData`` JWE, the D1 body checked for card data outside it (in every mode, since a
-program may send the tracks in clear), and the workflow input built. The clear order is not
-kept: what leaves this module (:class:`PreparedOrder`) is safe to send to Temporal, to log by
-id, to keep in memory for a batch.
-
-D1 key rotation: the key file is re-read when it changes, so a new key from Thales takes
-effect without a restart; orders already prepared keep the JWE they were made with (if D1
-retires that key before the worker submits them, they end ``CRYPTO_REJECTED``).
-"""
+order is validated, its card data encrypted into D1's JWE, the D1 body checked for card data
+outside it, and the workflow input built; what leaves (:class:`PreparedOrder`) holds no clear card
+data. The key file is re-read when it changes (docs/operations.md, "D1 encryption key")."""
 
 from __future__ import annotations
 

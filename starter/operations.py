@@ -1,10 +1,5 @@
-"""Operator actions on card orders (docs/operations.md), shared by the CLI and tests: the
-visibility queries, one order's timeline, re-driving reconciliation, registering the search
-attributes. Cancel / accelerate / redirect are the starter API's (``CardOrders.cancel`` ...).
-
-Everything goes through Temporal's public API with the product's client, so an operator
-needs no access to the database and card data never leaves the payload codec.
-"""
+"""Operator actions on card orders (docs/operations.md) through Temporal's public API: the
+visibility queries, one order's timeline, re-driving reconciliation, the search attributes."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""A file of orders (JSONL or CSV, thousands of lines; docs/order-format.md, "Files of orders"):
-every line validated before anything starts, then the valid ones started by ``start_many``.
-
-Re-running is safe: the workflow id is the idempotency key, so an order an interrupted run
-started is counted as "already started", never started or sent to D1 twice. Card data is
-never printed: reasons name fields, and the only fingerprint kept of a line (to spot
-repeated lines) is a hash in memory.
-"""
+"""A file of orders (JSONL or CSV; docs/order-format.md, "Files of orders"): every line
+validated before anything starts, then the valid ones started by ``start_many``."""
 
 from __future__ import annotations
 
@@ -35,6 +29,7 @@ CSV_LIST_MEMBERS = frozenset(
     "packagingConfig.inserts".split()
 )
 LIST_SEPARATOR = "|"
+SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 
 @dataclass
@@ -85,11 +80,7 @@ class FileReport:
     def exit_code(self) -> int:
         if self.failed or self.interrupted:
             return 1
-        if self.refused:
-            return 3
-        if self.invalid:
-            return 2
-        return 0
+        return 3 if self.refused else 2 if self.invalid else 0
 
     def summary(self, *, max_listed: int = 50) -> str:
         out = [f"batch {self.file}: {self.lines} order line(s), {self.valid} valid"]
@@ -124,14 +115,10 @@ class FileReport:
 
 
 def detect_format(path: Path, fmt: str | None = None) -> FileFormat:
-    if fmt in ("jsonl", "csv"):
-        return fmt  # type: ignore[return-value]
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    raise ValueError(f"{path}: cannot tell the format from the extension; use --format jsonl|csv")
+    found = fmt if fmt in ("jsonl", "csv") else SUFFIX_FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise ValueError(f"{path}: cannot tell the format from the extension; use --format jsonl|csv")
+    return found  # type: ignore[return-value]
 
 
 def csv_row_to_order(row: dict[str, str | None]) -> dict[str, Any]:
@@ -252,8 +239,7 @@ async def start_lines(
     concurrency: int = 32,
     progress: Progress | None = None,
 ) -> FileReport:
-    """Start the valid lines (``start_many``), counting each one into ``report`` as it settles;
-    an interrupted run is reported as such, with its time and the progress display closed."""
+    """Start the valid lines (``start_many``), counted into ``report`` as each settles (or interrupted)."""
 
     def count(result: Started) -> None:
         report.count(lines[result.index].line, result)
@@ -290,11 +276,12 @@ async def submit_file(
 ) -> FileReport:
     """Validate the whole file, then start its valid lines (unless ``dry_run``); with
     ``d1_batches``, their submission to D1 goes through D1's batch API."""
+    edge = orders.edge if orders is not None else None
     lines, report = validate_file(
         path,
         fmt=detect_format(path, fmt),
         default_issuer_id=default_issuer_id,
-        edge=orders.edge if orders is not None else None,
+        edge=edge,
         unknown_fields=unknown_fields,
     )
     report.dry_run = dry_run

@@ -1,14 +1,5 @@
-"""What the CLI prints (``python -m starter``): text for people, JSON for scripts.
-
-Results go to stdout, problems and progress to stderr (so stdout keeps only the result).
-Nothing here prints card data: an order's view holds the masked PAN only, and an invalid
-order is reported by field path and reason.
-
-The progress of bulk commands (``submit-batch``, ``reconcile --stuck``...) is a ``rich`` bar
-redrawn in place on a terminal. Anywhere else (a CI job's log, a file, a pipe) redraw
-sequences would fill the log with carriage returns, so it prints a few plain lines instead:
-the start, each further tenth done, and the end.
-"""
+"""What the CLI prints: text for people, JSON for scripts, progress on stderr (docs/operations.md).
+Nothing here prints card data: a view holds the masked PAN only, an invalid order names fields."""
 
 from __future__ import annotations
 

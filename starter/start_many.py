@@ -1,14 +1,11 @@
-"""Starting many orders: the one way, for ``CardOrders.start_many``, a file of orders
-(starter/order_file.py) and ``D1Batcher``; each order alone or through D1's batch API
-(starter/d1_batches.py). An order started earlier (same workflow id) is recognised, never
-started or sent to D1 twice, so re-running after an interruption is safe; one refused or
-failed order does not stop the others.
-"""
+"""Starting many orders, the one way (alone or through D1's batch API, starter/d1_batches.py):
+an order started earlier is recognised, and one refused or failed order does not stop the others."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -118,7 +115,7 @@ async def _start_batch(orders: CardOrders, batch: list[tuple[int, PreparedOrder]
     return [replace(cards[i], d1_batch=batch_id, d1_batch_created=created) for i, _ in batch]
 
 
-class D1Batcher:
+class D1Batcher(AbstractAsyncContextManager["D1Batcher"]):
     """Orders arriving one at a time (an issuer service's stream), sent to D1 in batches: a
     batch goes when it is full (cards or bytes) or when its first order waited ``max_wait``.
 
@@ -133,9 +130,6 @@ class D1Batcher:
         self._pending: list[tuple[PreparedOrder, asyncio.Future[SubmittedOrder]]] = []
         self._size = 0
         self._timer: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> D1Batcher:
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.flush()

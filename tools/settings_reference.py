@@ -1,11 +1,6 @@
 """Writes docs/configuration.md, the reference of every setting, from the classes in settings.py.
 
-    python -m tools.settings_reference           # (re)write docs/configuration.md  (make docs)
-    python -m tools.settings_reference --check   # exit 1 when the committed file is out of date
-
-Names, types, defaults and constraints come from the pydantic fields, the meanings from the
-attribute docstrings (``use_attribute_docstrings``) and each class's docstring, so the reference
-cannot drift from what the processes read: tests/unit/test_settings_reference.py compares.
+``make docs`` runs it; ``--check`` (tests/unit/test_settings_reference.py) exits 1 when out of date.
 """
 
 from __future__ import annotations
@@ -14,6 +9,7 @@ import argparse
 import inspect
 import json
 import re
+import string
 import sys
 import types
 from datetime import timedelta
@@ -29,26 +25,7 @@ import settings
 OUTPUT = settings.REPO_ROOT / "docs" / "configuration.md"
 COMMAND = "python -m tools.settings_reference"
 
-INTRO = f"""\
-# Configuration reference
-
-<!-- Generated from settings.py by `{COMMAND}` (`make docs`): edit the settings, not this file. -->
-
-Every setting of the issuer-side processes (worker, receiver, starter and CLI, codec server)
-is an environment variable, read by one class per prefix in `settings.py`. The defaults point at
-the local sandbox (the emulator, files under `.state/`); `make run` and the tests set the rest
-themselves (`stack/local.py`). Durations are ISO 8601 (`PT10M`, `P1D`) or seconds, lists
-are JSON, booleans `true`/`false`. Secrets are never values here, only the files that hold
-them (the one exception, `RECEIVER_OAUTH_CLIENT_SECRET`, is for secret stores that hand over
-variables).
-
-Not in this file: how to reach Temporal is Temporal's own client configuration (`TEMPORAL_ADDRESS`,
-`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS*`, `TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`),
-described in [operations](operations.md#connecting-to-temporal); tracing follows the standard
-`OTEL_*` variables ([operations](operations.md#observability)); the D1 sandbox's `EMULATOR_*`
-settings are in [the emulator's README](../emulator/README.md); what D1 fixes at onboarding is
-the program file ([order format](order-format.md#the-program-configuration)).
-"""
+INTRO = Path(__file__).with_name("configuration_intro.md")  # the opening prose ($command: COMMAND)
 
 
 def setting_classes() -> list[type[BaseSettings]]:
@@ -127,7 +104,8 @@ def section(cls: type[BaseSettings]) -> str:
 
 
 def render() -> str:
-    return "\n".join([INTRO, *map(section, setting_classes())])
+    intro = string.Template(INTRO.read_text(encoding="utf-8")).substitute(command=COMMAND)
+    return "\n".join([intro, *map(section, setting_classes())])
 
 
 def main(argv: list[str] | None = None) -> int:
