@@ -47,12 +47,14 @@ def item_size(prepared: PreparedOrder) -> int:
 
 
 def batches_of(prepared: Sequence[PreparedOrder], limits: BatchLimits) -> list[range]:
-    """Positions of consecutive batches of at most ``max_cards`` cards and ``max_bytes`` of items."""
+    """Positions of consecutive batches of at most ``max_cards`` cards and ``max_bytes`` of items,
+    each of one issuer (D1's batch call is made on one issuer's path)."""
     batches: list[range] = []
     start, size = 0, 0
     for end, order in enumerate(prepared):
         size_of = item_size(order)
-        if end > start and (end - start >= limits.max_cards or size + size_of > limits.max_bytes):
+        full = end - start >= limits.max_cards or size + size_of > limits.max_bytes
+        if end > start and (full or order.ref.issuer_id != prepared[start].ref.issuer_id):
             batches.append(range(start, end))
             start, size = end, 0
         size += size_of

@@ -88,6 +88,17 @@ async def test_d1_batches_follow_the_limits_and_leave_out_the_cards_not_started(
     assert all(r.d1_batch_created for r in results[:7])
 
 
+async def test_a_d1_batch_never_mixes_issuers(tmp_path: Path) -> None:
+    fake = FakeOrders(_edge(tmp_path))
+    orders: Any = fake
+    mixed = _orders(["req-i-0", "req-i-1", "req-i-2", "req-i-3"])
+    mixed[1]["issuerId"] = mixed[2]["issuerId"] = "OTHERISS01"
+    results = await start_many(orders, mixed, d1_batches=BatchLimits(max_cards=10))
+    assert [cards for _, cards in fake.batches] == [["req-i-0"], ["req-i-1", "req-i-2"], ["req-i-3"]]
+    assert [b.split(":")[1] for b, _ in fake.batches] == ["TESTISS001", "OTHERISS01", "TESTISS001"]
+    assert all(r.submitted is not None for r in results)
+
+
 async def test_the_batcher_sends_a_full_batch_at_once_and_the_rest_after_max_wait(tmp_path: Path) -> None:
     fake = FakeOrders(_edge(tmp_path))
     orders: Any = fake
