@@ -21,7 +21,7 @@ from tests.reliability.procstack import ProcStack, proc_stack
 from tests.support.exactly_once import assert_exactly_once, by_card, until
 from tests.support.orders import sample_order
 
-SUBMIT_ACTIVITIES = {acts.SUBMIT_ORDER, acts.LEGACY_ENCRYPT_AND_SUBMIT}
+SUBMIT_ACTIVITIES = {acts.SUBMIT_ORDER}
 
 pytestmark = pytest.mark.asyncio
 
