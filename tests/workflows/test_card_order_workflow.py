@@ -333,13 +333,8 @@ async def test_malformed_card_data_started_directly_leaves_no_trace_of_it(
     assert fast.d1.submits[card] == []
 
 
-async def test_an_order_in_the_shape_of_before_edge_encryption_is_refused_unread(fast: FastEnv) -> None:
-    """The clear order as input (the shape before card data was encrypted at the edge): no
-    worker encrypts it; the workflow ends as InvalidInput and nothing reaches D1."""
-    card, rid = new_ids("clear-order")
-    raw = fast.order_input(card, rid).model_dump(mode="json")
-    raw["submission"] = None
-    raw["order"] = validate_order(sample_order(rid, card_id=card)).model_dump(mode="json", exclude_none=True)
+async def invalid_input(fast: FastEnv, rid: str, raw: dict[str, Any]) -> ApplicationError:
+    """Start the order with a raw input; the workflow must end as non-retryable InvalidInput."""
     handle = await fast.client.start_workflow(
         api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
     )
@@ -347,6 +342,17 @@ async def test_an_order_in_the_shape_of_before_edge_encryption_is_refused_unread
         await handle.result()
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
+    return cause
+
+
+async def test_an_order_in_the_shape_of_before_edge_encryption_is_refused_unread(fast: FastEnv) -> None:
+    """The clear order as input (the shape before card data was encrypted at the edge): no
+    worker encrypts it; the workflow ends as InvalidInput and nothing reaches D1."""
+    card, rid = new_ids("clear-order")
+    raw = fast.order_input(card, rid).model_dump(mode="json")
+    raw["submission"] = None
+    raw["order"] = validate_order(sample_order(rid, card_id=card)).model_dump(mode="json", exclude_none=True)
+    cause = await invalid_input(fast, rid, raw)
     assert "order: Extra inputs are not permitted" in cause.message
     assert fast.d1.submits[card] == []
 
@@ -355,12 +361,6 @@ async def test_a_first_run_without_its_submission_is_refused(fast: FastEnv) -> N
     card, rid = new_ids("no-submission")
     raw = fast.order_input(card, rid).model_dump(mode="json")
     raw["submission"] = None
-    handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, raw, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE
-    )
-    with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
-    cause = info.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput" and cause.non_retryable
+    cause = await invalid_input(fast, rid, raw)
     assert "carries either its D1 submission or its D1 batch" in cause.message
     assert fast.d1.submits[card] == []
