@@ -232,7 +232,8 @@ class CodecSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CODEC_", extra="ignore", use_attribute_docstrings=True)
 
     keys_file: Path = DEFAULT_STATE_DIR / "codec-keys.json"
-    """The payload-codec keys, `{"active": kid, "keys": {kid: base64}}`; every process holds the same file."""
+    """The payload-codec keys of this process's role (the form is in security/codec.py): workers hold every
+    role's key, each other process only the key it seals with."""
     enabled: bool = True
     """Development only: `false` leaves payloads (names, addresses, order state) in clear in Temporal and
     lets any client signal orders; logged loudly."""

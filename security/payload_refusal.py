@@ -17,6 +17,7 @@ REASON_KEY = "refused-reason"
 UNENCRYPTED = "unencrypted"  # not sealed at all: a client without the product's keys
 UNKNOWN_KEY = "unknown_key"  # sealed by a key this process does not have
 TAMPERED = "tampered"  # sealed, but authentication failed
+WRONG_WORKFLOW = "wrong_workflow"  # sealed for another workflow (a payload copied across orders)
 
 
 class UnauthenticatedPayload(Exception):

@@ -65,12 +65,14 @@ def test_write_secret_creates_and_replaces_with_mode_0600(tmp_path: Path) -> Non
 
 
 def test_codec_keys_generation_and_rotation_leave_0600(tmp_path: Path) -> None:
-    keys = generate_keys_file(exposed(tmp_path / "codec-keys.json"), "k1")
-    assert mode(keys) == 0o600 and json.loads(keys.read_text())["active"] == "k1"
+    keys = generate_keys_file(exposed(tmp_path / "codec-keys.json"))
+    before = set(json.loads(keys.read_text())["keys"])
+    assert mode(keys) == 0o600 and len(before) == 4
     keys.chmod(0o644)
-    kid = add_key(keys)
+    kid = add_key(keys, "edge")
     assert mode(keys) == 0o600
-    assert set(json.loads(keys.read_text())["keys"]) == {"k1", kid}
+    doc = json.loads(keys.read_text())
+    assert set(doc["keys"]) == before | {kid} and doc["active"]["edge"] == kid
     assert no_temp_files(tmp_path)
 
 
@@ -135,7 +137,7 @@ def test_readers_warn_about_an_exposed_secret_without_its_content(
     key = jwk.JWK.generate(kty="EC", crv="P-256", kid="k")
     contents = {
         _read_secret: SECRET,
-        _codec_keys: generate_keys_file(tmp_path / "gen.json", "k1").read_text(),
+        _codec_keys: generate_keys_file(tmp_path / "gen.json").read_text(),
         _private_jwk: key.export_private(),
     }
     path = tmp_path / "secret"

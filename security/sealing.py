@@ -1,0 +1,49 @@
+"""Who sealed a payload, as the codec reports it on decoding (security/codec.py). No crypto
+here, so the workflow sandbox imports it cheaply: a handler reads ``sealed-by`` to refuse a
+message from the wrong role (docs/security.md, "Who may move a card")."""
+
+from __future__ import annotations
+
+import re
+
+from temporalio.api.common.v1 import Payload
+
+# Payload metadata set by the codec when it opens a payload (never trusted from a sender:
+# encoding removes both, decoding sets them from the key and the associated data).
+SEALED_BY = "sealed-by"
+SEALED_FOR = "sealed-for"
+
+EDGE = "edge"  # issuer services: the starter, the CLI's submit, the issuer API
+RECEIVER = "receiver"  # D1's calls: notifications, card activations
+WORKER = "worker"  # workflows and activities (continue-as-new, batch results, orphans)
+OPERATOR = "operator"  # one key per person, "operator:<name>"
+ROLES = frozenset({EDGE, RECEIVER, WORKER, OPERATOR})
+
+_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
+def operator_name(sealer: str | None) -> str | None:
+    """``alice`` for ``operator:alice``; None for a role or a malformed name."""
+    if sealer is None or not sealer.startswith(f"{OPERATOR}:"):
+        return None
+    name = sealer[len(OPERATOR) + 1 :]
+    return name if _NAME.match(name) else None
+
+
+def role_of(sealer: str | None) -> str | None:
+    if sealer is None:
+        return None
+    if operator_name(sealer) is not None:
+        return OPERATOR
+    return sealer if sealer in ROLES else None
+
+
+def sealer_of(payload: Payload) -> str | None:
+    """Who sealed ``payload`` (None: not opened by the codec, e.g. the codec is off)."""
+    raw = payload.metadata.get(SEALED_BY)
+    return raw.decode(errors="replace") if raw else None
+
+
+def sealed_for(payload: Payload) -> str | None:
+    raw = payload.metadata.get(SEALED_FOR)
+    return raw.decode(errors="replace") if raw is not None else None
