@@ -88,6 +88,7 @@ PASSTHROUGH_MODULES = (
     "workflows.change_rules",
     "workflows.details_line",
     "workflows.outcomes",
+    "workflows.service_levels",
     "workflows.follow_up",
     "workflows.inputs",
     "workflows.tracking_rules",

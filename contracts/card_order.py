@@ -83,6 +83,9 @@ class OrderRef(ContractModel):
     group_id: str | None = None
     bulk_order_id: str | None = None
     distribution_channel: str = "THALES"
+    # D1's services.issuance and services.priority: the service level the order is measured by.
+    issuance: str | None = None
+    priority: str | None = None
 
 
 class D1Submission(ContractModel):
@@ -222,6 +225,15 @@ class OrderState(ContractModel):
     updates_applied: int = 0
     duplicates_ignored: int = 0
     reconciliations: int = 0
+    # Service levels (workflows/service_levels.py): when the order was requested (None for an
+    # order started before they were measured), shipped and ended; whether the card shipped
+    # after the end of D1's due date, and by how many hours.
+    requested_at: str | None = None
+    shipped_at: str | None = None
+    ended_at: str | None = None
+    shipped_late: bool | None = None
+    late_hours: float | None = None
+    carrier_exceptions: int = 0  # carrier exception scans counted so far
 
     @property
     def finished(self) -> bool:
