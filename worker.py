@@ -18,13 +18,17 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
+from contracts.card_order import past_due_query
 from d1.program import load_program
+from observability import names
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
@@ -99,6 +103,19 @@ PASSTHROUGH_MODULES = (
 )
 
 
+async def watch_past_due(client: Client, every: timedelta = timedelta(seconds=60)) -> None:
+    """The ``card_orders_past_due`` gauge: a visibility count, since no workflow wakes up for
+    its due date (each worker reports the same count; the alert takes the max)."""
+    runtime = client.service_client.config.runtime or Runtime.default()
+    gauge = runtime.metric_meter.create_gauge(names.ORDERS_PAST_DUE, "Running orders not shipped by their due date")
+    while True:
+        try:
+            gauge.set((await client.count_workflows(past_due_query())).count, {})
+        except RPCError as err:
+            log.warning("counting past-due orders failed: %s", err)
+        await asyncio.sleep(every.total_seconds())
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
@@ -132,11 +149,13 @@ async def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         run = asyncio.create_task(worker.run())
+        watch = asyncio.create_task(watch_past_due(client))
         log.info("worker polling task queue %s on %s", temporal.task_queue, temporal.address)
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         if not run.done():
             log.info("shutting down: finishing in-flight work")
             await worker.shutdown()
+        watch.cancel()
         await run
     telemetry.shutdown()
 

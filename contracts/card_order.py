@@ -300,6 +300,15 @@ def stuck_query(now: datetime | None = None, *, status: str = "CARD_PROD_ONGOING
     return f"{RUNNING} AND ProductionStatus = {quote(status)} AND DueDate < {quote(rfc3339(now))}"
 
 
+def past_due_query(now: datetime | None = None) -> str:
+    """Running orders not shipped although the end of D1's due date has passed. ``DueDate``
+    holds a due *date* as its midnight (UTC), so its end is a day later (a due time, an
+    URGENT order's, is then a day late here: workflows/service_levels.py has the exact rule)."""
+    now = now or datetime.now(UTC)
+    due_before = quote(rfc3339(now - timedelta(days=1)))
+    return orders_query(f"{RUNNING} AND DueDate < {due_before} AND ShippedAt IS NULL AND OrderOutcome IS NULL")
+
+
 def rejected_since_query(since: datetime) -> str:
     """Orders D1 rejected since ``since``: closed since then, or still in their close grace."""
     return f'OrderOutcome = "REJECTED" AND ({RUNNING} OR CloseTime >= {quote(rfc3339(since))})'
