@@ -26,7 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
-from contracts.card_order import past_due_query
+from contracts.card_order import OPEN_STAGES, open_stage_query, past_due_query
 from d1.program import load_program
 from observability import names
 from observability.process import configure_process, exit_without_finalizing
@@ -103,16 +103,20 @@ PASSTHROUGH_MODULES = (
 )
 
 
-async def watch_past_due(client: Client, every: timedelta = timedelta(seconds=60)) -> None:
-    """The ``card_orders_past_due`` gauge: a visibility count, since no workflow wakes up for
-    its due date (each worker reports the same count; the alert takes the max)."""
-    runtime = client.service_client.config.runtime or Runtime.default()
-    gauge = runtime.metric_meter.create_gauge(names.ORDERS_PAST_DUE, "Running orders not shipped by their due date")
+async def watch_orders(client: Client, every: timedelta = timedelta(seconds=60)) -> None:
+    """Gauges from visibility counts, since no workflow wakes up for its due date: open orders
+    by stage and those past due (each worker reports the same counts; dashboards and alerts
+    take the max)."""
+    meter = (client.service_client.config.runtime or Runtime.default()).metric_meter
+    past_due = meter.create_gauge(names.ORDERS_PAST_DUE, "Running orders not shipped by their due date")
+    open_orders = meter.create_gauge(names.ORDERS_OPEN, "Running orders by stage")
     while True:
         try:
-            gauge.set((await client.count_workflows(past_due_query())).count, {})
+            past_due.set((await client.count_workflows(past_due_query())).count, {})
+            for stage in OPEN_STAGES:
+                open_orders.set((await client.count_workflows(open_stage_query(stage))).count, {"stage": stage})
         except RPCError as err:
-            log.warning("counting past-due orders failed: %s", err)
+            log.warning("counting open orders failed: %s", err)
         await asyncio.sleep(every.total_seconds())
 
 
@@ -149,7 +153,7 @@ async def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         run = asyncio.create_task(worker.run())
-        watch = asyncio.create_task(watch_past_due(client))
+        watch = asyncio.create_task(watch_orders(client))
         log.info("worker polling task queue %s on %s", temporal.task_queue, temporal.address)
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         if not run.done():

@@ -309,6 +309,17 @@ def past_due_query(now: datetime | None = None) -> str:
     return orders_query(f"{RUNNING} AND DueDate < {due_before} AND ShippedAt IS NULL AND OrderOutcome IS NULL")
 
 
+# The stages an open order can be seen at in visibility (``ProductionStatus``; the transient
+# statuses are never upserted, workflows/follow_up.py): "submitted" before D1's first news.
+OPEN_STAGES = ("submitted", "DATA_PREPARED", "CARD_PROD_ON_HOLD", "CARD_PROD_ONGOING", "CARD_PROD_DONE", "CARD_SHIPPED")
+
+
+def open_stage_query(stage: str) -> str:
+    """Running orders without an outcome yet, at ``stage`` (one of :data:`OPEN_STAGES`)."""
+    status = "ProductionStatus IS NULL" if stage == "submitted" else equals("ProductionStatus", stage)
+    return orders_query(f"{RUNNING} AND OrderOutcome IS NULL AND {status}")
+
+
 def rejected_since_query(since: datetime) -> str:
     """Orders D1 rejected since ``since``: closed since then, or still in their close grace."""
     return f'OrderOutcome = "REJECTED" AND ({RUNNING} OR CloseTime >= {quote(rfc3339(since))})'

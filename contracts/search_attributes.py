@@ -6,6 +6,8 @@ only identifiers and statuses go here: never names, addresses or card data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from temporalio.common import SearchAttributeKey
 
 ISSUER_ID = SearchAttributeKey.for_keyword("IssuerId")
@@ -59,7 +61,7 @@ def service_labels(
     return values + ([f"site={site}"] if site else [])
 
 
-def label_values(values: list[str] | None) -> dict[str, str]:
+def label_values(values: Sequence[str] | None) -> dict[str, str]:
     """``ServiceLabels`` back as a mapping (``{"program": ..., "site": ...}``)."""
     return dict(value.split("=", 1) for value in values or () if "=" in value)
 

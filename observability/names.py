@@ -31,8 +31,9 @@ SHIPPED_LATE = "card_orders_shipped_late"  # shipped after the end of D1's due d
 RETURNED = "card_orders_returned"
 EXCEPTIONS = "card_orders_exceptions"  # label kind: DATA_EXCEPTION, PRODUCTION_EXCEPTION, CARRIER_EXCEPTION
 
-# --- gauge recorded by the worker: running orders not shipped by the end of their due date.
-ORDERS_PAST_DUE = "card_orders_past_due"
+# --- gauges set by the worker from visibility counts (worker.py).
+ORDERS_PAST_DUE = "card_orders_past_due"  # running, not shipped by the end of the due date
+ORDERS_OPEN = "card_orders_open"  # running without an outcome, label stage
 
 # --- counters recorded by the receiver.
 NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation

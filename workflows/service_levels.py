@@ -19,17 +19,6 @@ from contracts.card_order import OrderRef, OrderState, Outcome
 from d1.statuses import ProductionStatus
 from observability import names
 
-# How each outcome counts in the daily report and the exception counter.
-FAILED_OUTCOMES = frozenset(
-    {
-        Outcome.REJECTED,
-        Outcome.CRYPTO_REJECTED,
-        Outcome.SUBMIT_FAILED,
-        Outcome.DATA_EXCEPTION,
-        Outcome.PRODUCTION_EXCEPTION,
-        Outcome.FAILED,
-    }
-)
 EXCEPTION_OUTCOMES = frozenset({Outcome.DATA_EXCEPTION, Outcome.PRODUCTION_EXCEPTION})
 SHIPPED_STATUSES = frozenset({ProductionStatus.CARD_SHIPPED, ProductionStatus.CARD_RETURNED})
 CARRIER_EXCEPTION = "Exception"  # d1/statuses.py SHIPMENT_RANK
