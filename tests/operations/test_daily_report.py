@@ -4,6 +4,7 @@ the CLI in CSV and JSON, and the service-level metrics on /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -13,12 +14,16 @@ from typing import Any
 
 import pytest
 
+import worker
+from contracts import card_order as api
 from contracts.card_order import Outcome
+from contracts.visibility import quote
 from observability import names
 from starter import cli
+from starter.api import CardOrders
 from starter.report import COLUMNS, daily_report
 from tests.conftest import ISSUER_ID, new_request_id
-from tests.operations.conftest import OpsStack, eventually
+from tests.operations.conftest import TASK_QUEUE, OpsStack, eventually, slow_timing
 from tests.operations.test_metrics import parse, total
 from tests.support.notifications import operation
 from tests.support.orders import sample_order
@@ -134,3 +139,39 @@ async def test_the_daily_report_of_a_run_with_known_outcomes(
     assert delta(f"{names.SHIPPED_TO_DELIVERED}_bucket", le="+Inf") == 4
     # The service-level buckets (observability/metrics.py), not the SDK's default ones.
     assert delta(f"{names.REQUEST_TO_SHIPPED}_bucket", le="3600") == 5
+
+
+async def test_the_worker_gauges_count_open_orders_by_stage_and_those_past_due(
+    ops: OpsStack, calm_emulator: OpsStack
+) -> None:
+    await ops.faults(captureNotifications=True)
+    slow = CardOrders(ops.client, task_queue=TASK_QUEUE, timing=slow_timing(), edge=ops.orders.edge)
+    request_id = new_request_id("due")
+    await slow.submit(sample_order(request_id))
+    view = await slow.wait_for(ISSUER_ID, request_id, lambda v: v.state.operation_id is not None)
+    ids = {"card_id": view.ref.card_id, "request_id": request_id, "operation_id": view.state.operation_id}
+    overdue = (datetime.now(UTC).date() - timedelta(days=3)).isoformat()
+    assert (await ops.notify(now_op("DATA_PREPARED", dueDate=overdue, **ids))).status_code == 204
+    past_due_query = api.past_due_query()
+    found = await eventually(lambda: _counted(ops, past_due_query, request_id))
+    assert found, "the overdue order is not in the past-due query"
+
+    watch = asyncio.create_task(worker.watch_orders(ops.client, every=timedelta(hours=1)))
+    try:
+
+        async def gauges() -> Any:
+            samples = parse(await ops.metrics_text())
+            return samples if total(samples, names.ORDERS_PAST_DUE) >= 1 else None
+
+        samples = await eventually(gauges)
+        assert samples is not None
+        assert total(samples, names.ORDERS_PAST_DUE) == (await ops.client.count_workflows(past_due_query)).count
+        assert total(samples, names.ORDERS_OPEN, stage="DATA_PREPARED") >= 1
+        assert {ls["stage"] for n, ls, _ in samples if n == names.ORDERS_OPEN} == set(api.OPEN_STAGES)
+    finally:
+        watch.cancel()
+        await ops.client.get_workflow_handle(api.workflow_id(ISSUER_ID, request_id)).terminate("test done")
+
+
+async def _counted(ops: OpsStack, query: str, request_id: str) -> bool:
+    return any([wf async for wf in ops.client.list_workflows(f"{query} AND IssuerRequestId = {quote(request_id)}")])
