@@ -40,7 +40,7 @@ HISTOGRAMS = {*names.SERVICE_DURATIONS, names.D1_REQUEST_DURATION}
 
 def exported_names() -> set[str]:
     """What /metrics serves for the product's own metrics (counters with ``_total``)."""
-    out = {f"{name}_total" for name in COUNTERS} | {names.ORDERS_PAST_DUE, "up"}
+    out = {f"{name}_total" for name in COUNTERS} | {names.ORDERS_PAST_DUE, names.ORDERS_OPEN, "up"}
     out |= {f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
     return out | PENDING
 
