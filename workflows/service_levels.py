@@ -12,12 +12,13 @@ the workflow records it through its replay-safe metric meter.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from contracts import search_attributes as sa
 from contracts.card_order import OrderRef, OrderState, Outcome
 from d1.statuses import ProductionStatus
 from observability import names
+from workflows.details_line import due_date_value as parse_time
 
 EXCEPTION_OUTCOMES = frozenset({Outcome.DATA_EXCEPTION, Outcome.PRODUCTION_EXCEPTION})
 SHIPPED_STATUSES = frozenset({ProductionStatus.CARD_SHIPPED, ProductionStatus.CARD_RETURNED})
@@ -31,15 +32,6 @@ class Measure:
     metric: str
     labels: dict[str, str] = field(default_factory=dict)
     seconds: float | None = None
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO time or date as an aware datetime (UTC when no zone is given); None if unreadable."""
-    try:
-        parsed = datetime.fromisoformat(value or "")
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def due_deadline(due_date: str | None) -> datetime | None:
@@ -60,11 +52,6 @@ def hours_late(due_date: str | None, shipped_at: datetime) -> float | None:
     if deadline is None:
         return None
     return round(max((shipped_at - deadline).total_seconds(), 0.0) / 3600, 2)
-
-
-def past_due(due_date: str | None, now: datetime) -> bool:
-    deadline = due_deadline(due_date)
-    return deadline is not None and now > deadline
 
 
 def labels(ref: OrderRef) -> dict[str, str]:

@@ -11,7 +11,7 @@ from contracts.card_order import OrderRef, OrderState, Outcome
 from observability import names
 from tests.support.notifications import operation, parsed
 from workflows import order_state
-from workflows.service_levels import attribute_values, due_deadline, hours_late, labels, observe, past_due
+from workflows.service_levels import attribute_values, due_deadline, hours_late, labels, observe
 
 REF = OrderRef(
     issuer_id="TESTISS001",
@@ -53,8 +53,6 @@ def test_a_due_date_lasts_until_the_end_of_its_day_and_a_due_time_is_exact() -> 
     assert hours_late("2026-03-02", datetime(2026, 3, 2, 23, 59, tzinfo=UTC)) == 0
     assert hours_late("2026-03-02", datetime(2026, 3, 3, 6, 30, tzinfo=UTC)) == 6.5
     assert hours_late(None, REQUESTED) is None
-    assert past_due("2026-03-02", datetime(2026, 3, 3, 0, 1, tzinfo=UTC))
-    assert not past_due("2026-03-02", datetime(2026, 3, 2, 23, 0, tzinfo=UTC))
 
 
 def test_an_order_shipped_on_its_due_date_is_on_time_and_measured_once() -> None:
