@@ -18,13 +18,17 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
+from contracts.card_order import OPEN_STAGES, open_stage_query, past_due_query
 from d1.program import load_program
+from observability import names
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
@@ -88,6 +92,7 @@ PASSTHROUGH_MODULES = (
     "workflows.change_rules",
     "workflows.details_line",
     "workflows.outcomes",
+    "workflows.service_levels",
     "workflows.follow_up",
     "workflows.inputs",
     "workflows.tracking_rules",
@@ -96,6 +101,23 @@ PASSTHROUGH_MODULES = (
     "annotated_types",
     "typing_inspection",
 )
+
+
+async def watch_orders(client: Client, every: timedelta = timedelta(seconds=60)) -> None:
+    """Gauges from visibility counts, since no workflow wakes up for its due date: open orders
+    by stage and those past due (each worker reports the same counts; dashboards and alerts
+    take the max)."""
+    meter = (client.service_client.config.runtime or Runtime.default()).metric_meter
+    past_due = meter.create_gauge(names.ORDERS_PAST_DUE, "Running orders not shipped by their due date")
+    open_orders = meter.create_gauge(names.ORDERS_OPEN, "Running orders by stage")
+    while True:
+        try:
+            past_due.set((await client.count_workflows(past_due_query())).count, {})
+            for stage in OPEN_STAGES:
+                open_orders.set((await client.count_workflows(open_stage_query(stage))).count, {"stage": stage})
+        except RPCError as err:
+            log.warning("counting open orders failed: %s", err)
+        await asyncio.sleep(every.total_seconds())
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -131,11 +153,13 @@ async def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         run = asyncio.create_task(worker.run())
+        watch = asyncio.create_task(watch_orders(client))
         log.info("worker polling task queue %s on %s", temporal.task_queue, temporal.address)
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         if not run.done():
             log.info("shutting down: finishing in-flight work")
             await worker.shutdown()
+        watch.cancel()
         await run
     telemetry.shutdown()
 

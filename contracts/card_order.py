@@ -83,6 +83,9 @@ class OrderRef(ContractModel):
     group_id: str | None = None
     bulk_order_id: str | None = None
     distribution_channel: str = "THALES"
+    # D1's services.issuance and services.priority: the service level the order is measured by.
+    issuance: str | None = None
+    priority: str | None = None
 
 
 class D1Submission(ContractModel):
@@ -222,6 +225,15 @@ class OrderState(ContractModel):
     updates_applied: int = 0
     duplicates_ignored: int = 0
     reconciliations: int = 0
+    # Service levels (workflows/service_levels.py): when the order was requested (None for an
+    # order started before they were measured), shipped and ended; whether the card shipped
+    # after the end of D1's due date, and by how many hours.
+    requested_at: str | None = None
+    shipped_at: str | None = None
+    ended_at: str | None = None
+    shipped_late: bool | None = None
+    late_hours: float | None = None
+    carrier_exceptions: int = 0  # carrier exception scans counted so far
 
     @property
     def finished(self) -> bool:
@@ -286,6 +298,26 @@ def stuck_query(now: datetime | None = None, *, status: str = "CARD_PROD_ONGOING
     """Running orders still in ``status`` although D1's due date has passed."""
     now = now or datetime.now(UTC)
     return f"{RUNNING} AND ProductionStatus = {quote(status)} AND DueDate < {quote(rfc3339(now))}"
+
+
+def past_due_query(now: datetime | None = None) -> str:
+    """Running orders not shipped although the end of D1's due date has passed. ``DueDate``
+    holds a due *date* as its midnight (UTC), so its end is a day later (a due time, an
+    URGENT order's, is then a day late here: workflows/service_levels.py has the exact rule)."""
+    now = now or datetime.now(UTC)
+    due_before = quote(rfc3339(now - timedelta(days=1)))
+    return orders_query(f"{RUNNING} AND DueDate < {due_before} AND ShippedAt IS NULL AND OrderOutcome IS NULL")
+
+
+# The stages an open order can be seen at in visibility (``ProductionStatus``; the transient
+# statuses are never upserted, workflows/follow_up.py): "submitted" before D1's first news.
+OPEN_STAGES = ("submitted", "DATA_PREPARED", "CARD_PROD_ON_HOLD", "CARD_PROD_ONGOING", "CARD_PROD_DONE", "CARD_SHIPPED")
+
+
+def open_stage_query(stage: str) -> str:
+    """Running orders without an outcome yet, at ``stage`` (one of :data:`OPEN_STAGES`)."""
+    status = "ProductionStatus IS NULL" if stage == "submitted" else equals("ProductionStatus", stage)
+    return orders_query(f"{RUNNING} AND OrderOutcome IS NULL AND {status}")
 
 
 def rejected_since_query(since: datetime) -> str:

@@ -28,7 +28,10 @@ def build_runtime(settings: TelemetrySettings, service: str) -> Runtime | None:
                 bind_address=f"{settings.metrics_host}:{settings.metrics_port}",
                 counters_total_suffix=True,
                 durations_as_seconds=True,
-                histogram_bucket_overrides={names.D1_REQUEST_DURATION: list(names.D1_DURATION_BUCKETS)},
+                histogram_bucket_overrides={
+                    names.D1_REQUEST_DURATION: list(names.D1_DURATION_BUCKETS),
+                    **{name: list(names.SERVICE_DURATION_BUCKETS) for name in names.SERVICE_DURATIONS},
+                },
             ),
             global_tags={"service": service},
         )

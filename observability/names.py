@@ -18,6 +18,23 @@ NOTIFICATIONS_LATE = "d1_notifications_late"
 # client without the product's keys, refused without touching the order.
 MESSAGES_REFUSED = "card_order_messages_refused"
 
+# Service levels (workflows/service_levels.py), labels issuer_id, program, issuance, priority.
+REQUEST_TO_SHIPPED = "card_order_request_to_shipped_seconds"  # histogram
+SHIPPED_TO_DELIVERED = "card_order_shipped_to_delivered_seconds"  # histogram
+REQUEST_TO_DELIVERED = "card_order_request_to_delivered_seconds"  # histogram
+SERVICE_DURATIONS = (REQUEST_TO_SHIPPED, SHIPPED_TO_DELIVERED, REQUEST_TO_DELIVERED)
+# An hour to a month (seconds): D1's service levels run from hours (URGENT) to D+10 (RENEWAL).
+SERVICE_DURATION_BUCKETS = tuple(
+    float(hours * 3600) for hours in (1, 2, 4, 8, 12, 24, 36, 48, 72, 96, 120, 168, 240, 336, 504, 720)
+)
+SHIPPED_LATE = "card_orders_shipped_late"  # shipped after the end of D1's due date
+RETURNED = "card_orders_returned"
+EXCEPTIONS = "card_orders_exceptions"  # label kind: DATA_EXCEPTION, PRODUCTION_EXCEPTION, CARRIER_EXCEPTION
+
+# --- gauges set by the worker from visibility counts (worker.py).
+ORDERS_PAST_DUE = "card_orders_past_due"  # running, not shipped by the end of the due date
+ORDERS_OPEN = "card_orders_open"  # running without an outcome, label stage
+
 # --- counters recorded by the receiver.
 NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
 NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it

@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import date
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
 from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
+from starter.report import daily_report
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
@@ -234,6 +236,13 @@ def list_query(args: argparse.Namespace, issuer_id: str) -> str | None:
     )
 
 
+async def cmd_report(args: argparse.Namespace, issuer_id: str) -> int:
+    """The daily production report (starter/report.py), CSV or JSON on stdout."""
+    report = await daily_report(await connect(TemporalSettings()), args.date, issuer_id, args.query)
+    print(report.to_json() if args.format == "json" else report.to_csv(), end="" if args.format == "csv" else "\n")
+    return 0
+
+
 async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: str) -> int:
     """Deployment set-up: wait for the Temporal server, then register the search attributes."""
     settings = TemporalSettings()
@@ -308,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-query", action="store_true", help="print the visibility query used")
     output(p)
     # Operator commands (docs/operations.md).
+    p = command("report", cmd_report, "one day's orders requested, shipped, delivered, returned, failed and late")
+    p.add_argument("--date", required=True, type=date.fromisoformat, help="YYYY-MM-DD, a UTC day")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--query", default=None, help="narrow the orders with a visibility query")
     text = "set up a namespace's search attributes (idempotent)"
     p = command("register-search-attributes", cmd_register_search_attributes, text)
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the Temporal server")

@@ -98,6 +98,8 @@ def order_ref(order: CardOrder) -> OrderRef:
         group_id=shipment.groupId if shipment else None,
         bulk_order_id=shipment.orderId if shipment else None,
         distribution_channel=order.distributionChannel,
+        issuance=order.services.issuance,
+        priority=order.services.priority,
     )
 
 
@@ -178,12 +180,20 @@ class OrderEdge:
             input=CardOrderInput(
                 ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=str(key.get("kid")))
             ),
-            search_attributes=_search_attributes(
-                (sa.ISSUER_ID, order.issuerId),
-                (sa.CARD_ID, order.cardId),
-                (sa.ISSUER_REQUEST_ID, order.issuerRequestId),
-                (sa.CONSUMER_ID, order.consumerId),
-                (sa.GROUP_ID, ref.group_id),
+            search_attributes=TypedSearchAttributes(
+                [
+                    *_search_attributes(
+                        (sa.ISSUER_ID, order.issuerId),
+                        (sa.CARD_ID, order.cardId),
+                        (sa.ISSUER_REQUEST_ID, order.issuerRequestId),
+                        (sa.CONSUMER_ID, order.consumerId),
+                        (sa.GROUP_ID, ref.group_id),
+                    ),
+                    # The service's labels from the start: the daily report counts by them.
+                    SearchAttributePair(
+                        sa.SERVICE_LABELS, sa.service_labels(ref.card_product_id, ref.issuance, ref.priority)
+                    ),
+                ]
             ),
             summary=f"Card {order.cardId} · request {order.issuerRequestId}",
             details=(

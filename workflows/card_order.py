@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inputs import read_input
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
+    from workflows.service_levels import attribute_values as service_attributes
+    from workflows.service_levels import observe
 
 
 def _change_update(kind: str, description: str) -> Any:
@@ -70,6 +72,7 @@ class CardOrderWorkflow:
                 issuer_id=inp.ref.issuer_id, card_id=inp.ref.card_id, issuer_request_id=inp.ref.issuer_request_id
             ),
             skip_transient_upserts=True,
+            riding_attributes=lambda: service_attributes(self._state, self._ref),
         )
         self._batch_result: SubmissionResult | None = None
 
@@ -254,4 +257,5 @@ class CardOrderWorkflow:
         return record
 
     def _publish(self) -> None:
+        self._follow.record(observe(self._state, self._ref, workflow.now(), issuer_id=self._ref.issuer_id))
         self._follow.publish(details_line(self._state))

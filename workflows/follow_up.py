@@ -29,6 +29,7 @@ from workflows import order_state
 from workflows.details_line import attribute_values
 from workflows.order_state import Applied
 from workflows.outcomes import call_failure
+from workflows.service_levels import Measure
 
 # A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
 HEARTBEAT_TIMEOUT = timedelta(seconds=5)
@@ -71,7 +72,17 @@ RECONCILE_RETRY = RetryPolicy(
 )
 _SA_KEYS = {
     key.name: key
-    for key in (sa.PRODUCTION_STATUS, sa.SHIPMENT_STATUS, sa.TRACKING_NUMBER, sa.ORDER_OUTCOME, sa.DUE_DATE)
+    for key in (
+        sa.PRODUCTION_STATUS,
+        sa.SHIPMENT_STATUS,
+        sa.TRACKING_NUMBER,
+        sa.ORDER_OUTCOME,
+        sa.DUE_DATE,
+        sa.SERVICE_LABELS,
+        sa.SHIPPED_AT,
+        sa.SHIPPED_LATE,
+        sa.LATE_HOURS,
+    )
 }
 # Card orders do not upsert a change that only moves to a transient value: D1's
 # acknowledgement CARD_PROD_REQUESTED (DATA_PREPARED, with the due date, follows once the
@@ -106,6 +117,9 @@ class Follower:
     produced_is_final: bool
     status_input: acts.StatusInput | None
     skip_transient_upserts: bool = False
+    # Attributes that only ride along an upsert made anyway, never cause one (a card order's
+    # service levels, workflows/service_levels.py): no command of their own in the history.
+    riding_attributes: Callable[[], dict[str, object]] | None = None
     changed: bool = False
     reconcile_requested: bool = False
     last_progress_at: datetime | None = None
@@ -218,13 +232,16 @@ class Follower:
         # Whether or not D1 said something new, the next check is one window away.
         self.last_progress_at = workflow.now()
 
-    def publish(self, details: str) -> None:
-        changes = {
-            name: value
-            for name, value in attribute_values(self.state).items()
-            if value is not None and self._published.get(name) != value
+    def _changes(self, values: dict[str, object]) -> dict[str, object]:
+        return {
+            name: value for name, value in values.items() if value is not None and self._published.get(name) != value
         }
+
+    def publish(self, details: str) -> None:
+        changes = self._changes(attribute_values(self.state))
         if changes and not (self.skip_transient_upserts and only_transient(changes)):
+            if self.riding_attributes is not None:
+                changes.update(self._changes(self.riding_attributes()))
             workflow.upsert_search_attributes(
                 [_SA_KEYS[name].value_set(value) for name, value in changes.items()]  # type: ignore[arg-type]
             )
@@ -234,6 +251,15 @@ class Follower:
     def count(self, name: str, **labels: str) -> None:
         """A product counter (observability/names.py); replay-safe: nothing is recorded on replay."""
         workflow.metric_meter().create_counter(name).add(1, {"issuer_id": self.issuer_id, **labels})
+
+    def record(self, measures: list[Measure]) -> None:
+        """Service-level measures (workflows/service_levels.py); replay-safe like :meth:`count`."""
+        meter = workflow.metric_meter()
+        for m in measures:
+            if m.seconds is None:
+                meter.create_counter(m.metric).add(1, m.labels)
+            else:
+                meter.create_histogram_float(m.metric, unit="s").record(m.seconds, m.labels)
 
     def refuse(self, handler: str) -> None:
         """A signal or update without its authenticated argument: a client without the
