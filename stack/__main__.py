@@ -146,7 +146,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     print(f"  find it:     temporal workflow list --address {address} --query 'CardId=\"{order['cardId']}\"'")
     # The token goes in the environment (TEMPORAL_CODEC_AUTH), never on a command line.
     print(
-        f'  decoded:     TEMPORAL_CODEC_AUTH="Bearer $(cut -d: -f2 {stack.paths.codec_operators})" '
+        f'  decoded:     TEMPORAL_CODEC_AUTH="Bearer $(cut -d: -f2 {stack.paths.codec_operators} | cut -d" " -f1)" '
         f"temporal workflow show -w {wid} --address {address} "
         f"--codec-endpoint {stack.codec_server_url}   (card data masked)"
     )
