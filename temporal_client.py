@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -48,10 +48,9 @@ def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
     )
 
 
-# What a command of the CLI (or an issuer service) does: start orders (``edge``), act on
-# orders as a named person (``operator``), only read, or touch no payload at all (``setup``:
-# search attributes; it holds no key).
-Purpose = Literal["edge", "operator", "read", "setup"]
+# What a command of the CLI (or an issuer service) sends: orders (``edge``), an operator's
+# actions (``operator``), or nothing it seals itself (``read``).
+Purpose = Literal["edge", "operator", "read"]
 
 
 class SealerRefused(RuntimeError):
@@ -64,7 +63,7 @@ def sealer_for(ring: KeyRing, purpose: Purpose, *, dev_operator: str | None = No
     orders; an ``edge`` file starts orders and cannot act as an operator; the authority ring
     (workers') acts as an operator only when ``CODEC_DEV_OPERATOR`` names one (development)."""
     holder = ring.seal_as
-    if purpose in ("read", "setup"):
+    if purpose == "read":
         return holder
     if purpose == "edge":
         if holder in (EDGE, WORKER):
@@ -87,7 +86,9 @@ def sealer_for(ring: KeyRing, purpose: Purpose, *, dev_operator: str | None = No
     )
 
 
-def codec_from_settings(settings: CodecSettings | None = None, *, purpose: Purpose = "read") -> AesGcmCodec:
+def codec_from_settings(settings: CodecSettings | None = None, *, sealer: str | None = None) -> AesGcmCodec:
+    """The codec of this process. ``sealer``: ``"edge"`` or ``"operator"`` (decided by the
+    credential, :func:`sealer_for`), another role the keys file holds, or None (the file's own)."""
     settings = settings or CodecSettings()
     if settings.accept_unencrypted:
         log.warning(
@@ -98,8 +99,9 @@ def codec_from_settings(settings: CodecSettings | None = None, *, purpose: Purpo
     codec = load_codec(
         settings.keys_file, accept_unencrypted=settings.accept_unencrypted, on_refused=metrics.payload_refused
     )
-    sealer = sealer_for(codec.ring, purpose, dev_operator=settings.dev_operator)
-    return codec if sealer == codec.sealer else codec.sealing_as(sealer)
+    if sealer in ("edge", "operator"):
+        sealer = sealer_for(codec.ring, cast(Purpose, sealer), dev_operator=settings.dev_operator)
+    return codec if sealer is None or sealer == codec.sealer else codec.sealing_as(sealer)
 
 
 def connect_config(settings: TemporalSettings | None = None) -> ClientConnectConfig:
@@ -157,10 +159,12 @@ async def connect(
     *,
     codec: PayloadCodec | None = None,
     lazy: bool = False,
-    purpose: Purpose = "read",
+    sealer: str | None = None,
+    keyless: bool = False,
 ) -> Client:
-    """``purpose``: what the caller sends, which decides who it seals as (:func:`sealer_for`);
-    a :class:`SealerRefused` before connecting when its keys cannot."""
+    """``sealer``: who this process seals as (:func:`codec_from_settings`; a
+    :class:`SealerRefused` when its keys cannot). ``keyless``: no codec at all, for a caller
+    that sends and reads no payload (the search-attribute set-up job holds no key)."""
     config = connect_config(settings)
     log.info("Temporal: %s", describe(config))
     if config.get("api_key") and config.get("tls") is False:
@@ -173,9 +177,7 @@ async def connect(
         )
     return await Client.connect(
         **config,
-        data_converter=data_converter(
-            codec if codec is not None or purpose == "setup" else codec_from_settings(purpose=purpose)
-        ),
+        data_converter=data_converter(codec if codec is not None or keyless else codec_from_settings(sealer=sealer)),
         interceptors=client_interceptors(),
         lazy=lazy,
     )

@@ -133,7 +133,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     order["cardId"] = f"{order['cardId']}-{stamp}"
     # Submitted as the issuer edge does, with the edge's own keys file; followed with the
     # authority ring, the only one that opens what the workers seal (docs/security.md).
-    edge_client, client = await stack.connect(seal_as="edge"), await stack.connect()
+    edge_client, client = await stack.connect(sealer="edge", issued=True), await stack.connect()
     edge = CardOrders(
         edge_client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge()
     )

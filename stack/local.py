@@ -297,23 +297,29 @@ class LocalStack:
         *,
         interceptors: Sequence[Interceptor] | None = None,
         runtime: Runtime | None = None,
-        seal_as: str | None = None,
+        sealer: str | None = None,
+        issued: bool = False,
     ) -> Client:
-        """No profile, variable or API key of this process: the stack's address and codec keys.
-        ``seal_as`` (``edge``, ``receiver``, ``operator:<name>``): a client holding only that
-        process's issued file, as that process has it (it opens nothing the workers sealed);
-        None: the authority ring, sealing as the workers."""
+        """No profile, variable or API key of this process: the stack's address and codec keys,
+        the authority ring sealing as ``sealer`` (default the workers). ``issued``: only the file
+        issued to ``sealer`` (``edge``, ``receiver``, ``operator:<name>``), as that process holds
+        it: it seals as its holder and opens nothing the workers sealed."""
         from temporalio.client import Client
 
         from observability.tracing import client_interceptors
         from security.codec import load_codec
         from temporal_client import data_converter
 
-        keys = self.paths.codec_keys if seal_as is None else self.paths.issued_keys(seal_as)
+        if issued:
+            if sealer is None:
+                raise ValueError("issued=True needs the sealer whose file to use")
+            codec = load_codec(self.paths.issued_keys(sealer))
+        else:
+            codec = load_codec(self.paths.codec_keys, seal_as=sealer)
         return await Client.connect(
             self.temporal_address,
             namespace=self.spec.namespace,
-            data_converter=data_converter(load_codec(keys)),
+            data_converter=data_converter(codec),
             interceptors=client_interceptors() if interceptors is None else interceptors,
             runtime=runtime,
             tls=False,

@@ -53,7 +53,7 @@ def test_codec_from_settings_seals_as_the_decided_sealer(tmp_path: Path) -> None
     alice = write_ring(tmp_path / "alice.json", issued_ring(AUTHORITY, "operator:alice"))
     assert codec_from_settings(CodecSettings(keys_file=ring)).sealer == "worker"
     dev = CodecSettings(keys_file=ring, dev_operator="bob")
-    assert codec_from_settings(dev, purpose="operator").sealer == "operator:bob"
-    assert codec_from_settings(CodecSettings(keys_file=alice), purpose="operator").sealer == "operator:alice"
+    assert codec_from_settings(dev, sealer="operator").sealer == "operator:bob"
+    assert codec_from_settings(CodecSettings(keys_file=alice), sealer="operator").sealer == "operator:alice"
     with pytest.raises(SealerRefused):
-        codec_from_settings(CodecSettings(keys_file=alice), purpose="edge")
+        codec_from_settings(CodecSettings(keys_file=alice), sealer="edge")
