@@ -232,11 +232,13 @@ class CodecSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CODEC_", extra="ignore", use_attribute_docstrings=True)
 
     keys_file: Path = DEFAULT_STATE_DIR / "codec-keys.json"
-    """The payload-codec keys of this process's role (the form is in security/codec.py): workers hold every
-    role's key, each other process only the key it seals with."""
-    enabled: bool = True
-    """Development only: `false` leaves payloads (names, addresses, order state) in clear in Temporal and
-    lets any client signal orders; logged loudly."""
+    """The payload-codec keys of this process (the form is in security/codec.py; `python -m
+    security.keys_tool` makes them): workers and the codec server hold the authority ring, every other
+    process or operator a file issued to it, which seals as that role or that operator only."""
+    dev_operator: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._@-]{1,64}$")
+    """Development only: with the authority ring as `CODEC_KEYS_FILE`, the operator the CLI's operator
+    commands seal as (`operator:<name>`); logged loudly. Unset, the CLI refuses operator commands unless
+    its keys file was issued to an operator (docs/security.md, "Operators are named")."""
     accept_unencrypted: bool = False
     """Migration only: accept payloads the codec did not seal (a namespace that ran without it). Off, they
     are refused, so nobody without the keys can start, signal or change an order."""
@@ -269,13 +271,17 @@ class CodecServerSettings(BaseSettings):
     oidc_roles_claim: str = "roles"
     """The claim holding the operator's roles: a list or a space-separated string; a dotted name such as
     `realm_access.roles` reaches into an object."""
+    oidc_read_role: str = "card-orders-read"
+    """The role that may have payloads decoded at all (in the roles claim of an SSO token, or listed after a
+    static token); anyone else gets 403. The development loopback mode needs none."""
     oidc_pii_role: str = "card-orders-pii"
     """The role that may see names and addresses unmasked (card data is masked for everyone)."""
     oidc_leeway_s: int = Field(default=30, ge=0, le=300)
     """Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds."""
     operator_tokens_file: Path | None = None
     """Static operator credentials (the CLI: `TEMPORAL_CODEC_AUTH="Bearer <token>"`), one
-    `name:token [role ...]` per line; only ever accepted as an `Authorization` header."""
+    `name:token [role ...]` per line (the read role among them to decode); only ever accepted as an
+    `Authorization` header."""
     dev_trust_loopback: bool = False
     """Development only (`make run`): the dev server's UI cannot sign anyone in, so trust browser requests
     from loopback with an allowed `Origin`. Refused unless the host is a loopback address; PII is always

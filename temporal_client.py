@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Literal, cast
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -19,8 +20,9 @@ from temporalio.service import TLSConfig
 
 from observability.metrics import ProductMetrics
 from observability.tracing import client_interceptors
-from security.codec import load_codec
+from security.codec import AesGcmCodec, KeyRing, load_codec
 from security.payload_refusal import ProductPayloadConverter
+from security.sealing import EDGE, OPERATOR, WORKER, operator_name
 from settings import CodecSettings, TemporalConfigError, TemporalSettings, load_temporal_profile, temporal_config_file
 
 log = logging.getLogger(__name__)
@@ -46,23 +48,60 @@ def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
     )
 
 
-def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec | None:
-    settings = settings or CodecSettings()
-    if not settings.enabled:
+# What a command of the CLI (or an issuer service) sends: orders (``edge``), an operator's
+# actions (``operator``), or nothing it seals itself (``read``).
+Purpose = Literal["edge", "operator", "read"]
+
+
+class SealerRefused(RuntimeError):
+    """This process's keys cannot seal what the command sends (the message says why and what to do)."""
+
+
+def sealer_for(ring: KeyRing, purpose: Purpose, *, dev_operator: str | None = None) -> str:
+    """Who a command seals as, decided by the credential it holds (docs/security.md, "Operators
+    are named"): a file issued to ``operator:<name>`` acts as that person and cannot start
+    orders; an ``edge`` file starts orders and cannot act as an operator; the authority ring
+    (workers') acts as an operator only when ``CODEC_DEV_OPERATOR`` names one (development)."""
+    holder = ring.seal_as
+    if purpose == "read":
+        return holder
+    if purpose == "edge":
+        if holder in (EDGE, WORKER):
+            return EDGE
+        raise SealerRefused(f"this keys file seals as {holder}: only the issuer edge (an edge keys file) starts orders")
+    if operator_name(holder) is not None:
+        return holder
+    if holder == WORKER and dev_operator is not None:
         log.warning(
-            "PAYLOAD CODEC DISABLED (CODEC_ENABLED=false): names, addresses and order state are stored IN CLEAR "
-            "in Temporal, and any client can signal orders. Development only."
+            "CODEC_DEV_OPERATOR=%s: operator commands are sealed as operator:%s with the AUTHORITY ring. "
+            "Development only: in production each operator holds a keys file issued to them.",
+            dev_operator,
+            dev_operator,
         )
-        return None
+        return f"{OPERATOR}:{dev_operator}"
+    raise SealerRefused(
+        f"this keys file seals as {holder}, not as an operator: operator commands need a keys file issued to "
+        "you (python -m security.keys_tool issue --as operator:<name>)"
+        + (" or, on a development stack, CODEC_DEV_OPERATOR=<name>" if holder == WORKER else "")
+    )
+
+
+def codec_from_settings(settings: CodecSettings | None = None, *, sealer: str | None = None) -> AesGcmCodec:
+    """The codec of this process. ``sealer``: ``"edge"`` or ``"operator"`` (decided by the
+    credential, :func:`sealer_for`), another role the keys file holds, or None (the file's own)."""
+    settings = settings or CodecSettings()
     if settings.accept_unencrypted:
         log.warning(
             "CODEC_ACCEPT_UNENCRYPTED=true: payloads not sealed by the codec are accepted, so a client without "
             "the product's keys can signal orders. Only while migrating a namespace; turn it off afterwards."
         )
     metrics = ProductMetrics.current()
-    return load_codec(
+    codec = load_codec(
         settings.keys_file, accept_unencrypted=settings.accept_unencrypted, on_refused=metrics.payload_refused
     )
+    if sealer in ("edge", "operator"):
+        sealer = sealer_for(codec.ring, cast(Purpose, sealer), dev_operator=settings.dev_operator)
+    return codec if sealer is None or sealer == codec.sealer else codec.sealing_as(sealer)
 
 
 def connect_config(settings: TemporalSettings | None = None) -> ClientConnectConfig:
@@ -116,8 +155,16 @@ def describe(config: ClientConnectConfig) -> str:
 
 
 async def connect(
-    settings: TemporalSettings | None = None, *, codec: PayloadCodec | None = None, lazy: bool = False
+    settings: TemporalSettings | None = None,
+    *,
+    codec: PayloadCodec | None = None,
+    lazy: bool = False,
+    sealer: str | None = None,
+    keyless: bool = False,
 ) -> Client:
+    """``sealer``: who this process seals as (:func:`codec_from_settings`; a
+    :class:`SealerRefused` when its keys cannot). ``keyless``: no codec at all, for a caller
+    that sends and reads no payload (the search-attribute set-up job holds no key)."""
     config = connect_config(settings)
     log.info("Temporal: %s", describe(config))
     if config.get("api_key") and config.get("tls") is False:
@@ -130,7 +177,7 @@ async def connect(
         )
     return await Client.connect(
         **config,
-        data_converter=data_converter(codec if codec is not None else codec_from_settings()),
+        data_converter=data_converter(codec if codec is not None or keyless else codec_from_settings(sealer=sealer)),
         interceptors=client_interceptors(),
         lazy=lazy,
     )

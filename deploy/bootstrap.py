@@ -16,7 +16,8 @@ What it makes:
   server, and the mutual-TLS client certificates of both D1 hops;
 * the emulator's own JWE key pair (its private half for the emulator, the public half,
   which real D1 hands over at onboarding, for the workers);
-* the payload-codec keys, the receiver's outbound-OAuth client secret, and the operator
+* the payload-codec authority ring (workers and the codec server) and the receiver's own
+  keys file issued from it (security/keys_tool.py), the receiver's outbound-OAuth client secret, and the operator
   token files of the codec server and the receiver from ``BOOTSTRAP_OPERATOR_TOKEN`` and
   ``BOOTSTRAP_RECEIVER_OPERATOR_TOKEN`` (required: generate them, ``openssl rand -hex 32``);
 * with ``--temporal-mtls``: a second CA for Temporal, the server certificate of the
@@ -49,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
 from emulator.keys import load_or_create_encryption_keys  # noqa: E402
-from security.codec import generate_keys_file  # noqa: E402
+from security.codec import generate_keys_file, issue_keys_file  # noqa: E402
 from security.pki import (  # noqa: E402
     DEFAULT_HOSTS,
     LEAF_LIFETIME,
@@ -61,10 +62,11 @@ from security.pki import (  # noqa: E402
     save_pair,
 )
 from security.secret_files import write_secret  # noqa: E402
-from settings import D1ClientSettings  # noqa: E402
+from settings import CodecServerSettings, D1ClientSettings  # noqa: E402
 from stack.onboarding import ensure_issuer_keys  # noqa: E402
 
 CODEC_OPERATOR = "compose-operator"
+CODEC_READ_ROLE = CodecServerSettings.model_fields["oidc_read_role"].default
 RECEIVER_OPERATOR = "compose-operator"
 # The Temporal client identities (certificate CN) of deploy/compose.temporal-mtls.yml; the
 # permissions each needs are in docs/operations.md, "Server-side authorization".
@@ -95,6 +97,8 @@ def secret_sets(issuer_id: str, *, temporal_mtls: bool) -> dict[str, dict[str, s
     emulator the OAuth client secret. The CA keys are in no set.
     """
     ca = {"pki/ca.crt": "pki/ca.crt"}
+    # The authority ring opens and seals as every role: only the processes that must open
+    # everything hold it (docs/security.md, "Who holds which key").
     codec = {"codec-keys.json": "codec-keys.json"}
     oauth = {"receiver-oauth-client-secret": "receiver-oauth-client-secret"}
     sets: dict[str, dict[str, str]] = {
@@ -108,8 +112,8 @@ def secret_sets(issuer_id: str, *, temporal_mtls: bool) -> dict[str, dict[str, s
         },
         "receiver": {
             **ca,
-            **codec,
             **oauth,
+            "receiver-keys.json": "receiver-keys.json",
             "pki/receiver-server.crt": "pki/receiver-server.crt",
             "pki/receiver-server.key": "pki/receiver-server.key",
             "receiver-operators": "receiver-operators",
@@ -134,8 +138,8 @@ def secret_sets(issuer_id: str, *, temporal_mtls: bool) -> dict[str, dict[str, s
             "pki/codec-server.key": "pki/codec-server.key",
             "codec-operators": "codec-operators",
         },
-        # register-search-attributes connects with the product's data converter (codec keys).
-        "temporal-setup": {**codec},
+        # register-search-attributes touches no payload: no codec key at all.
+        "temporal-setup": {},
     }
     if temporal_mtls:
         for name in ("worker", "receiver", "temporal-setup"):
@@ -252,9 +256,12 @@ def build_work(
     load_or_create_encryption_keys(work / "d1-sandbox")
     if not (work / "codec-keys.json").exists():
         generate_keys_file(work / "codec-keys.json")
+    # Issued again on every run: after a rotation (keys_tool rotate) the receiver gets the new key.
+    issue_keys_file(work / "codec-keys.json", "receiver", work / "receiver-keys.json")
     if not (work / "receiver-oauth-client-secret").exists():
         write_secret(work / "receiver-oauth-client-secret", secrets.token_urlsafe(32))
-    write_secret(work / "codec-operators", f"{CODEC_OPERATOR}:{tokens['codec']}")
+    # The CLI's token may read (the codec server's default read role), never see PII.
+    write_secret(work / "codec-operators", f"{CODEC_OPERATOR}:{tokens['codec']} {CODEC_READ_ROLE}")
     write_secret(work / "receiver-operators", f"{RECEIVER_OPERATOR}:{tokens['receiver']}")
     if temporal_mtls:
         # A CA of its own: a Temporal client certificate must not pass the receiver's or the

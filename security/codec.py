@@ -14,7 +14,8 @@ workflow and naming who sealed it (docs/security.md, "Who may move a card").
 * **Refused, not raised.** A payload the codec will not open becomes a marker
   (security/payload_refusal.py): raising would wedge the whole workflow activation.
 * **Rotation.** Keys are named by ``encryption-key-id``; a new key per role is added with the
-  old ones kept for decoding (docs/operations.md, "Rotating keys").
+  old ones kept for decoding (docs/operations.md, "Rotating keys"). ``python -m
+  security.keys_tool`` makes, issues and rotates the files.
 
 Keys file::
 

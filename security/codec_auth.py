@@ -1,5 +1,6 @@
 """Who is calling the codec server (SSO, static operator tokens, development loopback trust),
-and may they see names and addresses: docs/security.md, "Codec server".
+may they read payloads at all, and may they see names and addresses: docs/security.md, "Codec
+server".
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Operator:
     subject: str
     method: str  # "oidc" | "operator-token" | "dev-loopback"
     show_pii: bool
+    may_read: bool = True  # holds the read role (the local user of the development mode does)
 
 
 class CodecAuth:
@@ -48,6 +50,7 @@ class CodecAuth:
         allowed_origins: Sequence[str] = (),
         pii_role: str = "card-orders-pii",
         mask_pii: bool = False,
+        read_role: str = "card-orders-read",
     ) -> None:
         if tokens is None and oidc is None and not dev_trust_loopback:
             raise CodecAuthConfigError(
@@ -62,7 +65,7 @@ class CodecAuth:
             )
         self._tokens, self._oidc, self._dev = tokens, oidc, dev_trust_loopback
         self._origins = frozenset(allowed_origins)
-        self._pii_role, self._mask_pii = pii_role, mask_pii
+        self._pii_role, self._mask_pii, self._read_role = pii_role, mask_pii, read_role
 
     @property
     def methods(self) -> list[str]:
@@ -102,6 +105,7 @@ class CodecAuth:
             allowed_origins=settings.cors_origins,
             pii_role=settings.oidc_pii_role,
             mask_pii=settings.mask_pii,
+            read_role=settings.oidc_read_role,
         )
 
     def announce(self) -> None:
@@ -114,8 +118,14 @@ class CodecAuth:
                 log,
             )
 
-    def _show_pii(self, roles: frozenset[str]) -> bool:
-        return not self._mask_pii and self._pii_role in roles
+    def _operator(self, subject: str, method: str, roles: frozenset[str]) -> Operator:
+        may_read = self._read_role in roles
+        return Operator(
+            subject=subject,
+            method=method,
+            show_pii=may_read and not self._mask_pii and self._pii_role in roles,
+            may_read=may_read,
+        )
 
     def token_in(self, segments: Iterable[str]) -> bool:
         return self._tokens is not None and any(self._tokens.operator(s) for s in segments)
@@ -137,14 +147,13 @@ class CodecAuth:
         if self._tokens is not None:
             name = self._tokens.operator(value)
             if name is not None:
-                roles = self._tokens.roles(name)
-                return Operator(subject=name, method="operator-token", show_pii=self._show_pii(roles))
+                return self._operator(name, "operator-token", self._tokens.roles(name))
         if self._oidc is not None and value.count(".") == 2:
             try:
                 verified = await self._oidc.verify(value)
             except TokenRejected as err:
                 raise Refused(f"OIDC access token refused: {err}") from None
-            return Operator(subject=verified.subject, method="oidc", show_pii=self._show_pii(verified.roles))
+            return self._operator(verified.subject, "oidc", verified.roles)
         raise Refused("unknown bearer credential")
 
     def _check_dev_request(self, request: Request) -> None:

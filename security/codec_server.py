@@ -1,7 +1,9 @@
 """``python -m security.codec_server``: the codec server the Temporal UI and CLI call to read
-payloads, for authenticated operators, card data always masked (docs/security.md, "Codec
-server"). Only the last path segment selects the action, so the endpoints mount at any depth;
-uvicorn's access log stays off because an old endpoint may still carry a token in its path.
+payloads, for authenticated operators holding the read role, card data always masked
+(docs/security.md, "Codec server"). It only decodes: sealing is each process's own business,
+with its role's key, so nobody signed in here can forge a message. Only the last path segment
+selects the action, so the endpoint mounts at any depth; uvicorn's access log stays off
+because an old endpoint may still carry a token in its path.
 """
 
 from __future__ import annotations
@@ -62,8 +64,16 @@ def create_app(codec: PayloadCodec, *, auth: CodecAuth, cors_origins: Sequence[s
     async def codec_endpoint(request: Request) -> Response:
         segments = [s for s in request.url.path.split("/") if s]
         action = segments[-1] if segments else ""
-        if action not in ("decode", "encode"):
-            return JSONResponse({"error": "not found; POST …/decode or …/encode"}, status_code=404)
+        if action == "encode":
+            # What the UI calls to send a signal, start or reset with input: the operators'
+            # console does none of that (docker-compose.yml turns its write actions off).
+            log.warning("codec encode refused: this codec server only decodes")
+            return JSONResponse(
+                {"error": "this codec server only decodes: messages are sealed by the product's processes"},
+                status_code=404,
+            )
+        if action != "decode":
+            return JSONResponse({"error": "not found; POST …/decode"}, status_code=404)
         if auth.token_in(segments[:-1]):
             log.warning(
                 "a static operator token appears in the codec endpoint path: paths never authenticate, and "
@@ -78,6 +88,11 @@ def create_app(codec: PayloadCodec, *, auth: CodecAuth, cors_origins: Sequence[s
                 status_code=401,
                 headers={"www-authenticate": 'Bearer realm="temporal-codec"'},
             )
+        if not operator.may_read:
+            log.warning("codec decode refused for %s (%s): no read role", operator.subject, operator.method)
+            return JSONResponse(
+                {"error": "your credential does not carry the role that may read orders"}, status_code=403
+            )
         try:
             raw = await read_bounded(request, MAX_BODY_BYTES)
         except BodyTooLarge:
@@ -88,21 +103,17 @@ def create_app(codec: PayloadCodec, *, auth: CodecAuth, cors_origins: Sequence[s
         except (json_format.ParseError, UnicodeDecodeError):
             return JSONResponse({"error": 'body must be proto3 JSON {"payloads": [...]}'}, status_code=400)
         try:
-            if action == "decode":
-                decoded = await codec.decode(list(message.payloads))
-                result = [mask_payload(p, mask_pii=not operator.show_pii) for p in decoded]
-            else:
-                result = await codec.encode(list(message.payloads))
+            decoded = await codec.decode(list(message.payloads))
+            result = [mask_payload(p, mask_pii=not operator.show_pii) for p in decoded]
         except CodecKeyError as err:
             return JSONResponse({"error": redact_text(str(err))}, status_code=400)
         log.info(
-            "codec %s of %d payload(s) for %s (%s), namespace %s, PII %s",
-            action,
+            "codec decode of %d payload(s) for %s (%s), namespace %s, PII %s",
             len(result),
             operator.subject,
             operator.method,
             request.headers.get("x-namespace", "-")[:128],
-            ("shown" if operator.show_pii else "masked") if action == "decode" else "-",
+            "shown" if operator.show_pii else "masked",
         )
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=result)))
 

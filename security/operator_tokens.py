@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from security.secret_files import warn_if_exposed, write_secret
@@ -55,11 +55,17 @@ class OperatorTokens:
         return self._roles.get(name, frozenset())
 
 
-def ensure_operator_token(path: Path, name: str = "local-operator") -> str:
+def ensure_operator_token(path: Path, name: str = "local-operator", roles: Sequence[str] = ()) -> str:
+    """``name``'s token in ``path``, created when missing; an existing line keeps its token and
+    gains the ``roles`` it lacks (a state directory from before a role was required)."""
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.startswith(f"{name}:"):
-                return line.partition(":")[2].split()[0]
+                words = line.partition(":")[2].split()
+                token, have = words[0], words[1:]
+                if set(roles) - set(have):
+                    write_secret(path, " ".join([f"{name}:{token}", *have, *(r for r in roles if r not in have)]))
+                return token
     token = secrets.token_urlsafe(24)
-    write_secret(path, f"{name}:{token}")
+    write_secret(path, " ".join([f"{name}:{token}", *roles]))
     return token

@@ -131,9 +131,14 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     order["issuerRequestId"] = f"{order['issuerRequestId']}-{stamp}"
     order["cardId"] = f"{order['cardId']}-{stamp}"
-    client = await stack.connect()
-    orders = CardOrders(client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge())
-    submitted = await orders.submit(order)
+    # Submitted as the issuer edge does, with the edge's own keys file; followed with the
+    # authority ring, the only one that opens what the workers seal (docs/security.md).
+    edge_client, client = await stack.connect(sealer="edge", issued=True), await stack.connect()
+    edge = CardOrders(
+        edge_client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge()
+    )
+    orders = CardOrders(client, task_queue=stack.spec.task_queue, timing=stack.order_timing())
+    submitted = await edge.submit(order)
     wid = submitted.workflow_id
     address = stack.temporal_address
     print(f"\nsample order submitted: workflow {wid}")
@@ -141,7 +146,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     print(f"  find it:     temporal workflow list --address {address} --query 'CardId=\"{order['cardId']}\"'")
     # The token goes in the environment (TEMPORAL_CODEC_AUTH), never on a command line.
     print(
-        f'  decoded:     TEMPORAL_CODEC_AUTH="Bearer $(cut -d: -f2 {stack.paths.codec_operators})" '
+        f'  decoded:     TEMPORAL_CODEC_AUTH="Bearer $(cut -d: -f2 {stack.paths.codec_operators} | cut -d" " -f1)" '
         f"temporal workflow show -w {wid} --address {address} "
         f"--codec-endpoint {stack.codec_server_url}   (card data masked)"
     )

@@ -17,6 +17,7 @@ from contracts import search_attributes as sa
 from contracts.card_order import OrderTiming
 from emulator.config import EmulatorSettings
 from security.pki import LocalPki
+from security.sealing import RECEIVER
 from security.secret_files import read_secret
 from security.tls import client_ssl_context
 from settings import (
@@ -160,8 +161,17 @@ class LocalStack:
             }
         return self._settings(EmulatorSettings, values)
 
-    def codec_settings(self) -> CodecSettings:
-        return self._settings(CodecSettings, {"keys_file": self.paths.codec_keys})
+    def codec_settings(self, kind: ProcessKind = "worker") -> CodecSettings:
+        """The receiver seals with its own file; workers and the codec server hold the authority
+        ring. The CLI (``starter``) reads order state, which only the ring opens, so in this
+        development stack it holds the ring and names its operator (``CODEC_DEV_OPERATOR``):
+        docs/security.md, "Who holds which key"."""
+        if kind == "receiver":
+            return self._settings(CodecSettings, {"keys_file": self.paths.issued_keys(RECEIVER)})
+        values: dict[str, Any] = {"keys_file": self.paths.codec_keys}
+        if kind == "starter" and self.spec.operators:
+            values["dev_operator"] = self.spec.operators[0]
+        return self._settings(CodecSettings, values)
 
     def codec_server_settings(self) -> CodecServerSettings:
         values: dict[str, Any] = {"host": LOOPBACK, "port": self.ports.codec_server}
@@ -195,7 +205,7 @@ class LocalStack:
         rendered: dict[str, str] = {}
         if kind in TEMPORAL_CLIENTS:
             rendered |= settings_env(self.temporal_settings())
-            rendered |= settings_env(self.codec_settings())
+            rendered |= settings_env(self.codec_settings(kind))
             if (tls := self.spec.temporal_tls) is not None:
                 client = tls.client(kind)
                 rendered |= {
@@ -212,7 +222,7 @@ class LocalStack:
         elif kind == "emulator":
             rendered |= settings_env(self.emulator_settings())
         elif kind == "codec-server":
-            rendered |= settings_env(self.codec_server_settings()) | settings_env(self.codec_settings())
+            rendered |= settings_env(self.codec_server_settings()) | settings_env(self.codec_settings(kind))
         elif kind == "starter":
             rendered |= settings_env(self.d1_settings(), include=_STARTER_D1_FIELDS)
             beyond = set(self.spec.timing) - set(OrderTimingSettings.model_fields)
@@ -283,19 +293,33 @@ class LocalStack:
         return OAUTH_CLIENT_ID, read_secret(self.paths.oauth_client_secret, None, what="outbound OAuth secret")
 
     async def connect(
-        self, *, interceptors: Sequence[Interceptor] | None = None, runtime: Runtime | None = None
+        self,
+        *,
+        interceptors: Sequence[Interceptor] | None = None,
+        runtime: Runtime | None = None,
+        sealer: str | None = None,
+        issued: bool = False,
     ) -> Client:
-        """No profile, variable or API key of this process: the stack's address and codec keys."""
+        """No profile, variable or API key of this process: the stack's address and codec keys,
+        the authority ring sealing as ``sealer`` (default the workers). ``issued``: only the file
+        issued to ``sealer`` (``edge``, ``receiver``, ``operator:<name>``), as that process holds
+        it: it seals as its holder and opens nothing the workers sealed."""
         from temporalio.client import Client
 
         from observability.tracing import client_interceptors
         from security.codec import load_codec
         from temporal_client import data_converter
 
+        if issued:
+            if sealer is None:
+                raise ValueError("issued=True needs the sealer whose file to use")
+            codec = load_codec(self.paths.issued_keys(sealer))
+        else:
+            codec = load_codec(self.paths.codec_keys, seal_as=sealer)
         return await Client.connect(
             self.temporal_address,
             namespace=self.spec.namespace,
-            data_converter=data_converter(load_codec(self.paths.codec_keys)),
+            data_converter=data_converter(codec),
             interceptors=client_interceptors() if interceptors is None else interceptors,
             runtime=runtime,
             tls=False,

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic_settings import BaseSettings
 
 from contracts.card_order import OrderTiming
-from security.codec import generate_keys_file
+from security.codec import CodecKeyError, generate_keys_file, issued_ring, load_ring, ring_document, write_ring
 from security.operator_tokens import ensure_operator_token
 from security.pki import TemporalPki, ensure_local_pki
+from security.sealing import EDGE, OPERATOR, RECEIVER, operator_name
 from security.secret_files import write_secret
+from settings import CodecServerSettings
 from stack.env import write_temporal_profile
 from stack.onboarding import ensure_issuer_keys, signing_key_file
 from stack.servers import free_port
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 ISSUER_ID = "TESTISS001"  # the sample program's issuer (config/program.json, samples/)
 OAUTH_CLIENT_ID = "d1-outbound"  # the outbound-OAuth client D1 uses toward the receiver
 DEFAULT_TASK_QUEUE = "d1-card-orders"
+# The demo's operators (a second one approves the first one's redirects: four eyes).
+DEMO_OPERATORS = ("alice", "bob")
 
 Transport = Literal["mtls", "plain"]
 # "dev-loopback": make run's codec server for the dev server's UI (no sign-in possible):
@@ -106,8 +110,12 @@ class StackSpec:
     timing: Mapping[str, timedelta] = field(default_factory=dict)
     codec_server: CodecServerMode = "off"
     emulator: EmulatorOptions = field(default_factory=EmulatorOptions)
-    # The payload-codec keys; None = <state_dir>/codec-keys.json (created when missing).
+    # The payload-codec authority ring (every role's key: workers, codec server); None =
+    # <state_dir>/codec-keys.json (created when missing). Each other process gets a file of its
+    # own issued from it (StackPaths.issued_keys).
     codec_keys_file: Path | None = None
+    # Operators with a keys file of their own (<state_dir>/operators/<name>.json).
+    operators: tuple[str, ...] = DEMO_OPERATORS
     # GET /_receiver/stats with an operator token (<state_dir>/secrets/receiver-operators).
     receiver_operators: bool = False
     # Temporal behind a mutual-TLS endpoint: each Temporal client process presents its own
@@ -149,11 +157,13 @@ class StackSpec:
         ensure_issuer_keys(p.issuer_dir, self.issuer_id, self.other_issuers)
         if not p.codec_keys.exists():
             generate_keys_file(p.codec_keys)
+        issue_process_keys(p, [EDGE, RECEIVER, *(f"{OPERATOR}:{name}" for name in self.operators)])
         pki = ensure_local_pki(p.pki_dir, [self.issuer_id, *self.other_issuers]) if self.transport == "mtls" else None
         if self.oauth and not p.oauth_client_secret.exists():
             write_secret(p.oauth_client_secret, secrets.token_urlsafe(32))
         if self.codec_server != "off":
-            ensure_operator_token(p.codec_operators)
+            # The CLI's token reads (the codec server's read role); it never shows PII.
+            ensure_operator_token(p.codec_operators, roles=[CodecServerSettings().oidc_read_role])
         if self.receiver_operators and not p.receiver_operators.exists():
             ensure_operator_token(p.receiver_operators)
         p.emulator_state.mkdir(parents=True, exist_ok=True)
@@ -178,6 +188,17 @@ class StackPaths:
     temporal_profile: Path
     temporal_db: Path
     logs: Path
+    keys_dir: Path
+    operators_dir: Path
+
+    def issued_keys(self, sealer: str) -> Path:
+        """The keys file of one process (``edge``, ``receiver``) or operator (``operator:<name>``)."""
+        name = operator_name(sealer)
+        if name is not None:
+            return self.operators_dir / f"{name}.json"
+        if sealer not in (EDGE, RECEIVER):
+            raise ValueError(f"{sealer!r}: workers and the codec server hold the authority ring ({self.codec_keys})")
+        return self.keys_dir / f"{sealer}.json"
 
     @classmethod
     def under(cls, state_dir: Path, *, codec_keys: Path | None = None) -> StackPaths:
@@ -198,4 +219,23 @@ class StackPaths:
             temporal_profile=state_dir / "temporal-client.toml",
             temporal_db=state_dir / "temporal.db",
             logs=state_dir / "logs",
+            keys_dir=state_dir / "keys",
+            operators_dir=state_dir / "operators",
         )
+
+
+def issue_process_keys(paths: StackPaths, sealers: list[str]) -> None:
+    """Each process's file from the authority ring, rewritten when the ring changed (a rotation,
+    another ring given to the stack) so a restart picks the new key up."""
+    authority = load_ring(paths.codec_keys)
+    for sealer in sealers:
+        path = paths.issued_keys(sealer)
+        ring = issued_ring(authority, sealer)
+        if path.exists():
+            try:
+                if ring_document(load_ring(path)) == ring_document(ring):
+                    continue
+            except CodecKeyError:
+                pass  # unreadable or of another form: issue it again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_ring(path, ring)

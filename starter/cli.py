@@ -250,7 +250,7 @@ async def cmd_register_search_attributes(args: argparse.Namespace, issuer_id: st
     deadline = loop.time() + args.wait
     while True:
         try:
-            client = await connect(settings)
+            client = await connect(settings, keyless=True)  # no payload: it holds no codec key
             added = await ops.register_search_attributes(client, settings.namespace)
             break
         except (RPCError, RuntimeError) as err:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from security.codec import load_ring
+from security.keys_tool import main as keys_tool
 from settings import REPO_ROOT, D1ClientSettings, ReceiverSettings
 from stack.env import settings_env
 from stack.local import LocalStack
@@ -60,7 +62,7 @@ def _in_process(stack: LocalStack, kind: ProcessKind) -> dict[str, dict[str, obj
         "D1ClientSettings": stack.d1_settings(),
         "ReceiverSettings": stack.receiver_settings(),
         "EmulatorSettings": stack.emulator_settings(),
-        "CodecSettings": stack.codec_settings(),
+        "CodecSettings": stack.codec_settings(kind),
         "CodecServerSettings": stack.codec_server_settings(),
         "TelemetrySettings": stack.telemetry_settings(kind),
         "OrderTimingSettings": stack.timing_settings(),
@@ -177,3 +179,38 @@ def test_what_a_child_cannot_be_told_is_refused(tmp_path: Path) -> None:
         StackSpec(state_dir=tmp_path, timing={"reconcile_afterr": timedelta(seconds=1)})
     with pytest.raises(ValueError, match="not D1ClientSettings fields"):
         stack.override(D1ClientSettings, read_timeout=2)
+
+
+def test_each_process_holds_the_keys_of_its_role(tmp_path: Path) -> None:
+    """The authority ring for the workers and the codec server, the receiver its own file, the
+    CLI the ring with a named development operator; an edge file and one file per operator."""
+    stack = _spec(tmp_path).ensure()
+    authority = load_ring(stack.paths.codec_keys)
+    files = {
+        kind: Path(stack.variables(kind)["CODEC_KEYS_FILE"])
+        for kind in ("worker", "receiver", "codec-server", "starter")
+    }
+    assert files["worker"] == files["codec-server"] == files["starter"] == stack.paths.codec_keys
+    receiver = load_ring(files["receiver"])
+    assert receiver.seal_as == "receiver" and list(receiver.keys) == [authority.active["receiver"]]
+    assert stack.variables("starter")["CODEC_DEV_OPERATOR"] == "alice"
+    assert "CODEC_DEV_OPERATOR" not in stack.variables("worker") | stack.variables("receiver")
+    for sealer in ("edge", "operator:alice", "operator:bob"):
+        issued = load_ring(stack.paths.issued_keys(sealer))
+        assert issued.seal_as == sealer and len(issued.keys) == 1
+        assert not any(key.derive for key in issued.keys.values())
+    assert stack.paths.issued_keys("operator:bob") == stack.paths.state_dir / "operators" / "bob.json"
+
+
+def test_a_rotated_key_reaches_the_process_files_on_the_next_start(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    stack = spec.ensure()
+    before = stack.paths.issued_keys("receiver").read_bytes()
+    assert keys_tool(["rotate", "--authority", str(stack.paths.codec_keys), "--role", "receiver"]) == 0
+    spec.ensure()
+    rotated = load_ring(stack.paths.issued_keys("receiver"))
+    assert rotated.active["receiver"] == load_ring(stack.paths.codec_keys).active["receiver"]
+    edge = stack.paths.issued_keys("edge").stat().st_mtime_ns
+    spec.ensure()  # nothing changed: nothing rewritten
+    assert stack.paths.issued_keys("edge").stat().st_mtime_ns == edge
+    assert stack.paths.issued_keys("receiver").read_bytes() != before

@@ -733,7 +733,9 @@ def test_every_service_gets_exactly_the_secrets_it_reads(
     holders = {
         "issuer/assertion-signing-key.jwk": {"worker"},
         "receiver-oauth-client-secret": {"receiver", "emulator"},
-        "codec-keys.json": {"worker", "receiver", "codec-server", "temporal-setup"},
+        # The authority ring only where everything must be opened; the receiver its own key.
+        "codec-keys.json": {"worker", "codec-server"},
+        "receiver-keys.json": {"receiver"},
         "receiver-operators": {"receiver"},
         "codec-operators": {"codec-server"},
         "d1-encryption-keyring.json": {"emulator"},

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from security import oidc
@@ -33,6 +33,8 @@ from tests.security.oidc_issuer import AUDIENCE, ISSUER, PII_ROLE, OidcIssuer
 from tests.security.support import LEAK_PAN, find_leaks, leak_card_data, leak_track_data
 from tests.support.orders import sample_order
 from tests.support.validation import validate_order
+
+READ_ROLE = CodecServerSettings.model_fields["oidc_read_role"].default
 
 UI = "http://localhost:8233"
 MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
@@ -121,7 +123,7 @@ async def test_the_pii_role_shows_names_and_addresses_never_card_data(
 async def test_mask_pii_overrides_the_role(codec: AesGcmCodec, issuer: OidcIssuer, tmp_path: Path) -> None:
     auth = CodecAuth(oidc=_verifier(issuer, tmp_path), mask_pii=True)
     async with serve(create_app(codec, auth=auth, cors_origins=[UI]), access_log=False) as url:
-        response = await _decode(url, codec, issuer.token(roles=[PII_ROLE]))
+        response = await _decode(url, codec, issuer.token(roles=[READ_ROLE, PII_ROLE]))
     assert response.status_code == 200
     assert _order(response)["shipment"]["deliveryAddress"]["line1"] == "***"
 
@@ -130,10 +132,40 @@ async def test_a_configured_roles_claim_and_pii_role(codec: AesGcmCodec, issuer:
     verifier = _verifier(issuer, tmp_path, roles_claim="realm_access.roles")
     auth = CodecAuth(oidc=verifier, pii_role="pii-readers")
     async with serve(create_app(codec, auth=auth, cors_origins=[UI]), access_log=False) as url:
-        shown = await _decode(url, codec, issuer.token(realm_access={"roles": ["pii-readers"]}, roles=[PII_ROLE]))
-        masked = await _decode(url, codec, issuer.token(roles=["pii-readers"]))  # the wrong claim
+        shown = await _decode(
+            url, codec, issuer.token(realm_access={"roles": [READ_ROLE, "pii-readers"]}, roles=[PII_ROLE])
+        )
+        # The PII role in the wrong claim shows nothing; the read role only there reads nothing.
+        masked = await _decode(url, codec, issuer.token(realm_access={"roles": [READ_ROLE]}, roles=["pii-readers"]))
+        unread = await _decode(url, codec, issuer.token(roles=[READ_ROLE, "pii-readers"]))
     assert _order(shown)["shipment"]["deliveryAddress"]["line1"] == "10 Main St"
     assert _order(masked)["shipment"]["deliveryAddress"]["line1"] == "***"
+    assert unread.status_code == 403
+
+
+@pytest.mark.parametrize("roles", [[], [PII_ROLE], ["card-orders-reader"], "card-orders-read-only"])
+async def test_a_signed_in_user_without_the_read_role_gets_nothing(
+    codec_url: str, codec: AesGcmCodec, issuer: OidcIssuer, roles: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="security.codec_server"):
+        response = await _decode(codec_url, codec, issuer.token(roles=roles))
+    assert response.status_code == 403, response.text
+    assert "payloads" not in response.json() and find_leaks("403 body", [response.text]) == []
+    assert any("no read role" in m and "operator-7f3a (oidc)" in m for m in caplog.messages), caplog.messages
+
+
+async def test_encode_is_refused_even_with_every_role(codec_url: str, codec: AesGcmCodec, issuer: OidcIssuer) -> None:
+    token = issuer.token(roles=[READ_ROLE, PII_ROLE])
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            f"{codec_url}/encode",
+            json=json_format.MessageToDict(
+                Payloads(payloads=[Payload(metadata={"encoding": b"json/plain"}, data=b"{}")])
+            ),
+            headers={"authorization": f"Bearer {token}", "origin": UI},
+        )
+    assert response.status_code == 404 and "only decodes" in response.text
+    assert "binary/encrypted" not in response.text and "payloads" not in response.json()
 
 
 def test_roles_claim_shapes() -> None:

@@ -28,6 +28,7 @@ from security.codec import AesGcmCodec, load_codec
 from security.codec_auth import CodecAuth, CodecAuthConfigError
 from security.codec_server import create_app
 from security.operator_tokens import OperatorTokens, ensure_operator_token
+from security.sealing import sealer_of
 from settings import CodecServerSettings
 from stack.servers import serve
 from tests.conftest import temporal_cli
@@ -38,6 +39,7 @@ from tests.support.validation import validate_order
 
 TOKEN = "operator-token-for-tests-0123456789"
 PII_TOKEN = "operator-token-with-pii-role-98765"
+NO_READ_TOKEN = "operator-token-without-read-role-4321"
 UI = "http://localhost:8233"
 MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +51,11 @@ def codec(codec_keys_file: Path) -> AesGcmCodec:
 
 
 def _operators() -> OperatorTokens:
-    return OperatorTokens({"alice": TOKEN, "bob": PII_TOKEN}, roles={"bob": ["card-orders-pii"]})
+    """alice reads, bob reads with names and addresses, carol may sign in but not read."""
+    return OperatorTokens(
+        {"alice": TOKEN, "bob": PII_TOKEN, "carol": NO_READ_TOKEN},
+        roles={"alice": ["card-orders-read"], "bob": ["card-orders-read", "card-orders-pii"], "carol": ["other"]},
+    )
 
 
 @asynccontextmanager
@@ -86,7 +92,7 @@ async def test_decode_refuses_a_caller_without_an_operator_credential(
 ) -> None:
     body = await _encrypted_order_body(codec)
     headers = {"authorization": auth} if auth else {}
-    for path in ("/decode", "/encode", "/wrong-token-wrong-token/decode", f"/{TOKEN}/decode"):
+    for path in ("/decode", "/wrong-token-wrong-token/decode", f"/{TOKEN}/decode"):
         response = await http.post(path, json=body, headers=headers)
         assert response.status_code == 401, (path, auth)
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -144,16 +150,15 @@ async def test_pii_masked_when_configured(codec: AesGcmCodec) -> None:
     assert order["shipment"]["deliveryAddress"]["line1"] == "***"
 
 
-async def test_encode_round_trip_and_errors(http: httpx.AsyncClient, codec: AesGcmCodec) -> None:
+async def test_decode_mounts_at_any_depth_and_refuses_bad_bodies(http: httpx.AsyncClient, codec: AesGcmCodec) -> None:
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"hello":"world"}')
     auth = {"authorization": f"Bearer {TOKEN}"}
-    encoded = await http.post("/encode", json=json_format.MessageToDict(Payloads(payloads=[plain])), headers=auth)
-    assert encoded.status_code == 200
-    sealed = json_format.ParseDict(encoded.json(), Payloads()).payloads[0]
-    assert sealed.metadata["encoding"] == b"binary/encrypted"
-    assert (await codec.decode([sealed]))[0] == plain
-    mounted = await http.post("/some/prefix/decode", json=encoded.json(), headers=auth)
+    sealed = json_format.MessageToDict(Payloads(payloads=await codec.encode([plain])))
+    mounted = await http.post("/some/prefix/decode", json=sealed, headers=auth)
     assert _decoded_values(mounted.json()) == [{"hello": "world"}]
+    # Decoding says who sealed the payload (security/sealing.py); the rest is the payload.
+    opened = json_format.ParseDict(mounted.json(), Payloads()).payloads[0]
+    assert sealer_of(opened) == codec.sealer and opened.data == plain.data
     assert (await http.post("/decode", content=b"not json", headers=auth)).status_code == 400
     assert (await http.post("/nothing-here", json={}, headers=auth)).status_code == 404
     binary = Payload(metadata={"encoding": b"binary/plain"}, data=LEAK_PAN.encode())
@@ -162,6 +167,35 @@ async def test_encode_round_trip_and_errors(http: httpx.AsyncClient, codec: AesG
     )
     assert find_leaks("withheld", [withheld.text]) == []
     assert "withheld" in _decoded_values(withheld.json())[0]
+
+
+@pytest.mark.parametrize("auth", [None, TOKEN, PII_TOKEN, NO_READ_TOKEN])
+async def test_encode_is_gone_for_everyone(
+    http: httpx.AsyncClient, codec: AesGcmCodec, auth: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sealing is each process's business with its role's key: nobody signed in here can forge a message."""
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"kind":"change"}')
+    headers = {"authorization": f"Bearer {auth}"} if auth else {}
+    with caplog.at_level(logging.INFO, logger="security.codec_server"):
+        for path in ("/encode", "/some/prefix/encode"):
+            response = await http.post(
+                path, json=json_format.MessageToDict(Payloads(payloads=[plain])), headers=headers
+            )
+            assert response.status_code == 404 and "only decodes" in response.text, path
+            assert "binary/encrypted" not in response.text
+    assert sum("codec encode refused" in m for m in caplog.messages) == 2
+
+
+async def test_decode_refuses_an_operator_without_the_read_role(
+    http: httpx.AsyncClient, codec: AesGcmCodec, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = await _encrypted_order_body(codec)
+    with caplog.at_level(logging.INFO, logger="security.codec_server"):
+        response = await http.post("/decode", json=body, headers={"authorization": f"Bearer {NO_READ_TOKEN}"})
+    assert response.status_code == 403 and "payloads" not in response.json()
+    assert find_leaks("403 body", [response.text]) == []
+    assert any("for carol (operator-token): no read role" in m for m in caplog.messages), caplog.messages
+    assert all(NO_READ_TOKEN not in m for m in caplog.messages)
 
 
 async def test_cors_preflight_for_the_ui_origin(http: httpx.AsyncClient) -> None:
@@ -195,6 +229,11 @@ def test_operator_tokens_file(tmp_path: Path) -> None:
     assert tokens.operator(PII_TOKEN) == "bob" and tokens.roles("bob") == {"card-orders-pii", "other"}
     assert tokens.roles("alice") == frozenset()
     assert ensure_operator_token(path, "bob") == PII_TOKEN
+    # A role now required is added to an existing line, which keeps its token (make run's file).
+    local = tmp_path / "local"
+    token = ensure_operator_token(local)
+    assert ensure_operator_token(local, roles=["card-orders-read"]) == token
+    assert OperatorTokens.from_file(local).roles("local-operator") == {"card-orders-read"}
     path.write_text("broken-line\n")
     with pytest.raises(ValueError, match="name:token"):
         OperatorTokens.from_file(path)

@@ -18,10 +18,10 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from security.codec import load_codec
+from security.codec import load_codec, load_ring
 from security.codec_auth import CodecAuth
 from security.codec_server import create_app
-from security.operator_tokens import ensure_operator_token
+from security.operator_tokens import OperatorTokens, ensure_operator_token
 from stack.__main__ import make_run_spec
 from stack.servers import serve
 from stack.spec import Ports
@@ -101,3 +101,31 @@ async def test_dev_server_settings_and_command_line_carry_no_credential(dev_serv
         # The CLI's way in is the header, as the printed hint sets it (TEMPORAL_CODEC_AUTH).
         cli = await http.post(f"{endpoint}/decode", json=body, headers={"authorization": f"Bearer {token}"})
         assert cli.status_code == 200
+        # Decoding is all it does: nobody, not even the local user, has it seal a message.
+        for headers in ({"origin": dev_server["ui"]}, {"authorization": f"Bearer {token}"}):
+            forged = await http.post(f"{endpoint}/encode", json=body, headers=headers)
+            assert forged.status_code == 404 and "binary/encrypted" not in forged.text
+
+
+def test_make_run_gives_each_process_the_keys_of_its_role(tmp_path: Path) -> None:
+    """make run's processes as it starts them: the receiver seals as the receiver only, the
+    workers and the codec server hold the authority ring, the CLI names its development
+    operator, and the demo's two operators and the edge have files of their own."""
+    stack = make_run_spec(tmp_path, Ports.free(metrics=True)).ensure()
+    keys = {
+        kind: load_ring(Path(stack.env(kind)["CODEC_KEYS_FILE"])) for kind in ("worker", "receiver", "codec-server")
+    }
+    assert keys["worker"].seal_as == "worker" and set(keys["worker"].active) == {
+        "edge",
+        "receiver",
+        "worker",
+        "operator",
+    }
+    assert keys["codec-server"] == keys["worker"]
+    assert keys["receiver"].seal_as == "receiver" and len(keys["receiver"].keys) == 1
+    assert stack.env("starter")["CODEC_DEV_OPERATOR"] == "alice"
+    operators = sorted(p.name for p in stack.paths.operators_dir.iterdir())
+    assert operators == ["alice.json", "bob.json"]
+    assert load_ring(stack.paths.issued_keys("edge")).seal_as == "edge"
+    # The CLI's codec token may read, and nothing more.
+    assert OperatorTokens.from_file(stack.paths.codec_operators).roles("local-operator") == {"card-orders-read"}
