@@ -6,7 +6,9 @@ workflow and naming who sealed it (docs/security.md, "Who may move a card").
   operator (``operator:<name>``), derived from the operators' master key so that workers need
   not list every operator. Decoding sets the payload metadata ``sealed-by`` to the sealer the
   key belongs to (security/sealing.py), so a workflow handler can refuse a message from the
-  wrong role: a stolen receiver key can produce notifications, never a redirect.
+  wrong role: a stolen receiver key can produce notifications, never a redirect. What is not a
+  message (views, results, activity payloads, failures) is sealed with the ``reader`` key, which
+  the edge and operators hold to read what they asked and which no handler accepts a message from.
 * **Bound to the workflow.** The associated data holds the key id and the workflow id the
   payload was made for (the SDK's serialization context, :meth:`AesGcmCodec.with_context`),
   also kept in clear as ``sealed-for`` so the codec server, which has no context, can still
@@ -56,7 +58,7 @@ from temporalio.converter import (
 )
 
 from security.payload_refusal import REFUSED_ENCODING, TAMPERED, UNENCRYPTED, UNKNOWN_KEY, WRONG_WORKFLOW, refused
-from security.sealing import OPERATOR, ROLES, SEALED_BY, SEALED_FOR, operator_name
+from security.sealing import EDGE, FOR_READERS, OPERATOR, READER, ROLES, SEALED_BY, SEALED_FOR, operator_name
 from security.secret_files import warn_if_exposed, write_secret_bytes
 
 log = logging.getLogger("security.codec")
@@ -152,6 +154,11 @@ class AesGcmCodec(PayloadCodec, WithSerializationContext):
         self._sealer = self._ring.seal_as
         self._kid, secret = self._ring.sealing_key(self._sealer)
         self._cipher = AESGCM(secret)
+        # Results and activity payloads: the readers' key where this process holds it.
+        self._reader_kid, self._reader = self._kid, self._cipher
+        if READER in self._ring.active and self._sealer != READER:
+            self._reader_kid, reader_secret = self._ring.sealing_key(READER)
+            self._reader = AESGCM(reader_secret)
         self._openers: dict[str, tuple[str, AESGCM] | None] = {}
         self.accept_unencrypted = accept_unencrypted
         self._on_refused = on_refused
@@ -198,13 +205,14 @@ class AesGcmCodec(PayloadCodec, WithSerializationContext):
     def encode_one(self, payload: Payload) -> Payload:
         inner = Payload()
         inner.CopyFrom(payload)
-        for name in (SEALED_BY, SEALED_FOR):  # only decoding says who sealed it, and for what
+        kid, cipher = (self._reader_kid, self._reader) if FOR_READERS in inner.metadata else (self._kid, self._cipher)
+        for name in (SEALED_BY, SEALED_FOR, FOR_READERS):  # only decoding says who sealed it, and for what
             if name in inner.metadata:
                 del inner.metadata[name]
         workflow_id = self._workflow_id or ""
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._cipher.encrypt(nonce, inner.SerializeToString(), _aad(self._kid, workflow_id))
-        metadata = {"encoding": ENCODING, KEY_ID: self._kid.encode(), CIPHER: CIPHER_NAME}
+        sealed = cipher.encrypt(nonce, inner.SerializeToString(), _aad(kid, workflow_id))
+        metadata = {"encoding": ENCODING, KEY_ID: kid.encode(), CIPHER: CIPHER_NAME}
         metadata[SEALED_FOR] = workflow_id.encode()
         return Payload(metadata=metadata, data=nonce + sealed)
 
@@ -318,11 +326,20 @@ def write_ring(path: Path, ring: KeyRing) -> Path:
 
 
 def issued_ring(ring: KeyRing, sealer: str) -> KeyRing:
-    """What one process of ``sealer`` holds: its role's sealing key only (an operator: the key
-    derived for that operator). It opens what it sealed itself and nothing else."""
+    """What one process of ``sealer`` holds: its role's sealing key (an operator: the key derived
+    for that operator) and, for the edge and operators, the readers' key, so that they read the
+    views and results of what they ask. It opens nothing else, and the readers' key forges nothing:
+    no handler accepts a message sealed with it."""
     kid, secret = ring.sealing_key(sealer)
     role = OPERATOR if operator_name(sealer) is not None else sealer
-    return KeyRing(keys={kid: Key(role=sealer, secret=secret)}, active={role: kid}, seal_as=sealer)
+    keys, active = {kid: Key(role=sealer, secret=secret)}, {role: kid}
+    if role in (EDGE, OPERATOR) and READER in ring.active:
+        reader_kid = ring.active[READER]
+        keys[reader_kid], active[READER] = ring.keys[reader_kid], reader_kid
+        for old_kid, key in ring.keys.items():  # older readers' keys: results sealed before a rotation
+            if key.role == READER:
+                keys[old_kid] = key
+    return KeyRing(keys=keys, active=active, seal_as=sealer)
 
 
 def issue_keys_file(authority: Path, sealer: str, path: Path) -> Path:

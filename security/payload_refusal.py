@@ -6,11 +6,15 @@ so the workflow sandbox can import it cheaply.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import EncodingPayloadConverter
+
+from security.sealing import FOR_READERS, SENDER_SEALED
 
 REFUSED_ENCODING = "binary/refused"
 REASON_KEY = "refused-reason"
@@ -51,6 +55,17 @@ class RefusedPayloadConverter(EncodingPayloadConverter):
 
 
 class ProductPayloadConverter(PydanticPayloadConverter):
+    """Pydantic JSON, the refusal marker, and the mark that tells the codec a payload is not a
+    message (security/sealing.py, ``FOR_READERS``): a result or an activity payload is sealed
+    for readers, a message with its sender's key."""
+
     def __init__(self) -> None:
         super().__init__()
         self._set_converters(*self.converters.values(), RefusedPayloadConverter())
+
+    def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
+        payloads = super().to_payloads(values)
+        for value, payload in zip(values, payloads, strict=True):
+            if not isinstance(value, RawValue) and not getattr(type(value), SENDER_SEALED, False):
+                payload.metadata[FOR_READERS] = b"1"
+        return payloads

@@ -17,7 +17,17 @@ EDGE = "edge"  # issuer services: the starter, the CLI's submit, the issuer API
 RECEIVER = "receiver"  # D1's calls: notifications, card activations
 WORKER = "worker"  # workflows and activities (continue-as-new, batch results, orphans)
 OPERATOR = "operator"  # one key per person, "operator:<name>"
-ROLES = frozenset({EDGE, RECEIVER, WORKER, OPERATOR})
+# What is not a message (query, update and workflow results, activity payloads, failures) is
+# sealed with the readers' key, so that an operator or the edge can read an order's view without
+# holding a key any handler accepts a message from: reading is not forging.
+READER = "reader"
+ROLES = frozenset({EDGE, RECEIVER, WORKER, OPERATOR, READER})
+
+# Set by the payload converter on a payload that is not a message (security/payload_refusal.py);
+# the codec seals it with the readers' key and drops the mark.
+FOR_READERS = "seal-for-readers"
+# A model class with this attribute true is a message: sealed with its sender's own key.
+SENDER_SEALED = "sealed_by_sender"
 
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 

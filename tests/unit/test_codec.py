@@ -174,3 +174,37 @@ def test_bad_configuration_is_explained(tmp_path: Path) -> None:
     (tmp_path / "old.json").write_text('{"active": "k1", "keys": {"k1": "AAAA"}}')
     with pytest.raises(CodecKeyError, match="documented form"):
         load_codec(tmp_path / "old.json")
+
+
+async def test_results_are_sealed_for_readers_and_messages_with_the_senders_key(tmp_path: Path) -> None:
+    """Reading is not forging: the edge and operators hold the readers' key to read views and
+    results, and a payload sealed with it names ``reader``, which no handler accepts."""
+    from typing import ClassVar
+
+    from pydantic import BaseModel
+
+    from temporal_client import data_converter
+
+    class Message(BaseModel):
+        sealed_by_sender: ClassVar[bool] = True
+        kind: str = "redirect"
+
+    class View(BaseModel):
+        status: str = "SHIPPED"
+
+    authority = generate_keys_file(tmp_path / "authority.json")
+    worker = data_converter(load_codec(authority)).with_context(
+        WorkflowSerializationContext(namespace="default", workflow_id="w")
+    )
+    alice = data_converter(load_codec(issue_keys_file(authority, "operator:alice", tmp_path / "alice.json")))
+    alice = alice.with_context(WorkflowSerializationContext(namespace="default", workflow_id="w"))
+    receiver = load_codec(issue_keys_file(authority, "receiver", tmp_path / "receiver.json"))
+    [view] = await worker.encode([View()])
+    [message] = await alice.encode([Message()])
+    assert [sealer_of(p) for p in await on(load_codec(authority), "w").decode([view, message])] == [
+        "reader",
+        "operator:alice",
+    ]
+    assert await alice.decode([view], [View]) == [View()]  # alice reads the worker's result
+    [refused] = await on(receiver, "w").decode([view])  # the receiver reads nothing
+    assert refusal_reason(refused) == UNKNOWN_KEY

@@ -36,7 +36,7 @@ def authority(tmp_path: Path) -> Path:
 
 def test_init_writes_every_role_and_refuses_to_overwrite(authority: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ring = load_ring(authority)
-    assert ring.seal_as == "worker" and set(ring.active) == {"edge", "receiver", "worker", "operator"}
+    assert ring.seal_as == "worker" and set(ring.active) == {"edge", "receiver", "worker", "operator", "reader"}
     assert stat.S_IMODE(authority.stat().st_mode) == 0o600
     before = authority.read_bytes()
     assert main(["init", "--out", str(authority)]) == 2
@@ -44,13 +44,15 @@ def test_init_writes_every_role_and_refuses_to_overwrite(authority: Path, capsys
 
 
 @pytest.mark.parametrize("sealer", ["receiver", "edge", "operator:alice"])
-async def test_an_issued_file_holds_one_key_and_seals_as_its_holder(
+async def test_an_issued_file_holds_its_own_key_and_seals_as_its_holder(
     authority: Path, tmp_path: Path, sealer: str
 ) -> None:
     out = tmp_path / "issued.json"
     assert main(["issue", "--authority", str(authority), "--as", sealer, "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["seal_as"] == sealer and len(doc["keys"]) == 1
+    # Its own key, and the readers' key for those who read what they ask (security/codec.py).
+    roles = sorted(entry["role"] for entry in doc["keys"].values())
+    assert doc["seal_as"] == sealer and roles == sorted([sealer] + ([] if sealer == "receiver" else ["reader"]))
     assert not any(entry.get("derive") for entry in doc["keys"].values())  # never the operators' master key
     issued, worker = load_codec(out).with_context(_ctx()), load_codec(authority).with_context(_ctx())
     [sealed] = await issued.encode([_payload()])

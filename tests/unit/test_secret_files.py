@@ -67,7 +67,7 @@ def test_write_secret_creates_and_replaces_with_mode_0600(tmp_path: Path) -> Non
 def test_codec_keys_generation_and_rotation_leave_0600(tmp_path: Path) -> None:
     keys = generate_keys_file(exposed(tmp_path / "codec-keys.json"))
     before = set(json.loads(keys.read_text())["keys"])
-    assert mode(keys) == 0o600 and len(before) == 4
+    assert mode(keys) == 0o600 and len(before) == 5
     keys.chmod(0o644)
     kid = add_key(keys, "edge")
     assert mode(keys) == 0o600
