@@ -120,6 +120,7 @@ def test_make_run_gives_each_process_the_keys_of_its_role(tmp_path: Path) -> Non
         "receiver",
         "worker",
         "operator",
+        "reader",
     }
     assert keys["codec-server"] == keys["worker"]
     assert keys["receiver"].seal_as == "receiver" and len(keys["receiver"].keys) == 1
