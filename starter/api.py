@@ -25,7 +25,7 @@ from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
 from settings import OrderTimingSettings, TemporalSettings
 from starter.d1_batches import BatchLimits
-from starter.edge import OrderEdge, PreparedOrder, PreparedTracking
+from starter.edge import OrderEdge, PreparedOrder, PreparedTracking, refuse_card_data_in
 from temporal_client import connect
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ class CardOrders:
                 )
 
     def handle(self, issuer_id: str, issuer_request_id: str) -> WorkflowHandle[Any, Any]:
+        """The order's handle; ids holding card data are refused (InvalidOrder) before Temporal hears them."""
+        refuse_card_data_in(issuerId=issuer_id, issuerRequestId=issuer_request_id)
         return self.client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView)
 
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
@@ -228,6 +230,7 @@ class CardOrders:
         return await self._start_once(tracking_api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
 
     def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
+        refuse_card_data_in(issuerId=issuer_id, cardId=card_id)
         return self.client.get_workflow_handle(
             tracking_api.workflow_id(issuer_id, card_id, tracking_type), result_type=TrackingView
         )
@@ -262,6 +265,8 @@ class CardOrders:
     async def _change(
         self, update: str, issuer_id: str, issuer_request_id: str, note: str | None, address: AddressLike | None = None
     ) -> ChangeRecord:
+        # The note is kept in the order's view and history: no card data in it, nor in the ids.
+        refuse_card_data_in(issuerId=issuer_id, issuerRequestId=issuer_request_id, note=note)
         new_address = self.edge.address(address) if address is not None else None
         request = ChangeRequest(new_delivery_address=new_address, note=note)
         handle = self.handle(issuer_id, issuer_request_id)

@@ -27,7 +27,7 @@ from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
 from starter.d1_batches import BatchLimits
-from starter.edge import OrderEdge
+from starter.edge import OrderEdge, refuse_card_data_in
 from starter.order_file import Progress, detect_format, start_lines, validate_file
 from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
 from temporal_client import connect
@@ -50,10 +50,27 @@ async def _run(args: argparse.Namespace) -> int:
     command: Command = args.func
     issuer_id = args.issuer_id or D1ClientSettings().issuer_id
     try:
+        _refuse_card_data_in_arguments(args, issuer_id)
         return await command(args, issuer_id)
     except Exit as err:
         print(err, file=sys.stderr)
         return err.code
+
+
+def _refuse_card_data_in_arguments(args: argparse.Namespace, issuer_id: str) -> None:
+    """Ids and notes given on the command line go into workflow ids, queries and order views:
+    one holding card data ends the command before anything is contacted, naming the argument only."""
+    try:
+        refuse_card_data_in(
+            issuerId=issuer_id,
+            issuerRequestId=getattr(args, "issuer_request_id", None),
+            cardId=getattr(args, "card_id", None) or getattr(args, "card", None),
+            note=getattr(args, "note", None),
+            reason=getattr(args, "reason", None),
+        )
+    except InvalidOrder as err:
+        problems = "; ".join(f"{fe.path}: {fe.reason}" for fe in err.errors)
+        raise Exit(EXIT_INVALID, f"refused, nothing was sent: {problems}") from None
 
 
 def _order_lookup(command: Command) -> Command:
@@ -216,7 +233,8 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         else:
             record = await orders.redirect(issuer_id, rid, address, note=args.note)
     except InvalidOrder as err:
-        raise Exit(EXIT_INVALID, invalid_text(source or rid, err)) from None
+        # Never the request id here: a refused id may be card data.
+        raise Exit(EXIT_INVALID, invalid_text(source or args.command, err)) from None
     except ChangeRejected as err:
         raise Exit(EXIT_REFUSED, f"{args.command} refused: {err.reason}") from None
     print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")

@@ -22,7 +22,7 @@ from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
 from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
 from contracts.card_tracking import TrackingInput, TrackingRef
-from d1.card_data_guard import card_data_issues
+from d1.card_data_guard import card_data_issues, identifier_issues
 from d1.issues import Issue, issues_from_validation_error
 from d1.jwe import encrypt_for_d1
 from d1.masking import mask_pan
@@ -108,6 +108,14 @@ def _search_attributes(*pairs: tuple[SearchAttributeKey[str], str | None]) -> Ty
 
 def _field_errors(issues: list[Issue]) -> list[FieldError]:
     return [FieldError(i.dotted("$"), i.reason) for i in issues]
+
+
+def refuse_card_data_in(**values: str | None) -> None:
+    """:class:`InvalidOrder` (JSON paths, never the values) when an identifier or a note the
+    edge was given holds card data: ``refuse_card_data_in(issuerRequestId=rid, note=note)``."""
+    issues = identifier_issues(values)
+    if issues:
+        raise InvalidOrder(_field_errors(issues))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +216,7 @@ class OrderEdge:
         issues: list[Issue] = []
         if not CARD_ID.match(card_id):
             issues.append(Issue(("cardId",), "must be 1-48 characters: letters, digits, '_' or '-'"))
+        issues += identifier_issues({"issuerId": issuer_id, "cardId": card_id})
         model = track_card_model(body)
         try:
             model.model_validate(body)
