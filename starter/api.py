@@ -26,6 +26,7 @@ from observability.tracing import order_submission_span
 from settings import OrderTimingSettings, TemporalSettings
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge, PreparedOrder, PreparedTracking, refuse_card_data_in
+from starter.same_order import ForeignStart, ensure_same_order
 from temporal_client import connect
 
 if TYPE_CHECKING:
@@ -33,7 +34,15 @@ if TYPE_CHECKING:
 
 AddressLike = Address | Mapping[str, Any]
 
-__all__ = ["CardOrders", "ChangeRejected", "InvalidOrder", "OrderRefused", "OrderSummary", "SubmittedOrder"]
+__all__ = [
+    "CardOrders",
+    "ChangeRejected",
+    "ForeignStart",
+    "InvalidOrder",
+    "OrderRefused",
+    "OrderSummary",
+    "SubmittedOrder",
+]
 
 
 class OrderRefused(Exception):
@@ -132,10 +141,19 @@ class CardOrders:
         return await start_many(self, orders, d1_batches=limits, concurrency=concurrency, on_result=on_result)
 
     async def _start(self, prepared: PreparedOrder) -> SubmittedOrder:
+        """Start the order; an id already taken is the answer only when its run is this order
+        (a retry): anything else there is a foreign start (:class:`ForeignStart`)."""
         if await self._exists(prepared.workflow_id):
+            await self._ensure_same_order(prepared)
             return SubmittedOrder(prepared.workflow_id, created=False)
         await self._refuse_if_card_busy(prepared)
-        return await self._start_once(api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        submitted = await self._start_once(api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        if not submitted.created:  # another start won the race: it must be this order too
+            await self._ensure_same_order(prepared)
+        return submitted
+
+    async def _ensure_same_order(self, prepared: PreparedOrder) -> None:
+        await ensure_same_order(self.client, prepared.workflow_id, prepared.ref, prepared.d1_body_digest)
 
     async def _start_once(
         self, workflow_type: str, prepared: PreparedOrder | PreparedTracking, *, reuse: WorkflowIDReusePolicy

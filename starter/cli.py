@@ -30,9 +30,10 @@ from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge, refuse_card_data_in
 from starter.order_file import Progress, detect_format, start_lines, validate_file
 from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
+from starter.same_order import ForeignStart
 from temporal_client import connect
 
-EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
+EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_FOREIGN = 2, 3, 4, 5
 
 
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
@@ -114,6 +115,8 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
         submitted = await orders.submit_prepared(prepared)
     except OrderRefused as err:
         raise Exit(EXIT_REFUSED, f"refused: {err}") from None
+    except ForeignStart as err:  # never "already exists": someone else holds the order's id
+        raise Exit(EXIT_FOREIGN, f"error: {err}") from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already exists'}")
     if args.wait:
         print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))

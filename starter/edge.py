@@ -32,6 +32,7 @@ from d1.program import Program, load_program
 from d1.tracking import track_card_model
 from d1.validation import FieldError, FieldWarning, InvalidOrder, UnknownFields, check_order, validate_address
 from security.keys import KeyFileError, load_d1_encryption_key
+from starter.same_order import body_digest
 
 CARD_ID = re.compile(CARD_ID_PATTERN)
 
@@ -46,6 +47,9 @@ class PreparedOrder:
     summary: str
     details: str
     warnings: tuple[FieldWarning, ...] = ()
+    # D1's body without its JWE, digested (starter/same_order.py): kept when the order joins a D1
+    # batch, so a retry can still be told from a foreign start that took its workflow id.
+    d1_body_digest: str | None = None
 
     @property
     def ref(self) -> OrderRef:
@@ -199,6 +203,7 @@ class OrderEdge:
                 f"PAN {ref.masked_pan}"
             ),
             warnings=warnings,
+            d1_body_digest=body_digest(body),
         )
 
     def prepare_tracking(
