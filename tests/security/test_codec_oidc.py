@@ -35,7 +35,7 @@ from tests.support.orders import sample_order
 from tests.support.validation import validate_order
 
 UI = "http://localhost:8233"
-MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+MASKED_PAN = LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
 
 
 @pytest.fixture(scope="module")

@@ -257,7 +257,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         assert outcomes.count(Outcome.REJECTED) == REJECTED_BY_D1, outcomes
         assert outcomes.count(Outcome.DATA_EXCEPTION) == DATA_EXCEPTIONS, outcomes
         assert outcomes.count(Outcome.DELIVERED) == ORDERS - REJECTED_BY_D1 - DATA_EXCEPTIONS, outcomes
-        assert all(r.ref.masked_pan == LEAK_PAN[:6] + "******" + LEAK_PAN[-4:] for r in results)
+        assert all(r.ref.masked_pan == LEAK_PAN[:4] + "********" + LEAK_PAN[-4:] for r in results)
         rejected = [r for r in results if r.state.outcome == Outcome.REJECTED]
         assert all(e.error_code for r in rejected for e in r.state.errors)
 
@@ -281,7 +281,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
             decrypted += await decrypted_history(mtls_stack.client, s.workflow_id, codec)
         # What the key holder does see: the D1 body with its JWE, and the masked PAN.
         joined = "\n".join(decrypted)
-        assert '"encryptedData":"eyJ' in joined and f"{LEAK_PAN[:6]}******{LEAK_PAN[-4:]}" in joined
+        assert '"encryptedData":"eyJ' in joined and f"{LEAK_PAN[:4]}********{LEAK_PAN[-4:]}" in joined
 
         spans = mtls_stack.spans.get_finished_spans()
         names = {s.name for s in spans}

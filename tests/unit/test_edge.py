@@ -51,7 +51,7 @@ def test_the_workflow_input_holds_the_jwe_and_the_masked_pan_only(keyed: tuple[O
     text = prepared.input.model_dump_json()
     assert find_leaks("workflow input", [text, repr(prepared), prepared.summary, prepared.details]) == []
     assert LEAK_CVV1 not in json.dumps(prepared.input.submission.body if prepared.input.submission else {})
-    assert prepared.ref.masked_pan == LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+    assert prepared.ref.masked_pan == LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
     assert "order" not in prepared.input.model_dump() and prepared.input.submission is not None
     body = prepared.input.submission.body
     assert set(body) >= {"encryptedData", "cardProductId", "services", "shipment", "issuerRequestId"}
