@@ -27,7 +27,7 @@ from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
 from starter.d1_batches import BatchLimits
-from starter.edge import OrderEdge, refuse_card_data_in
+from starter.edge import ClearTrackDataRefused, OrderEdge, refuse_card_data_in
 from starter.order_file import Progress, detect_format, start_lines, validate_file
 from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
 from starter.same_order import ForeignStart
@@ -106,7 +106,7 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
         prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=args.unknown_fields)
     except InvalidOrder as err:
         raise Exit(EXIT_INVALID, invalid_text(args.file, err)) from None
-    except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
+    except (KeyFileError, ClearTrackDataRefused) as err:  # D1's key or the program unusable: nothing was sent
         raise Exit(1, f"error: {err}") from None
     for fw in prepared.warnings:
         print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)

@@ -6,6 +6,7 @@ data. The key file is re-read when it changes (docs/operations.md, "D1 encryptio
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from security.keys import KeyFileError, load_d1_encryption_key
 from starter.same_order import body_digest
 
 CARD_ID = re.compile(CARD_ID_PATTERN)
+log = logging.getLogger("starter.edge")
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,12 @@ class PreparedTracking:
 
 @dataclass(frozen=True)
 class KeyFile:
-    """D1's public encryption key from a file, re-read when the file changes (rotation)."""
+    """D1's public encryption key from a file, re-read when the file changes (rotation); with
+    ``kids`` / ``thumbprints``, pinned: another key in the file is refused (security/keys.py)."""
 
     path: Path
+    kids: frozenset[str] = frozenset()
+    thumbprints: frozenset[str] = frozenset()
 
     def current(self) -> jwk.JWK:
         try:
@@ -80,13 +85,18 @@ class KeyFile:
             raise KeyFileError(
                 f"cannot read D1's encryption key {self.path}: {exc.strerror} (D1_ENCRYPTION_PUBLIC_KEY_FILE)"
             ) from None
-        return _load_key(self.path, stat.st_mtime, stat.st_size)
+        return _load_key(self.path, stat.st_mtime, stat.st_size, self.kids, self.thumbprints)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_key(path: Path, mtime: float, size: int) -> jwk.JWK:
-    """Cached per (path, mtime, size): a changed file is a new key."""
-    return load_d1_encryption_key(path)
+def _load_key(path: Path, mtime: float, size: int, kids: frozenset[str], thumbprints: frozenset[str]) -> jwk.JWK:
+    """Cached per (path, mtime, size, pins): a changed file is a new key."""
+    return load_d1_encryption_key(path, allowed_kids=kids, allowed_thumbprints=thumbprints)
+
+
+class ClearTrackDataRefused(RuntimeError):
+    """The program places track data in clear (``interface.trackDataPlacement``: ``clear``),
+    outside the development setting that allows it; nothing was sent anywhere."""
 
 
 def order_ref(order: CardOrder) -> OrderRef:
@@ -129,17 +139,33 @@ class OrderEdge:
     program_file: Path
     encryption_key: KeyFile | jwk.JWK
     expiry_format: str | None = None
+    # Development only (D1_DEV_ALLOW_CLEAR_TRACK_DATA): tracks in clear in the workflow input.
+    allow_clear_track_data: bool = False
+
+    def __post_init__(self) -> None:
+        if self.allow_clear_track_data:
+            log.warning(
+                "D1_DEV_ALLOW_CLEAR_TRACK_DATA is on: a program with trackDataPlacement=clear puts full track "
+                "data into Temporal in clear. DEVELOPMENT ONLY, never with real cards"
+            )
 
     @classmethod
     def from_settings(cls, settings: Any | None = None) -> OrderEdge:
-        """From ``D1_PROGRAM_FILE``, ``D1_EXPIRY_FORMAT`` and ``D1_ENCRYPTION_PUBLIC_KEY_FILE``."""
+        """From ``D1_PROGRAM_FILE``, ``D1_EXPIRY_FORMAT``, ``D1_ENCRYPTION_PUBLIC_KEY_FILE`` (pinned by
+        ``D1_ENCRYPTION_KEY_KIDS`` / ``_THUMBPRINTS``) and ``D1_DEV_ALLOW_CLEAR_TRACK_DATA``."""
         from settings import D1ClientSettings
 
         s = settings or D1ClientSettings()
+        key = KeyFile(
+            s.encryption_public_key_file,
+            kids=frozenset(s.encryption_key_kids),
+            thumbprints=frozenset(s.encryption_key_thumbprints),
+        )
         return cls(
             program_file=s.program_file,
-            encryption_key=KeyFile(s.encryption_public_key_file),
+            encryption_key=key,
             expiry_format=s.expiry_format,
+            allow_clear_track_data=s.dev_allow_clear_track_data,
         )
 
     @property
@@ -178,6 +204,12 @@ class OrderEdge:
         key = self.encryption_key.current() if isinstance(self.encryption_key, KeyFile) else self.encryption_key
         # Where the tracks travel is the program's (d1/assumptions.py); encrypted by default.
         track_clear = program.interface.trackDataPlacement == "clear"
+        if track_clear and not self.allow_clear_track_data:
+            raise ClearTrackDataRefused(
+                f"the program {self.program_file} places track data in clear (interface.trackDataPlacement), "
+                "which would put full track data into Temporal: refused outside development "
+                "(D1_DEV_ALLOW_CLEAR_TRACK_DATA); ask Thales whether D1 takes trackData inside encryptedData"
+            )
         plaintext = order.sensitive_plaintext(include_tracks=not track_clear)
         body = order.d1_body(encrypt_for_d1(plaintext, key), tracks_in_clear=track_clear)
         clear_members = frozenset({"trackData"}) if track_clear else frozenset()
