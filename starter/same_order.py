@@ -27,6 +27,9 @@ from contracts.card_order import CardOrderInput, OrderRef
 from contracts.d1_batch import BatchInput
 
 ENCRYPTED_MEMBER = "encryptedData"
+# Payload metadata a role-keyed codec sets on decoding (who sealed it), and the edge's role.
+SEALED_BY = "sealed-by"
+EDGE_SEALER = b"edge"
 
 
 class ForeignStart(Exception):
@@ -72,11 +75,18 @@ async def _start_input(client: Client, workflow_id: str, workflow_type: str, typ
     payloads = list(started.input.payloads)
     if len(payloads) != 1:
         raise ForeignStart(workflow_id, f"{len(payloads)} start arguments instead of one")
-    context = WorkflowSerializationContext(namespace=client.namespace, workflow_id=workflow_id)
+    converter = client.data_converter.with_context(
+        WorkflowSerializationContext(namespace=client.namespace, workflow_id=workflow_id)
+    )
     try:
-        [value] = await client.data_converter.with_context(context).decode(payloads, [type_hint])
+        opened = await converter.payload_codec.decode(payloads) if converter.payload_codec else payloads
+        sealer = opened[0].metadata.get(SEALED_BY)
+        [value] = converter.payload_converter.from_payloads(opened, [type_hint])
     except Exception:  # not sealed with our keys, or not the shape of our input: not ours
         raise ForeignStart(workflow_id, "its start input cannot be opened with this service's keys") from None
+    # A codec that names the sealer (one key per role): only the issuer edge starts orders.
+    if sealer is not None and sealer != EDGE_SEALER:
+        raise ForeignStart(workflow_id, "its start input was not sealed by the issuer edge")
     return value
 
 

@@ -4,13 +4,17 @@ genuine retry of the same order still does. No worker runs: only the starts are 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from jwcrypto import jwk
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 from temporalio.testing import WorkflowEnvironment
 
 from contracts import card_order as api
@@ -149,3 +153,41 @@ async def test_the_cli_exits_non_zero_on_a_squatted_id(
     assert await cli.run(["submit", str(order_file)]) == cli.EXIT_FOREIGN
     out, err = capsys.readouterr()
     assert "already exists" not in out and "is taken by a run that is not this order" in err
+
+
+class _NamingCodec(PayloadCodec):
+    """The session's codec, naming a sealer on decoding as a role-keyed codec does."""
+
+    def __init__(self, inner: PayloadCodec, sealer: bytes) -> None:
+        self._inner, self._sealer = inner, sealer
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return await self._inner.encode(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        opened = await self._inner.decode(payloads)
+        for payload in opened:
+            payload.metadata["sealed-by"] = self._sealer
+        return opened
+
+
+@pytest.mark.parametrize(("sealer", "foreign"), [(b"edge", False), (b"receiver", True), (b"operator:mallory", True)])
+async def test_a_start_sealed_by_another_role_is_foreign(orders: CardOrders, sealer: bytes, foreign: bool) -> None:
+    base = orders.client
+    assert base.data_converter.payload_codec is not None
+    converter = dataclasses.replace(
+        base.data_converter, payload_codec=_NamingCodec(base.data_converter.payload_codec, sealer)
+    )
+    naming = CardOrders(
+        Client(base.service_client, namespace=base.namespace, data_converter=converter),
+        task_queue=orders.task_queue,
+        timing=orders.timing,
+        edge=orders.edge,
+    )
+    order = sample_order(new_request_id("squat-role"))
+    assert (await orders.submit(order)).created
+    if foreign:
+        with pytest.raises(ForeignStart, match="not sealed by the issuer edge"):
+            await naming.submit(order)
+    else:
+        assert not (await naming.submit(order)).created
