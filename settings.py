@@ -126,6 +126,16 @@ class D1ClientSettings(BaseSettings):
     """D1's public key for `encryptedData`, given at onboarding: a JWK, EC P-256, with D1's `kid`;
     anything else (a PEM file, which has no `kid`) is refused when it is read. Read by the starter,
     which encrypts at the edge (never by a worker), and read again whenever the file changes."""
+    encryption_key_kids: list[str] = []
+    """Pinning of D1's encryption key: the `kid`s it may carry (a JSON list, e.g. `["d1-enc-2026"]`).
+    Set, a key file with another `kid` is refused when it is read; with a rotation, list both keys."""
+    encryption_key_thumbprints: list[str] = []
+    """Pinning of D1's encryption key: the RFC 7638 SHA-256 thumbprints (base64url) it may have, a JSON
+    list; set, a key file with another public key is refused when it is read (docs/security.md)."""
+    dev_allow_clear_track_data: bool = False
+    """Development only: let a program whose `interface.trackDataPlacement` is `clear` put full track
+    data into the workflow input (Temporal) in clear; off, such a program is refused at the edge.
+    Logged loudly when on."""
     token_audience: str | None = "https://api.d1.thalescloud.io"  # noqa: S105 - an audience URL
     """The `aud` claim of the token assertion (D1 does not document it); set it empty to omit the claim."""
     assertion_lifetime_s: int = Field(default=300, ge=30, le=900)

@@ -129,7 +129,7 @@ def _hits(run: str, offset: int, *, strict: bool) -> list[tuple[int, int]]:
 def pan_spans(text: str, *, strict: bool = False) -> list[tuple[int, int]]:
     """Where ``text`` holds card numbers: sorted, non-overlapping ``(start, end)`` spans
     (overlapping hits are merged, so a PAN next to other numbers never shows more than
-    first 6 / last 4 once masked). Ids of the product's own format are skipped."""
+    more than d1/masking.py allows once masked). Ids of the product's own format are skipped."""
     hits: list[tuple[int, int]] = []
     for match in _RUN.finditer(text):
         hits += _hits(match.group(0), match.start(), strict=strict)

@@ -27,9 +27,10 @@ _NAMED = "is named like card data, which must only travel inside encryptedData"
 _KEY_HOLDS_PAN = f"a member name holds a card-number-shaped value ({_LUHN})"
 _TEXT_HOLDS_PAN = f"holds a card-number-shaped value ({_LUHN}); card data must only travel inside encryptedData"
 _NUMBER_HOLDS_PAN = f"holds a card-number-shaped number ({_LUHN})"
+_ID_HOLDS_PAN = f"holds a card-number-shaped value ({_LUHN}); identifiers and notes must not carry card data"
 
 
-def _walk(value: Any, path: Path) -> Iterator[Issue]:
+def _walk(value: Any, path: Path, text_reason: str = _TEXT_HOLDS_PAN) -> Iterator[Issue]:
     if isinstance(value, Mapping):
         for key, item in value.items():
             name = str(key)
@@ -41,12 +42,12 @@ def _walk(value: Any, path: Path) -> Iterator[Issue]:
             elif holds_pan(name):
                 yield Issue((*path, "<member>"), _KEY_HOLDS_PAN, IssueKind.NOT_ALLOWED)
             else:
-                yield from _walk(item, child)
+                yield from _walk(item, child, text_reason)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            yield from _walk(item, (*path, i))
+            yield from _walk(item, (*path, i), text_reason)
     elif isinstance(value, str) and holds_pan(value):
-        yield Issue(path, _TEXT_HOLDS_PAN, IssueKind.NOT_ALLOWED)
+        yield Issue(path, text_reason, IssueKind.NOT_ALLOWED)
     elif isinstance(value, int) and not isinstance(value, bool) and holds_pan(str(value)):
         yield Issue(path, _NUMBER_HOLDS_PAN, IssueKind.NOT_ALLOWED)
 
@@ -67,6 +68,16 @@ def card_data_issues(body: Mapping[str, Any], *, clear_members: frozenset[str] =
     if clear_members:
         body = {k: v for k, v in body.items() if k not in clear_members}
     return list(_walk(body, ()))
+
+
+def identifier_issues(values: Mapping[str, Any], *, path: Path = ()) -> list[Issue]:
+    """Identifiers and free text the edge takes (``cardId``, ``issuerRequestId``,
+    ``consumerId``, ``groupId``, ``orderId``, a change's ``note``, ...), by member name: each
+    value holding a card number (or a member named like card data) is an issue at its JSON
+    path under ``path``, without the value. The one check every identifier the edge accepts
+    goes through (starter/edge.py, d1/validation.py); a ``None`` value is absent."""
+    present = {name: value for name, value in values.items() if value is not None}
+    return list(_walk(present, path, _ID_HOLDS_PAN))
 
 
 class CardDataInClear(ValueError):

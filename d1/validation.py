@@ -20,6 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from d1 import rules
+from d1.card_data_guard import identifier_issues
 from d1.issues import Issue, IssueKind, Path, Severity, dedupe, issues_from_validation_error
 from d1.order import Address, CardOrder, issuer_order_model
 from d1.program import Program
@@ -145,7 +146,10 @@ def check_order(
     for issue in unknown_member_issues(model, raw):
         in_card_data = issue.path[:1] in (CARD_PATH, TRACK_PATH)
         issues.append(issue if unknown_fields == "error" or in_card_data else issue.as_warning())
-    # 6. warnings: accepted, but probably not what the issuer meant.
+    # 6. no card data in identifiers and free text: the card-data guard reads D1's body only,
+    # and ``cardId``/``issuerId`` travel in D1's URL, the workflow id and search attributes.
+    issues += identifier_issues({k: v for k, v in raw.items() if (k,) not in (CARD_PATH, TRACK_PATH)})
+    # 7. warnings: accepted, but probably not what the issuer meant.
     issues += rules.order_warnings(raw)
     errors, warnings = _to_fields(dedupe(issues))
     return OrderCheck(order if not errors else None, errors, warnings)

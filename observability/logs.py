@@ -13,6 +13,7 @@ import contextvars
 import json
 import logging
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +28,25 @@ from settings import TelemetrySettings
 _workflow_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("d1_log_workflow_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [wf=%(workflow_id)s trace=%(trace_id)s] %(message)s"
+
+
+LOG_SAFE_LIMIT = 64
+
+
+def log_safe(value: object, *, limit: int = LOG_SAFE_LIMIT) -> str:
+    """A value from outside (a URL path's ``issuerId``, a header) fit for a log line: control
+    and line/paragraph-separator characters escaped (``\\n``, ``\\x1b``, ``\\u2028``), so it
+    cannot forge a line, and at most ``limit`` characters, the rest counted."""
+    text = str(value)
+    cut = text[:limit]
+    escaped = "".join(
+        ch if unicodedata.category(ch) not in _UNPRINTABLE else ch.encode("unicode_escape").decode("ascii")
+        for ch in cut
+    )
+    return escaped if len(text) <= limit else f"{escaped}...(+{len(text) - limit} chars)"
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from d1.notifications import NotificationBody
+from observability.logs import log_safe
 from observability.tracing import NotificationTracingMiddleware
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter, TemporalUnavailable
@@ -98,7 +99,7 @@ def create_app(
             router.metrics.receiver_error(issuer_id, "bug")
             log.error(
                 "notification for issuer %s failed; answering 500",
-                issuer_id,
+                log_safe(issuer_id),
                 exc_info=(type(bug), bug, bug.__traceback__),
             )
         if bugs:

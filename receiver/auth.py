@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from observability.logs import log_safe
 from receiver.tokens import TokenIssuer
 from security.bounded_body import BodyTooLarge, read_bounded
 from security.operator_tokens import OperatorTokens
@@ -119,7 +120,7 @@ class ReceiverAuth:
             log.warning(
                 "client certificate %r is not allowed to notify issuer %s",
                 identity.subject,
-                issuer_id if issuer_id is not None else "(any)",
+                log_safe(issuer_id) if issuer_id is not None else "(any)",
             )
             return JSONResponse({"error": "the client certificate does not match this issuer"}, status_code=403)
         return None
@@ -141,8 +142,8 @@ class ReceiverAuth:
         if self.binds_issuer and claims.issuer_id != issuer_id:
             log.warning(
                 "bearer token issued for issuer %s refused on a notification for issuer %s",
-                claims.issuer_id or "(none)",
-                issuer_id,
+                log_safe(claims.issuer_id or "(none)"),
+                log_safe(issuer_id),
             )
             return self._insufficient("the token was not issued for this issuer")
         return None

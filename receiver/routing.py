@@ -26,7 +26,7 @@ from contracts.orphan_inbox import OrphanEntry, OrphanInbox
 from contracts.visibility import equals, of_type
 from d1.notifications import OperationNotification
 from d1.statuses import Operation
-from observability.logs import bind_workflow_id
+from observability.logs import bind_workflow_id, log_safe
 from observability.metrics import ProductMetrics
 from observability.names import ATTR_DELIVERY
 from observability.tracing import notification_operation_span
@@ -97,10 +97,10 @@ class RoutingStats:
         log.warning(
             "notification for a closed or unknown order recorded: issuerId=%s cardId=%s issuerRequestId=%s "
             "operationId=%s status=%s (%s)",
-            entry.issuer_id,
-            entry.card_id,
-            entry.issuer_request_id,
-            entry.operation_id,
+            log_safe(entry.issuer_id),
+            log_safe(entry.card_id),
+            log_safe(entry.issuer_request_id),
+            log_safe(entry.operation_id),
             entry.production_status,
             entry.reason,
         )

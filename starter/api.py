@@ -25,7 +25,8 @@ from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
 from settings import OrderTimingSettings, TemporalSettings
 from starter.d1_batches import BatchLimits
-from starter.edge import OrderEdge, PreparedOrder, PreparedTracking
+from starter.edge import OrderEdge, PreparedOrder, PreparedTracking, refuse_card_data_in
+from starter.same_order import ForeignStart, ensure_same_order
 from temporal_client import connect
 
 if TYPE_CHECKING:
@@ -33,7 +34,15 @@ if TYPE_CHECKING:
 
 AddressLike = Address | Mapping[str, Any]
 
-__all__ = ["CardOrders", "ChangeRejected", "InvalidOrder", "OrderRefused", "OrderSummary", "SubmittedOrder"]
+__all__ = [
+    "CardOrders",
+    "ChangeRejected",
+    "ForeignStart",
+    "InvalidOrder",
+    "OrderRefused",
+    "OrderSummary",
+    "SubmittedOrder",
+]
 
 
 class OrderRefused(Exception):
@@ -132,10 +141,19 @@ class CardOrders:
         return await start_many(self, orders, d1_batches=limits, concurrency=concurrency, on_result=on_result)
 
     async def _start(self, prepared: PreparedOrder) -> SubmittedOrder:
+        """Start the order; an id already taken is the answer only when its run is this order
+        (a retry): anything else there is a foreign start (:class:`ForeignStart`)."""
         if await self._exists(prepared.workflow_id):
+            await self._ensure_same_order(prepared)
             return SubmittedOrder(prepared.workflow_id, created=False)
         await self._refuse_if_card_busy(prepared)
-        return await self._start_once(api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        submitted = await self._start_once(api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        if not submitted.created:  # another start won the race: it must be this order too
+            await self._ensure_same_order(prepared)
+        return submitted
+
+    async def _ensure_same_order(self, prepared: PreparedOrder) -> None:
+        await ensure_same_order(self.client, prepared.workflow_id, prepared.ref, prepared.d1_body_digest)
 
     async def _start_once(
         self, workflow_type: str, prepared: PreparedOrder | PreparedTracking, *, reuse: WorkflowIDReusePolicy
@@ -171,6 +189,8 @@ class CardOrders:
                 )
 
     def handle(self, issuer_id: str, issuer_request_id: str) -> WorkflowHandle[Any, Any]:
+        """The order's handle; ids holding card data are refused (InvalidOrder) before Temporal hears them."""
+        refuse_card_data_in(issuerId=issuer_id, issuerRequestId=issuer_request_id)
         return self.client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView)
 
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
@@ -228,6 +248,7 @@ class CardOrders:
         return await self._start_once(tracking_api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
 
     def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
+        refuse_card_data_in(issuerId=issuer_id, cardId=card_id)
         return self.client.get_workflow_handle(
             tracking_api.workflow_id(issuer_id, card_id, tracking_type), result_type=TrackingView
         )
@@ -262,6 +283,8 @@ class CardOrders:
     async def _change(
         self, update: str, issuer_id: str, issuer_request_id: str, note: str | None, address: AddressLike | None = None
     ) -> ChangeRecord:
+        # The note is kept in the order's view and history: no card data in it, nor in the ids.
+        refuse_card_data_in(issuerId=issuer_id, issuerRequestId=issuer_request_id, note=note)
         new_address = self.edge.address(address) if address is not None else None
         request = ChangeRequest(new_delivery_address=new_address, note=note)
         handle = self.handle(issuer_id, issuer_request_id)

@@ -28,13 +28,14 @@ from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
 from starter.d1_batches import BatchLimits
-from starter.edge import OrderEdge
+from starter.edge import ClearTrackDataRefused, OrderEdge, refuse_card_data_in
 from starter.order_file import Progress, detect_format, start_lines, validate_file
 from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
 from starter.report import daily_report
+from starter.same_order import ForeignStart
 from temporal_client import connect
 
-EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
+EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_FOREIGN = 2, 3, 4, 5
 
 
 Command = Callable[[argparse.Namespace, str], Awaitable[int]]
@@ -52,10 +53,27 @@ async def _run(args: argparse.Namespace) -> int:
     command: Command = args.func
     issuer_id = args.issuer_id or D1ClientSettings().issuer_id
     try:
+        _refuse_card_data_in_arguments(args, issuer_id)
         return await command(args, issuer_id)
     except Exit as err:
         print(err, file=sys.stderr)
         return err.code
+
+
+def _refuse_card_data_in_arguments(args: argparse.Namespace, issuer_id: str) -> None:
+    """Ids and notes given on the command line go into workflow ids, queries and order views:
+    one holding card data ends the command before anything is contacted, naming the argument only."""
+    try:
+        refuse_card_data_in(
+            issuerId=issuer_id,
+            issuerRequestId=getattr(args, "issuer_request_id", None),
+            cardId=getattr(args, "card_id", None) or getattr(args, "card", None),
+            note=getattr(args, "note", None),
+            reason=getattr(args, "reason", None),
+        )
+    except InvalidOrder as err:
+        problems = "; ".join(f"{fe.path}: {fe.reason}" for fe in err.errors)
+        raise Exit(EXIT_INVALID, f"refused, nothing was sent: {problems}") from None
 
 
 def _order_lookup(command: Command) -> Command:
@@ -90,7 +108,7 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
         prepared = edge.prepare(raw, timing=timing_from_settings(), unknown_fields=args.unknown_fields)
     except InvalidOrder as err:
         raise Exit(EXIT_INVALID, invalid_text(args.file, err)) from None
-    except KeyFileError as err:  # D1's key missing or unusable: nothing was sent anywhere
+    except (KeyFileError, ClearTrackDataRefused) as err:  # D1's key or the program unusable: nothing was sent
         raise Exit(1, f"error: {err}") from None
     for fw in prepared.warnings:
         print(f"warning: {fw.path}: {fw.reason}", file=sys.stderr)
@@ -99,6 +117,8 @@ async def cmd_submit(args: argparse.Namespace, issuer_id: str) -> int:
         submitted = await orders.submit_prepared(prepared)
     except OrderRefused as err:
         raise Exit(EXIT_REFUSED, f"refused: {err}") from None
+    except ForeignStart as err:  # never "already exists": someone else holds the order's id
+        raise Exit(EXIT_FOREIGN, f"error: {err}") from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already exists'}")
     if args.wait:
         print(format_view(await orders.wait(prepared.ref.issuer_id, prepared.ref.issuer_request_id)))
@@ -218,7 +238,8 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         else:
             record = await orders.redirect(issuer_id, rid, address, note=args.note)
     except InvalidOrder as err:
-        raise Exit(EXIT_INVALID, invalid_text(source or rid, err)) from None
+        # Never the request id here: a refused id may be card data.
+        raise Exit(EXIT_INVALID, invalid_text(source or args.command, err)) from None
     except ChangeRejected as err:
         raise Exit(EXIT_REFUSED, f"{args.command} refused: {err.reason}") from None
     print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")

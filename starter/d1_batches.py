@@ -17,6 +17,7 @@ from contracts.card_order import BatchMembership
 from contracts.d1_batch import BatchCard, BatchInput
 from settings import D1BatchSettings
 from starter.edge import PreparedOrder
+from starter.same_order import ensure_same_batch
 
 if TYPE_CHECKING:
     from starter.api import CardOrders
@@ -80,7 +81,8 @@ def as_member(prepared: PreparedOrder, batch_workflow_id: str) -> PreparedOrder:
 
 
 async def start_batch_workflow(orders: CardOrders, batch_id: str, members: Sequence[PreparedOrder]) -> bool:
-    """Start the workflow that calls D1 once for ``members``; False when an earlier run did."""
+    """Start the workflow that calls D1 once for ``members``; False when an earlier run did
+    (:class:`~starter.same_order.ForeignStart` when the id is held by another batch)."""
     issuer_id = members[0].ref.issuer_id
     cards = [
         BatchCard(
@@ -88,10 +90,11 @@ async def start_batch_workflow(orders: CardOrders, batch_id: str, members: Seque
         )
         for p in members
     ]
+    batch = BatchInput(issuer_id=issuer_id, cards=cards, give_up_after=orders.timing.submit_give_up_after)
     try:
         await orders.client.start_workflow(
             api.WORKFLOW_TYPE,
-            BatchInput(issuer_id=issuer_id, cards=cards, give_up_after=orders.timing.submit_give_up_after),
+            batch,
             id=batch_id,
             task_queue=orders.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -99,5 +102,8 @@ async def start_batch_workflow(orders: CardOrders, batch_id: str, members: Seque
             static_summary=f"D1 batch of {len(cards)} card(s) for issuer {issuer_id}",
         )
     except WorkflowAlreadyStartedError:
-        return False  # an earlier run started this batch: D1 is (or was) called once for it
+        # An earlier run of this batch (D1 is, or was, called once for it), unless someone else
+        # took the id: then ForeignStart, and the batch's cards are reported failed.
+        await ensure_same_batch(orders.client, batch_id, batch)
+        return False
     return True

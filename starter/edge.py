@@ -6,6 +6,7 @@ data. The key file is re-read when it changes (docs/operations.md, "D1 encryptio
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
 from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
 from contracts.card_tracking import TrackingInput, TrackingRef
-from d1.card_data_guard import card_data_issues
+from d1.card_data_guard import card_data_issues, identifier_issues
 from d1.issues import Issue, issues_from_validation_error
 from d1.jwe import encrypt_for_d1
 from d1.masking import mask_pan
@@ -32,8 +33,10 @@ from d1.program import Program, load_program
 from d1.tracking import track_card_model
 from d1.validation import FieldError, FieldWarning, InvalidOrder, UnknownFields, check_order, validate_address
 from security.keys import KeyFileError, load_d1_encryption_key
+from starter.same_order import body_digest
 
 CARD_ID = re.compile(CARD_ID_PATTERN)
+log = logging.getLogger("starter.edge")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class PreparedOrder:
     summary: str
     details: str
     warnings: tuple[FieldWarning, ...] = ()
+    # D1's body without its JWE, digested (starter/same_order.py): kept when the order joins a D1
+    # batch, so a retry can still be told from a foreign start that took its workflow id.
+    d1_body_digest: str | None = None
 
     @property
     def ref(self) -> OrderRef:
@@ -65,9 +71,12 @@ class PreparedTracking:
 
 @dataclass(frozen=True)
 class KeyFile:
-    """D1's public encryption key from a file, re-read when the file changes (rotation)."""
+    """D1's public encryption key from a file, re-read when the file changes (rotation); with
+    ``kids`` / ``thumbprints``, pinned: another key in the file is refused (security/keys.py)."""
 
     path: Path
+    kids: frozenset[str] = frozenset()
+    thumbprints: frozenset[str] = frozenset()
 
     def current(self) -> jwk.JWK:
         try:
@@ -76,13 +85,18 @@ class KeyFile:
             raise KeyFileError(
                 f"cannot read D1's encryption key {self.path}: {exc.strerror} (D1_ENCRYPTION_PUBLIC_KEY_FILE)"
             ) from None
-        return _load_key(self.path, stat.st_mtime, stat.st_size)
+        return _load_key(self.path, stat.st_mtime, stat.st_size, self.kids, self.thumbprints)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_key(path: Path, mtime: float, size: int) -> jwk.JWK:
-    """Cached per (path, mtime, size): a changed file is a new key."""
-    return load_d1_encryption_key(path)
+def _load_key(path: Path, mtime: float, size: int, kids: frozenset[str], thumbprints: frozenset[str]) -> jwk.JWK:
+    """Cached per (path, mtime, size, pins): a changed file is a new key."""
+    return load_d1_encryption_key(path, allowed_kids=kids, allowed_thumbprints=thumbprints)
+
+
+class ClearTrackDataRefused(RuntimeError):
+    """The program places track data in clear (``interface.trackDataPlacement``: ``clear``),
+    outside the development setting that allows it; nothing was sent anywhere."""
 
 
 def order_ref(order: CardOrder) -> OrderRef:
@@ -112,6 +126,14 @@ def _field_errors(issues: list[Issue]) -> list[FieldError]:
     return [FieldError(i.dotted("$"), i.reason) for i in issues]
 
 
+def refuse_card_data_in(**values: str | None) -> None:
+    """:class:`InvalidOrder` (JSON paths, never the values) when an identifier or a note the
+    edge was given holds card data: ``refuse_card_data_in(issuerRequestId=rid, note=note)``."""
+    issues = identifier_issues(values)
+    if issues:
+        raise InvalidOrder(_field_errors(issues))
+
+
 @dataclass(frozen=True, kw_only=True)
 class OrderEdge:
     """Validate, encrypt for D1, check, and build the workflow input for one order at a time."""
@@ -119,17 +141,33 @@ class OrderEdge:
     program_file: Path
     encryption_key: KeyFile | jwk.JWK
     expiry_format: str | None = None
+    # Development only (D1_DEV_ALLOW_CLEAR_TRACK_DATA): tracks in clear in the workflow input.
+    allow_clear_track_data: bool = False
+
+    def __post_init__(self) -> None:
+        if self.allow_clear_track_data:
+            log.warning(
+                "D1_DEV_ALLOW_CLEAR_TRACK_DATA is on: a program with trackDataPlacement=clear puts full track "
+                "data into Temporal in clear. DEVELOPMENT ONLY, never with real cards"
+            )
 
     @classmethod
     def from_settings(cls, settings: Any | None = None) -> OrderEdge:
-        """From ``D1_PROGRAM_FILE``, ``D1_EXPIRY_FORMAT`` and ``D1_ENCRYPTION_PUBLIC_KEY_FILE``."""
+        """From ``D1_PROGRAM_FILE``, ``D1_EXPIRY_FORMAT``, ``D1_ENCRYPTION_PUBLIC_KEY_FILE`` (pinned by
+        ``D1_ENCRYPTION_KEY_KIDS`` / ``_THUMBPRINTS``) and ``D1_DEV_ALLOW_CLEAR_TRACK_DATA``."""
         from settings import D1ClientSettings
 
         s = settings or D1ClientSettings()
+        key = KeyFile(
+            s.encryption_public_key_file,
+            kids=frozenset(s.encryption_key_kids),
+            thumbprints=frozenset(s.encryption_key_thumbprints),
+        )
         return cls(
             program_file=s.program_file,
-            encryption_key=KeyFile(s.encryption_public_key_file),
+            encryption_key=key,
             expiry_format=s.expiry_format,
+            allow_clear_track_data=s.dev_allow_clear_track_data,
         )
 
     @property
@@ -168,6 +206,12 @@ class OrderEdge:
         key = self.encryption_key.current() if isinstance(self.encryption_key, KeyFile) else self.encryption_key
         # Where the tracks travel is the program's (d1/assumptions.py); encrypted by default.
         track_clear = program.interface.trackDataPlacement == "clear"
+        if track_clear and not self.allow_clear_track_data:
+            raise ClearTrackDataRefused(
+                f"the program {self.program_file} places track data in clear (interface.trackDataPlacement), "
+                "which would put full track data into Temporal: refused outside development "
+                "(D1_DEV_ALLOW_CLEAR_TRACK_DATA); ask Thales whether D1 takes trackData inside encryptedData"
+            )
         plaintext = order.sensitive_plaintext(include_tracks=not track_clear)
         body = order.d1_body(encrypt_for_d1(plaintext, key), tracks_in_clear=track_clear)
         clear_members = frozenset({"trackData"}) if track_clear else frozenset()
@@ -201,6 +245,7 @@ class OrderEdge:
                 f"PAN {ref.masked_pan}"
             ),
             warnings=warnings,
+            d1_body_digest=body_digest(body),
         )
 
     def prepare_tracking(
@@ -218,6 +263,7 @@ class OrderEdge:
         issues: list[Issue] = []
         if not CARD_ID.match(card_id):
             issues.append(Issue(("cardId",), "must be 1-48 characters: letters, digits, '_' or '-'"))
+        issues += identifier_issues({"issuerId": issuer_id, "cardId": card_id})
         model = track_card_model(body)
         try:
             model.model_validate(body)

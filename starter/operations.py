@@ -21,6 +21,7 @@ from contracts import search_attributes as sa
 from contracts.card_order import OrderView, ReconcileRequest, card_query, rejected_since_query, stuck_query
 from contracts.visibility import RUNNING, all_of
 from starter.api import found
+from starter.edge import refuse_card_data_in
 from starter.start_many import bounded
 
 __all__ = ["card_query", "rejected_since_query", "stuck_query"]  # re-exported for the CLI
@@ -154,9 +155,11 @@ class RedriveReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-async def redrive_one(client: Client, workflow_id: str) -> bool:
-    """Signal ``reconcile_now``; False when the order is closed or unknown."""
-    request = ReconcileRequest(requested_by="operator-cli")
+async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = None) -> bool:
+    """Signal ``reconcile_now``; False when the order is closed or unknown. A ``reason`` holding
+    card data is refused (InvalidOrder): it is kept in the order's log."""
+    refuse_card_data_in(reason=reason)
+    request = ReconcileRequest(requested_by="operator-cli", reason=reason)
     return await found(client.get_workflow_handle(workflow_id).signal(api.RECONCILE_SIGNAL, request))
 
 

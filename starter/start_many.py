@@ -14,6 +14,7 @@ from d1.order import CardOrder
 from starter.api import CardOrders, OrderRefused, SubmittedOrder
 from starter.d1_batches import BatchLimits, as_member, batch_workflow_id, batches_of, item_size, start_batch_workflow
 from starter.edge import PreparedOrder
+from starter.same_order import ForeignStart
 
 AnyOrder = CardOrder | Mapping[str, Any] | PreparedOrder
 
@@ -111,7 +112,14 @@ async def _start_batch(orders: CardOrders, batch: list[tuple[int, PreparedOrder]
 
     await bounded(concurrency, (partial(member, i, p) for i, p in batch))
     members = [p for i, p in batch if cards[i].submitted is not None]
-    created = bool(members) and await start_batch_workflow(orders, batch_id, members)
+    try:
+        created = bool(members) and await start_batch_workflow(orders, batch_id, members)
+    except ForeignStart as err:  # the batch's id is held by another: its cards wait for nothing
+        failed = f"{type(err).__name__}: {str(err)[:200]}"
+        return [
+            replace(cards[i], submitted=None, failed=failed, d1_batch=batch_id) if cards[i].submitted else cards[i]
+            for i, _ in batch
+        ]
     return [replace(cards[i], d1_batch=batch_id, d1_batch_created=created) for i, _ in batch]
 
 

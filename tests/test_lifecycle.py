@@ -46,7 +46,7 @@ async def test_happy_path_reaches_delivered(stack: Stack) -> None:
         "CARD_SHIPPED",
     ]
     assert st.timeline[-1].shipment_status == "Delivered"
-    assert view.ref.masked_pan == "411111******1111"
+    assert view.ref.masked_pan == "4111********1111"
 
     # Operators find it by its search attributes.
     found = await stack.orders.list(f'IssuerRequestId = "{rid}"')

@@ -1,7 +1,7 @@
 """Card data and credentials in free text.
 
 * card numbers as d1/card_data.py finds them (in their loose reading: separators may mix),
-  shown as first 6 / last 4; ids of the product's own format (trace and span ids, UUIDs)
+  masked by d1/masking.py; ids of the product's own format (trace and span ids, UUIDs)
   pass unchanged, whatever digits they hold;
 * magnetic-stripe track layouts;
 * ``key=value`` / ``"key": value`` pairs whose key names card data
@@ -59,7 +59,7 @@ def redact_text(text: str) -> str:
     text = _SECRET_KV.sub(lambda m: m["key"] + MASK, text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {MASK}", text)
     out, last = [], 0
-    for start, end in pan_spans(text):  # card numbers as first 6 / last 4
+    for start, end in pan_spans(text):  # card numbers, masked (d1/masking.py)
         out += [text[last:start], mask_pan(text[start:end])]
         last = end
     return "".join([*out, text[last:]])

@@ -2,7 +2,7 @@
 dataclasses, span attributes.
 
 A value under a key that names card data (security/redaction/vocabulary.py) is masked
-whatever it is (a PAN as first 6 / last 4, anything else fully, at any depth below it);
+whatever it is (a PAN masked by d1/masking.py, anything else fully, at any depth below it);
 credentials always; names and addresses unless the caller may see them (``pii=False``).
 Every other leaf, and every mapping key, is checked as text (a dict keyed by PAN).
 """
@@ -61,7 +61,7 @@ def redact_scalar(value: Any) -> Any:
 
 
 def _put(out: dict[Any, Any], key: Any, value: Any) -> None:
-    """Two PANs with the same first 6 / last 4 must not silently merge into one entry."""
+    """Two PANs with the same masked form must not silently merge into one entry."""
     if key in out:
         n = 2
         while f"{key}#{n}" in out:
@@ -90,7 +90,7 @@ def _to_plain(obj: Any) -> Any:
 
 def _mask_all(value: Any, *, pan: bool, pans_below: bool) -> Any:
     """Everything below a card or PII key is masked; below a card key, a PAN (by its own
-    key) keeps first 6 / last 4."""
+    key) is masked as d1/masking.py says."""
     value = _to_plain(value)
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}

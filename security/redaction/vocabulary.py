@@ -30,7 +30,7 @@ _SAFE_NAMES = frozenset({"encrypteddata", "maskedpan", "trackingnumber", "tracki
 class Kind(IntEnum):
     PLAIN = 0
     SAFE = 1
-    PAN = 2  # shown as first 6 / last 4
+    PAN = 2  # masked by d1/masking.py
     CARD = 3  # any other card data, and everything below it: masked
     SECRET = 4
     PII = 5  # masked, and everything below it, unless the caller may see PII

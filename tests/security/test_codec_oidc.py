@@ -37,7 +37,7 @@ from tests.support.validation import validate_order
 READ_ROLE = CodecServerSettings.model_fields["oidc_read_role"].default
 
 UI = "http://localhost:8233"
-MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+MASKED_PAN = LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ TOKEN = "operator-token-for-tests-0123456789"
 PII_TOKEN = "operator-token-with-pii-role-98765"
 NO_READ_TOKEN = "operator-token-without-read-role-4321"
 UI = "http://localhost:8233"
-MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+MASKED_PAN = LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -176,6 +176,15 @@ def _leak_order(rid: str, **card: Any) -> dict[str, Any]:
     return sample_order(rid, cardData=leak_card_data(**card), trackData=leak_track_data())
 
 
+def _pan_id_orders(stamp: int) -> dict[str, dict[str, Any]]:
+    """Orders whose cardId, issuerRequestId or consumerId is the card's own PAN."""
+    return {
+        "cardId": sample_order(f"leak-pan-{stamp}-card", LEAK_PAN, cardData=leak_card_data()),
+        "issuerRequestId": sample_order(LEAK_PAN, f"card-leak-pan-{stamp}", cardData=leak_card_data()),
+        "consumerId": sample_order(f"leak-pan-{stamp}-consumer", consumerId=LEAK_PAN, cardData=leak_card_data()),
+    }
+
+
 async def _operator_views(stack_orders: CardOrders, client: Client, rids: list[str]) -> list[str]:
     texts = []
     for rid in rids:
@@ -217,6 +226,12 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
             with pytest.raises(InvalidOrder) as info:
                 validate_order(bad)
             exceptions += [str(info.value), repr(info.value), repr(info.value.errors)]
+        # A card number as an identifier is refused at the edge, by path (issue 19).
+        for member, pan_id in _pan_id_orders(stamp).items():
+            with pytest.raises(InvalidOrder) as info:
+                await mtls_stack.orders.submit(pan_id)
+            assert f"$.{member}" in [e.path for e in info.value.errors]
+            exceptions += [str(info.value), repr(info.value), repr(info.value.errors)]
 
         faults = {
             "dataExceptions": DATA_EXCEPTIONS,
@@ -242,7 +257,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
         assert outcomes.count(Outcome.REJECTED) == REJECTED_BY_D1, outcomes
         assert outcomes.count(Outcome.DATA_EXCEPTION) == DATA_EXCEPTIONS, outcomes
         assert outcomes.count(Outcome.DELIVERED) == ORDERS - REJECTED_BY_D1 - DATA_EXCEPTIONS, outcomes
-        assert all(r.ref.masked_pan == LEAK_PAN[:6] + "******" + LEAK_PAN[-4:] for r in results)
+        assert all(r.ref.masked_pan == LEAK_PAN[:4] + "********" + LEAK_PAN[-4:] for r in results)
         rejected = [r for r in results if r.state.outcome == Outcome.REJECTED]
         assert all(e.error_code for r in rejected for e in r.state.errors)
 
@@ -266,7 +281,7 @@ async def test_no_card_data_leaks_anywhere_through_the_mtls_stack(
             decrypted += await decrypted_history(mtls_stack.client, s.workflow_id, codec)
         # What the key holder does see: the D1 body with its JWE, and the masked PAN.
         joined = "\n".join(decrypted)
-        assert '"encryptedData":"eyJ' in joined and f"{LEAK_PAN[:6]}******{LEAK_PAN[-4:]}" in joined
+        assert '"encryptedData":"eyJ' in joined and f"{LEAK_PAN[:4]}********{LEAK_PAN[-4:]}" in joined
 
         spans = mtls_stack.spans.get_finished_spans()
         names = {s.name for s in spans}
@@ -369,6 +384,23 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
         )
         status_out, _ = await asyncio.wait_for(status.communicate(), timeout=60)
         assert cli.returncode == 0, cli_out.decode()
+        # Card numbers as ids: the CLI refuses each (exit 2), naming the member, never the value.
+        refused_out: list[str] = []
+        for member, pan_id in _pan_id_orders(stamp).items():
+            pan_file = tmp_path / f"pan-{member}.json"
+            pan_file.write_text(json.dumps(pan_id))
+            refused = await asyncio.create_subprocess_exec(
+                *local.argv("starter"),
+                "submit",
+                str(pan_file),
+                cwd=REPO_ROOT,
+                env=starter_env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            out, _ = await asyncio.wait_for(refused.communicate(), timeout=60)
+            assert refused.returncode == 2 and f"$.{member}" in out.decode(), out.decode()
+            refused_out.append(out.decode())
         views = await asyncio.wait_for(asyncio.gather(*(orders.wait(ISSUER_ID, rid) for rid in rids)), timeout=120)
         assert all(v.state.outcome == Outcome.DELIVERED for v in views)
         assert "DELIVERED" in cli_out.decode() + status_out.decode()
@@ -397,7 +429,7 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
             "emulator process": [emulator_log],
             "receiver process": [receiver_log],
             "worker process": [worker_log],
-            "starter CLI process": [cli_out.decode(), status_out.decode()],
+            "starter CLI process": [cli_out.decode(), status_out.decode(), *refused_out],
             "span of a process": [line for path in spans.values() for line in path.read_text().splitlines()],
             NUMERIC_METADATA: list(history.values()),
             "history decrypted with the codec key": decrypted,

@@ -95,7 +95,7 @@ async def test_dev_server_settings_and_command_line_carry_no_credential(dev_serv
         decoded = await http.post(f"{endpoint}/decode", json=body, headers={"origin": dev_server["ui"]})
         assert decoded.status_code == 200, decoded.text
         shown = json.loads(json_format.ParseDict(decoded.json(), Payloads()).payloads[0].data)
-        assert shown["cardData"]["pan"] == LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+        assert shown["cardData"]["pan"] == LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
         assert shown["shipment"]["deliveryAddress"]["line1"] == "***"
         assert find_leaks("dev UI decode", [decoded.text]) == []
         # The CLI's way in is the header, as the printed hint sets it (TEMPORAL_CODEC_AUTH).

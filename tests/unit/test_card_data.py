@@ -87,4 +87,4 @@ def test_what_the_guard_refuses_as_a_number_redaction_masks(pan: str, sep: str) 
     ):
         text = f"see <{written}> here"
         assert holds_pan(text) and pan_spans(text, strict=False)
-        assert redact_text(text) == f"see <{pan[:6]}{'*' * 6}{pan[-4:]}> here"
+        assert redact_text(text) == f"see <{pan[:4]}{'*' * 8}{pan[-4:]}> here"

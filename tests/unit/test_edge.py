@@ -15,7 +15,7 @@ from d1.order import CardOrder
 from d1.program import DEFAULT_PROGRAM_FILE
 from d1.validation import InvalidOrder
 from security.keys import KeyFileError
-from starter.edge import KeyFile, OrderEdge
+from starter.edge import ClearTrackDataRefused, KeyFile, OrderEdge
 from tests.security.support import LEAK_CVV2, LEAK_PAN, LEAK_PVV, LEAK_TRACK1, LEAK_TRACK2, find_leaks, leak_card_data
 from tests.support.orders import sample_order
 from tests.support.validation import validate_order
@@ -51,7 +51,7 @@ def test_the_workflow_input_holds_the_jwe_and_the_masked_pan_only(keyed: tuple[O
     text = prepared.input.model_dump_json()
     assert find_leaks("workflow input", [text, repr(prepared), prepared.summary, prepared.details]) == []
     assert LEAK_CVV1 not in json.dumps(prepared.input.submission.body if prepared.input.submission else {})
-    assert prepared.ref.masked_pan == LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+    assert prepared.ref.masked_pan == LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
     assert "order" not in prepared.input.model_dump() and prepared.input.submission is not None
     body = prepared.input.submission.body
     assert set(body) >= {"encryptedData", "cardProductId", "services", "shipment", "issuerRequestId"}
@@ -166,7 +166,11 @@ def test_tracks_travel_in_clear_only_where_the_program_places_them_there(tmp_pat
     program.setdefault("interface", {})["trackDataPlacement"] = "clear"
     clear_program = tmp_path / "program-clear-tracks.json"
     clear_program.write_text(json.dumps(program))
-    edge = OrderEdge(program_file=clear_program, encryption_key=KeyFile(public_file))
+    # Full tracks in Temporal: refused unless development allows it (D1_DEV_ALLOW_CLEAR_TRACK_DATA).
+    refusing = OrderEdge(program_file=clear_program, encryption_key=KeyFile(public_file))
+    with pytest.raises(ClearTrackDataRefused, match="D1_DEV_ALLOW_CLEAR_TRACK_DATA"):
+        refusing.prepare(_leak_order("req-clear-tracks"), timing=OrderTiming())
+    edge = OrderEdge(program_file=clear_program, encryption_key=KeyFile(public_file), allow_clear_track_data=True)
     prepared = edge.prepare(_leak_order("req-clear-tracks"), timing=OrderTiming())
     assert prepared.input.submission is not None
     body = prepared.input.submission.body
@@ -196,3 +200,38 @@ def test_batch_limits_follow_the_settings_and_the_program(monkeypatch: pytest.Mo
     assert BatchLimits.from_settings(1000).max_cards == 800
     assert BatchLimits.from_settings(500).max_cards == 500  # the program agreed fewer with Thales
     assert BatchLimits.from_settings(1000, batch_size=50) == BatchLimits(max_cards=50, max_bytes=900000)
+
+
+def test_the_clear_track_setting_is_off_by_default_and_loud_when_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from settings import D1ClientSettings
+
+    monkeypatch.delenv("D1_DEV_ALLOW_CLEAR_TRACK_DATA", raising=False)
+    assert not OrderEdge.from_settings(D1ClientSettings()).allow_clear_track_data
+    monkeypatch.setenv("D1_DEV_ALLOW_CLEAR_TRACK_DATA", "true")
+    with caplog.at_level("WARNING", logger="starter.edge"):
+        assert OrderEdge.from_settings(D1ClientSettings()).allow_clear_track_data
+    assert "DEVELOPMENT ONLY" in caplog.text
+
+
+def test_a_pinned_d1_key_refuses_another_key_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever can replace the key file cannot make the edge encrypt for a key of their own."""
+    from settings import D1ClientSettings
+
+    private, public_file = _d1_key(tmp_path, kid="d1-enc-2026")
+    thumbprint = private.thumbprint()
+    assert KeyFile(public_file, kids=frozenset({"d1-enc-2026"})).current().get("kid") == "d1-enc-2026"
+    assert KeyFile(public_file, thumbprints=frozenset({thumbprint})).current().thumbprint() == thumbprint
+    with pytest.raises(KeyFileError, match="D1_ENCRYPTION_KEY_KIDS"):
+        KeyFile(public_file, kids=frozenset({"d1-enc-2027"})).current()
+    # The attacker's key under D1's kid: the thumbprint gives it away.
+    forged = jwk.JWK.generate(kty="EC", crv="P-256", kid="d1-enc-2026")
+    public_file.write_text(forged.export_public() + "\n")
+    with pytest.raises(KeyFileError, match="D1_ENCRYPTION_KEY_THUMBPRINTS"):
+        KeyFile(public_file, kids=frozenset({"d1-enc-2026"}), thumbprints=frozenset({thumbprint})).current()
+    monkeypatch.setenv("D1_ENCRYPTION_PUBLIC_KEY_FILE", str(public_file))
+    monkeypatch.setenv("D1_ENCRYPTION_KEY_THUMBPRINTS", json.dumps([thumbprint]))
+    edge = OrderEdge.from_settings(D1ClientSettings())
+    with pytest.raises(KeyFileError, match="thumbprint"):
+        edge.prepare(_leak_order("req-pinned"), timing=OrderTiming())

@@ -45,7 +45,7 @@ def test_json_lines_carry_workflow_and_trace_ids_and_no_card_data(
     assert first["workflow_id"] == WID
     assert first["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert first["service"] == "test" and first["level"] == "INFO"
-    assert "4111111111111111" not in first["message"] and "411111" in first["message"]
+    assert "4111111111111111" not in first["message"] and "4111********1111" in first["message"]
     assert second["workflow_id"] == "card-order:X:other" and second["trace_id"] is None
 
 
@@ -62,7 +62,7 @@ def test_text_lines_carry_the_ids_too(captured: tuple[logging.Logger, io.StringI
 
 # ---------------------------------------------------------------- exceptions and their chain
 
-MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+MASKED_PAN = LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
 CARD_TEXT = f"pan {LEAK_PAN} cvv2=123 track {LEAK_TRACK2}"
 
 

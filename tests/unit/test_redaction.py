@@ -36,7 +36,7 @@ from tests.security.support import (
     leak_track_data,
 )
 
-MASKED_PAN = LEAK_PAN[:6] + "******" + LEAK_PAN[-4:]
+MASKED_PAN = LEAK_PAN[:4] + "********" + LEAK_PAN[-4:]
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def test_span_ids_pass_unless_they_are_a_card_number_by_every_rule(span_id: str)
     free text cannot be told from a card number when it passes the Luhn check too."""
     text = f"span {span_id} ended"
     if span_id.isdigit() and luhn_valid(span_id):
-        assert redact_text(text) == f"span {span_id[:6]}{'*' * 6}{span_id[-4:]} ended"
+        assert redact_text(text) == f"span {span_id[:4]}{'*' * 8}{span_id[-4:]} ended"
     else:
         assert redact_text(text) == text
     assert redact_mapping({"span_id": span_id, "trace_id": span_id * 2}) == {
@@ -88,7 +88,7 @@ def _pan(body: str) -> str:
 def test_a_card_number_between_ids_is_masked_and_the_ids_are_not(left: str, right: str, pan: str, sep: str) -> None:
     written = sep.join(pan[i : i + 4] for i in range(0, 16, 4))
     out = redact_text(f"{left} card {written} {right}")
-    assert out == f"{left} card {pan[:6]}{'*' * 6}{pan[-4:]} {right}"
+    assert out == f"{left} card {pan[:4]}{'*' * 8}{pan[-4:]} {right}"
 
 
 @contextmanager
@@ -131,4 +131,4 @@ def test_ids_pass_the_json_log_set_up_unchanged() -> None:
         check()
         with bind_workflow_id(card_order.workflow_id("TESTISS001", "req-1")):
             logger.warning("card %s", "4929 7316 4058 2292")
-        assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "card 492973******2292"
+        assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "card 4929********2292"
