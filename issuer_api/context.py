@@ -1,0 +1,26 @@
+"""What every route shares: the edge and Temporal (through ``starter.api.CardOrders``), the gate
+toward Temporal, the limits. Held on the app; the service keeps no other state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from issuer_api.auth import ApiAuth
+from issuer_api.limits import TemporalGate
+from settings import IssuerApiSettings
+from starter.api import CardOrders
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    orders: CardOrders
+    settings: IssuerApiSettings
+    auth: ApiAuth
+    gate: TemporalGate
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.context
+    return ctx
