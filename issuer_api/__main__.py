@@ -3,46 +3,18 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 import uvloop
 
 from issuer_api.app import create_app
 from issuer_api.auth import ApiAuth
+from issuer_api.tls import server_options
 from observability.process import configure_process, exit_without_finalizing
 from security.redaction import install_log_redaction
-from security.tls import uvicorn_server_options
-from security.transport import InsecureConfiguration, loud
 from settings import IssuerApiSettings, TemporalSettings
 from starter.api import CardOrders, timing_from_settings
 from starter.edge import OrderEdge
 from temporal_client import connect
-
-log = logging.getLogger("issuer_api")
-
-
-def server_options(settings: IssuerApiSettings) -> dict[str, object]:
-    cert, key, ca = settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
-    if cert is not None and key is not None and ca is not None:
-        return uvicorn_server_options(cert, key, ca)
-    if cert is not None or key is not None or ca is not None:
-        raise InsecureConfiguration(
-            "the issuer API needs ISSUER_API_TLS_CERT_FILE, ISSUER_API_TLS_KEY_FILE and "
-            "ISSUER_API_TLS_CLIENT_CA_FILE together"
-        )
-    if not settings.allow_plaintext:
-        raise InsecureConfiguration(
-            "the issuer API receives card data: it serves mutual TLS only (set ISSUER_API_TLS_CERT_FILE, "
-            "ISSUER_API_TLS_KEY_FILE, ISSUER_API_TLS_CLIENT_CA_FILE, or ISSUER_API_ALLOW_PLAINTEXT=true for "
-            "local development)"
-        )
-    loud(
-        "DEVELOPMENT MODE (ISSUER_API_ALLOW_PLAINTEXT=true): the issuer API serves plain HTTP and card data "
-        "crosses the network in clear. Never use this outside a development machine.",
-        log,
-    )
-    return {}
 
 
 async def main() -> None:
