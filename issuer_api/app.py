@@ -55,7 +55,13 @@ def create_app(orders: CardOrders, settings: IssuerApiSettings, *, auth: ApiAuth
     for router in (orders_routes.router, batches.router, trackings.router):
         app.include_router(router)
 
-    @app.get("/v1/health/live", summary="The process answers", response_model=Health, tags=["health"])
+    @app.get(
+        "/v1/health/live",
+        summary="The process answers",
+        response_model=Health,
+        response_model_exclude_none=True,
+        tags=["health"],
+    )
     async def live() -> Health:
         return Health(status="ok")
 
@@ -63,6 +69,7 @@ def create_app(orders: CardOrders, settings: IssuerApiSettings, *, auth: ApiAuth
         "/v1/health/ready",
         summary="Ready when Temporal answers",
         response_model=Health,
+        response_model_exclude_none=True,
         tags=["health"],
         responses={503: {"description": "Temporal does not answer", "model": Health}},
     )
