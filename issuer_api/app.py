@@ -113,6 +113,12 @@ def openapi(app: FastAPI) -> dict[str, Any]:
         ],
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # FastAPI documents its own 422; this API answers every invalid request 400 (issuer_api/problems.py).
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
     for model in (Problem, CardOrderRequest, ChangeBody, TrackingRequest):
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))
