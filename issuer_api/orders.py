@@ -232,6 +232,23 @@ WorkflowStatus = Literal["Running", "Completed", "Failed", "Canceled", "Terminat
 StatusFilter = Annotated[WorkflowStatus | None, Query(description="The order's workflow status")]
 
 
+# RFC 3339 only (a number is no date here, whatever pydantic's lax mode would make of it).
+RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+Moment = Annotated[
+    str | None, Query(pattern=RFC3339, json_schema_extra={"format": "date-time"}, examples=["2026-12-07T08:00:00Z"])
+]
+
+
+def moment(name: str, value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.year < 1970:
+        raise invalid(InvalidOrder([FieldError(f"query:{name}", "must be an RFC 3339 date-time after 1970")]))
+    return parsed
+
+
 def list_query(issuer_id: str, **filters: Any) -> str:
     times = {
         "createdAfter": "StartTime >=",
@@ -302,29 +319,33 @@ async def list_orders(
     productionStatus: Annotated[str | None, Query(max_length=64, pattern="^[A-Z_]+$")] = None,
     outcome: Annotated[str | None, Query(max_length=64, pattern="^[A-Z_]+$")] = None,
     cardId: Annotated[str | None, Query(max_length=48, pattern="^[A-Za-z0-9_-]+$")] = None,
-    createdAfter: datetime | None = None,
-    createdBefore: datetime | None = None,
-    closedAfter: datetime | None = None,
-    closedBefore: datetime | None = None,
+    createdAfter: Moment = None,
+    createdBefore: Moment = None,
+    closedAfter: Moment = None,
+    closedBefore: Moment = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> CardOrderPage:
+    times = {"createdAfter": createdAfter, "createdBefore": createdBefore}
+    times |= {"closedAfter": closedAfter, "closedBefore": closedBefore}
     query = list_query(
         issuerId,
         status=status,
         productionStatus=productionStatus,
         outcome=outcome,
         cardId=cardId,
-        createdAfter=createdAfter,
-        createdBefore=createdBefore,
-        closedAfter=closedAfter,
-        closedBefore=closedBefore,
+        **{name: moment(name, value) for name, value in times.items() if value is not None},
     )
     token = _token(query, cursor) if cursor else None
     size = limit or ctx.settings.page_size
     async with ctx.gate.slot():
         pages = ctx.orders.client.list_workflows(query, page_size=size, next_page_token=token)
-        await pages.fetch_next_page(page_size=size)
+        try:
+            await pages.fetch_next_page(page_size=size)
+        except RPCError as err:
+            if err.status == RPCStatusCode.INVALID_ARGUMENT:  # e.g. a date Temporal cannot compare
+                raise invalid(InvalidOrder([FieldError("query", "the filters make no valid query")])) from None
+            raise
     following = pages.next_page_token
     return CardOrderPage(
         data=[item(issuerId, wf) for wf in pages.current_page or []],

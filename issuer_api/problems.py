@@ -3,6 +3,7 @@ JSON path with the CLI's reason (d1/validation.py); no answer ever repeats a val
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -105,10 +106,24 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(ProblemError(400, "invalid-request", f"{len(errors)} problem(s)", errors=errors))
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "error")
-    return problem_response(ProblemError(exc.status_code, kind, str(exc.detail), headers=exc.headers))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only; a path has several.
+        headers["allow"] = ", ".join(sorted(_methods_of(request)))
+    return problem_response(ProblemError(exc.status_code, kind, str(exc.detail), headers=headers))
+
+
+def _methods_of(request: Request) -> set[str]:
+    """From the app's OpenAPI paths (the routes as documented)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in operations}
+    return methods
 
 
 HANDLERS = {ProblemError: _on_problem, RequestValidationError: _on_validation, StarletteHTTPException: _on_http}
