@@ -24,6 +24,7 @@ from settings import (
     CodecServerSettings,
     CodecSettings,
     D1ClientSettings,
+    IssuerApiSettings,
     OrderTimingSettings,
     ReceiverSettings,
     TelemetrySettings,
@@ -70,6 +71,10 @@ class LocalStack:
     @property
     def receiver_url(self) -> str:
         return f"{self.scheme}://{LOOPBACK}:{self.ports.receiver}"
+
+    @property
+    def issuer_api_url(self) -> str:
+        return f"{self.scheme}://{LOOPBACK}:{self.ports.issuer_api}"
 
     @property
     def codec_server_url(self) -> str:
@@ -129,6 +134,27 @@ class LocalStack:
         if self.spec.receiver_operators:
             values["operator_tokens_file"] = self.paths.receiver_operators
         return self._settings(ReceiverSettings, values)
+
+    def issuer_api_settings(self) -> IssuerApiSettings:
+        """Mutual TLS as the receiver (its local server certificate names the same loopback hosts);
+        OAuth tokens of the local stand-in authorization server (stack/issuer_api.py)."""
+        from stack.issuer_api import AUDIENCE, ISSUER
+
+        values: dict[str, Any] = {
+            "port": self.ports.issuer_api or 0,
+            "oauth_issuer": ISSUER,
+            "oauth_audience": AUDIENCE,
+            "oauth_jwks_file": self.paths.issuer_api.jwks,
+        }
+        if (pki := self.pki) is not None:
+            values |= {
+                "tls_cert_file": pki.receiver_server.cert,
+                "tls_key_file": pki.receiver_server.key,
+                "tls_client_ca_file": pki.ca_cert,
+            }
+        else:
+            values["allow_plaintext"] = True
+        return self._settings(IssuerApiSettings, values)
 
     def emulator_settings(self) -> EmulatorSettings:
         opts = self.spec.emulator
@@ -213,12 +239,14 @@ class LocalStack:
             rendered |= settings_env(self.emulator_settings())
         elif kind == "codec-server":
             rendered |= settings_env(self.codec_server_settings()) | settings_env(self.codec_settings())
-        elif kind == "starter":
+        elif kind in ("starter", "issuer-api"):
             rendered |= settings_env(self.d1_settings(), include=_STARTER_D1_FIELDS)
             beyond = set(self.spec.timing) - set(OrderTimingSettings.model_fields)
             if beyond:
                 raise ValueError(f"a starter process cannot be given OrderTiming {sorted(beyond)}: no ORDER_* setting")
             rendered |= settings_env(self.timing_settings())
+            if kind == "issuer-api":
+                rendered |= settings_env(self.issuer_api_settings())
         return rendered
 
     def base_env(self) -> dict[str, str]:
@@ -238,6 +266,7 @@ class LocalStack:
             "emulator": [python, "-m", "emulator", "--log-level", self.spec.emulator.log_level],
             "codec-server": [python, "-m", "security.codec_server"],
             "starter": [python, "-m", "starter"],
+            "issuer-api": [python, "-m", "issuer_api"],
         }
         if kind not in commands:
             raise ValueError(f"{kind}: use dev_server_argv()")
