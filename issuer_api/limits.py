@@ -56,6 +56,12 @@ class TemporalGate:
                 log.warning("Temporal unavailable: %s", err.status.name if err.status else err)
                 raise unavailable() from None
             raise
+        except RuntimeError as err:
+            # A lazy client that could not connect yet (as receiver/routing.py tells it apart).
+            if str(err).startswith("Failed client connect"):
+                log.warning("Temporal unreachable: cannot connect")
+                raise unavailable() from None
+            raise
         finally:
             self._slots.release()
 
