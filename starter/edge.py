@@ -250,9 +250,7 @@ class OrderEdge:
     ) -> PreparedOrder:
         return PreparedOrder(
             workflow_id=api.workflow_id(order.issuerId, order.issuerRequestId),
-            input=CardOrderInput(
-                ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=kid)
-            ),
+            input=CardOrderInput(ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=kid)),
             search_attributes=_search_attributes(
                 (sa.ISSUER_ID, order.issuerId),
                 (sa.CARD_ID, order.cardId),
@@ -263,7 +261,7 @@ class OrderEdge:
             summary=f"Card {order.cardId} · request {order.issuerRequestId}",
             details=(
                 f"Issuer {order.issuerId}, product {order.cardProductId}, channel {order.distributionChannel}, "
-                f"PAN {ref.masked_pan}"
+                f"PAN {ref.masked_pan or 'encrypted by the issuer'}"
             ),
             warnings=warnings,
         )
