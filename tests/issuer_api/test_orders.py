@@ -144,15 +144,15 @@ async def test_pagination_over_more_orders_than_a_page(api: Api) -> None:
             assert (await http.post(api.orders_path(), json=sample_order(rid))).status_code == 201
         params = {"createdAfter": since.isoformat(), "limit": 5}
 
-        async def listed() -> list[str]:
-            seen: list[str] = []
+        async def listed() -> list[tuple[str, str]]:
+            seen: list[tuple[str, str]] = []
             cursor: str | None = None
             while True:
                 page = await http.get(api.orders_path(), params={**params, **({"cursor": cursor} if cursor else {})})
                 assert page.status_code == 200, page.text
                 body = page.json()
                 assert len(body["data"]) <= 5
-                seen += [o["issuerRequestId"] for o in body["data"]]
+                seen += [(o["issuerRequestId"], o["createdAt"]) for o in body["data"]]
                 cursor = body.get("nextCursor")
                 if cursor is None:
                     return seen
@@ -161,12 +161,15 @@ async def test_pagination_over_more_orders_than_a_page(api: Api) -> None:
                 assert (await http.post(api.orders_path(), json=sample_order(late))).status_code == 201
 
         for _ in range(100):  # visibility is eventually consistent
-            if set(ids) <= set(first := await listed()):
+            first = await listed()
+            if set(ids) <= {rid for rid, _ in first}:
                 break
             await asyncio.sleep(0.2)
-    assert set(ids) <= set(first)
-    assert len(first) == len(set(first)), "an order appeared on two pages"
-    assert [r for r in first if r in ids] == list(reversed(ids)), "newest first"
+    seen = [rid for rid, _ in first]
+    assert set(ids) <= set(seen), first
+    assert len(seen) == len(set(seen)), f"an order appeared on two pages: {first}"
+    created = [datetime.fromisoformat(at) for _, at in first]
+    assert created == sorted(created, reverse=True), f"not newest first: {first}"
 
 
 async def test_list_filters_and_bad_cursor(api: Api) -> None:
