@@ -21,6 +21,7 @@ class ApiContext:
     gate: TemporalGate
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
+    # async: FastAPI runs a plain function dependency in a worker thread, a hop per request.
     ctx: ApiContext = request.app.state.context
     return ctx
