@@ -366,24 +366,21 @@ def _intake(r: dict[str, Any]) -> list[str]:
     py, api = it["python"], it["https"]
     out = [f"\n### Intake: {it['orders']} orders per path, {it['concurrency']} in flight\n"]
     rows = [
-        [
-            "Python API (`CardOrders.submit`)",
-            py["orders_per_s"],
-            py["wall_s"],
-            f"{py['edge_cpu_ms_per_order']} (edge, in the caller)",
-        ],
+        ["Python API (`CardOrders.submit`)", py["orders_per_s"], py["wall_s"], py["driver_cpu_ms_per_order"]],
         [
             "issuer API over HTTPS (mutual TLS, bearer token)",
             api["orders_per_s"],
             api["wall_s"],
-            f"{api['api_cpu_ms_per_order']} (API process)",
+            api["api_cpu_ms_per_order"],
         ],
     ]
-    out.append(_table(["path", "orders/s", "s", "CPU ms / order"], rows))
+    out.append(_table(["path", "orders/s", "s", "CPU ms / order (caller / API process)"], rows))
+    own = it.get("api_cpu_ms_beyond_python")
     out.append(
-        f"\nIssuer API / Python API: {it['ratio_orders_per_s']}; the API process's CPU beyond the edge's "
-        f"(validation, JWE, card-data check): {it['api_cpu_ms_beyond_edge']} ms per order. Submission only "
-        "(notifications dropped); each path ends when its last order started."
+        f"\nIssuer API / Python API: {it['ratio_orders_per_s']}. The API process's CPU per order beyond the edge's "
+        f"(validation, JWE, card-data check: {py['edge_cpu_ms_per_order']} ms): {it['api_cpu_ms_beyond_edge']} ms; "
+        f"beyond the Python API's own in its caller (the edge and the same Temporal calls): {own} ms. Submission "
+        "only (notifications dropped); each path ends when its last order started."
     )
     return out
 
