@@ -9,7 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware import Middleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
 from issuer_api import batches, trackings
@@ -77,7 +79,7 @@ def create_app(orders: CardOrders, settings: IssuerApiSettings, *, auth: ApiAuth
         client = orders.client
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
-                await client.workflow_service.get_system_info(_system_info_request())
+                await client.workflow_service.get_system_info(GetSystemInfoRequest())
         except (TimeoutError, RPCError, RuntimeError):
             body = Health(status="unavailable", detail="Temporal does not answer").model_dump(exclude_none=True)
             return JSONResponse(body, status_code=503, headers={"retry-after": "5"})
@@ -87,18 +89,10 @@ def create_app(orders: CardOrders, settings: IssuerApiSettings, *, auth: ApiAuth
     return app
 
 
-def _system_info_request() -> Any:
-    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-
-    return GetSystemInfoRequest()
-
-
 def openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the schemas the routes name by reference (bodies read raw)."""
     if app.openapi_schema:
         return app.openapi_schema
-    from fastapi.openapi.utils import get_openapi
-
     schema = get_openapi(
         title=app.title,
         version=app.version,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
+from pydantic import ValidationError
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -303,10 +304,12 @@ def item(issuer_id: str, wf: WorkflowExecution) -> CardOrderItem:
 
 @router.get(
     "",
-    summary="List orders, newest first (cursor pagination)",
+    summary="List orders: open ones first, newest first (cursor pagination)",
     description=(
-        "Filters combine with AND. Pages follow Temporal's visibility order (newest first); a cursor "
-        "continues after the last order it saw, so orders created meanwhile do not shift the pages."
+        "Filters combine with AND. Pages follow Temporal's visibility order (open orders newest first, then "
+        "closed ones most recently closed first); a cursor continues after the last order it saw, so orders "
+        "created meanwhile do not shift the pages. An order that closes while a client pages may be listed "
+        "again among the closed ones."
     ),
     response_model=CardOrderPage,
     responses=responses(400, *AUTH, 429, 503),
@@ -359,26 +362,28 @@ async def list_orders(
 async def change(
     request: Request, ctx: ApiContext, caller: Caller, update: str, issuer_id: str, issuer_request_id: str
 ) -> Change:
-    raw = await read_json(request, ctx.settings.max_body_bytes) if await _has_body(request) else {}
+    raw = await read_json(request, ctx.settings.max_body_bytes) if _has_body(request) else {}
+    if not isinstance(raw, dict):
+        raise invalid(InvalidOrder([FieldError("$", "must be a JSON object")]))
     try:
         body = ChangeBody.model_validate(raw)
-    except ValueError as err:
-        errors = [FieldError("$" + "".join(f".{p}" for p in e["loc"]), e["msg"]) for e in _errors(err)]
-        raise invalid(InvalidOrder(errors)) from None
+    except ValidationError as err:
+        problems = err.errors(include_input=False, include_url=False)
+        raise invalid(
+            InvalidOrder([FieldError("$" + "".join(f".{p}" for p in e["loc"]), e["msg"]) for e in problems])
+        ) from None
     redirect = update in (api.REDIRECT_UPDATE, api.ACCELERATE_AND_REDIRECT_UPDATE)
     if redirect and body.newDeliveryAddress is None:
         raise invalid(InvalidOrder([FieldError("$.newDeliveryAddress", "required for a redirect")]))
     if not redirect and body.newDeliveryAddress is not None:
         raise invalid(InvalidOrder([FieldError("$.newDeliveryAddress", "only a redirect takes an address")]))
-    orders = ctx.orders
+    address = (body.newDeliveryAddress,) if redirect else ()
     async with ctx.gate.slot():
         try:
-            if redirect:
-                assert body.newDeliveryAddress is not None
-                call = getattr(orders, update)
-                record: ChangeRecord = await call(issuer_id, issuer_request_id, body.newDeliveryAddress, note=body.note)
-            else:
-                record = await getattr(orders, update)(issuer_id, issuer_request_id, note=body.note)
+            # CardOrders.cancel / accelerate / redirect / accelerate_and_redirect (starter/api.py)
+            record: ChangeRecord = await getattr(ctx.orders, update)(
+                issuer_id, issuer_request_id, *address, note=body.note
+            )
         except InvalidOrder as err:
             raise invalid(err) from None
         except ChangeRejected as err:
@@ -399,16 +404,8 @@ async def change(
     return Change.of(record, CallerOut(**caller.memo()))
 
 
-async def _has_body(request: Request) -> bool:
+def _has_body(request: Request) -> bool:
     return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-
-
-def _errors(err: ValueError) -> list[dict[str, Any]]:
-    from pydantic import ValidationError
-
-    if isinstance(err, ValidationError):
-        return [dict(e) for e in err.errors(include_input=False, include_url=False)]
-    return [{"loc": (), "msg": "must be a JSON object"}]
 
 
 def _change_route(update: str, path: str, summary: str) -> None:

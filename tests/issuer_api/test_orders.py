@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.issuer_api.conftest import CLIENT_ID, Api
@@ -135,13 +135,22 @@ async def test_unknown_order_is_404(api: Api) -> None:
 
 
 async def test_pagination_over_more_orders_than_a_page(api: Api) -> None:
+    # The orders stay open (D1 takes a minute per step for these cards): an order that closes while
+    # a client pages moves to the closed ones and may be listed again (docs/issuer-api.md).
+    prefix = f"pg-{new_request_id()[4:12]}"
+    rule = {"match": {"cardIdPrefix": prefix}, "stepDelayMs": 60_000}
+    await api.stack.emulator("POST", "/_emulator/scenarios", json={"rules": [rule]})
     await asyncio.sleep(1.1)  # visibility compares whole seconds: orders of earlier tests stay out
-    since = datetime.now(UTC) - timedelta(seconds=0)
+    since = datetime.now(UTC)
     await asyncio.sleep(1.1)
     ids = [new_request_id("api-page") for _ in range(12)]
+
+    def held(rid: str) -> dict:
+        return sample_order(rid, card_id=f"{prefix}-{rid}")
+
     async with api.client() as http:
         for rid in ids:
-            assert (await http.post(api.orders_path(), json=sample_order(rid))).status_code == 201
+            assert (await http.post(api.orders_path(), json=held(rid))).status_code == 201
         params = {"createdAfter": since.isoformat(), "limit": 5}
 
         async def listed() -> list[tuple[str, str]]:
@@ -158,7 +167,7 @@ async def test_pagination_over_more_orders_than_a_page(api: Api) -> None:
                     return seen
                 # An order created between pages appears on no later page and shifts nothing.
                 late = new_request_id("api-late")
-                assert (await http.post(api.orders_path(), json=sample_order(late))).status_code == 201
+                assert (await http.post(api.orders_path(), json=held(late))).status_code == 201
 
         for _ in range(100):  # visibility is eventually consistent
             first = await listed()
