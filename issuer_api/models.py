@@ -53,8 +53,28 @@ class Links(Model):
     timeline: str | None = None
 
 
+_ACCEPTED_EXAMPLE: dict[str, Any] = {
+    "id": "card-order:TESTISS001:req-demo-0001",
+    "issuerId": "TESTISS001",
+    "issuerRequestId": "req-demo-0001",
+    "cardId": "card-demo-0001",
+    "consumerId": "cust-000123",
+    "cardProductId": "DEMO_VISA_DEBIT_01",
+    "maskedPan": "411111******1111",
+    "distributionChannel": "THALES",
+    "shipmentType": "INDIVIDUAL",
+    "requestedBy": {"clientId": "core-banking", "person": "alice"},
+    "links": {
+        "self": "/v1/issuers/TESTISS001/card-orders/req-demo-0001",
+        "timeline": "/v1/issuers/TESTISS001/card-orders/req-demo-0001/timeline",
+    },
+}
+
+
 class CardOrderAccepted(Model):
     """The answer to an order: the same on a retry (200) as on creation (201)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True, json_schema_extra={"examples": [_ACCEPTED_EXAMPLE]})
 
     id: str = Field(description="The order's id (its workflow id)")
     issuerId: str
@@ -77,6 +97,23 @@ class Shipment(Model):
 
 class Change(Model):
     """One pull & change request and what became of it."""
+
+    model_config = ConfigDict(
+        hide_input_in_errors=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "changeId": "chg-1",
+                    "type": "REDIRECT",
+                    "status": "SENT",
+                    "requestedAt": "2026-12-07T08:00:00Z",
+                    "note": "customer moved",
+                    "redirectedTo": "Boston, US",
+                    "requestedBy": {"clientId": "core-banking", "person": "alice"},
+                }
+            ]
+        },
+    )
 
     changeId: str
     type: str

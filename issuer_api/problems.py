@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from d1.validation import FieldError, InvalidOrder
@@ -40,6 +40,20 @@ class FieldProblem(BaseModel):
 
 class Problem(BaseModel):
     """RFC 9457 problem details."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": TYPE_BASE + "invalid-request",
+                    "title": "The request is invalid",
+                    "status": 400,
+                    "detail": "1 problem(s)",
+                    "errors": [{"path": "$.cardData.pan", "detail": "fails the Luhn check digit"}],
+                }
+            ]
+        }
+    )
 
     type: str = Field(description="URI naming the kind of problem")
     title: str
