@@ -43,6 +43,7 @@ from temporalio.client import Client
 
 from bench import load, report
 from bench.history import summarise
+from bench.intake import intake_phase
 from bench.probe import ProbeListener
 from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, Usage, start_stack
 from bench.profiling import Profiler
@@ -64,6 +65,7 @@ QUICK = {
     "scale_orders": 300,
     "profile_orders": 40,
     "batch_cards": 100,
+    "intake_orders": 100,
 }
 DEFAULT = {
     "orders": 500,
@@ -74,6 +76,7 @@ DEFAULT = {
     "scale_orders": 1000,
     "profile_orders": 100,
     "batch_cards": 400,
+    "intake_orders": 400,
 }
 # Where the last full scale run (10,000 open orders, its own command) left its numbers.
 SCALE_FULL_JSON = ROOT / "bench" / "results" / "scale-10000.json"
@@ -426,6 +429,16 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             scale=True,
         )
         add(f"all {sc['orders']} held orders drained after release", "yes", sc["drained"], sc["drained"], scale=True)
+    it = r.get("intake")
+    if it:
+        add(
+            "issuer API / Python API orders submitted per second",
+            ">= 0.9",
+            it["ratio_orders_per_s"],
+            at_least(it["ratio_orders_per_s"], 0.9),
+        )
+        beyond = it["api_cpu_ms_beyond_edge"]
+        add("issuer API process CPU per order beyond the edge's (ms)", "<= 3", beyond, at_most(beyond, 3.0))
     full = r.get("scale_full_last")
     if full:
         add(
@@ -726,6 +739,14 @@ async def run(a: argparse.Namespace) -> int:
             save(results, a, started, final=False)
         if a.batch_cards and not a.skip_batch and not a.scale_only:
             results["d1_batch"] = await batch_phase(stack, orders, meters, tag, a)
+        if a.intake_orders and not a.skip_intake and not a.scale_only:
+            log(f"intake row: {a.intake_orders} orders through the Python API, then through the issuer API")
+            results["intake"] = await intake_phase(stack, orders, meters, tag, a.intake_orders, a.concurrency)
+            i = results["intake"]
+            log(
+                f"intake row: Python API {i['python']['orders_per_s']}/s, issuer API {i['https']['orders_per_s']}/s, "
+                f"API CPU {i['https']['api_cpu_ms_per_order']} ms/order"
+            )
     finally:
         log("stopping the stack")
         stack.stop()
@@ -781,6 +802,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-batch", action="store_true")
     p.add_argument("--batch-cards", type=int, help="cards per path in the D1 batch row (0: skip)")
     p.add_argument("--batch-size", type=int, default=100, help="cards per D1 batch call in the batch row")
+    p.add_argument("--skip-intake", action="store_true")
+    p.add_argument("--intake-orders", type=int, help="orders per path in the intake row (0: skip)")
     p.add_argument("--scale-only", action="store_true", help="only the scale run (e.g. with --scale-orders 10000)")
     p.add_argument(
         "--drain-limit-s",

@@ -264,6 +264,8 @@ async def start_stack(
         receiver = sup.start("receiver", local.argv("receiver"), local.env("receiver"))
         await wait_http(f"{local.emulator_url}/_emulator/health", "emulator", verify=verify, alive=sup.check_alive)
         await wait_http(f"{local.receiver_url}/healthz", "receiver", verify=verify, alive=sup.check_alive)
+        issuer_api = sup.start("issuer_api", local.argv("issuer-api"), local.env("issuer-api"))
+        await wait_http(f"{local.issuer_api_url}/v1/health/live", "issuer API", verify=verify, alive=sup.check_alive)
         cache = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(state_dir / "pycache")}
         bytecode = cache if worker_bytecode else {}
         worker = sup.start(
@@ -304,6 +306,7 @@ async def start_stack(
         pids={
             "worker": worker.pid,
             "receiver": receiver.pid,
+            "issuer_api": issuer_api.pid,
             "emulator": emulator.pid,
             "baseline_worker": baseline.pid,
             "temporal": temporal_pid,

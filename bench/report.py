@@ -105,6 +105,8 @@ def markdown(r: dict[str, Any]) -> str:
         parts.append(markdown_scale(r))
     if "d1_batch" in r and "product" not in r:
         parts += _batch(r)
+    if "intake" in r and "product" not in r:
+        parts += _intake(r)
     return "\n\n".join(parts)
 
 
@@ -352,8 +354,35 @@ def markdown_main(r: dict[str, Any]) -> str:
             "come from a Temporal client with the product's converter and codec: the receiver's floor."
         )
     out += _batch(r)
+    out += _intake(r)
     out += _profiles(r)
     return "\n".join(out)
+
+
+def _intake(r: dict[str, Any]) -> list[str]:
+    it = r.get("intake")
+    if not it:
+        return []
+    py, api = it["python"], it["https"]
+    out = [f"\n### Intake: {it['orders']} orders per path, {it['concurrency']} in flight\n"]
+    rows = [
+        ["Python API (`CardOrders.submit`)", py["orders_per_s"], py["wall_s"], py["driver_cpu_ms_per_order"]],
+        [
+            "issuer API over HTTPS (mutual TLS, bearer token)",
+            api["orders_per_s"],
+            api["wall_s"],
+            api["api_cpu_ms_per_order"],
+        ],
+    ]
+    out.append(_table(["path", "orders/s", "s", "CPU ms / order (caller / API process)"], rows))
+    own = it.get("api_cpu_ms_beyond_python")
+    out.append(
+        f"\nIssuer API / Python API: {it['ratio_orders_per_s']}. The API process's CPU per order beyond the edge's "
+        f"(validation, JWE, card-data check: {py['edge_cpu_ms_per_order']} ms): {it['api_cpu_ms_beyond_edge']} ms; "
+        f"beyond the Python API's own in its caller (the edge and the same Temporal calls): {own} ms. Submission "
+        "only (notifications dropped); each path ends when its last order started."
+    )
+    return out
 
 
 def _batch(r: dict[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +42,8 @@ class TokenRejected(Exception):
 class VerifiedToken:
     subject: str
     roles: frozenset[str]
+    # Every verified claim: the issuer API reads the client, the person and the issuerIds.
+    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -228,7 +230,7 @@ class OidcVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise TokenRejected("no 'sub' claim")
-        return VerifiedToken(subject=subject, roles=roles_of(claims, self.roles_claim))
+        return VerifiedToken(subject=subject, roles=roles_of(claims, self.roles_claim), claims=claims)
 
     def _check_claims(self, claims: Mapping[str, Any], now: float) -> None:
         if claims.get("iss") != self.issuer:

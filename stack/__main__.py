@@ -38,6 +38,7 @@ _PORT_OPTIONS = {
     "codec_server": ("--codec-port", "codec server for the Temporal UI"),
     "worker_metrics": ("--worker-metrics-port", "worker's Prometheus /metrics"),
     "receiver_metrics": ("--receiver-metrics-port", "receiver's Prometheus /metrics"),
+    "issuer_api": ("--issuer-api-port", "the issuer API (HTTPS, mutual TLS)"),
 }
 
 
@@ -102,6 +103,11 @@ async def run(args: argparse.Namespace) -> int:
             f"metrics: http://127.0.0.1:{ports.worker_metrics}/metrics (worker), "
             f"http://127.0.0.1:{ports.receiver_metrics}/metrics (receiver)"
         )
+        print(f"starting the issuer API on {stack.issuer_api_url} (mutual TLS, OAuth bearer tokens)")
+        sup.start("issuer-api", stack.argv("issuer-api"), stack.env("issuer-api"))
+        await wait_http(
+            f"{stack.issuer_api_url}/v1/health/ready", "issuer API", verify=probe_tls, alive=sup.check_alive
+        )
         print(f"logs: {sup.log_dir}/")
 
         code = await _sample_order(args, sup, stack)
@@ -123,6 +129,37 @@ async def run(args: argparse.Namespace) -> int:
         print("stopped.")
 
 
+def _curl(stack: LocalStack, order_file: str) -> str:
+    """The sample order through the issuer API with curl (the README's command)."""
+    assert stack.pki is not None
+    client = stack.pki.issuer_client(stack.spec.issuer_id)
+    return (
+        f"curl --cacert {stack.pki.ca_cert} --cert {client.cert} --key {client.key} "
+        f'-H "Authorization: Bearer $(cat {stack.paths.issuer_api.demo_token})" '
+        f"-H 'content-type: application/json' --data @{order_file} "
+        f"{stack.issuer_api_url}/v1/issuers/{stack.spec.issuer_id}/card-orders"
+    )
+
+
+async def _submit_over_https(stack: LocalStack, order: dict[str, Any]) -> str:
+    """Through the issuer API, as a bank's system would: HTTPS with its client certificate and token."""
+    import httpx
+
+    from security.tls import client_ssl_context
+
+    assert stack.pki is not None
+    pair = stack.pki.issuer_client(stack.spec.issuer_id)
+    tls = client_ssl_context(ca_file=stack.pki.ca_cert, cert_file=pair.cert, key_file=pair.key)
+    token = stack.paths.issuer_api.demo_token.read_text().strip()
+    async with httpx.AsyncClient(base_url=stack.issuer_api_url, verify=tls, timeout=30) as http:
+        resp = await http.post(
+            f"/v1/issuers/{stack.spec.issuer_id}/card-orders", json=order, headers={"authorization": f"Bearer {token}"}
+        )
+    if resp.status_code not in (200, 201):
+        raise RuntimeError(f"the issuer API refused the sample order: {resp.status_code} {resp.text}")
+    return str(resp.json()["id"])
+
+
 async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalStack) -> int:
     from starter.api import CardOrders
 
@@ -131,17 +168,13 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     order["issuerRequestId"] = f"{order['issuerRequestId']}-{stamp}"
     order["cardId"] = f"{order['cardId']}-{stamp}"
-    # Submitted as the issuer edge does, with the edge's own keys file; followed with the
-    # authority ring, the only one that opens what the workers seal (docs/security.md).
-    edge_client, client = await stack.connect(sealer="edge", issued=True), await stack.connect()
-    edge = CardOrders(
-        edge_client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge()
-    )
-    orders = CardOrders(client, task_queue=stack.spec.task_queue, timing=stack.order_timing())
-    submitted = await edge.submit(order)
-    wid = submitted.workflow_id
+    client = await stack.connect()
+    orders = CardOrders(client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge())
+    wid = await _submit_over_https(stack, order)
+    print(f"\nsample order submitted through the issuer API ({stack.issuer_api_url}); the same with curl:")
+    print(f"  {_curl(stack, str(args.order))}")
     address = stack.temporal_address
-    print(f"\nsample order submitted: workflow {wid}")
+    print(f"  workflow:    {wid}")
     print(f"  Temporal UI: {stack.ui_url}/namespaces/{stack.spec.namespace}/workflows/{wid}")
     print(f"  find it:     temporal workflow list --address {address} --query 'CardId=\"{order['cardId']}\"'")
     # The token goes in the environment (TEMPORAL_CODEC_AUTH), never on a command line.

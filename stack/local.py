@@ -17,7 +17,7 @@ from contracts import search_attributes as sa
 from contracts.card_order import OrderTiming
 from emulator.config import EmulatorSettings
 from security.pki import LocalPki
-from security.sealing import RECEIVER
+from security.sealing import EDGE, RECEIVER
 from security.secret_files import read_secret
 from security.tls import client_ssl_context
 from settings import (
@@ -25,6 +25,7 @@ from settings import (
     CodecServerSettings,
     CodecSettings,
     D1ClientSettings,
+    IssuerApiSettings,
     OrderTimingSettings,
     ReceiverSettings,
     TelemetrySettings,
@@ -71,6 +72,10 @@ class LocalStack:
     @property
     def receiver_url(self) -> str:
         return f"{self.scheme}://{LOOPBACK}:{self.ports.receiver}"
+
+    @property
+    def issuer_api_url(self) -> str:
+        return f"{self.scheme}://{LOOPBACK}:{self.ports.issuer_api}"
 
     @property
     def codec_server_url(self) -> str:
@@ -131,6 +136,27 @@ class LocalStack:
             values["operator_tokens_file"] = self.paths.receiver_operators
         return self._settings(ReceiverSettings, values)
 
+    def issuer_api_settings(self) -> IssuerApiSettings:
+        """Mutual TLS as the receiver (its local server certificate names the same loopback hosts);
+        OAuth tokens of the local stand-in authorization server (stack/issuer_api.py)."""
+        from stack.issuer_api import AUDIENCE, ISSUER
+
+        values: dict[str, Any] = {
+            "port": self.ports.issuer_api or 0,
+            "oauth_issuer": ISSUER,
+            "oauth_audience": AUDIENCE,
+            "oauth_jwks_file": self.paths.issuer_api.jwks,
+        }
+        if (pki := self.pki) is not None:
+            values |= {
+                "tls_cert_file": pki.receiver_server.cert,
+                "tls_key_file": pki.receiver_server.key,
+                "tls_client_ca_file": pki.ca_cert,
+            }
+        else:
+            values["allow_plaintext"] = True
+        return self._settings(IssuerApiSettings, values)
+
     def emulator_settings(self) -> EmulatorSettings:
         opts = self.spec.emulator
         values: dict[str, Any] = {
@@ -168,6 +194,8 @@ class LocalStack:
         docs/security.md, "Who holds which key"."""
         if kind == "receiver":
             return self._settings(CodecSettings, {"keys_file": self.paths.issued_keys(RECEIVER)})
+        if kind == "issuer-api":  # the issuer edge as a process: it starts orders, with the edge's file
+            return self._settings(CodecSettings, {"keys_file": self.paths.issued_keys(EDGE)})
         values: dict[str, Any] = {"keys_file": self.paths.codec_keys}
         if kind == "starter" and self.spec.operators:
             values["dev_operator"] = self.spec.operators[0]
@@ -223,12 +251,14 @@ class LocalStack:
             rendered |= settings_env(self.emulator_settings())
         elif kind == "codec-server":
             rendered |= settings_env(self.codec_server_settings()) | settings_env(self.codec_settings(kind))
-        elif kind == "starter":
+        elif kind in ("starter", "issuer-api"):
             rendered |= settings_env(self.d1_settings(), include=_STARTER_D1_FIELDS)
             beyond = set(self.spec.timing) - set(OrderTimingSettings.model_fields)
             if beyond:
                 raise ValueError(f"a starter process cannot be given OrderTiming {sorted(beyond)}: no ORDER_* setting")
             rendered |= settings_env(self.timing_settings())
+            if kind == "issuer-api":
+                rendered |= settings_env(self.issuer_api_settings())
         return rendered
 
     def base_env(self) -> dict[str, str]:
@@ -248,6 +278,7 @@ class LocalStack:
             "emulator": [python, "-m", "emulator", "--log-level", self.spec.emulator.log_level],
             "codec-server": [python, "-m", "security.codec_server"],
             "starter": [python, "-m", "starter"],
+            "issuer-api": [python, "-m", "issuer_api"],
         }
         if kind not in commands:
             raise ValueError(f"{kind}: use dev_server_argv()")

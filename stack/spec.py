@@ -22,6 +22,7 @@ from security.sealing import EDGE, OPERATOR, RECEIVER, operator_name
 from security.secret_files import write_secret
 from settings import CodecServerSettings
 from stack.env import write_temporal_profile
+from stack.issuer_api import ApiAuthFiles
 from stack.onboarding import ensure_issuer_keys, signing_key_file
 from stack.servers import free_port
 
@@ -38,9 +39,9 @@ Transport = Literal["mtls", "plain"]
 # "dev-loopback": make run's codec server for the dev server's UI (no sign-in possible):
 # loopback browser requests from the UI's origin, PII masked, plus the CLI's static token.
 CodecServerMode = Literal["off", "dev-loopback"]
-ProcessKind = Literal["worker", "receiver", "emulator", "codec-server", "starter", "temporal"]
+ProcessKind = Literal["worker", "receiver", "emulator", "codec-server", "starter", "issuer-api", "temporal"]
 # The processes that talk to Temporal (a Temporal client certificate each, when asked).
-TEMPORAL_CLIENTS: tuple[ProcessKind, ...] = ("worker", "receiver", "starter")
+TEMPORAL_CLIENTS: tuple[ProcessKind, ...] = ("worker", "receiver", "starter", "issuer-api")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Ports:
     codec_server: int
     worker_metrics: int | None = None
     receiver_metrics: int | None = None
+    issuer_api: int | None = None  # None: no issuer API process (make run starts one)
 
     @classmethod
     def free(cls, *, metrics: bool = False) -> Ports:
@@ -61,7 +63,8 @@ class Ports:
 
     def named(self) -> dict[str, int]:
         """What listens on each port, in field order (for "port already in use" messages)."""
-        labels = "Temporal|Temporal UI|emulator|receiver|codec server|worker metrics|receiver metrics".split("|")
+        labels: tuple[str, ...] = ("Temporal", "Temporal UI", "emulator", "receiver", "codec server")
+        labels += ("worker metrics", "receiver metrics", "issuer API")
         return {label: port for label, port in zip(labels, dataclasses.astuple(self), strict=True) if port is not None}
 
 
@@ -74,6 +77,7 @@ MAKE_RUN_PORTS = Ports(
     codec_server=8234,
     worker_metrics=9464,
     receiver_metrics=9465,
+    issuer_api=8445,
 )
 
 
@@ -167,6 +171,7 @@ class StackSpec:
         if self.receiver_operators and not p.receiver_operators.exists():
             ensure_operator_token(p.receiver_operators)
         p.emulator_state.mkdir(parents=True, exist_ok=True)
+        p.issuer_api.ensure(self.issuer_id)
         stack = LocalStack(self, p, pki)
         write_temporal_profile(p.temporal_profile, address=stack.temporal_address, namespace=self.namespace)
         return stack
@@ -199,6 +204,7 @@ class StackPaths:
         if sealer not in (EDGE, RECEIVER):
             raise ValueError(f"{sealer!r}: workers and the codec server hold the authority ring ({self.codec_keys})")
         return self.keys_dir / f"{sealer}.json"
+    issuer_api: ApiAuthFiles
 
     @classmethod
     def under(cls, state_dir: Path, *, codec_keys: Path | None = None) -> StackPaths:
@@ -221,6 +227,7 @@ class StackPaths:
             logs=state_dir / "logs",
             keys_dir=state_dir / "keys",
             operators_dir=state_dir / "operators",
+            issuer_api=ApiAuthFiles(state_dir / "issuer-api"),
         )
 
 

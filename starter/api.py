@@ -170,6 +170,7 @@ class CardOrders:
                 search_attributes=prepared.search_attributes,
                 static_summary=prepared.summary,
                 static_details=prepared.details,
+                memo=prepared.memo if isinstance(prepared, PreparedOrder) else None,
             )
         except WorkflowAlreadyStartedError:
             return SubmittedOrder(prepared.workflow_id, created=False)

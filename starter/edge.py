@@ -5,8 +5,11 @@ data. The key file is re-read when it changes (docs/operations.md, "D1 encryptio
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import logging
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -27,7 +30,7 @@ from d1.card_data_guard import card_data_issues, identifier_issues
 from d1.issues import Issue, issues_from_validation_error
 from d1.jwe import encrypt_for_d1
 from d1.masking import mask_pan
-from d1.order import Address, CardOrder
+from d1.order import Address, CardOrder, parse_card_order
 from d1.patterns import CARD_ID_PATTERN
 from d1.program import Program, load_program
 from d1.tracking import track_card_model
@@ -52,6 +55,8 @@ class PreparedOrder:
     # D1's body without its JWE, digested (starter/same_order.py): kept when the order joins a D1
     # batch, so a retry can still be told from a foreign start that took its workflow id.
     d1_body_digest: str | None = None
+    # Given to the workflow at start (the issuer API: who asked, the request's fingerprint).
+    memo: Mapping[str, Any] | None = None
 
     @property
     def ref(self) -> OrderRef:
@@ -134,6 +139,33 @@ def refuse_card_data_in(**values: str | None) -> None:
         raise InvalidOrder(_field_errors(issues))
 
 
+# Stands in for the card data of an order the issuer encrypted itself, so that every other rule
+# is checked by the one validation; it never reaches a body (d1_body drops cardData).
+_PLACEHOLDER_CARD = {"pan": "4000000000000002", "exp": "0101"}
+_CARD_PATHS = ("$.cardData", "$.trackData")
+JWE_ALG, JWE_ENC = "ECDH-ES", "A256GCM"
+
+
+def jwe_header_problems(token: Any, kid: str) -> list[str]:
+    """Why ``token`` is not a compact JWE for D1's current key (read, never decrypted)."""
+    if not isinstance(token, str) or token.count(".") != 4 or len(token) > 65_536:
+        return ["must be a compact JWE (five base64url parts)"]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
+    except (ValueError, binascii.Error):
+        return ["must be a compact JWE: its protected header is not base64url JSON"]
+    if not isinstance(header, dict):
+        return ["must be a compact JWE: its protected header is not a JSON object"]
+    problems = []
+    if header.get("alg") != JWE_ALG:
+        problems.append(f"the JWE header's alg must be {JWE_ALG}")
+    if header.get("enc") != JWE_ENC:
+        problems.append(f"the JWE header's enc must be {JWE_ENC}")
+    if header.get("kid") != kid:
+        problems.append(f"the JWE header's kid must name D1's current key ({kid})")
+    return problems
+
+
 @dataclass(frozen=True, kw_only=True)
 class OrderEdge:
     """Validate, encrypt for D1, check, and build the workflow input for one order at a time."""
@@ -201,9 +233,42 @@ class OrderEdge:
             raise InvalidOrder(errors, warnings)
         return self._encrypt(checked, timing, tuple(warnings))
 
+    def current_kid(self) -> str:
+        return str(self._key().get("kid"))
+
+    def _key(self) -> jwk.JWK:
+        return self.encryption_key.current() if isinstance(self.encryption_key, KeyFile) else self.encryption_key
+
+    def prepare_encrypted(self, raw: Mapping[str, Any], *, timing: OrderTiming) -> PreparedOrder:
+        """An order whose card data the issuer encrypted for D1 itself (``encryptedData``: a compact
+        JWE for D1's current key, ECDH-ES + A256GCM; its header is checked, it is never decrypted).
+        Every other rule applies as in :meth:`prepare`; :class:`InvalidOrder` otherwise."""
+        token = raw.get("encryptedData")
+        errors = [FieldError("$.encryptedData", p) for p in jwe_header_problems(token, self.current_kid())]
+        for member in ("cardData", "trackData"):
+            if member in raw:
+                errors.append(FieldError(f"$.{member}", "must be absent when encryptedData is given"))
+        rest = {k: v for k, v in raw.items() if k not in ("encryptedData", "cardData", "trackData")}
+        checked = check_order(
+            {**rest, "cardData": _PLACEHOLDER_CARD},
+            program=self.program,
+            unknown_fields="error",
+            expiry_format=self.expiry_format,
+        )
+        errors += [e for e in checked.errors if not e.path.startswith(_CARD_PATHS)]
+        if errors:
+            raise InvalidOrder(errors, checked.warnings)
+        order = parse_card_order({**rest, "cardData": _PLACEHOLDER_CARD})
+        body = order.d1_body(str(token))
+        leaks = card_data_issues(body)
+        if leaks:
+            raise InvalidOrder(_field_errors(leaks), checked.warnings)
+        ref = order_ref(order).model_copy(update={"masked_pan": None})
+        return self._prepared(order, ref, body, self.current_kid(), timing, tuple(checked.warnings))
+
     def _encrypt(self, order: CardOrder, timing: OrderTiming, warnings: tuple[FieldWarning, ...]) -> PreparedOrder:
         program = self.program
-        key = self.encryption_key.current() if isinstance(self.encryption_key, KeyFile) else self.encryption_key
+        key = self._key()
         # Where the tracks travel is the program's (d1/assumptions.py); encrypted by default.
         track_clear = program.interface.trackDataPlacement == "clear"
         if track_clear and not self.allow_clear_track_data:
@@ -218,11 +283,21 @@ class OrderEdge:
         leaks = card_data_issues(body, clear_members=clear_members)
         if leaks:
             raise InvalidOrder(_field_errors(leaks), list(warnings))
-        ref = order_ref(order)
+        return self._prepared(order, order_ref(order), body, str(key.get("kid")), timing, warnings)
+
+    def _prepared(
+        self,
+        order: CardOrder,
+        ref: OrderRef,
+        body: dict[str, Any],
+        kid: str,
+        timing: OrderTiming,
+        warnings: tuple[FieldWarning, ...],
+    ) -> PreparedOrder:
         return PreparedOrder(
             workflow_id=api.workflow_id(order.issuerId, order.issuerRequestId),
             input=CardOrderInput(
-                ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=str(key.get("kid")))
+                ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=kid)
             ),
             search_attributes=TypedSearchAttributes(
                 [
@@ -242,7 +317,7 @@ class OrderEdge:
             summary=f"Card {order.cardId} · request {order.issuerRequestId}",
             details=(
                 f"Issuer {order.issuerId}, product {order.cardProductId}, channel {order.distributionChannel}, "
-                f"PAN {ref.masked_pan}"
+                f"PAN {ref.masked_pan or 'encrypted by the issuer'}"
             ),
             warnings=warnings,
             d1_body_digest=body_digest(body),

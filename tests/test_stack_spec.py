@@ -27,6 +27,7 @@ READS: dict[ProcessKind, tuple[str, ...]] = {
     "emulator": ("EmulatorSettings",),
     "codec-server": ("CodecServerSettings", "CodecSettings"),
     "starter": ("TemporalSettings", "D1ClientSettings", "CodecSettings", "OrderTimingSettings"),
+    "issuer-api": ("TemporalSettings", "D1ClientSettings", "CodecSettings", "OrderTimingSettings", "IssuerApiSettings"),
 }
 
 CHILD = """
@@ -66,6 +67,7 @@ def _in_process(stack: LocalStack, kind: ProcessKind) -> dict[str, dict[str, obj
         "CodecServerSettings": stack.codec_server_settings(),
         "TelemetrySettings": stack.telemetry_settings(kind),
         "OrderTimingSettings": stack.timing_settings(),
+        "IssuerApiSettings": stack.issuer_api_settings(),
     }
     return {name: built[name].model_dump(mode="json") for name in READS[kind]}
 
@@ -112,9 +114,9 @@ def test_a_child_process_builds_the_settings_the_stack_builds_in_process(
     stack = _spec(tmp_path).ensure()
     child = _in_child(stack, kind)
     expected = _in_process(stack, kind)
-    if kind == "starter":  # it encrypts for D1 and never calls it: no D1 credentials in its environment
+    if kind in ("starter", "issuer-api"):  # it encrypts for D1 and never calls it: no D1 credentials in its environment
         keep = {"issuer_id", "program_file", "expiry_format", "encryption_public_key_file"}
-        assert not {"D1_SIGNING_KEY_FILE", "D1_TLS_CLIENT_KEY_FILE"} & set(stack.variables("starter"))
+        assert not {"D1_SIGNING_KEY_FILE", "D1_TLS_CLIENT_KEY_FILE"} & set(stack.variables(kind))
         child["D1ClientSettings"] = {k: v for k, v in child["D1ClientSettings"].items() if k in keep}
         expected["D1ClientSettings"] = {k: v for k, v in expected["D1ClientSettings"].items() if k in keep}
         assert child.pop("OrderTiming") == stack.order_timing().model_dump(mode="json")

@@ -25,6 +25,7 @@ PRODUCT = {
     "workflows",
     "receiver",
     "starter",
+    "issuer_api",
     "emulator",
     "security",
     "observability",

@@ -1,0 +1,1 @@
+"""The issuer API: the edge as an HTTP service (docs/issuer-api.md)."""
