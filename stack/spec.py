@@ -204,6 +204,7 @@ class StackPaths:
         if sealer not in (EDGE, RECEIVER):
             raise ValueError(f"{sealer!r}: workers and the codec server hold the authority ring ({self.codec_keys})")
         return self.keys_dir / f"{sealer}.json"
+
     issuer_api: ApiAuthFiles
 
     @classmethod

@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import logging
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -296,9 +296,7 @@ class OrderEdge:
     ) -> PreparedOrder:
         return PreparedOrder(
             workflow_id=api.workflow_id(order.issuerId, order.issuerRequestId),
-            input=CardOrderInput(
-                ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=kid)
-            ),
+            input=CardOrderInput(ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=kid)),
             search_attributes=TypedSearchAttributes(
                 [
                     *_search_attributes(
