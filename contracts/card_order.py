@@ -98,6 +98,16 @@ class D1Submission(ContractModel):
     encryption_kid: str
 
 
+class ApprovalPolicy(ContractModel):
+    """Four eyes on a new delivery address (the program's ``pullAndChange``, d1/program.py),
+    copied into each order at start (replay-safe): a redirect waits for a second operator's
+    approval unless ``four_eyes`` is off, and expires unapproved after ``expires_after``.
+    An order started without it (before the setting existed) gets the safe default."""
+
+    four_eyes: bool = True
+    expires_after: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+
+
 class BatchMembership(ContractModel):
     """The order is submitted to D1 with others, in one call (contracts/d1_batch.py): the
     workflow waits for its result instead of calling D1 itself."""
@@ -121,6 +131,7 @@ class CardOrderInput(ContractModel):
     state: OrderState | None = None
     last_progress_at: datetime | None = None
     shipment_changed_at: datetime | None = None
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
 
     @model_validator(mode="after")
     def _first_run_says_how_to_submit(self) -> CardOrderInput:
@@ -146,6 +157,10 @@ class Outcome(StrEnum):
 
 
 class ChangeStatus(StrEnum):
+    # A new delivery address waits for a second operator (workflows/approvals.py); D1 not called.
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    EXPIRED = "EXPIRED"  # not approved in time: D1 never called, the order goes on unchanged
+    REJECTED = "REJECTED"  # rejected by another operator, or withdrawn by the requester
     REQUESTED = "REQUESTED"  # accepted by the workflow, D1 not called yet
     SENT = "SENT"  # D1 took the request (202); the personalization center's answer is pending
     ACCEPTED = "ACCEPTED"  # UPDATE_ORDER: accepted by the personalization center
@@ -163,12 +178,20 @@ class ChangeRecord(ContractModel):
     type: str  # CANCEL, ACCELERATE, REDIRECT, ACCELERATE_AND_REDIRECT
     status: ChangeStatus = ChangeStatus.REQUESTED
     requested_at: str
+    # Who asked: the sealer of the request ("operator:alice", "edge"), never the request's word.
+    requested_by: str | None = None
     note: str | None = None  # the operator's words; never sent to D1
     redirected_to: str | None = None  # "city, country" of the new delivery address
     d1_operation_id: str | None = None
     reason: str | None = None  # D1's reason (refusal, acceptance) or why the request failed
     decided_at: str | None = None
     decided_at_status: str | None = None  # the production stage when the center decided
+    # Four eyes (workflows/approvals.py): until when a second operator may approve, who
+    # approved (and when), or who rejected or withdrew it. None for a change without approval.
+    approval_expires_at: str | None = None
+    approved_by: str | None = None
+    approved_at: str | None = None
+    rejected_by: str | None = None
 
 
 class TimelineEntry(ContractModel):

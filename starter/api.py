@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from starter.start_many import Started
 
 AddressLike = Address | Mapping[str, Any]
+log = logging.getLogger("starter")
 
 __all__ = ["CardOrders", "ChangeRejected", "InvalidOrder", "OrderRefused", "OrderSummary", "SubmittedOrder"]
 
@@ -84,7 +86,10 @@ class CardOrders:
 
     @functools.cached_property
     def edge(self) -> OrderEdge:
-        return self._edge or OrderEdge.from_settings()
+        edge = self._edge or OrderEdge.from_settings()
+        # The program's choice is copied into each order this process starts (starter/edge.py).
+        log.info("%s", edge.program.four_eyes_summary())
+        return edge
 
     @classmethod
     async def connect(cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None) -> CardOrders:
