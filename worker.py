@@ -25,6 +25,7 @@ from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
 from d1.program import load_program
+from observability.audit import configure_audit_log
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
@@ -60,7 +61,10 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callab
             audience=settings.token_audience,
             refresh_margin_s=settings.token_refresh_margin_s,
         )
-        interface = load_program(settings.program_file).interface
+        program = load_program(settings.program_file)
+        interface = program.interface
+        # Each order follows the choice the starter copied into it; this says what new orders get.
+        log.info("%s", program.four_eyes_summary())
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
@@ -86,6 +90,7 @@ PASSTHROUGH_MODULES = (
     "security.payload_refusal",
     "workflows.order_state",
     "workflows.change_rules",
+    "workflows.approvals",
     "workflows.details_line",
     "workflows.outcomes",
     "workflows.follow_up",
@@ -122,6 +127,7 @@ async def main() -> None:
     # httpx logs every D1 request at INFO; our own D1 call metrics and spans carry that.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     install_log_redaction()
+    configure_audit_log()  # operator actions, written by the workflows (workflows/audit.py)
     temporal = TemporalSettings()
     client = await connect(temporal)
     async with d1_activities(D1ClientSettings()) as acts:
