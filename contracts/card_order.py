@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from contracts import messages
+from contracts.messages import Message
 from contracts.visibility import RUNNING, all_of, equals, of_type, quote, rfc3339
-from d1.notifications import ShipmentInfo
+from d1.notifications import OperationNotification, ShipmentInfo
 from d1.order import Address
 from d1.statuses import ProductionStatus, production_rank
 
@@ -26,7 +28,7 @@ WORKFLOW_TYPE = "CardOrderWorkflow"
 DEFAULT_TASK_QUEUE = "d1-card-orders"
 
 # Signals
-NOTIFICATION_SIGNAL = "d1_notification"  # one D1 operation update (d1.notifications.OperationNotification)
+NOTIFICATION_SIGNAL = "d1_notification"  # one D1 operation update (Notification)
 RECONCILE_SIGNAL = "reconcile_now"  # an operator asks for D1's status now (ReconcileRequest)
 # Queries
 VIEW_QUERY = "order_view"  # -> OrderView, card data masked
@@ -51,7 +53,9 @@ def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
 
 
 class ContractModel(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)
+    """Unknown members are refused: a sealed object of another shape never reads as this one."""
+
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
 
 class OrderTiming(ContractModel):
@@ -67,6 +71,10 @@ class OrderTiming(ContractModel):
     # Retrying a pull & change call stops after this long; the change is then FAILED (a
     # change is urgent by nature: once the card ships it is pointless).
     change_give_up_after: timedelta = timedelta(minutes=10)
+    # A message (signal, update, continue-as-new input) is valid this long after it was
+    # issued, and may claim a time this far ahead of the workflow's clock (contracts/messages.py).
+    message_max_age: timedelta = messages.MAX_AGE
+    message_max_ahead: timedelta = messages.MAX_AHEAD
 
 
 class OrderRef(ContractModel):
@@ -116,11 +124,11 @@ class BatchMembership(ContractModel):
     encryption_kid: str
 
 
-class CardOrderInput(ContractModel):
-    """The workflow's input; no other shape is accepted (an unknown member is an error)."""
+class CardOrderInput(Message):
+    """The workflow's input; no other shape is accepted (an unknown member is an error).
+    Sealed by the edge (first run) or the worker (continue-as-new)."""
 
-    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
-
+    kind: Literal["card_order.start"] = messages.CARD_ORDER_START
     ref: OrderRef
     timing: OrderTiming = Field(default_factory=OrderTiming)
     # The first run of an order: what to send to D1 (alone), or the batch it goes out in.
@@ -240,6 +248,8 @@ class OrderState(ContractModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     unknown_statuses: list[str] = Field(default_factory=list)
     seen_keys: list[str] = Field(default_factory=list)
+    # Ids of the messages this order accepted, the latest SEEN_MESSAGES (contracts/messages.py).
+    seen_messages: list[str] = Field(default_factory=list)
     changes: list[ChangeRecord] = Field(default_factory=list)
     timeline_dropped: int = 0
     updates_applied: int = 0
@@ -269,17 +279,32 @@ class OrderView(ContractModel):
     state: OrderState
 
 
-class ReconcileRequest(ContractModel):
+class Notification(Message):
+    """Argument of the ``d1_notification`` signal: D1's operation as the receiver got it (D1's
+    own JSON stays tolerant inside), for one card: the order refuses another card's."""
+
+    kind: Literal["d1_notification"] = messages.D1_NOTIFICATION
+    operation: OperationNotification
+
+
+class ReconcileRequest(Message):
     """Argument of the ``reconcile_now`` signal: who asked and why (kept in the log)."""
 
+    kind: Literal["reconcile_now"] = messages.RECONCILE
     requested_by: str = Field(default="operator", max_length=64)
     reason: str | None = Field(default=None, max_length=200)
 
 
-class ChangeRequest(ContractModel):
+ChangeKind = Literal["cancel", "accelerate", "redirect", "accelerate_and_redirect"]
+
+
+class ChangeRequest(Message):
     """Argument of the pull & change updates (``cancel``, ``accelerate``, ``redirect``,
     ``accelerate_and_redirect``): the new address for the redirects, an operator note.
+    ``kind`` is the update's name: a redirect's argument is no cancel's.
     Also accepts D1's spelling (``newDeliveryAddress``), ``deliveryAddress`` and ``reason``."""
+
+    kind: ChangeKind
 
     new_delivery_address: Address | None = Field(
         default=None, validation_alias=AliasChoices("new_delivery_address", "newDeliveryAddress", "deliveryAddress")

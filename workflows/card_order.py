@@ -19,15 +19,28 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import card_order as api
-    from contracts import d1_batch
+    from contracts import d1_batch, messages
     from contracts.d1_batch import SubmissionResult
-    from d1.notifications import OperationNotification
     from observability import names as metric_names
     from workflows import order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
     from workflows.follow_up import Follower, call_d1
-    from workflows.inputs import read_input
+    from workflows.inputs import read_input, start_roles
+    from workflows.messages import (
+        BATCH_RESULT_SENDERS,
+        CHANGERS,
+        MISSING,
+        NOTIFIERS,
+        ORDER_STARTERS,
+        WRONG_BATCH,
+        WRONG_CARD,
+        Gate,
+        Opened,
+        Window,
+        refused_update,
+        stamp,
+    )
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
 
@@ -36,11 +49,11 @@ def _change_update(kind: str, description: str) -> Any:
     """The update (and its validator) for one pull & change ``kind``; ``self`` stays unannotated:
     the SDK leaves out of the update's argument types only a first parameter without a type."""
 
-    async def handler(self, req: api.ChangeRequest | None = None) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
-        return await self._pull_and_change(kind, req)  # type: ignore[no-any-return]
+    async def handler(self, raw: RawValue = MISSING) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
+        return await self._pull_and_change(kind, raw)  # type: ignore[no-any-return]
 
-    def validator(self, req: api.ChangeRequest | None = None) -> None:  # type: ignore[no-untyped-def]
-        self._reject_change(kind, req)
+    def validator(self, raw: RawValue = MISSING) -> None:  # type: ignore[no-untyped-def]
+        self._reject_change(kind, raw)
 
     update = workflow.update(name=api.CHANGE_UPDATES[kind], description=description)(handler)
     update.validator(validator)
@@ -53,14 +66,23 @@ class CardOrderWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # Read here, not by the SDK: a bad input ends the workflow instead of failing every
         # workflow task (workflows/inputs.py).
-        self._raw_input = read_input(raw, api.CardOrderInput)
+        self._raw_input = read_input(
+            raw, api.CardOrderInput, kind=messages.CARD_ORDER_START, roles=start_roles(ORDER_STARTERS)
+        )
         # A stand-in while ``run`` ends a refused input (not validated: it has no submission).
         inp = self._raw_input.value or api.CardOrderInput.model_construct(
-            ref=api.OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
+            ref=api.OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"), timing=api.OrderTiming()
         )
         self._ref = inp.ref
         self._timing = inp.timing
+        self._batch_id = inp.batch.batch_workflow_id if inp.batch is not None else None
         self._state: api.OrderState = inp.state.model_copy(deep=True) if inp.state else api.OrderState()
+        # Signals and updates are opened and checked here (workflows/messages.py).
+        self._gate = Gate(
+            issuer_id=inp.ref.issuer_id,
+            window=Window(inp.timing.message_max_age, inp.timing.message_max_ahead),
+            seen=self._state.seen_messages,
+        )
         self._follow = Follower(
             issuer_id=inp.ref.issuer_id,
             state=self._state,
@@ -74,32 +96,40 @@ class CardOrderWorkflow:
         self._batch_result: SubmissionResult | None = None
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
-    def on_notification(self, op: OperationNotification | None = None) -> None:
-        if op is None:
-            self._follow.refuse(api.NOTIFICATION_SIGNAL)
+    def on_notification(self, raw: RawValue = MISSING) -> None:
+        opened = self._gate.open(api.NOTIFICATION_SIGNAL, raw, api.Notification, NOTIFIERS, messages.D1_NOTIFICATION)
+        if not opened.ok or opened.value is None:
             return
+        op = opened.value.operation
+        if op.cardId != self._ref.card_id:  # sealed for this order, about another card
+            self._gate.refuse(api.NOTIFICATION_SIGNAL, WRONG_CARD, opened.sealer)
+            return
+        self._gate.accept(opened.value)
         if self._state.finished:
             self._follow.count(metric_names.NOTIFICATIONS_LATE, seen_by="workflow")
         if self._follow.apply(op, source="notification") == Applied.DUPLICATE:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)
-    def reconcile_now(self, req: api.ReconcileRequest | None = None) -> None:
+    def reconcile_now(self, raw: RawValue = MISSING) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
-        if req is None:
-            self._follow.refuse(api.RECONCILE_SIGNAL)
-            return
-        self._follow.reconcile_requested = True
+        if self._gate.take(api.RECONCILE_SIGNAL, raw, api.ReconcileRequest, CHANGERS, messages.RECONCILE):
+            self._follow.reconcile_requested = True
 
     @workflow.signal(name=d1_batch.RESULT_SIGNAL)
-    def on_batch_result(self, result: SubmissionResult | None = None) -> None:
+    def on_batch_result(self, raw: RawValue = MISSING) -> None:
         """D1's answer for this card in a batch call (contracts/d1_batch.py); the first wins."""
-        if result is None:
-            self._follow.refuse(d1_batch.RESULT_SIGNAL)
+        name = d1_batch.RESULT_SIGNAL
+        opened = self._gate.open(name, raw, SubmissionResult, BATCH_RESULT_SENDERS, messages.BATCH_RESULT)
+        if not opened.ok or opened.value is None:
             return
+        if opened.value.batch_workflow_id != self._batch_id:
+            self._gate.refuse(name, WRONG_BATCH, opened.sealer)
+            return
+        self._gate.accept(opened.value)
         if self._batch_result is None:
-            self._batch_result = result
+            self._batch_result = opened.value
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> api.OrderView:
@@ -132,6 +162,7 @@ class CardOrderWorkflow:
 
         await self._follow.follow_until_finished(
             lambda: api.CardOrderInput(
+                **stamp(),
                 ref=self._ref,
                 timing=self._timing,
                 state=self._state,
@@ -191,26 +222,30 @@ class CardOrderWorkflow:
         order_state.end(self._state, *ending)
         self._state.submitted = True
 
-    def _reject_change(self, kind: str, req: api.ChangeRequest | None) -> None:
-        if req is None:
-            self._follow.refuse(api.CHANGE_UPDATES[kind])
-            raise ApplicationError(
-                f"{kind} needs its ChangeRequest argument", type=api.CHANGE_REJECTED, non_retryable=True
-            )
+    def _reject_change(self, kind: str, raw: RawValue) -> Opened[api.ChangeRequest]:
+        name = api.CHANGE_UPDATES[kind]
+        opened = self._gate.open(name, raw, api.ChangeRequest, CHANGERS, name)
+        if opened.refusal is not None or opened.value is None:
+            raise refused_update(name, opened.refusal or "invalid")
+        req = opened.value
         problem = change_problem(self._state, self._ref, kind, has_address=req.new_delivery_address is not None)
         if problem is not None:
             raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
+        return opened
 
-    async def _pull_and_change(self, kind: str, req: api.ChangeRequest | None) -> api.ChangeRecord:
+    async def _pull_and_change(self, kind: str, raw: RawValue) -> api.ChangeRecord:
         # Checked again: another update may have been accepted since this one was validated.
-        self._reject_change(kind, req)
+        opened = self._reject_change(kind, raw)
+        req = opened.value
         assert req is not None
+        self._gate.accept(req)
         st = self._state
         address = req.new_delivery_address
         record = api.ChangeRecord(
             change_id=f"{kind.lower()}-{len(st.changes) + 1}",
             type=kind,
             requested_at=workflow.now().isoformat(),
+            requested_by=opened.sealer,
             note=req.note,
             redirected_to=f"{address.city}, {address.countryCode}" if address is not None else None,
         )

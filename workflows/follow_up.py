@@ -24,7 +24,6 @@ from activities import contract as acts
 from contracts import search_attributes as sa
 from contracts.card_order import OrderState, OrderTiming, Outcome
 from d1.notifications import OperationNotification
-from observability import names as metric_names
 from workflows import order_state
 from workflows.details_line import attribute_values
 from workflows.order_state import Applied
@@ -234,11 +233,3 @@ class Follower:
     def count(self, name: str, **labels: str) -> None:
         """A product counter (observability/names.py); replay-safe: nothing is recorded on replay."""
         workflow.metric_meter().create_counter(name).add(1, {"issuer_id": self.issuer_id, **labels})
-
-    def refuse(self, handler: str) -> None:
-        """A signal or update without its authenticated argument: a client without the
-        product's keys (its payload was refused by the codec). The card is not touched."""
-        workflow.logger.warning(
-            "refused %s without an authenticated argument (a client without the product's keys?)", handler
-        )
-        self.count(metric_names.MESSAGES_REFUSED, handler=handler)
