@@ -45,6 +45,9 @@ CHANGE_UPDATES = {
 # Error types of the pull & change updates (``ApplicationError.type``).
 CHANGE_REJECTED = "ChangeRejected"  # refused by the update's validator or handler: D1 not called
 CHANGE_FAILED = "ChangeFailed"  # D1 refused the request (4xx) or stayed unreachable
+# Four eyes on a new delivery address (workflows/approvals.py): ChangeDecision -> ChangeRecord.
+APPROVE_CHANGE_UPDATE = "approve_change"  # a second operator approves: D1 is asked
+REJECT_CHANGE_UPDATE = "reject_change"  # another operator rejects, or the requester withdraws
 
 
 def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
@@ -140,6 +143,9 @@ class CardOrderInput(Message):
     last_progress_at: datetime | None = None
     shipment_changed_at: datetime | None = None
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    # The new addresses of changes waiting for approval, by change id, carried across
+    # continue-as-new: kept out of the order's view, which names the city and country only.
+    awaiting_addresses: dict[str, Address] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _first_run_says_how_to_submit(self) -> CardOrderInput:
@@ -200,6 +206,24 @@ class ChangeRecord(ContractModel):
     approved_by: str | None = None
     approved_at: str | None = None
     rejected_by: str | None = None
+
+    def in_words(self) -> str:
+        """The change for people (the UI's details line, the CLI): who asked, who approved,
+        until when it waits for a second operator."""
+        words = f"{self.type} {self.status.value}"
+        if self.redirected_to:
+            words += f" to {self.redirected_to}"
+        if self.requested_by:
+            words += f", asked by {self.requested_by}"
+        if self.status == ChangeStatus.AWAITING_APPROVAL and self.approval_expires_at:
+            words += f", needs a second operator's approval before {self.approval_expires_at}"
+        if self.approved_by:
+            words += f", approved by {self.approved_by}"
+        if self.rejected_by and self.status == ChangeStatus.REJECTED and not self.reason:
+            words += f", rejected by {self.rejected_by}"
+        if self.reason:
+            words += f" ({self.reason})"
+        return words
 
 
 class TimelineEntry(ContractModel):
@@ -288,10 +312,10 @@ class Notification(Message):
 
 
 class ReconcileRequest(Message):
-    """Argument of the ``reconcile_now`` signal: who asked and why (kept in the log)."""
+    """Argument of the ``reconcile_now`` signal: why (kept in the audit log). Who asked is
+    the sealer (security/sealing.py), never a member a sender fills in."""
 
     kind: Literal["reconcile_now"] = messages.RECONCILE
-    requested_by: str = Field(default="operator", max_length=64)
     reason: str | None = Field(default=None, max_length=200)
 
 
@@ -311,6 +335,15 @@ class ChangeRequest(Message):
     )
     # Why the change was asked (recorded in the order's view; never sent to D1).
     note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))
+
+
+class ChangeDecision(Message):
+    """Argument of ``approve_change`` and ``reject_change``: which waiting change, and why.
+    Who decides is the sealer (security/sealing.py), never a member of this message."""
+
+    kind: Literal["approve_change", "reject_change"]
+    change_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    note: str | None = Field(default=None, max_length=200)
 
 
 def orders_query(query: str | None = None) -> str:

@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
-from contracts.card_order import ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from contracts.card_order import ChangeKind, ChangeRecord, ChangeRequest, OrderTiming, OrderView
 from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
@@ -268,7 +268,7 @@ class CardOrders:
         self, update: str, issuer_id: str, issuer_request_id: str, note: str | None, address: AddressLike | None = None
     ) -> ChangeRecord:
         new_address = self.edge.address(address) if address is not None else None
-        request = ChangeRequest(new_delivery_address=new_address, note=note)
+        request = ChangeRequest(kind=cast(ChangeKind, update), new_delivery_address=new_address, note=note)
         handle = self.handle(issuer_id, issuer_request_id)
         try:
             return await handle.execute_update(update, request, result_type=ChangeRecord)

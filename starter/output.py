@@ -47,6 +47,8 @@ def format_view(view: OrderView) -> str:
         lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
     for e in st.errors:
         lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
+    for c in st.changes:
+        lines.append(f"change     {c.change_id}: {c.in_words()}")
     return "\n".join([*lines, "timeline", *map(_timeline_line, st.timeline)])
 
 

@@ -25,6 +25,8 @@ from security.sealing import OPERATOR, role_of
 
 # The change types under four eyes: the ones that carry a new delivery address.
 FOUR_EYES_TYPES = REDIRECTING_TYPES
+# Who may send ``approve_change``: named operators only (never an issuer system).
+APPROVERS = (OPERATOR,)
 
 
 def needs_approval(kind: str, policy: ApprovalPolicy) -> bool:

@@ -17,6 +17,15 @@ import logging
 from temporalio import workflow
 
 AUDIT_LOGGER = "audit"
+# Results: a signal taken or refused; a change waiting for approval, approved, sent to D1 (D1
+# took it), failed (D1 refused it or stayed unreachable), expired unapproved.
+ACCEPTED = "ACCEPTED"
+REFUSED = "REFUSED"
+AWAITING_APPROVAL = "AWAITING_APPROVAL"
+APPROVED = "APPROVED"
+SENT = "SENT"
+FAILED = "FAILED"
+EXPIRED = "EXPIRED"
 
 _log = workflow.LoggerAdapter(logging.getLogger(AUDIT_LOGGER), None)
 _log.workflow_info_on_message = False  # the line carries the workflow id itself
