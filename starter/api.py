@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
-from contracts.card_order import ChangeKind, ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from contracts.card_order import ChangeDecision, ChangeKind, ChangeRecord, ChangeRequest, OrderTiming, OrderView
 from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
@@ -269,6 +269,29 @@ class CardOrders:
     ) -> ChangeRecord:
         new_address = self.edge.address(address) if address is not None else None
         request = ChangeRequest(kind=cast(ChangeKind, update), new_delivery_address=new_address, note=note)
+        return await self._update(update, issuer_id, issuer_request_id, request)
+
+    async def approve_change(
+        self, issuer_id: str, issuer_request_id: str, change_id: str, *, note: str | None = None
+    ) -> ChangeRecord:
+        """Four eyes on a new delivery address: approve a redirect (or accelerate-and-redirect)
+        another operator asked for; D1 is asked now. The approver is whoever seals this call
+        (the operator's own key), never the one who asked: ``ChangeRejected`` then, as for an
+        expired, rejected or unknown change or an order that moved on (shipped, canceled)."""
+        decision = ChangeDecision(kind="approve_change", change_id=change_id, note=note)
+        return await self._update(api.APPROVE_CHANGE_UPDATE, issuer_id, issuer_request_id, decision)
+
+    async def reject_change(
+        self, issuer_id: str, issuer_request_id: str, change_id: str, *, note: str | None = None
+    ) -> ChangeRecord:
+        """Reject a change waiting for approval (another operator), or withdraw it (the one who
+        asked); D1 is never asked. ``note`` says why (kept in the order's view)."""
+        decision = ChangeDecision(kind="reject_change", change_id=change_id, note=note)
+        return await self._update(api.REJECT_CHANGE_UPDATE, issuer_id, issuer_request_id, decision)
+
+    async def _update(
+        self, update: str, issuer_id: str, issuer_request_id: str, request: ChangeRequest | ChangeDecision
+    ) -> ChangeRecord:
         handle = self.handle(issuer_id, issuer_request_id)
         try:
             return await handle.execute_update(update, request, result_type=ChangeRecord)

@@ -29,7 +29,15 @@ from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_se
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
+from starter.output import (
+    BulkProgress,
+    change_text,
+    format_view,
+    invalid_text,
+    json_text,
+    print_orders_table,
+    tracking_text,
+)
 from temporal_client import connect
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
@@ -219,7 +227,21 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         raise Exit(EXIT_INVALID, invalid_text(source or rid, err)) from None
     except ChangeRejected as err:
         raise Exit(EXIT_REFUSED, f"{args.command} refused: {err.reason}") from None
-    print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
+    print(change_text(args.command, record, rid))
+    return 0
+
+
+@_order_lookup
+async def cmd_decide(args: argparse.Namespace, issuer_id: str) -> int:
+    """``approve`` / ``reject``: a change waiting for a second operator (four eyes)."""
+    rid, change_id = args.issuer_request_id, args.change_id
+    orders = await CardOrders.connect(TemporalSettings())
+    decide = orders.approve_change if args.command == "approve" else orders.reject_change
+    try:
+        record = await decide(issuer_id, rid, change_id, note=args.note)
+    except ChangeRejected as err:
+        raise Exit(EXIT_REFUSED, f"{args.command} {change_id} refused: {err.reason}") from None
+    print(change_text(args.command, record, rid))
     return 0
 
 
@@ -327,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
         if address:
             p.add_argument("--address", help=f"JSON file with {address}")
+    for name, text in (
+        ("approve", "approve an address change another operator asked for (four eyes): D1 is asked now"),
+        ("reject", "reject an address change waiting for approval, or withdraw your own"),
+    ):
+        p = command(name, cmd_decide, text, "issuer_request_id")
+        p.add_argument("change_id", help="the change waiting for approval (redirect-2, ...; see status)")
+        p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view)")
     return parser
 
 
