@@ -28,6 +28,7 @@ from d1.program import load_program
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
+from security.sealing import WORKER
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
@@ -123,7 +124,7 @@ async def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     install_log_redaction()
     temporal = TemporalSettings()
-    client = await connect(temporal)
+    client = await connect(temporal, sealer=WORKER)
     async with d1_activities(D1ClientSettings()) as acts:
         worker = build_worker(client, temporal.task_queue, acts)
         loop = asyncio.get_running_loop()

@@ -18,11 +18,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
-from contracts.card_order import ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from contracts.card_order import ChangeKind, ChangeRecord, ChangeRequest, OrderTiming, OrderView
 from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
+from security.sealing import EDGE
 from settings import OrderTimingSettings, TemporalSettings
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge, PreparedOrder, PreparedTracking
@@ -87,9 +88,13 @@ class CardOrders:
         return self._edge or OrderEdge.from_settings()
 
     @classmethod
-    async def connect(cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None) -> CardOrders:
+    async def connect(
+        cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None, sealer: str | None = EDGE
+    ) -> CardOrders:
+        """``sealer``: who the messages are sealed as (temporal_client.codec_from_settings): the
+        issuer edge by default; ``"operator"`` for an operator's changes; None to only read."""
         settings = settings or TemporalSettings()
-        return cls(await connect(settings), task_queue=settings.task_queue, edge=edge)
+        return cls(await connect(settings, sealer=sealer), task_queue=settings.task_queue, edge=edge)
 
     async def submit(
         self, order: CardOrder | Mapping[str, Any], *, unknown_fields: UnknownFields | None = None
@@ -263,7 +268,7 @@ class CardOrders:
         self, update: str, issuer_id: str, issuer_request_id: str, note: str | None, address: AddressLike | None = None
     ) -> ChangeRecord:
         new_address = self.edge.address(address) if address is not None else None
-        request = ChangeRequest(new_delivery_address=new_address, note=note)
+        request = ChangeRequest(kind=cast(ChangeKind, update), new_delivery_address=new_address, note=note)
         handle = self.handle(issuer_id, issuer_request_id)
         try:
             return await handle.execute_update(update, request, result_type=ChangeRecord)
