@@ -7,6 +7,7 @@ one the ``temporal`` CLI reads too (docs/operations.md "Connecting to Temporal")
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import logging
 import os
 from pathlib import Path
@@ -19,8 +20,9 @@ from temporalio.service import TLSConfig
 
 from observability.metrics import ProductMetrics
 from observability.tracing import client_interceptors
-from security.codec import load_codec
+from security.codec import KeyRing, load_codec
 from security.payload_refusal import ProductPayloadConverter
+from security.sealing import OPERATOR, operator_name
 from settings import CodecSettings, TemporalConfigError, TemporalSettings, load_temporal_profile, temporal_config_file
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,19 @@ def data_converter(codec: PayloadCodec | None = None) -> DataConverter:
     )
 
 
-def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec | None:
+def operator_sealer(ring: KeyRing) -> str:
+    """Who an operator command seals as: the keys file's own operator (an operator's issued
+    file), else ``operator:<name>`` with ``CODEC_OPERATOR`` or the local user's name, derived
+    from the operators' master key when the keys file holds it (development)."""
+    if operator_name(ring.seal_as) is not None:
+        return ring.seal_as
+    return f"{OPERATOR}:{os.environ.get('CODEC_OPERATOR') or getpass.getuser()}"
+
+
+def codec_from_settings(settings: CodecSettings | None = None, *, sealer: str | None = None) -> PayloadCodec | None:
+    """The codec of this process. ``sealer``: who it seals as, the role of the process ("edge",
+    "receiver", "worker"; ``"operator"``: the operator's own identity, :func:`operator_sealer`);
+    None: the keys file's ``seal_as``. The keys file must hold that role's key."""
     settings = settings or CodecSettings()
     if not settings.enabled:
         log.warning(
@@ -60,9 +74,12 @@ def codec_from_settings(settings: CodecSettings | None = None) -> PayloadCodec |
             "the product's keys can signal orders. Only while migrating a namespace; turn it off afterwards."
         )
     metrics = ProductMetrics.current()
-    return load_codec(
+    codec = load_codec(
         settings.keys_file, accept_unencrypted=settings.accept_unencrypted, on_refused=metrics.payload_refused
     )
+    if sealer == OPERATOR:
+        sealer = operator_sealer(codec.ring)
+    return codec if sealer is None or sealer == codec.sealer else codec.sealing_as(sealer)
 
 
 def connect_config(settings: TemporalSettings | None = None) -> ClientConnectConfig:
@@ -116,8 +133,13 @@ def describe(config: ClientConnectConfig) -> str:
 
 
 async def connect(
-    settings: TemporalSettings | None = None, *, codec: PayloadCodec | None = None, lazy: bool = False
+    settings: TemporalSettings | None = None,
+    *,
+    codec: PayloadCodec | None = None,
+    lazy: bool = False,
+    sealer: str | None = None,
 ) -> Client:
+    """``sealer``: who this process seals as (:func:`codec_from_settings`)."""
     config = connect_config(settings)
     log.info("Temporal: %s", describe(config))
     if config.get("api_key") and config.get("tls") is False:
@@ -130,7 +152,7 @@ async def connect(
         )
     return await Client.connect(
         **config,
-        data_converter=data_converter(codec if codec is not None else codec_from_settings()),
+        data_converter=data_converter(codec if codec is not None else codec_from_settings(sealer=sealer)),
         interceptors=client_interceptors(),
         lazy=lazy,
     )

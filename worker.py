@@ -29,6 +29,7 @@ from observability.audit import configure_audit_log
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
+from security.sealing import WORKER
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
@@ -129,7 +130,7 @@ async def main() -> None:
     install_log_redaction()
     configure_audit_log()  # operator actions, written by the workflows (workflows/audit.py)
     temporal = TemporalSettings()
-    client = await connect(temporal)
+    client = await connect(temporal, sealer=WORKER)
     async with d1_activities(D1ClientSettings()) as acts:
         worker = build_worker(client, temporal.task_queue, acts)
         loop = asyncio.get_running_loop()

@@ -283,9 +283,14 @@ class LocalStack:
         return OAUTH_CLIENT_ID, read_secret(self.paths.oauth_client_secret, None, what="outbound OAuth secret")
 
     async def connect(
-        self, *, interceptors: Sequence[Interceptor] | None = None, runtime: Runtime | None = None
+        self,
+        *,
+        interceptors: Sequence[Interceptor] | None = None,
+        runtime: Runtime | None = None,
+        sealer: str | None = None,
     ) -> Client:
-        """No profile, variable or API key of this process: the stack's address and codec keys."""
+        """No profile, variable or API key of this process: the stack's address and codec keys
+        (sealing as ``sealer``, default the keys file's own)."""
         from temporalio.client import Client
 
         from observability.tracing import client_interceptors
@@ -295,7 +300,7 @@ class LocalStack:
         return await Client.connect(
             self.temporal_address,
             namespace=self.spec.namespace,
-            data_converter=data_converter(load_codec(self.paths.codec_keys)),
+            data_converter=data_converter(load_codec(self.paths.codec_keys, seal_as=sealer)),
             interceptors=client_interceptors() if interceptors is None else interceptors,
             runtime=runtime,
             tls=False,

@@ -24,6 +24,7 @@ from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
+from security.sealing import EDGE
 from settings import OrderTimingSettings, TemporalSettings
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge, PreparedOrder, PreparedTracking
@@ -92,9 +93,13 @@ class CardOrders:
         return edge
 
     @classmethod
-    async def connect(cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None) -> CardOrders:
+    async def connect(
+        cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None, sealer: str | None = EDGE
+    ) -> CardOrders:
+        """``sealer``: who the messages are sealed as (temporal_client.codec_from_settings): the
+        issuer edge by default; ``"operator"`` for an operator's changes; None to only read."""
         settings = settings or TemporalSettings()
-        return cls(await connect(settings), task_queue=settings.task_queue, edge=edge)
+        return cls(await connect(settings, sealer=sealer), task_queue=settings.task_queue, edge=edge)
 
     async def submit(
         self, order: CardOrder | Mapping[str, Any], *, unknown_fields: UnknownFields | None = None

@@ -23,6 +23,7 @@ from d1.validation import InvalidOrder
 from observability.process import configure_process
 from security.keys import KeyFileError
 from security.redaction import install_log_redaction
+from security.sealing import OPERATOR
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
@@ -158,14 +159,14 @@ async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
 
 @_order_lookup
 async def cmd_status(args: argparse.Namespace, issuer_id: str) -> int:
-    orders = await CardOrders.connect(TemporalSettings())
+    orders = await CardOrders.connect(TemporalSettings(), sealer=None)
     view = await orders.status(issuer_id, args.issuer_request_id)
     print(json_text(view.model_dump(mode="json")) if args.output == "json" else format_view(view))
     return 0
 
 
 async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
-    orders = await CardOrders.connect(TemporalSettings())
+    orders = await CardOrders.connect(TemporalSettings(), sealer=None)
     query = list_query(args, issuer_id)
     if args.show_query:
         print(f"query: {api.orders_query(query)}", file=sys.stderr)
@@ -191,7 +192,7 @@ async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
     query = list_query(args, issuer_id)
     if not args.issuer_request_id and query is None and not args.all_running:
         raise Exit(EXIT_INVALID, "say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running")
-    client = await connect(TemporalSettings())
+    client = await connect(TemporalSettings(), sealer=OPERATOR)
     if args.issuer_request_id:
         wid = api.workflow_id(issuer_id, args.issuer_request_id)
         if not await ops.redrive_one(client, wid):
@@ -213,7 +214,7 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
     address = await _read_json(source, "a JSON address") if source else None
     if args.command == "redirect" and address is None:
         raise Exit(EXIT_INVALID, "redirect needs --address FILE (the new deliveryAddress as JSON)")
-    orders = await CardOrders.connect(TemporalSettings())
+    orders = await CardOrders.connect(TemporalSettings(), sealer=OPERATOR)
     try:
         if args.command == "cancel":
             record = await orders.cancel(issuer_id, rid, note=args.note)
@@ -235,7 +236,8 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_decide(args: argparse.Namespace, issuer_id: str) -> int:
     """``approve`` / ``reject``: a change waiting for a second operator (four eyes)."""
     rid, change_id = args.issuer_request_id, args.change_id
-    orders = await CardOrders.connect(TemporalSettings())
+    # Sealed with this operator's own key: the workflow reads who approves from it.
+    orders = await CardOrders.connect(TemporalSettings(), sealer=OPERATOR)
     decide = orders.approve_change if args.command == "approve" else orders.reject_change
     try:
         record = await decide(issuer_id, rid, change_id, note=args.note)

@@ -62,7 +62,6 @@ class Input(Generic[M]):
             raise ApplicationError(
                 f"refused: this workflow's input cannot be acted on ({self.refused}, sealed by "
                 f"{role_of(self.sealer) or 'nobody known'}); nothing was sent to D1",
-                {"reason": self.refused},
                 type="InputRefused",
                 non_retryable=True,
             )

@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.messages import SEEN_MESSAGES, Message
 from observability import names as metric_names
-from security.payload_refusal import UnauthenticatedPayload
+from security.payload_refusal import TAMPERED, UNENCRYPTED, UNKNOWN_KEY, WRONG_WORKFLOW, UnauthenticatedPayload
 from security.sealing import EDGE, OPERATOR, RECEIVER, WORKER, role_of, sealer_of
 
 M = TypeVar("M", bound=Message)
@@ -63,6 +63,19 @@ REPLAYED = "replayed"
 # Checked by the handler against the order itself.
 WRONG_CARD = "wrong_card"
 WRONG_BATCH = "wrong_batch"
+
+
+_UNAUTHENTICATED = frozenset({NO_ARGUMENT, UNENCRYPTED, UNKNOWN_KEY, TAMPERED, WRONG_WORKFLOW})
+_SAYS = {
+    INVALID: "not of this handler's shape",
+    WRONG_KIND: "of another kind",
+    WRONG_SENDER: "from a role that may not send it",
+    STALE: "older than its validity window",
+    AHEAD: "issued ahead of the workflow's clock",
+    REPLAYED: "a message already accepted",
+    WRONG_CARD: "about another card",
+    WRONG_BATCH: "the answer of another batch",
+}
 
 
 @dataclass(frozen=True)
@@ -155,12 +168,17 @@ def open_message(
 
 def refuse(handler: str, reason: str, sealer: str | None, issuer_id: str) -> None:
     """Log and count a refused message (the kind of refusal and the sealer's role only)."""
-    workflow.logger.warning(
-        "refused the argument of %s (%s) sealed by %s; the order is unchanged",
-        handler,
-        reason,
-        role_of(sealer) or "nobody known",
-    )
+    if reason in _UNAUTHENTICATED:
+        workflow.logger.warning(
+            "refused %s without an authenticated argument (%s); the order is unchanged", handler, reason
+        )
+    else:
+        workflow.logger.warning(
+            "refused %s: its argument is %s (sealed by %s); the order is unchanged",
+            handler,
+            _SAYS.get(reason, reason),
+            role_of(sealer) or "nobody known",
+        )
     workflow.metric_meter().create_counter(metric_names.MESSAGES_REFUSED).add(
         1, {"issuer_id": issuer_id, "handler": handler, "reason": reason}
     )
@@ -170,7 +188,6 @@ def refused_update(handler: str, reason: str) -> ApplicationError:
     """What an update's validator raises for a refused argument (non-retryable)."""
     return ApplicationError(
         f"{handler}: its argument was refused ({reason}); the order is unchanged",
-        {"reason": reason},
         type=MESSAGE_REFUSED,
         non_retryable=True,
     )
