@@ -4,7 +4,9 @@ receives the REDIRECT only after the second one approved it."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from temporalio.client import Client
 from contracts.card_order import ChangeStatus
 from contracts.card_order import workflow_id as workflow_id_for
 from security.codec import load_codec
+from starter import cli
 from starter.api import CardOrders, ChangeRejected
 from temporal_client import data_converter
 from tests.conftest import ISSUER_ID, new_request_id
@@ -104,4 +107,42 @@ async def test_the_emulator_receives_the_redirect_only_after_a_second_operator_a
         (BOB, "approve_change", "APPROVED"),
         (ALICE, "redirect", "SENT"),
     ]
+    await ops.orders.handle(ISSUER_ID, rid).terminate("test done")
+
+
+async def test_the_cli_names_who_asked_and_who_approved(
+    ops: OpsStack,
+    calm_emulator: OpsStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    for key, value in ops.cli_env().items():
+        monkeypatch.setenv(key, value)
+    rid = new_request_id("four-eyes-cli")
+    card = f"card-{rid}"
+    await ops.faults(stepDelayMs=60_000)
+    await sealed_as(ops, "edge").submit(sample_order(rid, card_id=card))
+    await ops.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.operation_id is not None)
+    address = tmp_path / "address.json"
+    address.write_text(json.dumps(NEW_ADDRESS))
+    capsys.readouterr()
+
+    monkeypatch.setenv("CODEC_OPERATOR", "alice")  # the CLI seals with this operator's key
+    assert await cli.run(["redirect", rid, "--address", str(address)]) == 0
+    asked = capsys.readouterr().out
+    assert "AWAITING_APPROVAL to Boston, US, asked by operator:alice" in asked
+    change_id = asked.split(":", 1)[0].split()[-1]
+    assert f"approve {rid} {change_id}" in asked
+    assert await cli.run(["approve", rid, change_id]) == cli.EXIT_REFUSED
+    assert "a second, different operator must approve it" in capsys.readouterr().err
+    assert await emulated_changes(ops, card) == []
+
+    monkeypatch.setenv("CODEC_OPERATOR", "bob")
+    assert await cli.run(["approve", rid, change_id]) == 0
+    out = capsys.readouterr().out
+    assert "asked by operator:alice, approved by operator:bob" in out
+    assert [c["type"] for c in await emulated_changes(ops, card)] == ["REDIRECT"]
+    assert await cli.run(["status", rid]) == 0
+    assert "approved by operator:bob" in capsys.readouterr().out
     await ops.orders.handle(ISSUER_ID, rid).terminate("test done")

@@ -41,15 +41,11 @@ ADDRESS = Address(firstName="Jane", lastName="Sample", line1="1 New St", city="L
 
 
 def sealed_as(fast: FastEnv, sealer: str) -> Client:
-    """A client sealing every message as ``sealer`` (an operator, the edge, the receiver)."""
+    """The tests' client (messages issued at the test server's time) sealing every message as
+    ``sealer``: an operator, the edge, the receiver."""
     config = fast.client.config()
     config["data_converter"] = data_converter(fast.codec.sealing_as(sealer))
     return Client(**config)
-
-
-async def issued(fast: FastEnv) -> dict[str, Any]:
-    """A message's issue time on the test server's clock, which skips ahead of the wall clock."""
-    return {"issued_at": await fast.env.get_current_time()}
 
 
 async def start(
@@ -58,7 +54,7 @@ async def start(
     """An order D1 acknowledged (not shipped: a redirect can be asked); the handle of its start
     (the one whose ``result()`` lets the test server skip time)."""
     card, rid = new_ids(prefix)
-    inp = fast.order_input(card, rid).model_copy(update=await issued(fast))
+    inp = fast.order_input(card, rid)
     if policy is not None:
         inp = inp.model_copy(update={"approvals": policy})
     handle = await sealed_as(fast, "edge").start_workflow(
@@ -72,7 +68,7 @@ async def start(
 
 
 async def notify(fast: FastEnv, rid: str, step: OperationNotification) -> None:
-    notification = api.Notification(operation=step, **await issued(fast))
+    notification = api.Notification(operation=step)
     await handle_of(sealed_as(fast, "receiver"), rid).signal(api.NOTIFICATION_SIGNAL, notification)
 
 
@@ -93,7 +89,7 @@ async def until(
 
 
 async def redirect(fast: FastEnv, client: Client, rid: str, update: str = api.REDIRECT_UPDATE) -> ChangeRecord:
-    request = ChangeRequest(kind=update, new_delivery_address=ADDRESS, note="moved", **await issued(fast))  # type: ignore[arg-type]
+    request = ChangeRequest(kind=update, new_delivery_address=ADDRESS, note="moved")  # type: ignore[arg-type]
     record: ChangeRecord = await handle_of(client, rid).execute_update(update, request, result_type=ChangeRecord)
     return record
 
@@ -101,7 +97,7 @@ async def redirect(fast: FastEnv, client: Client, rid: str, update: str = api.RE
 async def decide(
     fast: FastEnv, client: Client, rid: str, change_id: str, update: str = api.APPROVE_CHANGE_UPDATE
 ) -> ChangeRecord:
-    decision = ChangeDecision(kind=update, change_id=change_id, **await issued(fast))  # type: ignore[arg-type]
+    decision = ChangeDecision(kind=update, change_id=change_id)  # type: ignore[arg-type]
     record: ChangeRecord = await handle_of(client, rid).execute_update(update, decision, result_type=ChangeRecord)
     return record
 
@@ -200,7 +196,7 @@ async def test_the_requester_withdraws_and_may_ask_again(fast: FastEnv) -> None:
 async def test_cancel_and_accelerate_need_no_second_operator_and_name_who_asked(fast: FastEnv) -> None:
     alice = sealed_as(fast, ALICE)
     handle, card, rid = await start(fast, "named")
-    request = ChangeRequest(kind="accelerate", note="vip", **await issued(fast))
+    request = ChangeRequest(kind="accelerate", note="vip")
     record = await handle_of(alice, rid).execute_update(api.ACCELERATE_UPDATE, request, result_type=ChangeRecord)
     assert record.status is ChangeStatus.SENT and record.requested_by == ALICE and record.approved_by is None
     assert fast.d1.changes[card] == [{"type": "ACCELERATE"}]
@@ -222,7 +218,7 @@ async def test_a_cancel_goes_through_while_a_redirect_waits_and_the_redirect_can
     alice, bob = sealed_as(fast, ALICE), sealed_as(fast, BOB)
     handle, card, rid = await start(fast, "cancel-first")
     asked = await redirect(fast, alice, rid)
-    cancel = ChangeRequest(kind="cancel", note="card lost", **await issued(fast))
+    cancel = ChangeRequest(kind="cancel", note="card lost")
     canceled = await handle_of(bob, rid).execute_update(api.CANCEL_UPDATE, cancel, result_type=ChangeRecord)
     assert canceled.status is ChangeStatus.SENT and canceled.requested_by == BOB
     assert "CANCEL request cancel-2 is still waiting for D1's answer" in await refused(
