@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -33,10 +33,10 @@ RECONCILE_SIGNAL = "reconcile_now"  # an operator asks for D1's status now (Reco
 # Queries
 VIEW_QUERY = "order_view"  # -> OrderView, card data masked
 # Updates (pull & change, before shipment): ChangeRequest -> ChangeRecord
-CANCEL_UPDATE = "cancel"
-ACCELERATE_UPDATE = "accelerate"
-REDIRECT_UPDATE = "redirect"
-ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
+CANCEL_UPDATE: Final = "cancel"
+ACCELERATE_UPDATE: Final = "accelerate"
+REDIRECT_UPDATE: Final = "redirect"
+ACCELERATE_AND_REDIRECT_UPDATE: Final = "accelerate_and_redirect"
 # By pull & change type (D1's spelling: the update's name in capitals).
 CHANGE_UPDATES = {
     name.upper(): name for name in (CANCEL_UPDATE, ACCELERATE_UPDATE, REDIRECT_UPDATE, ACCELERATE_AND_REDIRECT_UPDATE)
