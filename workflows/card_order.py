@@ -48,10 +48,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
 
 
-# The marker of orders whose redirects wait for a second operator (workflow.patched).
-FOUR_EYES_PATCH = "four-eyes-address-change"
-
-
 def _expiry_moved(st: api.OrderState, due: datetime) -> bool:
     return approvals.next_expiry(st) != due
 
@@ -335,8 +331,7 @@ class CardOrderWorkflow:
         )
         st.changes.append(record)
         self._follow.changed = True
-        # Replay-safe: orders whose history ran a redirect straight to D1 still do on replay.
-        if approvals.needs_approval(kind, self._approvals) and workflow.patched(FOUR_EYES_PATCH):
+        if approvals.needs_approval(kind, self._approvals):
             approvals.hold(record, now=workflow.now(), policy=self._approvals)
             if address is not None:
                 self._awaiting_addresses[record.change_id] = address
