@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.d1_batch import SubmissionResult
     from d1.order import Address
     from observability import names as metric_names
+    from security.sealing import WORKER
     from workflows import approvals, audit, order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
@@ -223,7 +224,7 @@ class CardOrderWorkflow:
         expiry.cancel()
         for record in approvals.close_awaiting(self._state, workflow.now()):
             self._awaiting_addresses.pop(record.change_id, None)
-            audit.action("approval", who=None, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason)
+            audit.action("approval", who=WORKER, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason)
         if self._state.outcome is not None:
             self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
         await self._follow.close()
@@ -407,7 +408,7 @@ class CardOrderWorkflow:
             for record in approvals.expire_due(st, workflow.now()):
                 self._awaiting_addresses.pop(record.change_id, None)
                 audit.action(
-                    "approval", who=None, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason
+                    "approval", who=WORKER, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason
                 )
                 self._follow.changed = True
 

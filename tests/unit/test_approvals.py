@@ -9,10 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from contracts.card_order import ApprovalPolicy, CardOrderInput, ChangeRecord, ChangeStatus, OrderRef, OrderState
+from contracts.card_order import (
+    ApprovalPolicy,
+    CardOrderInput,
+    ChangeRecord,
+    ChangeStatus,
+    OrderRef,
+    OrderState,
+    OrderView,
+)
 from d1.program import DEFAULT_PROGRAM_FILE, Program, ProgramConfigError, load_program
 from starter.edge import approval_policy
+from starter.operations import change_steps
 from workflows import approvals
+from workflows.details_line import details_line
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 ALICE, BOB = "operator:alice", "operator:bob"
@@ -167,3 +177,27 @@ def test_an_order_started_before_the_setting_existed_gets_four_eyes() -> None:
     )
     assert old.approvals == ApprovalPolicy(four_eyes=True, expires_after=timedelta(hours=24))
     assert Program.model_fields["pullAndChange"].default_factory is not None
+
+
+def test_the_view_names_who_asked_who_approved_and_until_when_it_waits() -> None:
+    st = waiting()
+    record = st.changes[0]
+    record.redirected_to = "Lyon, FR"
+    words = record.in_words()
+    assert words.startswith("REDIRECT AWAITING_APPROVAL to Lyon, FR, asked by operator:alice")
+    assert f"second operator's approval before {record.approval_expires_at}" in words
+    assert "**Pull & change:** REDIRECT AWAITING_APPROVAL" in details_line(st)
+
+    approvals.approve(record, BOB, NOW + timedelta(hours=1))
+    assert "asked by operator:alice, approved by operator:bob" in record.in_words()
+    view = OrderView(
+        workflow_id="card-order:I:r", ref=OrderRef(issuer_id="I", card_id="c", issuer_request_id="r"), state=st
+    )
+    lines = [(line.at, line.text) for line in change_steps(view)]
+    assert lines[0][0] == NOW and "REDIRECT redirect-1 asked by operator:alice (to Lyon, FR)" in lines[0][1]
+    assert lines[1] == (NOW + timedelta(hours=1), "redirect-1 approved by operator:bob")
+
+    expired = waiting()
+    approvals.expire_due(expired, NOW + timedelta(days=1))
+    view = view.model_copy(update={"state": expired})
+    assert change_steps(view)[-1].text.startswith("redirect-1 EXPIRED, D1 not asked")

@@ -158,7 +158,10 @@ async def test_a_redirect_reaches_d1_only_after_a_second_operator_approved_it(
     await handle.terminate("test done")
 
 
-async def test_an_unapproved_redirect_expires_after_24_hours_and_the_order_goes_on(fast: FastEnv) -> None:
+async def test_an_unapproved_redirect_expires_after_24_hours_and_the_order_goes_on(
+    fast: FastEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
     alice, bob = sealed_as(fast, ALICE), sealed_as(fast, BOB)
     handle, card, rid = await start(fast, "expiry")
     asked = await redirect(fast, alice, rid, api.ACCELERATE_AND_REDIRECT_UPDATE)
@@ -177,6 +180,11 @@ async def test_an_unapproved_redirect_expires_after_24_hours_and_the_order_goes_
     assert result.state.outcome is Outcome.DELIVERED
     assert [c.status for c in result.state.changes] == [ChangeStatus.EXPIRED]
     assert fast.d1.changes[card] == []
+    assert audit_lines(caplog, result.workflow_id) == [
+        (ALICE, "accelerate_and_redirect", "AWAITING_APPROVAL"),
+        ("worker", "approval", "EXPIRED"),
+        (BOB, "approve_change", "REFUSED"),
+    ]
 
 
 async def test_the_requester_withdraws_and_may_ask_again(fast: FastEnv) -> None:
