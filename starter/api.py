@@ -260,7 +260,9 @@ class CardOrders:
         self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
         """Ship to a new delivery address (before personalization prints the carrier).
-        An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``)."""
+        An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``).
+        Under four eyes (the program's default) the change comes back ``AWAITING_APPROVAL``: D1
+        is asked once another operator calls :meth:`approve_change`."""
         return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, note, new_delivery_address)
 
     async def accelerate_and_redirect(
