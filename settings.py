@@ -383,3 +383,14 @@ class TelemetrySettings(BaseSettings):
     """Address the metrics endpoint listens on."""
     console_traces: bool = False
     """Also print spans on stdout (development), with or without an OTLP endpoint."""
+
+
+class AuditSettings(BaseSettings):
+    """`AUDIT_*`: the audit log of operator actions (observability/audit.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", use_attribute_docstrings=True)
+
+    log_file: Path | None = None
+    """Append one JSON line per operator action (who, what, which order, when, result) to this file, created
+    0600 and never truncated; the worker writes it (workflows/audit.py). Unset: the lines go to the worker's
+    log only (logger `audit`)."""

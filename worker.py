@@ -29,9 +29,11 @@ from activities.token_provider import AccessTokenProvider
 from contracts.card_order import OPEN_STAGES, open_stage_query, past_due_query
 from d1.program import load_program
 from observability import names
+from observability.audit import configure_audit_log
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
+from security.sealing import WORKER
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
@@ -64,7 +66,10 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callab
             audience=settings.token_audience,
             refresh_margin_s=settings.token_refresh_margin_s,
         )
-        interface = load_program(settings.program_file).interface
+        program = load_program(settings.program_file)
+        interface = program.interface
+        # Each order follows the choice the starter copied into it; this says what new orders get.
+        log.info("%s", program.four_eyes_summary())
         d1 = D1Client(http, tokens, banking_url=settings.banking_url, interface=interface)
         # Tracks outside the JWE only where the program places them so (d1/assumptions.py).
         clear = frozenset({"trackData"}) if interface.trackDataPlacement == "clear" else frozenset()
@@ -90,6 +95,7 @@ PASSTHROUGH_MODULES = (
     "security.payload_refusal",
     "workflows.order_state",
     "workflows.change_rules",
+    "workflows.approvals",
     "workflows.details_line",
     "workflows.outcomes",
     "workflows.service_levels",
@@ -144,8 +150,9 @@ async def main() -> None:
     # httpx logs every D1 request at INFO; our own D1 call metrics and spans carry that.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     install_log_redaction()
+    configure_audit_log()  # operator actions, written by the workflows (workflows/audit.py)
     temporal = TemporalSettings()
-    client = await connect(temporal)
+    client = await connect(temporal, sealer=WORKER)
     async with d1_activities(D1ClientSettings()) as acts:
         worker = build_worker(client, temporal.task_queue, acts)
         loop = asyncio.get_running_loop()

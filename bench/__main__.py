@@ -251,7 +251,9 @@ async def receiver_phase(
     }
     out["rounds"] = a.receiver_rounds
     receiver = load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
-    senders: dict[str, load.Sender] = {"direct": load.direct_sender(client), "receiver": receiver}
+    # The direct path signals as the receiver does (a notification sealed by any other role is refused).
+    direct = load.direct_sender(await stack.local.connect(sealer="receiver"))
+    senders: dict[str, load.Sender] = {"direct": direct, "receiver": receiver}
     # Each path's orders in rounds, the paths alternated within each round: a drift of the
     # shared machine's load (or of the server's database) then reaches every path alike.
     chunks: dict[str, list[list[str]]] = {}
@@ -717,7 +719,7 @@ async def run(a: argparse.Namespace) -> int:
     }
     try:
         plain = await Client.connect(stack.temporal_address)
-        client = await stack.local.connect()
+        client = await stack.local.connect(sealer="edge")  # orders are started by the issuer edge
         orders = CardOrders(
             client, task_queue=PRODUCT_TASK_QUEUE, timing=stack.local.order_timing(), edge=stack.local.order_edge()
         )

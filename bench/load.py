@@ -23,7 +23,7 @@ from bench.baseline import SIGNAL_NAME, WORKFLOW_NAME
 from bench.http1 import Http1Connection
 from bench.probe import ProbeListener
 from bench.procs import BASELINE_TASK_QUEUE, ISSUER_ID, BenchStack
-from contracts.card_order import NOTIFICATION_SIGNAL
+from contracts.card_order import NOTIFICATION_SIGNAL, Notification
 from contracts.card_order import workflow_id as workflow_id_for
 from d1.notifications import OperationNotification
 from d1.paths import notification_path
@@ -322,7 +322,9 @@ def direct_sender(client: Client) -> Sender:
 
     async def send(body: dict[str, Any]) -> str | None:
         for op in body["_parsed"]:
-            await client.get_workflow_handle(workflow_id_for(ISSUER_ID, op.request_id)).signal(NOTIFICATION_SIGNAL, op)
+            await client.get_workflow_handle(workflow_id_for(ISSUER_ID, op.request_id)).signal(
+                NOTIFICATION_SIGNAL, Notification(operation=op)
+            )
         return None
 
     return send

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from contracts import messages
+from contracts.messages import Message
 from contracts.visibility import RUNNING, all_of, equals, of_type, quote, rfc3339
-from d1.notifications import ShipmentInfo
+from d1.notifications import OperationNotification, ShipmentInfo
 from d1.order import Address
 from d1.statuses import ProductionStatus, production_rank
 
@@ -26,15 +28,15 @@ WORKFLOW_TYPE = "CardOrderWorkflow"
 DEFAULT_TASK_QUEUE = "d1-card-orders"
 
 # Signals
-NOTIFICATION_SIGNAL = "d1_notification"  # one D1 operation update (d1.notifications.OperationNotification)
+NOTIFICATION_SIGNAL = "d1_notification"  # one D1 operation update (Notification)
 RECONCILE_SIGNAL = "reconcile_now"  # an operator asks for D1's status now (ReconcileRequest)
 # Queries
 VIEW_QUERY = "order_view"  # -> OrderView, card data masked
 # Updates (pull & change, before shipment): ChangeRequest -> ChangeRecord
-CANCEL_UPDATE = "cancel"
-ACCELERATE_UPDATE = "accelerate"
-REDIRECT_UPDATE = "redirect"
-ACCELERATE_AND_REDIRECT_UPDATE = "accelerate_and_redirect"
+CANCEL_UPDATE: Final = "cancel"
+ACCELERATE_UPDATE: Final = "accelerate"
+REDIRECT_UPDATE: Final = "redirect"
+ACCELERATE_AND_REDIRECT_UPDATE: Final = "accelerate_and_redirect"
 # By pull & change type (D1's spelling: the update's name in capitals).
 CHANGE_UPDATES = {
     name.upper(): name for name in (CANCEL_UPDATE, ACCELERATE_UPDATE, REDIRECT_UPDATE, ACCELERATE_AND_REDIRECT_UPDATE)
@@ -43,6 +45,9 @@ CHANGE_UPDATES = {
 # Error types of the pull & change updates (``ApplicationError.type``).
 CHANGE_REJECTED = "ChangeRejected"  # refused by the update's validator or handler: D1 not called
 CHANGE_FAILED = "ChangeFailed"  # D1 refused the request (4xx) or stayed unreachable
+# Four eyes on a new delivery address (workflows/approvals.py): ChangeDecision -> ChangeRecord.
+APPROVE_CHANGE_UPDATE = "approve_change"  # a second operator approves: D1 is asked
+REJECT_CHANGE_UPDATE = "reject_change"  # another operator rejects, or the requester withdraws
 
 
 def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
@@ -51,7 +56,9 @@ def workflow_id(issuer_id: str, issuer_request_id: str) -> str:
 
 
 class ContractModel(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)
+    """Unknown members are refused: a sealed object of another shape never reads as this one."""
+
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
 
 
 class OrderTiming(ContractModel):
@@ -67,6 +74,10 @@ class OrderTiming(ContractModel):
     # Retrying a pull & change call stops after this long; the change is then FAILED (a
     # change is urgent by nature: once the card ships it is pointless).
     change_give_up_after: timedelta = timedelta(minutes=10)
+    # A message (signal, update, continue-as-new input) is valid this long after it was
+    # issued, and may claim a time this far ahead of the workflow's clock (contracts/messages.py).
+    message_max_age: timedelta = messages.MAX_AGE
+    message_max_ahead: timedelta = messages.MAX_AHEAD
 
 
 class OrderRef(ContractModel):
@@ -101,6 +112,16 @@ class D1Submission(ContractModel):
     encryption_kid: str
 
 
+class ApprovalPolicy(ContractModel):
+    """Four eyes on a new delivery address (the program's ``pullAndChange``, d1/program.py),
+    copied into each order at start (replay-safe): a redirect waits for a second operator's
+    approval unless ``four_eyes`` is off, and expires unapproved after ``expires_after``.
+    An order started without it (before the setting existed) gets the safe default."""
+
+    four_eyes: bool = True
+    expires_after: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+
+
 class BatchMembership(ContractModel):
     """The order is submitted to D1 with others, in one call (contracts/d1_batch.py): the
     workflow waits for its result instead of calling D1 itself."""
@@ -109,11 +130,11 @@ class BatchMembership(ContractModel):
     encryption_kid: str
 
 
-class CardOrderInput(ContractModel):
-    """The workflow's input; no other shape is accepted (an unknown member is an error)."""
+class CardOrderInput(Message):
+    """The workflow's input; no other shape is accepted (an unknown member is an error).
+    Sealed by the edge (first run) or the worker (continue-as-new)."""
 
-    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
-
+    kind: Literal["card_order.start"] = messages.CARD_ORDER_START
     ref: OrderRef
     timing: OrderTiming = Field(default_factory=OrderTiming)
     # The first run of an order: what to send to D1 (alone), or the batch it goes out in.
@@ -124,6 +145,10 @@ class CardOrderInput(ContractModel):
     state: OrderState | None = None
     last_progress_at: datetime | None = None
     shipment_changed_at: datetime | None = None
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    # The new addresses of changes waiting for approval, by change id, carried across
+    # continue-as-new: kept out of the order's view, which names the city and country only.
+    awaiting_addresses: dict[str, Address] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _first_run_says_how_to_submit(self) -> CardOrderInput:
@@ -149,6 +174,10 @@ class Outcome(StrEnum):
 
 
 class ChangeStatus(StrEnum):
+    # A new delivery address waits for a second operator (workflows/approvals.py); D1 not called.
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    EXPIRED = "EXPIRED"  # not approved in time: D1 never called, the order goes on unchanged
+    REJECTED = "REJECTED"  # rejected by another operator, or withdrawn by the requester
     REQUESTED = "REQUESTED"  # accepted by the workflow, D1 not called yet
     SENT = "SENT"  # D1 took the request (202); the personalization center's answer is pending
     ACCEPTED = "ACCEPTED"  # UPDATE_ORDER: accepted by the personalization center
@@ -166,12 +195,38 @@ class ChangeRecord(ContractModel):
     type: str  # CANCEL, ACCELERATE, REDIRECT, ACCELERATE_AND_REDIRECT
     status: ChangeStatus = ChangeStatus.REQUESTED
     requested_at: str
+    # Who asked: the sealer of the request ("operator:alice", "edge"), never the request's word.
+    requested_by: str | None = None
     note: str | None = None  # the operator's words; never sent to D1
     redirected_to: str | None = None  # "city, country" of the new delivery address
     d1_operation_id: str | None = None
     reason: str | None = None  # D1's reason (refusal, acceptance) or why the request failed
     decided_at: str | None = None
     decided_at_status: str | None = None  # the production stage when the center decided
+    # Four eyes (workflows/approvals.py): until when a second operator may approve, who
+    # approved (and when), or who rejected or withdrew it. None for a change without approval.
+    approval_expires_at: str | None = None
+    approved_by: str | None = None
+    approved_at: str | None = None
+    rejected_by: str | None = None
+
+    def in_words(self) -> str:
+        """The change for people (the UI's details line, the CLI): who asked, who approved,
+        until when it waits for a second operator."""
+        words = f"{self.type} {self.status.value}"
+        if self.redirected_to:
+            words += f" to {self.redirected_to}"
+        if self.requested_by:
+            words += f", asked by {self.requested_by}"
+        if self.status == ChangeStatus.AWAITING_APPROVAL and self.approval_expires_at:
+            words += f", needs a second operator's approval before {self.approval_expires_at}"
+        if self.approved_by:
+            words += f", approved by {self.approved_by}"
+        if self.rejected_by and self.status == ChangeStatus.REJECTED and not self.reason:
+            words += f", rejected by {self.rejected_by}"
+        if self.reason:
+            words += f" ({self.reason})"
+        return words
 
 
 class TimelineEntry(ContractModel):
@@ -220,6 +275,8 @@ class OrderState(ContractModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     unknown_statuses: list[str] = Field(default_factory=list)
     seen_keys: list[str] = Field(default_factory=list)
+    # Ids of the messages this order accepted, the latest SEEN_MESSAGES (contracts/messages.py).
+    seen_messages: list[str] = Field(default_factory=list)
     changes: list[ChangeRecord] = Field(default_factory=list)
     timeline_dropped: int = 0
     updates_applied: int = 0
@@ -258,23 +315,47 @@ class OrderView(ContractModel):
     state: OrderState
 
 
-class ReconcileRequest(ContractModel):
-    """Argument of the ``reconcile_now`` signal: who asked and why (kept in the log)."""
+class Notification(Message):
+    """Argument of the ``d1_notification`` signal: D1's operation as the receiver got it (D1's
+    own JSON stays tolerant inside), for one card: the order refuses another card's."""
 
-    requested_by: str = Field(default="operator", max_length=64)
+    kind: Literal["d1_notification"] = messages.D1_NOTIFICATION
+    operation: OperationNotification
+
+
+class ReconcileRequest(Message):
+    """Argument of the ``reconcile_now`` signal: why (kept in the audit log). Who asked is
+    the sealer (security/sealing.py), never a member a sender fills in."""
+
+    kind: Literal["reconcile_now"] = messages.RECONCILE
     reason: str | None = Field(default=None, max_length=200)
 
 
-class ChangeRequest(ContractModel):
+ChangeKind = Literal["cancel", "accelerate", "redirect", "accelerate_and_redirect"]
+
+
+class ChangeRequest(Message):
     """Argument of the pull & change updates (``cancel``, ``accelerate``, ``redirect``,
     ``accelerate_and_redirect``): the new address for the redirects, an operator note.
+    ``kind`` is the update's name: a redirect's argument is no cancel's.
     Also accepts D1's spelling (``newDeliveryAddress``), ``deliveryAddress`` and ``reason``."""
+
+    kind: ChangeKind
 
     new_delivery_address: Address | None = Field(
         default=None, validation_alias=AliasChoices("new_delivery_address", "newDeliveryAddress", "deliveryAddress")
     )
     # Why the change was asked (recorded in the order's view; never sent to D1).
     note: str | None = Field(default=None, max_length=200, validation_alias=AliasChoices("note", "reason"))
+
+
+class ChangeDecision(Message):
+    """Argument of ``approve_change`` and ``reject_change``: which waiting change, and why.
+    Who decides is the sealer (security/sealing.py), never a member of this message."""
+
+    kind: Literal["approve_change", "reject_change"]
+    change_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    note: str | None = Field(default=None, max_length=200)
 
 
 def orders_query(query: str | None = None) -> str:

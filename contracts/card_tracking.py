@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from contracts import messages
 from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming
+from contracts.messages import Message
 
 WORKFLOW_TYPE = "CardTrackingWorkflow"
 TrackingType = Literal["PRODUCTION", "SHIPMENT", "RETURN"]
@@ -38,7 +40,10 @@ class TrackingRef(ContractModel):
     tracking_number: str | None = None
 
 
-class TrackingInput(ContractModel):
+class TrackingInput(Message):
+    """Sealed by the edge (first run) or the worker (continue-as-new)."""
+
+    kind: Literal["card_tracking.start"] = messages.CARD_TRACKING_START
     ref: TrackingRef
     # D1's Track Card body (d1/tracking.py), validated by the starter.
     request: dict[str, Any]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
+from contracts import messages
 from contracts.card_order import ContractModel
+from contracts.messages import Message
 
 WORKFLOW_TYPE = "D1BatchSubmissionWorkflow"
 # Sent by the batch workflow to each card's CardOrderWorkflow (SubmissionResult).
@@ -40,14 +42,20 @@ class BatchCard(ContractModel):
     item: dict[str, Any]
 
 
-class BatchInput(ContractModel):
+class BatchInput(Message):
+    """Sealed by the edge (the starter's batch path)."""
+
+    kind: Literal["d1_batch.start"] = messages.D1_BATCH_START
     issuer_id: str
     cards: list[BatchCard] = Field(min_length=1)
     # Retrying D1 stops after this long; every card then ends SUBMIT_FAILED.
     give_up_after: timedelta = timedelta(hours=24)
 
 
-class SubmissionResult(ContractModel):
+class SubmissionResult(Message):
+    """Sealed by the worker (the batch workflow); the card refuses a result of another batch."""
+
+    kind: Literal["d1_submission_result"] = messages.BATCH_RESULT
     batch_workflow_id: str
     operation_id: str | None = None
     # D1 refused this item (or the whole request): {"httpStatus", "errorCode", "error"}.

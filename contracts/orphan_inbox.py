@@ -8,9 +8,12 @@ identifiers and statuses only, never card data.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
-from contracts.card_order import ContractModel
+from contracts import messages
+from contracts.messages import Message
 
 WORKFLOW_TYPE = "OrphanNotificationsWorkflow"
 RECORD_SIGNAL = "record"  # OrphanEntry
@@ -24,7 +27,10 @@ def workflow_id(issuer_id: str) -> str:
     return f"orphan-notifications:{issuer_id}"
 
 
-class OrphanEntry(ContractModel):
+class OrphanEntry(Message):
+    """Sealed by the receiver."""
+
+    kind: Literal["orphan_record"] = messages.ORPHAN_RECORD
     issuer_id: str
     card_id: str
     issuer_request_id: str | None = None
@@ -37,6 +43,11 @@ class OrphanEntry(ContractModel):
     received_at: str
 
 
-class OrphanInbox(ContractModel):
+class OrphanInbox(Message):
+    """The inbox's input (sealed by the receiver, or the worker on continue-as-new) and view."""
+
+    kind: Literal["orphan_inbox.start"] = messages.ORPHAN_INBOX_START
     entries: list[OrphanEntry] = Field(default_factory=list)
     total: int = 0
+    # Ids of the records accepted lately (contracts/messages.py SEEN_MESSAGES).
+    seen_messages: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -113,6 +114,16 @@ class InstantRules(_Config):
     persoStations: list[str] | None = None
 
 
+class PullAndChangeRules(_Config):
+    """The issuer's own controls on pull & change (D1 never sees them; workflows/approvals.py)."""
+
+    # A new delivery address (REDIRECT, ACCELERATE_AND_REDIRECT) waits for a second operator:
+    # a change of address is the classic way a card is stolen in the post.
+    fourEyesAddressChange: bool = True
+    # An address change nobody approved in this long expires (ISO 8601 "PT24H", or seconds).
+    addressChangeApprovalExpiry: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+
+
 class Program(_Config):
     programId: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -124,8 +135,19 @@ class Program(_Config):
     packaging: PackagingRules = Field(default_factory=PackagingRules)
     shipment: ShipmentRules
     instant: InstantRules = Field(default_factory=InstantRules)
+    pullAndChange: PullAndChangeRules = Field(default_factory=PullAndChangeRules)
     # What D1's documentation leaves open about its interface (our guesses by default).
     interface: D1Interface = Field(default_factory=D1Interface)
+
+    def four_eyes_summary(self) -> str:
+        """The start-up log line of this program's choice (the worker and the starter log it)."""
+        rules = self.pullAndChange
+        if not rules.fourEyesAddressChange:
+            return f"program {self.programId}: four eyes on address changes OFF (a redirect goes to D1 at once)"
+        return (
+            f"program {self.programId}: four eyes on address changes ON (a redirect waits for a second "
+            f"operator's approval, expiring after {_duration(rules.addressChangeApprovalExpiry)})"
+        )
 
     def body_issues(self, body: Mapping[str, Any]) -> list[Issue]:
         """Onboarding rules on the order body (same member names for the issuer's and D1's shape).
@@ -216,6 +238,11 @@ class Program(_Config):
             elif not re.fullmatch(rule.pattern, value):
                 out.append(Issue((*card_path, member), f"can only contain {rule.rule} to be printed"))
         return out
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
 
 def _well_formed(value: Any, pattern: str) -> bool:

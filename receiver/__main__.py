@@ -12,6 +12,7 @@ from receiver.app import create_app
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
 from security.redaction import install_log_redaction
+from security.sealing import RECEIVER
 from security.transport import receiver_server_options
 from settings import ReceiverSettings, TemporalSettings
 from temporal_client import connect
@@ -25,7 +26,7 @@ async def main() -> None:
     tls_options = receiver_server_options(rs)  # mTLS, or refuses to start without the dev flag
     auth = ReceiverAuth.from_settings(rs)
     # Lazy: the receiver starts (and answers 503) even while Temporal is down.
-    client = await connect(ts, lazy=True)
+    client = await connect(ts, lazy=True, sealer=RECEIVER)
     router = NotificationRouter(client, ts.task_queue)
     app = create_app(router, max_body_bytes=rs.max_body_bytes, max_operations=rs.max_operations, auth=auth)
     config = uvicorn.Config(

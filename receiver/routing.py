@@ -155,7 +155,8 @@ class NotificationRouter:
                 return Delivery.CLOSED
             handle = self._client.get_workflow_handle(workflow_id)
             try:
-                await handle.signal(card_order.NOTIFICATION_SIGNAL, op, rpc_timeout=SIGNAL_RPC_TIMEOUT)
+                notification = card_order.Notification(operation=op)
+                await handle.signal(card_order.NOTIFICATION_SIGNAL, notification, rpc_timeout=SIGNAL_RPC_TIMEOUT)
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise

@@ -168,7 +168,7 @@ async def _sample_order(args: argparse.Namespace, sup: Supervisor, stack: LocalS
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     order["issuerRequestId"] = f"{order['issuerRequestId']}-{stamp}"
     order["cardId"] = f"{order['cardId']}-{stamp}"
-    client = await stack.connect()
+    client = await stack.connect(sealer="edge")
     orders = CardOrders(client, task_queue=stack.spec.task_queue, timing=stack.order_timing(), edge=stack.order_edge())
     wid = await _submit_over_https(stack, order)
     print(f"\nsample order submitted through the issuer API ({stack.issuer_api_url}); the same with curl:")

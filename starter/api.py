@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -18,11 +19,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
-from contracts.card_order import ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from contracts.card_order import ChangeDecision, ChangeKind, ChangeRecord, ChangeRequest, OrderTiming, OrderView
 from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
 from observability.tracing import order_submission_span
+from security.sealing import EDGE
 from settings import OrderTimingSettings, TemporalSettings
 from starter.d1_batches import BatchLimits
 from starter.edge import OrderEdge, PreparedOrder, PreparedTracking, refuse_card_data_in
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from starter.start_many import Started
 
 AddressLike = Address | Mapping[str, Any]
+log = logging.getLogger("starter")
 
 __all__ = [
     "CardOrders",
@@ -93,12 +96,19 @@ class CardOrders:
 
     @functools.cached_property
     def edge(self) -> OrderEdge:
-        return self._edge or OrderEdge.from_settings()
+        edge = self._edge or OrderEdge.from_settings()
+        # The program's choice is copied into each order this process starts (starter/edge.py).
+        log.info("%s", edge.program.four_eyes_summary())
+        return edge
 
     @classmethod
-    async def connect(cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None) -> CardOrders:
+    async def connect(
+        cls, settings: TemporalSettings | None = None, *, edge: OrderEdge | None = None, sealer: str | None = EDGE
+    ) -> CardOrders:
+        """``sealer``: who the messages are sealed as (temporal_client.codec_from_settings): the
+        issuer edge by default; ``"operator"`` for an operator's changes; None to only read."""
         settings = settings or TemporalSettings()
-        return cls(await connect(settings), task_queue=settings.task_queue, edge=edge)
+        return cls(await connect(settings, sealer=sealer), task_queue=settings.task_queue, edge=edge)
 
     async def submit(
         self, order: CardOrder | Mapping[str, Any], *, unknown_fields: UnknownFields | None = None
@@ -272,7 +282,9 @@ class CardOrders:
         self, issuer_id: str, issuer_request_id: str, new_delivery_address: AddressLike, *, note: str | None = None
     ) -> ChangeRecord:
         """Ship to a new delivery address (before personalization prints the carrier).
-        An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``)."""
+        An invalid address raises InvalidOrder with every problem (``$.newDeliveryAddress...``).
+        Under four eyes (the program's default) the change comes back ``AWAITING_APPROVAL``: D1
+        is asked once another operator calls :meth:`approve_change`."""
         return await self._change(api.REDIRECT_UPDATE, issuer_id, issuer_request_id, note, new_delivery_address)
 
     async def accelerate_and_redirect(
@@ -287,7 +299,30 @@ class CardOrders:
         # The note is kept in the order's view and history: no card data in it, nor in the ids.
         refuse_card_data_in(issuerId=issuer_id, issuerRequestId=issuer_request_id, note=note)
         new_address = self.edge.address(address) if address is not None else None
-        request = ChangeRequest(new_delivery_address=new_address, note=note)
+        request = ChangeRequest(kind=cast(ChangeKind, update), new_delivery_address=new_address, note=note)
+        return await self._update(update, issuer_id, issuer_request_id, request)
+
+    async def approve_change(
+        self, issuer_id: str, issuer_request_id: str, change_id: str, *, note: str | None = None
+    ) -> ChangeRecord:
+        """Four eyes on a new delivery address: approve a redirect (or accelerate-and-redirect)
+        another operator asked for; D1 is asked now. The approver is whoever seals this call
+        (the operator's own key), never the one who asked: ``ChangeRejected`` then, as for an
+        expired, rejected or unknown change or an order that moved on (shipped, canceled)."""
+        decision = ChangeDecision(kind="approve_change", change_id=change_id, note=note)
+        return await self._update(api.APPROVE_CHANGE_UPDATE, issuer_id, issuer_request_id, decision)
+
+    async def reject_change(
+        self, issuer_id: str, issuer_request_id: str, change_id: str, *, note: str | None = None
+    ) -> ChangeRecord:
+        """Reject a change waiting for approval (another operator), or withdraw it (the one who
+        asked); D1 is never asked. ``note`` says why (kept in the order's view)."""
+        decision = ChangeDecision(kind="reject_change", change_id=change_id, note=note)
+        return await self._update(api.REJECT_CHANGE_UPDATE, issuer_id, issuer_request_id, decision)
+
+    async def _update(
+        self, update: str, issuer_id: str, issuer_request_id: str, request: ChangeRequest | ChangeDecision
+    ) -> ChangeRecord:
         handle = self.handle(issuer_id, issuer_request_id)
         try:
             return await handle.execute_update(update, request, result_type=ChangeRecord)

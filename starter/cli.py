@@ -24,13 +24,22 @@ from d1.validation import InvalidOrder
 from observability.process import configure_process
 from security.keys import KeyFileError
 from security.redaction import install_log_redaction
+from security.sealing import OPERATOR
 from settings import D1ClientSettings, TemporalSettings
 from starter import operations as ops
 from starter.api import CardOrders, ChangeRejected, OrderRefused, timing_from_settings
 from starter.d1_batches import BatchLimits
 from starter.edge import ClearTrackDataRefused, OrderEdge, refuse_card_data_in
 from starter.order_file import Progress, detect_format, start_lines, validate_file
-from starter.output import BulkProgress, format_view, invalid_text, json_text, print_orders_table, tracking_text
+from starter.output import (
+    BulkProgress,
+    change_text,
+    format_view,
+    invalid_text,
+    json_text,
+    print_orders_table,
+    tracking_text,
+)
 from starter.report import daily_report
 from starter.same_order import ForeignStart
 from temporal_client import connect
@@ -172,14 +181,14 @@ async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
 
 @_order_lookup
 async def cmd_status(args: argparse.Namespace, issuer_id: str) -> int:
-    orders = await CardOrders.connect(TemporalSettings())
+    orders = await CardOrders.connect(TemporalSettings(), sealer=None)
     view = await orders.status(issuer_id, args.issuer_request_id)
     print(json_text(view.model_dump(mode="json")) if args.output == "json" else format_view(view))
     return 0
 
 
 async def cmd_list(args: argparse.Namespace, issuer_id: str) -> int:
-    orders = await CardOrders.connect(TemporalSettings())
+    orders = await CardOrders.connect(TemporalSettings(), sealer=None)
     query = list_query(args, issuer_id)
     if args.show_query:
         print(f"query: {api.orders_query(query)}", file=sys.stderr)
@@ -205,7 +214,7 @@ async def cmd_reconcile(args: argparse.Namespace, issuer_id: str) -> int:
     query = list_query(args, issuer_id)
     if not args.issuer_request_id and query is None and not args.all_running:
         raise Exit(EXIT_INVALID, "say which orders: ISSUER_REQUEST_ID, --stuck, --query Q or --all-running")
-    client = await connect(TemporalSettings())
+    client = await connect(TemporalSettings(), sealer=OPERATOR)
     if args.issuer_request_id:
         wid = api.workflow_id(issuer_id, args.issuer_request_id)
         if not await ops.redrive_one(client, wid):
@@ -227,7 +236,7 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
     address = await _read_json(source, "a JSON address") if source else None
     if args.command == "redirect" and address is None:
         raise Exit(EXIT_INVALID, "redirect needs --address FILE (the new deliveryAddress as JSON)")
-    orders = await CardOrders.connect(TemporalSettings())
+    orders = await CardOrders.connect(TemporalSettings(), sealer=OPERATOR)
     try:
         if args.command == "cancel":
             record = await orders.cancel(issuer_id, rid, note=args.note)
@@ -242,7 +251,22 @@ async def cmd_change(args: argparse.Namespace, issuer_id: str) -> int:
         raise Exit(EXIT_INVALID, invalid_text(source or args.command, err)) from None
     except ChangeRejected as err:
         raise Exit(EXIT_REFUSED, f"{args.command} refused: {err.reason}") from None
-    print(f"{args.command} {record.change_id}: {record.status} ({record.type}); follow it with: status {rid}")
+    print(change_text(args.command, record, rid))
+    return 0
+
+
+@_order_lookup
+async def cmd_decide(args: argparse.Namespace, issuer_id: str) -> int:
+    """``approve`` / ``reject``: a change waiting for a second operator (four eyes)."""
+    rid, change_id = args.issuer_request_id, args.change_id
+    # Sealed with this operator's own key: the workflow reads who approves from it.
+    orders = await CardOrders.connect(TemporalSettings(), sealer=OPERATOR)
+    decide = orders.approve_change if args.command == "approve" else orders.reject_change
+    try:
+        record = await decide(issuer_id, rid, change_id, note=args.note)
+    except ChangeRejected as err:
+        raise Exit(EXIT_REFUSED, f"{args.command} {change_id} refused: {err.reason}") from None
+    print(change_text(args.command, record, rid))
     return 0
 
 
@@ -361,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
         if address:
             p.add_argument("--address", help=f"JSON file with {address}")
+    for name, text in (
+        ("approve", "approve an address change another operator asked for (four eyes): D1 is asked now"),
+        ("reject", "reject an address change waiting for approval, or withdraw your own"),
+    ):
+        p = command(name, cmd_decide, text, "issuer_request_id")
+        p.add_argument("change_id", help="the change waiting for approval (redirect-2, ...; see status)")
+        p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view)")
     return parser
 
 

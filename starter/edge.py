@@ -24,7 +24,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
-from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
+from contracts.card_order import ApprovalPolicy, CardOrderInput, D1Submission, OrderRef, OrderTiming
 from contracts.card_tracking import TrackingInput, TrackingRef
 from d1.card_data_guard import card_data_issues, identifier_issues
 from d1.issues import Issue, issues_from_validation_error
@@ -72,6 +72,12 @@ class PreparedTracking:
     search_attributes: TypedSearchAttributes
     summary: str
     details: str | None = None
+
+
+def approval_policy(program: Program) -> ApprovalPolicy:
+    """Four eyes on an address change, as the program sets it, for the order's input."""
+    rules = program.pullAndChange
+    return ApprovalPolicy(four_eyes=rules.fourEyesAddressChange, expires_after=rules.addressChangeApprovalExpiry)
 
 
 @dataclass(frozen=True)
@@ -296,7 +302,12 @@ class OrderEdge:
     ) -> PreparedOrder:
         return PreparedOrder(
             workflow_id=api.workflow_id(order.issuerId, order.issuerRequestId),
-            input=CardOrderInput(ref=ref, timing=timing, submission=D1Submission(body=body, encryption_kid=kid)),
+            input=CardOrderInput(
+                ref=ref,
+                timing=timing,
+                submission=D1Submission(body=body, encryption_kid=kid),
+                approvals=approval_policy(self.program),
+            ),
             search_attributes=TypedSearchAttributes(
                 [
                     *_search_attributes(

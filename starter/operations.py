@@ -18,7 +18,14 @@ from temporalio.service import RPCError
 
 from contracts import card_order as api
 from contracts import search_attributes as sa
-from contracts.card_order import OrderView, ReconcileRequest, card_query, rejected_since_query, stuck_query
+from contracts.card_order import (
+    ChangeStatus,
+    OrderView,
+    ReconcileRequest,
+    card_query,
+    rejected_since_query,
+    stuck_query,
+)
 from contracts.visibility import RUNNING, all_of
 from starter.api import found
 from starter.edge import refuse_card_data_in
@@ -137,13 +144,35 @@ def d1_steps(view: OrderView) -> list[TimelineLine]:
     return out
 
 
+def change_steps(view: OrderView) -> list[TimelineLine]:
+    """Each pull & change: who asked, who approved (four eyes), and a change that never reached D1."""
+    out = []
+    for c in view.state.changes:
+        if c.change_id.startswith("d1-"):
+            continue  # a change asked through another channel: only D1's answer is known
+        asked = f"{c.type} {c.change_id} asked by {c.requested_by or 'unknown'}"
+        if c.redirected_to:
+            asked += f" (to {c.redirected_to})"
+        if c.approval_expires_at:
+            asked += f"; needs a second operator's approval before {c.approval_expires_at}"
+        out.append(TimelineLine(_d1_time(c.requested_at), "order", asked))
+        if c.approved_by and c.approved_at:
+            out.append(TimelineLine(_d1_time(c.approved_at), "order", f"{c.change_id} approved by {c.approved_by}"))
+        if c.status in (ChangeStatus.EXPIRED, ChangeStatus.REJECTED):
+            text = f"{c.change_id} {c.status.value}, D1 not asked" + (f": {c.reason}" if c.reason else "")
+            out.append(TimelineLine(_d1_time(c.decided_at or ""), "order", text))
+    return out
+
+
 async def order_timeline(client: Client, issuer_id: str, issuer_request_id: str) -> list[TimelineLine]:
     """D1's steps and the order's milestones, merged in time order (undated lines last)."""
     handle = client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id))
     view: OrderView = await handle.query(api.VIEW_QUERY, result_type=OrderView)
     history = await handle.fetch_history()
     events = list(history.events)
-    lines = d1_steps(view) + execution_milestones(events, await _activity_summaries(client, events))
+    lines = (
+        d1_steps(view) + change_steps(view) + execution_milestones(events, await _activity_summaries(client, events))
+    )
     far = datetime.max.replace(tzinfo=UTC)
     return sorted(lines, key=lambda line: line.at or far)
 
@@ -159,7 +188,7 @@ async def redrive_one(client: Client, workflow_id: str, *, reason: str | None = 
     """Signal ``reconcile_now``; False when the order is closed or unknown. A ``reason`` holding
     card data is refused (InvalidOrder): it is kept in the order's log."""
     refuse_card_data_in(reason=reason)
-    request = ReconcileRequest(requested_by="operator-cli", reason=reason)
+    request = ReconcileRequest(reason=reason)  # who asks is the key that seals it (the operator's own)
     return await found(client.get_workflow_handle(workflow_id).signal(api.RECONCILE_SIGNAL, request))
 
 

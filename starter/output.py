@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from contracts.card_order import OrderView, TimelineEntry
+from contracts.card_order import ChangeRecord, ChangeStatus, OrderView, TimelineEntry
 from contracts.card_tracking import TrackingView
 from d1.validation import InvalidOrder
 from starter.api import OrderSummary
@@ -47,7 +47,17 @@ def format_view(view: OrderView) -> str:
         lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
     for e in st.errors:
         lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
+    for c in st.changes:
+        lines.append(f"change     {c.change_id}: {c.in_words()}")
     return "\n".join([*lines, "timeline", *map(_timeline_line, st.timeline)])
+
+
+def change_text(command: str, record: ChangeRecord, issuer_request_id: str) -> str:
+    """What a pull & change command prints: the change, who asked and approved, what comes next."""
+    line = f"{command} {record.change_id}: {record.in_words()}"
+    if record.status == ChangeStatus.AWAITING_APPROVAL:
+        return f"{line}\nanother operator approves it with: approve {issuer_request_id} {record.change_id}"
+    return f"{line}; follow it with: status {issuer_request_id}"
 
 
 def _timeline_line(t: TimelineEntry) -> str:

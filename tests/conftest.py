@@ -41,6 +41,7 @@ from starter.api import CardOrders
 from temporal_client import data_converter
 from tests.support import inprocess
 from tests.support.inprocess import InProcessProduct
+from tests.support.senders import as_senders
 
 TASK_QUEUE = "test-card-orders"
 # The test stacks' pace: orders reconcile, finish and close within a test.
@@ -131,7 +132,8 @@ def codec_keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def temporal_env(codec_keys_file: Path) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(load_codec(codec_keys_file)),
+        # Each message sealed as its production sender does (tests/support/senders.py).
+        data_converter=data_converter(as_senders(load_codec(codec_keys_file))),
         search_attributes=sa.ALL,
         dev_server_log_level="error",
     )

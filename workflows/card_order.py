@@ -9,7 +9,9 @@ modules it imports. It never sees clear card data (contracts/card_order.py).
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import functools
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -19,30 +21,49 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import card_order as api
-    from contracts import d1_batch
+    from contracts import d1_batch, messages
     from contracts.d1_batch import SubmissionResult
-    from d1.notifications import OperationNotification
+    from d1.order import Address
     from observability import names as metric_names
-    from workflows import order_state
+    from security.sealing import WORKER
+    from workflows import approvals, audit, order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
     from workflows.follow_up import Follower, call_d1
-    from workflows.inputs import read_input
+    from workflows.inputs import read_input, start_roles
+    from workflows.messages import (
+        BATCH_RESULT_SENDERS,
+        CHANGERS,
+        MISSING,
+        NOTIFIERS,
+        ORDER_STARTERS,
+        WRONG_BATCH,
+        WRONG_CARD,
+        Gate,
+        Opened,
+        Window,
+        refused_update,
+        stamp,
+    )
     from workflows.order_state import Applied
     from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
     from workflows.service_levels import attribute_values as service_attributes
     from workflows.service_levels import observe
 
 
+def _expiry_moved(st: api.OrderState, due: datetime) -> bool:
+    return approvals.next_expiry(st) != due
+
+
 def _change_update(kind: str, description: str) -> Any:
     """The update (and its validator) for one pull & change ``kind``; ``self`` stays unannotated:
     the SDK leaves out of the update's argument types only a first parameter without a type."""
 
-    async def handler(self, req: api.ChangeRequest | None = None) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
-        return await self._pull_and_change(kind, req)  # type: ignore[no-any-return]
+    async def handler(self, raw: RawValue = MISSING) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
+        return await self._pull_and_change(kind, raw)  # type: ignore[no-any-return]
 
-    def validator(self, req: api.ChangeRequest | None = None) -> None:  # type: ignore[no-untyped-def]
-        self._reject_change(kind, req)
+    def validator(self, raw: RawValue = MISSING) -> None:  # type: ignore[no-untyped-def]
+        self._reject_change(kind, raw)
 
     update = workflow.update(name=api.CHANGE_UPDATES[kind], description=description)(handler)
     update.validator(validator)
@@ -55,14 +76,23 @@ class CardOrderWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # Read here, not by the SDK: a bad input ends the workflow instead of failing every
         # workflow task (workflows/inputs.py).
-        self._raw_input = read_input(raw, api.CardOrderInput)
+        self._raw_input = read_input(
+            raw, api.CardOrderInput, kind=messages.CARD_ORDER_START, roles=start_roles(ORDER_STARTERS)
+        )
         # A stand-in while ``run`` ends a refused input (not validated: it has no submission).
         inp = self._raw_input.value or api.CardOrderInput.model_construct(
-            ref=api.OrderRef(issuer_id="-", card_id="-", issuer_request_id="-")
+            ref=api.OrderRef(issuer_id="-", card_id="-", issuer_request_id="-"), timing=api.OrderTiming()
         )
         self._ref = inp.ref
         self._timing = inp.timing
+        self._batch_id = inp.batch.batch_workflow_id if inp.batch is not None else None
         self._state: api.OrderState = inp.state.model_copy(deep=True) if inp.state else api.OrderState()
+        # Signals and updates are opened and checked here (workflows/messages.py).
+        self._gate = Gate(
+            issuer_id=inp.ref.issuer_id,
+            window=Window(inp.timing.message_max_age, inp.timing.message_max_ahead),
+            seen=self._state.seen_messages,
+        )
         self._follow = Follower(
             issuer_id=inp.ref.issuer_id,
             state=self._state,
@@ -75,34 +105,51 @@ class CardOrderWorkflow:
             riding_attributes=lambda: service_attributes(self._state, self._ref),
         )
         self._batch_result: SubmissionResult | None = None
+        # Four eyes on a new delivery address (workflows/approvals.py), as copied at start.
+        self._approvals = inp.approvals
+        self._awaiting_addresses: dict[str, Address] = dict(inp.awaiting_addresses)
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
-    def on_notification(self, op: OperationNotification | None = None) -> None:
-        if op is None:
-            self._follow.refuse(api.NOTIFICATION_SIGNAL)
+    def on_notification(self, raw: RawValue = MISSING) -> None:
+        opened = self._gate.open(api.NOTIFICATION_SIGNAL, raw, api.Notification, NOTIFIERS, messages.D1_NOTIFICATION)
+        if not opened.ok or opened.value is None:
             return
+        op = opened.value.operation
+        if op.cardId != self._ref.card_id:  # sealed for this order, about another card
+            self._gate.refuse(api.NOTIFICATION_SIGNAL, WRONG_CARD, opened.sealer)
+            return
+        self._gate.accept(opened.value)
         if self._state.finished:
             self._follow.count(metric_names.NOTIFICATIONS_LATE, seen_by="workflow")
         if self._follow.apply(op, source="notification") == Applied.DUPLICATE:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)
-    def reconcile_now(self, req: api.ReconcileRequest | None = None) -> None:
+    def reconcile_now(self, raw: RawValue = MISSING) -> None:
         """Ask D1's status endpoint at once instead of at the end of the silence window
         (an operator re-driving stuck orders after an outage of notifications)."""
-        if req is None:
-            self._follow.refuse(api.RECONCILE_SIGNAL)
+        name = api.RECONCILE_SIGNAL
+        opened = self._gate.open(name, raw, api.ReconcileRequest, CHANGERS, messages.RECONCILE)
+        if not opened.ok or opened.value is None:
+            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=opened.refusal)
             return
+        self._gate.accept(opened.value)
         self._follow.reconcile_requested = True
+        audit.action(name, who=opened.sealer, result=audit.ACCEPTED, reason=opened.value.reason)
 
     @workflow.signal(name=d1_batch.RESULT_SIGNAL)
-    def on_batch_result(self, result: SubmissionResult | None = None) -> None:
+    def on_batch_result(self, raw: RawValue = MISSING) -> None:
         """D1's answer for this card in a batch call (contracts/d1_batch.py); the first wins."""
-        if result is None:
-            self._follow.refuse(d1_batch.RESULT_SIGNAL)
+        name = d1_batch.RESULT_SIGNAL
+        opened = self._gate.open(name, raw, SubmissionResult, BATCH_RESULT_SENDERS, messages.BATCH_RESULT)
+        if not opened.ok or opened.value is None:
             return
+        if opened.value.batch_workflow_id != self._batch_id:
+            self._gate.refuse(name, WRONG_BATCH, opened.sealer)
+            return
+        self._gate.accept(opened.value)
         if self._batch_result is None:
-            self._batch_result = result
+            self._batch_result = opened.value
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> api.OrderView:
@@ -111,16 +158,47 @@ class CardOrderWorkflow:
     # Pull & change. The validators refuse at once, without calling D1, what cannot work
     # (workflows/change_rules.py). The handler calls D1 and returns once D1 took the
     # request; the personalization center's answer (UPDATE_ORDER) then settles the change
-    # in the view and the timeline.
+    # in the view and the timeline. A new delivery address first waits for a second
+    # operator (``approve_change``, workflows/approvals.py) unless the program turned four
+    # eyes off. Every request, approval and refusal is an audit line (workflows/audit.py).
 
     cancel = _change_update("CANCEL", "Cancel the order and destroy the card (before shipment)")
     accelerate = _change_update("ACCELERATE", "Produce as soon as possible, ship express")
     redirect = _change_update("REDIRECT", "Ship to a new delivery address")
     accelerate_and_redirect = _change_update("ACCELERATE_AND_REDIRECT", "Accelerate and ship to a new address")
 
+    @workflow.update(name=api.APPROVE_CHANGE_UPDATE, description="A second operator approves a new delivery address")
+    async def approve_change(self, raw: RawValue = MISSING) -> api.ChangeRecord:
+        decision, approver, record = self._check_decision(api.APPROVE_CHANGE_UPDATE, raw)
+        self._gate.accept(decision)
+        approvals.approve(record, approver, workflow.now())
+        audit.action(api.APPROVE_CHANGE_UPDATE, who=approver, result=audit.APPROVED, change_id=record.change_id)
+        self._follow.changed = True
+        return await self._send_change(record, self._awaiting_addresses.pop(record.change_id, None))
+
+    @approve_change.validator
+    def _validate_approval(self, raw: RawValue = MISSING) -> None:
+        self._check_decision(api.APPROVE_CHANGE_UPDATE, raw)
+
+    @workflow.update(name=api.REJECT_CHANGE_UPDATE, description="Reject (or withdraw) a change waiting for approval")
+    def reject_change(self, raw: RawValue = MISSING) -> api.ChangeRecord:
+        decision, who, record = self._check_decision(api.REJECT_CHANGE_UPDATE, raw)
+        self._gate.accept(decision)
+        approvals.reject(record, who, workflow.now(), decision.note)
+        self._awaiting_addresses.pop(record.change_id, None)
+        audit.action(api.REJECT_CHANGE_UPDATE, who=who, result=record.status.value, change_id=record.change_id)
+        self._follow.changed = True
+        return record
+
+    @reject_change.validator
+    def _validate_rejection(self, raw: RawValue = MISSING) -> None:
+        self._check_decision(api.REJECT_CHANGE_UPDATE, raw)
+
     @workflow.run
     async def run(self, raw: RawValue) -> api.OrderView:
         inp = self._raw_input.check(api.CardOrderInput)
+        # Started before anything waits: it arms no timer until a change awaits approval.
+        expiry = asyncio.create_task(self._expire_unapproved())
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if inp.state is None:  # the first run, not a continue-as-new
@@ -135,14 +213,21 @@ class CardOrderWorkflow:
 
         await self._follow.follow_until_finished(
             lambda: api.CardOrderInput(
+                **stamp(),
                 ref=self._ref,
                 timing=self._timing,
                 state=self._state,
                 last_progress_at=self._follow.last_progress_at,
                 shipment_changed_at=self._follow.shipment_changed_at,
+                approvals=self._approvals,
+                awaiting_addresses=self._awaiting_addresses,
             ),
             self._publish,
         )
+        expiry.cancel()
+        for record in approvals.close_awaiting(self._state, workflow.now()):
+            self._awaiting_addresses.pop(record.change_id, None)
+            audit.action("approval", who=WORKER, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason)
         if self._state.outcome is not None:
             self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
         await self._follow.close()
@@ -194,31 +279,79 @@ class CardOrderWorkflow:
         order_state.end(self._state, *ending)
         self._state.submitted = True
 
-    def _reject_change(self, kind: str, req: api.ChangeRequest | None) -> None:
-        if req is None:
-            self._follow.refuse(api.CHANGE_UPDATES[kind])
-            raise ApplicationError(
-                f"{kind} needs its ChangeRequest argument", type=api.CHANGE_REJECTED, non_retryable=True
-            )
-        problem = change_problem(self._state, self._ref, kind, has_address=req.new_delivery_address is not None)
+    def _reject_change(self, kind: str, raw: RawValue) -> Opened[api.ChangeRequest]:
+        name = api.CHANGE_UPDATES[kind]
+        opened = self._gate.open(name, raw, api.ChangeRequest, CHANGERS, name)
+        if opened.refusal is not None or opened.value is None:
+            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=opened.refusal or "invalid")
+            raise refused_update(name, opened.refusal or "invalid")
+        req = opened.value
+        problem = change_problem(
+            self._state, self._ref, kind, has_address=req.new_delivery_address is not None
+        ) or approvals.blocking(self._state, kind)
         if problem is not None:
+            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=problem)
             raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
+        return opened
 
-    async def _pull_and_change(self, kind: str, req: api.ChangeRequest | None) -> api.ChangeRecord:
+    def _check_decision(self, name: str, raw: RawValue) -> tuple[api.ChangeDecision, str, api.ChangeRecord]:
+        """The decision on a waiting change, its sealer and the change; refused (audited) otherwise."""
+        roles = approvals.APPROVERS if name == api.APPROVE_CHANGE_UPDATE else CHANGERS
+        opened = self._gate.open(name, raw, api.ChangeDecision, roles, name)
+        decision = opened.value
+        if opened.refusal is not None or decision is None:
+            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=opened.refusal or "invalid")
+            raise refused_update(name, opened.refusal or "invalid")
+        now, st = workflow.now(), self._state
+        if name == api.APPROVE_CHANGE_UPDATE:
+            problem = approvals.approval_problem(st, decision.change_id, opened.sealer, now)
+        else:
+            problem = approvals.rejection_problem(st, decision.change_id, opened.sealer, now)
+        record = approvals.find(st, decision.change_id)
+        if problem is None and record is not None and name == api.APPROVE_CHANGE_UPDATE:
+            # The order moved on while the change waited (shipped, canceled, another change).
+            problem = change_problem(st, self._ref, record.type, has_address=True)
+        if problem is not None or record is None or opened.sealer is None:
+            problem = problem or "no sealer to name"
+            audit.action(name, who=opened.sealer, result=audit.REFUSED, change_id=decision.change_id, reason=problem)
+            raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
+        return decision, opened.sealer, record
+
+    async def _pull_and_change(self, kind: str, raw: RawValue) -> api.ChangeRecord:
         # Checked again: another update may have been accepted since this one was validated.
-        self._reject_change(kind, req)
+        opened = self._reject_change(kind, raw)
+        req = opened.value
         assert req is not None
+        self._gate.accept(req)
         st = self._state
         address = req.new_delivery_address
         record = api.ChangeRecord(
             change_id=f"{kind.lower()}-{len(st.changes) + 1}",
             type=kind,
             requested_at=workflow.now().isoformat(),
+            requested_by=opened.sealer,
             note=req.note,
             redirected_to=f"{address.city}, {address.countryCode}" if address is not None else None,
         )
         st.changes.append(record)
         self._follow.changed = True
+        if approvals.needs_approval(kind, self._approvals):
+            approvals.hold(record, now=workflow.now(), policy=self._approvals)
+            if address is not None:
+                self._awaiting_addresses[record.change_id] = address
+            audit.action(
+                api.CHANGE_UPDATES[kind],
+                who=record.requested_by,
+                result=audit.AWAITING_APPROVAL,
+                change_id=record.change_id,
+            )
+            return record
+        return await self._send_change(record, address)
+
+    async def _send_change(self, record: api.ChangeRecord, address: Address | None) -> api.ChangeRecord:
+        """Ask D1 for the change; returns once D1 took it (SENT), raises ChangeFailed otherwise."""
+        kind = record.type
+        name = api.CHANGE_UPDATES.get(kind, kind)
         body: dict[str, object] = {"type": kind}
         if address is not None:
             body["newDeliveryAddress"] = address.model_dump(mode="json", exclude_none=True)
@@ -246,6 +379,9 @@ class CardOrderWorkflow:
                 else "D1 could not be reached in time"
             )
             self._follow.changed = True
+            audit.action(
+                name, who=record.requested_by, result=audit.FAILED, change_id=record.change_id, reason=record.reason
+            )
             raise ApplicationError(
                 f"{kind} failed: {record.reason}", type=api.CHANGE_FAILED, non_retryable=True
             ) from None
@@ -254,7 +390,30 @@ class CardOrderWorkflow:
         if record.status == api.ChangeStatus.REQUESTED:  # the outcome may already have arrived
             record.status = api.ChangeStatus.SENT
         self._follow.changed = True
+        audit.action(name, who=record.requested_by, result=audit.SENT, change_id=record.change_id)
         return record
+
+    async def _expire_unapproved(self) -> None:
+        """Expire each change nobody approved in time; one timer, only while a change waits."""
+        st = self._state
+        while True:
+            due = approvals.next_expiry(st)
+            if due is None:
+                await workflow.wait_condition(lambda: approvals.next_expiry(st) is not None)
+                continue
+            wait = (due - workflow.now()).total_seconds()
+            if wait > 0:
+                try:
+                    await workflow.wait_condition(functools.partial(_expiry_moved, st, due), timeout=wait)
+                    continue  # approved, rejected or another change waits: look again
+                except TimeoutError:
+                    pass
+            for record in approvals.expire_due(st, workflow.now()):
+                self._awaiting_addresses.pop(record.change_id, None)
+                audit.action(
+                    "approval", who=WORKER, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason
+                )
+                self._follow.changed = True
 
     def _publish(self) -> None:
         self._follow.record(observe(self._state, self._ref, workflow.now(), issuer_id=self._ref.issuer_id))

@@ -17,14 +17,15 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import card_tracking as api
-    from contracts.card_order import OrderState, ReconcileRequest
+    from contracts import messages
+    from contracts.card_order import Notification, OrderState, ReconcileRequest
     from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
-    from d1.notifications import OperationNotification
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
     from workflows.follow_up import Follower, call_d1
-    from workflows.inputs import read_input
+    from workflows.inputs import read_input, start_roles
+    from workflows.messages import CHANGERS, MISSING, NOTIFIERS, ORDER_STARTERS, WRONG_CARD, Gate, Window, stamp
     from workflows.order_state import Applied
     from workflows.outcomes import call_failure, gave_up, refused_by_d1
     from workflows.tracking_rules import tracking_ending
@@ -34,12 +35,20 @@ with workflow.unsafe.imports_passed_through():
 class CardTrackingWorkflow:
     @workflow.init
     def __init__(self, raw: RawValue) -> None:
-        self._raw_input = read_input(raw, TrackingInput)  # a bad input ends the workflow (workflows/inputs.py)
+        # A bad input ends the workflow (workflows/inputs.py).
+        self._raw_input = read_input(
+            raw, TrackingInput, kind=messages.CARD_TRACKING_START, roles=start_roles(ORDER_STARTERS)
+        )
         inp = self._raw_input.value or TrackingInput(
             ref=TrackingRef(issuer_id="-", card_id="-", tracking_type="PRODUCTION"), request={}
         )
         self._ref = inp.ref
         self._state: OrderState = inp.state.model_copy(deep=True) if inp.state else OrderState()
+        self._gate = Gate(
+            issuer_id=inp.ref.issuer_id,
+            window=Window(inp.timing.message_max_age, inp.timing.message_max_ahead),
+            seen=self._state.seen_messages,
+        )
         self._follow = Follower(
             issuer_id=inp.ref.issuer_id,
             state=self._state,
@@ -55,20 +64,23 @@ class CardTrackingWorkflow:
         )
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
-    def on_notification(self, op: OperationNotification | None = None) -> None:
-        if op is None:
-            self._follow.refuse(api.NOTIFICATION_SIGNAL)
+    def on_notification(self, raw: RawValue = MISSING) -> None:
+        opened = self._gate.open(api.NOTIFICATION_SIGNAL, raw, Notification, NOTIFIERS, messages.D1_NOTIFICATION)
+        if not opened.ok or opened.value is None:
             return
+        op = opened.value.operation
+        if op.cardId != self._ref.card_id:  # sealed for this tracking, about another card
+            self._gate.refuse(api.NOTIFICATION_SIGNAL, WRONG_CARD, opened.sealer)
+            return
+        self._gate.accept(opened.value)
         if self._follow.apply(op, source="notification") == Applied.DUPLICATE:
             self._follow.count(metric_names.NOTIFICATIONS_DUPLICATED)
         self._settle()
 
     @workflow.signal(name=api.RECONCILE_SIGNAL)
-    def reconcile_now(self, req: ReconcileRequest | None = None) -> None:
-        if req is None:
-            self._follow.refuse(api.RECONCILE_SIGNAL)
-            return
-        self._follow.reconcile_requested = True
+    def reconcile_now(self, raw: RawValue = MISSING) -> None:
+        if self._gate.take(api.RECONCILE_SIGNAL, raw, ReconcileRequest, CHANGERS, messages.RECONCILE):
+            self._follow.reconcile_requested = True
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> TrackingView:
@@ -84,6 +96,7 @@ class CardTrackingWorkflow:
         await self._follow.follow_until_finished(
             lambda: inp.model_copy(
                 update={
+                    **stamp(),
                     "state": self._state,
                     "last_progress_at": self._follow.last_progress_at,
                     "shipment_changed_at": self._follow.shipment_changed_at,

@@ -20,9 +20,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
     from contracts import d1_batch as api
+    from contracts import messages
     from contracts.d1_batch import BatchInput, BatchReport, SubmissionResult
     from workflows.follow_up import call_d1
     from workflows.inputs import read_input
+    from workflows.messages import ORDER_STARTERS, stamp
     from workflows.outcomes import call_failure
 
 # A batch of 1,000 takes D1 longer to answer than one card.
@@ -49,7 +51,7 @@ def results_for(
             fields = {
                 "refusal": {"httpStatus": answer.http_status, "errorCode": entry.error_code, "error": entry.error}
             }
-        out.append(SubmissionResult(batch_workflow_id=batch_id, **fields))
+        out.append(SubmissionResult(**stamp(), batch_workflow_id=batch_id, **fields))
     return out
 
 
@@ -58,7 +60,7 @@ class D1BatchSubmissionWorkflow:
     @workflow.run
     async def run(self, raw: RawValue) -> BatchReport:
         # A bad input ends the workflow instead of failing every task (workflows/inputs.py).
-        inp = read_input(raw, BatchInput).check(BatchInput)
+        inp = read_input(raw, BatchInput, kind=messages.D1_BATCH_START, roles=ORDER_STARTERS).check(BatchInput)
         batch_id = workflow.info().workflow_id
         answer: acts.BatchSubmitResult | None = None
         refusal: dict[str, object] | None = None

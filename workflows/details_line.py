@@ -83,9 +83,5 @@ def details_line(st: OrderState) -> str:
     if st.unknown_statuses:
         parts.append(f"**Unknown statuses seen:** {', '.join(st.unknown_statuses)}")
     if st.changes:
-        last_change = st.changes[-1]
-        parts.append(
-            f"**Pull & change:** {last_change.type} {last_change.status.value}"
-            + (f" ({last_change.reason})" if last_change.reason else "")
-        )
+        parts.append(f"**Pull & change:** {st.changes[-1].in_words()}")
     return "  \n".join(parts)

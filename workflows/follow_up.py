@@ -24,7 +24,6 @@ from activities import contract as acts
 from contracts import search_attributes as sa
 from contracts.card_order import OrderState, OrderTiming, Outcome
 from d1.notifications import OperationNotification
-from observability import names as metric_names
 from workflows import order_state
 from workflows.details_line import attribute_values
 from workflows.order_state import Applied
@@ -260,11 +259,3 @@ class Follower:
                 meter.create_counter(m.metric).add(1, m.labels)
             else:
                 meter.create_histogram_float(m.metric, unit="s").record(m.seconds, m.labels)
-
-    def refuse(self, handler: str) -> None:
-        """A signal or update without its authenticated argument: a client without the
-        product's keys (its payload was refused by the codec). The card is not touched."""
-        workflow.logger.warning(
-            "refused %s without an authenticated argument (a client without the product's keys?)", handler
-        )
-        self.count(metric_names.MESSAGES_REFUSED, handler=handler)

@@ -12,9 +12,11 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
+    from contracts import messages
     from contracts import orphan_inbox as api
     from contracts.orphan_inbox import OrphanEntry, OrphanInbox
-    from workflows.inputs import read_input
+    from workflows.inputs import read_input, start_roles
+    from workflows.messages import INBOX_STARTERS, MISSING, RECORDERS, Gate, Window, stamp
 
 KEEP_ENTRIES = 500
 ENTRIES_PER_RUN = 2_000
@@ -26,14 +28,20 @@ class OrphanNotificationsWorkflow:
     def __init__(self, raw: RawValue) -> None:
         # A bad input ends the inbox (the receiver's next record starts a new one) instead
         # of failing every task while records pile up unread (workflows/inputs.py).
-        self._raw_input = read_input(raw, OrphanInbox)
+        self._raw_input = read_input(
+            raw, OrphanInbox, kind=messages.ORPHAN_INBOX_START, roles=start_roles(INBOX_STARTERS)
+        )
         self._inbox = (self._raw_input.value or OrphanInbox()).model_copy(deep=True)
         self._this_run = 0
+        issuer_id = workflow.info().workflow_id.rpartition(":")[2]
+        self._gate = Gate(
+            issuer_id=issuer_id, window=Window(messages.MAX_AGE, messages.MAX_AHEAD), seen=self._inbox.seen_messages
+        )
 
     @workflow.signal(name=api.RECORD_SIGNAL)
-    def record(self, entry: OrphanEntry | None = None) -> None:
-        if entry is None:  # no authenticated argument (a client without the product's keys)
-            workflow.logger.warning("refused %s without an authenticated argument", api.RECORD_SIGNAL)
+    def record(self, raw: RawValue = MISSING) -> None:
+        entry = self._gate.take(api.RECORD_SIGNAL, raw, OrphanEntry, RECORDERS, messages.ORPHAN_RECORD)
+        if entry is None:
             return
         self._inbox.entries.append(entry)
         del self._inbox.entries[:-KEEP_ENTRIES]
@@ -56,4 +64,4 @@ class OrphanNotificationsWorkflow:
             lambda: self._this_run >= ENTRIES_PER_RUN or workflow.info().is_continue_as_new_suggested()
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(self._inbox)
+        workflow.continue_as_new(self._inbox.model_copy(update=stamp()))

@@ -6,11 +6,16 @@ cardId), so a test can act while the card is in a given production stage.
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from contracts.card_order import ChangeStatus, OrderView, Outcome
-from starter.api import ChangeRejected
-from tests.conftest import ISSUER_ID, Stack, new_request_id
+import pytest
+from temporalio.client import Client
+
+from contracts.card_order import ChangeRecord, ChangeStatus, OrderView, Outcome
+from security.codec import load_codec
+from starter.api import CardOrders, ChangeRejected
+from temporal_client import data_converter
+from tests.conftest import ISSUER_ID, TASK_QUEUE, Stack, new_request_id
 from tests.support.orders import sample_order
 from tests.support.validation import InvalidOrder
 
@@ -34,6 +39,19 @@ async def paced(stack: Stack, card_id: str, step_ms: int) -> None:
 
 async def p_and_c_requests(stack: Stack) -> int:
     return int((await stack.emulator_stats())["pullAndChangeRequests"])
+
+
+async def approved(stack: Stack, codec_keys_file: Path, rid: str, asked: ChangeRecord) -> ChangeRecord:
+    """A new delivery address waits for a second operator (docs/operations.md, "Four eyes on
+    an address change"): another operator than the one who asked approves it."""
+    assert asked.status is ChangeStatus.AWAITING_APPROVAL, asked
+    client = Client(
+        stack.client.service_client,
+        namespace=stack.client.namespace,
+        data_converter=data_converter(load_codec(codec_keys_file, seal_as="operator:approver")),
+    )
+    approver = CardOrders(client, task_queue=TASK_QUEUE, edge=stack.orders.edge)
+    return await approver.approve_change(ISSUER_ID, rid, asked.change_id)
 
 
 def acknowledged(view: OrderView) -> bool:
@@ -96,14 +114,15 @@ async def test_cancel_after_shipment_is_rejected_without_calling_d1(stack: Stack
     assert await p_and_c_requests(stack) == before
 
 
-async def test_redirect_changes_the_address_the_emulator_ships_to(stack: Stack) -> None:
+async def test_redirect_changes_the_address_the_emulator_ships_to(stack: Stack, codec_keys_file: Path) -> None:
     rid = new_request_id("redirect")
     card = f"pc-{rid}"
     await paced(stack, card, 700)
     await stack.orders.submit(sample_order(rid, card_id=card))
     await stack.orders.wait_for(ISSUER_ID, rid, acknowledged, timeout=30, poll=0.05)
 
-    record = await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS, note="moved")
+    asked = await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS, note="moved")
+    record = await approved(stack, codec_keys_file, rid, asked)
     assert record.redirected_to == "Boston, US"
     view = await stack.orders.wait_for(ISSUER_ID, rid, decided, timeout=30, poll=0.05)
     assert view.state.changes[0].status == ChangeStatus.ACCEPTED, view.state.changes
@@ -120,7 +139,7 @@ async def test_redirect_changes_the_address_the_emulator_ships_to(stack: Stack) 
     assert [c["type"] for c in emulated[-1]["_emulator"]["changes"]] == ["REDIRECT", "ACCELERATE"]
 
 
-async def test_redirect_too_late_is_refused_by_the_personalization_center(stack: Stack) -> None:
+async def test_redirect_too_late_is_refused_by_the_personalization_center(stack: Stack, codec_keys_file: Path) -> None:
     rid = new_request_id("refused")
     card = f"pc-{rid}"
     await paced(stack, card, 600)
@@ -128,7 +147,7 @@ async def test_redirect_too_late_is_refused_by_the_personalization_center(stack:
     await stack.orders.wait_for(
         ISSUER_ID, rid, lambda v: v.state.production_status == "CARD_PROD_ONGOING", timeout=30, poll=0.05
     )
-    record = await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS)
+    record = await approved(stack, codec_keys_file, rid, await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS))
     assert record.status in (ChangeStatus.SENT, ChangeStatus.REFUSED)
     view = await stack.orders.wait_for(ISSUER_ID, rid, decided, timeout=30, poll=0.05)
     change = view.state.changes[0]
@@ -142,7 +161,7 @@ async def test_redirect_too_late_is_refused_by_the_personalization_center(stack:
     assert emulated[-1]["_emulator"]["deliveryAddress"]["city"] == "New York"
 
 
-async def test_change_requests_are_validated_before_anything_is_sent(stack: Stack) -> None:
+async def test_change_requests_are_validated_before_anything_is_sent(stack: Stack, codec_keys_file: Path) -> None:
     rid = new_request_id("bad-change")
     card = f"pc-{rid}"
     await paced(stack, card, 500)
@@ -153,7 +172,7 @@ async def test_change_requests_are_validated_before_anything_is_sent(stack: Stac
         await stack.orders.redirect(ISSUER_ID, rid, {**NEW_ADDRESS, "countryCode": "JP", "zipCode": "#"})
     assert {e.path for e in bad.value.errors} == {"$.newDeliveryAddress.countryCode", "$.newDeliveryAddress.zipCode"}
     # Two changes at once: the second waits for D1's answer to the first.
-    await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS)
+    await approved(stack, codec_keys_file, rid, await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS))
     view = await stack.orders.status(ISSUER_ID, rid)
     if view.state.pending_change is not None:
         with pytest.raises(ChangeRejected, match="still waiting"):

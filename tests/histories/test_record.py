@@ -17,11 +17,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
-from contracts.card_order import OrderView, Outcome
-from tests.conftest import ISSUER_ID, Stack, fast_timing, new_request_id
+from contracts.card_order import ChangeStatus, OrderView, Outcome
+from security.codec import load_codec
+from starter.api import CardOrders
+from temporal_client import data_converter
+from tests.conftest import ISSUER_ID, TASK_QUEUE, Stack, fast_timing, new_request_id
 from tests.histories import HISTORIES_DIR
 from tests.support.orders import sample_order
+
+NEW_ADDRESS = {"line1": "5 Harbour Rd", "city": "Boston", "state": "MA", "zipCode": "02108", "countryCode": "US"}
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -81,6 +87,33 @@ async def test_record_canceled(stack: Stack) -> None:
         await stack.emulator("POST", "/_emulator/faults", json={"stepDelayMs": 20})
     assert view.state.outcome == Outcome.CANCELED
     await _save(stack, "canceled", view)
+
+
+async def test_record_redirect_approved(stack: Stack, codec_keys_file: Path) -> None:
+    """Four eyes: a redirect waits for a second operator, who approves it (the approval, the
+    expiry timer it arms and cancels, the D1 call after it)."""
+    rid = new_request_id("redirect")
+    approver_client = Client(
+        stack.client.service_client,
+        namespace=stack.client.namespace,
+        data_converter=data_converter(load_codec(codec_keys_file, seal_as="operator:approver")),
+    )
+    approver = CardOrders(approver_client, task_queue=TASK_QUEUE, edge=stack.orders.edge)
+    await stack.emulator("POST", "/_emulator/faults", json={"stepDelayMs": 400})
+    try:
+        await stack.orders.submit(sample_order(rid))
+        await stack.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None)
+        asked = await stack.orders.redirect(ISSUER_ID, rid, NEW_ADDRESS)
+        assert asked.status is ChangeStatus.AWAITING_APPROVAL
+        await approver.approve_change(ISSUER_ID, rid, asked.change_id)
+        view = await stack.orders.wait(ISSUER_ID, rid)
+    finally:
+        await stack.emulator("POST", "/_emulator/faults", json={"stepDelayMs": 20})
+    assert view.state.outcome == Outcome.DELIVERED
+    assert [(c.type, c.status, c.approved_by) for c in view.state.changes] == [
+        ("REDIRECT", ChangeStatus.ACCEPTED, "operator:approver")
+    ]
+    await _save(stack, "redirect-approved", view)
 
 
 async def test_record_bulk(stack: Stack) -> None:

@@ -27,6 +27,7 @@ SCENARIOS = {
     "happy",
     "bulk",
     "canceled",
+    "redirect-approved",
     "data-exception",
     "rejected",
     "reconciled",

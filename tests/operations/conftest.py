@@ -42,6 +42,7 @@ from starter.api import CardOrders
 from temporal_client import data_converter
 from tests.conftest import ISSUER_ID, fast_timing, spec_for_tests, temporal_cli
 from tests.support import inprocess
+from tests.support.senders import as_senders, with_senders
 
 TASK_QUEUE = "ops-card-orders"
 REPO = Path(__file__).resolve().parents[2]
@@ -95,7 +96,7 @@ async def ops(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpsStac
     tmp = tmp_path_factory.mktemp("ops")
     # Its own dev server on the stack's ports (with the UI), and metrics on the "worker" port.
     local = spec_for_tests(tmp, task_queue=TASK_QUEUE, ports=Ports.free(metrics=True)).ensure()
-    converter = data_converter(load_codec(local.paths.codec_keys))
+    converter = data_converter(as_senders(load_codec(local.paths.codec_keys)))
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
         data_converter=converter,
@@ -112,7 +113,7 @@ async def ops(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OpsStac
     telemetry = local.telemetry_settings("worker")
     runtime = build_runtime(telemetry, "ops-test")
     try:
-        client = await local.connect(interceptors=client_interceptors(), runtime=runtime)
+        client = with_senders(await local.connect(interceptors=client_interceptors(), runtime=runtime))
         async with inprocess.running_product(local, client) as p:
             yield OpsStack(
                 env=env,

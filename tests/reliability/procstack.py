@@ -24,6 +24,7 @@ from stack.processes import Supervisor
 from starter.api import CardOrders
 from tests.conftest import FAST_TIMING, TEST_EMULATOR, spec_for_tests, temporal_cli
 from tests.support.inprocess import serve_emulator, serve_receiver
+from tests.support.senders import with_senders
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_QUEUE = "reliability"
@@ -77,7 +78,8 @@ class ProcStack:
         last: Exception | None = None
         for _ in range(200):
             try:
-                return await self.local.connect(interceptors=[])
+                # Each message sealed as its production sender (tests/support/senders.py).
+                return with_senders(await self.local.connect(interceptors=[]))
             except Exception as err:  # server still starting
                 last = err
                 await asyncio.sleep(0.1)

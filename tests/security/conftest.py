@@ -41,6 +41,7 @@ from starter.api import CardOrders
 from tests.conftest import spec_for_tests, temporal_address
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
 from tests.support import inprocess
+from tests.support.senders import with_senders
 
 TASK_QUEUE = "security-card-orders"
 OAUTH_SECRET = "local-test-secret-0123456789abcdef"  # test value, written to a 0600 file
@@ -129,7 +130,7 @@ async def mtls_stack(
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    client = await local.connect(interceptors=[TracingInterceptor(provider.get_tracer("tests.security"))])
+    client = with_senders(await local.connect(interceptors=[TracingInterceptor(provider.get_tracer("tests.security"))]))
     async with inprocess.running_product(local, client) as p:
         assert p.emulator_url.startswith("https://")
         yield MtlsStack(

@@ -22,10 +22,12 @@ from emulator.state import EmulatorState
 from receiver.app import create_app as create_receiver_app
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
+from security.sealing import RECEIVER, WORKER
 from security.transport import receiver_server_options
 from settings import D1ClientSettings, ReceiverSettings
 from stack.local import LocalStack
 from stack.servers import serve
+from tests.support.senders import as_role
 from worker import build_worker, d1_activities
 
 
@@ -73,12 +75,13 @@ class InProcessProduct:
 @asynccontextmanager
 async def running_product(stack: LocalStack, client: Client) -> AsyncIterator[InProcessProduct]:
     """Receiver, emulator and worker of ``stack``, all talking to the Temporal behind ``client``."""
-    router = NotificationRouter(client, stack.spec.task_queue)
+    # Each process seals as its role (tests/support/senders.py).
+    router = NotificationRouter(as_role(client, RECEIVER), stack.spec.task_queue)
     emulator_app = create_emulator_app(stack.emulator_settings())
     async with (
         serve_receiver(stack, router) as receiver_url,
         serve_emulator(stack, app=emulator_app) as emulator_url,
-        run_worker(stack, client),
+        run_worker(stack, as_role(client, WORKER)),
     ):
         yield InProcessProduct(
             stack=stack,

@@ -13,7 +13,7 @@ import shutil
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,16 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    SignalWorkflowInput,
+    StartWorkflowInput,
+    StartWorkflowUpdateInput,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -33,9 +42,11 @@ from temporalio.worker import Worker
 from activities import contract as acts
 from contracts import search_attributes as sa
 from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
+from contracts.messages import Message
 from d1.notifications import OperationNotification
 from security.codec import AesGcmCodec, generate_keys_file, load_codec
 from temporal_client import data_converter
+from tests.support.senders import as_senders
 from worker import WORKFLOWS, workflow_runner
 
 TASK_QUEUE = "fast-card-orders"
@@ -150,6 +161,42 @@ class FastEnv:
         )
 
 
+class IssuedAtServerTime(Interceptor):
+    """Stamps each message a test sends with the time-skipping server's clock, as a sender's
+    clock would read in production (messages are refused outside their validity window)."""
+
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        self.env = env
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _Stamping(next, self.env)
+
+
+class _Stamping(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, env: WorkflowEnvironment) -> None:
+        super().__init__(next)
+        self.env = env
+
+    async def _stamped(self, args: Sequence[Any]) -> list[Any]:
+        if not any(isinstance(a, Message) for a in args):
+            return list(args)
+        now = await self.env.get_current_time()
+        return [a.model_copy(update={"issued_at": now}) if isinstance(a, Message) else a for a in args]
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        input.args = await self._stamped(input.args)
+        input.start_signal_args = await self._stamped(input.start_signal_args)
+        return await super().start_workflow(input)
+
+    async def signal_workflow(self, input: SignalWorkflowInput) -> None:
+        input.args = await self._stamped(input.args)
+        await super().signal_workflow(input)
+
+    async def start_workflow_update(self, input: StartWorkflowUpdateInput) -> WorkflowUpdateHandle[Any]:
+        input.args = await self._stamped(input.args)
+        return await super().start_workflow_update(input)
+
+
 def new_ids(prefix: str) -> tuple[str, str]:
     suffix = uuid.uuid4().hex[:12]
     return f"card-{prefix}-{suffix}", f"req-{prefix}-{suffix}"
@@ -173,10 +220,17 @@ async def own_fast(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fa
 
 @asynccontextmanager
 async def _fast_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FastEnv]:
+    # The keys file seals as the worker: the environment's own client is the worker's.
     codec = load_codec(generate_keys_file(tmp_path_factory.mktemp("fast") / "codec-keys.json"))
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server(), data_converter=data_converter(codec)
     )
+    # The tests' client: each message sealed as its production sender, issued at the test
+    # server's time (which skips ahead of the wall clock).
+    config = env.client.config()
+    config["data_converter"] = data_converter(as_senders(codec))
+    config["interceptors"] = [*config["interceptors"], IssuedAtServerTime(env)]
+    client = Client(**config)
     try:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
@@ -198,6 +252,6 @@ async def _fast_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[F
             workflow_runner=workflow_runner(),
             activities=d1.all(),
         ):
-            yield FastEnv(env, env.client, codec, d1, plain)
+            yield FastEnv(env, client, codec, d1, plain)
     finally:
         await env.shutdown()

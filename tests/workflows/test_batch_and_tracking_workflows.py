@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from contracts import card_order, d1_batch, orphan_inbox
 from contracts import card_tracking as tracking
-from contracts.card_order import BatchMembership, OrderTiming, OrderView, Outcome
+from contracts.card_order import BatchMembership, Notification, OrderTiming, OrderView, Outcome
 from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
 from contracts.d1_batch import BatchCard, BatchInput, BatchReport
 from d1.notifications import OperationNotification
@@ -134,7 +134,9 @@ async def test_shipment_tracking_from_duplicated_shuffled_updates_ends_delivered
     twice = updates * 2
     random.Random(7).shuffle(twice)
     for update in twice:
-        await handle.signal(tracking.NOTIFICATION_SIGNAL, OperationNotification.model_validate(update))
+        await handle.signal(
+            tracking.NOTIFICATION_SIGNAL, Notification(operation=OperationNotification.model_validate(update))
+        )
     view: TrackingView = await handle.result()
     assert view.state.outcome is Outcome.DELIVERED
     assert fast.d1.trackings[card] == [
@@ -147,7 +149,9 @@ async def test_shipment_tracking_from_duplicated_shuffled_updates_ends_delivered
 async def test_production_tracking_ends_when_the_card_left(fast: FastEnv) -> None:
     handle, card = await _track(fast, "trk-prod", "PRODUCTION")
     update = _tracking_op(card, "PRODUCTION", "CARD_SHIPPED", "SUCCESSFUL")
-    await handle.signal(tracking.NOTIFICATION_SIGNAL, OperationNotification.model_validate(update))
+    await handle.signal(
+        tracking.NOTIFICATION_SIGNAL, Notification(operation=OperationNotification.model_validate(update))
+    )
     view: TrackingView = await handle.result()
     assert view.state.outcome is Outcome.SHIPPED and view.state.production_site == "BUREAU-7"
 
@@ -155,7 +159,9 @@ async def test_production_tracking_ends_when_the_card_left(fast: FastEnv) -> Non
 async def test_return_tracking_ends_returned(fast: FastEnv) -> None:
     handle, card = await _track(fast, "trk-ret", "RETURN")
     update = _tracking_op(card, "RETURN", "CARD_RETURNED", "SUCCESSFUL")
-    await handle.signal(tracking.NOTIFICATION_SIGNAL, OperationNotification.model_validate(update))
+    await handle.signal(
+        tracking.NOTIFICATION_SIGNAL, Notification(operation=OperationNotification.model_validate(update))
+    )
     view: TrackingView = await handle.result()
     assert view.state.outcome is Outcome.RETURNED
 

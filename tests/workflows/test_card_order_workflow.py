@@ -19,7 +19,15 @@ from temporalio.exceptions import ApplicationError
 
 from contracts import card_order as api
 from contracts import search_attributes as sa
-from contracts.card_order import ChangeRequest, ChangeStatus, OrderTiming, OrderView, Outcome, ReconcileRequest
+from contracts.card_order import (
+    ChangeRequest,
+    ChangeStatus,
+    Notification,
+    OrderTiming,
+    OrderView,
+    Outcome,
+    ReconcileRequest,
+)
 from d1.notifications import OperationNotification
 from d1.order import Address
 from tests.security.support import LEAK_CVV2, LEAK_PAN, LEAK_TRACK2, find_leaks, needles
@@ -70,7 +78,7 @@ def ops(card: str, rid: str, steps: list[dict[str, Any]] | None = None) -> list[
 
 async def notify(handle: WorkflowHandle[Any, Any], updates: list[OperationNotification]) -> None:
     for update in updates:
-        await handle.signal(NOTIFY, update)
+        await handle.signal(NOTIFY, Notification(operation=update))
 
 
 # ---------------------------------------------------------------------------- lifecycle
@@ -94,7 +102,7 @@ async def test_search_attributes_follow_the_milestones_one_notification_per_task
     handle, card, rid = await start(fast, "milestones")
     seen: list[tuple[str | None, str | None]] = []
     for applied, update in enumerate(ops(card, rid), start=1):
-        await handle.signal(NOTIFY, update)
+        await handle.signal(NOTIFY, Notification(operation=update))
         await until(handle, lambda v, n=applied: v.state.updates_applied >= n or v.state.finished)
         attrs = (await handle.describe()).typed_search_attributes
         seen.append((attrs.get(sa.PRODUCTION_STATUS), attrs.get(sa.SHIPMENT_STATUS)))
@@ -218,7 +226,7 @@ async def test_cancel_before_shipment_ends_the_order_canceled(fast: FastEnv) -> 
     handle, card, rid = await start(fast, "cancel")
     await notify(handle, ops(card, rid)[:2])
     record = await handle.execute_update(
-        api.CANCEL_UPDATE, ChangeRequest(note="customer request"), result_type=api.ChangeRecord
+        api.CANCEL_UPDATE, ChangeRequest(kind=api.CANCEL_UPDATE, note="customer request"), result_type=api.ChangeRecord
     )
     assert record.status is ChangeStatus.SENT and fast.d1.changes[card] == [{"type": "CANCEL"}]
     accepted = {
@@ -242,8 +250,8 @@ async def test_changes_after_shipment_are_refused_without_calling_d1(fast: FastE
     await until(handle, lambda v: v.state.shipped)
     address = Address(line1="1 New St", city="Paris", zipCode="75001", countryCode="FR")
     for update, request in (
-        (api.CANCEL_UPDATE, ChangeRequest()),
-        (api.REDIRECT_UPDATE, ChangeRequest(new_delivery_address=address)),
+        (api.CANCEL_UPDATE, ChangeRequest(kind=api.CANCEL_UPDATE)),
+        (api.REDIRECT_UPDATE, ChangeRequest(kind=api.REDIRECT_UPDATE, new_delivery_address=address)),
     ):
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update(update, request, result_type=api.ChangeRecord)
@@ -277,9 +285,11 @@ async def test_a_client_without_the_keys_cannot_signal_or_change_an_order_and_it
     steps = ops(card, rid)
     forged = OperationNotification.model_validate(operation("CARD_PROD_CANCELED", card_id=card, request_id=rid))
     plain = fast.plain.get_workflow_handle(handle.id)
-    await plain.signal(NOTIFY, forged)  # unsealed: the codec refuses it, the SDK drops the signal
+    await plain.signal(
+        NOTIFY, Notification(operation=forged)
+    )  # unsealed: the codec refuses it, the SDK drops the signal
     with pytest.raises(WorkflowUpdateFailedError):
-        await plain.execute_update(api.CANCEL_UPDATE, ChangeRequest(note="forged"))
+        await plain.execute_update(api.CANCEL_UPDATE, ChangeRequest(kind=api.CANCEL_UPDATE, note="forged"))
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(api.CANCEL_UPDATE)  # no (sealed) argument at all
     await plain.signal(api.RECONCILE_SIGNAL)  # a bare signal: refused in this version
