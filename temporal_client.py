@@ -7,7 +7,6 @@ one the ``temporal`` CLI reads too (docs/operations.md "Connecting to Temporal")
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import logging
 import os
 from pathlib import Path
