@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from contracts.activation import ActivationRecord
 from contracts.visibility import RUNNING, all_of, equals, of_type, quote, rfc3339
 from d1.notifications import ShipmentInfo
 from d1.order import Address
@@ -67,6 +68,8 @@ class OrderTiming(ContractModel):
     # Retrying a pull & change call stops after this long; the change is then FAILED (a
     # change is urgent by nature: once the card ships it is pointless).
     change_give_up_after: timedelta = timedelta(minutes=10)
+    # A carrier status among these, then quiet_after_shipped of silence: LOST_IN_TRANSIT.
+    exception_shipment_statuses: list[str] = Field(default_factory=lambda: ["Exception"])
 
 
 class OrderRef(ContractModel):
@@ -83,6 +86,9 @@ class OrderRef(ContractModel):
     group_id: str | None = None
     bulk_order_id: str | None = None
     distribution_channel: str = "THALES"
+    # A replacement or renewal (starter/replacement.py): the card it replaces, and why.
+    replaces_card_id: str | None = None
+    replacement_reason: str | None = None
 
 
 class D1Submission(ContractModel):
@@ -143,6 +149,8 @@ class Outcome(StrEnum):
     FAILED = "FAILED"  # operation FAILED without a more specific status
     # Produced and not shipped (INSTANT: handed over at the station; CENTRAL without shipment).
     PRODUCED = "PRODUCED"
+    # A carrier exception, then silence for quiet_after_shipped: the card is presumed lost.
+    LOST_IN_TRANSIT = "LOST_IN_TRANSIT"
 
 
 class ChangeStatus(StrEnum):
@@ -222,6 +230,8 @@ class OrderState(ContractModel):
     updates_applied: int = 0
     duplicates_ignored: int = 0
     reconciliations: int = 0
+    # D1's Card Activation call, when it came while the order ran (contracts/activation.py).
+    activation: ActivationRecord | None = None
 
     @property
     def finished(self) -> bool:

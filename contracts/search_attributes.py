@@ -18,6 +18,12 @@ TRACKING_NUMBER = SearchAttributeKey.for_keyword("TrackingNumber")
 ORDER_OUTCOME = SearchAttributeKey.for_keyword("OrderOutcome")
 DUE_DATE = SearchAttributeKey.for_datetime("DueDate")
 GROUP_ID = SearchAttributeKey.for_keyword("ShipmentGroupId")
+# The card's life around the order (contracts/activation.py, starter/replacement.py). Keyword
+# lists, queried like keywords (`Activation = "..."`): Temporal's SQLite visibility (the dev
+# server) holds at most 10 Keyword attributes, 9 of them taken above.
+ACTIVATED_AT = SearchAttributeKey.for_datetime("ActivatedAt")
+ACTIVATION = SearchAttributeKey.for_keyword_list("Activation")  # one contracts.activation.ActivationFlag
+REPLACES_CARD_ID = SearchAttributeKey.for_keyword_list("ReplacesCardId")  # the card a replacement replaces
 
 ALL: tuple[SearchAttributeKey, ...] = (
     ISSUER_ID,
@@ -30,6 +36,9 @@ ALL: tuple[SearchAttributeKey, ...] = (
     ORDER_OUTCOME,
     DUE_DATE,
     GROUP_ID,
+    ACTIVATED_AT,
+    ACTIVATION,
+    REPLACES_CARD_ID,
 )
 
 

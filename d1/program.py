@@ -113,6 +113,17 @@ class InstantRules(_Config):
     persoStations: list[str] | None = None
 
 
+class LifecycleRules(_Config):
+    """What the issuer decides about the card's life around its order (docs/operations.md,
+    "Activation, replacement and returns")."""
+
+    # An activation (D1's Card Activation call) of a card whose order has not reached delivered
+    # is always recorded and counted; true also refuses it (a card intercepted in the post).
+    refuseActivationBeforeDelivery: bool = False
+    # Replacing or renewing a card whose order is still open: refuse, or cancel that order first.
+    openOrderOnReplace: Literal["refuse", "cancel"] = "refuse"
+
+
 class Program(_Config):
     programId: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -126,6 +137,7 @@ class Program(_Config):
     instant: InstantRules = Field(default_factory=InstantRules)
     # What D1's documentation leaves open about its interface (our guesses by default).
     interface: D1Interface = Field(default_factory=D1Interface)
+    lifecycle: LifecycleRules = Field(default_factory=LifecycleRules)
 
     def body_issues(self, body: Mapping[str, Any]) -> list[Issue]:
         """Onboarding rules on the order body (same member names for the issuer's and D1's shape).

@@ -18,12 +18,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
+    from contracts import activation as activation_api
     from contracts import card_order as api
     from contracts import d1_batch
     from contracts.d1_batch import SubmissionResult
     from d1.notifications import OperationNotification
     from observability import names as metric_names
     from workflows import order_state
+    from workflows.activation import record_on_order
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
     from workflows.follow_up import Follower, call_d1
@@ -100,6 +102,15 @@ class CardOrderWorkflow:
             return
         if self._batch_result is None:
             self._batch_result = result
+
+    @workflow.signal(name=activation_api.ACTIVATED_SIGNAL)
+    def on_activated(self, record: activation_api.ActivationRecord | None = None) -> None:
+        """D1's Card Activation for this card (sent by the receiver, receiver/activation.py)."""
+        if record is None:
+            self._follow.refuse(activation_api.ACTIVATED_SIGNAL)
+            return
+        if record_on_order(self._state, record):
+            self._follow.changed = True
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> api.OrderView:

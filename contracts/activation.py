@@ -1,0 +1,61 @@
+"""The card activation contract: what the receiver records when D1 relays a cardholder's
+activation (D1's outbound Card Activation call, receiver/activation.py).
+
+An activation is recorded twice, for two readers: on the card's order, when the order still
+runs (signal ``card_activated``: timeline entry, ``state.activation``, search attributes
+``ActivatedAt`` and ``Activation``), and, always, as the card's activation record: a short
+workflow ``card-activation:{issuerId}:{cardId}`` whose result is the :class:`ActivationRecord`
+and whose search attributes say when and how (an order usually ends at delivery, before the
+cardholder activates, and a closed workflow cannot be changed). Identifiers and stages only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.visibility import equals, of_type
+
+WORKFLOW_TYPE = "CardActivationWorkflow"
+# Signal on the card's order (sent by the receiver): ActivationRecord.
+ACTIVATED_SIGNAL = "card_activated"
+
+
+class ActivationFlag(StrEnum):
+    """Search attribute ``Activation``: how the activation stood against the card's delivery."""
+
+    ACTIVATED = "ACTIVATED"  # after delivery (or no order of the product's to compare with)
+    BEFORE_DELIVERY = "ACTIVATED_BEFORE_DELIVERY"  # accepted, flagged: the card was not delivered yet
+    REFUSED_BEFORE_DELIVERY = "REFUSED_BEFORE_DELIVERY"  # refused: the program refuses those
+
+
+def workflow_id(issuer_id: str, card_id: str) -> str:
+    return f"card-activation:{issuer_id}:{card_id}"
+
+
+class ActivationRecord(BaseModel):
+    """One activation of a card as the receiver saw it (argument of ``card_activated`` and the
+    activation record's input and result)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
+
+    issuer_id: str
+    card_id: str
+    activated_at: str  # when the receiver got D1's call (ISO 8601, UTC)
+    flag: ActivationFlag
+    # The card's order, and where it stood (production / shipment status, outcome) at activation.
+    order_workflow_id: str | None = None
+    order_stage: str | None = None
+    # The bank's reference for the activation, when its CMS gave one.
+    cms_reference: str | None = None
+
+    @property
+    def before_delivery(self) -> bool:
+        return self.flag != ActivationFlag.ACTIVATED
+
+
+def activations_query(issuer_id: str | None = None, flag: ActivationFlag | None = None) -> str:
+    """The activation records, e.g. every activation before delivery of one issuer."""
+    parts = [equals("IssuerId", issuer_id) if issuer_id else "", equals("Activation", flag) if flag else ""]
+    return of_type(WORKFLOW_TYPE, " AND ".join(p for p in parts if p) or None)
