@@ -43,6 +43,7 @@ _DESCRIPTIONS = {
     names.PAYLOADS_REFUSED: "Payloads refused by the payload codec",
     names.NOTIFICATIONS_UNKNOWN: "D1 notifications for no known order",
     names.D1_REQUESTS: "HTTP requests to D1 by endpoint and status code",
+    names.CARD_ACTIVATIONS: "D1 Card Activation calls by outcome (activations before delivery included)",
 }
 
 
@@ -80,6 +81,9 @@ class ProductMetrics:
     def receiver_error(self, issuer_id: str, kind: str) -> None:
         """``kind``: ``temporal_unavailable`` (answered 503) or ``bug`` (answered 500)."""
         self._count(names.RECEIVER_ERRORS, issuer_id=issuer_id, kind=kind)
+
+    def activation(self, issuer_id: str, outcome: str) -> None:
+        self._count(names.CARD_ACTIVATIONS, issuer_id=issuer_id, outcome=outcome)
 
     def payload_refused(self, reason: str) -> None:
         self._count(names.PAYLOADS_REFUSED, reason=reason)

@@ -22,6 +22,9 @@ MESSAGES_REFUSED = "card_order_messages_refused"
 NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
 NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it
 RECEIVER_ERRORS = "d1_receiver_errors"  # label kind: temporal_unavailable (503) or bug (500)
+# D1's Card Activation calls (receiver/activation.py), label outcome: activated,
+# activated_before_delivery, refused_before_delivery, cms_card_unknown, cms_refused, cms_unavailable.
+CARD_ACTIVATIONS = "card_activations"
 
 # --- recorded by the payload codec (security/codec.py) in every process that serves metrics.
 PAYLOADS_REFUSED = "temporal_payloads_refused"  # label reason: unencrypted, unknown_key, tampered

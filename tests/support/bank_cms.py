@@ -1,0 +1,88 @@
+"""A stand-in for the bank's card management system (outside the product): the endpoint the
+receiver forwards D1's Card Activation calls to (receiver/cms.py).
+
+``POST /cards/{issuerId}/{cardId}/activate`` with ``Authorization: Bearer <token>``: 200
+``{"reference": ...}`` the first time, the same answer for a repeat of the same
+``Idempotency-Key`` (counted apart), 404 for a card listed in ``unknown``, 422 for one in
+``refused``, 503 while ``down``. Run it with :func:`serving` (tests) or
+``python -m tests.support.bank_cms PORT TOKEN`` (``make run``'s receiver can point at it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from stack.servers import serve
+
+PATH = "/cards/{issuerId}/{cardId}/activate"
+
+
+@dataclass
+class BankCms:
+    token: str
+    down: bool = False
+    unknown: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+    # (issuerId, cardId) -> reference, in the order activated
+    activated: dict[tuple[str, str], str] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    repeats: int = 0
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route(PATH, self._activate, methods=["POST"])])
+
+    def url_template(self, base_url: str) -> str:
+        """For RECEIVER_CMS_ACTIVATION_URL."""
+        return base_url + PATH
+
+    async def _activate(self, request: Request) -> Response:
+        issuer_id, card_id = request.path_params["issuerId"], request.path_params["cardId"]
+        self.calls.append(
+            {
+                "issuerId": issuer_id,
+                "cardId": card_id,
+                "idempotencyKey": request.headers.get("idempotency-key"),
+                "body": await request.json(),
+            }
+        )
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        if self.down:
+            return JSONResponse({"error": "maintenance"}, status_code=503)
+        if card_id in self.unknown:
+            return JSONResponse({"error": "no such card"}, status_code=404)
+        if card_id in self.refused:
+            return JSONResponse({"error": "card blocked"}, status_code=422)
+        key = (issuer_id, card_id)
+        if key in self.activated:
+            self.repeats += 1
+        else:
+            self.activated[key] = f"cms-{len(self.activated) + 1:06d}"
+        return JSONResponse({"reference": self.activated[key]})
+
+
+@asynccontextmanager
+async def serving(cms: BankCms, port: int | None = None) -> AsyncIterator[str]:
+    """The stand-in on a loopback port; yields its base URL."""
+    async with serve(cms.app(), port=port) as url:
+        yield url
+
+
+async def _main(port: int, token: str) -> None:
+    async with serving(BankCms(token=token), port) as url:
+        print(f"stand-in bank CMS on {url}{PATH}", flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main(int(sys.argv[1]), sys.argv[2]))
