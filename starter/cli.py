@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view, never sent to D1)")
         if address:
             p.add_argument("--address", help=f"JSON file with {address}")
+    from starter.lifecycle_cli import register  # it builds on this module
+
+    register(sub)  # replace, renew, reship, renew-batch, card
     return parser
 
 

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from d1.program import DEFAULT_PROGRAM_FILE
 from settings import D1ClientSettings, ReceiverSettings
+from stack.local import LocalStack
 from starter.api import CardOrders
 from tests.conftest import ISSUER_ID, running_product
 from tests.support.bank_cms import BankCms, serving
@@ -36,6 +37,18 @@ class Life:
     cms: BankCms
     emulator_url: str
     program_file: Path
+    local: LocalStack
+
+    def cli_env(self) -> dict[str, str]:
+        """What the stack sets for ``python -m starter`` against it (the CLI runs in-process)."""
+        return self.local.variables("starter")
+
+    async def emulator_order(self, card_id: str) -> dict[str, Any]:
+        """The sandbox's view of the card's order (what D1 was sent, no card data)."""
+        found = (await self.emulator("GET", "/_emulator/orders", params={"cardId": card_id})).json()["orders"]
+        assert len(found) == 1, found
+        view: dict[str, Any] = found[0]["_emulator"]
+        return view
 
     async def emulator(self, method: str, path: str, **kw: Any) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.emulator_url, timeout=60) as http:
@@ -95,4 +108,4 @@ async def life(
             orders = CardOrders(
                 temporal_env.client, task_queue=TASK_QUEUE, timing=p.stack.order_timing(), edge=p.stack.order_edge()
             )
-            yield Life(temporal_env.client, orders, cms, p.emulator_url, program_file)
+            yield Life(temporal_env.client, orders, cms, p.emulator_url, program_file, p.stack)
