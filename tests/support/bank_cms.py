@@ -72,9 +72,9 @@ class BankCms:
 
 
 @asynccontextmanager
-async def serving(cms: BankCms, port: int | None = None) -> AsyncIterator[str]:
-    """The stand-in on a loopback port; yields its base URL."""
-    async with serve(cms.app(), port=port) as url:
+async def serving(cms: BankCms, port: int | None = None, **tls: Any) -> AsyncIterator[str]:
+    """The stand-in on a loopback port (HTTPS with uvicorn's ``ssl_*`` options); yields its base URL."""
+    async with serve(cms.app(), port=port, **tls) as url:
         yield url
 
 
