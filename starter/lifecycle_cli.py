@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from contracts.card_order import card_query
 from d1.validation import InvalidOrder
 from settings import TemporalSettings
 from starter.api import CardOrders, OrderRefused, SubmittedOrder
@@ -98,7 +99,7 @@ async def cmd_renew_batch(args: argparse.Namespace, issuer_id: str) -> int:
 async def cmd_card(args: argparse.Namespace, issuer_id: str) -> int:
     """A card's orders, what it replaces and is replaced by, its activation."""
     orders = await CardOrders.connect(TemporalSettings())
-    own = await orders.list(f'IssuerId = "{issuer_id}" AND CardId = "{args.card_id}"')
+    own = await orders.list(card_query(args.card_id, issuer_id))
     if not own:
         raise Exit(EXIT_NOT_FOUND, f"no order of card {args.card_id} for issuer {issuer_id}")
     replaced_by = await orders.replacements(issuer_id, args.card_id)
