@@ -21,10 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from d1.program import DEFAULT_PROGRAM_FILE
 from settings import D1ClientSettings, ReceiverSettings
+from stack.bank_cms import BankCms, serving
 from stack.local import LocalStack
 from starter.api import CardOrders
 from tests.conftest import ISSUER_ID, running_product
-from tests.support.bank_cms import BankCms, serving
 
 TASK_QUEUE = "lifecycle-card-orders"
 CMS_TOKEN = "cms-test-token"

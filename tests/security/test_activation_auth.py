@@ -18,11 +18,11 @@ from receiver.app import create_app
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
 from security.transport import receiver_server_options
+from stack.bank_cms import BankCms, serving
 from stack.servers import serve
 from tests.conftest import TASK_QUEUE, new_request_id
 from tests.security.conftest import MtlsStack
 from tests.security.support import ISSUER_ID, OTHER_ISSUER_ID
-from tests.support.bank_cms import BankCms, serving
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,17 +1,17 @@
-"""A stand-in for the bank's card management system (outside the product): the endpoint the
-receiver forwards D1's Card Activation calls to (receiver/cms.py).
+"""A stand-in for the bank's card management system (outside the product, like the emulator
+is D1's): the endpoint the receiver forwards D1's Card Activation calls to (receiver/cms.py),
+for the tests and ``make run``.
 
 ``POST /cards/{issuerId}/{cardId}/activate`` with ``Authorization: Bearer <token>``: 200
 ``{"reference": ...}`` the first time, the same answer for a repeat of the same
 ``Idempotency-Key`` (counted apart), 404 for a card listed in ``unknown``, 422 for one in
-``refused``, 503 while ``down``. Run it with :func:`serving` (tests) or
-``python -m tests.support.bank_cms PORT TOKEN`` (``make run``'s receiver can point at it).
+``refused``, 503 while ``down``. Run it with :func:`serving` (the tests; ``make run`` serves
+it over HTTPS with the local PKI's server certificate: stack/__main__.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stack.servers import serve
+from stack.local import LocalStack
+from stack.servers import free_port, serve
 
 PATH = "/cards/{issuerId}/{cardId}/activate"
 
@@ -78,11 +79,20 @@ async def serving(cms: BankCms, port: int | None = None, **tls: Any) -> AsyncIte
         yield url
 
 
-async def _main(port: int, token: str) -> None:
-    async with serving(BankCms(token=token), port) as url:
-        print(f"stand-in bank CMS on {url}{PATH}", flush=True)
-        await asyncio.Event().wait()
-
-
-if __name__ == "__main__":
-    asyncio.run(_main(int(sys.argv[1]), sys.argv[2]))
+@asynccontextmanager
+async def bank_cms_for(stack: LocalStack) -> AsyncIterator[dict[str, str]]:
+    """``make run``'s bank CMS: the stand-in on a free loopback port (HTTPS with the local CA's
+    server certificate when the stack runs mutual TLS); yields the receiver's RECEIVER_CMS_* variables."""
+    token = secrets.token_urlsafe(24)
+    token_file = stack.paths.state_dir / "bank-cms-token"
+    token_file.write_text(token, encoding="utf-8")
+    token_file.chmod(0o600)
+    cms = BankCms(token=token)
+    pki = stack.pki
+    tls = {"ssl_certfile": str(pki.emulator_server.cert), "ssl_keyfile": str(pki.emulator_server.key)} if pki else {}
+    async with serving(cms, free_port(), **tls) as url:
+        variables = {"RECEIVER_CMS_ACTIVATION_URL": cms.url_template(url), "RECEIVER_CMS_TOKEN_FILE": str(token_file)}
+        if pki is not None:
+            variables["RECEIVER_CMS_CA_FILE"] = str(pki.ca_cert)
+        print(f"serving a stand-in of the bank's CMS on {url} (D1's card activations end there)")
+        yield variables
