@@ -1,5 +1,5 @@
 """A product stack whose receiver forwards D1's Card Activation calls to a stand-in of the
-bank's CMS (tests/support/bank_cms.py), with its own task queue and program file (the
+bank's CMS (stack/bank_cms.py), with its own task queue and program file (the
 tests change ``lifecycle`` rules in it)."""
 
 from __future__ import annotations
