@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from contracts.card_order import Outcome
 from starter import cli
 from starter.api import OrderRefused
 from starter.replacement import Reason, Replacement
-from tests.conftest import ISSUER_ID, new_request_id
+from tests.conftest import ISSUER_ID, fast_timing, new_request_id
 from tests.lifecycle.conftest import Life
 from tests.support.orders import TEST_PAN, sample_order
 
@@ -179,3 +180,20 @@ async def test_a_returned_card_is_reshipped_to_a_corrected_address_in_one_action
     delivered, _ = await delivered_card(life)
     with pytest.raises(OrderRefused, match="not returned nor lost"):
         await life.orders.reship(ISSUER_ID, delivered, ADDRESS, new_card_id=f"{new}-3", card_data=NEW_CARD)
+
+
+async def test_a_card_lost_in_transit_is_reshipped_as_such(life: Life) -> None:
+    rid = new_request_id("lost")
+    lost = f"emu-not-delivered-{rid}"
+    saved = life.orders.timing
+    # One silence timer covers a window: a short reconcile window lets the quiet end come soon.
+    life.orders.timing = fast_timing(quiet_after_shipped=timedelta(seconds=2), reconcile_after=timedelta(seconds=3))
+    try:
+        await life.orders.submit(sample_order(rid, card_id=lost))
+    finally:
+        life.orders.timing = saved
+    assert (await life.orders.wait(ISSUER_ID, rid)).state.outcome == Outcome.LOST_IN_TRANSIT
+    new = f"card-{new_request_id('again')}"
+    await life.orders.reship(ISSUER_ID, lost, ADDRESS, new_card_id=new, card_data=NEW_CARD)
+    view = await life.orders.status(ISSUER_ID, f"reship-{new}")
+    assert (view.ref.replaces_card_id, view.ref.replacement_reason) == (lost, "LOST_IN_TRANSIT")
