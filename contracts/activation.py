@@ -11,6 +11,7 @@ cardholder activates, and a closed workflow cannot be changed). Identifiers and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +29,16 @@ class ActivationFlag(StrEnum):
     ACTIVATED = "ACTIVATED"  # after delivery (or no order of the product's to compare with)
     BEFORE_DELIVERY = "ACTIVATED_BEFORE_DELIVERY"  # accepted, flagged: the card was not delivered yet
     REFUSED_BEFORE_DELIVERY = "REFUSED_BEFORE_DELIVERY"  # refused: the program refuses those
+
+
+def supersedes(flag: ActivationFlag, recorded: Sequence[str] | None) -> bool:
+    """Whether an activation with ``flag`` is news next to the one ``recorded`` (search attribute
+    ``Activation``): the first one is, and an accepted one after a refusal; a repeat of D1's call,
+    even once the card arrived, leaves the first accepted activation as it was (its flag stays)."""
+    if not recorded:
+        return True
+    refused = ActivationFlag.REFUSED_BEFORE_DELIVERY
+    return list(recorded) == [refused.value] and flag != refused
 
 
 def workflow_id(issuer_id: str, card_id: str) -> str:

@@ -190,7 +190,7 @@ class ActivationService:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
         else:
-            if described.typed_search_attributes.get(sa.ACTIVATION) == [record.flag.value]:
+            if not api.supersedes(record.flag, described.typed_search_attributes.get(sa.ACTIVATION)):
                 return  # a repeat of D1's call: recorded already
         attributes = TypedSearchAttributes(
             [

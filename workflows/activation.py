@@ -28,7 +28,7 @@ def record_on_order(state: OrderState, record: ActivationRecord) -> bool:
     """Record the activation on the order; False for a repeat (D1's call is idempotent). A
     refusal followed by an accepted activation (the card delivered since) is recorded too."""
     previous = state.activation
-    if previous is not None and previous.flag == record.flag:
+    if not api.supersedes(record.flag, [previous.flag.value] if previous is not None else None):
         return False
     state.activation = record
     last = state.timeline[-1] if state.timeline else None

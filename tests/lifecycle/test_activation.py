@@ -105,6 +105,10 @@ async def test_an_activation_before_delivery_is_flagged_on_the_order(life: Life)
     described = await life.orders.handle(ISSUER_ID, rid).describe()
     assert described.typed_search_attributes.get(sa.ACTIVATION) == ["ACTIVATED_BEFORE_DELIVERY"]
 
+    # D1 repeats its call once the card arrived: answered 204, the flag stays.
+    assert (await life.activate(card))["attempts"] == [204]
+    assert (await record_of(life, card)).flag == ActivationFlag.BEFORE_DELIVERY
+
 
 async def test_an_activation_before_delivery_is_refused_where_the_program_says_so(life: Life) -> None:
     rid = new_request_id("refuse")

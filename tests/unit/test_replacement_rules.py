@@ -83,3 +83,13 @@ def test_a_carrier_exception_then_silence_is_lost_in_transit_any_other_silence_s
         "carrier tracking quiet after shipping",
     )
     assert quiet_ending(OrderState(), timing)[0] is Outcome.SHIPPED
+
+
+def test_an_activation_is_news_once_or_after_a_refusal() -> None:
+    from contracts.activation import ActivationFlag, supersedes
+
+    assert supersedes(ActivationFlag.BEFORE_DELIVERY, None)
+    assert not supersedes(ActivationFlag.ACTIVATED, ["ACTIVATED_BEFORE_DELIVERY"])  # the flag stays
+    assert not supersedes(ActivationFlag.ACTIVATED, ["ACTIVATED"])
+    assert supersedes(ActivationFlag.ACTIVATED, ["REFUSED_BEFORE_DELIVERY"])
+    assert not supersedes(ActivationFlag.REFUSED_BEFORE_DELIVERY, ["REFUSED_BEFORE_DELIVERY"])
