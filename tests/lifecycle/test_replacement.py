@@ -197,3 +197,35 @@ async def test_a_card_lost_in_transit_is_reshipped_as_such(life: Life) -> None:
     await life.orders.reship(ISSUER_ID, lost, ADDRESS, new_card_id=new, card_data=NEW_CARD)
     view = await life.orders.status(ISSUER_ID, f"reship-{new}")
     assert (view.ref.replaces_card_id, view.ref.replacement_reason) == (lost, "LOST_IN_TRANSIT")
+
+
+async def test_a_renewal_campaign_file_and_a_reship_from_the_cli(
+    life: Life, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in life.cli_env().items():
+        monkeypatch.setenv(key, value)
+    olds = await asyncio.gather(*(delivered_card(life, "file") for _ in range(2)))
+    news = [f"card-{new_request_id('filed')}" for _ in olds]
+    campaign = tmp_path / "renewals.jsonl"
+    lines = [{"cardId": old, "newCardId": new, "cardData": NEW_CARD} for (old, _), new in zip(olds, news, strict=True)]
+    campaign.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert await cli.run(["renew-batch", str(campaign)]) == 0
+    out = capsys.readouterr().out
+    assert "2 renewal(s) started of 2; D1 batches: d1-batch:" in out
+    for new in news:
+        assert (await life.orders.wait(ISSUER_ID, f"renew-{new}")).state.outcome == Outcome.DELIVERED
+
+    rid = new_request_id("cliback")
+    returned = f"emu-returned-{rid}"
+    await life.orders.submit(sample_order(rid, card_id=returned))
+    assert (await life.orders.wait(ISSUER_ID, rid)).state.outcome == Outcome.RETURNED
+    card_file, address_file = tmp_path / "card.json", tmp_path / "address.json"
+    card_file.write_text(json.dumps(NEW_CARD), encoding="utf-8")
+    address_file.write_text(json.dumps(ADDRESS), encoding="utf-8")
+    new = f"card-{new_request_id('clireship')}"
+    argv = ["reship", returned, "--address", str(address_file), "--new-card-id", new, "--card-data", str(card_file)]
+    assert await cli.run(argv) == 0
+    assert f"reship-{new} started" in capsys.readouterr().out
+    await life.orders.wait_for(ISSUER_ID, f"reship-{new}", lambda v: v.state.submitted)
+    assert (await life.emulator_order(new))["deliveryAddress"]["city"] == "Boston"
