@@ -26,6 +26,18 @@ async def record_of(life: Life, card_id: str) -> ActivationRecord:
     return await handle.result()
 
 
+async def emulator_call(life: Life, card_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The emulator's activation call for the card, once it settled (D1 heard the answer)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            calls = (await life.emulator("GET", "/_emulator/activations")).json()["calls"]
+            settled = [c for c in calls if c["cardId"] == card_id and c["attempts"]]
+            if settled and settled[-1]["attempts"][-1] == 204:
+                found: dict[str, Any] = settled[-1]
+                return found
+            await asyncio.sleep(0.05)
+
+
 async def until(predicate: Any, timeout: float = 60) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -39,16 +51,18 @@ async def test_an_activation_after_delivery_reaches_the_bank_and_is_recorded(lif
     view: OrderView = await life.orders.wait(ISSUER_ID, rid)
     assert view.state.outcome == Outcome.DELIVERED
 
-    # The scenario's cardholder activates after delivery: D1 calls the receiver, which calls the bank.
-    await until(lambda: (ISSUER_ID, card) in life.cms.activated)
+    # The scenario's cardholder activates after delivery: D1 calls the receiver, which calls the
+    # bank, records the activation, then answers D1.
+    call = await emulator_call(life, card)
+    assert call["attempts"] == [204] and call["trigger"] == "ACTIVATED"
     record = await record_of(life, card)
     assert record.flag == ActivationFlag.ACTIVATED and not record.before_delivery
     assert record.cms_reference == life.cms.activated[(ISSUER_ID, card)]
     assert record.order_workflow_id == view.workflow_id and record.order_stage
     assert "DELIVERED" in record.order_stage
-    call = next(c for c in life.cms.calls if c["cardId"] == card)
-    assert call["idempotencyKey"] == f"activate:{ISSUER_ID}:{card}"
-    assert (await life.emulator("GET", "/_emulator/activations")).json()["calls"][-1]["attempts"] in ([204],)
+    bank_call = next(c for c in life.cms.calls if c["cardId"] == card)
+    assert bank_call["idempotencyKey"] == f"activate:{ISSUER_ID}:{card}"
+    assert bank_call["body"]["cardId"] == card and bank_call["body"]["activatedAt"]
 
     # Operators find it: the card's activation record by its search attributes.
     query = f'{activation_api.activations_query(ISSUER_ID, ActivationFlag.ACTIVATED)} AND CardId = "{card}"'
