@@ -73,6 +73,10 @@ def tracking_number() -> str:
     return "".join(str(secrets.randbelow(10)) for _ in range(10))
 
 
+# The least time between the last step the issuer heard and the cardholder's activation.
+ACTIVATION_DELAY_S = 0.5
+
+
 class ProductionSimulator:
     """One asyncio task per order; stopped with the application."""
 
@@ -244,7 +248,8 @@ class ProductionSimulator:
         """The cardholder activates once the issuer heard the last step (its stream drained)."""
         while self._notifier.pending_for(order):  # noqa: ASYNC110 - no drain event to wait on
             await asyncio.sleep(0.02)
-        await self._pause(order)
+        # Not in the same instant: the issuer's side has taken the last step in by then.
+        await self._pause(order, max(self.step_delay_s(order), ACTIVATION_DELAY_S))
         if self.activator is not None:
             await self.activator.activate(order.issuer_id, order.card_id, trigger=kind)
 

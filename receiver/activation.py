@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.requests import Request
@@ -56,7 +56,6 @@ ISSUER_ID_LEN = 10
 CARD_ID = re.compile(CARD_ID_PATTERN)
 # The carrier's final word for a delivered card (the default of OrderTiming.delivered_shipment_statuses).
 DELIVERED_SHIPMENT_STATUSES = frozenset({"Delivered"})
-QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 def d1_error(reason: str, text: str) -> JSONResponse:
@@ -137,8 +136,7 @@ class ActivationService:
         return Response(status_code=204)
 
     async def _standing(self, issuer_id: str, card_id: str) -> OrderStanding | None:
-        """The card's order: the running one, else the latest; its stage read from Temporal
-        itself (describe), not from visibility, which may lag behind the last step."""
+        """The card's order: the running one, else the latest, and its stage (search attributes)."""
         best: tuple[bool, datetime, str] | None = None
         query = card_order.orders_query(card_order.card_query(card_id, issuer_id))
         async for wf in self._client.list_workflows(query, limit=20):
@@ -147,21 +145,13 @@ class ActivationService:
                 best = candidate
         if best is None:
             return None
-        handle = self._client.get_workflow_handle(best[2])
-        described = await handle.describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
+        # Read from Temporal itself (describe), not from visibility, which may trail the last
+        # upsert; the order's view is not read: its payload is the worker's, not the receiver's.
+        described = await self._client.get_workflow_handle(best[2]).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
         running = described.status == WorkflowExecutionStatus.RUNNING
         attrs = described.typed_search_attributes
         outcome, shipment = attrs.get(sa.ORDER_OUTCOME), attrs.get(sa.SHIPMENT_STATUS)
         production = attrs.get(sa.PRODUCTION_STATUS)
-        if running:
-            # A running order's view includes every notification it accepted (a query sees the
-            # signals sent before it); its search attributes skip transient steps.
-            view = await handle.query(
-                card_order.VIEW_QUERY, result_type=card_order.OrderView, rpc_timeout=QUERY_TIMEOUT
-            )
-            st = view.state
-            outcome, production = st.outcome, st.production_status
-            shipment = st.shipment.status if st.shipment else None
         delivered = outcome == card_order.Outcome.DELIVERED or shipment in DELIVERED_SHIPMENT_STATUSES
         stage = " / ".join(v for v in (outcome, production, shipment) if v) or "not acknowledged by D1"
         return OrderStanding(workflow_id=best[2], running=running, delivered=delivered, stage=stage)

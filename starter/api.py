@@ -270,16 +270,25 @@ class CardOrders:
         return await self.list(replacements_query(issuer_id, card_id))
 
     async def activation(self, issuer_id: str, card_id: str) -> ActivationRecord | None:
-        """The card's activation record (D1's Card Activation call, receiver/activation.py), or None."""
+        """The card's activation (D1's Card Activation call, receiver/activation.py), or None: when
+        and how, from the activation record's search attributes (its payload is the receiver's)."""
         from contracts import activation as activation_api
-        from contracts.activation import ActivationRecord
+        from contracts.activation import ActivationFlag, ActivationRecord
 
-        handle = self.client.get_workflow_handle(
-            activation_api.workflow_id(issuer_id, card_id), result_type=ActivationRecord
-        )
-        if not await found(handle.describe()):
+        handle = self.client.get_workflow_handle(activation_api.workflow_id(issuer_id, card_id))
+        try:
+            described = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        attrs = described.typed_search_attributes
+        flags, at = attrs.get(sa.ACTIVATION), attrs.get(sa.ACTIVATED_AT)
+        if not flags or at is None:
             return None
-        return cast(ActivationRecord, await handle.result())
+        return ActivationRecord(
+            issuer_id=issuer_id, card_id=card_id, activated_at=at.isoformat(), flag=ActivationFlag(flags[0])
+        )
 
     async def _refuse_if_card_busy(self, prepared: PreparedOrder) -> None:
         ref = prepared.ref

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from contracts import search_attributes as sa
 from contracts.card_order import card_query
 from d1.validation import InvalidOrder
 from settings import TemporalSettings
@@ -103,12 +104,14 @@ async def cmd_card(args: argparse.Namespace, issuer_id: str) -> int:
     if not own:
         raise Exit(EXIT_NOT_FOUND, f"no order of card {args.card_id} for issuer {issuer_id}")
     replaced_by = await orders.replacements(issuer_id, args.card_id)
-    latest = await orders.status(issuer_id, own[0].issuer_request_id or "")
+    # Search attributes only: the orders' payloads are the worker's.
+    latest = await orders.client.get_workflow_handle(own[0].workflow_id).describe()
+    replaces = latest.typed_search_attributes.get(sa.REPLACES_CARD_ID)
     activation = await orders.activation(issuer_id, args.card_id)
     found = {
         "cardId": args.card_id,
         "orders": [o.workflow_id for o in own],
-        "replaces": latest.ref.replaces_card_id,
+        "replaces": replaces[0] if replaces else None,
         "replacedBy": [o.card_id for o in replaced_by],
         "activation": activation.model_dump(mode="json") if activation is not None else None,
     }

@@ -113,28 +113,32 @@ async def previous_order(client: Client, issuer_id: str, card_id: str) -> Previo
     return PreviousOrder(workflow_id, running, request_id or "", outcome, template)
 
 
-async def _start_input(client: Client, workflow_id: str, run_id: str | None, model: type[Any]) -> tuple[Any, str]:
-    """A workflow run's start input, decoded as the workflow reads it, and its first run's id."""
-    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-    async for event in handle.fetch_history_events():
-        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            break
-        attrs = event.workflow_execution_started_event_attributes
-        context = WorkflowSerializationContext(namespace=client.namespace, workflow_id=workflow_id)
-        (value,) = await client.data_converter.with_context(context).decode(attrs.input.payloads, [model])
-        return value, attrs.first_execution_run_id
+async def _started(client: Client, workflow_id: str, run_id: str | None = None) -> Any:
+    """The started event's attributes of a run (the latest without ``run_id``)."""
+    async for event in client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            return event.workflow_execution_started_event_attributes
+        break
     raise NoPreviousOrder(f"the history of {workflow_id} is no longer available")
+
+
+async def _start_input(client: Client, workflow_id: str, model: type[Any]) -> Any:
+    """The *first* run's start input, decoded as the workflow reads it. Only that one: the
+    issuer side sealed it (a continue-as-new input is the worker's, not for the starter to read)."""
+    first_run = (await _started(client, workflow_id)).first_execution_run_id or None
+    started = await _started(client, workflow_id, first_run)
+    context = WorkflowSerializationContext(namespace=client.namespace, workflow_id=workflow_id)
+    (value,) = await client.data_converter.with_context(context).decode(started.input.payloads, [model])
+    return value
 
 
 async def _first_body(client: Client, workflow_id: str, card_id: str) -> dict[str, Any]:
     """The D1 body the order was submitted with: in its first run's input, or in its D1 batch's."""
-    inp, first_run = await _start_input(client, workflow_id, None, CardOrderInput)
-    if inp.submission is None and inp.batch is None:  # continued as new: the first run has it
-        inp, _ = await _start_input(client, workflow_id, first_run, CardOrderInput)
+    inp = await _start_input(client, workflow_id, CardOrderInput)
     if inp.submission is not None:
         return dict(inp.submission.body)
     if inp.batch is not None:
-        batch, _ = await _start_input(client, inp.batch.batch_workflow_id, None, BatchInput)
+        batch = await _start_input(client, inp.batch.batch_workflow_id, BatchInput)
         for card in batch.cards:
             if card.workflow_id == workflow_id:
                 return dict(card.item)

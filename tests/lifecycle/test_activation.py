@@ -20,10 +20,14 @@ pytestmark = pytest.mark.asyncio
 
 
 async def record_of(life: Life, card_id: str) -> ActivationRecord:
+    """The whole record (its result): the operators' view is ``CardOrders.activation`` (search attributes)."""
+    summary = await life.orders.activation(ISSUER_ID, card_id)
     handle = life.client.get_workflow_handle(
         activation_api.workflow_id(ISSUER_ID, card_id), result_type=ActivationRecord
     )
-    return await handle.result()
+    record = await handle.result()
+    assert summary is not None and (summary.flag, summary.card_id) == (record.flag, card_id)
+    return record
 
 
 async def emulator_call(life: Life, card_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -147,6 +147,15 @@ async def test_a_renewal_campaign_goes_out_in_d1_batches(life: Life) -> None:
         sent = await life.emulator_order(new)
         assert (sent["issuance"], sent["via"]) == ("RENEWAL", "batch")
 
+    # A card ordered in a D1 batch is replaced from what its batch sent.
+    damaged = f"card-{new_request_id('damaged')}"
+    await life.orders.replace(ISSUER_ID, news[0], "damaged", new_card_id=damaged, card_data=NEW_CARD)
+    view = await life.orders.wait(ISSUER_ID, f"replace-{damaged}")
+    assert view.ref.replaces_card_id == news[0] and view.ref.card_product_id == "DEMO_VISA_DEBIT_01"
+    sent = await life.emulator_order(damaged)
+    assert (sent["issuance"], sent["cardCarrier"], sent["via"]) == ("REPLACEMENT", "carrier-welcome-en", "single")
+    assert sent["deliveryAddress"]["city"] == "New York"
+
 
 async def test_a_returned_card_is_reshipped_to_a_corrected_address_in_one_action(life: Life) -> None:
     rid = new_request_id("back")
