@@ -276,7 +276,7 @@ class Replacer:
                 refused.append(Started(index, refused=_why(err)))
                 continue
             ready.append((index, prepared))
-        started = await self.orders.start_many([p for _, p in ready], d1_batches=d1_batches)
+        started = await self.orders.start_many([p for _, p in ready], d1_batches=d1_batches) if ready else []
         renumbered = [dataclasses.replace(s, index=ready[s.index][0]) for s in started]
         return sorted([*renumbered, *refused], key=lambda s: s.index)
 
