@@ -234,6 +234,22 @@ class ReceiverSettings(BaseSettings):
     operator_tokens_file: Path | None = None
     """Operator credentials for `GET /_receiver/stats`, one `name:token` per line (the codec server's
     format), sent as `Authorization: Bearer <token>`. Unset: the route answers 404."""
+    cms_activation_url: str | None = None
+    """The bank's card management system endpoint that activates a card, with `{issuerId}` and
+    `{cardId}` (receiver/activation.py). Set, the receiver serves D1's Card Activation call and
+    forwards each activation there; unset, that call answers 404. HTTPS unless `RECEIVER_ALLOW_PLAINTEXT`."""
+    cms_token_file: Path | None = None
+    """File holding the bearer token the receiver presents to the bank's CMS (re-read on each call)."""
+    cms_ca_file: Path | None = None
+    """The CA the CMS's server certificate must chain to (default: the system's CAs)."""
+    cms_client_cert_file: Path | None = None
+    """A client certificate for the CMS, when it asks for mutual TLS (with `RECEIVER_CMS_CLIENT_KEY_FILE`)."""
+    cms_client_key_file: Path | None = None
+    """The private key of that client certificate."""
+    cms_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    """How long the receiver waits for the CMS; longer is answered to D1 as unavailable (D1 retries)."""
+    program_file: Path = REPO_ROOT / "config" / "program.json"
+    """The program configuration; the receiver reads `lifecycle.refuseActivationBeforeDelivery` (d1/program.py)."""
 
 
 class IssuerApiSettings(BaseSettings):

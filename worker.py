@@ -37,6 +37,7 @@ from security.sealing import WORKER
 from security.transport import d1_http_verify
 from settings import D1ClientSettings, TemporalSettings
 from temporal_client import connect
+from workflows.activation import CardActivationWorkflow
 from workflows.card_order import CardOrderWorkflow
 from workflows.card_tracking import CardTrackingWorkflow
 from workflows.d1_batch import D1BatchSubmissionWorkflow
@@ -83,7 +84,13 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callab
         ]
 
 
-WORKFLOWS = [CardOrderWorkflow, OrphanNotificationsWorkflow, D1BatchSubmissionWorkflow, CardTrackingWorkflow]
+WORKFLOWS = [
+    CardOrderWorkflow,
+    OrphanNotificationsWorkflow,
+    D1BatchSubmissionWorkflow,
+    CardTrackingWorkflow,
+    CardActivationWorkflow,
+]
 # Deterministic, side-effect-free modules the workflows use, shared with the sandbox instead of
 # re-imported for every workflow run: the D1 models, the contracts, the pure rules, pydantic.
 # The workflow modules themselves stay sandboxed (workflows/card_order.py, ...).

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from contracts import messages
+from contracts.activation import ActivationRecord
 from contracts.messages import Message
 from contracts.visibility import RUNNING, all_of, equals, of_type, quote, rfc3339
 from d1.notifications import OperationNotification, ShipmentInfo
@@ -78,6 +79,8 @@ class OrderTiming(ContractModel):
     # issued, and may claim a time this far ahead of the workflow's clock (contracts/messages.py).
     message_max_age: timedelta = messages.MAX_AGE
     message_max_ahead: timedelta = messages.MAX_AHEAD
+    # A carrier status among these, then quiet_after_shipped of silence: LOST_IN_TRANSIT.
+    exception_shipment_statuses: list[str] = Field(default_factory=lambda: ["Exception"])
 
 
 class OrderRef(ContractModel):
@@ -97,6 +100,9 @@ class OrderRef(ContractModel):
     # D1's services.issuance and services.priority: the service level the order is measured by.
     issuance: str | None = None
     priority: str | None = None
+    # A replacement or renewal (starter/replacement.py): the card it replaces, and why.
+    replaces_card_id: str | None = None
+    replacement_reason: str | None = None
 
 
 class D1Submission(ContractModel):
@@ -171,6 +177,8 @@ class Outcome(StrEnum):
     FAILED = "FAILED"  # operation FAILED without a more specific status
     # Produced and not shipped (INSTANT: handed over at the station; CENTRAL without shipment).
     PRODUCED = "PRODUCED"
+    # A carrier exception, then silence for quiet_after_shipped: the card is presumed lost.
+    LOST_IN_TRANSIT = "LOST_IN_TRANSIT"
 
 
 class ChangeStatus(StrEnum):
@@ -291,6 +299,8 @@ class OrderState(ContractModel):
     shipped_late: bool | None = None
     late_hours: float | None = None
     carrier_exceptions: int = 0  # carrier exception scans counted so far
+    # D1's Card Activation call, when it came while the order ran (contracts/activation.py).
+    activation: ActivationRecord | None = None
 
     @property
     def finished(self) -> bool:

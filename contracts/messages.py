@@ -30,6 +30,8 @@ D1_NOTIFICATION: Final = "d1_notification"
 RECONCILE: Final = "reconcile_now"
 BATCH_RESULT: Final = "d1_submission_result"
 ORPHAN_RECORD: Final = "orphan_record"
+CARD_ACTIVATED: Final = "card_activated"  # D1's Card Activation, on the card's order
+CARD_ACTIVATION_START: Final = "card_activation.start"  # the card's activation record
 
 # How long a message stays valid, and how far ahead of the workflow's clock its issue time may
 # be (clock skew between hosts). The age covers the wait of a message whose workflow task is

@@ -27,6 +27,12 @@ SERVICE_LABELS = SearchAttributeKey.for_keyword_list("ServiceLabels")
 SHIPPED_AT = SearchAttributeKey.for_datetime("ShippedAt")
 SHIPPED_LATE = SearchAttributeKey.for_bool("ShippedLate")
 LATE_HOURS = SearchAttributeKey.for_float("LateHours")
+# The card's life around the order (contracts/activation.py, starter/replacement.py). Keyword
+# lists, queried like keywords (`Activation = "..."`): Temporal's SQLite visibility (the dev
+# server) holds at most 10 Keyword attributes, 9 of them taken above.
+ACTIVATED_AT = SearchAttributeKey.for_datetime("ActivatedAt")
+ACTIVATION = SearchAttributeKey.for_keyword_list("Activation")  # one contracts.activation.ActivationFlag
+REPLACES_CARD_ID = SearchAttributeKey.for_keyword_list("ReplacesCardId")  # the card a replacement replaces
 
 ALL: tuple[SearchAttributeKey, ...] = (
     ISSUER_ID,
@@ -43,6 +49,9 @@ ALL: tuple[SearchAttributeKey, ...] = (
     SHIPPED_AT,
     SHIPPED_LATE,
     LATE_HOURS,
+    ACTIVATED_AT,
+    ACTIVATION,
+    REPLACES_CARD_ID,
 )
 
 

@@ -73,6 +73,12 @@ class D1Interface(BaseModel):
         "({batchId} = the batch call's x-correlation-id, else an id D1 assigns); null: none. "
         "D: notifications may carry inputFileName (the file of a file/batch channel). G: the name.",
     )
+    oldCardIdInOrder: bool = Field(
+        default=False,
+        description="Whether a REPLACEMENT / RENEWAL order names the card it replaces in D1's oldCardId. "
+        "D: services.issuance REPLACEMENT / RENEWAL. G: oldCardId is deprecated and found on no readable "
+        "page, so by default the link is kept on the issuer side only (search attribute ReplacesCardId).",
+    )
     productionStatusAnswersTracking: bool = Field(
         default=True,
         description="Whether productionStatus answers for a card known only from the tracking hub "
@@ -91,3 +97,20 @@ class D1Interface(BaseModel):
         if value is not None and set(_PLACEHOLDER.findall(value)) - {"batchId"}:
             raise ValueError("may only contain the placeholder {batchId}")
         return value
+
+
+# D1's outbound Card Activation call toward the issuer's card management system (D: the path,
+# POST, answered 204, idempotent; receiver/activation.py serves it). Nothing else is
+# documented, so the answers below are ours (G), in D1's error-body convention
+# ({"errorCode", "error"}), and D1 is assumed to retry a 5xx as it retries notifications.
+ACTIVATION_PATH = "/cms/api/v1/issuers/{issuerId}/physicalCards/{cardId}/activate"
+# Largest request body read: D1 documents no members; a body, when sent, is small.
+ACTIVATION_MAX_BODY_BYTES = 16_384
+# reason -> (HTTP status, errorCode); every one of them is G.
+ACTIVATION_ERRORS: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "FIELD_INVALID_FORMAT"),
+    "card_unknown": (404, "CARD_NOT_FOUND"),  # the bank's CMS does not know the card
+    "refused": (403, "ACTIVATION_REFUSED"),  # the bank's CMS refused the activation
+    "not_delivered": (403, "CARD_NOT_DELIVERED"),  # the program refuses activations before delivery
+    "unavailable": (503, "SERVICE_UNAVAILABLE"),  # the bank's CMS or the order store is unreachable: retry
+}

@@ -124,6 +124,17 @@ class PullAndChangeRules(_Config):
     addressChangeApprovalExpiry: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
 
 
+class LifecycleRules(_Config):
+    """What the issuer decides about the card's life around its order (docs/operations.md,
+    "Activation, replacement and returns")."""
+
+    # An activation (D1's Card Activation call) of a card whose order has not reached delivered
+    # is always recorded and counted; true also refuses it (a card intercepted in the post).
+    refuseActivationBeforeDelivery: bool = False
+    # Replacing or renewing a card whose order is still open: refuse, or cancel that order first.
+    openOrderOnReplace: Literal["refuse", "cancel"] = "refuse"
+
+
 class Program(_Config):
     programId: str = Field(min_length=1, max_length=64)
     description: str | None = None
@@ -138,6 +149,7 @@ class Program(_Config):
     pullAndChange: PullAndChangeRules = Field(default_factory=PullAndChangeRules)
     # What D1's documentation leaves open about its interface (our guesses by default).
     interface: D1Interface = Field(default_factory=D1Interface)
+    lifecycle: LifecycleRules = Field(default_factory=LifecycleRules)
 
     def four_eyes_summary(self) -> str:
         """The start-up log line of this program's choice (the worker and the starter log it)."""

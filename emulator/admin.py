@@ -37,6 +37,16 @@ def _state(request: Request) -> EmulatorState:
     return state
 
 
+class ActivateRequest(BaseModel):
+    """Body of ``POST /_emulator/activate``: the cardholder activates this card now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cardId: str = Field(min_length=1, max_length=48)
+    issuerId: str = Field(min_length=10, max_length=10)
+    maxAttempts: int = Field(default=5, ge=1, le=50)
+
+
 class RotateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -169,6 +179,21 @@ async def reset(request: Request) -> Response:
     return JSONResponse({"reset": True, "orders": body.orders})
 
 
+async def activate(request: Request) -> Response:
+    """D1's Card Activation call to the issuer, with D1's retries; answers once it settled."""
+    state = _state(request)
+    try:
+        body = ActivateRequest.model_validate(await _json_body(request))
+    except (ValueError, ValidationError) as exc:
+        return _bad_request(str(exc) if isinstance(exc, ValidationError) else "body is not valid JSON")
+    call = await state.activator.activate(body.issuerId, body.cardId, trigger="admin", max_attempts=body.maxAttempts)
+    return JSONResponse(call.to_json())
+
+
+async def activations(request: Request) -> Response:
+    return JSONResponse({"calls": [c.to_json() for c in _state(request).activator.calls]})
+
+
 async def public_key(request: Request) -> Response:
     return JSONResponse(_state(request).encryption_keys.public_jwk)
 
@@ -226,6 +251,8 @@ def admin_routes() -> list[BaseRoute]:
         Route(f"{PREFIX}/groups", set_groups, methods=["POST"]),
         Route(f"{PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{PREFIX}/public-key", public_key, methods=["GET"]),
+        Route(f"{PREFIX}/activate", activate, methods=["POST"]),
+        Route(f"{PREFIX}/activations", activations, methods=["GET"]),
         Route(f"{PREFIX}/keys", get_keys, methods=["GET"]),
         Route(f"{PREFIX}/keys/rotate", rotate_keys, methods=["POST"]),
         Route(f"{PREFIX}/keys/retire", retire_key, methods=["POST"]),

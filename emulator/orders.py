@@ -85,6 +85,11 @@ class Order:
     delivery_method: str | None = None
     # Sandbox only (fake data): kept so that a redirect can be observed (GET /_emulator/orders).
     delivery_address: dict[str, Any] | None = None
+    # What kind of card it is (CREATION, RENEWAL, REPLACEMENT), the card it replaces, its carrier.
+    issuance: str | None = None
+    old_card_id: str | None = None
+    card_product_id: str | None = None
+    card_carrier: str | None = None
     scenario: ScenarioRule | None = None
     # Which API the order came through, and the inputFileName its notifications carry.
     via: Via = "single"
@@ -170,6 +175,10 @@ class Order:
             "delivery": self.delivery_method,
             "deliveryAddress": self.delivery_address,
             "scenario": self.scenario.scenario if self.scenario else None,
+            "issuance": self.issuance,
+            "oldCardId": self.old_card_id,
+            "cardProductId": self.card_product_id,
+            "cardCarrier": self.card_carrier,
             "accelerated": self.accelerated,
             "cancelRequested": self.cancel_requested,
             "changes": list(self.changes),
@@ -338,6 +347,10 @@ class OrderService:
                 delivery_address=(
                     shipment.deliveryAddress.model_dump(mode="json", exclude_none=True) if shipment else None
                 ),
+                issuance=request.services.issuance,
+                old_card_id=getattr(request, "oldCardId", None),
+                card_product_id=request.cardProductId,
+                card_carrier=request.services.cardCarrier,
                 scenario=self._scenarios.match(card_id, request.consumerId, rid),
                 via=via,
                 input_file_name=input_file_name,

@@ -22,6 +22,10 @@ that path for a central-issuance PRODUCE operation (D) or it is our reading (G),
 ``NOT_DELIVERED``         G    shipped, then one carrier ``Exception`` update (reason) and
                                silence: the card is never delivered (carrier statuses are
                                not documented by D1).
+``ACTIVATED``             D    delivered, then the cardholder activates the card: D1's Card
+                               Activation call to the issuer (emulator/activation.py).
+``ACTIVATED_BEFORE_``     G    shipped, then activated while in transit (a card intercepted
+``DELIVERY``                   in the post), then delivered.
 ========================  ===  =========================================================
 
 A rule may also set ``stepDelayMs``: that order's own pace (to hold it long enough in a
@@ -30,7 +34,8 @@ production stage to exercise pull & change), with or without a scenario.
 Rules come from three places, first match wins: rules added at run time
 (``POST /_emulator/scenarios``), then the ``EMULATOR_SCENARIOS_FILE`` JSON list, then the
 built-in markers :data:`BUILT_IN_RULES` (``cardId`` prefixes ``emu-data-exception``,
-``emu-prod-exception``, ``emu-on-hold``, ``emu-returned``, ``emu-not-delivered``).
+``emu-prod-exception``, ``emu-on-hold``, ``emu-returned``, ``emu-not-delivered``,
+``emu-activated``, ``emu-early-activation``).
 """
 
 from __future__ import annotations
@@ -43,7 +48,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from d1.statuses import ProductionStatus as S
 
-ScenarioKind = Literal["DATA_EXCEPTION", "CARD_PROD_EXCEPTION", "ON_HOLD", "RETURNED", "NOT_DELIVERED"]
+ScenarioKind = Literal[
+    "DATA_EXCEPTION",
+    "CARD_PROD_EXCEPTION",
+    "ON_HOLD",
+    "RETURNED",
+    "NOT_DELIVERED",
+    "ACTIVATED",
+    "ACTIVATED_BEFORE_DELIVERY",
+]
 
 # The central-issuance values D1 documents for PRODUCE (D); everything else is either
 # documented elsewhere or our reading (OUR_READING), and unknown values must be tolerated.
@@ -74,6 +87,8 @@ SCENARIO_SOURCES: dict[str, dict[str, str]] = {
     "ON_HOLD": {"source": "G", "note": "D1 draws an on-hold path without a value; CARD_PROD_ON_HOLD is our name"},
     "RETURNED": {"source": "G", "note": "CARD_RETURNED is documented for the tracking hub, not on PRODUCE"},
     "NOT_DELIVERED": {"source": "G", "note": "carrier statuses (Exception) are not documented by D1"},
+    "ACTIVATED": {"source": "D", "note": "D1's outbound Card Activation call; its retries are ours"},
+    "ACTIVATED_BEFORE_DELIVERY": {"source": "G", "note": "an activation while in transit: our sandbox case"},
 }
 
 
@@ -123,6 +138,8 @@ class ScenarioRule(BaseModel):
             "ON_HOLD": "production on hold at the personalization center (scenario)",
             "RETURNED": "returned to sender: addressee unknown (scenario)",
             "NOT_DELIVERED": "lost in transit (scenario)",
+            "ACTIVATED": "activated by the cardholder (scenario)",
+            "ACTIVATED_BEFORE_DELIVERY": "activated while in transit (scenario)",
         }.get(self.scenario or "", "scenario")
 
 
@@ -151,6 +168,8 @@ BUILT_IN_RULES: tuple[ScenarioRule, ...] = tuple(
             "reason": "returned to sender: addressee unknown",
         },
         {"match": {"cardIdPrefix": "emu-not-delivered"}, "scenario": "NOT_DELIVERED", "reason": "lost in transit"},
+        {"match": {"cardIdPrefix": "emu-activated"}, "scenario": "ACTIVATED"},
+        {"match": {"cardIdPrefix": "emu-early-activation"}, "scenario": "ACTIVATED_BEFORE_DELIVERY"},
     )
 )
 

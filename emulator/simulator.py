@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from d1.statuses import OperationStatus, ProductionStatus
+from emulator.activation import Activator
 from emulator.bulk import BulkShipper
 from emulator.config import EmulatorSettings
 from emulator.error_codes import ERRORS, ErrorCode
@@ -72,6 +73,10 @@ def tracking_number() -> str:
     return "".join(str(secrets.randbelow(10)) for _ in range(10))
 
 
+# The least time between the last step the issuer heard and the cardholder's activation.
+ACTIVATION_DELAY_S = 0.5
+
+
 class ProductionSimulator:
     """One asyncio task per order; stopped with the application."""
 
@@ -86,6 +91,8 @@ class ProductionSimulator:
         bulk.ship_state = self.ship_state
         bulk.step_delay_s = self.step_delay_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # D1's Card Activation call of the ACTIVATED scenarios (emulator/activation.py).
+        self.activator: Activator | None = None
 
     def start(self, order: Order) -> None:
         if order.group_key is not None:
@@ -225,6 +232,10 @@ class ProductionSimulator:
             else:
                 self.ship_state(order, shipment_status)
             self._emit(order)
+            if index == 0 and kind == "ACTIVATED_BEFORE_DELIVERY":
+                await self._activate(order, kind)
+        if kind == "ACTIVATED":
+            await self._activate(order, kind)
         if rule is not None and kind == "RETURNED":
             await self._pause(order)
             self._returned(order, rule.default_reason)
@@ -232,6 +243,15 @@ class ProductionSimulator:
             await self._pause(order)
             self.ship_state(order, "Exception", message=rule.default_reason)
             self._emit(order)  # ... and then nothing more: the card is never delivered
+
+    async def _activate(self, order: Order, kind: str) -> None:
+        """The cardholder activates once the issuer heard the last step (its stream drained)."""
+        while self._notifier.pending_for(order):  # noqa: ASYNC110 - no drain event to wait on
+            await asyncio.sleep(0.02)
+        # Not in the same instant: the issuer's side has taken the last step in by then.
+        await self._pause(order, max(self.step_delay_s(order), ACTIVATION_DELAY_S))
+        if self.activator is not None:
+            await self.activator.activate(order.issuer_id, order.card_id, trigger=kind)
 
     def ship_state(
         self,

@@ -7,6 +7,7 @@ D1 (only the encryption keyring persists, so the issuer side keeps working).
 from __future__ import annotations
 
 from d1.program import load_program
+from emulator.activation import Activator
 from emulator.bulk import BulkShipper
 from emulator.config import EmulatorSettings
 from emulator.decryption import CardDataDecryptor
@@ -37,12 +38,14 @@ class EmulatorState:
         self.faults = Faults(default_step_delay_ms=settings.step_delay_ms)
         self.holds = Holds()
         self.notifier = Notifier(settings, self.stats, self.faults)
+        self.activator = Activator(settings)
         # What D1 fixed for the issuer's program at onboarding, enforced on every order.
         self.program = load_program(settings.program_file)
         self.validator = RequestValidator(self.program, settings.expiry_format)
         self.scenarios = Scenarios(load_rules_file(settings.scenarios_file))
         self.bulk = BulkShipper(settings, self.faults, self.stats, self.notifier)
         self.simulator = ProductionSimulator(settings, self.faults, self.stats, self.notifier, self.bulk)
+        self.simulator.activator = self.activator
         book = OrderBook()
         self.orders = OrderService(
             book=book,
@@ -60,12 +63,14 @@ class EmulatorState:
 
     async def start(self) -> None:
         await self.notifier.start()
+        await self.activator.start()
 
     async def stop(self) -> None:
         self.holds.release()
         await self.simulator.stop()
         await self.pull_and_change.stop()
         await self.tracking.stop()
+        await self.activator.stop()
         await self.notifier.stop()
 
     async def reset(self, *, forget_orders: bool) -> None:
@@ -80,6 +85,7 @@ class EmulatorState:
         self.faults.reset()
         self.holds.reset()
         self.notifier.captured.clear()
+        self.activator.reset()
         self.scenarios.reset()
         self.pull_and_change.reset()
         self.bulk.set_window(self.settings.bulk_window_ms)

@@ -46,6 +46,8 @@ _DESCRIPTIONS = {
     names.PAYLOADS_REFUSED: "Payloads refused by the payload codec",
     names.NOTIFICATIONS_UNKNOWN: "D1 notifications for no known order",
     names.D1_REQUESTS: "HTTP requests to D1 by endpoint and status code",
+    names.CARD_ACTIVATIONS: "D1 Card Activation calls by outcome (activations before delivery included)",
+    names.ACTIVATIONS_BEFORE_DELIVERY: "Card activations before the order reached delivered (refused or not)",
 }
 
 
@@ -83,6 +85,12 @@ class ProductMetrics:
     def receiver_error(self, issuer_id: str, kind: str) -> None:
         """``kind``: ``temporal_unavailable`` (answered 503) or ``bug`` (answered 500)."""
         self._count(names.RECEIVER_ERRORS, issuer_id=issuer_id, kind=kind)
+
+    def activation(self, issuer_id: str, outcome: str) -> None:
+        self._count(names.CARD_ACTIVATIONS, issuer_id=issuer_id, outcome=outcome)
+        if outcome in ("activated_before_delivery", "refused_before_delivery"):
+            refused = str(outcome.startswith("refused")).lower()
+            self._count(names.ACTIVATIONS_BEFORE_DELIVERY, issuer_id=issuer_id, refused=refused)
 
     def payload_refused(self, reason: str) -> None:
         self._count(names.PAYLOADS_REFUSED, reason=reason)

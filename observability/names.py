@@ -39,6 +39,12 @@ ORDERS_OPEN = "card_orders_open"  # running without an outcome, label stage
 NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
 NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it
 RECEIVER_ERRORS = "d1_receiver_errors"  # label kind: temporal_unavailable (503) or bug (500)
+# D1's Card Activation calls (receiver/activation.py), label outcome: activated,
+# activated_before_delivery, refused_before_delivery, cms_card_unknown, cms_refused, cms_unavailable.
+CARD_ACTIVATIONS = "card_orders_activations"
+# Those of a card not delivered yet (label refused: "true" / "false"); the alert
+# CardActivatedBeforeDelivery watches it (the service-level alert rules).
+ACTIVATIONS_BEFORE_DELIVERY = "card_orders_activations_before_delivery"
 
 # --- recorded by the payload codec (security/codec.py) in every process that serves metrics.
 PAYLOADS_REFUSED = "temporal_payloads_refused"  # label reason: unencrypted, unknown_key, tampered

@@ -8,6 +8,7 @@ import uvicorn
 import uvloop
 
 from observability.process import configure_process, exit_without_finalizing
+from receiver.activation import ActivationService
 from receiver.app import create_app
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
@@ -28,7 +29,11 @@ async def main() -> None:
     # Lazy: the receiver starts (and answers 503) even while Temporal is down.
     client = await connect(ts, lazy=True, sealer=RECEIVER)
     router = NotificationRouter(client, ts.task_queue)
-    app = create_app(router, max_body_bytes=rs.max_body_bytes, max_operations=rs.max_operations, auth=auth)
+    # D1's Card Activation call, when the bank's CMS is configured (RECEIVER_CMS_*).
+    activation = ActivationService.from_settings(rs, client, ts.task_queue)
+    app = create_app(
+        router, max_body_bytes=rs.max_body_bytes, max_operations=rs.max_operations, auth=auth, activation=activation
+    )
     config = uvicorn.Config(
         app,
         host=rs.host,

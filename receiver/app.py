@@ -15,9 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from d1.assumptions import ACTIVATION_PATH
 from d1.notifications import NotificationBody
 from observability.logs import log_safe
 from observability.tracing import NotificationTracingMiddleware
+from receiver.activation import ActivationService, activation_endpoint
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter, TemporalUnavailable
 from security.bounded_body import BodyTooLarge, read_bounded
@@ -74,8 +76,10 @@ def create_app(
     max_body_bytes: int = 1_048_576,
     max_operations: int = DEFAULT_MAX_OPERATIONS,
     auth: ReceiverAuth | None = None,
+    activation: ActivationService | None = None,
 ) -> Starlette:
-    """Without ``auth`` the app trusts its caller (in-process tests, dev mode)."""
+    """Without ``auth`` the app trusts its caller (in-process tests, dev mode). With
+    ``activation`` it also serves D1's Card Activation call (receiver/activation.py)."""
 
     async def notify(request: Request) -> Response:
         issuer_id = request.path_params["issuerId"]
@@ -110,6 +114,13 @@ def create_app(
             return Response(status_code=503, headers={"Retry-After": "5"})
         return Response(status_code=204)
 
+    async def activate(request: Request) -> Response:
+        # The notifications' mutual TLS and OAuth: the same D1 tenant calls both.
+        if auth is not None and (refusal := auth.check_notification(request, request.path_params["issuerId"])):
+            return refusal
+        assert activation is not None
+        return await activation_endpoint(request, activation)
+
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -133,6 +144,7 @@ def create_app(
         routes=[
             Route("/notifications/d1/v2/issuers/{issuerId}/cards", notify, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
+            *([Route(ACTIVATION_PATH, activate, methods=["POST"])] if activation is not None else []),
             Route("/_receiver/stats", stats, methods=["GET"]),
             *(auth.routes() if auth is not None else []),
         ],

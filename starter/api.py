@@ -32,6 +32,8 @@ from starter.same_order import ForeignStart, ensure_same_order
 from temporal_client import connect
 
 if TYPE_CHECKING:
+    from contracts.activation import ActivationRecord
+    from starter.replacement import Replacement
     from starter.start_many import Started
 
 AddressLike = Address | Mapping[str, Any]
@@ -188,6 +190,134 @@ class CardOrders:
 
     async def _exists(self, workflow_id: str) -> bool:
         return await found(self.client.get_workflow_handle(workflow_id).describe())
+
+    async def order_exists(self, workflow_id: str) -> bool:
+        """Whether Temporal knows the order (running or closed)."""
+        return await self._exists(workflow_id)
+
+    # The card's life after its order (starter/replacement.py): each returns the new order.
+
+    async def replace(
+        self,
+        issuer_id: str,
+        card_id: str,
+        reason: str,
+        *,
+        new_card_id: str,
+        card_data: Mapping[str, Any],
+        changes: Mapping[str, Any] | None = None,
+        issuer_request_id: str | None = None,
+        track_data: Mapping[str, Any] | None = None,
+    ) -> SubmittedOrder:
+        """Order ``new_card_id`` (issuance REPLACEMENT) in place of ``card_id`` (``reason``: LOST,
+        STOLEN, DAMAGED, EXPIRED, OTHER), reusing its last order's members unless ``changes`` says
+        otherwise. OrderRefused: the old card's order is open and the program refuses."""
+        from starter.replacement import Reason, Replacement
+
+        return await self._replace(
+            Replacement(
+                issuer_id=issuer_id,
+                card_id=card_id,
+                reason=Reason(reason.upper()),
+                new_card_id=new_card_id,
+                card_data=card_data,
+                track_data=track_data,
+                issuer_request_id=issuer_request_id,
+                changes=changes,
+            )
+        )
+
+    async def renew(
+        self,
+        issuer_id: str,
+        card_id: str,
+        *,
+        new_card_id: str,
+        card_data: Mapping[str, Any],
+        changes: Mapping[str, Any] | None = None,
+        issuer_request_id: str | None = None,
+    ) -> SubmittedOrder:
+        """Order the renewal of ``card_id`` (issuance RENEWAL, D1's own service level and carrier)."""
+        return await self.replace(
+            issuer_id,
+            card_id,
+            "RENEWAL",
+            new_card_id=new_card_id,
+            card_data=card_data,
+            changes=changes,
+            issuer_request_id=issuer_request_id,
+        )
+
+    async def reship(
+        self,
+        issuer_id: str,
+        card_id: str,
+        new_delivery_address: AddressLike,
+        *,
+        new_card_id: str,
+        card_data: Mapping[str, Any],
+        issuer_request_id: str | None = None,
+    ) -> SubmittedOrder:
+        """Re-ship a card that came back (RETURNED) or was lost (LOST_IN_TRANSIT) to a corrected
+        address, in one call: a replacement whose address is checked as a redirect's is."""
+        from starter.replacement import Reason, Replacement, Replacer
+
+        address = self.edge.address(new_delivery_address)
+        previous_outcome = await self._last_outcome(issuer_id, card_id)
+        reason = Reason.LOST_IN_TRANSIT if previous_outcome == "LOST_IN_TRANSIT" else Reason.RETURNED
+        replacement = Replacement(
+            issuer_id=issuer_id,
+            card_id=card_id,
+            reason=reason,
+            new_card_id=new_card_id,
+            card_data=card_data,
+            issuer_request_id=issuer_request_id,
+            changes={"shipment": {"deliveryAddress": address.model_dump(mode="json", exclude_none=True)}},
+        )
+        return await Replacer(self).start(replacement, reship_only=True)
+
+    async def renew_many(self, renewals: Sequence[Replacement], *, d1_batches: bool = True) -> builtins.list[Started]:
+        """A renewal campaign: every renewal through D1's batch API (starter/replacement.py)."""
+        from starter.replacement import Replacer
+
+        return await Replacer(self).start_many(renewals, d1_batches=d1_batches)
+
+    async def _replace(self, replacement: Replacement) -> SubmittedOrder:
+        from starter.replacement import Replacer
+
+        return await Replacer(self).start(replacement)
+
+    async def _last_outcome(self, issuer_id: str, card_id: str) -> str | None:
+        from starter.replacement import previous_order
+
+        return (await previous_order(self.client, issuer_id, card_id)).outcome
+
+    async def replacements(self, issuer_id: str, card_id: str) -> builtins.list[OrderSummary]:
+        """The orders that replace or renew ``card_id`` (search attribute ``ReplacesCardId``)."""
+        from starter.replacement import replacements_query
+
+        return await self.list(replacements_query(issuer_id, card_id))
+
+    async def activation(self, issuer_id: str, card_id: str) -> ActivationRecord | None:
+        """The card's activation (D1's Card Activation call, receiver/activation.py), or None: when
+        and how, from the activation record's search attributes (its payload is the receiver's)."""
+        from contracts import activation as activation_api
+        from contracts.activation import ActivationFlag, ActivationRecord
+
+        handle = self.client.get_workflow_handle(activation_api.workflow_id(issuer_id, card_id))
+        try:
+            described = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        attrs = described.typed_search_attributes
+        flags, at = attrs.get(sa.ACTIVATION), attrs.get(sa.ACTIVATED_AT)
+        if not flags or at is None:
+            return None
+        return ActivationRecord(
+            issuer_id=issuer_id, card_id=card_id, activated_at=at.isoformat(), flag=ActivationFlag(flags[0])
+        )
 
     async def _refuse_if_card_busy(self, prepared: PreparedOrder) -> None:
         ref = prepared.ref

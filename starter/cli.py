@@ -392,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, cmd_decide, text, "issuer_request_id")
         p.add_argument("change_id", help="the change waiting for approval (redirect-2, ...; see status)")
         p.add_argument("--note", "--reason", dest="note", help="why (kept in the order's view)")
+    from starter.lifecycle_cli import register  # it builds on this module
+
+    register(sub)  # replace, renew, reship, renew-batch, card
     return parser
 
 

@@ -45,6 +45,10 @@ def format_view(view: OrderView) -> str:
         )
     if st.outcome:
         lines.append(f"outcome    {st.outcome.value}" + (f" ({st.outcome_reason})" if st.outcome_reason else ""))
+    if view.ref.replaces_card_id:
+        lines.append(f"replaces   card {view.ref.replaces_card_id} ({view.ref.replacement_reason or '-'})")
+    if st.activation is not None:
+        lines.append(f"activation {st.activation.flag.value} at {st.activation.activated_at}")
     for e in st.errors:
         lines.append(f"error      [{e.source}] {e.http_status or ''} {e.error_code or ''} {e.error or ''}".rstrip())
     for c in st.changes:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
+    from contracts import activation as activation_api
     from contracts import card_order as api
     from contracts import d1_batch, messages
     from contracts.d1_batch import SubmissionResult
@@ -27,11 +28,13 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from security.sealing import WORKER
     from workflows import approvals, audit, order_state
+    from workflows.activation import record_on_order
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
     from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input, start_roles
     from workflows.messages import (
+        ACTIVATORS,
         BATCH_RESULT_SENDERS,
         CHANGERS,
         MISSING,
@@ -150,6 +153,21 @@ class CardOrderWorkflow:
         self._gate.accept(opened.value)
         if self._batch_result is None:
             self._batch_result = opened.value
+
+    @workflow.signal(name=activation_api.ACTIVATED_SIGNAL)
+    def on_activated(self, raw: RawValue = MISSING) -> None:
+        """D1's Card Activation for this card (sent by the receiver, receiver/activation.py)."""
+        name = activation_api.ACTIVATED_SIGNAL
+        opened = self._gate.open(name, raw, activation_api.ActivationRecord, ACTIVATORS, messages.CARD_ACTIVATED)
+        if not opened.ok or opened.value is None:
+            return
+        record = opened.value
+        if record.card_id != self._ref.card_id or record.issuer_id != self._ref.issuer_id:
+            self._gate.refuse(name, WRONG_CARD, opened.sealer)
+            return
+        self._gate.accept(record)
+        if record_on_order(self._state, record):
+            self._follow.changed = True
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> api.OrderView:

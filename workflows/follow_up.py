@@ -22,12 +22,13 @@ from temporalio.exceptions import ActivityError
 
 from activities import contract as acts
 from contracts import search_attributes as sa
-from contracts.card_order import OrderState, OrderTiming, Outcome
+from contracts.card_order import OrderState, OrderTiming
 from d1.notifications import OperationNotification
 from workflows import order_state
 from workflows.details_line import attribute_values
 from workflows.order_state import Applied
 from workflows.outcomes import call_failure
+from workflows.returns import quiet_ending
 from workflows.service_levels import Measure
 
 # A worker that dies in the middle of a D1 call is noticed this fast (activities heartbeat).
@@ -187,7 +188,7 @@ class Follower:
         if now < deadline:
             return  # progress moved the deadline: re-armed for the remainder next round
         if quiet_at is not None and now >= quiet_at:
-            order_state.end(self.state, Outcome.SHIPPED, "carrier tracking quiet after shipping")
+            order_state.end(self.state, *quiet_ending(self.state, self.timing))
             return
         await self.reconcile()
 

@@ -47,6 +47,7 @@ NOTIFIERS = (RECEIVER, WORKER)  # a D1 notification (the worker where the orphan
 RECORDERS = (RECEIVER, WORKER)  # a record of the orphan inbox
 CHANGERS = (OPERATOR, EDGE)  # pull & change updates and reconcile_now
 BATCH_RESULT_SENDERS = (WORKER,)  # the D1 batch workflow's answer for one card
+ACTIVATORS = (RECEIVER,)  # D1's Card Activation (receiver/activation.py), on the order and its record
 
 # The default of a handler's argument: the signal or update came without one.
 MISSING = RawValue(Payload())

@@ -164,7 +164,15 @@ async def test_instant_order_is_produced_at_the_station(d1: D1) -> None:
 async def test_scenarios_are_listed_and_match_markers(d1: D1) -> None:
     rules = await d1.admin("GET", "/scenarios")
     prefixes = [r["match"]["cardIdPrefix"] for r in rules["builtIn"]]
-    assert prefixes == ["emu-data-exception", "emu-prod-exception", "emu-on-hold", "emu-returned", "emu-not-delivered"]
+    assert prefixes == [
+        "emu-data-exception",
+        "emu-prod-exception",
+        "emu-on-hold",
+        "emu-returned",
+        "emu-not-delivered",
+        "emu-activated",
+        "emu-early-activation",
+    ]
     bad = await d1.client.post("/_emulator/scenarios", json={"rules": [{"match": {}, "scenario": "ON_HOLD"}]})
     assert bad.status_code == 400
     card_id = unique("emu-returned")

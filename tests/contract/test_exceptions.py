@@ -77,7 +77,8 @@ async def test_returned_card_ends_the_order_returned(stack: Stack) -> None:
     assert await _found_by_outcome(stack, rid, "RETURNED")
 
 
-async def test_card_never_delivered_ends_shipped_after_the_quiet_window(stack: Stack) -> None:
+async def test_card_never_delivered_ends_lost_in_transit_after_the_quiet_window(stack: Stack) -> None:
+    """A carrier exception, then silence: an outcome of its own (issue 23), not SHIPPED."""
     rid = new_request_id("lost")
     saved = stack.orders.timing
     stack.orders.timing = fast_timing(quiet_after_shipped=timedelta(seconds=2))
@@ -87,10 +88,11 @@ async def test_card_never_delivered_ends_shipped_after_the_quiet_window(stack: S
         stack.orders.timing = saved
     view = await stack.orders.wait(ISSUER_ID, rid)
     st = view.state
-    assert st.outcome == Outcome.SHIPPED
+    assert st.outcome == Outcome.LOST_IN_TRANSIT
+    assert st.outcome_reason == "carrier reported Exception, then nothing: presumed lost in transit"
     assert st.shipment is not None and st.shipment.status == "Exception"
     assert st.shipment.message == "lost in transit"
-    assert await _found_by_outcome(stack, rid, "SHIPPED")
+    assert await _found_by_outcome(stack, rid, "LOST_IN_TRANSIT")
     found = await stack.orders.list(f'IssuerRequestId = "{rid}" AND ShipmentStatus = "Exception"')
     assert len(found) == 1
 

@@ -158,4 +158,6 @@ async def test_scenario_kinds_say_which_are_documented(emu: Emulator) -> None:
         "ON_HOLD": "G",
         "RETURNED": "G",
         "NOT_DELIVERED": "G",
+        "ACTIVATED": "D",
+        "ACTIVATED_BEFORE_DELIVERY": "G",
     }

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from emulator.app import create_app as create_emulator_app
 from emulator.config import EmulatorSettings, uvicorn_tls_options
 from emulator.state import EmulatorState
+from receiver.activation import ActivationService
 from receiver.app import create_app as create_receiver_app
 from receiver.auth import ReceiverAuth
 from receiver.routing import NotificationRouter
@@ -46,7 +47,11 @@ async def serve_receiver(stack: LocalStack, router: NotificationRouter) -> Async
     """The receiver on the stack's receiver port (mutual TLS and OAuth as the spec says)."""
     rs: ReceiverSettings = stack.receiver_settings()
     app = create_receiver_app(
-        router, max_body_bytes=rs.max_body_bytes, max_operations=rs.max_operations, auth=ReceiverAuth.from_settings(rs)
+        router,
+        max_body_bytes=rs.max_body_bytes,
+        max_operations=rs.max_operations,
+        auth=ReceiverAuth.from_settings(rs),
+        activation=ActivationService.from_settings(rs, router.client, router.task_queue),
     )
     async with serve(app, port=rs.port, host=rs.host, **receiver_server_options(rs)) as url:
         yield url

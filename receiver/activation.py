@@ -1,0 +1,235 @@
+"""D1's outbound Card Activation call: ``POST /cms/api/v1/issuers/{issuerId}/physicalCards/{cardId}/activate``.
+
+When a cardholder activates a card, D1 calls the issuer's card management system (D: the
+path, 204, idempotent; everything else is our reading, kept in d1/assumptions.py). The
+receiver serves that call for the issuers it serves, behind the notifications' mutual TLS and
+OAuth, so the bank need not expose its CMS to D1 (docs/operations.md, "Card activation"):
+
+1. it finds the card's latest order and where it stands (search attributes, read from
+   Temporal at once);
+2. an order not delivered yet flags the activation (a card intercepted in the post): recorded
+   and counted always, refused when the program says so (``lifecycle.refuseActivationBeforeDelivery``);
+3. otherwise it forwards the activation to the bank's CMS (receiver/cms.py) and answers D1
+   204 only once the bank confirmed, D1's error answers otherwise (the bank unreachable: 503,
+   which D1 retries);
+4. it records the activation: a signal to the order while the order runs, and the card's
+   activation record (contracts/activation.py). A repeat finds both and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts import activation as api
+from contracts import card_order, messages
+from contracts import search_attributes as sa
+from contracts.activation import ActivationFlag, ActivationRecord
+from d1.assumptions import ACTIVATION_ERRORS, ACTIVATION_MAX_BODY_BYTES
+from d1.patterns import CARD_ID_PATTERN
+from d1.program import load_program
+from observability.metrics import ProductMetrics
+from receiver.cms import BankCms, CmsAnswer
+from receiver.routing import SIGNAL_RPC_TIMEOUT, temporal_unavailable
+from security.bounded_body import BodyTooLarge, read_bounded
+from settings import ReceiverSettings
+
+log = logging.getLogger("receiver.activation")
+
+ISSUER_ID_LEN = 10
+CARD_ID = re.compile(CARD_ID_PATTERN)
+# The carrier's final word for a delivered card (the default of OrderTiming.delivered_shipment_statuses).
+DELIVERED_SHIPMENT_STATUSES = frozenset({"Delivered"})
+
+
+def d1_error(reason: str, text: str) -> JSONResponse:
+    """One of D1's error answers (d1/assumptions.py: ACTIVATION_ERRORS)."""
+    status, code = ACTIVATION_ERRORS[reason]
+    headers = {"Retry-After": "30"} if status == 503 else None
+    return JSONResponse({"errorCode": code, "error": text}, status_code=status, headers=headers)
+
+
+@dataclass(frozen=True)
+class OrderStanding:
+    workflow_id: str
+    running: bool
+    delivered: bool
+    stage: str
+
+
+class ActivationService:
+    def __init__(self, client: Client, task_queue: str, cms: BankCms, *, program_file: Path) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._cms = cms
+        self._program_file = program_file
+        self.metrics = ProductMetrics.for_client(client)
+
+    @classmethod
+    def from_settings(cls, settings: ReceiverSettings, client: Client, task_queue: str) -> ActivationService | None:
+        """None without ``RECEIVER_CMS_ACTIVATION_URL``: the route is then not served."""
+        cms = BankCms.from_settings(settings)
+        load_program(settings.program_file)  # a broken program file stops the start, not the first call
+        return None if cms is None else cls(client, task_queue, cms, program_file=settings.program_file)
+
+    async def aclose(self) -> None:
+        await self._cms.aclose()
+
+    async def activate(self, issuer_id: str, card_id: str) -> Response:
+        """D1's answer for one activation call (already authenticated)."""
+        activated_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        try:
+            order = await self._standing(issuer_id, card_id)
+        except Exception as err:
+            return self._temporal_problem(issuer_id, err)
+        flag = ActivationFlag.ACTIVATED
+        if order is not None and not order.delivered:
+            refuse = load_program(self._program_file).lifecycle.refuseActivationBeforeDelivery
+            flag = ActivationFlag.REFUSED_BEFORE_DELIVERY if refuse else ActivationFlag.BEFORE_DELIVERY
+            log.warning(
+                "activation of card %s (issuer %s) before delivery: order %s at %s; %s",
+                card_id,
+                issuer_id,
+                order.workflow_id,
+                order.stage,
+                "refused (program)" if refuse else "forwarded, flagged",
+            )
+        record = ActivationRecord(
+            issuer_id=issuer_id,
+            card_id=card_id,
+            activated_at=activated_at,
+            flag=flag,
+            order_workflow_id=order.workflow_id if order else None,
+            order_stage=order.stage if order else None,
+        )
+        if flag == ActivationFlag.REFUSED_BEFORE_DELIVERY:
+            problem = await self._record(record, order)
+            self.metrics.activation(issuer_id, flag.value.lower())
+            return problem or d1_error("not_delivered", f"card {card_id} has not been delivered yet")
+        result = await self._cms.activate(issuer_id, card_id, activated_at=activated_at)
+        if result.answer != CmsAnswer.CONFIRMED:
+            self.metrics.activation(issuer_id, f"cms_{result.answer.value}")
+            log.warning("activation of card %s (issuer %s) not confirmed: %s", card_id, issuer_id, result.detail)
+            reason = {CmsAnswer.CARD_UNKNOWN: "card_unknown", CmsAnswer.REFUSED: "refused"}.get(result.answer)
+            return d1_error(reason or "unavailable", result.detail)
+        record = record.model_copy(update={"cms_reference": result.reference})
+        problem = await self._record(record, order)
+        if problem is not None:
+            return problem  # the bank confirmed; D1's retry is confirmed again (same idempotency key)
+        self.metrics.activation(issuer_id, flag.value.lower())
+        return Response(status_code=204)
+
+    async def _standing(self, issuer_id: str, card_id: str) -> OrderStanding | None:
+        """The card's order: the running one, else the latest, and its stage (search attributes)."""
+        best: tuple[bool, datetime, str] | None = None
+        query = card_order.orders_query(card_order.card_query(card_id, issuer_id))
+        async for wf in self._client.list_workflows(query, limit=20):
+            candidate = (wf.status == WorkflowExecutionStatus.RUNNING, wf.start_time, wf.id)
+            if best is None or candidate[:2] > best[:2]:
+                best = candidate
+        if best is None:
+            return None
+        # Read from Temporal itself (describe), not from visibility, which may trail the last
+        # upsert; the order's view is not read: its payload is the worker's, not the receiver's.
+        described = await self._client.get_workflow_handle(best[2]).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
+        running = described.status == WorkflowExecutionStatus.RUNNING
+        attrs = described.typed_search_attributes
+        outcome, shipment = attrs.get(sa.ORDER_OUTCOME), attrs.get(sa.SHIPMENT_STATUS)
+        production = attrs.get(sa.PRODUCTION_STATUS)
+        delivered = outcome == card_order.Outcome.DELIVERED or shipment in DELIVERED_SHIPMENT_STATUSES
+        stage = " / ".join(v for v in (outcome, production, shipment) if v) or "not acknowledged by D1"
+        return OrderStanding(workflow_id=best[2], running=running, delivered=delivered, stage=stage)
+
+    async def _record(self, record: ActivationRecord, order: OrderStanding | None) -> Response | None:
+        """On the order (while it runs) and as the card's activation record; None once both
+        are done, else D1's answer (Temporal unreachable: 503, D1 retries)."""
+        try:
+            if order is not None and order.running:
+                handle = self._client.get_workflow_handle(order.workflow_id)
+                try:
+                    await handle.signal(api.ACTIVATED_SIGNAL, record, rpc_timeout=SIGNAL_RPC_TIMEOUT)
+                except RPCError as err:
+                    if err.status != RPCStatusCode.NOT_FOUND:
+                        raise  # closed meanwhile: the activation record below keeps it
+            await self._start_record(record)
+        except Exception as err:
+            return self._temporal_problem(record.issuer_id, err)
+        return None
+
+    async def _start_record(self, record: ActivationRecord) -> None:
+        workflow_id = api.workflow_id(record.issuer_id, record.card_id)
+        try:
+            described = await self._client.get_workflow_handle(workflow_id).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        else:
+            if not api.supersedes(record.flag, described.typed_search_attributes.get(sa.ACTIVATION)):
+                return  # a repeat of D1's call: recorded already
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.ISSUER_ID, record.issuer_id),
+                SearchAttributePair(sa.CARD_ID, record.card_id),
+                SearchAttributePair(sa.ACTIVATED_AT, datetime.fromisoformat(record.activated_at)),
+                SearchAttributePair(sa.ACTIVATION, [record.flag.value]),
+            ]
+        )
+        try:
+            await self._client.start_workflow(
+                api.WORKFLOW_TYPE,
+                record.model_copy(update={"kind": messages.CARD_ACTIVATION_START}),
+                id=workflow_id,
+                task_queue=self._task_queue,
+                # A refusal before delivery, then the activation once delivered: a new run.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=attributes,
+                static_summary=f"Activation of card {record.card_id}: {record.flag.value}",
+                rpc_timeout=SIGNAL_RPC_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+
+    def _temporal_problem(self, issuer_id: str, err: Exception) -> Response:
+        if not temporal_unavailable(err):
+            raise err
+        self.metrics.receiver_error(issuer_id, "temporal_unavailable")
+        log.error("Temporal unavailable during an activation, answering 503 so that D1 retries: %s", err)
+        return d1_error("unavailable", "the card's order cannot be read right now")
+
+
+async def activation_endpoint(request: Request, service: ActivationService) -> Response:
+    """After authentication (receiver/app.py): the path's ids, an optional JSON body."""
+    issuer_id, card_id = request.path_params["issuerId"], request.path_params["cardId"]
+    if len(issuer_id) != ISSUER_ID_LEN:
+        return d1_error("bad_request", "issuerId")
+    if not CARD_ID.match(card_id):
+        return d1_error("bad_request", "cardId")
+    try:
+        raw = await read_bounded(request, ACTIVATION_MAX_BODY_BYTES)
+    except BodyTooLarge:
+        return d1_error("bad_request", "body")
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return d1_error("bad_request", "body")  # D1 documents no members: any object is accepted
+    return await service.activate(issuer_id, card_id)

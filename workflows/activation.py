@@ -1,0 +1,81 @@
+"""D1's Card Activation, as the workflows record it (contracts/activation.py).
+
+:func:`record_on_order` is what the order's ``card_activated`` handler does: the activation
+joins the order's view and timeline once, and its search attributes. The
+``CardActivationWorkflow`` is the card's activation record, for the usual case of an
+activation after the order closed: its input is the record, its result the same record,
+its search attributes (set by the receiver at start) what operators filter on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.common import RawValue
+
+with workflow.unsafe.imports_passed_through():
+    from contracts import activation as api
+    from contracts import messages
+    from contracts import search_attributes as sa
+    from contracts.activation import ActivationRecord
+    from contracts.card_order import OrderState, TimelineEntry
+    from workflows.inputs import read_input, start_roles
+    from workflows.messages import ACTIVATORS
+
+TIMELINE_OPERATION = "ACTIVATE"  # D1's operation name for a card activation (notifications.md)
+
+
+def record_on_order(state: OrderState, record: ActivationRecord) -> bool:
+    """Record the activation on the order; False for a repeat (D1's call is idempotent). A
+    refusal followed by an accepted activation (the card delivered since) is recorded too."""
+    previous = state.activation
+    if not api.supersedes(record.flag, [previous.flag.value] if previous is not None else None):
+        return False
+    state.activation = record
+    last = state.timeline[-1] if state.timeline else None
+    state.timeline.append(
+        TimelineEntry(
+            key=f"activation:{record.flag.value}",
+            operation=TIMELINE_OPERATION,
+            operation_status="FAILED" if record.flag == api.ActivationFlag.REFUSED_BEFORE_DELIVERY else "SUCCESSFUL",
+            production_status=state.production_status,
+            shipment_status=state.shipment.status if state.shipment else None,
+            reason=_reason(record),
+            d1_time=record.activated_at,
+            source="activation",
+            # After every D1 step seen so far: an activation is news about the card, not a step.
+            sort_rank=last.sort_rank if last else 0,
+            sort_shipment_rank=last.sort_shipment_rank if last else 0,
+        )
+    )
+    workflow.upsert_search_attributes(
+        [
+            sa.ACTIVATED_AT.value_set(datetime.fromisoformat(record.activated_at)),
+            sa.ACTIVATION.value_set([record.flag.value]),
+        ]
+    )
+    return True
+
+
+def _reason(record: ActivationRecord) -> str:
+    return {
+        api.ActivationFlag.ACTIVATED: "activated by the cardholder (D1 Card Activation)",
+        api.ActivationFlag.BEFORE_DELIVERY: f"activated before delivery (order at {record.order_stage or 'unknown'})",
+        api.ActivationFlag.REFUSED_BEFORE_DELIVERY: (
+            f"activation refused: not delivered yet (order at {record.order_stage or 'unknown'})"
+        ),
+    }[record.flag]
+
+
+@workflow.defn(name=api.WORKFLOW_TYPE)
+class CardActivationWorkflow:
+    """One card's activation record; a repeat of the same activation finds it (receiver/activation.py)."""
+
+    @workflow.run
+    async def run(self, raw: RawValue) -> dict[str, object]:
+        opened = read_input(raw, ActivationRecord, kind=messages.CARD_ACTIVATION_START, roles=start_roles(ACTIVATORS))
+        record = opened.check(ActivationRecord)
+        workflow.set_current_details(f"**Activation:** {record.flag.value}  \n{_reason(record)}")
+        # Its JSON, not the message: a result is for readers (security/sealing.py READER).
+        return record.model_dump(mode="json")
