@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # every new order (the rest passes through once, worker.py PASSTHROUGH_MODULES): ship
 # bytecode so that nothing is compiled from source again, even where
 # PYTHONDONTWRITEBYTECODE is set. compileall skips files whose bytecode is current.
-BYTECODE := d1 contracts workflows activities receiver starter security observability stack bench \
+BYTECODE := d1 contracts workflows activities events receiver starter security observability stack bench \
             worker.py settings.py temporal_client.py
 
 .PHONY: run demo test test-fast lint docs bench bytecode clean

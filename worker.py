@@ -25,11 +25,13 @@ from activities.card_order import D1Activities
 from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
 from d1.program import load_program
+from events.activities import EventActivities, event_activities, events_off
+from events.hub import EventHubWorkflow, EventPageWorkflow
 from observability.process import configure_process, exit_without_finalizing
 from security.keys import load_jwk
 from security.redaction import install_log_redaction
 from security.transport import d1_http_verify
-from settings import D1ClientSettings, TemporalSettings
+from settings import D1ClientSettings, EventsSettings, TemporalSettings
 from temporal_client import connect
 from workflows.card_order import CardOrderWorkflow
 from workflows.card_tracking import CardTrackingWorkflow
@@ -74,7 +76,14 @@ async def d1_activities(settings: D1ClientSettings) -> AsyncIterator[list[Callab
         ]
 
 
-WORKFLOWS = [CardOrderWorkflow, OrphanNotificationsWorkflow, D1BatchSubmissionWorkflow, CardTrackingWorkflow]
+WORKFLOWS = [
+    CardOrderWorkflow,
+    OrphanNotificationsWorkflow,
+    D1BatchSubmissionWorkflow,
+    CardTrackingWorkflow,
+    EventHubWorkflow,
+    EventPageWorkflow,
+]
 # Deterministic, side-effect-free modules the workflows use, shared with the sandbox instead of
 # re-imported for every workflow run: the D1 models, the contracts, the pure rules, pydantic.
 # The workflow modules themselves stay sandboxed (workflows/card_order.py, ...).
@@ -91,6 +100,10 @@ PASSTHROUGH_MODULES = (
     "workflows.follow_up",
     "workflows.inputs",
     "workflows.tracking_rules",
+    "workflows.events_out",
+    "events.catalogue",
+    "events.contract",
+    "events.from_order",
     "pydantic",
     "pydantic_core",
     "annotated_types",
@@ -104,13 +117,17 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, task_queue: str, activities: Sequence[Callable[..., Any]]) -> Worker:
+def build_worker(
+    client: Client, task_queue: str, activities: Sequence[Callable[..., Any]], events: EventActivities | None = None
+) -> Worker:
+    """``events``: emit and deliver events (docs/events.md); None: a worker without events."""
+    events_acts = [events.emit, events.deliver] if events is not None else [events_off]
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=activities,
+        activities=[*activities, *events_acts],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )
@@ -124,8 +141,8 @@ async def main() -> None:
     install_log_redaction()
     temporal = TemporalSettings()
     client = await connect(temporal)
-    async with d1_activities(D1ClientSettings()) as acts:
-        worker = build_worker(client, temporal.task_queue, acts)
+    async with d1_activities(D1ClientSettings()) as acts, event_activities(EventsSettings()) as events:
+        worker = build_worker(client, temporal.task_queue, acts, events)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

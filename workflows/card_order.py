@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import order_state
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
+    from workflows.events_out import EventsOut
     from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input
     from workflows.order_state import Applied
@@ -72,6 +73,7 @@ class CardOrderWorkflow:
             skip_transient_upserts=True,
         )
         self._batch_result: SubmissionResult | None = None
+        self._events = EventsOut.for_order(workflow.info().workflow_id, inp.ref, inp.timing)
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, op: OperationNotification | None = None) -> None:
@@ -144,6 +146,7 @@ class CardOrderWorkflow:
             self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
         await self._follow.close()
         self._publish()
+        await self._events.drained()
         return self.view()
 
     async def _submit(self, submission: api.D1Submission) -> None:
@@ -255,3 +258,4 @@ class CardOrderWorkflow:
 
     def _publish(self) -> None:
         self._follow.publish(details_line(self._state))
+        self._events.observe(self._state)

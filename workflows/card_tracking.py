@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
+    from workflows.events_out import EventsOut
     from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input
     from workflows.order_state import Applied
@@ -53,6 +54,7 @@ class CardTrackingWorkflow:
             if inp.reconcile
             else None,
         )
+        self._events = EventsOut.for_tracking(workflow.info().workflow_id, inp.ref, inp.timing)
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, op: OperationNotification | None = None) -> None:
@@ -93,6 +95,7 @@ class CardTrackingWorkflow:
         )
         await self._follow.close()
         self._publish()
+        await self._events.drained()
         return self.view()
 
     async def _request(self, inp: TrackingInput) -> None:
@@ -138,3 +141,4 @@ class CardTrackingWorkflow:
                 "quiet window(s) passed without news"
             )
         self._follow.publish(line)
+        self._events.observe(self._state)
