@@ -188,7 +188,9 @@ class EventHubWorkflow:
     # --- delivery, one loop per endpoint
 
     def _start_loop(self, endpoint: c.Endpoint) -> None:
-        if not self._draining:
+        # An update-with-start creates the first endpoint before ``run`` starts the loops.
+        running = self._loops.get(endpoint.endpoint_id)
+        if not self._draining and (running is None or running.done()):
             self._loops[endpoint.endpoint_id] = asyncio.create_task(self._deliver(endpoint))
 
     async def _deliver(self, endpoint: c.Endpoint) -> None:
