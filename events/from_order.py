@@ -109,7 +109,8 @@ def new_events(
         if entry.key in done.entries:
             continue
         done.entries.append(entry.key)
-        if entry.change_type is None and entry.change_outcome is None:
+        # After the outcome, stragglers (a late carrier scan) stay in the timeline only.
+        if entry.change_type is None and entry.change_outcome is None and done.outcome is None:
             _entry_events(out, state, entry, done, ends)
     in_timeline = {entry.key for entry in state.timeline}
     done.entries = [key for key in done.entries if key in in_timeline]  # bounded as the timeline is
@@ -191,9 +192,11 @@ def _entry_events(
     if not (done.shipped and entry.shipment_status and rank >= done.production_rank):
         return
     key = _shipment_key(entry)
-    if key == done.shipment_key or entry.sort_shipment_rank < done.shipment_rank or entry.shipment_status in ends:
+    if key == done.shipment_key or entry.sort_shipment_rank < done.shipment_rank:
         return
     done.shipment_rank, done.shipment_key = entry.sort_shipment_rank, key
+    if entry.shipment_status in ends:
+        return  # the outcome event says it
     data = _shipment_data(entry) | {"tracking_url": _tracking_url(state, entry)}
     out.add(EventType.SHIPMENT_UPDATED, (entry.key,), entry.d1_time, data)
 
