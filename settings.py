@@ -160,6 +160,9 @@ class OrderTimingSettings(BaseSettings):
     """After `CARD_SHIPPED`, finish as `SHIPPED` when carrier tracking stays quiet this long."""
     close_grace: timedelta = timedelta(minutes=10)
     """After the outcome, late notifications still join the timeline this long before the order closes."""
+    events: bool = True
+    """The order announces its milestones to the issuer's webhooks and event feed (docs/events.md);
+    `false`: it emits nothing at all (no history cost)."""
 
 
 class D1BatchSettings(BaseSettings):

@@ -67,6 +67,9 @@ class OrderTiming(ContractModel):
     # Retrying a pull & change call stops after this long; the change is then FAILED (a
     # change is urgent by nature: once the card ships it is pointless).
     change_give_up_after: timedelta = timedelta(minutes=10)
+    # Announce the order's milestones (events/, docs/events.md). False for orders started
+    # before events existed: their histories replay without the emit activity.
+    events: bool = False
 
 
 class OrderRef(ContractModel):

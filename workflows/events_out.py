@@ -23,14 +23,13 @@ from events import contract as events_api
 from events.catalogue import Event, Subject
 from events.from_order import Announced, new_events, order_subject
 
-PATCH = "events-out"
 # Temporal unreachable from the worker: the order waits for it as for any other call.
 EMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
 class EventsOut:
     def __init__(
-        self, subject: Subject, *, end_statuses: Iterable[str], data: Mapping[str, object] | None = None
+        self, subject: Subject, *, on: bool, end_statuses: Iterable[str], data: Mapping[str, object] | None = None
     ) -> None:
         self._subject = subject
         self._ends = tuple(end_statuses)
@@ -38,12 +37,11 @@ class EventsOut:
         self._done = Announced()
         self._queue: list[Event] = []
         self._sender: asyncio.Task[None] | None = None
-        self.enabled: bool | None = None  # the worker says whether events are on (EVENTS_ENABLED)
+        # The order's input says whether it announces anything (OrderTiming.events: false for
+        # orders started before events existed); the worker may still say no (EVENTS_ENABLED).
+        self.enabled = on
 
     def observe(self, state: OrderState) -> None:
-        if self.enabled is None:
-            # Orders started before events existed replay without them (docs/upgrading.md).
-            self.enabled = workflow.patched(PATCH)
         if not self.enabled:
             return
         events = new_events(
@@ -76,7 +74,7 @@ class EventsOut:
     @classmethod
     def for_order(cls, workflow_id: str, ref: OrderRef, timing: OrderTiming) -> EventsOut:
         data = {"card_product_id": ref.card_product_id, "shipment_type": ref.shipment_type, "group_id": ref.group_id}
-        return cls(order_subject(workflow_id, ref), end_statuses=_end_statuses(timing), data=data)
+        return cls(order_subject(workflow_id, ref), on=timing.events, end_statuses=_end_statuses(timing), data=data)
 
     @classmethod
     def for_tracking(cls, workflow_id: str, ref: TrackingRef, timing: OrderTiming) -> EventsOut:
@@ -87,7 +85,7 @@ class EventsOut:
             card_id=ref.card_id,
             tracking_type=ref.tracking_type,
         )
-        return cls(subject, end_statuses=_end_statuses(timing), data={"carrier": ref.carrier})
+        return cls(subject, on=timing.events, end_statuses=_end_statuses(timing), data={"carrier": ref.carrier})
 
 
 def _end_statuses(timing: OrderTiming) -> list[str]:

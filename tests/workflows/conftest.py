@@ -34,7 +34,6 @@ from activities import contract as acts
 from contracts import search_attributes as sa
 from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
 from d1.notifications import OperationNotification
-from events.activities import events_off
 from security.codec import AesGcmCodec, generate_keys_file, load_codec
 from temporal_client import data_converter
 from worker import WORKFLOWS, workflow_runner
@@ -115,7 +114,6 @@ class D1Double:
             self.request_pull_and_change,
             self.submit_order_batch,
             self.request_tracking,
-            events_off,  # events are tested in tests/events/
         ]
 
 
