@@ -47,7 +47,7 @@ def create_app(secret_file: Path) -> Starlette:
         again = " (again: already processed, dropped)" if event["id"] in seen else ""
         seen.add(event["id"])
         data = event.get("data", {})
-        detail = data.get("production_status") or data.get("shipment_status") or data.get("outcome") or ""
+        detail = data.get("outcome") or data.get("shipment_status") or data.get("production_status") or ""
         print(
             f"{datetime.now():%H:%M:%S}  #{event.get('sequence')} {event['type']:<34} card {event['card_id']} "
             f"{detail}{again}",
