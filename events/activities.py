@@ -32,6 +32,7 @@ def delivery_policy(settings: EventsSettings) -> c.DeliveryPolicy:
         failing_after=settings.failing_after,
         batch_size=settings.batch_size,
         attempt_timeout=timedelta(seconds=settings.request_timeout_s * (rounds + 1) + 30),
+        heartbeat_timeout=timedelta(seconds=settings.request_timeout_s + 10),
     )
 
 
@@ -78,6 +79,7 @@ class EventActivities:
             for event in card_events:  # a card's next event waits for this one
                 async with gate:
                     error = await self._post(inp.issuer_id, target, event, metrics)
+                activity.heartbeat()
                 if error is not None:
                     errors.append(error)
                     return

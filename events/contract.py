@@ -59,6 +59,9 @@ class DeliveryPolicy(_Model):
     failing_after: int = 3
     batch_size: int = 100
     attempt_timeout: timedelta = timedelta(minutes=5)
+    # The delivery activity heartbeats after each request: a worker that died mid-attempt is
+    # noticed this fast, not at the end of the attempt's timeout.
+    heartbeat_timeout: timedelta = timedelta(seconds=40)
 
 
 class EventBatch(_Model):

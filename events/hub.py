@@ -252,6 +252,7 @@ class EventHubWorkflow:
             ),
             result_type=c.DeliverResult,
             start_to_close_timeout=self._s.policy.attempt_timeout,
+            heartbeat_timeout=self._s.policy.heartbeat_timeout,
             retry_policy=ONE_ATTEMPT,
             summary=f"Deliver events {after + 1}..{upto} to {endpoint.endpoint_id}",
         )
