@@ -52,9 +52,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 ## docs/configuration.md from the settings classes (tests/unit/test_settings_reference.py
-## fails when the committed file is out of date).
+## fails when the committed file is out of date), docs/events.asyncapi.json from events/.
 docs: $(STAMP)
 	$(PY) -m tools.settings_reference
+	$(PY) -m events.asyncapi
 
 ## Benchmark: the product against a bare Temporal workflow of the same shape (and the batched
 ## one), results in docs/benchmarks.md (under 10 minutes on 2 cores); `make bench BENCH_ARGS=--quick`

@@ -48,6 +48,31 @@ class EventType(StrEnum):
 
 ALL_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 
+_SHIPMENT = ("carrier", "tracking_number", "tracking_url", "shipment_status", "message")
+_OUTCOME = ("outcome", "reason", "production_status", "shipment_status", "error_code", "error")
+_CHANGE = ("change_id", "change_type", "redirected_to")
+_PRODUCTION = ("production_status", "operation_status", "reason", "error_code", "error", "due_date", "production_site")
+# The members of ``data`` each type may carry (all optional; tests/events/test_from_order.py
+# holds the events to it, events/asyncapi.py publishes it).
+_ORDER_DATA: dict[EventType, tuple[str, ...]] = {
+    EventType.ORDER_CREATED: ("card_product_id", "shipment_type", "group_id"),
+    EventType.ORDER_SUBMITTED: ("operation_id",),
+    EventType.PRODUCTION_STATUS_CHANGED: _PRODUCTION,
+    EventType.SHIPPED: _SHIPMENT,
+    EventType.SHIPMENT_UPDATED: _SHIPMENT,
+    EventType.CHANGE_REQUESTED: _CHANGE,
+    EventType.CHANGE_SENT: (*_CHANGE, "operation_id"),
+    EventType.CHANGE_DECIDED: (*_CHANGE, "decision", "reason", "at_status"),
+}
+DATA_MEMBERS: dict[str, tuple[str, ...]] = {
+    t.value: _ORDER_DATA.get(t, _OUTCOME) for t in EventType if t.value.startswith("order.")
+}
+DATA_MEMBERS |= {
+    t.value: ("tracking_type", "carrier", *_PRODUCTION, *_SHIPMENT, "outcome")
+    for t in EventType
+    if t.value.startswith("tracking.")
+}
+
 
 class Subject(BaseModel):
     """Which card an event is about: identifiers and the masked PAN, nothing else."""

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.card_order import ChangeRecord, ChangeStatus, OrderRef, OrderState, Outcome
-from events.catalogue import ALL_TYPES, Event
+from events.asyncapi import DOCUMENT, render
+from events.catalogue import ALL_TYPES, DATA_MEMBERS, Event
 from events.from_order import Announced, new_events, order_subject
 from tests.support.notifications import happy_sequence, operation, parsed
 from workflows.order_state import apply
@@ -28,7 +29,14 @@ HAPPY = [
 
 
 def announce(state: OrderState, done: Announced) -> list[Event]:
-    return new_events(SUBJECT, state, done, now=NOW)
+    return catalogued(new_events(SUBJECT, state, done, now=NOW))
+
+
+def catalogued(events: list[Event]) -> list[Event]:
+    """Every event is of a catalogued type and carries only the data members its type lists."""
+    for e in events:
+        assert e.type in ALL_TYPES and set(e.data) <= set(DATA_MEMBERS[e.type]), (e.type, e.data)
+    return events
 
 
 def submitted() -> OrderState:
@@ -148,7 +156,11 @@ def test_a_tracked_card_speaks_of_tracking() -> None:
     state, done, out = OrderState(submitted=True, operation_id="op-1"), Announced(), []
     for op in parsed(happy_sequence()):
         apply(state, op, source="notification")
-        out += new_events(subject, state, done, now=NOW)
+        out += catalogued(new_events(subject, state, done, now=NOW))
     kinds = [e.type for e in out]
     assert kinds[0] == "tracking.started" and kinds[-1] == "tracking.delivered" and "tracking.shipped" in kinds
     assert all(e.data["tracking_type"] == "SHIPMENT" for e in out)
+
+
+def test_the_asyncapi_document_is_current() -> None:
+    assert DOCUMENT.read_text() == render(), "run: python -m events.asyncapi (make docs)"
