@@ -64,3 +64,17 @@ async def test_every_milestone_arrives_once_in_order_and_the_feed_agrees(stack: 
     only = await feed.read(ISSUER_ID, after=str(events[0]["sequence"] - 1), types=["order.delivered"], limit=500)
     assert events[-1]["id"] in [e.id for e in only.events]
     assert {e.type for e in only.events} == {"order.delivered"}
+
+
+async def test_a_tracked_card_announces_its_tracking(stack: Stack, consumer: Registered) -> None:
+    card = f"trk-events-{new_request_id('t')[2:]}"
+    details = {"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}}
+    await stack.orders.track(ISSUER_ID, card, "SHIPMENT", details=details)
+    view = await stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT").result()
+    assert view.state.outcome == Outcome.DELIVERED
+    c = consumer.consumer
+    await c.wait_for(lambda: "tracking.delivered" in types_of(c.of_card(card)), what="tracking.delivered")
+    events = c.of_card(card)
+    assert types_of(events)[0] == "tracking.started" and types_of(events)[-1] == "tracking.delivered"
+    assert all(e["data"]["tracking_type"] == "SHIPMENT" for e in events)
+    assert all("issuer_request_id" not in e for e in events)
