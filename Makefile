@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # every new order (the rest passes through once, worker.py PASSTHROUGH_MODULES): ship
 # bytecode so that nothing is compiled from source again, even where
 # PYTHONDONTWRITEBYTECODE is set. compileall skips files whose bytecode is current.
-BYTECODE := d1 contracts workflows activities receiver starter issuer_api security observability stack bench \
+BYTECODE := d1 contracts workflows activities events receiver starter issuer_api security observability stack bench \
             worker.py settings.py temporal_client.py
 
 .PHONY: run demo test test-fast lint docs bench bytecode clean
@@ -52,11 +52,12 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 ## docs/configuration.md from the settings classes (tests/unit/test_settings_reference.py
-## fails when the committed file is out of date), and docs/openapi.json from the issuer API
-## (tests/issuer_api/test_openapi_document.py).
+## fails when the committed file is out of date), docs/openapi.json from the issuer API
+## (tests/issuer_api/test_openapi_document.py) and docs/events.asyncapi.json from events/.
 docs: $(STAMP)
 	$(PY) -m tools.settings_reference
 	$(PY) -m issuer_api.document
+	$(PY) -m events.asyncapi
 
 ## Benchmark: the product against a bare Temporal workflow of the same shape (and the batched
 ## one), results in docs/benchmarks.md (under 10 minutes on 2 cores); `make bench BENCH_ARGS=--quick`

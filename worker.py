@@ -28,6 +28,8 @@ from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
 from contracts.card_order import OPEN_STAGES, open_stage_query, past_due_query
 from d1.program import load_program
+from events.activities import EventActivities, event_activities, events_off
+from events.hub import EventHubWorkflow, EventPageWorkflow
 from observability import names
 from observability.audit import configure_audit_log
 from observability.process import configure_process, exit_without_finalizing
@@ -35,7 +37,7 @@ from security.keys import load_jwk
 from security.redaction import install_log_redaction
 from security.sealing import WORKER
 from security.transport import d1_http_verify
-from settings import D1ClientSettings, TemporalSettings
+from settings import D1ClientSettings, EventsSettings, TemporalSettings
 from temporal_client import connect
 from workflows.activation import CardActivationWorkflow
 from workflows.card_order import CardOrderWorkflow
@@ -90,6 +92,8 @@ WORKFLOWS = [
     D1BatchSubmissionWorkflow,
     CardTrackingWorkflow,
     CardActivationWorkflow,
+    EventHubWorkflow,
+    EventPageWorkflow,
 ]
 # Deterministic, side-effect-free modules the workflows use, shared with the sandbox instead of
 # re-imported for every workflow run: the D1 models, the contracts, the pure rules, pydantic.
@@ -109,6 +113,10 @@ PASSTHROUGH_MODULES = (
     "workflows.follow_up",
     "workflows.inputs",
     "workflows.tracking_rules",
+    "workflows.events_out",
+    "events.catalogue",
+    "events.contract",
+    "events.from_order",
     "pydantic",
     "pydantic_core",
     "annotated_types",
@@ -139,13 +147,17 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, task_queue: str, activities: Sequence[Callable[..., Any]]) -> Worker:
+def build_worker(
+    client: Client, task_queue: str, activities: Sequence[Callable[..., Any]], events: EventActivities | None = None
+) -> Worker:
+    """``events``: emit and deliver events (docs/events.md); None: a worker without events."""
+    events_acts = [events.emit, events.deliver] if events is not None else [events_off]
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=activities,
+        activities=[*activities, *events_acts],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )
@@ -160,8 +172,8 @@ async def main() -> None:
     configure_audit_log()  # operator actions, written by the workflows (workflows/audit.py)
     temporal = TemporalSettings()
     client = await connect(temporal, sealer=WORKER)
-    async with d1_activities(D1ClientSettings()) as acts:
-        worker = build_worker(client, temporal.task_queue, acts)
+    async with d1_activities(D1ClientSettings()) as acts, event_activities(EventsSettings()) as events:
+        worker = build_worker(client, temporal.task_queue, acts, events)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

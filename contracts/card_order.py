@@ -81,6 +81,9 @@ class OrderTiming(ContractModel):
     message_max_ahead: timedelta = messages.MAX_AHEAD
     # A carrier status among these, then quiet_after_shipped of silence: LOST_IN_TRANSIT.
     exception_shipment_statuses: list[str] = Field(default_factory=lambda: ["Exception"])
+    # Announce the order's milestones (events/, docs/events.md). False for orders started
+    # before events existed: their histories replay without the emit activity.
+    events: bool = False
 
 
 class OrderRef(ContractModel):

@@ -22,6 +22,7 @@ from stack.local import LocalStack
 from stack.processes import Supervisor, temporal_binary
 from stack.servers import port_free, wait_http, wait_until
 from stack.spec import MAKE_RUN_PORTS, EmulatorOptions, Ports, StackSpec
+from stack.webhooks import show_received, start_webhook_receiver
 
 # The sample order's timing: it reconciles soon and closes soon after delivery (make run's demo).
 SAMPLE_TIMING = {
@@ -112,8 +113,11 @@ async def run(args: argparse.Namespace) -> int:
             f"{stack.issuer_api_url}/v1/health/ready", "issuer API", verify=probe_tls, alive=sup.check_alive
         )
         print(f"logs: {sup.log_dir}/")
+        webhook_log = await start_webhook_receiver(sup, stack)
+        print(f"webhooks: the sample receiver verifies and prints each event in {webhook_log}")
 
         code = await _sample_order(args, sup, stack)
+        await show_received(webhook_log)
         if args.exit_after_sample:
             return code
         print("\nThe stack stays up; press Ctrl-C to stop it.")

@@ -25,6 +25,7 @@ from settings import (
     CodecServerSettings,
     CodecSettings,
     D1ClientSettings,
+    EventsSettings,
     IssuerApiSettings,
     OrderTimingSettings,
     ReceiverSettings,
@@ -224,6 +225,10 @@ class LocalStack:
         port = {"worker": self.ports.worker_metrics, "receiver": self.ports.receiver_metrics}.get(kind)
         return self._settings(TelemetrySettings, {} if port is None else {"metrics_port": port})
 
+    def events_settings(self) -> EventsSettings:
+        """Endpoints on loopback allowed: the local stack's receivers listen there (docs/events.md)."""
+        return self._settings(EventsSettings, {"allow_loopback": True})
+
     def order_edge(self) -> OrderEdge:
         from starter.edge import OrderEdge
 
@@ -244,7 +249,7 @@ class LocalStack:
         if kind in ("worker", "receiver"):
             rendered |= settings_env(self.telemetry_settings(kind))
         if kind == "worker":
-            rendered |= settings_env(self.d1_settings())
+            rendered |= settings_env(self.d1_settings()) | settings_env(self.events_settings())
         elif kind == "receiver":
             rendered |= settings_env(self.receiver_settings())
         elif kind == "emulator":

@@ -32,7 +32,7 @@ from contracts import search_attributes as sa
 from contracts.card_order import OrderTiming
 from receiver.routing import NotificationRouter
 from security.codec import generate_keys_file, load_codec
-from settings import D1ClientSettings
+from settings import D1ClientSettings, EventsSettings
 from stack.local import LocalStack
 from stack.processes import temporal_binary
 from stack.spec import ISSUER_ID as ISSUER_ID  # re-exported: every test module uses it
@@ -52,6 +52,14 @@ FAST_TIMING: dict[str, timedelta] = {
 }
 # The sandbox at test pace: quick production steps, quick notification retries.
 TEST_EMULATOR = EmulatorOptions(step_delay_ms=20, notify_retry_base_ms=50, notify_retry_cap_ms=500)
+
+# Webhooks at test pace: failed deliveries retried within a second or two (tests/events/).
+TEST_EVENTS: dict[str, Any] = {
+    "retry_initial": timedelta(milliseconds=200),
+    "retry_max_interval": timedelta(seconds=1),
+    "failing_after": 2,
+    "request_timeout_s": 6.0,
+}
 
 # Property tests run on a shared, loaded machine: a slow example is not a failure (each test
 # still bounds its examples; pytest-timeout bounds the whole).
@@ -74,6 +82,7 @@ def spec_for_tests(state_dir: Path, **changes: Any) -> StackSpec:
         "task_queue": TASK_QUEUE,
         "timing": FAST_TIMING,
         "emulator": TEST_EMULATOR,
+        "overrides": {EventsSettings: TEST_EVENTS},
     }
     return StackSpec(state_dir=state_dir, **{**values, **changes})
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activation import record_on_order
     from workflows.change_rules import change_problem
     from workflows.details_line import details_line
+    from workflows.events_out import EventsOut
     from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input, start_roles
     from workflows.messages import (
@@ -111,6 +112,7 @@ class CardOrderWorkflow:
         # Four eyes on a new delivery address (workflows/approvals.py), as copied at start.
         self._approvals = inp.approvals
         self._awaiting_addresses: dict[str, Address] = dict(inp.awaiting_addresses)
+        self._events = EventsOut.for_order(workflow.info().workflow_id, inp.ref, inp.timing)
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, raw: RawValue = MISSING) -> None:
@@ -250,6 +252,7 @@ class CardOrderWorkflow:
             self._follow.count(metric_names.ORDERS_FINISHED, outcome=self._state.outcome.value)
         await self._follow.close()
         self._publish()
+        await self._events.drained()
         return self.view()
 
     async def _submit(self, submission: api.D1Submission) -> None:
@@ -436,3 +439,4 @@ class CardOrderWorkflow:
     def _publish(self) -> None:
         self._follow.record(observe(self._state, self._ref, workflow.now(), issuer_id=self._ref.issuer_id))
         self._follow.publish(details_line(self._state))
+        self._events.observe(self._state)

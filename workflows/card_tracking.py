@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
+    from workflows.events_out import EventsOut
     from workflows.follow_up import Follower, call_d1
     from workflows.inputs import read_input, start_roles
     from workflows.messages import CHANGERS, MISSING, NOTIFIERS, ORDER_STARTERS, WRONG_CARD, Gate, Window, stamp
@@ -62,6 +63,7 @@ class CardTrackingWorkflow:
             if inp.reconcile
             else None,
         )
+        self._events = EventsOut.for_tracking(workflow.info().workflow_id, inp.ref, inp.timing)
 
     @workflow.signal(name=api.NOTIFICATION_SIGNAL)
     def on_notification(self, raw: RawValue = MISSING) -> None:
@@ -106,6 +108,7 @@ class CardTrackingWorkflow:
         )
         await self._follow.close()
         self._publish()
+        await self._events.drained()
         return self.view()
 
     async def _request(self, inp: TrackingInput) -> None:
@@ -151,3 +154,4 @@ class CardTrackingWorkflow:
                 "quiet window(s) passed without news"
             )
         self._follow.publish(line)
+        self._events.observe(self._state)

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from emulator.app import create_app as create_emulator_app
 from emulator.config import EmulatorSettings, uvicorn_tls_options
 from emulator.state import EmulatorState
+from events.activities import event_activities
 from receiver.activation import ActivationService
 from receiver.app import create_app as create_receiver_app
 from receiver.auth import ReceiverAuth
@@ -60,7 +61,11 @@ async def serve_receiver(stack: LocalStack, router: NotificationRouter) -> Async
 @asynccontextmanager
 async def run_worker(stack: LocalStack, client: Client) -> AsyncIterator[Worker]:
     """The product's worker for the stack's task queue, calling the stack's emulator."""
-    async with d1_activities(stack.d1_settings()) as acts, build_worker(client, stack.spec.task_queue, acts) as worker:
+    async with (
+        d1_activities(stack.d1_settings()) as acts,
+        event_activities(stack.events_settings()) as events,
+        build_worker(client, stack.spec.task_queue, acts, events) as worker,
+    ):
         yield worker
 
 

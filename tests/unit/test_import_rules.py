@@ -23,6 +23,7 @@ PRODUCT = {
     "contracts",
     "activities",
     "workflows",
+    "events",
     "receiver",
     "starter",
     "issuer_api",

@@ -1,0 +1,1 @@
+"""Events out: the catalogue, Standard Webhooks delivery to the issuer's endpoints, and the feed (docs/events.md)."""

@@ -1,0 +1,220 @@
+"""The event hub's contract: names, ids and the models of its signal, updates, queries and activities.
+
+Pure (pydantic only): the workflows import it through the sandbox, the issuer-side
+functions (events/api.py, events/feed.py) and the activities use the same names.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.catalogue import Event
+
+HUB_WORKFLOW_TYPE = "EventHubWorkflow"
+PAGE_WORKFLOW_TYPE = "EventPageWorkflow"
+# Signal (sent by the worker's emit activity, role "worker"): EventBatch.
+EVENTS_SIGNAL = "events"
+# Updates (sent by the issuer API / the Python API, role "edge").
+CREATE_ENDPOINT_UPDATE = "create_endpoint"  # EndpointSpec -> EndpointCreated
+UPDATE_ENDPOINT_UPDATE = "update_endpoint"  # EndpointChange -> EndpointView
+ROTATE_SECRET_UPDATE = "rotate_secret"  # noqa: S105 - a name. SecretRotation -> EndpointCreated
+REDELIVER_UPDATE = "redeliver"  # Redelivery -> RedeliveryResult
+# Queries.
+ENDPOINTS_QUERY = "endpoints"  # -> list[EndpointView]
+TAIL_QUERY = "tail"  # TailRequest -> HubTail
+# Activities.
+EMIT_EVENTS = "events.emit"  # local activity of the card workflows: EmitInput -> bool (events on)
+DELIVER_EVENTS = "events.deliver"  # DeliverInput -> DeliverResult
+# Events per sealed page (a closed EventPageWorkflow): page n holds sequences n*PAGE_SIZE+1 .. (n+1)*PAGE_SIZE.
+# Fixed: the page of a sequence number is computed, never stored.
+PAGE_SIZE = 500
+
+
+def hub_id(issuer_id: str) -> str:
+    return f"event-hub:{issuer_id}"
+
+
+def page_id(issuer_id: str, page: int) -> str:
+    return f"event-page:{issuer_id}:{page}"
+
+
+def page_of(sequence: int) -> int:
+    return (sequence - 1) // PAGE_SIZE
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class DeliveryPolicy(_Model):
+    """How the hub delivers, from the worker's settings (EventsSettings); every batch carries
+    the current one, so a changed setting applies from the next event on."""
+
+    retry_initial: timedelta = timedelta(seconds=5)
+    retry_max_interval: timedelta = timedelta(hours=1)
+    retry_for: timedelta = timedelta(days=3)
+    failing_after: int = 3
+    batch_size: int = 100
+    attempt_timeout: timedelta = timedelta(minutes=5)
+    # The delivery activity heartbeats after each request: a worker that died mid-attempt is
+    # noticed this fast, not at the end of the attempt's timeout.
+    heartbeat_timeout: timedelta = timedelta(seconds=40)
+
+
+class EventBatch(_Model):
+    events: list[Event]
+    policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+
+
+class EmitInput(_Model):
+    issuer_id: str
+    events: list[Event]
+
+
+class EndpointStatus(StrEnum):
+    ENABLED = "enabled"
+    FAILING = "failing"  # deliveries keep failing; still retried, alerted
+    DISABLED = "disabled"  # by the issuer, or after failing for the whole retry window
+
+
+class EndpointSpec(_Model):
+    url: str = Field(max_length=2048)
+    event_types: list[str] = Field(min_length=1)  # "*" for all
+    description: str | None = Field(default=None, max_length=200)
+    # The first secret (whsec_...); created by events/api.py, never chosen by a caller.
+    secret: str
+    created_at: str
+
+
+class EndpointChange(_Model):
+    endpoint_id: str
+    event_types: list[str] | None = None
+    url: str | None = None
+    description: str | None = None
+    status: EndpointStatus | None = None  # DISABLED, or ENABLED to resume (the backlog follows)
+
+
+class SecretRotation(_Model):
+    endpoint_id: str
+    secret: str
+    at: str
+    # The old secrets keep signing this long (receivers switch within it), then are dropped.
+    grace: timedelta = timedelta(hours=24)
+
+
+class Secret(_Model):
+    value: str
+    created_at: str
+    expires_at: str | None = None
+
+
+class Endpoint(_Model):
+    """An endpoint as the hub keeps it (secrets included: the hub's history is sealed)."""
+
+    endpoint_id: str
+    url: str
+    event_types: list[str]
+    description: str | None = None
+    secrets: list[Secret]
+    status: EndpointStatus = EndpointStatus.ENABLED
+    created_at: str
+    cursor: int = 0  # every event up to this sequence was delivered (or is not subscribed)
+    failures: int = 0  # consecutive failed attempts
+    failing_since: str | None = None
+    last_error: str | None = None
+    delivered: int = 0
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.event_types or event_type in self.event_types
+
+
+class EndpointView(_Model):
+    """An endpoint as the issuer sees it: no secret."""
+
+    endpoint_id: str
+    url: str
+    event_types: list[str]
+    description: str | None = None
+    status: EndpointStatus
+    created_at: str
+    cursor: int
+    backlog: int
+    failures: int
+    failing_since: str | None = None
+    last_error: str | None = None
+    delivered: int
+    secrets: int  # how many secrets sign (more than one during a rotation)
+
+
+class EndpointCreated(_Model):
+    endpoint: EndpointView
+    secret: str  # shown once: at creation and at each rotation
+
+
+class Redelivery(_Model):
+    event: Event
+    endpoint_id: str | None = None  # None: every enabled endpoint subscribed to it
+
+
+class RedeliveryResult(_Model):
+    delivered_to: list[str]
+    failed: dict[str, str]
+
+
+class TailRequest(_Model):
+    after: int = 0
+    limit: int = 100
+
+
+class HubTail(_Model):
+    sealed_upto: int  # sequences up to this one are in pages (events/contract.py PAGE_SIZE)
+    last_sequence: int
+    events: list[Event]  # of the unsealed tail, after the request's ``after``
+
+
+class EventPage(_Model):
+    issuer_id: str
+    page: int
+    events: list[Event]
+
+
+class HubState(_Model):
+    """Carried across continue-as-new; bounded (the tail is under one page, the recent ids capped)."""
+
+    last_sequence: int = 0
+    sealed_upto: int = 0
+    tail: list[Event] = Field(default_factory=list)
+    recent_ids: list[str] = Field(default_factory=list)
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+    duplicates_dropped: int = 0
+
+
+class HubInput(_Model):
+    issuer_id: str
+    state: HubState | None = None
+
+
+class Target(_Model):
+    endpoint_id: str
+    url: str
+    secrets: list[str]
+    event_types: list[str]
+
+
+class DeliverInput(_Model):
+    issuer_id: str
+    target: Target
+    after: int  # deliver sequences after ..
+    upto: int  # .. up to this one
+    events: list[Event]  # the part still in the hub's tail; the rest is read from the pages
+    skip: list[str] = Field(default_factory=list)  # ids already delivered by an earlier attempt of this range
+    backlog: int = 0  # for the lag and backlog metrics
+
+
+class DeliverResult(_Model):
+    delivered: int
+    skipped: int  # not subscribed, or delivered by an earlier attempt

@@ -1,0 +1,161 @@
+"""The event hub's delivery policy over days, on the time-skipping test server: an endpoint
+that keeps failing is marked failing, retried with backoff, disabled after the retry window
+with its backlog kept, and delivered in full once enabled; a rotated secret stops signing
+after its grace period (events/hub.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from events import contract as c
+from events.catalogue import Event
+from events.hub import EventHubWorkflow, EventPageWorkflow
+from tests.workflows.conftest import test_server as time_skipping_server
+from worker import workflow_runner
+
+QUEUE = "hub-tests"
+POLICY = c.DeliveryPolicy(
+    retry_initial=timedelta(minutes=1),
+    retry_max_interval=timedelta(hours=1),
+    retry_for=timedelta(days=3),
+    failing_after=3,
+    batch_size=10,
+)
+
+
+@dataclass
+class FakeEndpoint:
+    up: bool = False
+    attempts: int = 0
+    delivered: list[str] = field(default_factory=list)
+    secrets_seen: list[int] = field(default_factory=list)
+
+    @activity.defn(name=c.DELIVER_EVENTS)
+    async def deliver(self, inp: c.DeliverInput) -> c.DeliverResult:
+        self.attempts += 1
+        self.secrets_seen.append(len(inp.target.secrets))
+        if not self.up:
+            raise ApplicationError("connection refused", [], type="DeliveryFailed", non_retryable=True)
+        self.delivered += [e.id for e in inp.events if e.id not in inp.skip]
+        return c.DeliverResult(delivered=len(inp.events), skipped=0)
+
+
+@dataclass
+class Hub:
+    env: WorkflowEnvironment
+    endpoint: FakeEndpoint
+    handle: WorkflowHandle
+
+
+def event(n: int) -> Event:
+    now = datetime.now(UTC).isoformat()
+    return Event(
+        id=f"evt_{n}", type="order.shipped", occurred_at=now, emitted_at=now, issuer_id="ISS", card_id=f"c{n % 3}",
+        workflow_id=f"card-order:ISS:r{n % 3}",
+    )  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def hub() -> AsyncIterator[Hub]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=time_skipping_server(), data_converter=pydantic_data_converter
+    )
+    fake = FakeEndpoint()
+    try:
+        async with Worker(
+            env.client,
+            task_queue=QUEUE,
+            workflows=[EventHubWorkflow, EventPageWorkflow],
+            activities=[fake.deliver],
+            workflow_runner=workflow_runner(),
+        ):
+            handle = await env.client.start_workflow(
+                c.HUB_WORKFLOW_TYPE, c.HubInput(issuer_id="ISS"), id=c.hub_id("ISS"), task_queue=QUEUE
+            )
+            yield Hub(env, fake, handle)
+    finally:
+        await env.shutdown()
+
+
+async def create(hub: Hub) -> str:
+    now = (await hub.env.get_current_time()).isoformat()
+    spec = c.EndpointSpec(url="https://hooks.example/x", event_types=["*"], secret="whsec_a", created_at=now)
+    created = await hub.handle.execute_update(c.CREATE_ENDPOINT_UPDATE, spec, result_type=c.EndpointCreated)
+    return created.endpoint.endpoint_id
+
+
+async def view(hub: Hub) -> c.EndpointView:
+    [endpoint] = await hub.handle.query(c.ENDPOINTS_QUERY, result_type=list[c.EndpointView])
+    return endpoint
+
+
+async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(hub: Hub) -> None:
+    endpoint_id = await create(hub)
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n) for n in range(25)], policy=POLICY))
+    await hub.env.sleep(timedelta(minutes=10))  # 1 + 2 + 4 minutes of backoff: four attempts
+    v = await view(hub)
+    assert v.status == c.EndpointStatus.FAILING and v.failures >= 3 and v.backlog == 25
+    assert v.last_error == "connection refused"
+    await hub.env.sleep(timedelta(days=2))
+    assert (await view(hub)).status == c.EndpointStatus.FAILING  # still retried: hourly by now
+    attempts = hub.endpoint.attempts
+    assert 45 <= attempts <= 60, attempts  # 7 in the first two hours, then one an hour
+    await hub.env.sleep(timedelta(days=1, hours=2))
+    v = await view(hub)
+    assert v.status == c.EndpointStatus.DISABLED and v.backlog == 25  # the backlog is kept
+    attempts = hub.endpoint.attempts
+    await hub.env.sleep(timedelta(days=1))
+    assert hub.endpoint.attempts == attempts  # disabled: no more attempts
+    hub.endpoint.up = True
+    await hub.handle.execute_update(
+        c.UPDATE_ENDPOINT_UPDATE,
+        c.EndpointChange(endpoint_id=endpoint_id, status=c.EndpointStatus.ENABLED),
+        result_type=c.EndpointView,
+    )
+    for _ in range(100):
+        if len(hub.endpoint.delivered) >= 25:
+            break
+        await asyncio.sleep(0.05)
+    assert hub.endpoint.delivered == [f"evt_{n}" for n in range(25)]
+    v = await view(hub)
+    assert v.status == c.EndpointStatus.ENABLED and v.backlog == 0 and v.failures == 0
+
+
+async def test_a_rotated_secret_stops_signing_after_its_grace(hub: Hub) -> None:
+    hub.endpoint.up = True
+    endpoint_id = await create(hub)
+    now = await hub.env.get_current_time()
+    rotation = c.SecretRotation(
+        endpoint_id=endpoint_id, secret="whsec_b", at=now.isoformat(), grace=timedelta(hours=24)
+    )
+    rotated = await hub.handle.execute_update(c.ROTATE_SECRET_UPDATE, rotation, result_type=c.EndpointCreated)
+    assert rotated.endpoint.secrets == 2
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(1)], policy=POLICY))
+    await hub.env.sleep(timedelta(hours=1))
+    assert hub.endpoint.secrets_seen[-1] == 2  # both sign during the grace
+    await hub.env.sleep(timedelta(hours=24))
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(2)], policy=POLICY))
+    await hub.env.sleep(timedelta(minutes=1))
+    assert hub.endpoint.secrets_seen[-1] == 1
+    assert (await view(hub)).secrets == 1
+
+
+async def test_an_unknown_endpoint_is_refused_without_a_trace(hub: Hub) -> None:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    with pytest.raises(WorkflowUpdateFailedError):
+        await hub.handle.execute_update(
+            c.UPDATE_ENDPOINT_UPDATE, c.EndpointChange(endpoint_id="ep_nope"), result_type=c.EndpointView
+        )
