@@ -26,15 +26,19 @@ class EventType(StrEnum):
     SHIPMENT_UPDATED = "order.shipment_updated"  # a carrier scan, exception, end-user message
     DELIVERED = "order.delivered"
     RETURNED = "order.returned"
-    NOT_DELIVERED = "order.not_delivered"  # shipped, then carrier silence (outcome SHIPPED)
+    NOT_DELIVERED = "order.not_delivered"  # shipped, then carrier silence (SHIPPED, LOST_IN_TRANSIT)
     PRODUCED = "order.produced"  # no shipment (INSTANT): production is the end
     FAILED = "order.failed"  # DATA_EXCEPTION, PRODUCTION_EXCEPTION, FAILED, SUBMIT_FAILED
     REJECTED = "order.rejected"  # D1 refused the order: its code and the field in error
     CRYPTO_REJECTED = "order.crypto_rejected"  # D1 could not decrypt the card data
     CANCELED = "order.canceled"
-    CHANGE_REQUESTED = "order.change_requested"  # pull & change asked of D1
+    CHANGE_REQUESTED = "order.change_requested"  # pull & change asked (an address change: awaiting approval)
+    CHANGE_APPROVED = "order.change_approved"  # four eyes: a second operator approved the address change
     CHANGE_SENT = "order.change_sent"  # D1 took the request; the center decides later
-    CHANGE_DECIDED = "order.change_decided"  # ACCEPTED, REFUSED, or FAILED (D1 refused / unreachable)
+    CHANGE_DECIDED = "order.change_decided"  # ACCEPTED, REFUSED, FAILED, EXPIRED (unapproved) or REJECTED
+    # D1's Card Activation while the order runs (receiver/activation.py); before delivery: flagged.
+    CARD_ACTIVATED = "order.card_activated"
+    CARD_ACTIVATED_BEFORE_DELIVERY = "order.card_activated_before_delivery"
     # The tracking hub (a card personalized elsewhere): the same milestones, another subject.
     TRACKING_STARTED = "tracking.started"
     TRACKING_PRODUCTION_STATUS_CHANGED = "tracking.production_status_changed"
@@ -60,9 +64,12 @@ _ORDER_DATA: dict[EventType, tuple[str, ...]] = {
     EventType.PRODUCTION_STATUS_CHANGED: _PRODUCTION,
     EventType.SHIPPED: _SHIPMENT,
     EventType.SHIPMENT_UPDATED: _SHIPMENT,
-    EventType.CHANGE_REQUESTED: _CHANGE,
+    EventType.CHANGE_REQUESTED: (*_CHANGE, "requested_by", "awaiting_approval", "approval_expires_at"),
+    EventType.CHANGE_APPROVED: (*_CHANGE, "requested_by", "approved_by"),
     EventType.CHANGE_SENT: (*_CHANGE, "operation_id"),
     EventType.CHANGE_DECIDED: (*_CHANGE, "decision", "reason", "at_status"),
+    EventType.CARD_ACTIVATED: ("activation", "order_stage"),
+    EventType.CARD_ACTIVATED_BEFORE_DELIVERY: ("activation", "order_stage"),
 }
 DATA_MEMBERS: dict[str, tuple[str, ...]] = {
     t.value: _ORDER_DATA.get(t, _OUTCOME) for t in EventType if t.value.startswith("order.")

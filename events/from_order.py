@@ -25,6 +25,7 @@ _OUTCOME_TYPES = {
     Outcome.DELIVERED: EventType.DELIVERED,
     Outcome.RETURNED: EventType.RETURNED,
     Outcome.SHIPPED: EventType.NOT_DELIVERED,
+    Outcome.LOST_IN_TRANSIT: EventType.NOT_DELIVERED,
     Outcome.PRODUCED: EventType.PRODUCED,
     Outcome.REJECTED: EventType.REJECTED,
     Outcome.CRYPTO_REJECTED: EventType.CRYPTO_REJECTED,
@@ -51,7 +52,12 @@ _TRACKING_OUTCOMES = {
     EventType.RETURNED: EventType.TRACKING_RETURNED,
     EventType.NOT_DELIVERED: EventType.TRACKING_NOT_DELIVERED,
 }
-_CHANGE_STEPS = {ChangeStatus.REQUESTED: 0, ChangeStatus.SENT: 1}  # a decided change is step 2
+# A change's steps: awaiting a second operator, asked (approved, or needing no approval), sent
+# to D1, decided (3: ACCEPTED, REFUSED, FAILED, EXPIRED, REJECTED).
+_CHANGE_STEPS = {ChangeStatus.AWAITING_APPROVAL: 0, ChangeStatus.REQUESTED: 1, ChangeStatus.SENT: 2}
+_DECIDED = 3
+# Timeline entries that are news about the card, not a D1 step (workflows/activation.py).
+ACTIVATION_SOURCE = "activation"
 
 
 class Announced(BaseModel):
@@ -110,7 +116,9 @@ def new_events(
             continue
         done.entries.append(entry.key)
         # After the outcome, stragglers (a late carrier scan) stay in the timeline only.
-        if entry.change_type is None and entry.change_outcome is None and done.outcome is None:
+        if entry.source == ACTIVATION_SOURCE:
+            _activation_event(out, state, entry)
+        elif entry.change_type is None and entry.change_outcome is None and done.outcome is None:
             _entry_events(out, state, entry, done, ends)
     in_timeline = {entry.key for entry in state.timeline}
     done.entries = [key for key in done.entries if key in in_timeline]  # bounded as the timeline is
@@ -214,21 +222,37 @@ def _tracking_url(state: OrderState, entry: TimelineEntry) -> str | None:
 
 
 def _change_events(out: _Builder, change: ChangeRecord, done: Announced) -> None:
-    step = _CHANGE_STEPS.get(change.status, 2)
+    step = _CHANGE_STEPS.get(change.status, _DECIDED)
     last = done.changes.get(change.change_id, -1)
     if step <= last:
         return
     done.changes[change.change_id] = step
     base = {"change_id": change.change_id, "change_type": change.type, "redirected_to": change.redirected_to}
     if last < 0:
-        out.add(EventType.CHANGE_REQUESTED, (change.change_id, "requested"), change.requested_at, base)
-    if last < 1 <= step and change.status != ChangeStatus.FAILED:
+        awaiting = {"awaiting_approval": True, "approval_expires_at": change.approval_expires_at} if step == 0 else {}
+        data = base | {"requested_by": change.requested_by} | awaiting
+        out.add(EventType.CHANGE_REQUESTED, (change.change_id, "requested"), change.requested_at, data)
+    if last < 1 <= step and change.approved_by is not None:
+        data = base | {"requested_by": change.requested_by, "approved_by": change.approved_by}
+        out.add(EventType.CHANGE_APPROVED, (change.change_id, "approved"), change.approved_at, data)
+    sent = change.d1_operation_id is not None or change.status in (ChangeStatus.SENT, ChangeStatus.ACCEPTED)
+    if last < 2 <= step and sent:
         out.add(
             EventType.CHANGE_SENT, (change.change_id, "sent"), None, base | {"operation_id": change.d1_operation_id}
         )
-    if step == 2:
+    if step == _DECIDED:
         data = base | {"decision": change.status.value, "reason": change.reason, "at_status": change.decided_at_status}
         out.add(EventType.CHANGE_DECIDED, (change.change_id, "decided"), change.decided_at, data)
+
+
+def _activation_event(out: _Builder, state: OrderState, entry: TimelineEntry) -> None:
+    """D1's Card Activation recorded on the order: the bank's card system learns of it, and
+    of one before delivery (a card intercepted in the post) as its own type."""
+    record = state.activation
+    flag = record.flag.value if record is not None else entry.key.partition(":")[2]
+    kind = EventType.CARD_ACTIVATED if flag == "ACTIVATED" else EventType.CARD_ACTIVATED_BEFORE_DELIVERY
+    data = {"activation": flag, "order_stage": record.order_stage if record is not None else None}
+    out.add(kind, (entry.key,), entry.d1_time, data)
 
 
 def _outcome_event(state: OrderState) -> tuple[EventType, tuple[str, ...], str | None, dict[str, object]]:

@@ -143,6 +143,71 @@ def test_changes_and_refusals() -> None:
     assert events[-1].data["error_code"] == "INVALID_FIELD" and events[-1].data["error"] == "$.deliveryAddress.zip"
 
 
+def test_an_address_change_announces_request_approval_sending_and_decision() -> None:
+    """Four eyes (workflows/approvals.py): asked by one operator, approved by another, then sent."""
+    state, done = submitted(), Announced()
+    announce(state, done)
+    change = ChangeRecord(
+        change_id="redirect-1",
+        type="REDIRECT",
+        status=ChangeStatus.AWAITING_APPROVAL,
+        requested_at="2026-12-07T08:00:00+00:00",
+        requested_by="operator:alice",
+        approval_expires_at="2026-12-08T08:00:00+00:00",
+        redirected_to="Boston, US",
+    )
+    state.changes.append(change)
+    [asked] = catalogued(announce(state, done))
+    assert asked.type == "order.change_requested" and asked.data["awaiting_approval"] is True
+    assert asked.data["requested_by"] == "operator:alice" and "address" not in str(asked.data).lower()
+    change.status, change.approved_by, change.approved_at = ChangeStatus.REQUESTED, "operator:bob", "2026-12-07T09:00Z"
+    [approved] = catalogued(announce(state, done))
+    assert (approved.type, approved.data["approved_by"]) == ("order.change_approved", "operator:bob")
+    change.status, change.d1_operation_id = ChangeStatus.SENT, "op-7"
+    assert [e.type for e in announce(state, done)] == ["order.change_sent"]
+    assert announce(state, done) == []
+
+    expiring, done = submitted(), Announced()
+    expiring.changes.append(
+        change.model_copy(update={"status": ChangeStatus.EXPIRED, "approved_by": None, "d1_operation_id": None})
+    )
+    types = [(e.type, e.data.get("decision")) for e in catalogued(announce(expiring, done))]
+    assert types[-2:] == [("order.change_requested", None), ("order.change_decided", "EXPIRED")]  # never sent
+
+
+def test_a_lost_card_is_not_delivered_and_an_early_activation_is_its_own_event() -> None:
+    from contracts.activation import ActivationFlag, ActivationRecord
+    from workflows.activation import record_on_order
+
+    state, done = submitted(), Announced()
+    announce(state, done)
+    state.outcome = Outcome.LOST_IN_TRANSIT
+    [lost] = catalogued(announce(state, done))
+    assert (lost.type, lost.data["outcome"]) == ("order.not_delivered", "LOST_IN_TRANSIT")
+
+    state, done = submitted(), Announced()
+    announce(state, done)
+    record = ActivationRecord(
+        issuer_id="ISSUER",
+        card_id="card-1",
+        activated_at="2026-12-07T10:00:00+00:00",
+        flag=ActivationFlag.BEFORE_DELIVERY,
+        order_stage="CARD_PROD_ONGOING",
+    )
+    with_attributes_off(lambda: record_on_order(state, record))
+    [early] = catalogued(announce(state, done))
+    assert early.type == "order.card_activated_before_delivery"
+    assert early.data == {"activation": "ACTIVATED_BEFORE_DELIVERY", "order_stage": "CARD_PROD_ONGOING"}
+
+
+def with_attributes_off(call: object) -> None:
+    """``record_on_order`` upserts search attributes: outside a workflow, that part is skipped."""
+    from unittest import mock
+
+    with mock.patch("temporalio.workflow.upsert_search_attributes"):
+        call()  # type: ignore[operator]
+
+
 def test_a_tracked_card_speaks_of_tracking() -> None:
     from events.catalogue import Subject
 
