@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.card_order import ChangeRecord, OrderView
+from contracts.card_order import ChangeRecord, OrderRef, OrderView
 
 SAMPLE_ORDER: dict[str, Any] = {
     "issuerId": "TESTISS001",
@@ -176,14 +176,7 @@ class CardOrderView(Model):
         ship = state.shipment
         return cls(
             id=view.workflow_id,
-            issuerId=ref.issuer_id,
-            issuerRequestId=ref.issuer_request_id,
-            cardId=ref.card_id,
-            consumerId=ref.consumer_id,
-            cardProductId=ref.card_product_id,
-            maskedPan=ref.masked_pan,
-            distributionChannel=ref.distribution_channel,
-            shipmentType=ref.shipment_type,
+            **ref_members(ref),
             productionStatus=state.production_status,
             operationStatus=state.operation_status,
             shipment=Shipment(status=ship.status, carrier=ship.carrier, trackingNumber=ship.trackingNumber)
@@ -285,3 +278,17 @@ class Tracking(Model):
 class Health(Model):
     status: Literal["ok", "unavailable"]
     detail: str | None = None
+
+
+def ref_members(ref: OrderRef) -> dict[str, Any]:
+    """An order's identifiers and masked card, as every answer about an order names them."""
+    return {
+        "issuerId": ref.issuer_id,
+        "issuerRequestId": ref.issuer_request_id,
+        "cardId": ref.card_id,
+        "consumerId": ref.consumer_id,
+        "cardProductId": ref.card_product_id,
+        "maskedPan": ref.masked_pan,
+        "distributionChannel": ref.distribution_channel,
+        "shipmentType": ref.shipment_type,
+    }

@@ -38,6 +38,7 @@ from issuer_api.models import (
     Links,
     Timeline,
     TimelineLine,
+    ref_members,
 )
 from issuer_api.models import Caller as CallerOut
 from issuer_api.problems import ProblemError, invalid, responses
@@ -92,14 +93,7 @@ def accepted(prepared: PreparedOrder, requested_by: dict[str, Any] | None) -> Ca
     ref = prepared.ref
     return CardOrderAccepted(
         id=prepared.workflow_id,
-        issuerId=ref.issuer_id,
-        issuerRequestId=ref.issuer_request_id,
-        cardId=ref.card_id,
-        consumerId=ref.consumer_id,
-        cardProductId=ref.card_product_id,
-        maskedPan=ref.masked_pan,
-        distributionChannel=ref.distribution_channel,
-        shipmentType=ref.shipment_type,
+        **ref_members(ref),
         requestedBy=CallerOut(**requested_by) if requested_by else None,
         links=links(ref.issuer_id, ref.issuer_request_id),
     )
