@@ -60,7 +60,7 @@ _ACCEPTED_EXAMPLE: dict[str, Any] = {
     "cardId": "card-demo-0001",
     "consumerId": "cust-000123",
     "cardProductId": "DEMO_VISA_DEBIT_01",
-    "maskedPan": "411111******1111",
+    "maskedPan": "4111********1111",
     "distributionChannel": "THALES",
     "shipmentType": "INDIVIDUAL",
     "requestedBy": {"clientId": "core-banking", "person": "alice"},

@@ -45,6 +45,7 @@ from issuer_api.problems import ProblemError, invalid, responses
 from starter.api import ChangeRejected, OrderRefused
 from starter.edge import PreparedOrder
 from starter.operations import order_timeline
+from starter.same_order import ForeignStart
 
 log = logging.getLogger("issuer_api.orders")
 
@@ -112,6 +113,8 @@ async def submit(ctx: ApiContext, prepared: PreparedOrder, response: Response) -
             submitted = await ctx.orders.submit_prepared(prepared)
         except OrderRefused as err:
             raise ProblemError(409, "card-busy", str(err)) from None
+        except ForeignStart:  # the starter's own check (starter/same_order.py): another request holds the id
+            raise _conflict() from None
         ref = prepared.ref
         if submitted.created:
             log.info(
@@ -122,14 +125,18 @@ async def submit(ctx: ApiContext, prepared: PreparedOrder, response: Response) -
             return accepted(prepared, (prepared.memo or {}).get(idempotency.REQUESTED_BY))
         memo = await memo_of(ctx, submitted.workflow_id)
     if not idempotency.same_request(memo, prepared):
-        raise ProblemError(
-            409,
-            "idempotency-conflict",
-            "an order with this issuerRequestId exists with a different request; use a new issuerRequestId",
-        )
+        raise _conflict()
     response.status_code = 200
     response.headers["location"] = order_path(ref.issuer_id, ref.issuer_request_id)
     return accepted(prepared, memo.get(idempotency.REQUESTED_BY))
+
+
+def _conflict() -> ProblemError:
+    return ProblemError(
+        409,
+        "idempotency-conflict",
+        "an order with this issuerRequestId exists with a different request; use a new issuerRequestId",
+    )
 
 
 def prepared_by(prepared: PreparedOrder) -> str:
