@@ -31,6 +31,8 @@ REDELIVER_UPDATE = "redeliver"  # Redelivery -> RedeliveryResult
 # Queries.
 ENDPOINTS_QUERY = "endpoints"  # -> list[EndpointView]
 TAIL_QUERY = "tail"  # TailRequest -> HubTail
+# On a card order: the events it handed to its issuer's hub so far (-> list[SentEvent]).
+EVENTS_SENT_QUERY = "events_sent"
 # Activities.
 EMIT_EVENTS = "events.emit"  # local activity of the card workflows: EmitInput -> bool (events on)
 DELIVER_EVENTS = "events.deliver"  # DeliverInput -> DeliverResult
@@ -74,6 +76,15 @@ class EventBatch(Message):
     kind: Literal["events"] = messages.EVENT_BATCH
     events: list[Event]
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+
+
+class SentEvent(_Model):
+    """An event a card workflow handed to its issuer's hub (which delivers it to every
+    subscribed endpoint, and serves it in the feed)."""
+
+    id: str
+    type: str
+    occurred_at: str
 
 
 class EmitInput(_Model):

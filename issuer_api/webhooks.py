@@ -1,6 +1,6 @@
 """``/v1/issuers/{issuerId}/webhook-endpoints`` and ``/v1/issuers/{issuerId}/events``: an issuer's
 webhook endpoints and its event feed (docs/events.md), through ``events.api.WebhookEndpoints``
-and ``events.feed.EventFeed``.
+and ``events.feed.EventFeed``; and ``…/card-orders/{issuerRequestId}/events``, what an order sent.
 
 Managing endpoints (and redelivering an event) needs the ``card-orders:webhooks`` scope: an
 endpoint decides where the issuer's events go, a right an issuer gives to fewer systems than
@@ -18,7 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from temporalio.service import RPCError, RPCStatusCode
 
+from contracts import card_order as order_api
 from d1.validation import FieldError, InvalidOrder
 from events import contract as c
 from events.api import EndpointNotFound, EndpointRefused, UnknownEventType, WebhookEndpoints
@@ -28,6 +30,7 @@ from issuer_api.auth import READ, WEBHOOKS, Caller, requires
 from issuer_api.context import ApiContext, context
 from issuer_api.limits import read_json
 from issuer_api.models import Links
+from issuer_api.orders import RequestId
 from issuer_api.problems import ProblemError, invalid, responses
 
 log = logging.getLogger("issuer_api.webhooks")
@@ -380,6 +383,43 @@ async def redeliver(
             raise _not_found("no such event (or endpoint) for this issuer") from None
     log.info("event %s of issuer %s redelivered by %s", eventId, issuerId, caller.requested_by)
     return Redelivered(deliveredTo=result.delivered_to, failed=result.failed)
+
+
+# ---- what an order sent ------------------------------------------------------------------------
+
+
+class SentEvent(BaseModel):
+    id: str
+    type: str
+    occurredAt: str
+
+
+class OrderEvents(BaseModel):
+    events: list[SentEvent] = Field(
+        description="In the order they were emitted; each is in the feed and went to every subscribed endpoint"
+    )
+
+
+@router.get(
+    "/card-orders/{issuerRequestId}/events",
+    summary="The events an order sent",
+    description="The events the order handed to the issuer's event hub, which delivers them to every "
+    "subscribed endpoint; read their bodies in the feed, send one again with its redeliver call.",
+    response_model=OrderEvents,
+    responses=responses(400, *AUTH, 404, 429, 503),
+)
+async def order_events(
+    issuerId: str, issuerRequestId: RequestId, ctx: Ctx, _: Annotated[Caller, Depends(requires(READ))]
+) -> OrderEvents:
+    handle = ctx.orders.client.get_workflow_handle(order_api.workflow_id(issuerId, issuerRequestId))
+    async with ctx.gate.slot():
+        try:
+            sent = await handle.query(c.EVENTS_SENT_QUERY, result_type=list[c.SentEvent])
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise _not_found("no such order for this issuer") from None
+            raise
+    return OrderEvents(events=[SentEvent(id=e.id, type=e.type, occurredAt=e.occurred_at) for e in sent])
 
 
 BODIES: tuple[type[BaseModel], ...] = (EndpointRequest, EndpointPatch, RedeliveryRequest)

@@ -1,6 +1,7 @@
 """Webhook endpoints and the event feed through the API, on the real stack (issuer_api/webhooks.py):
 an endpoint registered over HTTP receives verified deliveries of an order's events, the feed
-returns them with working cursors, a secret is shown once, and another issuer sees nothing."""
+returns them with working cursors, the order lists what it sent, a secret is shown once, and
+another issuer sees nothing."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ async def test_an_endpoint_gets_an_orders_events_and_the_feed_agrees(
                 lambda: "order.delivered" in [e["type"] for e in consumer.of_card(card)], what="order.delivered"
             )
             delivered = consumer.of_card(card)  # each verified with the standardwebhooks library
+
+            # The order lists the events it sent: the ones the endpoint received, in the same order.
+            sent = await http.get(f"{api.orders_path()}/{rid}/events")
+            assert sent.status_code == 200, sent.text
+            assert [e["id"] for e in sent.json()["events"]] == [e["id"] for e in delivered]
+            assert (await http.get(f"{api.orders_path()}/nope-{rid}/events")).status_code == 404
 
             # The feed: the same bodies in the same order, two at a time with the cursor.
             from_feed: list[dict] = []
