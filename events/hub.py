@@ -17,6 +17,7 @@ manage endpoints"); a refused update leaves no trace in the history.
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -125,7 +126,8 @@ class EventHubWorkflow:
     def create_endpoint(self, raw: RawValue = MISSING) -> c.EndpointCreated:
         spec = self._take(c.CREATE_ENDPOINT_UPDATE, raw, c.EndpointSpec, kinds.CREATE_ENDPOINT)
         endpoint = c.Endpoint(
-            endpoint_id=f"ep_{workflow.uuid4().hex[:20]}",
+            # Base32 like event ids (events/from_order.py): no run of digits a PAN scanner would flag.
+            endpoint_id="ep_" + base64.b32encode(workflow.uuid4().bytes).decode()[:20].lower(),
             url=spec.url,
             event_types=spec.event_types,
             description=spec.description,

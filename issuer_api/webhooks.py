@@ -39,10 +39,10 @@ router = APIRouter(prefix="/v1/issuers/{issuerId}", tags=["webhooks"])
 Ctx = Annotated[ApiContext, Depends(context)]
 AUTH = (401, 403)
 EndpointId = Annotated[
-    str, PathParam(description="The endpoint's id", pattern=r"^ep_[0-9a-f]{20}$", examples=["ep_0123456789abcdef0123"])
+    str, PathParam(description="The endpoint's id", pattern=r"^ep_[a-z2-7]{20}$", examples=["ep_abcdefghijklmnopqrst"])
 ]
 EventId = Annotated[
-    str, PathParam(description="The event's id", pattern=r"^evt_[0-9a-f]{32}$", examples=["evt_" + "0" * 32])
+    str, PathParam(description="The event's id", pattern=r"^evt_[a-z0-9_-]{1,64}$", examples=["evt_" + "a" * 32])
 ]
 TYPES_DESCRIPTION = "Event types of the catalogue (docs/events.md), or `*` for every type"
 
@@ -77,7 +77,7 @@ class EndpointPatch(_Body):
 
 class RedeliveryRequest(_Body):
     endpointId: str | None = Field(
-        default=None, pattern=r"^ep_[0-9a-f]{20}$", description="Only this endpoint (default: every subscribed one)"
+        default=None, pattern=r"^ep_[a-z2-7]{20}$", description="Only this endpoint (default: every subscribed one)"
     )
 
 

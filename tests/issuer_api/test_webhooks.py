@@ -84,7 +84,7 @@ async def test_an_endpoint_gets_an_orders_events_and_the_feed_agrees(
             assert again.status_code == 200, again.text
             assert again.json()["deliveredTo"] == [endpoint["endpointId"]]
             assert consumer.deliveries[before:][0].event["id"] == last["id"]
-            unknown = await http.post(f"{FEED}/evt_{'0' * 32}/redeliver")
+            unknown = await http.post(f"{FEED}/evt_{'a' * 32}/redeliver")
             assert unknown.status_code == 404
 
             # Rotation: a new secret, shown once; both sign during the grace period.
