@@ -32,6 +32,15 @@ BATCH_RESULT: Final = "d1_submission_result"
 ORPHAN_RECORD: Final = "orphan_record"
 CARD_ACTIVATED: Final = "card_activated"  # D1's Card Activation, on the card's order
 CARD_ACTIVATION_START: Final = "card_activation.start"  # the card's activation record
+# The issuer's event hub (events/hub.py): its input, the events the worker gathers, the
+# endpoint management of the issuer API, and a sealed page's input.
+EVENT_HUB_START: Final = "event_hub.start"
+EVENT_PAGE_START: Final = "event_page.start"
+EVENT_BATCH: Final = "events"
+CREATE_ENDPOINT: Final = "create_endpoint"
+UPDATE_ENDPOINT: Final = "update_endpoint"
+ROTATE_SECRET: Final = "rotate_secret"  # noqa: S105 - a name
+REDELIVER: Final = "redeliver"
 
 # How long a message stays valid, and how far ahead of the workflow's clock its issue time may
 # be (clock skew between hosts). The age covers the wait of a message whose workflow task is

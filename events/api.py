@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from events import contract as c
@@ -23,6 +24,7 @@ from events.catalogue import ALL_TYPES
 from events.endpoints import EndpointRefused, check_url
 from events.signing import new_secret
 from settings import EventsSettings
+from workflows.messages import MESSAGE_REFUSED
 
 T = TypeVar("T")
 
@@ -33,6 +35,17 @@ class UnknownEventType(ValueError):
 
 class EndpointNotFound(LookupError):
     pass
+
+
+class ManagementRefused(PermissionError):
+    """The hub refused the message: this process does not seal as the edge (events/hub.py)."""
+
+
+def refusal(err: WorkflowUpdateFailedError) -> ManagementRefused | None:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == MESSAGE_REFUSED:
+        return ManagementRefused(cause.message)
+    return None
 
 
 def check_types(event_types: Sequence[str]) -> list[str]:
@@ -74,9 +87,12 @@ class WebhookEndpoints:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"Events and webhook endpoints of issuer {issuer_id}",
         )
-        return await self._client.execute_update_with_start_workflow(
-            c.CREATE_ENDPOINT_UPDATE, spec, start_workflow_operation=start, result_type=c.EndpointCreated
-        )
+        try:
+            return await self._client.execute_update_with_start_workflow(
+                c.CREATE_ENDPOINT_UPDATE, spec, start_workflow_operation=start, result_type=c.EndpointCreated
+            )
+        except WorkflowUpdateFailedError as err:
+            raise refusal(err) or err from None
 
     async def list(self, issuer_id: str) -> list[c.EndpointView]:
         handle = self._client.get_workflow_handle(c.hub_id(issuer_id))
@@ -134,11 +150,18 @@ class WebhookEndpoints:
         try:
             return await handle.execute_update(name, arg, result_type=result_type)
         except WorkflowUpdateFailedError as err:
-            raise EndpointNotFound(str(err.cause)) from None
+            raise refusal(err) or EndpointNotFound(str(err.cause)) from None
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise EndpointNotFound(f"issuer {issuer_id} has no endpoints") from None
             raise
 
 
-__all__ = ["EndpointNotFound", "EndpointRefused", "UnknownEventType", "WebhookEndpoints", "check_types"]
+__all__ = [
+    "EndpointNotFound",
+    "EndpointRefused",
+    "ManagementRefused",
+    "UnknownEventType",
+    "WebhookEndpoints",
+    "check_types",
+]

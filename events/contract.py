@@ -1,23 +1,29 @@
 """The event hub's contract: names, ids and the models of its signal, updates, queries and activities.
 
 Pure (pydantic only): the workflows import it through the sandbox, the issuer-side
-functions (events/api.py, events/feed.py) and the activities use the same names.
+functions (events/api.py, events/feed.py) and the activities use the same names. The hub's
+input, its signal and its updates are messages (contracts/messages.py: sealed by their
+sender, of their own kind, checked by the hub against the roles of workflows/messages.py);
+results, queries and activity payloads are plain models, sealed for readers.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts import messages
+from contracts.messages import Message
 from events.catalogue import Event
 
 HUB_WORKFLOW_TYPE = "EventHubWorkflow"
 PAGE_WORKFLOW_TYPE = "EventPageWorkflow"
-# Signal (sent by the worker's emit activity, role "worker"): EventBatch.
+# Signal (sent by the worker's emit activity, role "worker" only): EventBatch.
 EVENTS_SIGNAL = "events"
-# Updates (sent by the issuer API / the Python API, role "edge").
+# Updates (sent by the issuer API / the Python API, role "edge" only; refused from anyone else).
 CREATE_ENDPOINT_UPDATE = "create_endpoint"  # EndpointSpec -> EndpointCreated
 UPDATE_ENDPOINT_UPDATE = "update_endpoint"  # EndpointChange -> EndpointView
 ROTATE_SECRET_UPDATE = "rotate_secret"  # noqa: S105 - a name. SecretRotation -> EndpointCreated
@@ -25,6 +31,8 @@ REDELIVER_UPDATE = "redeliver"  # Redelivery -> RedeliveryResult
 # Queries.
 ENDPOINTS_QUERY = "endpoints"  # -> list[EndpointView]
 TAIL_QUERY = "tail"  # TailRequest -> HubTail
+# On a card order: the events it handed to its issuer's hub so far (-> list[SentEvent]).
+EVENTS_SENT_QUERY = "events_sent"
 # Activities.
 EMIT_EVENTS = "events.emit"  # local activity of the card workflows: EmitInput -> bool (events on)
 DELIVER_EVENTS = "events.deliver"  # DeliverInput -> DeliverResult
@@ -64,9 +72,19 @@ class DeliveryPolicy(_Model):
     heartbeat_timeout: timedelta = timedelta(seconds=40)
 
 
-class EventBatch(_Model):
+class EventBatch(Message):
+    kind: Literal["events"] = messages.EVENT_BATCH
     events: list[Event]
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+
+
+class SentEvent(_Model):
+    """An event a card workflow handed to its issuer's hub (which delivers it to every
+    subscribed endpoint, and serves it in the feed)."""
+
+    id: str
+    type: str
+    occurred_at: str
 
 
 class EmitInput(_Model):
@@ -80,7 +98,8 @@ class EndpointStatus(StrEnum):
     DISABLED = "disabled"  # by the issuer, or after failing for the whole retry window
 
 
-class EndpointSpec(_Model):
+class EndpointSpec(Message):
+    kind: Literal["create_endpoint"] = messages.CREATE_ENDPOINT
     url: str = Field(max_length=2048)
     event_types: list[str] = Field(min_length=1)  # "*" for all
     description: str | None = Field(default=None, max_length=200)
@@ -89,7 +108,8 @@ class EndpointSpec(_Model):
     created_at: str
 
 
-class EndpointChange(_Model):
+class EndpointChange(Message):
+    kind: Literal["update_endpoint"] = messages.UPDATE_ENDPOINT
     endpoint_id: str
     event_types: list[str] | None = None
     url: str | None = None
@@ -97,7 +117,8 @@ class EndpointChange(_Model):
     status: EndpointStatus | None = None  # DISABLED, or ENABLED to resume (the backlog follows)
 
 
-class SecretRotation(_Model):
+class SecretRotation(Message):
+    kind: Literal["rotate_secret"] = messages.ROTATE_SECRET
     endpoint_id: str
     secret: str
     at: str
@@ -154,7 +175,8 @@ class EndpointCreated(_Model):
     secret: str  # shown once: at creation and at each rotation
 
 
-class Redelivery(_Model):
+class Redelivery(Message):
+    kind: Literal["redeliver"] = messages.REDELIVER
     event: Event
     endpoint_id: str | None = None  # None: every enabled endpoint subscribed to it
 
@@ -176,6 +198,17 @@ class HubTail(_Model):
 
 
 class EventPage(_Model):
+    """A sealed page, as the page workflow returns it (for readers: the feed, deliveries)."""
+
+    issuer_id: str
+    page: int
+    events: list[Event]
+
+
+class PageInput(Message):
+    """The page workflow's input, sent by the hub (the worker)."""
+
+    kind: Literal["event_page.start"] = messages.EVENT_PAGE_START
     issuer_id: str
     page: int
     events: list[Event]
@@ -191,9 +224,14 @@ class HubState(_Model):
     endpoints: list[Endpoint] = Field(default_factory=list)
     policy: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     duplicates_dropped: int = 0
+    # Ids of the messages the hub accepted (workflows/messages.py Gate), per window: the
+    # endpoint management of the issuer API, and the worker's event batches.
+    seen_messages: list[str] = Field(default_factory=list)
+    seen_batches: list[str] = Field(default_factory=list)
 
 
-class HubInput(_Model):
+class HubInput(Message):
+    kind: Literal["event_hub.start"] = messages.EVENT_HUB_START
     issuer_id: str
     state: HubState | None = None
 

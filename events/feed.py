@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from events import contract as c
+from events.api import refusal
 from events.catalogue import Event
 from events.pages import EventLog
 
@@ -98,4 +99,4 @@ class EventFeed:
                 c.REDELIVER_UPDATE, c.Redelivery(event=event, endpoint_id=endpoint_id), result_type=c.RedeliveryResult
             )
         except WorkflowUpdateFailedError as err:
-            raise EventNotFound(f"{event_id}: {err.cause}") from None
+            raise refusal(err) or EventNotFound(f"{event_id}: {err.cause}") from None

@@ -7,25 +7,53 @@ in its state and seals every :data:`events.contract.PAGE_SIZE` events into a pag
 a delivery loop here: one activity per batch, retried by the loop with exponential
 backoff (durable timers), so the hub knows when an endpoint is failing. Nothing here waits
 on an order, and no order waits on an endpoint (docs/events.md, "Shape and history cost").
+
+Every input, signal and update argument is a message (events/contract.py), opened here by
+the rules of the card workflows (workflows/messages.py, workflows/inputs.py): events from
+the worker only, endpoint management from the issuer edge only (docs/events.md, "Who may
+manage endpoints"); a refused update leaves no trace in the history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from contracts import messages as kinds
+    from contracts.messages import MAX_AGE, MAX_AHEAD, Message
     from events import contract as c
     from events.catalogue import Event
+    from workflows.inputs import read_input, start_roles
+    from workflows.messages import (
+        ENDPOINT_MANAGERS,
+        EVENT_EMITTERS,
+        HUB_STARTERS,
+        MISSING,
+        PAGE_STARTERS,
+        Gate,
+        Window,
+        refused_update,
+        stamp,
+    )
+
+M = TypeVar("M", bound=Message)
 
 # Event ids remembered to drop a batch sent twice (an emit retried after its signal landed).
 RECENT_IDS = 2000
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)  # the delivery loop retries, with its own backoff
+# How old a batch of events may be when the hub reads it. A batch waits in the hub's history
+# while no worker runs the hub; a short window would drop events after an outage, while a
+# replayed batch costs at most a duplicate (events are de-duplicated by id, here and by the
+# receivers). Endpoint management keeps the short window of every message (contracts/messages.py).
+BATCH_MAX_AGE = timedelta(days=7)
 
 
 @workflow.defn(name=c.PAGE_WORKFLOW_TYPE)
@@ -33,16 +61,23 @@ class EventPageWorkflow:
     """A sealed page of an issuer's events: its input, kept by Temporal as long as the namespace retains it."""
 
     @workflow.run
-    async def run(self, page: c.EventPage) -> c.EventPage:
-        return page
+    async def run(self, raw: RawValue) -> c.EventPage:
+        opened = read_input(raw, c.PageInput, kind=kinds.EVENT_PAGE_START, roles=PAGE_STARTERS)
+        inp = opened.check(c.PageInput)
+        # A plain model, not the message: a result is for readers (security/sealing.py READER).
+        return c.EventPage(issuer_id=inp.issuer_id, page=inp.page, events=inp.events)
 
 
 @workflow.defn(name=c.HUB_WORKFLOW_TYPE)
 class EventHubWorkflow:
     @workflow.init
-    def __init__(self, inp: c.HubInput) -> None:
-        self._issuer = inp.issuer_id
-        self._s = inp.state.model_copy(deep=True) if inp.state else c.HubState()
+    def __init__(self, raw: RawValue) -> None:
+        self._input = read_input(raw, c.HubInput, kind=kinds.EVENT_HUB_START, roles=start_roles(HUB_STARTERS))
+        inp = self._input.value
+        self._issuer = inp.issuer_id if inp is not None else "-"
+        self._s = inp.state.model_copy(deep=True) if inp is not None and inp.state else c.HubState()
+        self._manage = Gate(self._issuer, Window(MAX_AGE, MAX_AHEAD), self._s.seen_messages)
+        self._batches = Gate(self._issuer, Window(BATCH_MAX_AGE, MAX_AHEAD), self._s.seen_batches)
         self._draining = False
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._skip: dict[str, set[str]] = {}
@@ -50,7 +85,13 @@ class EventHubWorkflow:
     # --- the signal: events from the card workflows (through the worker's emit activity)
 
     @workflow.signal(name=c.EVENTS_SIGNAL)
-    def on_events(self, batch: c.EventBatch) -> None:
+    def on_events(self, raw: RawValue = MISSING) -> None:
+        # Before ``run`` has checked the input (signal-with-start), a refused input takes nothing.
+        if self._input.value is None:
+            return
+        batch = self._batches.take(c.EVENTS_SIGNAL, raw, c.EventBatch, EVENT_EMITTERS, kinds.EVENT_BATCH)
+        if batch is None:
+            return
         s = self._s
         s.policy = batch.policy
         recent = set(s.recent_ids)
@@ -67,10 +108,26 @@ class EventHubWorkflow:
 
     # --- endpoint management (updates; the validators refuse an unknown endpoint without history)
 
+    def _opened(self, name: str, raw: RawValue, model: type[M], kind: str) -> M:
+        """The management message, checked (not yet accepted); ``refused_update`` otherwise."""
+        if self._input.value is None:
+            raise refused_update(name, "input refused")
+        opened = self._manage.open(name, raw, model, ENDPOINT_MANAGERS, kind)
+        if not opened.ok or opened.value is None:
+            raise refused_update(name, opened.refusal or "invalid")
+        return opened.value
+
+    def _take(self, name: str, raw: RawValue, model: type[M], kind: str) -> M:
+        msg = self._opened(name, raw, model, kind)
+        self._manage.accept(msg)
+        return msg
+
     @workflow.update(name=c.CREATE_ENDPOINT_UPDATE)
-    def create_endpoint(self, spec: c.EndpointSpec) -> c.EndpointCreated:
+    def create_endpoint(self, raw: RawValue = MISSING) -> c.EndpointCreated:
+        spec = self._take(c.CREATE_ENDPOINT_UPDATE, raw, c.EndpointSpec, kinds.CREATE_ENDPOINT)
         endpoint = c.Endpoint(
-            endpoint_id=f"ep_{workflow.uuid4().hex[:20]}",
+            # Base32 like event ids (events/from_order.py): no run of digits a PAN scanner would flag.
+            endpoint_id="ep_" + base64.b32encode(workflow.uuid4().bytes).decode()[:20].lower(),
             url=spec.url,
             event_types=spec.event_types,
             description=spec.description,
@@ -82,8 +139,13 @@ class EventHubWorkflow:
         self._start_loop(endpoint)
         return c.EndpointCreated(endpoint=self._view(endpoint), secret=spec.secret)
 
+    @create_endpoint.validator
+    def _valid_spec(self, raw: RawValue = MISSING) -> None:
+        self._opened(c.CREATE_ENDPOINT_UPDATE, raw, c.EndpointSpec, kinds.CREATE_ENDPOINT)
+
     @workflow.update(name=c.UPDATE_ENDPOINT_UPDATE)
-    def update_endpoint(self, change: c.EndpointChange) -> c.EndpointView:
+    def update_endpoint(self, raw: RawValue = MISSING) -> c.EndpointView:
+        change = self._take(c.UPDATE_ENDPOINT_UPDATE, raw, c.EndpointChange, kinds.UPDATE_ENDPOINT)
         endpoint = self._endpoint(change.endpoint_id)
         for name in ("event_types", "url", "description"):
             if (value := getattr(change, name)) is not None:
@@ -97,7 +159,8 @@ class EventHubWorkflow:
         return self._view(endpoint)
 
     @workflow.update(name=c.ROTATE_SECRET_UPDATE)
-    def rotate_secret(self, rotation: c.SecretRotation) -> c.EndpointCreated:
+    def rotate_secret(self, raw: RawValue = MISSING) -> c.EndpointCreated:
+        rotation = self._take(c.ROTATE_SECRET_UPDATE, raw, c.SecretRotation, kinds.ROTATE_SECRET)
         endpoint = self._endpoint(rotation.endpoint_id)
         until = (datetime.fromisoformat(rotation.at) + rotation.grace).isoformat()
         endpoint.secrets = [s for s in endpoint.secrets if not _expired(s, rotation.at)]
@@ -108,16 +171,19 @@ class EventHubWorkflow:
         return c.EndpointCreated(endpoint=self._view(endpoint), secret=rotation.secret)
 
     @update_endpoint.validator
-    def _known_endpoint(self, change: c.EndpointChange) -> None:
+    def _known_endpoint(self, raw: RawValue = MISSING) -> None:
+        change = self._opened(c.UPDATE_ENDPOINT_UPDATE, raw, c.EndpointChange, kinds.UPDATE_ENDPOINT)
         self._endpoint(change.endpoint_id)
 
     @rotate_secret.validator
-    def _known_rotated(self, rotation: c.SecretRotation) -> None:
+    def _known_rotated(self, raw: RawValue = MISSING) -> None:
+        rotation = self._opened(c.ROTATE_SECRET_UPDATE, raw, c.SecretRotation, kinds.ROTATE_SECRET)
         self._endpoint(rotation.endpoint_id)
 
     @workflow.update(name=c.REDELIVER_UPDATE)
-    async def redeliver(self, req: c.Redelivery) -> c.RedeliveryResult:
+    async def redeliver(self, raw: RawValue = MISSING) -> c.RedeliveryResult:
         """One event again, out of band (one attempt each): the caller sees the answer."""
+        req = self._take(c.REDELIVER_UPDATE, raw, c.Redelivery, kinds.REDELIVER)
         event = req.event
         targets = [
             e
@@ -137,7 +203,8 @@ class EventHubWorkflow:
         return result
 
     @redeliver.validator
-    def _known_target(self, req: c.Redelivery) -> None:
+    def _known_target(self, raw: RawValue = MISSING) -> None:
+        req = self._opened(c.REDELIVER_UPDATE, raw, c.Redelivery, kinds.REDELIVER)
         if req.endpoint_id is not None:
             self._endpoint(req.endpoint_id)
 
@@ -155,7 +222,8 @@ class EventHubWorkflow:
     # --- the run: seal pages, continue as new when the history is long
 
     @workflow.run
-    async def run(self, inp: c.HubInput) -> None:
+    async def run(self, raw: RawValue) -> None:
+        self._input.check(c.HubInput)
         for endpoint in self._s.endpoints:
             self._start_loop(endpoint)
         while True:
@@ -169,7 +237,7 @@ class EventHubWorkflow:
             await workflow.wait_condition(
                 lambda: all(t.done() for t in self._loops.values()) and workflow.all_handlers_finished()
             )
-            workflow.continue_as_new(c.HubInput(issuer_id=self._issuer, state=self._s))
+            workflow.continue_as_new(c.HubInput(**stamp(), issuer_id=self._issuer, state=self._s))
 
     async def _seal(self) -> None:
         s = self._s
@@ -177,7 +245,7 @@ class EventHubWorkflow:
         page = c.page_of(first)
         await workflow.start_child_workflow(
             c.PAGE_WORKFLOW_TYPE,
-            c.EventPage(issuer_id=self._issuer, page=page, events=events),
+            c.PageInput(**stamp(), issuer_id=self._issuer, page=page, events=events),
             id=c.page_id(self._issuer, page),
             parent_close_policy=ParentClosePolicy.ABANDON,
             static_summary=f"events {first}..{first + len(events) - 1}",

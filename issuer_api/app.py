@@ -1,5 +1,5 @@
 """The issuer API's app: ``create_app`` wires the routes (issuer_api/orders.py, batches.py,
-trackings.py), the problem answers (issuer_api/problems.py), the limits (issuer_api/limits.py)
+trackings.py, webhooks.py), the problem answers (issuer_api/problems.py), the limits (issuer_api/limits.py)
 and the authentication (issuer_api/auth.py); docs/issuer-api.md is the guide."""
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ from fastapi import FastAPI, Request
 from fastapi.middleware import Middleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
-from issuer_api import batches, trackings
+from events.feed import EventFeed
+from issuer_api import batches, trackings, webhooks
 from issuer_api import orders as orders_routes
 from issuer_api.auth import SCOPES, ApiAuth
 from issuer_api.context import ApiContext
 from issuer_api.limits import RequestTimeout, TemporalGate
 from issuer_api.models import CardOrderRequest, ChangeBody, Health, TrackingRequest
 from issuer_api.problems import HANDLERS, Problem
-from settings import IssuerApiSettings
+from settings import EventsSettings, IssuerApiSettings
 from starter.api import CardOrders
 
 TITLE = "Card orders: issuer API"
@@ -29,8 +31,15 @@ VERSION = "1.0.0"
 READY_TIMEOUT_S = 2.0
 
 
-def create_app(orders: CardOrders, settings: IssuerApiSettings, *, auth: ApiAuth | None = None) -> FastAPI:
-    """``auth`` defaults to the settings' (mutual TLS when the TLS files are set, OAuth when configured)."""
+def create_app(
+    orders: CardOrders,
+    settings: IssuerApiSettings,
+    *,
+    auth: ApiAuth | None = None,
+    events: EventsSettings | None = None,
+) -> FastAPI:
+    """``auth`` defaults to the settings' (mutual TLS when the TLS files are set, OAuth when configured);
+    ``events`` to ``EVENTS_*`` (the webhook URL checks)."""
     app = FastAPI(
         title=TITLE,
         version=VERSION,
@@ -53,8 +62,10 @@ def create_app(orders: CardOrders, settings: IssuerApiSettings, *, auth: ApiAuth
         settings=settings,
         auth=app.state.auth,
         gate=TemporalGate(settings.temporal_concurrency, settings.shed_after_s),
+        events_settings=events or EventsSettings(),
+        feed=EventFeed(orders.client),
     )
-    for router in (orders_routes.router, batches.router, trackings.router):
+    for router in (orders_routes.router, batches.router, trackings.router, webhooks.router):
         app.include_router(router)
 
     @app.get(
@@ -103,6 +114,7 @@ def openapi(app: FastAPI) -> dict[str, Any]:
             {"name": "card orders", "description": "Order, read, list and change card orders"},
             {"name": "card order batches", "description": "Many orders in one call"},
             {"name": "card trackings", "description": "D1's tracking hub"},
+            {"name": "webhooks", "description": "Webhook endpoints and the event feed (docs/events.md)"},
             {"name": "health", "description": "Liveness and readiness"},
         ],
     )
@@ -113,7 +125,8 @@ def openapi(app: FastAPI) -> dict[str, Any]:
             operation["responses"].pop("422", None)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
-    for model in (Problem, CardOrderRequest, ChangeBody, TrackingRequest):
+    bodies: tuple[type[BaseModel], ...] = (Problem, CardOrderRequest, ChangeBody, TrackingRequest, *webhooks.BODIES)
+    for model in bodies:
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))
         components[model.__name__] = definition

@@ -22,10 +22,12 @@ from settings import IssuerApiSettings
 log = logging.getLogger("issuer_api.auth")
 
 WRITE, READ, CHANGE = "card-orders:write", "card-orders:read", "card-orders:change"
+WEBHOOKS = "card-orders:webhooks"
 SCOPES = {
     WRITE: "order cards, send batches, ask for trackings",
-    READ: "read orders, timelines, batches and trackings",
+    READ: "read orders, timelines, batches and trackings, the event feed",
     CHANGE: "pull & change: cancel, accelerate, redirect",
+    WEBHOOKS: "manage webhook endpoints (where events go, their secrets), redeliver an event",
 }
 REALM = "issuer-api"
 MAX_AUTHORIZATION_CHARS = 16 * 1024

@@ -1,5 +1,5 @@
 """What every route shares: the edge and Temporal (through ``starter.api.CardOrders``), the gate
-toward Temporal, the limits. Held on the app; the service keeps no other state."""
+toward Temporal, the limits, the event feed. Held on the app; the service keeps no other state."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from events.feed import EventFeed
 from issuer_api.auth import ApiAuth
 from issuer_api.limits import TemporalGate
-from settings import IssuerApiSettings
+from settings import EventsSettings, IssuerApiSettings
 from starter.api import CardOrders
 
 
@@ -19,6 +20,10 @@ class ApiContext:
     settings: IssuerApiSettings
     auth: ApiAuth
     gate: TemporalGate
+    # Webhook endpoints and the event feed (issuer_api/webhooks.py): the URL checks' settings,
+    # and one feed, whose sealed pages it keeps, for every request.
+    events_settings: EventsSettings
+    feed: EventFeed
 
 
 async def context(request: Request) -> ApiContext:

@@ -16,7 +16,7 @@ from security.secret_files import write_file_atomically, write_secret
 
 ISSUER = "https://auth.local.invalid/"  # the local authorization server's name; nothing listens there
 AUDIENCE = "card-orders-api"
-SCOPES = "card-orders:write card-orders:read card-orders:change"
+SCOPES = "card-orders:write card-orders:read card-orders:change card-orders:webhooks"
 DEMO_CLIENT = "make-run-demo"
 TOKEN_LIFETIME_S = 12 * 3600
 

@@ -263,7 +263,8 @@ class LocalStack:
                 raise ValueError(f"a starter process cannot be given OrderTiming {sorted(beyond)}: no ORDER_* setting")
             rendered |= settings_env(self.timing_settings())
             if kind == "issuer-api":
-                rendered |= settings_env(self.issuer_api_settings())
+                # The webhook endpoints' URL checks: make run's sample receiver is on loopback.
+                rendered |= settings_env(self.issuer_api_settings()) | settings_env(self.events_settings())
         return rendered
 
     def base_env(self) -> dict[str, str]:

@@ -42,7 +42,8 @@ async def start_webhook_receiver(sup: Supervisor, stack: LocalStack) -> WebhookL
     secret_file.touch(mode=0o600)
     argv = [sys.executable, str(REPO_ROOT / "samples" / "webhook_receiver.py"), "--port", str(port)]
     sup.start("webhook-receiver", [*argv, "--secret-file", str(secret_file)], stack.base_env())
-    client = await stack.connect()
+    # As the issuer API would: the hub takes endpoint management from the edge only (docs/events.md).
+    client = await stack.connect(sealer="edge")
     endpoints = WebhookEndpoints(client, stack.spec.task_queue, stack.events_settings())
     for old in await endpoints.list(stack.spec.issuer_id):
         if old.description == SAMPLE_DESCRIPTION and old.status != "disabled":

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import d1_batch, messages
     from contracts.d1_batch import SubmissionResult
     from d1.order import Address
+    from events import contract as events_api
     from observability import names as metric_names
     from security.sealing import WORKER
     from workflows import approvals, audit, order_state
@@ -174,6 +175,11 @@ class CardOrderWorkflow:
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> api.OrderView:
         return api.OrderView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
+
+    @workflow.query(name=events_api.EVENTS_SENT_QUERY)
+    def events_sent(self) -> list[events_api.SentEvent]:
+        """The events this order handed to its issuer's hub (issue 22: the order shows what was sent)."""
+        return list(self._events.sent)
 
     # Pull & change. The validators refuse at once, without calling D1, what cannot work
     # (workflows/change_rules.py). The handler calls D1 and returns once D1 took the

@@ -37,6 +37,9 @@ class EventsOut:
         self._done = Announced()
         self._queue: list[Event] = []
         self._sender: asyncio.Task[None] | None = None
+        # What reached the hub, for the order's view (events/contract.py EVENTS_SENT_QUERY). Not
+        # carried across continue-as-new: the next run announces every event again (same ids).
+        self.sent: list[events_api.SentEvent] = []
         # The order's input says whether it announces anything (OrderTiming.events: false for
         # orders started before events existed); the worker may still say no (EVENTS_ENABLED).
         self.enabled = on
@@ -65,6 +68,8 @@ class EventsOut:
                 # The Temporal UI's timeline of the order shows which events it sent.
                 summary=_summary(batch),
             )
+            if self.enabled:
+                self.sent += [events_api.SentEvent(id=e.id, type=e.type, occurred_at=e.occurred_at) for e in batch]
 
     async def drained(self) -> None:
         """Every event observed so far is in the hub (before the workflow ends)."""

@@ -48,6 +48,14 @@ RECORDERS = (RECEIVER, WORKER)  # a record of the orphan inbox
 CHANGERS = (OPERATOR, EDGE)  # pull & change updates and reconcile_now
 BATCH_RESULT_SENDERS = (WORKER,)  # the D1 batch workflow's answer for one card
 ACTIVATORS = (RECEIVER,)  # D1's Card Activation (receiver/activation.py), on the order and its record
+# The issuer's event hub (events/hub.py). Events come from the worker's emit activity only. The
+# endpoints (where an issuer's events go, and the secret that signs them) are the issuer's,
+# managed through the issuer API (the edge) only: a named operator cannot point an issuer's
+# events elsewhere nor learn a secret (docs/events.md, "Who may manage endpoints").
+EVENT_EMITTERS = (WORKER,)
+ENDPOINT_MANAGERS = (EDGE,)
+HUB_STARTERS = (WORKER, EDGE)  # signal-with-start by the emit activity, update-with-start by the edge
+PAGE_STARTERS = (WORKER,)  # a child of the hub
 
 # The default of a handler's argument: the signal or update came without one.
 MISSING = RawValue(Payload())

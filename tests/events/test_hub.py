@@ -1,7 +1,8 @@
 """The event hub's delivery policy over days, on the time-skipping test server: an endpoint
 that keeps failing is marked failing, retried with backoff, disabled after the retry window
 with its backlog kept, and delivered in full once enabled; a rotated secret stops signing
-after its grace period (events/hub.py)."""
+after its grace period; events come from the worker only and endpoints are managed by the
+edge only (events/hub.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -22,8 +23,13 @@ from temporalio.worker import Worker
 from events import contract as c
 from events.catalogue import Event
 from events.hub import EventHubWorkflow, EventPageWorkflow
+from security.codec import generate_keys_file, load_codec
+from temporal_client import data_converter
+from tests.support.senders import as_role, as_senders
+from tests.workflows.conftest import IssuedAtServerTime
 from tests.workflows.conftest import test_server as time_skipping_server
 from worker import workflow_runner
+from workflows.messages import MESSAGE_REFUSED
 
 QUEUE = "hub-tests"
 POLICY = c.DeliveryPolicy(
@@ -57,6 +63,10 @@ class Hub:
     env: WorkflowEnvironment
     endpoint: FakeEndpoint
     handle: WorkflowHandle
+    client: Client  # seals each message as its production sender, at the test server's time
+
+    def as_role(self, sealer: str) -> WorkflowHandle:
+        return as_role(self.client, sealer).get_workflow_handle(self.handle.id)
 
 
 def event(n: int) -> Event:
@@ -68,10 +78,16 @@ def event(n: int) -> Event:
 
 
 @pytest_asyncio.fixture
-async def hub() -> AsyncIterator[Hub]:
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    # The product's codec: the environment's own client is the worker's.
+    codec = load_codec(generate_keys_file(tmp_path / "codec-keys.json"))
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=time_skipping_server(), data_converter=pydantic_data_converter
+        test_server_existing_path=time_skipping_server(), data_converter=data_converter(codec)
     )
+    config = env.client.config()
+    config["data_converter"] = data_converter(as_senders(codec))
+    config["interceptors"] = [*config["interceptors"], IssuedAtServerTime(env)]
+    client = Client(**config)
     fake = FakeEndpoint()
     try:
         async with Worker(
@@ -81,10 +97,10 @@ async def hub() -> AsyncIterator[Hub]:
             activities=[fake.deliver],
             workflow_runner=workflow_runner(),
         ):
-            handle = await env.client.start_workflow(
+            handle = await client.start_workflow(
                 c.HUB_WORKFLOW_TYPE, c.HubInput(issuer_id="ISS"), id=c.hub_id("ISS"), task_queue=QUEUE
             )
-            yield Hub(env, fake, handle)
+            yield Hub(env, fake, handle, client)
     finally:
         await env.shutdown()
 
@@ -159,3 +175,56 @@ async def test_an_unknown_endpoint_is_refused_without_a_trace(hub: Hub) -> None:
         await hub.handle.execute_update(
             c.UPDATE_ENDPOINT_UPDATE, c.EndpointChange(endpoint_id="ep_nope"), result_type=c.EndpointView
         )
+
+
+async def refused(handle: WorkflowHandle, name: str, arg: object) -> None:
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.execute_update(name, arg, result_type=c.EndpointView)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == MESSAGE_REFUSED, cause
+
+
+@pytest.mark.parametrize("sealer", ["receiver", "reader", "worker", "operator:mallory"])
+async def test_only_the_edge_manages_endpoints(hub: Hub, sealer: str) -> None:
+    endpoint_id = await create(hub)
+    now = (await hub.env.get_current_time()).isoformat()
+    other = hub.as_role(sealer)
+    spec = c.EndpointSpec(url="https://attacker.example/x", event_types=["*"], secret="whsec_m", created_at=now)
+    await refused(other, c.CREATE_ENDPOINT_UPDATE, spec)
+    await refused(other, c.UPDATE_ENDPOINT_UPDATE, c.EndpointChange(endpoint_id=endpoint_id, url=spec.url))
+    await refused(
+        other, c.UPDATE_ENDPOINT_UPDATE, c.EndpointChange(endpoint_id=endpoint_id, status=c.EndpointStatus.DISABLED)
+    )
+    await refused(other, c.ROTATE_SECRET_UPDATE, c.SecretRotation(endpoint_id=endpoint_id, secret="whsec_m", at=now))
+    await refused(other, c.REDELIVER_UPDATE, c.Redelivery(event=event(1), endpoint_id=endpoint_id))
+    v = await view(hub)
+    assert (v.url, v.status, v.secrets) == ("https://hooks.example/x", c.EndpointStatus.ENABLED, 1)
+    assert hub.endpoint.attempts == 0
+
+
+async def test_a_management_message_is_good_for_its_own_update_once(hub: Hub) -> None:
+    endpoint_id = await create(hub)
+    disable = c.EndpointChange(endpoint_id=endpoint_id, status=c.EndpointStatus.DISABLED)
+    # A change's argument is no rotation's, even from the edge.
+    await refused(hub.handle, c.ROTATE_SECRET_UPDATE, disable)
+    await hub.handle.execute_update(c.UPDATE_ENDPOINT_UPDATE, disable, result_type=c.EndpointView)
+    enable = c.EndpointChange(endpoint_id=endpoint_id, status=c.EndpointStatus.ENABLED)
+    await hub.handle.execute_update(c.UPDATE_ENDPOINT_UPDATE, enable, result_type=c.EndpointView)
+    # The disabling message again (copied from the history): refused, the endpoint stays enabled.
+    now = await hub.env.get_current_time()
+    with pytest.raises(WorkflowUpdateFailedError):
+        await hub.as_role("edge").execute_update(
+            c.UPDATE_ENDPOINT_UPDATE, disable.model_copy(update={"issued_at": now}), result_type=c.EndpointView
+        )
+    assert (await view(hub)).status == c.EndpointStatus.ENABLED
+
+
+@pytest.mark.parametrize("sealer", ["edge", "receiver", "operator:mallory"])
+async def test_events_come_from_the_worker_only(hub: Hub, sealer: str) -> None:
+    hub.endpoint.up = True
+    await create(hub)
+    await hub.as_role(sealer).signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(1)], policy=POLICY))
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(2)], policy=POLICY))  # as the worker
+    await hub.env.sleep(timedelta(minutes=1))
+    tail = await hub.handle.query(c.TAIL_QUERY, c.TailRequest(), result_type=c.HubTail)
+    assert [e.id for e in tail.events] == ["evt_2"] and hub.endpoint.delivered == ["evt_2"]

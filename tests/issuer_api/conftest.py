@@ -16,7 +16,7 @@ import httpx
 import pytest_asyncio
 
 from issuer_api.app import create_app
-from issuer_api.auth import CHANGE, READ, WRITE
+from issuer_api.auth import CHANGE, READ, WEBHOOKS, WRITE
 from issuer_api.tls import server_options
 from security.pki import LocalPki, ensure_local_pki
 from security.tls import client_ssl_context
@@ -27,7 +27,7 @@ from tests.security.oidc_issuer import ISSUER, OidcIssuer
 
 OTHER_ISSUER = "OTHERISS01"
 AUDIENCE = "card-orders-api"
-ALL_SCOPES = f"{WRITE} {READ} {CHANGE}"
+ALL_SCOPES = f"{WRITE} {READ} {CHANGE} {WEBHOOKS}"
 CLIENT_ID = "core-banking"
 
 
@@ -80,6 +80,7 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
     pki = await asyncio.to_thread(ensure_local_pki, directory / "pki", [ISSUER_ID, OTHER_ISSUER])
     oauth = OidcIssuer()
     settings = api_settings(pki, oauth.write_jwks(directory / "jwks.json"), page_size=5, max_batch_orders=20)
-    app = create_app(stack.orders, settings)
+    # Webhook endpoints on loopback allowed: the tests' consumers listen there.
+    app = create_app(stack.orders, settings, events=stack.local.events_settings())
     async with serve(app, port=0, host="127.0.0.1", **server_options(settings)) as url:
         yield Api(url=url, pki=pki, oauth=oauth, stack=stack, settings=settings)

@@ -34,6 +34,14 @@ SENDER_OF_KIND: dict[str, str] = {
     messages.RECONCILE: TEST_OPERATOR,
     messages.BATCH_RESULT: WORKER,
     **{update: TEST_OPERATOR for update in CHANGE_UPDATES.values()},
+    # The issuer's event hub (events/hub.py): the worker's events, the edge's endpoints.
+    messages.EVENT_HUB_START: EDGE,
+    messages.EVENT_PAGE_START: WORKER,
+    messages.EVENT_BATCH: WORKER,
+    messages.CREATE_ENDPOINT: EDGE,
+    messages.UPDATE_ENDPOINT: EDGE,
+    messages.ROTATE_SECRET: EDGE,
+    messages.REDELIVER: EDGE,
 }
 
 
