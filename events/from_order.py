@@ -230,9 +230,16 @@ def _change_events(out: _Builder, change: ChangeRecord, done: Announced) -> None
     if step <= last:
         return
     done.changes[change.change_id] = step
-    base = {"change_id": change.change_id, "change_type": change.type, "redirected_to": change.redirected_to}
+    base: dict[str, object] = {
+        "change_id": change.change_id,
+        "change_type": change.type,
+        "redirected_to": change.redirected_to,
+    }
+    data: dict[str, object]
     if last < 0:
-        awaiting = {"awaiting_approval": True, "approval_expires_at": change.approval_expires_at} if step == 0 else {}
+        awaiting: dict[str, object] = (
+            {"awaiting_approval": True, "approval_expires_at": change.approval_expires_at} if step == 0 else {}
+        )
         data = base | {"requested_by": change.requested_by} | awaiting
         out.add(EventType.CHANGE_REQUESTED, (change.change_id, "requested"), change.requested_at, data)
     if last < 1 <= step and change.approved_by is not None:
