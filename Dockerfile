@@ -1,4 +1,4 @@
-# The product image: worker, receiver, codec server, emulator, CLI and set-up jobs all run
+# The product image: worker, receiver, issuer API, codec server, emulator, CLI and set-up jobs all run
 # from it (docker-compose.yml picks the command). Build: docker build -t d1-card-orders .
 FROM python:3.11-slim
 
@@ -24,7 +24,7 @@ RUN groupadd --system --gid 10001 d1 \
 
 # Dependencies first (a layer that changes only with pyproject.toml), then the code.
 COPY pyproject.toml README.md ./
-RUN mkdir -p d1 workflows activities receiver emulator starter stack security observability \
+RUN mkdir -p d1 workflows activities events receiver emulator starter issuer_api stack security observability \
     && touch worker.py settings.py temporal_client.py \
     && pip install . \
     && pip uninstall -y d1-card-orders
@@ -33,9 +33,11 @@ COPY d1 ./d1
 COPY contracts ./contracts
 COPY workflows ./workflows
 COPY activities ./activities
+COPY events ./events
 COPY receiver ./receiver
 COPY emulator ./emulator
 COPY starter ./starter
+COPY issuer_api ./issuer_api
 COPY stack ./stack
 COPY security ./security
 COPY observability ./observability
@@ -45,7 +47,7 @@ COPY samples ./samples
 COPY worker.py settings.py temporal_client.py ./
 # Bytecode shipped in the image for everything the processes load: the workflow sandbox
 # re-imports the workflow modules per order (same list as the Makefile's BYTECODE).
-RUN python -m compileall -q d1 contracts workflows activities receiver starter security observability stack \
+RUN python -m compileall -q d1 contracts workflows activities events receiver starter issuer_api security observability stack \
     worker.py settings.py temporal_client.py
 
 USER d1
