@@ -31,6 +31,11 @@ class Balancer:
     def __post_init__(self) -> None:
         self._turn = itertools.cycle(range(len(self.backends)))
 
+    def route(self, ports: Sequence[int]) -> None:
+        """From now on, new connections go to ``ports`` (relayed ones stay where they are)."""
+        self.backends = [Backend(p) for p in ports]
+        self._turn = itertools.cycle(range(len(self.backends)))
+
     def backend(self, port: int) -> Backend:
         return next(b for b in self.backends if b.port == port)
 
@@ -45,6 +50,14 @@ class Balancer:
         return None
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            await self._relay(client_r, client_w)
+        except asyncio.CancelledError:
+            # The balancer closing (its loop ending): asyncio's server would log a cancelled
+            # connection task as an error; the connection is simply cut.
+            pass
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         upstream = await self._connect()
         if upstream is None:
             self.refused += 1
@@ -53,13 +66,13 @@ class Balancer:
         backend, server_r, server_w = upstream
         backend.connections += 1
         backend.open += 1
+        pipes = [asyncio.create_task(_pipe(client_r, server_w)), asyncio.create_task(_pipe(server_r, client_w))]
         try:
             # Either side closing or failing (a killed replica resets) ends both.
-            pipes = [asyncio.create_task(_pipe(client_r, server_w)), asyncio.create_task(_pipe(server_r, client_w))]
-            _, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in pipes:
+                task.cancel()
             backend.open -= 1
             for writer in (client_w, server_w):
                 writer.close()
