@@ -11,12 +11,13 @@ what contention leaves; the CPU per order shows whether replicas cost extra per 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
 import subprocess
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,8 @@ from stack.servers import LOOPBACK, free_port, wait_http, wait_until
 from starter.api import CardOrders
 
 KINDS = ("worker", "receiver", "issuer_api")
+MAX_SHED = 30
+shed: Counter[int] = Counter()  # requests the API shed (429/503), by number of replicas
 
 
 def log(msg: str) -> None:
@@ -139,13 +142,22 @@ async def _orders(
     clients = _api_clients(local, rs.api_urls, concurrency)
     turn = itertools.cycle(clients)
     failed = 0
+    refused: Counter[int] = Counter()
 
     async def one(i: int) -> None:
         nonlocal failed
         rid = f"{tag}-{i:06d}"
-        resp = await next(turn).post(f"/v1/issuers/{ISSUER_ID}/card-orders", json=sample_order(rid))
-        if resp.status_code != 201:
+        http = next(turn)
+        for _ in range(MAX_SHED):
+            resp = await http.post(f"/v1/issuers/{ISSUER_ID}/card-orders", json=sample_order(rid))
+            if resp.status_code not in (429, 503):
+                break
+            # Shed under load: a bank's system waits as told and tries again (200 if it got in).
+            shed[len(rs.api_urls)] += 1
+            await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+        if resp.status_code not in (200, 201):
             failed += 1
+            refused[resp.status_code] += 1
             return
         await orders.wait(ISSUER_ID, rid)
 
@@ -154,6 +166,8 @@ async def _orders(
     finally:
         for c in clients:
             await c.aclose()
+    if refused:
+        log(f"orders refused by the API, by status: {dict(refused)}")
     return wall, failed
 
 
@@ -189,6 +203,7 @@ async def one_path(
         await _orders(local, orders, rs, f"{a.tag}w{n}", a.replica_warmup, a.concurrency)  # not measured
         meters = Meters({**fixed, **rs.pids(), "driver": os.getpid()})
         sent0 = await _notifications_sent(local)
+        shed[n] = 0  # the warm-up's do not count
         with meters.phase() as usage:
             wall, failed = await _orders(local, orders, rs, f"{a.tag}x{n}", a.replica_orders, a.concurrency)
         notifications = await _notifications_sent(local) - sent0
@@ -201,6 +216,7 @@ async def one_path(
         "replicas": n,
         "orders": done,
         "failed": failed,
+        "shed_and_retried": shed[n],
         "wall_s": round(wall, 2),
         "orders_per_s": round(done / wall, 2),
         "notifications": notifications,
@@ -255,10 +271,12 @@ async def run_replicas(a: argparse.Namespace, state_dir: Path) -> dict[str, Any]
     }
 
 
-def markdown(r: dict[str, Any], command: str, started: str, cores: int | None) -> str:
+def markdown(r: dict[str, Any], command: str, started: str) -> str:
     one, two = r["paths"]
+    m = r["machine"]
     rows: list[tuple[str, Any, Any, Any]] = [
         ("orders delivered (failed)", f"{one['orders']} ({one['failed']})", f"{two['orders']} ({two['failed']})", ""),
+        ("API answers 429/503 (retried after Retry-After)", one["shed_and_retried"], two["shed_and_retried"], ""),
         ("orders/s (through the API, to delivered)", one["orders_per_s"], two["orders_per_s"], r["ratio_orders_per_s"]),
         ("D1 notifications/s", one["notifications_per_s"], two["notifications_per_s"], r["ratio_notifications_per_s"]),
     ]
@@ -285,8 +303,10 @@ def markdown(r: dict[str, Any], command: str, started: str, cores: int | None) -
         a, b = one["peak_rss_mib"][kind], two["peak_rss_mib"][kind]
         rows.append((f"{kind} peak RSS MiB (largest replica)", a, b, ""))
     lines = [
-        f"Command: `{command}` - run {started}, {cores} cores, {r['orders']} orders per path, "
-        f"concurrency {r['concurrency']}, transport {r['transport']}.",
+        f"Command: `{command}` - run {started}, took {r['duration_s']:.0f} s; {r['orders']} orders per path, "
+        f"concurrency {r['concurrency']}, transport {r['transport']}.  ",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, load average at start {m['load_avg_at_start']} "
+        "(shared with other work).",
         "",
         "| | 1 of each | 2 of each | 2 / 1 |",
         "|---|---|---|---|",
@@ -303,7 +323,7 @@ async def run(a: argparse.Namespace) -> int:
     results = await run_replicas(a, state_dir)
     results |= {"command": a.command, "started_at": started.isoformat(timespec="seconds"), "machine": report.machine()}
     results["duration_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
-    body = markdown(results, a.command, results["started_at"], os.cpu_count())
+    body = markdown(results, a.command, results["started_at"])
     print(body)
     a.replica_json.parent.mkdir(parents=True, exist_ok=True)
     a.replica_json.write_text(json.dumps(results, indent=2) + "\n")
