@@ -100,7 +100,8 @@ class ApiClients:
             if resp.status_code in (200, 201):
                 self.accepted[i] += 1
                 return
-            await asyncio.sleep(0.2)  # 429/503: shed, try again
+            assert resp.status_code in (429, 503), f"{rid}: {resp.status_code} {resp.text}"
+            await asyncio.sleep(0.2)  # shed under load: try again
         raise AssertionError(f"{rid}: no API replica accepted it")
 
     async def aclose(self) -> None:
