@@ -162,7 +162,8 @@ async def test_one_of_each_replica_killed_in_the_middle_of_a_batch(tmp_path: Pat
         seen = [wf.id async for wf in st.client.list_workflows('WorkflowType = "CardOrderWorkflow"')]
         assert sorted(seen) == sorted(order_workflow_id(ISSUER_ID, rid) for rid in ids)
         api = {"accepted": clients.accepted, "cut": clients.cut, "refused": clients.refused}
-        print(f"replica kill: {report}, API {api}")
+        failures = stats["notificationFailures"] - report["notification_failures_at_kill"]
+        print(f"replica kill: {report}, API {api}, D1 notifications failed after the kill (retried): {failures}")
 
 
 async def kill_one_of_each(
@@ -174,7 +175,8 @@ async def kill_one_of_each(
     receivers: list[tuple[int, subprocess.Popen[bytes]]],
     cards: dict[str, str],
 ) -> dict[str, Any]:
-    """Each kill at a moment it provably hits work in flight; what was in flight, returned."""
+    """Each kill at a moment it holds work: the API with requests open, the worker with D1 calls
+    running (Temporal's view), the receiver with D1's connections open mid-stream; returned."""
     report: dict[str, Any] = {}
 
     # The API replica: with orders taken by it and requests of the batch open on it.
@@ -206,7 +208,9 @@ async def kill_one_of_each(
         return first.connections >= 2 and first.open > 0
 
     await until(receiver_busy, timeout=60, what="receiver 0 never had notifications in flight")
-    report["notifications_at_kill"] = (await st.emulator_stats())["notificationsSent"]
+    at_kill = await st.emulator_stats()
+    report["notifications_at_kill"] = at_kill["notificationsSent"]
+    report["notification_failures_at_kill"] = at_kill["notificationFailures"]
     report["receiver_open_at_kill"] = first.open
     report["receiver_connections_at_kill"] = first.connections
     report["survivor_connections_at_kill"] = balancer.backend(receivers[1][0]).connections
