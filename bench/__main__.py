@@ -41,7 +41,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench import load, report
+from bench import load, replicas, report
 from bench.history import summarise
 from bench.intake import intake_phase
 from bench.probe import ProbeListener
@@ -704,6 +704,8 @@ async def batch_phase(
 
 
 async def run(a: argparse.Namespace) -> int:
+    if a.replicas:
+        return await replicas.run(a)
     started = datetime.now(UTC)
     tag = secrets.token_hex(3)
     state_dir: Path = a.state_dir / started.strftime("%Y%m%d-%H%M%S")
@@ -824,6 +826,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="experiment: let the workers cache bytecode although PYTHONDONTWRITEBYTECODE is set",
     )
+    replicas.add_arguments(p, ROOT / "bench" / "results")
     p.add_argument("--db", choices=["file", "memory"], default="file", help="dev server persistence")
     # Outside the work tree on purpose: `make clean` elsewhere must not pull the floor from under a run.
     p.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "d1-bench")

@@ -22,6 +22,7 @@ import psutil
 # full scale run (`--scale-only --scale-orders 10000`, too long for the default run). Each
 # is rewritten only by a run that measured it.
 BLOCKS = ("results", "scale", "scale-full")
+# The replica row (`--replicas`, bench/replicas.py) rewrites its own block with write_block.
 
 
 def _markers(block: str) -> tuple[str, str]:
@@ -500,15 +501,23 @@ def write_doc(results: dict[str, Any], path: Path) -> None:
     }
     for name in BLOCKS:
         body = bodies.get(name)
-        if body is None:
-            continue
-        start, end = _markers(name)
-        block = f"{start}\n{body}\n{end}"
-        if start in text and end in text:
-            head, _, rest = text.partition(start)
-            _, _, tail = rest.partition(end)
-            text = head + block + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
+        if body is not None:
+            text = _with_block(text, name, body)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def _with_block(text: str, name: str, body: str) -> str:
+    start, end = _markers(name)
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        _, _, tail = rest.partition(end)
+        return head + block + tail
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def write_block(path: Path, name: str, body: str) -> None:
+    """Rewrite one generated block of ``path`` (appended if the file has none yet)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    path.write_text(_with_block(text, name, body))

@@ -126,8 +126,11 @@ async def proc_stack(
     extra_server_args: list[str] | None = None,
     step_delay_ms: int = 20,
     d1_read_timeout_s: float = 2,
+    in_process_receiver: bool = True,
     **timing: Any,
 ) -> AsyncIterator[ProcStack]:
+    """``in_process_receiver=False``: nothing listens on the receiver port; the test puts its
+    own there (receiver processes behind a balancer: test_replicas.py)."""
     spec = spec_for_tests(
         tmp,
         task_queue=TASK_QUEUE,
@@ -147,7 +150,8 @@ async def proc_stack(
         st.client = await st.connect()
         async with serve_emulator(local) as emulator_url:
             st.emulator_url = emulator_url
-            await st.start_receiver()
+            if in_process_receiver:
+                await st.start_receiver()
             st.orders = CardOrders(
                 st.client, task_queue=TASK_QUEUE, timing=local.order_timing(), edge=local.order_edge()
             )
