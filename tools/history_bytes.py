@@ -38,7 +38,10 @@ def table(after: Path, before: Path | None = None) -> str:
     names = sorted(set(size) | set(old_size), key=lambda n: -max(size[n], old_size[n]))
     rows = ["| event type | events | bytes |", "|---|---:|---:|"]
     if before is not None:
-        rows = ["| event type | events before | events after | bytes before | bytes after |", "|---|---:|---:|---:|---:|"]
+        rows = [
+            "| event type | events before | events after | bytes before | bytes after |",
+            "|---|---:|---:|---:|---:|",
+        ]
     for name in [*names, "total"]:
         if name == "total":
             counts = (old_events.total(), events.total(), old_size.total(), size.total())
