@@ -345,9 +345,14 @@ class CardOrders:
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
         return await self.handle(issuer_id, issuer_request_id).query(api.VIEW_QUERY, result_type=OrderView)
 
+    async def outcome(self, issuer_id: str, issuer_request_id: str) -> OrderResult:
+        """How the order ended, once it did (its result: no query, no replay of its history)."""
+        return cast(OrderResult, await self.handle(issuer_id, issuer_request_id).result())
+
     async def wait(self, issuer_id: str, issuer_request_id: str) -> OrderView:
         """The order's view once it ended: its result only says how (contracts/card_order.py
-        ``OrderResult``), the view is read by query, which a closed order still answers."""
+        ``OrderResult``), the view is read by query, which a closed order still answers (the
+        worker replays its history for it: :meth:`outcome` when the outcome is enough)."""
         handle = self.handle(issuer_id, issuer_request_id)
         await handle.result()
         return await handle.query(api.VIEW_QUERY, result_type=OrderView)
