@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from contracts import messages
 from contracts.activation import ActivationRecord
@@ -328,12 +328,39 @@ class OrderView(ContractModel):
     state: OrderState
 
 
+class OrderResult(ContractModel):
+    """What an order's run returns: how it ended, nothing more. The result is written once
+    into the history (sealed); the view with its timeline is not repeated there: it stays
+    readable by the ``order_view`` query after the end, for the namespace's retention
+    (``CardOrders.wait`` in starter/api.py reads it so)."""
+
+    workflow_id: str
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None
+
+
+# Members of D1's operation no workflow reads (workflows/order_state.py): the receiver routes by
+# ``issuerRequestId`` before signalling, the rest is D1's bookkeeping. Left out of the signal,
+# like every absent (None) member: each notification is a history event of its own.
+_UNREAD_OPERATION_MEMBERS: dict[str, Any] = {
+    "issuerRequestId": True,
+    "inputFileName": True,
+    "details": {"issuerRequestId": True, "inputFileName": True, "consumerId": True},
+}
+
+
 class Notification(Message):
     """Argument of the ``d1_notification`` signal: D1's operation as the receiver got it (D1's
-    own JSON stays tolerant inside), for one card: the order refuses another card's."""
+    own JSON stays tolerant inside), for one card: the order refuses another card's. Sent
+    with only what the workflows read (D1's unknown members kept: an ``UPDATE_ORDER``'s
+    details carry the change's type that way)."""
 
     kind: Literal["d1_notification"] = messages.D1_NOTIFICATION
     operation: OperationNotification
+
+    @field_serializer("operation")
+    def _only_what_workflows_read(self, op: OperationNotification) -> dict[str, Any]:
+        return op.model_dump(mode="json", exclude=_UNREAD_OPERATION_MEMBERS, exclude_none=True)
 
 
 class ReconcileRequest(Message):

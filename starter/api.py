@@ -19,7 +19,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
-from contracts.card_order import ChangeDecision, ChangeKind, ChangeRecord, ChangeRequest, OrderTiming, OrderView
+from contracts.card_order import (
+    ChangeDecision,
+    ChangeKind,
+    ChangeRecord,
+    ChangeRequest,
+    OrderResult,
+    OrderTiming,
+    OrderView,
+)
 from contracts.card_tracking import TrackingView
 from d1.order import Address, CardOrder
 from d1.validation import InvalidOrder, UnknownFields
@@ -332,13 +340,22 @@ class CardOrders:
     def handle(self, issuer_id: str, issuer_request_id: str) -> WorkflowHandle[Any, Any]:
         """The order's handle; ids holding card data are refused (InvalidOrder) before Temporal hears them."""
         refuse_card_data_in(issuerId=issuer_id, issuerRequestId=issuer_request_id)
-        return self.client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id), result_type=OrderView)
+        return self.client.get_workflow_handle(api.workflow_id(issuer_id, issuer_request_id), result_type=OrderResult)
 
     async def status(self, issuer_id: str, issuer_request_id: str) -> OrderView:
         return await self.handle(issuer_id, issuer_request_id).query(api.VIEW_QUERY, result_type=OrderView)
 
+    async def outcome(self, issuer_id: str, issuer_request_id: str) -> OrderResult:
+        """How the order ended, once it did (its result: no query, no replay of its history)."""
+        return cast(OrderResult, await self.handle(issuer_id, issuer_request_id).result())
+
     async def wait(self, issuer_id: str, issuer_request_id: str) -> OrderView:
-        return cast(OrderView, await self.handle(issuer_id, issuer_request_id).result())
+        """The order's view once it ended: its result only says how (contracts/card_order.py
+        ``OrderResult``), the view is read by query, which a closed order still answers (the
+        worker replays its history for it: :meth:`outcome` when the outcome is enough)."""
+        handle = self.handle(issuer_id, issuer_request_id)
+        await handle.result()
+        return await handle.query(api.VIEW_QUERY, result_type=OrderView)
 
     async def wait_for(
         self,

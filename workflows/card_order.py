@@ -221,7 +221,7 @@ class CardOrderWorkflow:
         self._check_decision(api.REJECT_CHANGE_UPDATE, raw)
 
     @workflow.run
-    async def run(self, raw: RawValue) -> api.OrderView:
+    async def run(self, raw: RawValue) -> api.OrderResult:
         inp = self._raw_input.check(api.CardOrderInput)
         # Started before anything waits: it arms no timer until a change awaits approval.
         expiry = asyncio.create_task(self._expire_unapproved())
@@ -259,7 +259,12 @@ class CardOrderWorkflow:
         await self._follow.close()
         self._publish()
         await self._events.drained()
-        return self.view()
+        # Small on purpose: the view (timeline, changes) stays readable by query after the end.
+        return api.OrderResult(
+            workflow_id=workflow.info().workflow_id,
+            outcome=self._state.outcome,
+            outcome_reason=self._state.outcome_reason,
+        )
 
     async def _submit(self, submission: api.D1Submission) -> None:
         ref = self._ref

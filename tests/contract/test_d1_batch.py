@@ -12,7 +12,7 @@ from typing import Any
 
 from jwcrypto import jwk
 
-from contracts.card_order import OrderTiming, OrderView, Outcome
+from contracts.card_order import OrderResult, OrderTiming, Outcome
 from d1.program import DEFAULT_PROGRAM_FILE
 from starter.api import CardOrders
 from starter.d1_batches import BatchLimits
@@ -44,12 +44,12 @@ def _accepted(stats: dict[str, Any], rids: list[str]) -> dict[str, int]:
     return {rid: cards.get(f"c-{rid}", {}).get("accepted", 0) for rid in rids}
 
 
-async def _views(orders: CardOrders, rids: list[str], *, timeout: float) -> list[OrderView]:
+async def _outcomes(orders: CardOrders, rids: list[str], *, timeout: float) -> list[OrderResult]:
     gate = asyncio.Semaphore(64)
 
-    async def one(rid: str) -> OrderView:
+    async def one(rid: str) -> OrderResult:
         async with gate:
-            return await orders.wait(ISSUER_ID, rid)
+            return await orders.outcome(ISSUER_ID, rid)
 
     return await asyncio.wait_for(asyncio.gather(*(one(r) for r in rids)), timeout=timeout)
 
@@ -65,8 +65,8 @@ async def test_2500_cards_go_out_in_3_d1_calls_each_is_delivered_and_a_rerun_sen
     )
     assert report.exit_code == 0, report.summary()
     assert (report.started, report.d1_batches, report.d1_batches_new) == (CARDS, 3, 3), report.summary()
-    views = await _views(stack.orders, rids, timeout=900)
-    assert {v.state.outcome for v in views} == {Outcome.DELIVERED}
+    results = await _outcomes(stack.orders, rids, timeout=900)
+    assert {r.outcome for r in results} == {Outcome.DELIVERED}
     after = await _stats(stack)
     assert after["batchRequests"] - before["batchRequests"] == 3
     assert after["batchCards"] - before["batchCards"] == CARDS

@@ -41,7 +41,7 @@ from temporalio.worker import Worker
 
 from activities import contract as acts
 from contracts import search_attributes as sa
-from contracts.card_order import CardOrderInput, D1Submission, OrderRef, OrderTiming
+from contracts.card_order import VIEW_QUERY, CardOrderInput, D1Submission, OrderRef, OrderResult, OrderTiming, OrderView
 from contracts.messages import Message
 from d1.notifications import OperationNotification
 from security.codec import AesGcmCodec, generate_keys_file, load_codec
@@ -195,6 +195,18 @@ class _Stamping(OutboundInterceptor):
     async def start_workflow_update(self, input: StartWorkflowUpdateInput) -> WorkflowUpdateHandle[Any]:
         input.args = await self._stamped(input.args)
         return await super().start_workflow_update(input)
+
+
+async def final_view(handle: WorkflowHandle[Any, Any]) -> OrderView:
+    """An ended order's view: its result only says how it ended (``OrderResult``), and agrees
+    with the view, which the order still answers by query after the end."""
+    result = await handle.result()
+    view: OrderView = await handle.query(VIEW_QUERY, result_type=OrderView)
+    state = view.state
+    assert result == OrderResult(
+        workflow_id=view.workflow_id, outcome=state.outcome, outcome_reason=state.outcome_reason
+    )
+    return view
 
 
 def new_ids(prefix: str) -> tuple[str, str]:

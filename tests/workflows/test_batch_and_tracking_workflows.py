@@ -13,11 +13,11 @@ from temporalio.exceptions import ApplicationError
 
 from contracts import card_order, d1_batch, orphan_inbox
 from contracts import card_tracking as tracking
-from contracts.card_order import BatchMembership, Notification, OrderTiming, OrderView, Outcome
+from contracts.card_order import BatchMembership, Notification, OrderResult, OrderTiming, Outcome
 from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
 from contracts.d1_batch import BatchCard, BatchInput, BatchReport
 from d1.notifications import OperationNotification
-from tests.workflows.conftest import ISSUER_ID, TASK_QUEUE, FastEnv, new_ids
+from tests.workflows.conftest import ISSUER_ID, TASK_QUEUE, FastEnv, final_view, new_ids
 from tests.workflows.test_card_order_workflow import until
 
 # ------------------------------------------------------------------------------- batch
@@ -37,7 +37,7 @@ async def _start_card(fast: FastEnv, card: str, rid: str, batch_id: str, timing:
         member,
         task_queue=TASK_QUEUE,
         id=card_order.workflow_id(ISSUER_ID, rid),
-        result_type=OrderView,
+        result_type=OrderResult,
     )
 
 
@@ -72,7 +72,7 @@ async def test_a_batch_submits_once_and_tells_each_card_its_own_answer(own_fast:
     ]
     accepted = await until(handles[0], lambda v: v.state.submitted)
     assert accepted.state.operation_id == f"op-{ids[0][0]}" and accepted.state.outcome is None
-    rejected: OrderView = await handles[1].result()
+    rejected = await final_view(handles[1])
     assert rejected.state.outcome is Outcome.REJECTED
     assert rejected.state.errors[0].error_code == "FIELD_INVALID_VALUE"
     assert rejected.state.errors[0].error == "$.cards[1].services.delivery"
@@ -84,7 +84,7 @@ async def test_a_batch_submits_once_and_tells_each_card_its_own_answer(own_fast:
 async def test_a_card_whose_batch_never_answers_ends_submit_failed(fast: FastEnv) -> None:
     card, rid = new_ids("orphan-batch")
     handle = await _start_card(fast, card, rid, d1_batch.workflow_id(ISSUER_ID, "never-started"))
-    result: OrderView = await handle.result()  # the server skips the 24 h give-up window
+    result = await final_view(handle)  # the server skips the 24 h give-up window
     assert result.state.outcome is Outcome.SUBMIT_FAILED
     assert "no answer from the D1 batch" in (result.state.errors[0].error or "")
 

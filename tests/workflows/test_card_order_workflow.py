@@ -23,6 +23,7 @@ from contracts.card_order import (
     ChangeRequest,
     ChangeStatus,
     Notification,
+    OrderResult,
     OrderTiming,
     OrderView,
     Outcome,
@@ -34,7 +35,7 @@ from tests.security.support import LEAK_CVV2, LEAK_PAN, LEAK_TRACK2, find_leaks,
 from tests.support.notifications import HAPPY_STEPS, happy_sequence, operation
 from tests.support.orders import sample_order
 from tests.support.validation import validate_order
-from tests.workflows.conftest import TASK_QUEUE, FastEnv, new_ids
+from tests.workflows.conftest import TASK_QUEUE, FastEnv, final_view, new_ids
 
 NOTIFY = api.NOTIFICATION_SIGNAL
 
@@ -48,7 +49,7 @@ async def start(
         fast.order_input(card, rid, timing, shipment_type),
         id=api.workflow_id("TESTISS001", rid),
         task_queue=TASK_QUEUE,
-        result_type=OrderView,
+        result_type=OrderResult,
     )
     await until(handle, lambda v: v.state.submitted)
     return handle, card, rid
@@ -87,7 +88,7 @@ async def notify(handle: WorkflowHandle[Any, Any], updates: list[OperationNotifi
 async def test_happy_path_is_delivered_and_the_d1_body_is_sent_as_prepared(fast: FastEnv) -> None:
     handle, card, rid = await start(fast, "happy")
     await notify(handle, ops(card, rid))
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.DELIVERED
     assert [e.production_status for e in result.state.timeline[:5]] == HAPPY_STEPS
     assert fast.d1.submits[card] == [fast.order_input(card, rid).submission.body]  # type: ignore[union-attr]
@@ -162,7 +163,7 @@ async def test_a_shipped_card_without_news_ends_shipped_30_days_later(fast: Fast
     fast.d1.statuses[card] = shipped[-1]  # reconciliation only repeats what is known
     before = await fast.env.get_current_time()
     await notify(handle, shipped)
-    result: OrderView = await handle.result()  # the server skips the month
+    result = await final_view(handle)  # the server skips the month
     elapsed = await fast.env.get_current_time() - before
     assert result.state.outcome is Outcome.SHIPPED
     assert result.state.outcome_reason == "carrier tracking quiet after shipping"
@@ -180,7 +181,7 @@ async def test_a_card_on_hold_for_days_resumes_and_is_delivered(fast: FastEnv) -
     current = await until(handle, lambda v: v.state.reconciliations == 3)
     assert current.state.production_status == "CARD_PROD_ON_HOLD" and current.state.outcome is None
     await notify(handle, ops(card, rid, steps[3:]))
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.DELIVERED
 
 
@@ -195,9 +196,9 @@ async def test_a_crypto_error_ends_the_order_crypto_rejected_for_operators_to_fi
         fast.order_input(card, rid),
         id=api.workflow_id("TESTISS001", rid),
         task_queue=TASK_QUEUE,
-        result_type=OrderView,
+        result_type=OrderResult,
     )
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.CRYPTO_REJECTED
     reason = result.state.outcome_reason
     assert reason is not None and "re-submit with the current D1 key" in reason
@@ -213,9 +214,9 @@ async def test_d1_unreachable_past_the_give_up_window_ends_submit_failed(fast: F
         fast.order_input(card, rid, OrderTiming(submit_give_up_after=timedelta(hours=1))),
         id=api.workflow_id("TESTISS001", rid),
         task_queue=TASK_QUEUE,
-        result_type=OrderView,
+        result_type=OrderResult,
     )
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.SUBMIT_FAILED and len(fast.d1.submits[card]) > 3
 
 
@@ -240,7 +241,7 @@ async def test_cancel_before_shipment_ends_the_order_canceled(fast: FastEnv) -> 
     }
     canceled = operation("CARD_PROD_CANCELED", card_id=card, request_id=rid, op_status="FAILED")
     await notify(handle, ops(card, rid, [accepted, canceled]))
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.CANCELED and result.state.changes[0].status is ChangeStatus.ACCEPTED
 
 
@@ -296,7 +297,7 @@ async def test_a_client_without_the_keys_cannot_signal_or_change_an_order_and_it
     await handle.signal(api.RECONCILE_SIGNAL, ReconcileRequest(reason="test"))  # sealed: accepted
     await until(handle, lambda v: v.state.reconciliations == 1)
     await notify(handle, steps)
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.DELIVERED
     assert "CARD_PROD_CANCELED" not in [e.production_status for e in result.state.timeline]
     assert fast.d1.changes[card] == [] and fast.d1.status_calls[card] == 1

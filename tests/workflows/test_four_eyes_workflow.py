@@ -26,6 +26,7 @@ from contracts.card_order import (
     ChangeRecord,
     ChangeRequest,
     ChangeStatus,
+    OrderResult,
     OrderView,
     Outcome,
 )
@@ -33,7 +34,7 @@ from d1.notifications import OperationNotification
 from d1.order import Address
 from temporal_client import data_converter
 from tests.support.notifications import happy_sequence
-from tests.workflows.conftest import TASK_QUEUE, FastEnv, new_ids
+from tests.workflows.conftest import TASK_QUEUE, FastEnv, final_view, new_ids
 from workflows.audit import AUDIT_LOGGER
 
 ALICE, BOB = "operator:alice", "operator:bob"
@@ -58,7 +59,7 @@ async def start(
     if policy is not None:
         inp = inp.model_copy(update={"approvals": policy})
     handle = await sealed_as(fast, "edge").start_workflow(
-        api.WORKFLOW_TYPE, inp, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE, result_type=OrderView
+        api.WORKFLOW_TYPE, inp, id=api.workflow_id("TESTISS001", rid), task_queue=TASK_QUEUE, result_type=OrderResult
     )
     steps = [OperationNotification.model_validate(o) for o in happy_sequence(card_id=card, request_id=rid)[:2]]
     for step in steps:  # acknowledged by D1, not shipped: a redirect can be asked
@@ -73,7 +74,7 @@ async def notify(fast: FastEnv, rid: str, step: OperationNotification) -> None:
 
 
 def handle_of(client: Client, rid: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(api.workflow_id("TESTISS001", rid), result_type=OrderView)
+    return client.get_workflow_handle(api.workflow_id("TESTISS001", rid), result_type=OrderResult)
 
 
 async def until(
@@ -176,7 +177,7 @@ async def test_an_unapproved_redirect_expires_after_24_hours_and_the_order_goes_
     # The order goes on unchanged: the rest of D1's steps deliver it.
     for step in happy_sequence(card_id=card, request_id=rid)[2:]:
         await notify(fast, rid, OperationNotification.model_validate(step))
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.DELIVERED
     assert [c.status for c in result.state.changes] == [ChangeStatus.EXPIRED]
     assert fast.d1.changes[card] == []

@@ -14,14 +14,14 @@ from temporalio.exceptions import ApplicationError
 from contracts import card_order as api
 from contracts import d1_batch
 from contracts import search_attributes as sa
-from contracts.card_order import BatchMembership, ChangeRequest, Notification, OrderView, Outcome
+from contracts.card_order import BatchMembership, ChangeRequest, Notification, OrderResult, Outcome
 from contracts.d1_batch import SubmissionResult
 from d1.notifications import OperationNotification
 from security.codec import generate_keys_file, load_codec
 from temporal_client import data_converter
 from tests.support.notifications import operation
 from tests.support.senders import TEST_OPERATOR, as_role
-from tests.workflows.conftest import ISSUER_ID, TASK_QUEUE, FastEnv, new_ids
+from tests.workflows.conftest import ISSUER_ID, TASK_QUEUE, FastEnv, final_view, new_ids
 from tests.workflows.test_card_order_workflow import notify, ops, start, until, view
 from workflows.inputs import INPUT_REFUSED
 from workflows.messages import MESSAGE_REFUSED
@@ -70,7 +70,7 @@ async def test_a_notification_about_another_card_is_refused(fast: FastEnv) -> No
     )
     await handle.signal(api.NOTIFICATION_SIGNAL, Notification(operation=other))
     await notify(handle, ops(card, rid))
-    result: OrderView = await handle.result()
+    result = await final_view(handle)
     assert result.state.outcome is Outcome.DELIVERED
     assert "CARD_PROD_CANCELED" not in [e.production_status for e in result.state.timeline]
 
@@ -117,7 +117,7 @@ async def test_a_batch_result_of_another_batch_is_refused(fast: FastEnv) -> None
         update={"submission": None, "batch": BatchMembership(batch_workflow_id="d1-batch:mine", encryption_kid="k")}
     )
     handle = await fast.client.start_workflow(
-        api.WORKFLOW_TYPE, member, id=api.workflow_id(ISSUER_ID, rid), task_queue=TASK_QUEUE, result_type=OrderView
+        api.WORKFLOW_TYPE, member, id=api.workflow_id(ISSUER_ID, rid), task_queue=TASK_QUEUE, result_type=OrderResult
     )
     worker = as_role(fast.client, "worker").get_workflow_handle(handle.id)
     now = await fast.env.get_current_time()
