@@ -235,7 +235,13 @@ class StackPaths:
 def issue_process_keys(paths: StackPaths, sealers: list[str]) -> None:
     """Each process's file from the authority ring, rewritten when the ring changed (a rotation,
     another ring given to the stack) so a restart picks the new key up."""
-    authority = load_ring(paths.codec_keys)
+    try:
+        authority = load_ring(paths.codec_keys)
+    except CodecKeyError as err:
+        # A local stack from before keys per role (nothing of it is worth keeping): say how to start over.
+        raise CodecKeyError(
+            f"{err}; a local stack's state from an older version: remove {paths.state_dir} (make clean)"
+        ) from None
     for sealer in sealers:
         path = paths.issued_keys(sealer)
         ring = issued_ring(authority, sealer)
