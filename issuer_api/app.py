@@ -16,7 +16,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
 from events.feed import EventFeed
-from issuer_api import batches, trackings, webhooks
+from issuer_api import batches, cards, trackings, webhooks
 from issuer_api import orders as orders_routes
 from issuer_api.auth import SCOPES, ApiAuth
 from issuer_api.context import ApiContext
@@ -65,7 +65,7 @@ def create_app(
         events_settings=events or EventsSettings(),
         feed=EventFeed(orders.client),
     )
-    for router in (orders_routes.router, batches.router, trackings.router, webhooks.router):
+    for router in (orders_routes.router, batches.router, trackings.router, webhooks.router, cards.router):
         app.include_router(router)
 
     @app.get(
