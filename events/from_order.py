@@ -5,7 +5,9 @@ state and what it announced so far (:class:`Announced`); the answer is the event
 in the order they happened. Ids are derived from the workflow id and the fact (the D1
 update's de-duplication key, the outcome, the change's id and step), so a fact announced
 twice (after a continue-as-new, which starts from a fresh :class:`Announced`) has the same
-id and a consumer drops the copy (docs/events.md, "Delivery guarantees").
+id and a consumer drops the copy (docs/events.md, "Delivery guarantees"). An activation the
+order could not announce (it closed) is announced by the card's activation record with
+:func:`activation_events`: the order's event for it, under the same id.
 """
 
 from __future__ import annotations
