@@ -46,6 +46,12 @@ def workflow_id(issuer_id: str, card_id: str) -> str:
     return f"card-activation:{issuer_id}:{card_id}"
 
 
+def timeline_key(flag: ActivationFlag) -> str:
+    """The activation's key in the order's timeline, and the fact its event id is derived from
+    (events/from_order.py): the order and the activation record announce it under one id."""
+    return f"activation:{flag.value}"
+
+
 class ActivationRecord(Message):
     """One activation of a card as the receiver saw it: a message from the receiver, the
     argument of ``card_activated`` (kind ``card_activated``) and the activation record's input
@@ -59,6 +65,10 @@ class ActivationRecord(Message):
     # The card's order, and where it stood (production / shipment status, outcome) at activation.
     order_workflow_id: str | None = None
     order_stage: str | None = None
+    issuer_request_id: str | None = None  # the order's (its events name the card by it)
+    # Set on the activation record only: the running order took the activation before its
+    # outcome and raises its event itself; otherwise the record raises it (workflows/activation.py).
+    order_announces: bool = False
     # The bank's reference for the activation, when its CMS gave one.
     cms_reference: str | None = None
 

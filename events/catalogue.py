@@ -36,7 +36,8 @@ class EventType(StrEnum):
     CHANGE_APPROVED = "order.change_approved"  # four eyes: a second operator approved the address change
     CHANGE_SENT = "order.change_sent"  # D1 took the request; the center decides later
     CHANGE_DECIDED = "order.change_decided"  # ACCEPTED, REFUSED, FAILED, EXPIRED (unapproved) or REJECTED
-    # D1's Card Activation while the order runs (receiver/activation.py); before delivery: flagged.
+    # D1's Card Activation (receiver/activation.py), from the order while it runs, else from the
+    # card's activation record (workflows/activation.py); before delivery: flagged.
     CARD_ACTIVATED = "order.card_activated"
     CARD_ACTIVATED_BEFORE_DELIVERY = "order.card_activated_before_delivery"
     # The tracking hub (a card personalized elsewhere): the same milestones, another subject.

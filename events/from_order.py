@@ -5,7 +5,9 @@ state and what it announced so far (:class:`Announced`); the answer is the event
 in the order they happened. Ids are derived from the workflow id and the fact (the D1
 update's de-duplication key, the outcome, the change's id and step), so a fact announced
 twice (after a continue-as-new, which starts from a fresh :class:`Announced`) has the same
-id and a consumer drops the copy (docs/events.md, "Delivery guarantees").
+id and a consumer drops the copy (docs/events.md, "Delivery guarantees"). An activation the
+order could not announce (it closed) is announced by the card's activation record with
+:func:`activation_events`: the order's event for it, under the same id.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from contracts.activation import ActivationFlag, ActivationRecord, timeline_key
 from contracts.card_order import ChangeRecord, ChangeStatus, OrderRef, OrderState, Outcome, TimelineEntry
 from d1.statuses import ProductionStatus, production_rank
 from events.catalogue import Event, EventType, Subject, tracking_type_of
@@ -258,11 +261,36 @@ def _change_events(out: _Builder, change: ChangeRecord, done: Announced) -> None
 def _activation_event(out: _Builder, state: OrderState, entry: TimelineEntry) -> None:
     """D1's Card Activation recorded on the order: the bank's card system learns of it, and
     of one before delivery (a card intercepted in the post) as its own type."""
-    record = state.activation
-    flag = record.flag.value if record is not None else entry.key.partition(":")[2]
-    kind = EventType.CARD_ACTIVATED if flag == "ACTIVATED" else EventType.CARD_ACTIVATED_BEFORE_DELIVERY
-    data = {"activation": flag, "order_stage": record.order_stage if record is not None else None}
-    out.add(kind, (entry.key,), entry.d1_time, data)
+    flag = entry.key.partition(":")[2]  # the entry's own flag: a refusal, then an acceptance, are two
+    record = state.activation if state.activation is not None and state.activation.flag.value == flag else None
+    _add_activation(out, flag, record.order_stage if record is not None else None, entry.key, entry.d1_time)
+
+
+def _add_activation(out: _Builder, flag: str, order_stage: str | None, key: str, when: str | None) -> None:
+    kind = EventType.CARD_ACTIVATED if flag == ActivationFlag.ACTIVATED else EventType.CARD_ACTIVATED_BEFORE_DELIVERY
+    out.add(kind, (key,), when, {"activation": flag, "order_stage": order_stage})
+
+
+def activation_subject(record: ActivationRecord) -> Subject | None:
+    """Whom the card's activation record announces its activation for: the card's order, when
+    the order did not take it in time to announce it itself (closed, or past its outcome:
+    ``order_announces`` false). None without an order of the product's: nothing to announce it on."""
+    if record.order_workflow_id is None or record.order_announces:
+        return None
+    return Subject(
+        workflow_id=record.order_workflow_id,
+        issuer_id=record.issuer_id,
+        card_id=record.card_id,
+        issuer_request_id=record.issuer_request_id,
+    )
+
+
+def activation_events(subject: Subject, record: ActivationRecord, *, now: datetime) -> list[Event]:
+    """The event the order would have raised for ``record`` (same type, data and id): a copy
+    that both raised (an order that closed while taking it) is one fact, the hub keeps one."""
+    out = _Builder(subject, now.isoformat())
+    _add_activation(out, record.flag.value, record.order_stage, timeline_key(record.flag), record.activated_at)
+    return out.events
 
 
 def _outcome_event(state: OrderState) -> tuple[EventType, tuple[str, ...], str | None, dict[str, object]]:

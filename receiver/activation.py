@@ -14,6 +14,8 @@ OAuth, so the bank need not expose its CMS to D1 (docs/operations.md, "Card acti
    which D1 retries);
 4. it records the activation: a signal to the order while the order runs, and the card's
    activation record (contracts/activation.py). A repeat finds both and changes nothing.
+   The bank's systems hear of it as an event (docs/events.md): from the order, or, once the
+   order has its outcome, from the activation record.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class OrderStanding:
     running: bool
     delivered: bool
     stage: str
+    issuer_request_id: str | None = None
+    ended: bool = False  # it has its outcome: closed, or closing (it may not announce news any more)
 
 
 class ActivationService:
@@ -117,6 +121,7 @@ class ActivationService:
             flag=flag,
             order_workflow_id=order.workflow_id if order else None,
             order_stage=order.stage if order else None,
+            issuer_request_id=order.issuer_request_id if order else None,
         )
         if flag == ActivationFlag.REFUSED_BEFORE_DELIVERY:
             problem = await self._record(record, order)
@@ -154,7 +159,14 @@ class ActivationService:
         production = attrs.get(sa.PRODUCTION_STATUS)
         delivered = outcome == card_order.Outcome.DELIVERED or shipment in DELIVERED_SHIPMENT_STATUSES
         stage = " / ".join(v for v in (outcome, production, shipment) if v) or "not acknowledged by D1"
-        return OrderStanding(workflow_id=best[2], running=running, delivered=delivered, stage=stage)
+        return OrderStanding(
+            workflow_id=best[2],
+            running=running,
+            delivered=delivered,
+            stage=stage,
+            issuer_request_id=attrs.get(sa.ISSUER_REQUEST_ID),
+            ended=outcome is not None,
+        )
 
     async def _record(self, record: ActivationRecord, order: OrderStanding | None) -> Response | None:
         """On the order (while it runs) and as the card's activation record; None once both
@@ -166,7 +178,10 @@ class ActivationService:
                     await handle.signal(api.ACTIVATED_SIGNAL, record, rpc_timeout=SIGNAL_RPC_TIMEOUT)
                 except RPCError as err:
                     if err.status != RPCStatusCode.NOT_FOUND:
-                        raise  # closed meanwhile: the activation record below keeps it
+                        raise  # closed meanwhile: the activation record below keeps it, and announces it
+                else:
+                    # Before its outcome the order announces it; past it, the record does (same event id).
+                    record = record.model_copy(update={"order_announces": not order.ended})
             await self._start_record(record)
         except Exception as err:
             return self._temporal_problem(record.issuer_id, err)

@@ -4,7 +4,9 @@
 joins the order's view and timeline once, and its search attributes. The
 ``CardActivationWorkflow`` is the card's activation record, for the usual case of an
 activation after the order closed: its input is the record, its result the same record,
-its search attributes (set by the receiver at start) what operators filter on.
+its search attributes (set by the receiver at start) what operators filter on. When the
+order did not announce the activation (closed, or past its outcome), the record raises the
+order's event for it (events/from_order.py ``activation_events``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.activation import ActivationRecord
     from contracts.card_order import OrderState, TimelineEntry
+    from events.from_order import activation_events, activation_subject
+    from workflows.events_out import EventsOut
     from workflows.inputs import read_input, start_roles
     from workflows.messages import ACTIVATORS
 
@@ -36,7 +40,7 @@ def record_on_order(state: OrderState, record: ActivationRecord) -> bool:
     last = state.timeline[-1] if state.timeline else None
     state.timeline.append(
         TimelineEntry(
-            key=f"activation:{record.flag.value}",
+            key=api.timeline_key(record.flag),
             operation=TIMELINE_OPERATION,
             operation_status="FAILED" if record.flag == api.ActivationFlag.REFUSED_BEFORE_DELIVERY else "SUCCESSFUL",
             production_status=state.production_status,
@@ -77,5 +81,12 @@ class CardActivationWorkflow:
         opened = read_input(raw, ActivationRecord, kind=messages.CARD_ACTIVATION_START, roles=start_roles(ACTIVATORS))
         record = opened.check(ActivationRecord)
         workflow.set_current_details(f"**Activation:** {record.flag.value}  \n{_reason(record)}")
+        subject = activation_subject(record)
+        if subject is not None:
+            # The order closed before it could announce the activation: the bank learns of it
+            # from here, through the issuer's hub like the order's own events (docs/events.md).
+            events_out = EventsOut(subject, on=True, end_statuses=())
+            events_out.announce(activation_events(subject, record, now=workflow.now()))
+            await events_out.drained()
         # Its JSON, not the message: a result is for readers (security/sealing.py READER).
         return record.model_dump(mode="json")

@@ -50,7 +50,11 @@ class EventsOut:
         events = new_events(
             self._subject, state, self._done, now=workflow.now(), end_statuses=self._ends, data=self._data
         )
-        if not events:
+        self.announce(events)
+
+    def announce(self, events: list[Event]) -> None:
+        """Events built by the caller (workflows/activation.py), sent as a state's are."""
+        if not events or not self.enabled:
             return
         self._queue += events
         if self._sender is None or self._sender.done():

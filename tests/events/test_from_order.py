@@ -200,6 +200,81 @@ def test_a_lost_card_is_not_delivered_and_an_early_activation_is_its_own_event()
     assert early.data == {"activation": "ACTIVATED_BEFORE_DELIVERY", "order_stage": "CARD_PROD_ONGOING"}
 
 
+def test_an_activation_after_the_order_closed_is_the_event_the_order_would_have_raised() -> None:
+    from contracts.activation import ActivationFlag, ActivationRecord
+    from events.from_order import activation_events, activation_subject
+    from workflows.activation import record_on_order
+
+    record = ActivationRecord(
+        issuer_id="ISS",
+        card_id="card-1",
+        activated_at="2026-12-07T10:00:00+00:00",
+        flag=ActivationFlag.ACTIVATED,
+        order_workflow_id=SUBJECT.workflow_id,
+        order_stage="DELIVERED / CARD_SHIPPED / Delivered",
+        issuer_request_id="req-1",
+        cms_reference="cms-42",
+    )
+    # The running order, had it taken the activation: one event, after its others.
+    state, done = submitted(), Announced()
+    announce(state, done)
+    with_attributes_off(lambda: record_on_order(state, record))
+    [on_order] = catalogued(announce(state, done))
+
+    # The activation record, the order closed: the same fact, the same id, type, time and data.
+    subject = activation_subject(record)
+    assert subject is not None
+    later = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+    [after] = catalogued(activation_events(subject, record, now=later))
+    assert (after.id, after.type, after.occurred_at, after.data) == (
+        on_order.id,
+        on_order.type,
+        on_order.occurred_at,
+        on_order.data,
+    )
+    assert after.type == "order.card_activated" and after.occurred_at == record.activated_at
+    assert after.emitted_at == later.isoformat()
+    assert (after.workflow_id, after.issuer_request_id, after.card_id) == (SUBJECT.workflow_id, "req-1", "card-1")
+    assert "cms-42" not in after.body()  # the bank's reference is the bank's
+    assert activation_events(subject, record, now=NOW) == [after.model_copy(update={"emitted_at": NOW.isoformat()})]
+
+    # Flagged the same way as on the order; a refusal and a later acceptance are two facts.
+    refused = record.model_copy(update={"flag": ActivationFlag.REFUSED_BEFORE_DELIVERY, "order_stage": "RETURNED"})
+    [no] = catalogued(activation_events(subject, refused, now=later))
+    assert no.type == "order.card_activated_before_delivery" and no.id != after.id
+    assert no.data == {"activation": "REFUSED_BEFORE_DELIVERY", "order_stage": "RETURNED"}
+
+    # The order announces it itself (taken before its outcome), or there is no order: no event here.
+    assert activation_subject(record.model_copy(update={"order_announces": True})) is None
+    assert activation_subject(record.model_copy(update={"order_workflow_id": None})) is None
+
+
+def test_each_activation_entry_keeps_its_own_flag() -> None:
+    """A refusal and the acceptance after it, seen in one round: two events, each of its flag."""
+    from contracts.activation import ActivationFlag, ActivationRecord
+    from workflows.activation import record_on_order
+
+    state, done = submitted(), Announced()
+    announce(state, done)
+    refused = ActivationRecord(
+        issuer_id="ISS",
+        card_id="card-1",
+        activated_at="2026-12-07T10:00:00+00:00",
+        flag=ActivationFlag.REFUSED_BEFORE_DELIVERY,
+        order_stage="CARD_SHIPPED",
+    )
+    accepted = refused.model_copy(
+        update={"flag": ActivationFlag.ACTIVATED, "activated_at": "2026-12-08T10:00:00+00:00", "order_stage": "x"}
+    )
+    with_attributes_off(lambda: record_on_order(state, refused))
+    with_attributes_off(lambda: record_on_order(state, accepted))
+    kinds = [(e.type, e.data["activation"], e.occurred_at) for e in catalogued(announce(state, done))]
+    assert kinds == [
+        ("order.card_activated_before_delivery", "REFUSED_BEFORE_DELIVERY", refused.activated_at),
+        ("order.card_activated", "ACTIVATED", accepted.activated_at),
+    ]
+
+
 def with_attributes_off(call: object) -> None:
     """``record_on_order`` upserts search attributes: outside a workflow, that part is skipped."""
     from unittest import mock
