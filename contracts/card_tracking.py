@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from contracts import messages
-from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming
+from contracts.card_order import NOTIFICATION_SIGNAL, RECONCILE_SIGNAL, ContractModel, OrderState, OrderTiming, Outcome
 from contracts.messages import Message
 
 WORKFLOW_TYPE = "CardTrackingWorkflow"
@@ -25,7 +25,7 @@ TRACKING_TYPES: tuple[str, ...] = ("PRODUCTION", "SHIPMENT", "RETURN")
 
 # The same signal names as a card order: the receiver delivers D1's updates the same way.
 __all__ = ["NOTIFICATION_SIGNAL", "RECONCILE_SIGNAL"]
-VIEW_QUERY = "tracking_view"  # -> TrackingView
+VIEW_QUERY = "tracking_view"  # -> TrackingView (also after the end); the run returns TrackingResult
 
 
 def workflow_id(issuer_id: str, card_id: str, tracking_type: str) -> str:
@@ -61,3 +61,13 @@ class TrackingView(ContractModel):
     workflow_id: str
     ref: TrackingRef
     state: OrderState
+
+
+class TrackingResult(ContractModel):
+    """What a tracking's run returns: how it ended, nothing more (like contracts/card_order.py
+    ``OrderResult``). The view with its timeline is not repeated in the history: the
+    ``VIEW_QUERY`` query still answers it after the end, for the namespace's retention."""
+
+    workflow_id: str
+    outcome: Outcome | None = None
+    outcome_reason: str | None = None

@@ -44,13 +44,14 @@ class EventActivities:
         self._log: EventLog | None = None
 
     @activity.defn(name=c.EMIT_EVENTS)
-    async def emit(self, inp: c.EmitInput) -> bool:
-        """Local activity of the card workflows: False tells the workflow that events are off."""
+    async def emit(self, inp: c.EmitInput) -> str:
+        """Local activity of the card workflows: what the hub got (c.emitted); "" tells the
+        workflow that events are off."""
         if not self._settings.enabled:
-            return False
+            return ""
         await self._coalescer.emit(activity.client(), activity.info().task_queue, inp.issuer_id, inp.events)
         DeliveryMetrics.current().emitted(inp.issuer_id, len(inp.events))
-        return True
+        return c.emitted(inp.events)
 
     @activity.defn(name=c.DELIVER_EVENTS)
     async def deliver(self, inp: c.DeliverInput) -> c.DeliverResult:
@@ -130,9 +131,9 @@ class EventActivities:
 
 
 @activity.defn(name=c.EMIT_EVENTS)
-async def events_off(inp: c.EmitInput) -> bool:
+async def events_off(inp: c.EmitInput) -> str:
     """The emit activity of a worker built without events: every card workflow learns they are off."""
-    return False
+    return ""
 
 
 @asynccontextmanager

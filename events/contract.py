@@ -34,7 +34,7 @@ TAIL_QUERY = "tail"  # TailRequest -> HubTail
 # On a card order: the events it handed to its issuer's hub so far (-> list[SentEvent]).
 EVENTS_SENT_QUERY = "events_sent"
 # Activities.
-EMIT_EVENTS = "events.emit"  # local activity of the card workflows: EmitInput -> bool (events on)
+EMIT_EVENTS = "events.emit"  # local activity of the card workflows: EmitInput -> str (emitted(); "": events off)
 DELIVER_EVENTS = "events.deliver"  # DeliverInput -> DeliverResult
 # Events per sealed page (a closed EventPageWorkflow): page n holds sequences n*PAGE_SIZE+1 .. (n+1)*PAGE_SIZE.
 # Fixed: the page of a sequence number is computed, never stored.
@@ -90,6 +90,28 @@ class SentEvent(_Model):
 class EmitInput(_Model):
     issuer_id: str
     events: list[Event]
+
+
+# Longer than this, the emit result names the count and the last type only.
+EMITTED_MAX_CHARS = 180
+
+
+def emitted(events: list[Event]) -> str:
+    """The emit activity's result: the types the hub got, in order, a run of one type counted
+    ("order.shipped, order.shipment_updated", "order.production_status_changed x4"). A local
+    activity's input is not recorded, so this is what the order's history (and the Temporal
+    UI, on the marker) keeps of a batch; it replaces a summary, which cost each marker a
+    second sealed payload (docs/benchmarks.md, "History per order"). Empty: events are off."""
+    runs: list[tuple[str, int]] = []
+    for event in events:
+        if runs and runs[-1][0] == event.type:
+            runs[-1] = (event.type, runs[-1][1] + 1)
+        else:
+            runs.append((event.type, 1))
+    text = ", ".join(kind if n == 1 else f"{kind} x{n}" for kind, n in runs)
+    if len(text) <= EMITTED_MAX_CHARS or not events:
+        return text
+    return f"{len(events)} events, the last {events[-1].type}"
 
 
 class EndpointStatus(StrEnum):

@@ -18,7 +18,7 @@ from typing import Any
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import card_order as api
-from contracts.card_tracking import TRACKING_TYPES
+from contracts.card_tracking import TRACKING_TYPES, TrackingResult
 from contracts.visibility import RUNNING, all_of
 from d1.validation import InvalidOrder
 from observability.process import configure_process
@@ -174,7 +174,10 @@ async def cmd_track(args: argparse.Namespace, issuer_id: str) -> int:
         raise Exit(EXIT_INVALID, invalid_text(f"track {args.card_id}", err)) from None
     print(f"{submitted.workflow_id} {'started' if submitted.created else 'already running'}")
     if args.wait:
-        view = await orders.tracking_handle(issuer_id, args.card_id, args.type).result()
+        # The run returns how it ended (TrackingResult); the view is read by query, which an
+        # ended tracking still answers.
+        await orders.client.get_workflow_handle(submitted.workflow_id, result_type=TrackingResult).result()
+        view = await orders.tracking_status(issuer_id, args.card_id, args.type)
         print(json.dumps(view.model_dump(mode="json"), indent=2) if args.output == "json" else tracking_text(view))
     return 0
 

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import card_tracking as api
     from contracts import messages
     from contracts.card_order import Notification, OrderState, ReconcileRequest
-    from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
+    from contracts.card_tracking import TrackingInput, TrackingRef, TrackingResult, TrackingView
     from observability import names as metric_names
     from workflows import order_state
     from workflows.details_line import details_line
@@ -89,7 +89,7 @@ class CardTrackingWorkflow:
         return TrackingView(workflow_id=workflow.info().workflow_id, ref=self._ref, state=self._state)
 
     @workflow.run
-    async def run(self, raw: RawValue) -> TrackingView:
+    async def run(self, raw: RawValue) -> TrackingResult:
         inp = self._raw_input.check(TrackingInput)
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
@@ -109,7 +109,12 @@ class CardTrackingWorkflow:
         await self._follow.close()
         self._publish()
         await self._events.drained()
-        return self.view()
+        # Small on purpose: the view (timeline) stays readable by query after the end.
+        return TrackingResult(
+            workflow_id=workflow.info().workflow_id,
+            outcome=self._state.outcome,
+            outcome_reason=self._state.outcome_reason,
+        )
 
     async def _request(self, inp: TrackingInput) -> None:
         try:

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts import card_tracking
 from contracts import search_attributes as sa
 from contracts.card_order import Outcome
-from contracts.card_tracking import TrackingView
+from contracts.card_tracking import TrackingResult
 from d1.paths import notification_path
 from d1.validation import InvalidOrder
 from tests.conftest import ISSUER_ID, Stack, new_request_id
@@ -65,7 +65,11 @@ async def test_each_tracking_type_reaches_its_end_from_duplicated_shuffled_notif
         for body in deliveries:
             assert (await http.post(notification_path(ISSUER_ID), content=json.dumps(body))).status_code == 204
     handle = stack.orders.tracking_handle(ISSUER_ID, card, kind)
-    view: TrackingView = await asyncio.wait_for(handle.result(), timeout=60)
+    ended = stack.orders.client.get_workflow_handle(handle.id, result_type=TrackingResult)
+    result: TrackingResult = await asyncio.wait_for(ended.result(), timeout=60)
+    assert result.outcome is outcome and result.workflow_id == handle.id
+    # The result says how it ended; the view, by query after the end, what happened.
+    view = await stack.orders.tracking_status(ISSUER_ID, card, kind)
     assert view.state.outcome is outcome
     assert view.state.duplicates_ignored >= len(bodies)
     attrs = (await handle.describe()).typed_search_attributes

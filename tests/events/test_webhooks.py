@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.card_order import Outcome
+from contracts.card_tracking import TrackingResult
 from events.feed import EventFeed
 from tests.conftest import ISSUER_ID, Stack, new_request_id
 from tests.events.conftest import Registered
@@ -69,9 +70,9 @@ async def test_every_milestone_arrives_once_in_order_and_the_feed_agrees(stack: 
 async def test_a_tracked_card_announces_its_tracking(stack: Stack, consumer: Registered) -> None:
     card = f"trk-events-{new_request_id('t')[2:]}"
     details = {"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}}
-    await stack.orders.track(ISSUER_ID, card, "SHIPMENT", details=details)
-    view = await stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT").result()
-    assert view.state.outcome == Outcome.DELIVERED
+    submitted = await stack.orders.track(ISSUER_ID, card, "SHIPMENT", details=details)
+    ended = stack.orders.client.get_workflow_handle(submitted.workflow_id, result_type=TrackingResult)
+    assert (await ended.result()).outcome == Outcome.DELIVERED
     c = consumer.consumer
     await c.wait_for(lambda: "tracking.delivered" in types_of(c.of_card(card)), what="tracking.delivered")
     events = c.of_card(card)

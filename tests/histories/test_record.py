@@ -20,6 +20,7 @@ import pytest
 from temporalio.client import Client
 
 from contracts.card_order import ChangeStatus, OrderView, Outcome
+from contracts.card_tracking import TrackingResult
 from security.codec import load_codec
 from starter.api import CardOrders
 from temporal_client import data_converter
@@ -177,9 +178,11 @@ async def test_record_tracking(stack: Stack) -> None:
     await stack.orders.track(
         ISSUER_ID, card, "SHIPMENT", details={"shipment": {"carrier": "dhl", "trackingNumber": "JD014600006"}}
     )
-    handle = stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT")
-    view = await handle.result()
-    assert view.state.outcome == Outcome.DELIVERED
+    handle = stack.orders.client.get_workflow_handle(
+        stack.orders.tracking_handle(ISSUER_ID, card, "SHIPMENT").id, result_type=TrackingResult
+    )
+    result: TrackingResult = await handle.result()
+    assert result.outcome == Outcome.DELIVERED
     history = (await handle.fetch_history()).to_json_dict()
-    doc = {"workflow_id": handle.id, "outcome": view.state.outcome, "history": history}
+    doc = {"workflow_id": handle.id, "outcome": result.outcome, "history": history}
     (HISTORIES_DIR / "tracking-shipment.history.json").write_text(json.dumps(doc, indent=1, default=str))

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from contracts import card_order, d1_batch, orphan_inbox
 from contracts import card_tracking as tracking
 from contracts.card_order import BatchMembership, Notification, OrderResult, OrderTiming, Outcome
-from contracts.card_tracking import TrackingInput, TrackingRef, TrackingView
+from contracts.card_tracking import TrackingInput, TrackingRef, TrackingResult, TrackingView
 from contracts.d1_batch import BatchCard, BatchInput, BatchReport
 from d1.notifications import OperationNotification
 from tests.workflows.conftest import ISSUER_ID, TASK_QUEUE, FastEnv, final_view, new_ids
@@ -120,9 +120,18 @@ async def _track(fast: FastEnv, prefix: str, kind: str, *, reconcile: bool = Tru
         ),
         id=tracking.workflow_id(ISSUER_ID, card, kind),
         task_queue=TASK_QUEUE,
-        result_type=TrackingView,
+        result_type=TrackingResult,
     )
     return handle, card
+
+
+async def _ended(handle: Any) -> TrackingView:
+    """The tracking's view once it ended: its result says how only, the view is read by query."""
+    result: TrackingResult = await handle.result()
+    view: TrackingView = await handle.query(tracking.VIEW_QUERY, result_type=TrackingView)
+    assert result.workflow_id == handle.id and result.outcome is view.state.outcome
+    assert result.outcome_reason == view.state.outcome_reason
+    return view
 
 
 async def test_shipment_tracking_from_duplicated_shuffled_updates_ends_delivered(fast: FastEnv) -> None:
@@ -137,7 +146,7 @@ async def test_shipment_tracking_from_duplicated_shuffled_updates_ends_delivered
         await handle.signal(
             tracking.NOTIFICATION_SIGNAL, Notification(operation=OperationNotification.model_validate(update))
         )
-    view: TrackingView = await handle.result()
+    view = await _ended(handle)
     assert view.state.outcome is Outcome.DELIVERED
     assert fast.d1.trackings[card] == [
         {"trackingType": "SHIPMENT", "shipment": {"carrier": "dhl", "trackingNumber": "JD0001"}}
@@ -152,7 +161,7 @@ async def test_production_tracking_ends_when_the_card_left(fast: FastEnv) -> Non
     await handle.signal(
         tracking.NOTIFICATION_SIGNAL, Notification(operation=OperationNotification.model_validate(update))
     )
-    view: TrackingView = await handle.result()
+    view = await _ended(handle)
     assert view.state.outcome is Outcome.SHIPPED and view.state.production_site == "BUREAU-7"
 
 
@@ -162,7 +171,7 @@ async def test_return_tracking_ends_returned(fast: FastEnv) -> None:
     await handle.signal(
         tracking.NOTIFICATION_SIGNAL, Notification(operation=OperationNotification.model_validate(update))
     )
-    view: TrackingView = await handle.result()
+    view = await _ended(handle)
     assert view.state.outcome is Outcome.RETURNED
 
 
