@@ -14,6 +14,14 @@ and the variants' workflow lives in this module.
 or httptools parser, on asyncio's loop or uvloop, with a router that signals nothing:
 CPU per notification request of the HTTP stack alone (plain HTTP, kept-alive connections).
 
+``python -m bench.experiments receiver-tail``: the bench's stack (mutual TLS, OAuth, codec),
+then notifications at a fixed rate on held orders through four paths, alternated in rounds:
+direct signals, the stack's receiver, a copy of it with clocks around each part of a request
+(authentication, body, parsing, sealing, the signal RPC; garbage collections and event-loop
+stalls), and, with ``--base-tree``, the receiver of an earlier commit: each acknowledgement
+split into parts, the slowest 1% against the rest, CPU per notification per process and per
+thread (event loop against the SDK core's threads), new connections the sender had to open.
+
 Results: printed, and written as JSON to ``--json`` (default ``$TMPDIR/d1-bench/<name>.json``).
 """
 
