@@ -489,7 +489,7 @@ def _breakdown(log: list[tuple[str, float, float, bool]], dumped: dict[str, Any]
 
     gcs = dumped["gc"]
     lags = dumped["lags"]
-    t_lo, t_hi = rows[0]["t_send"], max(x["t_done"] for x in rows)
+    t_lo, t_hi = min(x["t_send"] for x in rows), max(x["t_done"] for x in rows)
     tail_gc = [sum(d for s, d, _ in gcs if x["t_send"] <= s <= x["t_done"]) * 1000 for x in tail]
     tail_lag = [sum(late for s, late in lags if x["t_send"] <= s <= x["t_done"]) * 1000 for x in tail]
     return {
