@@ -205,7 +205,7 @@ class NotificationTracingMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Without tracing, the carrier, the extraction and the no-op span were ~45 µs of the
-        # event loop per notification for nothing (docs/benchmarks.md, receiver tail).
+        # event loop per notification for nothing (docs/benchmarks.md, finding 5b).
         if (
             scope.get("type") != "http"
             or not str(scope.get("path", "")).startswith(self.PATH_PREFIX)

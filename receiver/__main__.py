@@ -24,14 +24,16 @@ from temporal_client import connect
 # How long an idle keep-alive connection of D1's stays open. uvicorn's default, 5 s, closed a
 # sender's connections at every lull, so its next notification paid a new mutual-TLS
 # handshake (and the certificate's parsing) on the receiver's one event loop, inside the
-# acknowledgement: the tail of the fixed-rate bench (docs/benchmarks.md, finding 5).
+# acknowledgement: the tail of the fixed-rate bench (docs/benchmarks.md, finding 5b). Only a
+# caller that completed the mutual-TLS handshake holds a connection this long.
 KEEP_ALIVE_S = 75
 
 
 def freeze_startup_heap() -> None:
     """What start-up made (modules, settings, the app: ~100,000 objects) lives as long as the
     process; frozen, a full collection no longer walks it. Walking it stopped the event loop
-    for 40-150 ms under load, and every acknowledgement in flight with it (docs/benchmarks.md)."""
+    for 40-150 ms under load, and every acknowledgement in flight with it (docs/benchmarks.md,
+    finding 5b)."""
     gc.collect()
     gc.freeze()
 
