@@ -14,6 +14,14 @@ and the variants' workflow lives in this module.
 or httptools parser, on asyncio's loop or uvloop, with a router that signals nothing:
 CPU per notification request of the HTTP stack alone (plain HTTP, kept-alive connections).
 
+``python -m bench.experiments receiver-tail``: the bench's stack (mutual TLS, OAuth, codec),
+then notifications at a fixed rate on held orders through four paths, alternated in rounds:
+direct signals, the stack's receiver, a copy of it with clocks around each part of a request
+(authentication, body, parsing, sealing, the signal RPC; garbage collections and event-loop
+stalls), and, with ``--base-tree``, the receiver of an earlier commit: each acknowledgement
+split into parts, the slowest 1% against the rest, CPU per notification per process and per
+thread (event loop against the SDK core's threads), new connections the sender had to open.
+
 Results: printed, and written as JSON to ``--json`` (default ``$TMPDIR/d1-bench/<name>.json``).
 """
 
@@ -21,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
+import signal as signal_module
 import statistics
 import subprocess
 import sys
@@ -297,6 +307,395 @@ async def receiver_http(requests: int, connections: int) -> dict[str, Any]:
     return out
 
 
+# The receiver of ``python -m receiver``, unchanged, with clocks around each part of a
+# notification request (perf_counter is CLOCK_MONOTONIC: comparable with the driver's).
+# SIGUSR1 writes what was recorded since the last dump to argv[1] as JSON.
+_TIMED_RECEIVER = """
+import asyncio, gc, hashlib, json, signal, sys, time
+from contextvars import ContextVar
+import uvloop
+import temporalio.client
+import receiver.__main__ as rmain
+from receiver import app as app_mod
+from receiver.auth import ReceiverAuth
+from security.codec import AesGcmCodec
+from observability import tracing
+import security.tls as tls_mod
+
+pc = time.perf_counter
+out_path = sys.argv[1]
+current = ContextVar("bench_request", default=None)
+records, gcs, lags = [], [], []
+
+def add(key, dt):
+    rec = current.get()
+    if rec is not None:
+        rec[key] = rec.get(key, 0.0) + dt
+
+orig_mw = tracing.NotificationTracingMiddleware.__call__
+async def mw(self, scope, receive, send):
+    if scope.get("type") != "http" or not str(scope.get("path", "")).startswith("/notifications/"):
+        return await orig_mw(self, scope, receive, send)
+    rec = {"t0": pc()}
+    token = current.set(rec)
+    async def timed_send(message):
+        if message["type"] == "http.response.start":
+            rec["resp"] = pc()
+        await send(message)
+    try:
+        await orig_mw(self, scope, receive, timed_send)
+    finally:
+        rec["t1"] = pc()
+        current.reset(token)
+        records.append(rec)
+tracing.NotificationTracingMiddleware.__call__ = mw
+
+orig_auth = ReceiverAuth.check_notification
+def auth(self, request, issuer_id):
+    t = pc(); r = orig_auth(self, request, issuer_id); add("auth", pc() - t); return r
+ReceiverAuth.check_notification = auth
+
+orig_read = app_mod.read_bounded
+async def read(request, limit):
+    t = pc(); r = await orig_read(request, limit); add("read", pc() - t)
+    rec = current.get()
+    if rec is not None:
+        rec["key"] = hashlib.blake2b(r, digest_size=12).hexdigest()
+    return r
+app_mod.read_bounded = read
+
+orig_parse = app_mod.parse_body
+def parse(raw, max_operations):
+    t = pc(); r = orig_parse(raw, max_operations); add("parse", pc() - t)
+    return r
+app_mod.parse_body = parse
+
+orig_encode = AesGcmCodec.encode
+async def encode(self, payloads):
+    t = pc(); r = await orig_encode(self, payloads); add("seal", pc() - t); return r
+AesGcmCodec.encode = encode
+
+orig_signal = temporalio.client.WorkflowHandle.signal
+async def sig(self, *args, **kwargs):
+    t = pc()
+    try:
+        return await orig_signal(self, *args, **kwargs)
+    finally:
+        add("signal", pc() - t)
+        rec = current.get()
+        if rec is not None:
+            rec["signal_done"] = pc()
+temporalio.client.WorkflowHandle.signal = sig
+
+connections = []
+orig_ext = tls_mod._tls_extension
+def ext(transport):
+    t = pc(); r = orig_ext(transport); connections.append([t, pc() - t]); return r
+tls_mod._tls_extension = ext
+
+gc_started = [0.0]
+def on_gc(phase, info):
+    if phase == "start":
+        gc_started[0] = pc()
+    else:
+        gcs.append([gc_started[0], pc() - gc_started[0], info["generation"]])
+gc.callbacks.append(on_gc)
+
+async def lag_monitor():
+    while True:
+        t = pc()
+        await asyncio.sleep(0.005)
+        late = pc() - t - 0.005
+        if late > 0.005:
+            lags.append([t, late])
+
+def dump():
+    with open(out_path, "w") as f:
+        json.dump({"records": records, "gc": gcs, "lags": lags, "connections": connections}, f)
+    records.clear(); gcs.clear(); lags.clear(); connections.clear()
+
+async def main():
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+    monitor = asyncio.ensure_future(lag_monitor())
+    await rmain.main()
+    monitor.cancel()
+
+uvloop.run(main())
+"""
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class _TracedSender:
+    """A load.ReceiverSender that notes, per request, its operation id, send time and whether
+    it had to open (and handshake) a new connection."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.log: list[tuple[str, float, float, bool]] = []
+
+    async def __call__(self, body: dict[str, Any]) -> str | None:
+        fresh = not self.inner._idle
+        t0 = time.perf_counter()
+        failure: str | None = await self.inner(body)
+        self.log.append((hashlib.blake2b(body["_raw"], digest_size=12).hexdigest(), t0, time.perf_counter(), fresh))
+        return failure
+
+
+def _breakdown(log: list[tuple[str, float, float, bool]], dumped: dict[str, Any]) -> dict[str, Any]:
+    """Each acknowledgement split at the receiver's clocks; the slowest 1% against the rest."""
+    by_op = {r.get("key"): r for r in dumped["records"] if r.get("key")}
+    rows = []
+    for op, t_send, t_done, fresh in log:
+        r = by_op.get(op)
+        if r is None:
+            continue
+        signal = r.get("signal", 0.0)
+        seal = r.get("seal", 0.0)
+        rows.append(
+            {
+                "ack": t_done - t_send,
+                "before_app (connect/TLS/queue/parse)": r["t0"] - t_send,
+                "auth": r.get("auth", 0.0),
+                "body read": r.get("read", 0.0),
+                "parse": r.get("parse", 0.0),
+                "seal (AES-GCM)": seal,
+                "signal RPC (without seal)": signal - seal,
+                "in app, other": (r["t1"] - r["t0"])
+                - r.get("auth", 0.0)
+                - r.get("read", 0.0)
+                - r.get("parse", 0.0)
+                - signal,
+                "after app (response write, driver)": t_done - r["t1"],
+                "fresh connection": 1.0 if fresh else 0.0,
+                "t_send": t_send,
+                "t_done": t_done,
+            }
+        )
+    if not rows:
+        return {"matched": 0}
+    rows.sort(key=lambda x: x["ack"])
+    cut = max(1, len(rows) // 100)
+    tail, body = rows[-cut:], rows[:-cut]
+    parts = [k for k in rows[0] if k not in ("t_send", "t_done")]
+
+    def mean_ms(sel: list[dict[str, float]], k: str) -> float:
+        return round(statistics.fmean(x[k] for x in sel) * (1 if k == "fresh connection" else 1000), 2)
+
+    gcs = dumped["gc"]
+    lags = dumped["lags"]
+    t_lo, t_hi = min(x["t_send"] for x in rows), max(x["t_done"] for x in rows)
+    tail_gc = [sum(d for s, d, _ in gcs if x["t_send"] <= s <= x["t_done"]) * 1000 for x in tail]
+    tail_lag = [sum(late for s, late in lags if x["t_send"] <= s <= x["t_done"]) * 1000 for x in tail]
+    return {
+        "matched": len(rows),
+        "p50_ms": round(_pct([x["ack"] for x in rows], 0.5) * 1000, 1),
+        "p99_ms": round(_pct([x["ack"] for x in rows], 0.99) * 1000, 1),
+        "mean_ms_slowest_1pct": {k: mean_ms(tail, k) for k in parts},
+        "mean_ms_other_99pct": {k: mean_ms(body, k) for k in parts},
+        "gc_by_generation": {
+            str(g): {
+                "count": len(sel := [d for s, d, gg in gcs if gg == g and t_lo <= s <= t_hi]),
+                "total_ms": round(sum(sel) * 1000, 1),
+                "max_ms": round(max(sel, default=0.0) * 1000, 2),
+            }
+            for g in (0, 1, 2)
+        },
+        "tls_connections_accepted": len([1 for s, _ in dumped["connections"] if t_lo <= s <= t_hi]),
+        "gc_ms_inside_slowest_1pct_mean": round(statistics.fmean(tail_gc), 2),
+        "loop_lag_over_5ms": len([1 for s, _ in lags if t_lo <= s <= t_hi]),
+        "loop_lag_max_ms": round(max((late for s, late in lags if t_lo <= s <= t_hi), default=0.0) * 1000, 1),
+        "loop_lag_ms_inside_slowest_1pct_mean": round(statistics.fmean(tail_lag), 2),
+    }
+
+
+def _thread_cpu(proc: psutil.Process) -> tuple[float, float]:
+    """(event-loop thread, all other threads: the SDK core's Rust threads) CPU seconds."""
+    main = other = 0.0
+    for t in proc.threads():
+        if t.id == proc.pid:
+            main += t.user_time + t.system_time
+        else:
+            other += t.user_time + t.system_time
+    return main, other
+
+
+async def receiver_tail(
+    per_path: int, rounds: int, rate: float, profile: bool, base_tree: Path | None
+) -> dict[str, Any]:
+    """Direct signals, the stack's receiver and a clocked copy of it (same settings, own
+    port), each at ``rate`` on held orders, alternated in ``rounds``."""
+    from bench import load
+    from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, start_stack
+    from bench.profiling import Profiler
+    from bench.stats import latency_summary_ms, ratio
+    from contracts.card_order import workflow_id as workflow_id_for
+    from starter.api import CardOrders
+
+    state = Path(tempfile.mkdtemp(prefix="d1-bench-tail-"))
+    stack = await start_stack(state, db="file")
+    timed_out = state / "timed-receiver.json"
+    timed_port = free_port()
+    timed_proc = None
+    try:
+        env = stack.local.env(
+            "receiver", {"RECEIVER_PORT": str(timed_port), "TELEMETRY_METRICS_PORT": str(free_port())}
+        )
+        timed_proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before timing
+            [sys.executable, "-c", _TIMED_RECEIVER, str(timed_out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(state / "timed-receiver.log", "w"),  # noqa: ASYNC230
+        )
+        timed_url = stack.receiver_url.rsplit(":", 1)[0] + f":{timed_port}"
+        base_proc: subprocess.Popen[bytes] | None = None
+        if base_tree is not None:
+            # The receiver of an earlier commit (a `git worktree` or `git archive` of it), same settings.
+            base_port = free_port()
+            base_env = stack.local.env(
+                "receiver",
+                {
+                    "RECEIVER_PORT": str(base_port),
+                    "TELEMETRY_METRICS_PORT": str(free_port()),
+                    "PYTHONPATH": str(base_tree),
+                },
+            )
+            base_proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before timing
+                [sys.executable, "-m", "receiver"],
+                env=base_env,
+                cwd=base_tree,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            base_url = stack.receiver_url.rsplit(":", 1)[0] + f":{base_port}"
+        client = await stack.local.connect(sealer="edge")
+        orders = CardOrders(
+            client, task_queue=PRODUCT_TASK_QUEUE, timing=stack.local.order_timing(), edge=stack.local.order_edge()
+        )
+        per_order = len(load.HAPPY_PATH)
+        paths = ["direct", "receiver", "timed_receiver", *(["base_receiver"] if base_tree is not None else [])]
+        n_orders = -(-per_path // per_order)
+        total = n_orders * len(paths)
+        print(f"opening {total} held orders", flush=True)
+        rids = await load.submit_held(stack, orders, "tail", total, 40)
+        captured = await load.captured_by_order(stack)
+        await stack.emulator("POST", "/_emulator/faults", json={"captureNotifications": False})
+        direct = load.direct_sender(await stack.local.connect(sealer="receiver"))
+        stock = load.ReceiverSender(stack.receiver_url, stack.notifier_ssl, stack.token_source())
+        timed_inner = load.ReceiverSender(timed_url, stack.notifier_ssl, stack.token_source())
+        for _ in range(100):
+            try:
+                await timed_inner.warm(32)
+                break
+            except OSError:
+                await asyncio.sleep(0.2)
+        await stock.warm(32)
+        traced = _TracedSender(timed_inner)
+        senders: dict[str, Any] = {"direct": direct, "receiver": stock, "timed_receiver": traced}
+        receivers = {"receiver": stock, "timed_receiver": timed_inner}
+        pids = {
+            "receiver": stack.pids["receiver"],
+            "timed_receiver": timed_proc.pid,
+            **({"base_receiver": base_proc.pid} if base_proc is not None else {}),
+            "temporal": stack.pids["temporal"],
+            "worker": stack.pids["worker"],
+            "driver": os.getpid(),
+        }
+        meters = {k: psutil.Process(p) for k, p in pids.items()}
+        if base_proc is not None:
+            base = load.ReceiverSender(base_url, stack.notifier_ssl, stack.token_source())
+            for _ in range(100):
+                try:
+                    await base.warm(32)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.2)
+            senders["base_receiver"] = receivers["base_receiver"] = base
+        results = {p: load.SendResult(sent=0, wall_s=0.0) for p in paths}
+        cpu: dict[str, dict[str, float]] = {p: {k: 0.0 for k in pids} for p in paths}
+        new_conns = {k: 0 for k in receivers}
+        threads = {k: [0.0, 0.0] for k in receivers}
+        groups = {p: rids[j * n_orders : (j + 1) * n_orders] for j, p in enumerate(paths)}
+        prof = Profiler(state / "profiles") if profile else None
+        profiles: dict[str, Any] = {}
+        for round_no in range(rounds):
+            for path in paths:
+                chunk = groups[path][round_no::rounds]
+                prepared = load.prepare(load.interleaved([captured[r] for r in chunk]))
+                before = {k: sum(m.cpu_times()[:2]) for k, m in meters.items()}
+                idle_before = sum(len(r._idle) for r in receivers.values())
+                threads_before = {k: _thread_cpu(meters[k]) for k in receivers}
+                if prof is not None and path == "receiver" and round_no == rounds - 1:
+                    prof.start("receiver", pids["receiver"])
+                    await asyncio.sleep(1.0)
+                res = await load.send_at_rate(prepared, rate, senders[path])
+                if prof is not None and path == "receiver" and round_no == rounds - 1:
+                    profiles.update(prof.stop())
+                after = {k: sum(m.cpu_times()[:2]) for k, m in meters.items()}
+                if path != "direct":
+                    new_conns[path] += sum(len(r._idle) for r in receivers.values()) - idle_before
+                    loop_cpu, core_cpu = _thread_cpu(meters[path])
+                    threads[path][0] += loop_cpu - threads_before[path][0]
+                    threads[path][1] += core_cpu - threads_before[path][1]
+                for k in pids:
+                    cpu[path][k] += after[k] - before[k]
+                r = results[path]
+                r.sent += res.sent
+                r.wall_s += res.wall_s
+                r.latency_s += res.latency_s
+                r.failures.update(res.failures)
+                print(
+                    f"round {round_no + 1} {path}: {res.sent} at {res.per_s:.0f}/s, p99 "
+                    f"{_pct(res.latency_s, 0.99) * 1000:.0f} ms",
+                    flush=True,
+                )
+                await load.wait_closed(client, [workflow_id_for(ISSUER_ID, r) for r in chunk])
+        os.kill(timed_proc.pid, signal_module.SIGUSR1)
+        await asyncio.sleep(1.0)
+        dumped = json.loads(timed_out.read_text())
+        out: dict[str, Any] = {"rate": rate, "rounds": rounds, "per_path": per_path}
+        for p in paths:
+            r = results[p]
+            out[p] = {
+                "sent": r.sent,
+                "per_s": round(r.per_s, 1),
+                "latency": latency_summary_ms(r.latency_s),
+                "failures": dict(r.failures),
+                "cpu_ms_per_notification": {k: round(v / max(1, r.sent) * 1000, 2) for k, v in cpu[p].items()},
+            }
+        out["new_connections_during_rate_phase"] = new_conns
+        out["receiver_cpu_ms_per_notification_by_thread"] = {
+            k: {
+                "event loop": round(v[0] / max(1, results[k].sent) * 1000, 2),
+                "other threads (SDK core)": round(v[1] / max(1, results[k].sent) * 1000, 2),
+            }
+            for k, v in threads.items()
+        }
+        out["ratio_p99_receiver"] = ratio(out["receiver"]["latency"]["p99_ms"], out["direct"]["latency"]["p99_ms"])
+        out["ratio_p99_timed_receiver"] = ratio(
+            out["timed_receiver"]["latency"]["p99_ms"], out["direct"]["latency"]["p99_ms"]
+        )
+        out["timed_receiver_breakdown"] = _breakdown(traced.log, dumped)
+        if profiles:
+            out["receiver_profile"] = profiles
+        for sender in receivers.values():
+            await sender.aclose()
+        return out
+    finally:
+        if base_proc is not None:
+            base_proc.terminate()
+            base_proc.wait()
+        if timed_proc is not None:
+            timed_proc.terminate()
+            timed_proc.wait()
+        stack.stop()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.experiments", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="experiment", required=True)
@@ -308,12 +707,20 @@ def main() -> None:
     h = sub.add_parser("receiver-http", help="the receiver's HTTP stack alone: h11 / httptools, asyncio / uvloop")
     h.add_argument("--requests", type=int, default=6400)
     h.add_argument("--connections", type=int, default=16)
+    t = sub.add_parser("receiver-tail", help="receiver ack at a fixed rate split into parts, against direct signals")
+    t.add_argument("--per-path", type=int, default=900, help="notifications per path (all rounds)")
+    t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--rate", type=float, default=150.0)
+    t.add_argument("--profile", action="store_true", help="py-spy on the stack's receiver in its last round")
+    t.add_argument("--base-tree", type=Path, help="also a receiver run from this tree (an earlier commit)")
     p.add_argument("--json", type=Path, help="where to write the results")
     a = p.parse_args()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if a.experiment == "server-costs":
         chosen = ["bare", *[v for v in VARIANTS if v != "bare" and v in (a.variants or VARIANTS)]]
         result = asyncio.run(server_costs(a.orders, a.rounds, a.concurrency, chosen))
+    elif a.experiment == "receiver-tail":
+        result = asyncio.run(receiver_tail(a.per_path, a.rounds, a.rate, a.profile, a.base_tree))
     else:
         result = asyncio.run(receiver_http(a.requests, a.connections))
     doc = {"experiment": a.experiment, "started_at": started, "load_avg_at_start": os.getloadavg(), **result}

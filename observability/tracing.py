@@ -79,6 +79,11 @@ def use_tracer_provider(provider: TracerProvider | None, *, set_global: bool = F
         trace.set_tracer_provider(provider)
 
 
+def tracing_enabled() -> bool:
+    """False while no provider is set, here or globally: every span would be a no-op."""
+    return _provider is not None or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def tracer() -> trace.Tracer:
     return (_provider or trace.get_tracer_provider()).get_tracer(INSTRUMENTATION)
 
@@ -199,7 +204,13 @@ class NotificationTracingMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or not str(scope.get("path", "")).startswith(self.PATH_PREFIX):
+        # Without tracing, the carrier, the extraction and the no-op span were ~45 µs of the
+        # event loop per notification for nothing (docs/benchmarks.md, finding 5b).
+        if (
+            scope.get("type") != "http"
+            or not str(scope.get("path", "")).startswith(self.PATH_PREFIX)
+            or not tracing_enabled()
+        ):
             await self.app(scope, receive, send)
             return
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}

@@ -4,6 +4,9 @@ fast paths (httptools, uvloop: ``uvicorn[standard]``), which cut its CPU per not
 
 from __future__ import annotations
 
+import gc
+from typing import Any
+
 import uvicorn
 import uvloop
 
@@ -17,6 +20,36 @@ from security.sealing import RECEIVER
 from security.transport import receiver_server_options
 from settings import ReceiverSettings, TemporalSettings
 from temporal_client import connect
+
+# How long an idle keep-alive connection of D1's stays open. uvicorn's default, 5 s, closed a
+# sender's connections at every lull, so its next notification paid a new mutual-TLS
+# handshake (and the certificate's parsing) on the receiver's one event loop, inside the
+# acknowledgement: the tail of the fixed-rate bench (docs/benchmarks.md, finding 5b). Only a
+# caller that completed the mutual-TLS handshake holds a connection this long.
+KEEP_ALIVE_S = 75
+
+
+def freeze_startup_heap() -> None:
+    """What start-up made (modules, settings, the app: ~100,000 objects) lives as long as the
+    process; frozen, a full collection no longer walks it. Walking it stopped the event loop
+    for 40-150 ms under load, and every acknowledgement in flight with it (docs/benchmarks.md,
+    finding 5b)."""
+    gc.collect()
+    gc.freeze()
+
+
+def server_config(app: Any, settings: ReceiverSettings, tls_options: dict[str, Any]) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=20,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        **tls_options,
+        access_log=settings.access_log,
+        log_config=None,  # uvicorn's own lines go through our structured, redacted handler
+    )
 
 
 async def main() -> None:
@@ -34,16 +67,8 @@ async def main() -> None:
     app = create_app(
         router, max_body_bytes=rs.max_body_bytes, max_operations=rs.max_operations, auth=auth, activation=activation
     )
-    config = uvicorn.Config(
-        app,
-        host=rs.host,
-        port=rs.port,
-        log_level="info",
-        timeout_graceful_shutdown=20,
-        **tls_options,
-        access_log=rs.access_log,
-        log_config=None,  # uvicorn's own lines go through our structured, redacted handler
-    )
+    config = server_config(app, rs, tls_options)
+    freeze_startup_heap()
     await uvicorn.Server(config).serve()
 
 
