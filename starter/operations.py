@@ -27,7 +27,7 @@ from contracts.card_order import (
     stuck_query,
 )
 from contracts.visibility import RUNNING, all_of
-from starter.api import found
+from starter.reads import found
 from starter.edge import refuse_card_data_in
 from starter.start_many import bounded
 
