@@ -42,8 +42,8 @@ from issuer_api.models import (
 )
 from issuer_api.models import Caller as CallerOut
 from issuer_api.problems import ProblemError, invalid, responses
-from starter.errors import ChangeRejected, OrderRefused
 from starter.edge import PreparedOrder
+from starter.errors import ChangeRejected, OrderRefused
 from starter.operations import order_timeline
 from starter.same_order import ForeignStart
 
