@@ -24,8 +24,8 @@ RUN groupadd --system --gid 10001 d1 \
 
 # Dependencies first (a layer that changes only with pyproject.toml), then the code.
 COPY pyproject.toml README.md ./
-RUN mkdir -p d1 workflows activities events receiver emulator starter issuer_api stack security observability \
-    && touch worker.py settings.py temporal_client.py \
+RUN mkdir -p d1 workflows activities events receiver emulator starter issuer_api stack security observability settings \
+    && touch worker.py temporal_client.py \
     && pip install . \
     && pip uninstall -y d1-card-orders
 
@@ -44,11 +44,12 @@ COPY observability ./observability
 COPY config ./config
 COPY deploy ./deploy
 COPY samples ./samples
-COPY worker.py settings.py temporal_client.py ./
+COPY settings ./settings
+COPY worker.py temporal_client.py ./
 # Bytecode shipped in the image for everything the processes load: the workflow sandbox
 # re-imports the workflow modules per order (same list as the Makefile's BYTECODE).
 RUN python -m compileall -q d1 contracts workflows activities events receiver starter issuer_api security observability stack \
-    worker.py settings.py temporal_client.py
+    settings worker.py temporal_client.py
 
 USER d1
 # Processes run from /app (python -m worker, python -m receiver, ...): modules resolve from source.

@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # bytecode so that nothing is compiled from source again, even where
 # PYTHONDONTWRITEBYTECODE is set. compileall skips files whose bytecode is current.
 BYTECODE := d1 contracts workflows activities events receiver starter issuer_api security observability stack bench \
-            worker.py settings.py temporal_client.py
+            worker.py settings temporal_client.py
 
 .PHONY: run demo test test-fast lint docs bench bytecode clean
 

@@ -5,7 +5,8 @@ address. The new order reuses the card's last order unless ``changes`` says othe
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Response
 from fastapi import Path as PathParam
@@ -18,7 +19,8 @@ from issuer_api.context import ApiContext, context
 from issuer_api.models import Links, Model
 from issuer_api.orders import AUTH, order_path
 from issuer_api.problems import ProblemError, invalid, responses
-from starter.api import OrderRefused, SubmittedOrder
+from starter.api import CardOrders, SubmittedOrder
+from starter.errors import OrderRefused
 from starter.replacement import NoPreviousOrder
 from starter.same_order import ForeignStart
 
@@ -66,85 +68,94 @@ def _started(response: Response, issuer_id: str, old: str, new: str, submitted: 
     )  # fmt: skip
 
 
-async def _start(ctx: ApiContext, call: Any) -> SubmittedOrder:
-    async with ctx.gate.slot():
-        try:
-            return await call  # type: ignore[no-any-return]
-        except InvalidOrder as err:
-            raise invalid(err) from None
-        except (OrderRefused, ForeignStart) as err:
-            raise ProblemError(409, "card-order-refused", str(err)) from None
-        except NoPreviousOrder as err:  # nothing to reuse: no order of this card (or its history is gone)
-            raise ProblemError(404, "card-not-found", str(err)) from None
-
-
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Asked before: the same order", "model": CardOrderStarted},
     **responses(400, *AUTH, 404, 409, 413, 429, 503),
 }
+B = TypeVar("B", bound=NewCard)
 
 
-@router.post(
+def _route(
+    path: str,
+    name: str,
+    summary: str,
+    request: type[B],
+    call: Callable[[CardOrders, str, str, B], Awaitable[SubmittedOrder]],
+) -> None:
+    """``POST {path}``: the new card's order through ``call`` (a CardOrders method, starter/replacement.py)."""
+
+    async def route(
+        issuerId: str,
+        cardId: CardId,
+        body: NewCard,
+        response: Response,
+        ctx: Ctx,
+        _: Annotated[Caller, Depends(requires(WRITE))],
+    ) -> CardOrderStarted:
+        async with ctx.gate.slot():
+            try:
+                submitted = await call(ctx.orders, issuerId, cardId, cast(B, body))
+            except InvalidOrder as err:
+                raise invalid(err) from None
+            except (OrderRefused, ForeignStart) as err:
+                raise ProblemError(409, "card-order-refused", str(err)) from None
+            except NoPreviousOrder as err:  # nothing to reuse: no order of this card (or its history is gone)
+                raise ProblemError(404, "card-not-found", str(err)) from None
+        return _started(response, issuerId, cardId, body.newCardId, submitted)
+
+    # The body's model (and so the request schema) is the route's own.
+    route.__annotations__["body"] = request
+    router.add_api_route(
+        path,
+        route,
+        methods=["POST"],
+        name=name,
+        summary=summary,
+        status_code=201,
+        response_model=CardOrderStarted,
+        responses=_RESPONSES,
+    )
+
+
+def _replace(orders: CardOrders, issuer_id: str, card_id: str, body: ReplacementRequest) -> Awaitable[SubmittedOrder]:
+    return orders.replace(
+        issuer_id, card_id, body.reason, new_card_id=body.newCardId, card_data=body.cardData, changes=body.changes,
+        issuer_request_id=body.issuerRequestId,
+    )  # fmt: skip
+
+
+def _renew(orders: CardOrders, issuer_id: str, card_id: str, body: RenewalRequest) -> Awaitable[SubmittedOrder]:
+    return orders.renew(
+        issuer_id, card_id, new_card_id=body.newCardId, card_data=body.cardData, changes=body.changes,
+        issuer_request_id=body.issuerRequestId,
+    )  # fmt: skip
+
+
+def _reship(orders: CardOrders, issuer_id: str, card_id: str, body: ReshipmentRequest) -> Awaitable[SubmittedOrder]:
+    return orders.reship(
+        issuer_id, card_id, body.newDeliveryAddress, new_card_id=body.newCardId, card_data=body.cardData,
+        issuer_request_id=body.issuerRequestId,
+    )  # fmt: skip
+
+
+_route(
     "/replacement",
-    summary="Replace a card (lost, stolen, damaged, expired): a new card, linked to this one",
-    status_code=201,
-    response_model=CardOrderStarted,
-    responses=_RESPONSES,
+    "replace",
+    "Replace a card (lost, stolen, damaged, expired): a new card, linked to this one",
+    ReplacementRequest,
+    _replace,
 )
-async def replace(
-    issuerId: str,
-    cardId: CardId,
-    body: ReplacementRequest,
-    response: Response,
-    ctx: Ctx,
-    _: Annotated[Caller, Depends(requires(WRITE))],
-) -> CardOrderStarted:
-    call = ctx.orders.replace(
-        issuerId, cardId, body.reason, new_card_id=body.newCardId, card_data=body.cardData,
-        changes=body.changes, issuer_request_id=body.issuerRequestId,
-    )  # fmt: skip
-    return _started(response, issuerId, cardId, body.newCardId, await _start(ctx, call))
-
-
-@router.post(
+_route(
     "/renewal",
-    summary="Renew a card (issuance RENEWAL, D1's own service level): a new card, linked to this one",
-    status_code=201,
-    response_model=CardOrderStarted,
-    responses=_RESPONSES,
+    "renew",
+    "Renew a card (issuance RENEWAL, D1's own service level): a new card, linked to this one",
+    RenewalRequest,
+    _renew,
 )
-async def renew(
-    issuerId: str,
-    cardId: CardId,
-    body: RenewalRequest,
-    response: Response,
-    ctx: Ctx,
-    _: Annotated[Caller, Depends(requires(WRITE))],
-) -> CardOrderStarted:
-    call = ctx.orders.renew(
-        issuerId, cardId, new_card_id=body.newCardId, card_data=body.cardData, changes=body.changes,
-        issuer_request_id=body.issuerRequestId,
-    )  # fmt: skip
-    return _started(response, issuerId, cardId, body.newCardId, await _start(ctx, call))
-
-
-@router.post(
+_route(
     "/reshipment",
-    summary="Re-ship a card that came back or was lost in transit, to a corrected address, in one call",
-    status_code=201,
-    response_model=CardOrderStarted,
-    responses=_RESPONSES,
+    "reship",
+    "Re-ship a card that came back or was lost in transit, to a corrected address, in one call",
+    ReshipmentRequest,
+    _reship,
 )
-async def reship(
-    issuerId: str,
-    cardId: CardId,
-    body: ReshipmentRequest,
-    response: Response,
-    ctx: Ctx,
-    _: Annotated[Caller, Depends(requires(WRITE))],
-) -> CardOrderStarted:
-    call = ctx.orders.reship(
-        issuerId, cardId, body.newDeliveryAddress, new_card_id=body.newCardId, card_data=body.cardData,
-        issuer_request_id=body.issuerRequestId,
-    )  # fmt: skip
-    return _started(response, issuerId, cardId, body.newCardId, await _start(ctx, call))

@@ -42,8 +42,8 @@ from issuer_api.models import (
 )
 from issuer_api.models import Caller as CallerOut
 from issuer_api.problems import ProblemError, invalid, responses
-from starter.api import ChangeRejected, OrderRefused
 from starter.edge import PreparedOrder
+from starter.errors import ChangeRejected, OrderRefused
 from starter.operations import order_timeline
 from starter.same_order import ForeignStart
 
@@ -381,7 +381,7 @@ async def change(
     address = (body.newDeliveryAddress,) if redirect else ()
     async with ctx.gate.slot():
         try:
-            # CardOrders.cancel / accelerate / redirect / accelerate_and_redirect (starter/api.py)
+            # CardOrders.cancel / accelerate / redirect / accelerate_and_redirect (starter/changes.py)
             record: ChangeRecord = await getattr(ctx.orders, update)(
                 issuer_id, issuer_request_id, *address, note=body.note
             )

@@ -12,7 +12,9 @@ and of a rotation only, never in a list, a log line or an error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -170,6 +172,19 @@ def _not_found(what: str = "no such webhook endpoint for this issuer") -> Proble
     return ProblemError(404, "not-found", what)
 
 
+@contextlib.contextmanager
+def _answers() -> Iterator[None]:
+    """What a refusal of WebhookEndpoints (events/api.py) answers: 400 naming the member, or 404."""
+    try:
+        yield
+    except EndpointRefused as err:
+        raise _refused("$.url", err) from None
+    except UnknownEventType as err:
+        raise _refused("$.eventTypes", err) from None
+    except EndpointNotFound:
+        raise _not_found() from None
+
+
 def _body_ref(name: str, *, required: bool = True) -> dict[str, Any]:
     return {
         "requestBody": {
@@ -202,12 +217,8 @@ async def create_endpoint(
 ) -> WebhookEndpointWithSecret:
     body: EndpointRequest = await body_of(request, ctx, EndpointRequest)
     async with ctx.gate.slot():
-        try:
+        with _answers():
             created = await endpoints_of(ctx).create(issuerId, body.url, body.eventTypes, body.description)
-        except EndpointRefused as err:
-            raise _refused("$.url", err) from None
-        except UnknownEventType as err:
-            raise _refused("$.eventTypes", err) from None
     endpoint = WebhookEndpoint.of(issuerId, created.endpoint)
     log.info("webhook endpoint %s of issuer %s created by %s", endpoint.endpointId, issuerId, caller.requested_by)
     response.headers["location"] = endpoint.links.self
@@ -241,10 +252,8 @@ async def get_endpoint(
     issuerId: str, endpointId: EndpointId, ctx: Ctx, _: Annotated[Caller, Depends(requires(WEBHOOKS))]
 ) -> WebhookEndpoint:
     async with ctx.gate.slot():
-        try:
+        with _answers():
             view = await endpoints_of(ctx).get(issuerId, endpointId)
-        except EndpointNotFound:
-            raise _not_found() from None
     return WebhookEndpoint.of(issuerId, view)
 
 
@@ -265,16 +274,10 @@ async def update_endpoint(
 ) -> WebhookEndpoint:
     body: EndpointPatch = await body_of(request, ctx, EndpointPatch)
     async with ctx.gate.slot():
-        try:
+        with _answers():
             view = await endpoints_of(ctx).update(
                 issuerId, endpointId, event_types=body.eventTypes, url=body.url, description=body.description
             )
-        except EndpointRefused as err:
-            raise _refused("$.url", err) from None
-        except UnknownEventType as err:
-            raise _refused("$.eventTypes", err) from None
-        except EndpointNotFound:
-            raise _not_found() from None
     log.info("webhook endpoint %s of issuer %s changed by %s", endpointId, issuerId, caller.requested_by)
     return WebhookEndpoint.of(issuerId, view)
 
@@ -291,10 +294,8 @@ async def rotate_secret(
     issuerId: str, endpointId: EndpointId, ctx: Ctx, caller: Annotated[Caller, Depends(requires(WEBHOOKS))]
 ) -> WebhookEndpointWithSecret:
     async with ctx.gate.slot():
-        try:
+        with _answers():
             rotated = await endpoints_of(ctx).rotate_secret(issuerId, endpointId)
-        except EndpointNotFound:
-            raise _not_found() from None
     log.info("webhook endpoint %s of issuer %s: secret rotated by %s", endpointId, issuerId, caller.requested_by)
     return WebhookEndpointWithSecret(endpoint=WebhookEndpoint.of(issuerId, rotated.endpoint), secret=rotated.secret)
 
@@ -304,11 +305,9 @@ def _status_route(action: str, summary: str, description: str) -> None:
         issuerId: str, endpointId: EndpointId, ctx: Ctx, caller: Annotated[Caller, Depends(requires(WEBHOOKS))]
     ) -> WebhookEndpoint:
         async with ctx.gate.slot():
-            try:
+            with _answers():
                 # WebhookEndpoints.disable / enable (events/api.py)
                 view: c.EndpointView = await getattr(endpoints_of(ctx), action)(issuerId, endpointId)
-            except EndpointNotFound:
-                raise _not_found() from None
         log.info("webhook endpoint %s of issuer %s: %sd by %s", endpointId, issuerId, action, caller.requested_by)
         return WebhookEndpoint.of(issuerId, view)
 

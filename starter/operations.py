@@ -27,8 +27,8 @@ from contracts.card_order import (
     stuck_query,
 )
 from contracts.visibility import RUNNING, all_of
-from starter.api import found
 from starter.edge import refuse_card_data_in
+from starter.reads import found
 from starter.start_many import bounded
 
 __all__ = ["card_query", "rejected_since_query", "stuck_query"]  # re-exported for the CLI

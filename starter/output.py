@@ -18,7 +18,7 @@ from rich.text import Text
 from contracts.card_order import ChangeRecord, ChangeStatus, OrderView, TimelineEntry
 from contracts.card_tracking import TrackingView
 from d1.validation import InvalidOrder
-from starter.api import OrderSummary
+from starter.reads import OrderSummary
 
 
 def invalid_text(source: str, err: InvalidOrder) -> str:

@@ -37,8 +37,8 @@ from contracts.card_order import CardOrderInput, Outcome
 from contracts.d1_batch import BatchInput
 from contracts.visibility import equals
 from d1.validation import InvalidOrder
-from starter.api import ChangeRejected, OrderRefused
 from starter.edge import PreparedOrder
+from starter.errors import ChangeRejected, OrderRefused
 from starter.start_many import Started
 
 if TYPE_CHECKING:

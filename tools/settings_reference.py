@@ -1,4 +1,4 @@
-"""Writes docs/configuration.md, the reference of every setting, from the classes in settings.py.
+"""Writes docs/configuration.md, the reference of every setting, from the classes in settings/.
 
 ``make docs`` runs it; ``--check`` (tests/unit/test_settings_reference.py) exits 1 when out of date.
 """
@@ -28,13 +28,22 @@ COMMAND = "python -m tools.settings_reference"
 INTRO = Path(__file__).with_name("configuration_intro.md")  # the opening prose ($command: COMMAND)
 
 
+# The order of the reference: by module (a module not listed comes last), then as written.
+MODULES = ("temporal", "d1", "receiver", "issuer_api", "codec", "telemetry", "events")
+
+
 def setting_classes() -> list[type[BaseSettings]]:
     found = [
         cls
         for cls in vars(settings).values()
-        if inspect.isclass(cls) and issubclass(cls, BaseSettings) and cls.__module__ == settings.__name__
+        if inspect.isclass(cls) and issubclass(cls, BaseSettings) and cls.__module__.startswith("settings.")
     ]
-    return sorted(found, key=lambda cls: inspect.getsourcelines(cls)[1])
+
+    def place(cls: type[BaseSettings]) -> tuple[int, int]:
+        module = cls.__module__.removeprefix("settings.")
+        return (MODULES.index(module) if module in MODULES else len(MODULES), inspect.getsourcelines(cls)[1])
+
+    return sorted(found, key=place)
 
 
 def env_name(cls: type[BaseSettings], name: str) -> str:

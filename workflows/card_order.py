@@ -10,13 +10,9 @@ modules it imports. It never sees clear card data (contracts/card_order.py).
 from __future__ import annotations
 
 import asyncio
-import functools
-from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contract as acts
@@ -30,10 +26,13 @@ with workflow.unsafe.imports_passed_through():
     from security.sealing import WORKER
     from workflows import approvals, audit, order_state
     from workflows.activation import record_on_order
-    from workflows.change_rules import change_problem
+    from workflows.approval_expiry import expire_unapproved
+    from workflows.change_checks import check_change, check_decision
+    from workflows.change_requests import send_change
+    from workflows.change_updates import change_update
     from workflows.details_line import details_line
     from workflows.events_out import EventsOut
-    from workflows.follow_up import Follower, call_d1
+    from workflows.follow_up import Follower
     from workflows.inputs import read_input, start_roles
     from workflows.messages import (
         ACTIVATORS,
@@ -47,32 +46,13 @@ with workflow.unsafe.imports_passed_through():
         Gate,
         Opened,
         Window,
-        refused_update,
         stamp,
     )
     from workflows.order_state import Applied
-    from workflows.outcomes import Ending, call_failure, gave_up, refused_by_d1, submission_ending
+    from workflows.outcomes import Ending
     from workflows.service_levels import attribute_values as service_attributes
     from workflows.service_levels import observe
-
-
-def _expiry_moved(st: api.OrderState, due: datetime) -> bool:
-    return approvals.next_expiry(st) != due
-
-
-def _change_update(kind: str, description: str) -> Any:
-    """The update (and its validator) for one pull & change ``kind``; ``self`` stays unannotated:
-    the SDK leaves out of the update's argument types only a first parameter without a type."""
-
-    async def handler(self, raw: RawValue = MISSING) -> api.ChangeRecord:  # type: ignore[no-untyped-def]
-        return await self._pull_and_change(kind, raw)  # type: ignore[no-any-return]
-
-    def validator(self, raw: RawValue = MISSING) -> None:  # type: ignore[no-untyped-def]
-        self._reject_change(kind, raw)
-
-    update = workflow.update(name=api.CHANGE_UPDATES[kind], description=description)(handler)
-    update.validator(validator)
-    return update
+    from workflows.submission import await_batch, submit
 
 
 @workflow.defn(name=api.WORKFLOW_TYPE)
@@ -182,16 +162,18 @@ class CardOrderWorkflow:
         return list(self._events.sent)
 
     # Pull & change. The validators refuse at once, without calling D1, what cannot work
-    # (workflows/change_rules.py). The handler calls D1 and returns once D1 took the
-    # request; the personalization center's answer (UPDATE_ORDER) then settles the change
-    # in the view and the timeline. A new delivery address first waits for a second
-    # operator (``approve_change``, workflows/approvals.py) unless the program turned four
-    # eyes off. Every request, approval and refusal is an audit line (workflows/audit.py).
+    # (workflows/change_rules.py, workflows/change_checks.py). The handler calls D1
+    # (workflows/change_requests.py) and returns once D1 took the request; the
+    # personalization center's answer (UPDATE_ORDER) then settles the change in the view
+    # and the timeline. A new delivery address first waits for a second operator
+    # (``approve_change``, workflows/approvals.py) unless the program turned four eyes off
+    # (the expiry timer: workflows/approval_expiry.py). Every request, approval and
+    # refusal is an audit line (workflows/audit.py).
 
-    cancel = _change_update("CANCEL", "Cancel the order and destroy the card (before shipment)")
-    accelerate = _change_update("ACCELERATE", "Produce as soon as possible, ship express")
-    redirect = _change_update("REDIRECT", "Ship to a new delivery address")
-    accelerate_and_redirect = _change_update("ACCELERATE_AND_REDIRECT", "Accelerate and ship to a new address")
+    cancel = change_update("CANCEL", "Cancel the order and destroy the card (before shipment)")
+    accelerate = change_update("ACCELERATE", "Produce as soon as possible, ship express")
+    redirect = change_update("REDIRECT", "Ship to a new delivery address")
+    accelerate_and_redirect = change_update("ACCELERATE_AND_REDIRECT", "Accelerate and ship to a new address")
 
     @workflow.update(name=api.APPROVE_CHANGE_UPDATE, description="A second operator approves a new delivery address")
     async def approve_change(self, raw: RawValue = MISSING) -> api.ChangeRecord:
@@ -224,7 +206,7 @@ class CardOrderWorkflow:
     async def run(self, raw: RawValue) -> api.OrderResult:
         inp = self._raw_input.check(api.CardOrderInput)
         # Started before anything waits: it arms no timer until a change awaits approval.
-        expiry = asyncio.create_task(self._expire_unapproved())
+        expiry = asyncio.create_task(expire_unapproved(self._state, self._awaiting_addresses, self._follow))
         self._follow.start_clocks(inp.last_progress_at, inp.shipment_changed_at)
         self._publish()
         if inp.state is None:  # the first run, not a continue-as-new
@@ -232,9 +214,9 @@ class CardOrderWorkflow:
         if not self._state.submitted:
             # The input's model guarantees one of them on a first run (contracts/card_order.py).
             if inp.submission is not None:
-                await self._submit(inp.submission)
+                self._settle(await submit(self._ref, inp.submission, self._timing))
             elif inp.batch is not None:
-                await self._await_batch(inp.batch)
+                self._settle(await await_batch(inp.batch, lambda: self._batch_result, self._timing))
             self._publish()
 
         await self._follow.follow_until_finished(
@@ -266,41 +248,12 @@ class CardOrderWorkflow:
             outcome_reason=self._state.outcome_reason,
         )
 
-    async def _submit(self, submission: api.D1Submission) -> None:
-        ref = self._ref
-        try:
-            result = await call_d1(
-                acts.SUBMIT_ORDER,
-                acts.SubmitInput(
-                    issuer_id=ref.issuer_id,
-                    card_id=ref.card_id,
-                    issuer_request_id=ref.issuer_request_id,
-                    body=submission.body,
-                ),
-                acts.SubmitResult,
-                start_to_close=timedelta(seconds=60),
-                give_up_after=self._timing.submit_give_up_after,
-                summary="Submit order to D1",
-            )
-        except ActivityError as err:
-            self._end(submission_ending(call_failure(err)))
-            return
-        self._submitted(result.operation_id)
-
-    async def _await_batch(self, batch: api.BatchMembership) -> None:
-        try:
-            await workflow.wait_condition(
-                lambda: self._batch_result is not None, timeout=self._timing.submit_give_up_after
-            )
-        except TimeoutError:
-            self._end(gave_up(f"no answer from the D1 batch {batch.batch_workflow_id}"))
-            return
-        result = self._batch_result
-        assert result is not None
-        if result.operation_id is not None:
-            self._submitted(result.operation_id)
-            return
-        self._end(refused_by_d1(result.refusal) if result.refusal is not None else gave_up(result.gave_up or ""))
+    def _settle(self, answer: str | Ending) -> None:
+        """D1's operation id (the order was submitted), or how the order ends (workflows/submission.py)."""
+        if isinstance(answer, str):
+            self._submitted(answer)
+        else:
+            self._end(answer)
 
     def _submitted(self, operation_id: str) -> None:
         self._state.submitted = True
@@ -312,42 +265,10 @@ class CardOrderWorkflow:
         self._state.submitted = True
 
     def _reject_change(self, kind: str, raw: RawValue) -> Opened[api.ChangeRequest]:
-        name = api.CHANGE_UPDATES[kind]
-        opened = self._gate.open(name, raw, api.ChangeRequest, CHANGERS, name)
-        if opened.refusal is not None or opened.value is None:
-            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=opened.refusal or "invalid")
-            raise refused_update(name, opened.refusal or "invalid")
-        req = opened.value
-        problem = change_problem(
-            self._state, self._ref, kind, has_address=req.new_delivery_address is not None
-        ) or approvals.blocking(self._state, kind)
-        if problem is not None:
-            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=problem)
-            raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
-        return opened
+        return check_change(self._gate, self._state, self._ref, kind, raw)
 
     def _check_decision(self, name: str, raw: RawValue) -> tuple[api.ChangeDecision, str, api.ChangeRecord]:
-        """The decision on a waiting change, its sealer and the change; refused (audited) otherwise."""
-        roles = approvals.APPROVERS if name == api.APPROVE_CHANGE_UPDATE else CHANGERS
-        opened = self._gate.open(name, raw, api.ChangeDecision, roles, name)
-        decision = opened.value
-        if opened.refusal is not None or decision is None:
-            audit.action(name, who=opened.sealer, result=audit.REFUSED, reason=opened.refusal or "invalid")
-            raise refused_update(name, opened.refusal or "invalid")
-        now, st = workflow.now(), self._state
-        if name == api.APPROVE_CHANGE_UPDATE:
-            problem = approvals.approval_problem(st, decision.change_id, opened.sealer, now)
-        else:
-            problem = approvals.rejection_problem(st, decision.change_id, opened.sealer, now)
-        record = approvals.find(st, decision.change_id)
-        if problem is None and record is not None and name == api.APPROVE_CHANGE_UPDATE:
-            # The order moved on while the change waited (shipped, canceled, another change).
-            problem = change_problem(st, self._ref, record.type, has_address=True)
-        if problem is not None or record is None or opened.sealer is None:
-            problem = problem or "no sealer to name"
-            audit.action(name, who=opened.sealer, result=audit.REFUSED, change_id=decision.change_id, reason=problem)
-            raise ApplicationError(problem, type=api.CHANGE_REJECTED, non_retryable=True)
-        return decision, opened.sealer, record
+        return check_decision(self._gate, self._state, self._ref, name, raw)
 
     async def _pull_and_change(self, kind: str, raw: RawValue) -> api.ChangeRecord:
         # Checked again: another update may have been accepted since this one was validated.
@@ -381,71 +302,7 @@ class CardOrderWorkflow:
         return await self._send_change(record, address)
 
     async def _send_change(self, record: api.ChangeRecord, address: Address | None) -> api.ChangeRecord:
-        """Ask D1 for the change; returns once D1 took it (SENT), raises ChangeFailed otherwise."""
-        kind = record.type
-        name = api.CHANGE_UPDATES.get(kind, kind)
-        body: dict[str, object] = {"type": kind}
-        if address is not None:
-            body["newDeliveryAddress"] = address.model_dump(mode="json", exclude_none=True)
-        try:
-            result = await call_d1(
-                acts.REQUEST_PULL_AND_CHANGE,
-                acts.PullAndChangeInput(
-                    issuer_id=self._ref.issuer_id,
-                    card_id=self._ref.card_id,
-                    issuer_request_id=self._ref.issuer_request_id,
-                    change_id=record.change_id,
-                    body=body,
-                ),
-                acts.PullAndChangeResult,
-                start_to_close=timedelta(seconds=30),
-                give_up_after=self._timing.change_give_up_after,
-                summary=f"Pull & change {kind}",
-            )
-        except ActivityError as err:
-            info = call_failure(err).refusal
-            record.status = api.ChangeStatus.FAILED
-            record.reason = (
-                f"D1 refused the request: {info.get('errorCode') or ''} {info.get('error') or ''}".strip()
-                if info is not None
-                else "D1 could not be reached in time"
-            )
-            self._follow.changed = True
-            audit.action(
-                name, who=record.requested_by, result=audit.FAILED, change_id=record.change_id, reason=record.reason
-            )
-            raise ApplicationError(
-                f"{kind} failed: {record.reason}", type=api.CHANGE_FAILED, non_retryable=True
-            ) from None
-        if record.d1_operation_id is None:
-            record.d1_operation_id = result.operation_id
-        if record.status == api.ChangeStatus.REQUESTED:  # the outcome may already have arrived
-            record.status = api.ChangeStatus.SENT
-        self._follow.changed = True
-        audit.action(name, who=record.requested_by, result=audit.SENT, change_id=record.change_id)
-        return record
-
-    async def _expire_unapproved(self) -> None:
-        """Expire each change nobody approved in time; one timer, only while a change waits."""
-        st = self._state
-        while True:
-            due = approvals.next_expiry(st)
-            if due is None:
-                await workflow.wait_condition(lambda: approvals.next_expiry(st) is not None)
-                continue
-            wait = (due - workflow.now()).total_seconds()
-            if wait > 0:
-                try:
-                    await workflow.wait_condition(functools.partial(_expiry_moved, st, due), timeout=wait)
-                    continue  # approved, rejected or another change waits: look again
-                except TimeoutError:
-                    pass
-            for record in approvals.expire_due(st, workflow.now()):
-                self._awaiting_addresses.pop(record.change_id, None)
-                audit.action(
-                    "approval", who=WORKER, result=audit.EXPIRED, change_id=record.change_id, reason=record.reason
-                )
-                self._follow.changed = True
+        return await send_change(record, address, self._ref, self._timing, self._follow)
 
     def _publish(self) -> None:
         self._follow.record(observe(self._state, self._ref, workflow.now(), issuer_id=self._ref.issuer_id))

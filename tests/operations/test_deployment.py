@@ -42,7 +42,7 @@ TEMPORAL_MTLS = REPO / "deploy" / "compose.temporal-mtls.yml"
 ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
 VARIANTS = {"sandbox": (COMPOSE,), "temporal-mtls": (COMPOSE, TEMPORAL_MTLS), "real-d1": (COMPOSE, REAL_D1)}
 PRODUCT_IMAGE = "d1-card-orders:local"
-# Modules whose BaseSettings classes the product's processes read.
+# Modules (or packages) whose BaseSettings classes the product's processes read.
 SETTINGS_MODULES = ("settings", "emulator.config")
 # Standard OpenTelemetry SDK variables (read by the SDK and the OTLP exporter themselves).
 OTEL_STANDARD = re.compile(
@@ -271,7 +271,9 @@ def _settings_classes() -> Iterator[type[BaseSettings]]:
     for module_name in SETTINGS_MODULES:
         module = importlib.import_module(module_name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, BaseSettings) and cls is not BaseSettings and cls.__module__ == module.__name__:
+            # The settings package re-exports the classes of its modules (settings/d1.py, ...).
+            own = cls.__module__ == module.__name__ or cls.__module__.startswith(module.__name__ + ".")
+            if issubclass(cls, BaseSettings) and cls is not BaseSettings and own:
                 yield cls
 
 

@@ -1,4 +1,4 @@
-"""docs/configuration.md is generated from settings.py and must match it: a setting added,
+"""docs/configuration.md is generated from settings/ and must match it: a setting added,
 removed or re-described without regenerating the reference fails here."""
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""`EVENTS_*`: events out (webhooks, the event feed)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EventsSettings(BaseSettings):
+    """`EVENTS_*`: events out, webhooks to the issuer's endpoints and the event feed (events/, docs/events.md).
+
+    Read by the worker (emission, delivery) and by whatever manages endpoints (the URL checks);
+    the delivery policy travels with each batch of events to the issuer's event hub, so a
+    change applies from the next event on.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Emit events from the card workflows (`false`: no event, no webhook, an empty feed; one
+    local-activity marker per order tells each order so)."""
+    allow_loopback: bool = False
+    """Development only: endpoints on loopback, over plain `http://` too (`make run`'s sample receiver)."""
+    allowed_networks: list[str] = []
+    """Private networks (CIDR, JSON list) an operator allows as webhook targets; refused otherwise."""
+    retry_initial: timedelta = timedelta(seconds=5)
+    """Wait after a first failed delivery; doubles with each failure up to `EVENTS_RETRY_MAX_INTERVAL`."""
+    retry_max_interval: timedelta = timedelta(hours=1)
+    """Longest wait between two delivery attempts to a failing endpoint."""
+    retry_for: timedelta = timedelta(days=3)
+    """An endpoint failing this long is disabled (its backlog is kept: enabling it delivers it)."""
+    failing_after: int = Field(default=3, ge=1)
+    """Consecutive failed attempts after which an endpoint is marked failing (metric, alert)."""
+    request_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    """Timeout of one webhook request, in seconds (a slower answer counts as a failure)."""
+    batch_size: int = Field(default=100, ge=1, le=500)
+    """Events per delivery attempt (one activity) to one endpoint."""
+    concurrency: int = Field(default=8, ge=1, le=64)
+    """Cards delivered in parallel within one attempt (each card's events stay in order)."""
+    flush_interval_ms: int = Field(default=20, ge=0, le=1000)
+    """The worker gathers the events of all its orders for this long into one signal to the hub."""
+    secret_grace: timedelta = timedelta(hours=24)
+    """After a secret rotation, the old secret keeps signing this long."""
