@@ -16,7 +16,7 @@ from contracts import card_order as api
 from contracts import card_tracking as tracking_api
 from contracts import search_attributes as sa
 from contracts.card_order import OrderResult, OrderView
-from contracts.card_tracking import TrackingView
+from contracts.card_tracking import TrackingResult, TrackingView
 from starter.edge import refuse_card_data_in
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class OrderReads:
     def tracking_handle(self, issuer_id: str, card_id: str, tracking_type: str) -> WorkflowHandle[Any, Any]:
         refuse_card_data_in(issuerId=issuer_id, cardId=card_id)
         return self.client.get_workflow_handle(
-            tracking_api.workflow_id(issuer_id, card_id, tracking_type), result_type=TrackingView
+            tracking_api.workflow_id(issuer_id, card_id, tracking_type), result_type=TrackingResult
         )
 
     async def tracking_status(self, issuer_id: str, card_id: str, tracking_type: str) -> TrackingView:
