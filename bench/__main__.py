@@ -873,6 +873,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if a.quick and str(a.json) == str(ROOT / "bench" / "results" / "latest.json"):
         a.json = Path(tempfile.gettempdir()) / "d1-bench" / "quick.json"  # a smoke run is not a result
         a.doc = None  # a smoke run never overwrites the documented numbers
+    if a.only and str(a.json) == str(ROOT / "bench" / "results" / "latest.json"):
+        a.json = ROOT / "bench" / "results" / f"{a.only}.json"  # one row: latest.json stays a whole run's
     a.doc = Path(a.doc) if a.doc else None
     args = shlex.join(argv if argv is not None else sys.argv[1:])
     a.command = f"python -m bench {args}".rstrip() + ("" if args else "  (make bench)")
