@@ -227,6 +227,57 @@ async def _events_history(client: Client) -> int:
     return total
 
 
+def _seconds(e: Any) -> float:
+    return float(e.event_time.seconds + e.event_time.nanos / 1e9)
+
+
+async def hub_timings(client: Client, since: float) -> dict[str, dict[str, float | int | None]]:
+    """Where a delivery's time goes, read from the hub's histories (every run) after ``since``: a
+    signal of events waits for the hub's next workflow task; the hub's tasks take their time;
+    one delivery activity at a time per endpoint posts its batch; then the hub's task that
+    takes its result and schedules the next one."""
+    from temporalio.api.enums.v1 import EventType as T
+
+    waits: dict[str, list[float]] = {
+        "signal_to_hub_task": [],
+        "hub_task": [],
+        "delivery_activity": [],
+        "delivery_turnaround": [],
+    }
+    query = f'WorkflowType = "{ec.HUB_WORKFLOW_TYPE}"'
+    async for wf in client.list_workflows(query):
+        history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        signals: list[float] = []
+        task_started = completed = None
+        started: dict[int, float] = {}
+        # Events came in while the delivery ran: the next one is owed at once (else it waits for events).
+        owed = owed_at_end = False
+        for e in history.events:
+            t = _seconds(e)
+            if t < since:
+                continue
+            if e.event_type == T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                signals.append(t)
+                owed = True
+            elif e.event_type == T.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                waits["signal_to_hub_task"] += [t - s for s in signals]
+                signals, task_started = [], t
+            elif e.event_type == T.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and task_started is not None:
+                waits["hub_task"].append(t - task_started)
+            elif e.event_type == T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                if completed is not None and owed_at_end:
+                    waits["delivery_turnaround"].append(t - completed)
+                completed, owed = None, False
+            elif e.event_type == T.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                started[e.activity_task_started_event_attributes.scheduled_event_id] = t
+            elif e.event_type == T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                begun = started.get(e.activity_task_completed_event_attributes.scheduled_event_id)
+                if begun is not None:
+                    waits["delivery_activity"].append(t - begun)
+                completed, owed_at_end = t, owed
+    return {k: latency_summary_ms(v) for k, v in waits.items()}
+
+
 async def events_phase(
     stack: BenchStack,
     edge_client: Client,
@@ -271,6 +322,7 @@ async def events_phase(
     runs: dict[str, list[load.OrdersRun]] = {"on": [], "off": []}
     usages: dict[str, list[PhaseUsage]] = {"on": [], "off": []}
     history_events = {"before": await _events_history(plain)}
+    row_started = time.time()
     start_cursor = (await endpoints.get(ISSUER_ID, endpoint_id)).cursor
     drain_s: list[float] = []
     http = httpx.AsyncClient(base_url=url, timeout=30)
@@ -316,6 +368,7 @@ async def events_phase(
                 )
                 await _wait_quiet(worker_meter)
         history_events["after"] = await _events_history(plain)
+        timings = await hub_timings(plain, row_started)
         got = (await http.get("/_received")).json()
         owed = await numbered()
     finally:
@@ -361,6 +414,7 @@ async def events_phase(
     on["events_per_s"] = round(len(records) / on["wall_s"], 1) if on["wall_s"] else None
     on["lag"] = latency_summary_ms(lags_s(records))
     on["drain_s"] = drain_s
+    on["hub_timings"] = timings
     hub_events = history_events["after"] - history_events["before"]
     on["hub_history_events_per_order"] = round(hub_events / len(on_ids), 2) if on_ids else None
     out["throughput_ratio"] = ratio(on["orders_per_s"], out["off"]["orders_per_s"])
@@ -445,6 +499,19 @@ def markdown(r: dict[str, Any]) -> list[str]:
         f"and {cost['worker_cpu_ms']['extra']} ms of worker CPU. Histories: the first {on['history_sample']} orders "
         "of each side. Lag: from the event's `emitted_at` (the workflow's time) to the consumer's verification."
     )
+    ht = on.get("hub_timings")
+    if ht:
+
+        def pair(key: str) -> str:
+            return f"{_ms(ht[key]['p50_ms'])} / {_ms(ht[key]['p99_ms'])} ms"
+
+        out.append(
+            "\nWhere the lag goes (p50 / p99, from the hub's history): a signal of events waits "
+            f"{pair('signal_to_hub_task')} for the hub's next workflow task; a hub task takes {pair('hub_task')}; "
+            f"a delivery activity (one at a time per endpoint, a batch of up to `EVENTS_BATCH_SIZE`) takes "
+            f"{pair('delivery_activity')} ({ht['delivery_activity']['count']} of them); from its end to the "
+            f"next one's scheduling, events waiting: {pair('delivery_turnaround')}."
+        )
     targets = [t for t in r.get("targets", []) if t["name"].startswith("events:")]
     if targets:
         out.append("")
@@ -463,6 +530,10 @@ def markdown(r: dict[str, Any]) -> list[str]:
             )
         )
     return out
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
 
 
 if __name__ == "__main__":
