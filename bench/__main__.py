@@ -81,7 +81,7 @@ DEFAULT = {
     "profile_orders": 100,
     "batch_cards": 400,
     "intake_orders": 400,
-    "events_orders": 240,
+    "events_orders": 160,
 }
 # Where the last full scale run (10,000 open orders, its own command) left its numbers.
 SCALE_FULL_JSON = ROOT / "bench" / "results" / "scale-10000.json"
