@@ -94,3 +94,11 @@ def test_targets_of_the_row() -> None:
     assert [t[3] for t in event_targets(row(0.84, 2000.1, ok=False))] == [False, False, False]
     assert [t[3] for t in event_targets(row(None, None))] == [None, None, True]
     assert "90 notifications/s" in names[1]
+
+
+def test_events_of_other_orders_count_toward_the_hubs_total_only() -> None:
+    """An order of an earlier phase still open emits too: the endpoint is owed its events."""
+    records = [record("a", 1), record("a", 2), record("old", 3)]
+    got = completeness(records, ["a"], numbered=3)
+    assert got["ok"] and got["events_per_order"] == 2
+    assert not completeness(records, ["a"], numbered=4)["ok"]
