@@ -305,6 +305,9 @@ async def events_phase(
             edge=stack.local.order_edge(),
         ),
     }
+    # Earlier phases' events may still be reaching the hub (thousands after the scale run): they
+    # would be owed to the endpoint and charged to the first *on* round.
+    await _wait_quiet(Meters({"worker": stack.pids["worker"]}).meters["worker"], limit_s=300)
     endpoints = WebhookEndpoints(edge_client, PRODUCT_TASK_QUEUE, stack.local.events_settings())
     port = free_port()
     url = f"http://{LOOPBACK}:{port}/"
