@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 
 # Generated blocks: the main comparison and the scale run of every `make bench`, and the
-# full scale run (`--scale-only --scale-orders 10000`, too long for the default run). Each
-# is rewritten only by a run that measured it.
+# full scale run (`--scale-only --scale-orders 10000`, too long for the default run), and the
+# events row (bench/events.py, `--only events` too). Each is rewritten only by a run that measured it.
 BLOCKS = ("results", "scale", "scale-full", "events")
 # The replica row (`--replicas`, bench/replicas.py) rewrites its own block with write_block.
 
