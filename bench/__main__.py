@@ -16,7 +16,10 @@ Phases, all in one invocation on one local dev server:
 6. scale: many orders held open at once (the emulator captures their notifications),
    then released through the receiver until every order is closed;
 7. D1 batch API: cards per second and D1 calls per 1,000 cards, batch against single-card
-   submission.
+   submission;
+8. intake: the issuer API over HTTPS against the Python API (bench/intake.py);
+9. events: orders with webhooks on (a local consumer verifies every event) against events
+   off, alternated (bench/events.py); ``--only events`` runs this row alone.
 
 Results go to ``bench/results/latest.json`` and the generated blocks of
 ``docs/benchmarks.md``. ``--quick`` is a small smoke run; ``--scale-only --scale-orders
@@ -41,7 +44,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from bench import load, replicas, report
+from bench import events, load, replicas, report
 from bench.history import summarise
 from bench.intake import intake_phase
 from bench.probe import ProbeListener
@@ -66,6 +69,7 @@ QUICK = {
     "profile_orders": 40,
     "batch_cards": 100,
     "intake_orders": 100,
+    "events_orders": 60,
 }
 DEFAULT = {
     "orders": 500,
@@ -77,6 +81,7 @@ DEFAULT = {
     "profile_orders": 100,
     "batch_cards": 400,
     "intake_orders": 400,
+    "events_orders": 160,
 }
 # Where the last full scale run (10,000 open orders, its own command) left its numbers.
 SCALE_FULL_JSON = ROOT / "bench" / "results" / "scale-10000.json"
@@ -441,6 +446,9 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         )
         beyond = it["api_cpu_ms_beyond_edge"]
         add("issuer API process CPU per order beyond the edge's (ms)", "<= 3", beyond, at_most(beyond, 3.0))
+    if r.get("events"):
+        for name, wanted, measured, met in events.event_targets(r["events"]):
+            add(name, wanted, measured, met)
     full = r.get("scale_full_last")
     if full:
         add(
@@ -736,20 +744,33 @@ async def run(a: argparse.Namespace) -> int:
         await load.run_product(orders, f"{tag}w", a.warmup, a.concurrency)
         await wait_idle(meters, "worker")
 
-        if not a.scale_only:
+        if not a.scale_only and a.only is None:
             await main_phases(results, stack, (plain, client, orders), meters, tag, a, started, templates)
-        if a.scale_orders and not a.skip_scale:
+        if a.scale_orders and not a.skip_scale and a.only is None:
             results["scale"] = await scale_phase(stack, orders, client, meters, tag, a)
             save(results, a, started, final=False)
-        if a.batch_cards and not a.skip_batch and not a.scale_only:
+        if a.batch_cards and not a.skip_batch and not a.scale_only and a.only is None:
             results["d1_batch"] = await batch_phase(stack, orders, meters, tag, a)
-        if a.intake_orders and not a.skip_intake and not a.scale_only:
+        if a.intake_orders and not a.skip_intake and not a.scale_only and a.only is None:
             log(f"intake row: {a.intake_orders} orders through the Python API, then through the issuer API")
             results["intake"] = await intake_phase(stack, orders, meters, tag, a.intake_orders, a.concurrency)
             i = results["intake"]
             log(
                 f"intake row: Python API {i['python']['orders_per_s']}/s, issuer API {i['https']['orders_per_s']}/s, "
                 f"API CPU {i['https']['api_cpu_ms_per_order']} ms/order"
+            )
+            save(results, a, started, final=False)
+        if a.events_orders and not a.skip_events and not a.scale_only:
+            t0 = time.perf_counter()
+            results["events"] = await events.events_phase(
+                stack, client, plain, load_codec(stack.codec_keys), templates, tag, a, log, probe_of(stack, a)
+            )
+            results["events"]["row_s"] = round(time.perf_counter() - t0, 1)
+            e = results["events"]
+            log(
+                f"events row ({e['row_s']} s): on {e['on']['orders_per_s']}/s, off {e['off']['orders_per_s']}/s "
+                f"(ratio {e['throughput_ratio']}), lag p99 {e['on']['lag']['p99_ms']} ms, "
+                f"delivery {'complete' if e['delivery']['ok'] else 'INCOMPLETE'}"
             )
     finally:
         log("stopping the stack")
@@ -758,6 +779,9 @@ async def run(a: argparse.Namespace) -> int:
     save(results, a, started, final=True)
     print(report.markdown(results))
     log(f"wrote {a.json}" + (f" and {a.doc}" if a.doc else ""))
+    if "events" in results and not results["events"]["delivery"]["ok"]:
+        log("FAILED: the events row's consumer did not verify every event (see `events.delivery`)")
+        return 1
     return 0
 
 
@@ -808,6 +832,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100, help="cards per D1 batch call in the batch row")
     p.add_argument("--skip-intake", action="store_true")
     p.add_argument("--intake-orders", type=int, help="orders per path in the intake row (0: skip)")
+    p.add_argument("--skip-events", action="store_true")
+    p.add_argument("--events-orders", type=int, help="orders per side in the events row (0: skip)")
+    p.add_argument("--events-rounds", type=int, default=2, help="rounds of the events row, sides alternated")
+    p.add_argument("--events-concurrency", type=int, default=40, help="orders in flight in the events row")
+    p.add_argument("--only", choices=["events"], help="after the warm-up, only this row")
     p.add_argument("--scale-only", action="store_true", help="only the scale run (e.g. with --scale-orders 10000)")
     p.add_argument(
         "--drain-limit-s",
@@ -844,6 +873,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if a.quick and str(a.json) == str(ROOT / "bench" / "results" / "latest.json"):
         a.json = Path(tempfile.gettempdir()) / "d1-bench" / "quick.json"  # a smoke run is not a result
         a.doc = None  # a smoke run never overwrites the documented numbers
+    if a.only and str(a.json) == str(ROOT / "bench" / "results" / "latest.json"):
+        a.json = ROOT / "bench" / "results" / f"{a.only}.json"  # one row: latest.json stays a whole run's
     a.doc = Path(a.doc) if a.doc else None
     args = shlex.join(argv if argv is not None else sys.argv[1:])
     a.command = f"python -m bench {args}".rstrip() + ("" if args else "  (make bench)")

@@ -19,9 +19,9 @@ from typing import Any
 import psutil
 
 # Generated blocks: the main comparison and the scale run of every `make bench`, and the
-# full scale run (`--scale-only --scale-orders 10000`, too long for the default run). Each
-# is rewritten only by a run that measured it.
-BLOCKS = ("results", "scale", "scale-full")
+# full scale run (`--scale-only --scale-orders 10000`, too long for the default run), and the
+# events row (bench/events.py, `--only events` too). Each is rewritten only by a run that measured it.
+BLOCKS = ("results", "scale", "scale-full", "events")
 # The replica row (`--replicas`, bench/replicas.py) rewrites its own block with write_block.
 
 
@@ -108,7 +108,15 @@ def markdown(r: dict[str, Any]) -> str:
         parts += _batch(r)
     if "intake" in r and "product" not in r:
         parts += _intake(r)
+    if "events" in r:
+        parts.append(_events_block(r))
     return "\n\n".join(parts)
+
+
+def _events_block(r: dict[str, Any]) -> str:
+    from bench import events  # lazily: bench/events.py draws its tables with _table
+
+    return "\n".join([*_header(r), *events.markdown(r)])
 
 
 def markdown_main(r: dict[str, Any]) -> str:
@@ -498,6 +506,7 @@ def write_doc(results: dict[str, Any], path: Path) -> None:
     bodies = {
         "results": markdown_main(results) if "product" in results else None,
         scale_block: markdown_scale(results) if "scale" in results else None,
+        "events": _events_block(results) if "events" in results else None,
     }
     for name in BLOCKS:
         body = bodies.get(name)
