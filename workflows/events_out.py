@@ -6,11 +6,6 @@ A card workflow calls :meth:`EventsOut.observe` wherever it publishes its state 
 event per state change that announces something; while it runs (the worker gathers the
 events of all its orders into one signal), the order's workflow task stays open, and
 nothing else of the order waits: no endpoint is ever called from here.
-
-An order not yet submitted to D1 holds its events (order created, a change asked before
-submission) until D1's answer (submitted, or how the order ended): they go in one local
-activity with it instead of two, and the workflow task that schedules the D1 submission is
-not held open by an emit (docs/events.md, "Shape and history cost").
 """
 
 from __future__ import annotations
@@ -41,7 +36,6 @@ class EventsOut:
         self._data = data
         self._done = Announced()
         self._queue: list[Event] = []
-        self._held: list[Event] = []
         self._sender: asyncio.Task[None] | None = None
         # What reached the hub, for the order's view (events/contract.py EVENTS_SENT_QUERY). Not
         # carried across continue-as-new: the next run announces every event again (same ids).
@@ -56,14 +50,7 @@ class EventsOut:
         events = new_events(
             self._subject, state, self._done, now=workflow.now(), end_statuses=self._ends, data=self._data
         )
-        if self._subject.kind == "order" and not state.submitted and state.outcome is None:
-            self._held += events  # until D1's answer: a moment, or as long as the order waits for D1
-            return
-        self.announce(self._release() + events)
-
-    def _release(self) -> list[Event]:
-        held, self._held = self._held, []
-        return held
+        self.announce(events)
 
     def announce(self, events: list[Event]) -> None:
         """Events built by the caller (workflows/activation.py), sent as a state's are."""
@@ -91,7 +78,6 @@ class EventsOut:
 
     async def drained(self) -> None:
         """Every event observed so far is in the hub (before the workflow ends)."""
-        self.announce(self._release())
         await workflow.wait_condition(
             lambda: (not self._queue or not self.enabled) and (self._sender is None or self._sender.done())
         )
