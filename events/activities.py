@@ -67,7 +67,13 @@ class EventActivities:
             raise ApplicationError(f"refused target: {err}", [], type=DELIVERY_FAILED, non_retryable=True) from None
         events = await self._events(inp)
         skip = set(inp.skip)
-        todo = [e for e in events if e.id not in skip and ("*" in target.event_types or e.type in target.event_types)]
+        todo = [
+            e
+            for e in events
+            if e.id not in skip
+            and ("*" in target.event_types or e.type in target.event_types)
+            and c.shard_of(e.card_id, inp.shards) == inp.shard  # the other loops' cards
+        ]
         cards: dict[str, list[Event]] = {}
         for event in todo:
             cards.setdefault(event.card_id, []).append(event)
@@ -97,7 +103,10 @@ class EventActivities:
         return c.DeliverResult(delivered=len(delivered), skipped=len(events) - len(todo))
 
     async def _events(self, inp: c.DeliverInput) -> list[Event]:
-        first_in_input = min((e.sequence or 0 for e in inp.events), default=inp.upto + 1)
+        if inp.tail_from:  # the events of other loops' cards are not sent: a gap before the first is not a page
+            first_in_input = max(inp.after + 1, min(inp.tail_from, inp.upto + 1))
+        else:
+            first_in_input = min((e.sequence or 0 for e in inp.events), default=inp.upto + 1)
         older: list[Event] = []
         if first_in_input - 1 > inp.after:
             if self._log is None:
