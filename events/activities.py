@@ -31,6 +31,7 @@ def delivery_policy(settings: EventsSettings) -> c.DeliveryPolicy:
         retry_for=settings.retry_for,
         failing_after=settings.failing_after,
         batch_size=settings.batch_size,
+        shards=settings.delivery_shards,
         attempt_timeout=timedelta(seconds=settings.request_timeout_s * (rounds + 1) + 30),
         heartbeat_timeout=timedelta(seconds=settings.request_timeout_s + 10),
     )
@@ -43,13 +44,19 @@ class EventActivities:
         self._coalescer = Coalescer(settings.flush_interval_ms / 1000, delivery_policy(settings))
         self._log: EventLog | None = None
 
+    @property
+    def settings(self) -> EventsSettings:
+        return self._settings
+
     @activity.defn(name=c.EMIT_EVENTS)
     async def emit(self, inp: c.EmitInput) -> str:
         """Local activity of the card workflows: what the hub got (c.emitted); "" tells the
         workflow that events are off."""
         if not self._settings.enabled:
             return ""
-        await self._coalescer.emit(activity.client(), activity.info().task_queue, inp.issuer_id, inp.events)
+        await self._coalescer.emit(
+            activity.client(), self._settings.queue(activity.info().task_queue), inp.issuer_id, inp.events
+        )
         DeliveryMetrics.current().emitted(inp.issuer_id, len(inp.events))
         return c.emitted(inp.events)
 
