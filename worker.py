@@ -185,11 +185,26 @@ def build_events_worker(client: Client, task_queue: str, events: EventActivities
 def build_workers(
     client: Client, task_queue: str, activities: Sequence[Callable[..., Any]], events: EventActivities
 ) -> list[Worker]:
-    """The orders' worker, and the events' worker when the hubs have a queue of their own."""
-    workers = [build_worker(client, task_queue, activities, events)]
-    if (events_queue := events.settings.queue(task_queue)) != task_queue:
+    """The orders' worker, and the events' worker when the hubs have a queue of their own, as
+    ``EVENTS_WORKER`` says."""
+    settings = events.settings
+    events_queue = settings.queue(task_queue)
+    if events_queue == task_queue:
+        return [build_worker(client, task_queue, activities, events)]
+    workers = [] if settings.worker == "only" else [build_worker(client, task_queue, activities, events)]
+    if settings.worker != "off":
         workers.append(build_events_worker(client, events_queue, events))
     return workers
+
+
+@asynccontextmanager
+async def worker_activities(events_only: bool) -> AsyncIterator[list[Callable[..., Any]]]:
+    """The D1 activities, unless this process runs the events only (it needs no D1 key then)."""
+    if events_only:
+        yield []
+        return
+    async with d1_activities(D1ClientSettings()) as acts:
+        yield acts
 
 
 async def main() -> None:
@@ -201,7 +216,9 @@ async def main() -> None:
     configure_audit_log()  # operator actions, written by the workflows (workflows/audit.py)
     temporal = TemporalSettings()
     client = await connect(temporal, sealer=WORKER)
-    async with d1_activities(D1ClientSettings()) as acts, event_activities(EventsSettings()) as events:
+    events_settings = EventsSettings()
+    events_only = events_settings.worker == "only" and bool(events_settings.task_queue)
+    async with worker_activities(events_only) as acts, event_activities(events_settings) as events:
         workers = build_workers(client, temporal.task_queue, acts, events)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -51,6 +51,10 @@ class EventsSettings(BaseSettings):
     """Task queue of the issuers' event hubs and their deliveries, polled by a worker of its own in
     the worker process (its own pollers and slots: the hubs' tasks do not wait behind the orders').
     Empty: the orders' queue (`TEMPORAL_TASK_QUEUE`), one worker for both."""
+    worker: str = Field(default="inline", pattern="^(inline|off|only)$")
+    """What a worker process polls of `EVENTS_TASK_QUEUE`: `inline`, the orders' queue and the events'
+    queue (two workers in one process); `off`, the orders' queue only (the events run in processes
+    of their own); `only`, the events' queue only (such a process: no D1 activity, no key)."""
 
     def queue(self, orders_queue: str) -> str:
         """Where the hubs run, next to workers polling ``orders_queue``."""
