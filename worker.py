@@ -217,7 +217,7 @@ async def main() -> None:
     temporal = TemporalSettings()
     client = await connect(temporal, sealer=WORKER)
     events_settings = EventsSettings()
-    events_only = events_settings.worker == "only" and bool(events_settings.task_queue)
+    events_only = events_settings.worker == "only" and events_settings.queue(temporal.task_queue) != temporal.task_queue
     async with worker_activities(events_only) as acts, event_activities(events_settings) as events:
         workers = build_workers(client, temporal.task_queue, acts, events)
         loop = asyncio.get_running_loop()

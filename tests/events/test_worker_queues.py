@@ -27,11 +27,12 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.mark.parametrize(
     ("settings", "queues"),
     [
-        ({}, ["orders", "card-events"]),  # the default: two workers in one process
+        ({}, ["orders", "orders-events"]),  # the default: two workers in one process
+        ({"task_queue": "card-events"}, ["orders", "card-events"]),
         ({"worker": "off"}, ["orders"]),  # the events run in processes of their own
-        ({"worker": "only"}, ["card-events"]),  # such a process
-        ({"task_queue": ""}, ["orders"]),  # the hubs on the orders' queue, one worker for both
-        ({"task_queue": "", "worker": "only"}, ["orders"]),  # nothing of its own to poll: the orders' worker
+        ({"worker": "only"}, ["orders-events"]),  # such a process
+        ({"task_queue": "orders"}, ["orders"]),  # the hubs on the orders' queue, one worker for both
+        ({"task_queue": "orders", "worker": "only"}, ["orders"]),  # nothing of its own to poll
     ],
 )
 async def test_the_queues_a_worker_process_polls(
