@@ -4,6 +4,10 @@ It owns what the activities share: one HTTP connection pool to D1 and one access
 provider (100 concurrent submissions cause one token request). It never needs D1's
 encryption key: card data arrives already encrypted by the starter. SIGTERM/SIGINT give
 in-flight activities ``graceful_shutdown_timeout`` to finish before the worker hands them back.
+
+The issuers' event hubs and their webhook deliveries run on a task queue of their own
+(``EVENTS_TASK_QUEUE``), polled by a second worker in this process: its own pollers and slots,
+so a hub's tasks do not wait behind the orders' (docs/events.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -150,7 +154,9 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 def build_worker(
     client: Client, task_queue: str, activities: Sequence[Callable[..., Any]], events: EventActivities | None = None
 ) -> Worker:
-    """``events``: emit and deliver events (docs/events.md); None: a worker without events."""
+    """``events``: emit and deliver events (docs/events.md); None: a worker without events.
+    It runs the hubs too: those of ``EVENTS_TASK_QUEUE=""`` and those started here before the
+    hubs had a queue of their own (a hub stays on the queue it started on)."""
     events_acts = [events.emit, events.deliver] if events is not None else [events_off]
     return Worker(
         client,
@@ -163,6 +169,44 @@ def build_worker(
     )
 
 
+def build_events_worker(client: Client, task_queue: str, events: EventActivities) -> Worker:
+    """The hubs and their deliveries on ``EVENTS_TASK_QUEUE`` (events/hub.py)."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[EventHubWorkflow, EventPageWorkflow],
+        workflow_runner=workflow_runner(),
+        activities=[events.deliver],
+        graceful_shutdown_timeout=timedelta(seconds=20),
+        max_concurrent_activities=100,
+    )
+
+
+def build_workers(
+    client: Client, task_queue: str, activities: Sequence[Callable[..., Any]], events: EventActivities
+) -> list[Worker]:
+    """The orders' worker, and the events' worker when the hubs have a queue of their own, as
+    ``EVENTS_WORKER`` says."""
+    settings = events.settings
+    events_queue = settings.queue(task_queue)
+    if events_queue == task_queue:
+        return [build_worker(client, task_queue, activities, events)]
+    workers = [] if settings.worker == "only" else [build_worker(client, task_queue, activities, events)]
+    if settings.worker != "off":
+        workers.append(build_events_worker(client, events_queue, events))
+    return workers
+
+
+@asynccontextmanager
+async def worker_activities(events_only: bool) -> AsyncIterator[list[Callable[..., Any]]]:
+    """The D1 activities, unless this process runs the events only (it needs no D1 key then)."""
+    if events_only:
+        yield []
+        return
+    async with d1_activities(D1ClientSettings()) as acts:
+        yield acts
+
+
 async def main() -> None:
     # Logs (TELEMETRY_LOG_*), metrics (TELEMETRY_METRICS_PORT), traces (OTEL_*): before connecting.
     telemetry = configure_process("worker")
@@ -172,21 +216,24 @@ async def main() -> None:
     configure_audit_log()  # operator actions, written by the workflows (workflows/audit.py)
     temporal = TemporalSettings()
     client = await connect(temporal, sealer=WORKER)
-    async with d1_activities(D1ClientSettings()) as acts, event_activities(EventsSettings()) as events:
-        worker = build_worker(client, temporal.task_queue, acts, events)
+    events_settings = EventsSettings()
+    events_only = events_settings.worker == "only" and events_settings.queue(temporal.task_queue) != temporal.task_queue
+    async with worker_activities(events_only) as acts, event_activities(events_settings) as events:
+        workers = build_workers(client, temporal.task_queue, acts, events)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        run = asyncio.create_task(worker.run())
+        runs = [asyncio.create_task(w.run()) for w in workers]
         watch = asyncio.create_task(watch_orders(client))
-        log.info("worker polling task queue %s on %s", temporal.task_queue, temporal.address)
-        await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if not run.done():
+        queues = ", ".join(w.task_queue for w in workers)
+        log.info("worker polling task queue(s) %s on %s", queues, temporal.address)
+        await asyncio.wait([*runs, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not all(r.done() for r in runs):
             log.info("shutting down: finishing in-flight work")
-            await worker.shutdown()
+            await asyncio.gather(*(w.shutdown() for w, r in zip(workers, runs, strict=True) if not r.done()))
         watch.cancel()
-        await run
+        await asyncio.gather(*runs)
     telemetry.shutdown()
 
 

@@ -31,6 +31,7 @@ def delivery_policy(settings: EventsSettings) -> c.DeliveryPolicy:
         retry_for=settings.retry_for,
         failing_after=settings.failing_after,
         batch_size=settings.batch_size,
+        shards=settings.delivery_shards,
         attempt_timeout=timedelta(seconds=settings.request_timeout_s * (rounds + 1) + 30),
         heartbeat_timeout=timedelta(seconds=settings.request_timeout_s + 10),
     )
@@ -43,13 +44,19 @@ class EventActivities:
         self._coalescer = Coalescer(settings.flush_interval_ms / 1000, delivery_policy(settings))
         self._log: EventLog | None = None
 
+    @property
+    def settings(self) -> EventsSettings:
+        return self._settings
+
     @activity.defn(name=c.EMIT_EVENTS)
     async def emit(self, inp: c.EmitInput) -> str:
         """Local activity of the card workflows: what the hub got (c.emitted); "" tells the
         workflow that events are off."""
         if not self._settings.enabled:
             return ""
-        await self._coalescer.emit(activity.client(), activity.info().task_queue, inp.issuer_id, inp.events)
+        await self._coalescer.emit(
+            activity.client(), self._settings.queue(activity.info().task_queue), inp.issuer_id, inp.events
+        )
         DeliveryMetrics.current().emitted(inp.issuer_id, len(inp.events))
         return c.emitted(inp.events)
 
@@ -67,7 +74,13 @@ class EventActivities:
             raise ApplicationError(f"refused target: {err}", [], type=DELIVERY_FAILED, non_retryable=True) from None
         events = await self._events(inp)
         skip = set(inp.skip)
-        todo = [e for e in events if e.id not in skip and ("*" in target.event_types or e.type in target.event_types)]
+        todo = [
+            e
+            for e in events
+            if e.id not in skip
+            and ("*" in target.event_types or e.type in target.event_types)
+            and c.shard_of(e.card_id, inp.shards) == inp.shard  # the other loops' cards
+        ]
         cards: dict[str, list[Event]] = {}
         for event in todo:
             cards.setdefault(event.card_id, []).append(event)
@@ -97,7 +110,10 @@ class EventActivities:
         return c.DeliverResult(delivered=len(delivered), skipped=len(events) - len(todo))
 
     async def _events(self, inp: c.DeliverInput) -> list[Event]:
-        first_in_input = min((e.sequence or 0 for e in inp.events), default=inp.upto + 1)
+        if inp.tail_from:  # the events of other loops' cards are not sent: a gap before the first is not a page
+            first_in_input = max(inp.after + 1, min(inp.tail_from, inp.upto + 1))
+        else:
+            first_in_input = min((e.sequence or 0 for e in inp.events), default=inp.upto + 1)
         older: list[Event] = []
         if first_in_input - 1 > inp.after:
             if self._log is None:

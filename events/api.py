@@ -58,8 +58,8 @@ def check_types(event_types: Sequence[str]) -> list[str]:
 class WebhookEndpoints:
     def __init__(self, client: Client, task_queue: str, settings: EventsSettings | None = None) -> None:
         self._client = client
-        self._task_queue = task_queue
         self._settings = settings or EventsSettings()
+        self._task_queue = self._settings.queue(task_queue)  # the hubs' queue (EVENTS_TASK_QUEUE)
 
     async def _check(self, url: str) -> str:
         s = self._settings

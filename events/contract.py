@@ -9,6 +9,7 @@ results, queries and activity payloads are plain models, sealed for readers.
 
 from __future__ import annotations
 
+import zlib
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
@@ -66,6 +67,10 @@ class DeliveryPolicy(_Model):
     retry_for: timedelta = timedelta(days=3)
     failing_after: int = 3
     batch_size: int = 100
+    # Delivery loops per endpoint, each for the cards that hash to it (shard_of): a slow batch
+    # for some cards does not hold the others. Fixed per endpoint while it has a backlog split
+    # between its loops (events/hub.py).
+    shards: int = 4
     attempt_timeout: timedelta = timedelta(minutes=5)
     # The delivery activity heartbeats after each request: a worker that died mid-attempt is
     # noticed this fast, not at the end of the attempt's timeout.
@@ -169,6 +174,10 @@ class Endpoint(_Model):
     failing_since: str | None = None
     last_error: str | None = None
     delivered: int = 0
+    # Per delivery loop (shard_of): where each is, and its consecutive failures; ``cursor`` and
+    # ``failures`` are the slowest and the worst of them. Empty until the hub starts the loops.
+    shard_cursors: list[int] = Field(default_factory=list)
+    shard_failures: list[int] = Field(default_factory=list)
 
     def wants(self, event_type: str) -> bool:
         return "*" in self.event_types or event_type in self.event_types
@@ -270,9 +279,17 @@ class DeliverInput(_Model):
     target: Target
     after: int  # deliver sequences after ..
     upto: int  # .. up to this one
-    events: list[Event]  # the part still in the hub's tail; the rest is read from the pages
+    events: list[Event]  # the part still in the hub's tail (of this loop's cards); the rest is read from the pages
+    tail_from: int = 0  # every event of the loop's cards from this sequence on is in ``events`` (0: from the first)
     skip: list[str] = Field(default_factory=list)  # ids already delivered by an earlier attempt of this range
     backlog: int = 0  # for the lag and backlog metrics
+    shard: int = 0  # only the cards of this delivery loop (shard_of) ..
+    shards: int = 1  # .. of this many; 1: every card (a redelivery)
+
+
+def shard_of(card_id: str, shards: int) -> int:
+    """The delivery loop of a card's events: stable across processes and replays (unlike hash())."""
+    return zlib.crc32(card_id.encode()) % shards if shards > 1 else 0
 
 
 class DeliverResult(_Model):

@@ -4,8 +4,10 @@ The worker's emit activity signals batches of events here (signal-with-start); t
 numbers them (the issuer's sequence: the feed's order and cursor), keeps the unsealed tail
 in its state and seals every :data:`events.contract.PAGE_SIZE` events into a page (a closed
 ``EventPageWorkflow``, read by the feed and by deliveries of a backlog). Each endpoint has
-a delivery loop here: one activity per batch, retried by the loop with exponential
-backoff (durable timers), so the hub knows when an endpoint is failing. Nothing here waits
+several delivery loops here, one per shard of its cards (events.contract.shard_of: a card's
+events all go through one loop, in order, and a slow batch for some cards does not hold the
+others): one activity per batch, retried by the loop with exponential backoff (durable
+timers), so the hub knows when an endpoint is failing. Nothing here waits
 on an order, and no order waits on an endpoint (docs/events.md, "Shape and history cost").
 
 Every input, signal and update argument is a message (events/contract.py), opened here by
@@ -54,6 +56,13 @@ ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)  # the delivery loop retries, with
 # replayed batch costs at most a duplicate (events are de-duplicated by id, here and by the
 # receivers). Endpoint management keeps the short window of every message (contracts/messages.py).
 BATCH_MAX_AGE = timedelta(days=7)
+# Continue as new well before Temporal would suggest it (thousands of events, megabytes): a hub
+# whose worker lost its cached run (a sticky task timed out under load, a restart) replays its
+# whole history before the next delivery, every signal a sealed batch of events. A replay of
+# 1,600 events took seconds under the bench's load; this keeps it to a fraction of a second,
+# at the cost of one drain (the in-flight deliveries end) per ~1,000 events.
+HISTORY_EVENTS = 1000
+HISTORY_BYTES = 1_000_000
 
 
 @workflow.defn(name=c.PAGE_WORKFLOW_TYPE)
@@ -79,8 +88,8 @@ class EventHubWorkflow:
         self._manage = Gate(self._issuer, Window(MAX_AGE, MAX_AHEAD), self._s.seen_messages)
         self._batches = Gate(self._issuer, Window(BATCH_MAX_AGE, MAX_AHEAD), self._s.seen_batches)
         self._draining = False
-        self._loops: dict[str, asyncio.Task[None]] = {}
-        self._skip: dict[str, set[str]] = {}
+        self._loops: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._skip: dict[tuple[str, int], set[str]] = {}
 
     # --- the signal: events from the card workflows (through the worker's emit activity)
 
@@ -134,6 +143,8 @@ class EventHubWorkflow:
             secrets=[c.Secret(value=spec.secret, created_at=spec.created_at)],
             created_at=spec.created_at,
             cursor=self._s.last_sequence,  # from now on; earlier events are in the feed
+            shard_cursors=[self._s.last_sequence] * self._s.policy.shards,
+            shard_failures=[0] * self._s.policy.shards,
         )
         self._s.endpoints.append(endpoint)
         self._start_loop(endpoint)
@@ -155,6 +166,7 @@ class EventHubWorkflow:
         elif change.status == c.EndpointStatus.ENABLED and endpoint.status == c.EndpointStatus.DISABLED:
             endpoint.status = c.EndpointStatus.ENABLED
             endpoint.failures, endpoint.failing_since = 0, None
+            endpoint.shard_failures = [0] * len(endpoint.shard_failures)
         self._gauges()
         return self._view(endpoint)
 
@@ -225,11 +237,10 @@ class EventHubWorkflow:
     async def run(self, raw: RawValue) -> None:
         self._input.check(c.HubInput)
         for endpoint in self._s.endpoints:
+            _reshard(endpoint, self._s.policy.shards)
             self._start_loop(endpoint)
         while True:
-            await workflow.wait_condition(
-                lambda: len(self._s.tail) >= c.PAGE_SIZE or workflow.info().is_continue_as_new_suggested()
-            )
+            await workflow.wait_condition(lambda: len(self._s.tail) >= c.PAGE_SIZE or _history_long())
             if len(self._s.tail) >= c.PAGE_SIZE:
                 await self._seal()
                 continue
@@ -253,52 +264,75 @@ class EventHubWorkflow:
         s.sealed_upto += len(events)
         del s.tail[: len(events)]
 
-    # --- delivery, one loop per endpoint
+    # --- delivery, several loops per endpoint (one per shard of the cards)
 
     def _start_loop(self, endpoint: c.Endpoint) -> None:
         # An update-with-start creates the first endpoint before ``run`` starts the loops.
-        running = self._loops.get(endpoint.endpoint_id)
-        if not self._draining and (running is None or running.done()):
-            self._loops[endpoint.endpoint_id] = asyncio.create_task(self._deliver(endpoint))
+        for shard in range(len(endpoint.shard_cursors)):
+            key = (endpoint.endpoint_id, shard)
+            running = self._loops.get(key)
+            if not self._draining and (running is None or running.done()):
+                self._loops[key] = asyncio.create_task(self._deliver(endpoint, shard))
 
-    async def _deliver(self, endpoint: c.Endpoint) -> None:
+    async def _deliver(self, endpoint: c.Endpoint, shard: int) -> None:
         s = self._s
-        skip = self._skip.setdefault(endpoint.endpoint_id, set())
+        shards = len(endpoint.shard_cursors)
+        skip = self._skip.setdefault((endpoint.endpoint_id, shard), set())
         while True:
             await workflow.wait_condition(
                 lambda: (
                     self._draining
-                    or (endpoint.status != c.EndpointStatus.DISABLED and endpoint.cursor < s.last_sequence)
+                    or (
+                        endpoint.status != c.EndpointStatus.DISABLED and endpoint.shard_cursors[shard] < s.last_sequence
+                    )
                 )
             )
             if self._draining:
                 return
-            after, upto = endpoint.cursor, min(s.last_sequence, endpoint.cursor + s.policy.batch_size)
-            in_tail = [e for e in s.tail if after < (e.sequence or 0) <= upto]
-            if len(in_tail) == upto - after and not any(endpoint.wants(e.type) for e in in_tail):
-                endpoint.cursor = upto  # nothing it subscribed to: no activity
+            after = endpoint.shard_cursors[shard]
+            upto = min(s.last_sequence, after + s.policy.batch_size)
+            in_range = [e for e in s.tail if after < (e.sequence or 0) <= upto]
+            in_tail = [e for e in in_range if c.shard_of(e.card_id, shards) == shard]
+            if len(in_range) == upto - after and not any(endpoint.wants(e.type) for e in in_tail):
+                self._advance(endpoint, shard, upto)  # nothing of its cards it subscribed to: no activity
                 continue
             try:
-                result = await self._attempt(endpoint, after, upto, in_tail, sorted(skip))
+                result = await self._attempt(endpoint, after, upto, in_tail, sorted(skip), shard=shard)
             except ActivityError as err:
                 skip.update(_delivered_ids(err))
-                delay = self._failed(endpoint, _failure_text(err))
+                delay = self._failed(endpoint, shard, _failure_text(err))
                 try:
                     await workflow.wait_condition(lambda: self._draining, timeout=delay)
                 except TimeoutError:
                     pass
                 continue
             skip.clear()
-            endpoint.cursor = upto
+            self._advance(endpoint, shard, upto)
             endpoint.delivered += result.delivered
-            endpoint.failures, endpoint.failing_since, endpoint.last_error = 0, None, None
-            if endpoint.status == c.EndpointStatus.FAILING:
-                endpoint.status = c.EndpointStatus.ENABLED
-                workflow.logger.info("endpoint %s recovered", endpoint.endpoint_id)
+            endpoint.shard_failures[shard] = 0
+            if not any(endpoint.shard_failures):
+                endpoint.failures, endpoint.failing_since, endpoint.last_error = 0, None, None
+                if endpoint.status == c.EndpointStatus.FAILING:
+                    endpoint.status = c.EndpointStatus.ENABLED
+                    workflow.logger.info("endpoint %s recovered", endpoint.endpoint_id)
+            else:
+                endpoint.failures = max(endpoint.shard_failures)
             self._gauges()
 
+    def _advance(self, endpoint: c.Endpoint, shard: int, upto: int) -> None:
+        endpoint.shard_cursors[shard] = upto
+        endpoint.cursor = min(endpoint.shard_cursors)
+
     async def _attempt(
-        self, endpoint: c.Endpoint, after: int, upto: int, events: list[Event], skip: list[str], *, force: bool = False
+        self,
+        endpoint: c.Endpoint,
+        after: int,
+        upto: int,
+        events: list[Event],
+        skip: list[str],
+        *,
+        force: bool = False,
+        shard: int | None = None,
     ) -> c.DeliverResult:
         now = workflow.now().isoformat()
         target = c.Target(
@@ -315,20 +349,26 @@ class EventHubWorkflow:
                 after=after,
                 upto=upto,
                 events=events,
+                tail_from=0 if shard is None else self._s.sealed_upto + 1,
                 skip=skip,
-                backlog=self._s.last_sequence - endpoint.cursor,
+                backlog=self._s.last_sequence - after,
+                shard=shard or 0,
+                shards=1 if shard is None else len(endpoint.shard_cursors),
             ),
             result_type=c.DeliverResult,
             start_to_close_timeout=self._s.policy.attempt_timeout,
             heartbeat_timeout=self._s.policy.heartbeat_timeout,
             retry_policy=ONE_ATTEMPT,
-            summary=f"Deliver events {after + 1}..{upto} to {endpoint.endpoint_id}",
+            summary=f"Deliver events {after + 1}..{upto} to {endpoint.endpoint_id}"
+            + ("" if shard is None else f" (cards of shard {shard})"),
         )
 
-    def _failed(self, endpoint: c.Endpoint, error: str) -> timedelta:
-        """Count a failed attempt; mark failing, disable after the retry window. The wait before the next."""
+    def _failed(self, endpoint: c.Endpoint, shard: int, error: str) -> timedelta:
+        """Count a failed attempt of one loop; mark the endpoint failing, disable it after the retry
+        window. The wait before that loop's next attempt (each loop backs off on its own count)."""
         policy, now = self._s.policy, workflow.now()
-        endpoint.failures += 1
+        endpoint.shard_failures[shard] += 1
+        endpoint.failures = max(endpoint.shard_failures)
         endpoint.last_error = error[:300]
         endpoint.failing_since = endpoint.failing_since or now.isoformat()
         if endpoint.failures >= policy.failing_after and endpoint.status == c.EndpointStatus.ENABLED:
@@ -338,7 +378,8 @@ class EventHubWorkflow:
             endpoint.status = c.EndpointStatus.DISABLED
             workflow.logger.warning("endpoint %s disabled after failing for %s", endpoint.endpoint_id, policy.retry_for)
         self._gauges()
-        return min(policy.retry_initial * 2 ** min(endpoint.failures - 1, 30), policy.retry_max_interval)
+        failures = endpoint.shard_failures[shard]
+        return min(policy.retry_initial * 2 ** min(failures - 1, 30), policy.retry_max_interval)
 
     def _gauges(self) -> None:
         """Backlog and failing state per endpoint, replay-safe (workflow.metric_meter())."""
@@ -359,10 +400,31 @@ class EventHubWorkflow:
     def _view(self, e: c.Endpoint) -> c.EndpointView:
         now = workflow.now().isoformat()
         return c.EndpointView(
-            **e.model_dump(exclude={"secrets"}),
+            **e.model_dump(exclude={"secrets", "shard_cursors", "shard_failures"}),
             backlog=max(0, self._s.last_sequence - e.cursor),
             secrets=sum(1 for s in e.secrets if not _expired(s, now)),
         )
+
+
+def _history_long() -> bool:
+    info = workflow.info()
+    return (
+        info.is_continue_as_new_suggested()
+        or info.get_current_history_length() >= HISTORY_EVENTS
+        or info.get_current_history_size() >= HISTORY_BYTES
+    )
+
+
+def _reshard(endpoint: c.Endpoint, shards: int) -> None:
+    """Give the endpoint ``shards`` loops when that cannot reorder a card's events: while its
+    loops stand at one cursor (an endpoint kept from before the loops, or with no split
+    backlog) and none is failing. Otherwise it keeps its loops until they meet."""
+    if not endpoint.shard_cursors:
+        endpoint.shard_cursors = [endpoint.cursor] * shards
+        endpoint.shard_failures = [endpoint.failures] * shards
+    elif len(set(endpoint.shard_cursors)) == 1 and not any(endpoint.shard_failures):
+        endpoint.shard_cursors = [endpoint.cursor] * shards
+        endpoint.shard_failures = [0] * shards
 
 
 def _expired(secret: c.Secret, now: str) -> bool:

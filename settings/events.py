@@ -43,3 +43,20 @@ class EventsSettings(BaseSettings):
     """The worker gathers the events of all its orders for this long into one signal to the hub."""
     secret_grace: timedelta = timedelta(hours=24)
     """After a secret rotation, the old secret keeps signing this long."""
+    delivery_shards: int = Field(default=4, ge=1, le=64)
+    """Delivery loops per endpoint, each for the cards whose id hashes to it: a slow batch for some
+    cards does not hold the others' (each card's events stay in one loop, in order). An endpoint
+    takes a new value once its loops stand at one cursor."""
+    task_queue: str = ""
+    """Task queue of the issuers' event hubs and their deliveries, polled by a worker of its own in
+    the worker process (its own pollers and slots: the hubs' tasks do not wait behind the orders').
+    Empty: `TEMPORAL_TASK_QUEUE` followed by `-events` (stacks on one namespace keep apart); the
+    orders' queue itself: one worker for both."""
+    worker: str = Field(default="inline", pattern="^(inline|off|only)$")
+    """What a worker process polls of `EVENTS_TASK_QUEUE`: `inline`, the orders' queue and the events'
+    queue (two workers in one process); `off`, the orders' queue only (the events run in processes
+    of their own); `only`, the events' queue only (such a process: no D1 activity, no key)."""
+
+    def queue(self, orders_queue: str) -> str:
+        """Where the hubs run, next to workers polling ``orders_queue``."""
+        return self.task_queue or f"{orders_queue}-events"

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from events import contract as c
 from events.catalogue import Event
-from events.hub import EventHubWorkflow, EventPageWorkflow
+from events.hub import HISTORY_EVENTS, EventHubWorkflow, EventPageWorkflow
 from security.codec import generate_keys_file, load_codec
 from temporal_client import data_converter
 from tests.support.senders import as_role, as_senders
@@ -47,12 +47,13 @@ class FakeEndpoint:
     attempts: int = 0
     delivered: list[str] = field(default_factory=list)
     secrets_seen: list[int] = field(default_factory=list)
+    refused_cards: set[str] = field(default_factory=set)  # a batch with one of these fails
 
     @activity.defn(name=c.DELIVER_EVENTS)
     async def deliver(self, inp: c.DeliverInput) -> c.DeliverResult:
         self.attempts += 1
         self.secrets_seen.append(len(inp.target.secrets))
-        if not self.up:
+        if not self.up or any(e.card_id in self.refused_cards for e in inp.events):
             raise ApplicationError("connection refused", [], type="DeliveryFailed", non_retryable=True)
         self.delivered += [e.id for e in inp.events if e.id not in inp.skip]
         return c.DeliverResult(delivered=len(inp.events), skipped=0)
@@ -127,7 +128,10 @@ async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(h
     await hub.env.sleep(timedelta(days=2))
     assert (await view(hub)).status == c.EndpointStatus.FAILING  # still retried: hourly by now
     attempts = hub.endpoint.attempts
-    assert 45 <= attempts <= 60, attempts  # 7 in the first two hours, then one an hour
+    # Per delivery loop (one per shard of the cards with events): 7 in the first two hours, then one an hour.
+    loops = len({c.shard_of(f"c{n}", POLICY.shards) for n in range(3)})
+    assert loops > 1  # the cards of this test spread over several loops
+    assert 45 * loops <= attempts <= 60 * loops, attempts
     await hub.env.sleep(timedelta(days=1, hours=2))
     v = await view(hub)
     assert v.status == c.EndpointStatus.DISABLED and v.backlog == 25  # the backlog is kept
@@ -144,9 +148,48 @@ async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(h
         if len(hub.endpoint.delivered) >= 25:
             break
         await asyncio.sleep(0.05)
-    assert hub.endpoint.delivered == [f"evt_{n}" for n in range(25)]
+    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(25))  # each once
+    for card in range(3):  # in order per card (the loops of different cards interleave)
+        assert [i for i in hub.endpoint.delivered if int(i[4:]) % 3 == card] == [f"evt_{n}" for n in range(card, 25, 3)]
     v = await view(hub)
     assert v.status == c.EndpointStatus.ENABLED and v.backlog == 0 and v.failures == 0
+
+
+async def test_a_failing_card_holds_only_the_cards_of_its_delivery_loop(hub: Hub) -> None:
+    hub.endpoint.up = True
+    hub.endpoint.refused_cards = {"c0"}
+    await create(hub)
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n) for n in range(25)], policy=POLICY))
+    await hub.env.sleep(timedelta(minutes=10))
+    held = {f"c{n}" for n in range(3) if c.shard_of(f"c{n}", POLICY.shards) == c.shard_of("c0", POLICY.shards)}
+    assert held != {"c0", "c1", "c2"}  # the cards of this test spread over several loops
+    others = [f"evt_{n}" for n in range(25) if f"c{n % 3}" not in held]
+    assert hub.endpoint.delivered == others  # in order, while c0's loop keeps failing
+    v = await view(hub)
+    assert v.status == c.EndpointStatus.FAILING and v.backlog == 25  # the cursor is the slowest loop's
+    hub.endpoint.refused_cards = set()
+    await hub.env.sleep(timedelta(minutes=10))
+    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(25))
+    for card in range(3):
+        assert [i for i in hub.endpoint.delivered if int(i[4:]) % 3 == card] == [f"evt_{n}" for n in range(card, 25, 3)]
+    v = await view(hub)
+    assert v.status == c.EndpointStatus.ENABLED and v.backlog == 0 and v.failures == 0
+
+
+async def test_the_hub_continues_as_new_long_before_a_replay_is_costly(hub: Hub) -> None:
+    hub.endpoint.up = True
+    await create(hub)
+    for n in range(300):  # ~4 history events per batch: past HISTORY_EVENTS
+        await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n)], policy=POLICY))
+    await hub.env.sleep(timedelta(minutes=1))
+    current = await hub.client.get_workflow_handle(hub.handle.id).describe()
+    assert current.run_id != hub.handle.result_run_id
+    assert (current.history_length or 0) <= HISTORY_EVENTS
+    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(300))  # each once
+    for card in range(3):
+        assert [i for i in hub.endpoint.delivered if int(i[4:]) % 3 == card] == [
+            f"evt_{n}" for n in range(card, 300, 3)
+        ]
 
 
 async def test_a_rotated_secret_stops_signing_after_its_grace(hub: Hub) -> None:

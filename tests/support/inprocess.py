@@ -9,7 +9,7 @@ emulator/__main__.py, worker.py): same TLS, same authentication, same limits.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from settings import D1ClientSettings, ReceiverSettings
 from stack.local import LocalStack
 from stack.servers import serve
 from tests.support.senders import as_role
-from worker import build_worker, d1_activities
+from worker import build_workers, d1_activities
 
 
 @asynccontextmanager
@@ -60,13 +60,17 @@ async def serve_receiver(stack: LocalStack, router: NotificationRouter) -> Async
 
 @asynccontextmanager
 async def run_worker(stack: LocalStack, client: Client) -> AsyncIterator[Worker]:
-    """The product's worker for the stack's task queue, calling the stack's emulator."""
+    """The product's worker for the stack's task queue, calling the stack's emulator (and the
+    events' worker beside it, as in the worker process)."""
     async with (
         d1_activities(stack.d1_settings()) as acts,
         event_activities(stack.events_settings()) as events,
-        build_worker(client, stack.spec.task_queue, acts, events) as worker,
+        AsyncExitStack() as running,
     ):
-        yield worker
+        workers = [
+            await running.enter_async_context(w) for w in build_workers(client, stack.spec.task_queue, acts, events)
+        ]
+        yield workers[0]
 
 
 @dataclass
