@@ -21,13 +21,6 @@ from security.transport import receiver_server_options
 from settings import ReceiverSettings, TemporalSettings
 from temporal_client import connect
 
-# How long an idle keep-alive connection of D1's stays open. uvicorn's default, 5 s, closed a
-# sender's connections at every lull, so its next notification paid a new mutual-TLS
-# handshake (and the certificate's parsing) on the receiver's one event loop, inside the
-# acknowledgement: the tail of the fixed-rate bench (docs/benchmarks.md, finding 5b). Only a
-# caller that completed the mutual-TLS handshake holds a connection this long.
-KEEP_ALIVE_S = 75
-
 
 def freeze_startup_heap() -> None:
     """What start-up made (modules, settings, the app: ~100,000 objects) lives as long as the
@@ -45,7 +38,7 @@ def server_config(app: Any, settings: ReceiverSettings, tls_options: dict[str, A
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=20,
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=settings.keep_alive_s,
         **tls_options,
         access_log=settings.access_log,
         log_config=None,  # uvicorn's own lines go through our structured, redacted handler

@@ -28,6 +28,10 @@ class ReceiverSettings(BaseSettings):
     # routing problems are logged either way.
     access_log: bool = False
     """One log line per request."""
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
+    """How long an idle connection from D1 stays open. A new connection costs a mutual-TLS handshake
+    inside the next acknowledgement (uvicorn's own 5 s made it the tail of the fixed-rate bench,
+    docs/benchmarks.md finding 5b); only a caller that completed the handshake holds one."""
     tls_cert_file: Path | None = None
     """The receiver's HTTPS server certificate (D1 → issuer is mutual TLS only, docs/d1/auth.md §2, §6).
     The three `RECEIVER_TLS_*_FILE` go together, required unless `RECEIVER_ALLOW_PLAINTEXT`."""

@@ -414,7 +414,7 @@ async def test_no_card_data_in_the_output_of_component_processes(mtls_stack: Mtl
     worker_log = (logs / "worker.log").read_text()
     assert "notification delivered" in emulator_log and "outbound OAuth token obtained" in emulator_log
     assert "access token issued" in receiver_log
-    assert "worker polling task queue security-proc-orders" in worker_log, worker_log[-2000:]
+    assert "worker polling task queue(s) security-proc-orders" in worker_log, worker_log[-2000:]
     # Each process wrote its raw spans: the leak search below reads what the product made.
     assert {D1_ORDER_SPAN, "RunActivity:submit_order"} <= _span_names(spans["worker"])
     assert _span_names(spans["receiver"]) >= RECEIVER_SPANS

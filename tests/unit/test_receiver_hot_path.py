@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from observability import tracing
-from receiver.__main__ import KEEP_ALIVE_S, freeze_startup_heap, server_config
+from receiver.__main__ import freeze_startup_heap, server_config
 from receiver.app import create_app
 from settings import ReceiverSettings
 from tests.unit.test_receiver_answers import FakeRouter, body, post
@@ -23,7 +23,9 @@ from tests.unit.test_receiver_answers import FakeRouter, body, post
 def test_idle_connections_outlive_a_lull_of_notifications() -> None:
     # uvicorn's default (5 s) made D1 re-handshake mutual TLS after every pause of 5 s.
     config = server_config(create_app(FakeRouter()), ReceiverSettings(), {})  # type: ignore[arg-type]
-    assert config.timeout_keep_alive == KEEP_ALIVE_S >= 60
+    assert config.timeout_keep_alive >= 60
+    tuned = server_config(create_app(FakeRouter()), ReceiverSettings(keep_alive_s=300), {})  # type: ignore[arg-type]
+    assert tuned.timeout_keep_alive == 300
 
 
 @pytest.fixture
