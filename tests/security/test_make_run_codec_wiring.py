@@ -91,7 +91,10 @@ async def test_dev_server_settings_and_command_line_carry_no_credential(dev_serv
     sealed = await codec.encode(pydantic_data_converter.payload_converter.to_payloads([order]))
     body = json_format.MessageToDict(Payloads(payloads=sealed))
     app = create_app(codec, auth=CodecAuth.from_settings(settings), cors_origins=settings.cors_origins)
-    async with serve(app, port=settings.port, access_log=False), httpx.AsyncClient(timeout=10) as http:
+    # On a free port, not settings.port: between the fixture's choice and this bind another test's
+    # socket once took it (CI). The UI's endpoint is checked above; the server is the same app.
+    async with serve(app, access_log=False) as served, httpx.AsyncClient(timeout=10) as http:
+        endpoint = served
         decoded = await http.post(f"{endpoint}/decode", json=body, headers={"origin": dev_server["ui"]})
         assert decoded.status_code == 200, decoded.text
         shown = json.loads(json_format.ParseDict(decoded.json(), Payloads()).payloads[0].data)

@@ -104,6 +104,14 @@ async def sealed_payloads(
     return found
 
 
+async def signals_named(attacker: Client, workflow_id: str, name: str) -> int:
+    count = 0
+    async for event in attacker.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            count += event.workflow_execution_signaled_event_attributes.signal_name == name
+    return count
+
+
 async def refused_update(handle: Any, update: str, payload: Payload) -> ApplicationError:
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await handle.execute_update(update, RawValue(payload))
@@ -182,6 +190,11 @@ async def test_a_batch_result_is_refused_on_another_order(stack: Stack, attacker
     results = await stack.orders.start_many(prepared, d1_batches=BatchLimits())
     assert all(r.submitted for r in results)
     member = await stack.orders.wait_for(ISSUER_ID, rids[0], lambda v: v.state.operation_id is not None, timeout=60)
+    # D1's first notification can give the member its operation id before the batch's signal
+    # is in its history (CI): wait for the signal itself.
+    async with asyncio.timeout(60):
+        while not await signals_named(attacker, member.workflow_id, d1_batch.RESULT_SIGNAL):
+            await asyncio.sleep(0.2)
     [result] = await sealed_payloads(
         attacker, member.workflow_id, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, d1_batch.RESULT_SIGNAL
     )
