@@ -159,6 +159,9 @@ class ActivationService:
         if order is not None and order.running:
             flag = await self._ask_order(order, check)
             if flag is not None:
+                # Its stage as of the update: the workflow task that answered carried the search
+                # attributes of every notification before it.
+                order = await self._described(order.workflow_id)
                 return order, flag, flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
             # It closed meanwhile: its search attributes are final now.
             order = await self._standing(check.issuer_id, check.card_id)
@@ -196,9 +199,13 @@ class ActivationService:
                 best = candidate
         if best is None:
             return None
+        return await self._described(best[2])
+
+    async def _described(self, workflow_id: str) -> OrderStanding:
+        """One order's standing from its search attributes."""
         # Read from Temporal itself (describe), not from visibility, which may trail the last
         # upsert; the order's view is not read: its payload is the worker's, not the receiver's.
-        described = await self._client.get_workflow_handle(best[2]).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
+        described = await self._client.get_workflow_handle(workflow_id).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
         running = described.status == WorkflowExecutionStatus.RUNNING
         attrs = described.typed_search_attributes
         outcome, shipment = attrs.get(sa.ORDER_OUTCOME), attrs.get(sa.SHIPMENT_STATUS)
@@ -206,7 +213,7 @@ class ActivationService:
         delivered = outcome == card_order.Outcome.DELIVERED or shipment in DELIVERED_SHIPMENT_STATUSES
         stage = api.stage_line(outcome, production, shipment)
         return OrderStanding(
-            workflow_id=best[2],
+            workflow_id=workflow_id,
             running=running,
             delivered=delivered,
             stage=stage,
