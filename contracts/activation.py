@@ -1,11 +1,19 @@
 """The card activation contract: what the receiver records when D1 relays a cardholder's
 activation (D1's outbound Card Activation call, receiver/activation.py).
 
+While the card's order runs, the order decides how the activation stands against delivery
+(update ``check_activation``, :class:`ActivationCheck`): its own state holds every D1
+notification that reached its history before, where its search attributes trail by a workflow
+task. The receiver holds no readers' key (docs/security.md), so it reads the decision from the
+update's outcome: completed for :attr:`ActivationFlag.ACTIVATED`, failed non-retryably with the
+flag as the failure's type (in clear) otherwise; a refusal is recorded by the order then.
+
 An activation is recorded twice, for two readers: on the card's order, when the order still
-runs (signal ``card_activated``: timeline entry, ``state.activation``, search attributes
-``ActivatedAt`` and ``Activation``), and, always, as the card's activation record: a short
-workflow ``card-activation:{issuerId}:{cardId}`` whose result is the :class:`ActivationRecord`
-and whose search attributes say when and how (an order usually ends at delivery, before the
+runs (signal ``card_activated`` once the bank confirmed, a refusal by the update above:
+timeline entry, ``state.activation``, search attributes ``ActivatedAt`` and ``Activation``),
+and, always, as the card's activation record: a short workflow
+``card-activation:{issuerId}:{cardId}`` whose result is the :class:`ActivationRecord` and
+whose search attributes say when and how (an order usually ends at delivery, before the
 cardholder activates, and a closed workflow cannot be changed). Identifiers and stages only.
 """
 
@@ -22,6 +30,8 @@ from contracts.visibility import equals, of_type
 WORKFLOW_TYPE = "CardActivationWorkflow"
 # Signal on the card's order (sent by the receiver): ActivationRecord.
 ACTIVATED_SIGNAL = "card_activated"
+# Update on the card's running order (sent by the receiver, before the bank is asked): ActivationCheck.
+CHECK_UPDATE = "check_activation"
 
 
 class ActivationFlag(StrEnum):
@@ -40,6 +50,20 @@ def supersedes(flag: ActivationFlag, recorded: Sequence[str] | None) -> bool:
         return True
     refused = ActivationFlag.REFUSED_BEFORE_DELIVERY
     return list(recorded) == [refused.value] and flag != refused
+
+
+def stage_line(outcome: str | None, production_status: str | None, shipment_status: str | None) -> str:
+    """Where an order stood at an activation, as records and timelines name it."""
+    return " / ".join(v for v in (outcome, production_status, shipment_status) if v) or "not acknowledged by D1"
+
+
+def decided_flag(failure_type: str | None) -> ActivationFlag | None:
+    """The flag a failed ``check_activation`` names (its failure's type); None for another failure."""
+    try:
+        flag = ActivationFlag(failure_type or "")
+    except ValueError:
+        return None
+    return None if flag == ActivationFlag.ACTIVATED else flag
 
 
 def workflow_id(issuer_id: str, card_id: str) -> str:
@@ -75,6 +99,18 @@ class ActivationRecord(Message):
     @property
     def before_delivery(self) -> bool:
         return self.flag != ActivationFlag.ACTIVATED
+
+
+class ActivationCheck(Message):
+    """D1's Card Activation, asked of the card's running order before the bank is (update
+    ``check_activation``): the order decides the flag from its own state; the program's rule
+    comes along, since a workflow reads no file."""
+
+    kind: Literal["card_activation.check"] = messages.CARD_ACTIVATION_CHECK
+    issuer_id: str
+    card_id: str
+    activated_at: str  # when the receiver got D1's call (ISO 8601, UTC)
+    refuse_before_delivery: bool = False  # lifecycle.refuseActivationBeforeDelivery
 
 
 def activations_query(issuer_id: str | None = None, flag: ActivationFlag | None = None) -> str:

@@ -32,6 +32,7 @@ BATCH_RESULT: Final = "d1_submission_result"
 ORPHAN_RECORD: Final = "orphan_record"
 CARD_ACTIVATED: Final = "card_activated"  # D1's Card Activation, on the card's order
 CARD_ACTIVATION_START: Final = "card_activation.start"  # the card's activation record
+CARD_ACTIVATION_CHECK: Final = "card_activation.check"  # D1's Card Activation, asked of the running order
 # The issuer's event hub (events/hub.py): its input, the events the worker gathers, the
 # endpoint management of the issuer API, and a sealed page's input.
 EVENT_HUB_START: Final = "event_hub.start"

@@ -5,15 +5,19 @@ path, 204, idempotent; everything else is our reading, kept in d1/assumptions.py
 receiver serves that call for the issuers it serves, behind the notifications' mutual TLS and
 OAuth, so the bank need not expose its CMS to D1 (docs/operations.md, "Card activation"):
 
-1. it finds the card's latest order and where it stands (search attributes, read from
-   Temporal at once);
+1. it finds the card's latest order; while that order runs, the order itself says how the
+   activation stands against delivery (update ``check_activation``, contracts/activation.py):
+   its state holds every notification that reached it before, where its search attributes
+   trail by a workflow task. A closed order's search attributes are final: they say it;
 2. an order not delivered yet flags the activation (a card intercepted in the post): recorded
-   and counted always, refused when the program says so (``lifecycle.refuseActivationBeforeDelivery``);
+   and counted always, refused when the program says so (``lifecycle.refuseActivationBeforeDelivery``;
+   a running order records its refusal itself, and the bank is never asked);
 3. otherwise it forwards the activation to the bank's CMS (receiver/cms.py) and answers D1
    204 only once the bank confirmed, D1's error answers otherwise (the bank unreachable: 503,
    which D1 retries);
 4. it records the activation: a signal to the order while the order runs, and the card's
-   activation record (contracts/activation.py). A repeat finds both and changes nothing.
+   activation record (contracts/activation.py). A repeat finds both and changes nothing (a
+   running order answers a repeat with the flag it recorded first).
    The bank's systems hear of it as an event (docs/events.md): from the order, or, once the
    order has its outcome, from the activation record.
 """
@@ -24,25 +28,30 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import activation as api
 from contracts import card_order, messages
 from contracts import search_attributes as sa
-from contracts.activation import ActivationFlag, ActivationRecord
+from contracts.activation import ActivationCheck, ActivationFlag, ActivationRecord
 from d1.assumptions import ACTIVATION_ERRORS, ACTIVATION_MAX_BODY_BYTES
 from d1.patterns import CARD_ID_PATTERN
 from d1.program import load_program
@@ -58,6 +67,8 @@ ISSUER_ID_LEN = 10
 CARD_ID = re.compile(CARD_ID_PATTERN)
 # The carrier's final word for a delivered card (the default of OrderTiming.delivered_shipment_statuses).
 DELIVERED_SHIPMENT_STATUSES = frozenset({"Delivered"})
+# The order's answer waits for one workflow task of it: longer than a signal's acceptance.
+CHECK_RPC_TIMEOUT = timedelta(seconds=10)
 
 
 def d1_error(reason: str, text: str) -> JSONResponse:
@@ -98,21 +109,22 @@ class ActivationService:
     async def activate(self, issuer_id: str, card_id: str) -> Response:
         """D1's answer for one activation call (already authenticated)."""
         activated_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        refuse = load_program(self._program_file).lifecycle.refuseActivationBeforeDelivery
+        check = ActivationCheck(
+            issuer_id=issuer_id, card_id=card_id, activated_at=activated_at, refuse_before_delivery=refuse
+        )
         try:
-            order = await self._standing(issuer_id, card_id)
+            order, flag, on_order = await self._decide(check)
         except Exception as err:
             return self._temporal_problem(issuer_id, err)
-        flag = ActivationFlag.ACTIVATED
-        if order is not None and not order.delivered:
-            refuse = load_program(self._program_file).lifecycle.refuseActivationBeforeDelivery
-            flag = ActivationFlag.REFUSED_BEFORE_DELIVERY if refuse else ActivationFlag.BEFORE_DELIVERY
+        if order is not None and flag != ActivationFlag.ACTIVATED:
             log.warning(
                 "activation of card %s (issuer %s) before delivery: order %s at %s; %s",
                 card_id,
                 issuer_id,
                 order.workflow_id,
                 order.stage,
-                "refused (program)" if refuse else "forwarded, flagged",
+                "refused (program)" if flag == ActivationFlag.REFUSED_BEFORE_DELIVERY else "forwarded, flagged",
             )
         record = ActivationRecord(
             issuer_id=issuer_id,
@@ -124,7 +136,7 @@ class ActivationService:
             issuer_request_id=order.issuer_request_id if order else None,
         )
         if flag == ActivationFlag.REFUSED_BEFORE_DELIVERY:
-            problem = await self._record(record, order)
+            problem = await self._record(record, order, signal=not on_order)
             self.metrics.activation(issuer_id, flag.value.lower())
             return problem or d1_error("not_delivered", f"card {card_id} has not been delivered yet")
         result = await self._cms.activate(issuer_id, card_id, activated_at=activated_at)
@@ -140,6 +152,43 @@ class ActivationService:
         self.metrics.activation(issuer_id, flag.value.lower())
         return Response(status_code=204)
 
+    async def _decide(self, check: ActivationCheck) -> tuple[OrderStanding | None, ActivationFlag, bool]:
+        """The card's order, the activation's flag, and whether the order recorded it already
+        (a refusal it decided itself)."""
+        order = await self._standing(check.issuer_id, check.card_id)
+        if order is not None and order.running:
+            flag = await self._ask_order(order, check)
+            if flag is not None:
+                # Its stage as of the update: the workflow task that answered carried the search
+                # attributes of every notification before it.
+                order = await self._described(order.workflow_id)
+                return order, flag, flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
+            # It closed meanwhile: its search attributes are final now.
+            order = await self._standing(check.issuer_id, check.card_id)
+        if order is None or order.delivered:
+            return order, ActivationFlag.ACTIVATED, False
+        refused = ActivationFlag.REFUSED_BEFORE_DELIVERY
+        return order, refused if check.refuse_before_delivery else ActivationFlag.BEFORE_DELIVERY, False
+
+    async def _ask_order(self, order: OrderStanding, check: ActivationCheck) -> ActivationFlag | None:
+        """The running order's flag (update ``check_activation``); None once it closed. The result
+        is sealed for readers, which the receiver is not: the outcome tells (contracts/activation.py)."""
+        handle = self._client.get_workflow_handle(order.workflow_id)
+        try:
+            await handle.execute_update(api.CHECK_UPDATE, check, rpc_timeout=CHECK_RPC_TIMEOUT)
+        except WorkflowUpdateFailedError as err:
+            flag = api.decided_flag(err.cause.type if isinstance(err.cause, ApplicationError) else None)
+            if flag is None:
+                raise
+            return flag
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise TimeoutError("the card's order did not answer in time") from err  # 503: D1 retries
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        return ActivationFlag.ACTIVATED
+
     async def _standing(self, issuer_id: str, card_id: str) -> OrderStanding | None:
         """The card's order: the running one, else the latest, and its stage (search attributes)."""
         best: tuple[bool, datetime, str] | None = None
@@ -150,17 +199,21 @@ class ActivationService:
                 best = candidate
         if best is None:
             return None
+        return await self._described(best[2])
+
+    async def _described(self, workflow_id: str) -> OrderStanding:
+        """One order's standing from its search attributes."""
         # Read from Temporal itself (describe), not from visibility, which may trail the last
         # upsert; the order's view is not read: its payload is the worker's, not the receiver's.
-        described = await self._client.get_workflow_handle(best[2]).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
+        described = await self._client.get_workflow_handle(workflow_id).describe(rpc_timeout=SIGNAL_RPC_TIMEOUT)
         running = described.status == WorkflowExecutionStatus.RUNNING
         attrs = described.typed_search_attributes
         outcome, shipment = attrs.get(sa.ORDER_OUTCOME), attrs.get(sa.SHIPMENT_STATUS)
         production = attrs.get(sa.PRODUCTION_STATUS)
         delivered = outcome == card_order.Outcome.DELIVERED or shipment in DELIVERED_SHIPMENT_STATUSES
-        stage = " / ".join(v for v in (outcome, production, shipment) if v) or "not acknowledged by D1"
+        stage = api.stage_line(outcome, production, shipment)
         return OrderStanding(
-            workflow_id=best[2],
+            workflow_id=workflow_id,
             running=running,
             delivered=delivered,
             stage=stage,
@@ -168,11 +221,16 @@ class ActivationService:
             ended=outcome is not None,
         )
 
-    async def _record(self, record: ActivationRecord, order: OrderStanding | None) -> Response | None:
-        """On the order (while it runs) and as the card's activation record; None once both
-        are done, else D1's answer (Temporal unreachable: 503, D1 retries)."""
+    async def _record(
+        self, record: ActivationRecord, order: OrderStanding | None, *, signal: bool = True
+    ) -> Response | None:
+        """On the order (while it runs; ``signal`` false: the order recorded it already) and as
+        the card's activation record; None once both are done, else D1's answer (Temporal
+        unreachable: 503, D1 retries)."""
         try:
-            if order is not None and order.running:
+            if order is not None and order.running and not signal:
+                record = record.model_copy(update={"order_announces": not order.ended})
+            elif order is not None and order.running:
                 handle = self._client.get_workflow_handle(order.workflow_id)
                 try:
                     await handle.signal(api.ACTIVATED_SIGNAL, record, rpc_timeout=SIGNAL_RPC_TIMEOUT)

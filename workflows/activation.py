@@ -1,7 +1,11 @@
 """D1's Card Activation, as the workflows record it (contracts/activation.py).
 
-:func:`record_on_order` is what the order's ``card_activated`` handler does: the activation
-joins the order's view and timeline once, and its search attributes. The
+:func:`decide` is what the order's ``check_activation`` update answers: how the activation
+stands against the card's delivery, from the order's own state (every notification that
+reached its history before the update is in it); a refusal is recorded there and then, an
+accepted activation once the bank confirmed it (signal ``card_activated``).
+:func:`record_on_order` is what both do: the activation joins the order's view and timeline
+once, and its search attributes. The
 ``CardActivationWorkflow`` is the card's activation record, for the usual case of an
 activation after the order closed: its input is the record, its result the same record,
 its search attributes (set by the receiver at start) what operators filter on. When the
@@ -15,19 +19,67 @@ from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts import activation as api
     from contracts import messages
     from contracts import search_attributes as sa
-    from contracts.activation import ActivationRecord
-    from contracts.card_order import OrderState, TimelineEntry
+    from contracts.activation import ActivationCheck, ActivationFlag, ActivationRecord
+    from contracts.card_order import OrderRef, OrderState, Outcome, TimelineEntry
     from events.from_order import activation_events, activation_subject
     from workflows.events_out import EventsOut
     from workflows.inputs import read_input, start_roles
     from workflows.messages import ACTIVATORS
 
 TIMELINE_OPERATION = "ACTIVATE"  # D1's operation name for a card activation (notifications.md)
+
+
+def decide(
+    state: OrderState, ref: OrderRef, check: ActivationCheck, delivered_statuses: frozenset[str]
+) -> ActivationRecord:
+    """The activation as the order sees it now. A repeat of an accepted activation keeps its
+    first flag (D1's call is idempotent); a refusal is recorded here (the bank is not asked)."""
+    shipment = state.shipment.status if state.shipment else None
+    delivered = state.outcome == Outcome.DELIVERED or shipment in delivered_statuses
+    accepted = state.activation if state.activation is not None and not _refused(state.activation.flag) else None
+    if accepted is not None:
+        flag = accepted.flag
+    elif delivered:
+        flag = ActivationFlag.ACTIVATED
+    else:
+        flag = (
+            ActivationFlag.REFUSED_BEFORE_DELIVERY if check.refuse_before_delivery else ActivationFlag.BEFORE_DELIVERY
+        )
+    outcome = state.outcome.value if state.outcome is not None else None
+    record = ActivationRecord(
+        issuer_id=check.issuer_id,
+        card_id=check.card_id,
+        activated_at=check.activated_at,
+        flag=flag,
+        order_workflow_id=workflow.info().workflow_id,
+        order_stage=api.stage_line(outcome, state.production_status, shipment),
+        issuer_request_id=ref.issuer_request_id,
+    )
+    if _refused(flag):
+        record_on_order(state, record)
+    return record
+
+
+def answer(record: ActivationRecord) -> str:
+    """The update's outcome: the receiver holds no readers' key, so a flag other than ACTIVATED
+    is told by the failure's type, which stays in clear (contracts/activation.py)."""
+    if record.flag != ActivationFlag.ACTIVATED:
+        raise ApplicationError(
+            f"activation {record.flag.value} (order at {record.order_stage})",
+            type=record.flag.value,
+            non_retryable=True,
+        )
+    return record.flag.value
+
+
+def _refused(flag: ActivationFlag) -> bool:
+    return flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
 
 
 def record_on_order(state: OrderState, record: ActivationRecord) -> bool:

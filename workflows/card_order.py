@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from observability import names as metric_names
     from security.sealing import WORKER
     from workflows import approvals, audit, order_state
-    from workflows.activation import record_on_order
+    from workflows.activation import answer, decide, record_on_order
     from workflows.approval_expiry import expire_unapproved
     from workflows.change_checks import check_change, check_decision
     from workflows.change_requests import send_change
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         Gate,
         Opened,
         Window,
+        refused_update,
         stamp,
     )
     from workflows.order_state import Applied
@@ -151,6 +152,35 @@ class CardOrderWorkflow:
         self._gate.accept(record)
         if record_on_order(self._state, record):
             self._follow.changed = True
+
+    @workflow.update(
+        name=activation_api.CHECK_UPDATE, description="D1's Card Activation: how it stands against delivery"
+    )
+    def check_activation(self, raw: RawValue = MISSING) -> str:
+        """Asked by the receiver before the bank (receiver/activation.py); a refusal is recorded here."""
+        check = self._check_activation(raw)
+        self._gate.accept(check)
+        delivered = frozenset(self._timing.delivered_shipment_statuses)
+        was = self._state.activation
+        record = decide(self._state, self._ref, check, delivered)
+        if self._state.activation is not was:
+            self._follow.changed = True
+        return answer(record)
+
+    @check_activation.validator
+    def _validate_activation(self, raw: RawValue = MISSING) -> None:
+        self._check_activation(raw)
+
+    def _check_activation(self, raw: RawValue) -> activation_api.ActivationCheck:
+        name = activation_api.CHECK_UPDATE
+        opened = self._gate.open(name, raw, activation_api.ActivationCheck, ACTIVATORS, messages.CARD_ACTIVATION_CHECK)
+        check = opened.value
+        if opened.refusal is not None or check is None:
+            raise refused_update(name, opened.refusal or "invalid")
+        if check.card_id != self._ref.card_id or check.issuer_id != self._ref.issuer_id:
+            self._gate.refuse(name, WRONG_CARD, opened.sealer)
+            raise refused_update(name, WRONG_CARD)
+        return check
 
     @workflow.query(name=api.VIEW_QUERY)
     def view(self) -> api.OrderView:

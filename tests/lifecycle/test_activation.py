@@ -144,3 +144,21 @@ async def test_an_activation_before_delivery_is_refused_where_the_program_says_s
     assert view.state.activation.flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
     assert (await record_of(life, card)).flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
     await life.orders.cancel(ISSUER_ID, rid, note="test done")
+
+
+async def test_an_activation_right_behind_the_delivered_notification_is_not_flagged(life: Life) -> None:
+    # The emulator's cardholder activates a moment after D1's Delivered notification was
+    # acknowledged (emulator/simulator.py ACTIVATION_DELAY_S), every step at once: the order's
+    # search attributes may still trail that notification, its history does not. Several cards
+    # at once, so that a decision from the search attributes would flag at least one.
+    rid = new_request_id("b2b")
+    cards = [f"emu-activated-{rid}-{n}" for n in range(4)]
+    rules = [{"match": {"cardIdPrefix": card}, "scenario": "ACTIVATED", "stepDelayMs": 0} for card in cards]
+    assert (await life.emulator("POST", "/_emulator/scenarios", json={"rules": rules})).status_code == 200
+    async with asyncio.timeout(120):
+        await asyncio.gather(*(life.orders.submit(sample_order(f"{rid}-{n}", card_id=c)) for n, c in enumerate(cards)))
+        calls = await asyncio.gather(*(emulator_call(life, card) for card in cards))
+        records = await asyncio.gather(*(record_of(life, card) for card in cards))
+    assert [c["attempts"] for c in calls] == [[204]] * len(cards)
+    assert [r.flag for r in records] == [ActivationFlag.ACTIVATED] * len(cards), [r.order_stage for r in records]
+    assert all((ISSUER_ID, card) in life.cms.activated for card in cards)
