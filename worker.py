@@ -24,7 +24,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.card_order import D1Activities
@@ -145,10 +145,31 @@ async def watch_orders(client: Client, every: timedelta = timedelta(seconds=60))
         await asyncio.sleep(every.total_seconds())
 
 
+class SandboxRunner(SandboxedWorkflowRunner):
+    """The SDK's sandbox, with the serialization context of a payload read without a trip
+    into the sandbox.
+
+    Before the codec seals or opens a payload, the SDK asks the workflow which context it
+    belongs to (the order's id, or the activity's or child's: security/codec.py binds each
+    payload to it). The stock runner answers each such question by compiling and running a
+    code string inside the sandbox, once per payload of every activation and completion: in
+    the bench's profiles, 7 % of the worker's Python time with events off and 15 % with
+    events on (docs/benchmarks.md, "The sandbox's price"). The answer is plain data read from
+    the workflow's pending commands (``InSandbox.get_serialization_context``), so it is read
+    directly. The hook is private to temporalio 1.x: where it is missing (another SDK
+    version) the stock path stays, and tests/unit/test_sandbox_runner.py says so.
+    """
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        instance = super().create_instance(det)
+        in_sandbox = getattr(instance, "globals_and_locals", {}).get("__temporal_in_sandbox")
+        if in_sandbox is not None and hasattr(in_sandbox, "get_serialization_context"):
+            instance.get_serialization_context = in_sandbox.get_serialization_context  # type: ignore[method-assign]
+        return instance
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
+    return SandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
 
 
 def build_worker(

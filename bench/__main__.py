@@ -136,7 +136,7 @@ def side_usage(side: str, usage: dict[str, dict[str, float]]) -> dict[str, dict[
     if side.startswith("baseline"):
         names = {"worker": "baseline_worker", "temporal": "temporal", "driver": "driver"}
     else:
-        names = {n: n for n in ("worker", "receiver", "emulator", "temporal", "driver")}
+        names = {n: n for n in ("worker", "events_worker", "receiver", "emulator", "temporal", "driver")}
     return {common: usage[real] for common, real in names.items() if real in usage}
 
 
@@ -154,7 +154,7 @@ def cost_breakdown(r: dict[str, Any]) -> dict[str, Any]:
     # CPU s per 1,000 orders is CPU ms per order; the history figures are per order already.
     for key, bo, po in (
         ("temporal_cpu_ms", cpu(b, "temporal"), cpu(p, "temporal")),
-        ("worker_cpu_ms", cpu(b, "worker"), cpu(p, "worker")),
+        ("worker_cpu_ms", cpu(b, "worker"), _sum(cpu(p, "worker"), cpu(p, "events_worker"))),
         ("receiver_cpu_ms", 0.0, cpu(p, "receiver")),
         ("driver_cpu_ms", cpu(b, "driver"), cpu(p, "driver")),
         ("history_events", b["history"]["events_per_order"], p["history"]["events_per_order"]),
@@ -170,6 +170,12 @@ def cost_breakdown(r: dict[str, Any]) -> dict[str, Any]:
         }
     edge = p.get("edge_cpu_ms_per_order")
     return {"per_order_notifications": per_order, "rows": rows, "edge_cpu_ms_per_order": edge}
+
+
+def _sum(*values: float | None) -> float | None:
+    """The product's workers: the orders' and, where it runs apart, the events'."""
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
 
 
 def _r(v: float | None) -> float | None:
@@ -718,7 +724,13 @@ async def run(a: argparse.Namespace) -> int:
     tag = secrets.token_hex(3)
     state_dir: Path = a.state_dir / started.strftime("%Y%m%d-%H%M%S")
     log(f"starting the stack; logs, database and raw profiles in {state_dir}")
-    stack = await start_stack(state_dir, db=a.db, transport_mode=a.transport, worker_bytecode=a.worker_bytecode)
+    stack = await start_stack(
+        state_dir,
+        db=a.db,
+        transport_mode=a.transport,
+        worker_bytecode=a.worker_bytecode,
+        events_process=not a.events_inline,
+    )
     results: dict[str, Any] = {
         "command": a.command,
         "started_at": started.isoformat(timespec="seconds"),
@@ -836,6 +848,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events-orders", type=int, help="orders per side in the events row (0: skip)")
     p.add_argument("--events-rounds", type=int, default=2, help="rounds of the events row, sides alternated")
     p.add_argument("--events-concurrency", type=int, default=40, help="orders in flight in the events row")
+    p.add_argument(
+        "--events-inline",
+        action="store_true",
+        help="run the hubs and deliveries in the orders' worker (EVENTS_WORKER=inline), not in a process of their own",
+    )
     p.add_argument("--only", choices=["events"], help="after the warm-up, only this row")
     p.add_argument("--scale-only", action="store_true", help="only the scale run (e.g. with --scale-orders 10000)")
     p.add_argument(

@@ -202,6 +202,12 @@ def _per_order_ms(usage: PhaseUsage, orders: int) -> dict[str, float]:
     return {name: round(u.cpu_s / orders * 1000, 2) for name, u in usage.processes.items()} if orders else {}
 
 
+def _proc_sum(cpu_ms: dict[str, float], procs: Sequence[str]) -> float | None:
+    """CPU ms per order of these processes together (the orders' and the events' workers)."""
+    present = [cpu_ms[p] for p in procs if p in cpu_ms]
+    return round(sum(present), 2) if present else None
+
+
 def _sum_usage(usages: Sequence[PhaseUsage]) -> PhaseUsage:
     total = PhaseUsage(wall_s=sum(u.wall_s for u in usages))
     for u in usages:
@@ -428,8 +434,12 @@ async def events_phase(
     on["hub_history_events_per_order"] = round(hub_events / len(on_ids), 2) if on_ids else None
     out["throughput_ratio"] = ratio(on["orders_per_s"], out["off"]["orders_per_s"])
     cost: dict[str, Any] = {}
-    for key, proc in (("temporal_cpu_ms", "temporal"), ("worker_cpu_ms", "worker"), ("consumer_cpu_ms", "consumer")):
-        v_on, v_off = on["cpu_ms_per_order"].get(proc), out["off"]["cpu_ms_per_order"].get(proc)
+    for key, procs in (
+        ("temporal_cpu_ms", ("temporal",)),
+        ("worker_cpu_ms", ("worker", "events_worker")),
+        ("consumer_cpu_ms", ("consumer",)),
+    ):
+        v_on, v_off = (_proc_sum(side["cpu_ms_per_order"], procs) for side in (on, out["off"]))
         cost[key] = {
             "on": v_on,
             "off": v_off,
@@ -488,6 +498,7 @@ def markdown(r: dict[str, Any]) -> list[str]:
     for proc, label in (
         ("temporal", "Temporal server"),
         ("worker", "worker"),
+        ("events_worker", "events worker (hubs, deliveries)"),
         ("consumer", "webhook consumer"),
         ("receiver", "receiver"),
         ("driver", "driver"),
@@ -506,7 +517,8 @@ def markdown(r: dict[str, Any]) -> list[str]:
         f"phases): **{'complete' if d['ok'] else 'INCOMPLETE'}**. "
         f"Per order the events cost {cost['history_events']['extra']} history events in the order and "
         f"{cost['history_events']['hub_and_pages']} in the hub, {cost['temporal_cpu_ms']['extra']} ms of server CPU "
-        f"and {cost['worker_cpu_ms']['extra']} ms of worker CPU. Histories: the first {on['history_sample']} orders "
+        f"and {cost['worker_cpu_ms']['extra']} ms of worker CPU (the orders' and the events' workers). "
+        f"Histories: the first {on['history_sample']} orders "
         "of each side. Lag: from the event's `emitted_at` (the workflow's time) to the consumer's verification."
     )
     ht = on.get("hub_timings")

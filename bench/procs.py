@@ -30,11 +30,13 @@ from temporalio.client import Client
 from bench.probe import PROBE_ADDRESS_ARG, ProbeListener
 from stack.local import LocalStack
 from stack.processes import Supervisor, temporal_binary
-from stack.servers import wait_http, wait_until
+from stack.servers import free_port, wait_http, wait_until
 from stack.spec import ISSUER_ID, EmulatorOptions, Ports, StackSpec, Transport
 
 PRODUCT_TASK_QUEUE = "bench-card-orders"
 BASELINE_TASK_QUEUE = "bench-baseline"
+# The process that runs the hubs and deliveries when they have one of their own.
+EVENTS_WORKER = "events_worker"
 # Windows long enough never to fire during a run; no close grace (it would only add a timer
 # and idle time to every order).
 BENCH_TIMING = {
@@ -233,7 +235,12 @@ def bench_spec(state_dir: Path, transport: Transport = "mtls") -> StackSpec:
 
 
 async def start_stack(
-    state_dir: Path, *, db: str, transport_mode: Transport = "mtls", worker_bytecode: bool = False
+    state_dir: Path,
+    *,
+    db: str,
+    transport_mode: Transport = "mtls",
+    worker_bytecode: bool = False,
+    events_process: bool = True,
 ) -> BenchStack:
     """Temporal dev server, emulator, receiver, product worker and baseline worker.
 
@@ -244,6 +251,10 @@ async def start_stack(
     ``worker_bytecode`` is an experiment: the workers may write and read a bytecode cache
     (under the state directory) even where ``PYTHONDONTWRITEBYTECODE`` is set, as an image
     that ships compiled bytecode would.
+
+    ``events_process``: the issuers' hubs and their deliveries run in a worker process of their
+    own (``EVENTS_WORKER=only``; the orders' worker ``off``), the shape docs/operations.md
+    recommends; False runs both in the orders' worker (``inline``, ``make run``'s default).
     """
     local = bench_spec(state_dir, transport_mode).ensure()
     sup = Supervisor(local.paths.logs)
@@ -268,11 +279,16 @@ async def start_stack(
         await wait_http(f"{local.issuer_api_url}/v1/health/live", "issuer API", verify=verify, alive=sup.check_alive)
         cache = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(state_dir / "pycache")}
         bytecode = cache if worker_bytecode else {}
+        split = {"EVENTS_WORKER": "off"} if events_process else {}
         worker = sup.start(
             "worker",
             [sys.executable, "-m", "bench.probe", PROBE_ADDRESS_ARG, probe.address],
-            local.env("worker", bytecode),
+            local.env("worker", {**bytecode, **split}),
         )
+        events_worker = None
+        if events_process:
+            own = {"EVENTS_WORKER": "only", "TELEMETRY_METRICS_PORT": str(free_port())}
+            events_worker = sup.start(EVENTS_WORKER, local.argv("worker"), local.env("worker", {**bytecode, **own}))
         baseline = sup.start(
             "baseline_worker",
             [
@@ -291,6 +307,9 @@ async def start_stack(
         client = await Client.connect(local.temporal_address)
         await wait_until(lambda: has_pollers(client, PRODUCT_TASK_QUEUE), "product worker", alive=sup.check_alive)
         await wait_until(lambda: has_pollers(client, BASELINE_TASK_QUEUE), "baseline worker", alive=sup.check_alive)
+        if events_worker is not None:
+            events_queue = local.events_settings().queue(PRODUCT_TASK_QUEUE)
+            await wait_until(lambda: has_pollers(client, events_queue), "events worker", alive=sup.check_alive)
     except BaseException:
         sup.stop_all()
         probe.close()
@@ -310,6 +329,7 @@ async def start_stack(
             "emulator": emulator.pid,
             "baseline_worker": baseline.pid,
             "temporal": temporal_pid,
+            **({EVENTS_WORKER: events_worker.pid} if events_worker is not None else {}),
         },
         local=local,
         transport=transport_mode,

@@ -232,6 +232,7 @@ def markdown_main(r: dict[str, Any]) -> str:
     for proc, label in (
         ("temporal", "Temporal server"),
         ("worker", "worker"),
+        ("events_worker", "events worker (hubs, deliveries)"),
         ("receiver", "receiver"),
         ("emulator", "emulator (D1 stand-in)"),
         ("driver", "driver (starter / D1's notifier)"),
