@@ -14,6 +14,7 @@ import httpx
 
 from bench.load import closed_loop
 from bench.procs import ISSUER_ID, BenchStack, Meters
+from bench.profiling import Profiler
 from bench.stats import ratio
 from security.tls import client_ssl_context
 from stack.samples import sample_order
@@ -37,8 +38,17 @@ def _api_client(stack: BenchStack, concurrency: int) -> httpx.AsyncClient:
 
 
 async def intake_phase(
-    stack: BenchStack, orders: CardOrders, meters: Meters, tag: str, n: int, concurrency: int
+    stack: BenchStack,
+    orders: CardOrders,
+    meters: Meters,
+    tag: str,
+    n: int,
+    concurrency: int,
+    *,
+    profiler: Profiler | None = None,
 ) -> dict[str, Any]:
+    """``profiler``: py-spy on the API process over the HTTPS path only (its CPU figure then
+    includes the sampler's small cost to the target)."""
     await stack.emulator("POST", "/_emulator/faults", json={"dropNotifications": True, "stepDelayMs": 0})
     out: dict[str, Any] = {"orders": n, "concurrency": concurrency}
     edge_cpu = 0.0
@@ -67,8 +77,12 @@ async def intake_phase(
             if resp.status_code != 201:
                 failures["https"] += 1
 
+        if profiler is not None:
+            profiler.start("issuer_api", stack.pids["issuer_api"])
         with meters.phase() as usage:
             wall = await closed_loop(n, concurrency, https_one)
+        if profiler is not None:
+            out["profile"] = profiler.stop()
     api = usage.processes["issuer_api"]
     out["https"] = {
         "wall_s": round(wall, 2),
