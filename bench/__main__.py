@@ -17,7 +17,8 @@ Phases, all in one invocation on one local dev server:
    then released through the receiver until every order is closed;
 7. D1 batch API: cards per second and D1 calls per 1,000 cards, batch against single-card
    submission;
-8. intake: the issuer API over HTTPS against the Python API (bench/intake.py);
+8. intake: the issuer API over HTTPS against the Python API (bench/intake.py); ``--only
+   intake`` runs this row alone (``--profile-intake``: with py-spy on the API process);
 9. events: orders with webhooks on (a local consumer verifies every event) against events
    off, alternated (bench/events.py); ``--only events`` runs this row alone.
 
@@ -763,16 +764,19 @@ async def run(a: argparse.Namespace) -> int:
             save(results, a, started, final=False)
         if a.batch_cards and not a.skip_batch and not a.scale_only and a.only is None:
             results["d1_batch"] = await batch_phase(stack, orders, meters, tag, a)
-        if a.intake_orders and not a.skip_intake and not a.scale_only and a.only is None:
+        if a.intake_orders and not a.skip_intake and not a.scale_only and a.only in (None, "intake"):
             log(f"intake row: {a.intake_orders} orders through the Python API, then through the issuer API")
-            results["intake"] = await intake_phase(stack, orders, meters, tag, a.intake_orders, a.concurrency)
+            prof = Profiler(stack.state_dir / "profiles" / "intake") if a.profile_intake else None
+            results["intake"] = await intake_phase(
+                stack, orders, meters, tag, a.intake_orders, a.concurrency, profiler=prof
+            )
             i = results["intake"]
             log(
                 f"intake row: Python API {i['python']['orders_per_s']}/s, issuer API {i['https']['orders_per_s']}/s, "
                 f"API CPU {i['https']['api_cpu_ms_per_order']} ms/order"
             )
             save(results, a, started, final=False)
-        if a.events_orders and not a.skip_events and not a.scale_only:
+        if a.events_orders and not a.skip_events and not a.scale_only and a.only in (None, "events"):
             t0 = time.perf_counter()
             results["events"] = await events.events_phase(
                 stack, client, plain, load_codec(stack.codec_keys), templates, tag, a, log, probe_of(stack, a)
@@ -853,7 +857,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run the hubs and deliveries in the orders' worker (EVENTS_WORKER=inline), not in a process of their own",
     )
-    p.add_argument("--only", choices=["events"], help="after the warm-up, only this row")
+    p.add_argument("--only", choices=["intake", "events"], help="after the warm-up, only this row")
+    p.add_argument(
+        "--profile-intake", action="store_true", help="py-spy on the issuer API during the intake row's HTTPS path"
+    )
     p.add_argument("--scale-only", action="store_true", help="only the scale run (e.g. with --scale-orders 10000)")
     p.add_argument(
         "--drain-limit-s",

@@ -1,5 +1,5 @@
 """``python -m issuer_api``: serve the issuer API on ISSUER_API_HOST:ISSUER_API_PORT over mutual TLS
-(uvicorn's fast paths, as the receiver), encrypting card data with the ``D1_*`` key and program."""
+(the receiver's server configuration, stack/servers.py), encrypting card data with the ``D1_*`` key and program."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from issuer_api.tls import server_options
 from observability.process import configure_process, exit_without_finalizing
 from security.redaction import install_log_redaction
 from settings import IssuerApiSettings, TemporalSettings
+from stack.servers import freeze_startup_heap, server_config
 from starter.api import CardOrders, timing_from_settings
 from starter.edge import OrderEdge
 from temporal_client import connect
@@ -28,16 +29,8 @@ async def main() -> None:
     orders = CardOrders(client, task_queue=ts.task_queue, timing=timing_from_settings(), edge=OrderEdge.from_settings())
     orders.edge.current_kid()  # D1's key must be readable before the first order, not at it
     app = create_app(orders, settings, auth=auth)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=20,
-        access_log=settings.access_log,
-        log_config=None,
-        **options,  # type: ignore[arg-type]
-    )
+    config = server_config(app, settings, options)
+    freeze_startup_heap()
     await uvicorn.Server(config).serve()
 
 

@@ -40,7 +40,10 @@ class TemporalGate:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         try:
-            async with asyncio.timeout(self._shed_after_s):
+            if self._slots.locked():
+                async with asyncio.timeout(self._shed_after_s):
+                    await self._slots.acquire()
+            else:  # a free slot is taken at once: no timer to arm and cancel on every request
                 await self._slots.acquire()
         except TimeoutError:
             raise ProblemError(

@@ -4,9 +4,6 @@ fast paths (httptools, uvloop: ``uvicorn[standard]``), which cut its CPU per not
 
 from __future__ import annotations
 
-import gc
-from typing import Any
-
 import uvicorn
 import uvloop
 
@@ -19,30 +16,8 @@ from security.redaction import install_log_redaction
 from security.sealing import RECEIVER
 from security.transport import receiver_server_options
 from settings import ReceiverSettings, TemporalSettings
+from stack.servers import freeze_startup_heap, server_config
 from temporal_client import connect
-
-
-def freeze_startup_heap() -> None:
-    """What start-up made (modules, settings, the app: ~100,000 objects) lives as long as the
-    process; frozen, a full collection no longer walks it. Walking it stopped the event loop
-    for 40-150 ms under load, and every acknowledgement in flight with it (docs/benchmarks.md,
-    finding 5b)."""
-    gc.collect()
-    gc.freeze()
-
-
-def server_config(app: Any, settings: ReceiverSettings, tls_options: dict[str, Any]) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=20,
-        timeout_keep_alive=settings.keep_alive_s,
-        **tls_options,
-        access_log=settings.access_log,
-        log_config=None,  # uvicorn's own lines go through our structured, redacted handler
-    )
 
 
 async def main() -> None:

@@ -62,3 +62,7 @@ class IssuerApiSettings(BaseSettings):
     """Orders per page of `GET card-orders` unless `limit` asks for another size."""
     access_log: bool = False
     """One log line per request."""
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
+    """How long an idle connection from an issuer system stays open. A new connection costs a
+    mutual-TLS handshake inside the next call (uvicorn's own default is 5 s); only a caller that
+    completed the handshake holds one."""

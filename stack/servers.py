@@ -1,21 +1,62 @@
-"""Free loopback ports, an HTTP server inside the current event loop, and waiting for a server
-(the emulator, which never imports the product, keeps its own copy: ``emulator/testing.py``)."""
+"""The uvicorn configuration the product's servers share (the receiver, the issuer API), free
+loopback ports, an HTTP server inside the current event loop, and waiting for a server (the
+emulator, which never imports the product, keeps its own copy: ``emulator/testing.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
 
 LOOPBACK = "127.0.0.1"
+
+
+class Served(Protocol):
+    """What a server's settings say about serving (``ReceiverSettings``, ``IssuerApiSettings``)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def keep_alive_s(self) -> int: ...
+    @property
+    def access_log(self) -> bool: ...
+
+
+def server_config(app: Any, settings: Served, tls_options: dict[str, Any]) -> uvicorn.Config:
+    """uvicorn's fast paths (httptools, uvloop: ``uvicorn[standard]``) for a long-running server.
+    The keep-alive outlives a caller's lull: uvicorn's own 5 s made every pause cost a new
+    mutual-TLS handshake inside the next answer (docs/benchmarks.md finding 5b)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=20,
+        timeout_keep_alive=settings.keep_alive_s,
+        **tls_options,
+        access_log=settings.access_log,
+        log_config=None,  # uvicorn's own lines go through our structured, redacted handler
+    )
+
+
+def freeze_startup_heap() -> None:
+    """What start-up made (modules, settings, the app: ~100,000 objects) lives as long as the
+    process; frozen, a full collection no longer walks it. Walking it stopped the event loop
+    for 40-150 ms under load, and every answer in flight with it (docs/benchmarks.md,
+    finding 5b)."""
+    gc.collect()
+    gc.freeze()
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from issuer_api.app import create_app
 from issuer_api.tls import server_options
 from settings import IssuerApiSettings
-from stack.servers import free_port, serve
+from stack.servers import free_port, serve, server_config
 from starter.api import CardOrders
 from tests.conftest import ISSUER_ID, new_request_id
 from tests.issuer_api.conftest import Api, api_settings
@@ -62,3 +62,13 @@ async def test_a_request_past_its_deadline_is_503(api: Api) -> None:
         async with api.client() as http:
             resp = await http.get(f"{url}{api.orders_path(ISSUER_ID)}")
     assert resp.status_code == 503 and resp.headers["retry-after"]
+
+
+def test_idle_connections_of_issuer_systems_outlive_a_lull() -> None:
+    # The receiver's server configuration (stack/servers.py): uvicorn's own 5 s keep-alive made a
+    # caller that paused re-handshake mutual TLS inside its next call.
+    settings = IssuerApiSettings(allow_plaintext=True)
+    config = server_config(object(), settings, server_options(settings))
+    assert config.timeout_keep_alive >= 60 and config.access_log is False and config.log_config is None
+    tuned = IssuerApiSettings(allow_plaintext=True, keep_alive_s=300)
+    assert server_config(object(), tuned, {}).timeout_keep_alive == 300

@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from observability import tracing
-from receiver.__main__ import freeze_startup_heap, server_config
 from receiver.app import create_app
 from settings import ReceiverSettings
+from stack.servers import freeze_startup_heap, server_config
 from tests.unit.test_receiver_answers import FakeRouter, body, post
 
 
