@@ -101,7 +101,6 @@ WORKFLOWS = [
 ]
 # Deterministic, side-effect-free modules the workflows use, shared with the sandbox instead of
 # re-imported for every workflow run: the D1 models, the contracts, the pure rules, pydantic.
-# The workflow modules themselves stay sandboxed (workflows/card_order.py, ...).
 PASSTHROUGH_MODULES = (
     "d1",
     "contracts",
@@ -168,8 +167,18 @@ class SandboxRunner(SandboxedWorkflowRunner):
         return instance
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+# The modules that define the workflows. The stock sandbox imports each afresh for every new
+# run (every card order: its module's code, the @workflow.defn checks), a fifth of the worker's
+# Python time in the bench's profiles (docs/benchmarks.md, "The sandbox's price"). They keep
+# no state at module level, so the worker shares them too. The tests run them strictly
+# sandboxed (``strict=True``: tests/workflows, tests/events/test_hub.py, tests/histories),
+# where the sandbox's restrictions catch a non-deterministic call in a workflow's own code.
+WORKFLOW_MODULES = tuple(sorted({w.__module__ for w in WORKFLOWS}))
+
+
+def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+    modules = PASSTHROUGH_MODULES if strict else (*PASSTHROUGH_MODULES, *WORKFLOW_MODULES)
+    return SandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules))
 
 
 def build_worker(
