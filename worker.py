@@ -101,7 +101,6 @@ WORKFLOWS = [
 ]
 # Deterministic, side-effect-free modules the workflows use, shared with the sandbox instead of
 # re-imported for every workflow run: the D1 models, the contracts, the pure rules, pydantic.
-# The workflow modules themselves stay sandboxed (workflows/card_order.py, ...).
 PASSTHROUGH_MODULES = (
     "d1",
     "contracts",
@@ -168,8 +167,18 @@ class SandboxRunner(SandboxedWorkflowRunner):
         return instance
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES))
+# The modules that define the workflows. The stock sandbox imports each afresh for every new
+# run (every card order: its module's code, the @workflow.defn checks), a fifth of the worker's
+# Python time in the bench's profiles (docs/benchmarks.md, "The sandbox's price"). They keep
+# no state at module level, so the worker shares them too. The tests run them strictly
+# sandboxed (``strict=True``: tests/workflows, tests/events/test_hub.py, tests/histories),
+# where the sandbox's restrictions catch a non-deterministic call in a workflow's own code.
+WORKFLOW_MODULES = tuple(sorted({w.__module__ for w in WORKFLOWS}))
+
+
+def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+    modules = PASSTHROUGH_MODULES if strict else (*PASSTHROUGH_MODULES, *WORKFLOW_MODULES)
+    return SandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules))
 
 
 def build_worker(
@@ -190,6 +199,12 @@ def build_worker(
     )
 
 
+# A hub is one hot workflow per issuer: while its workflow task waits, every delivery of the
+# issuer waits. With eager activity execution (the server hands the deliveries scheduled by a
+# hub's task straight back to this worker) the bench caught the hub's next task unclaimed on
+# this worker's sticky queue until its schedule-to-start timeout, in 3 of 5 runs (10 s nominal,
+# up to 32 s on the loaded dev server); without it, in none of 2 (docs/benchmarks.md, "Events:
+# the hub's stalled tasks"). A delivery's activity task then goes through matching: a few ms.
 def build_events_worker(client: Client, task_queue: str, events: EventActivities) -> Worker:
     """The hubs and their deliveries on ``EVENTS_TASK_QUEUE`` (events/hub.py)."""
     return Worker(
@@ -200,6 +215,7 @@ def build_events_worker(client: Client, task_queue: str, events: EventActivities
         activities=[events.deliver],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=100,
+        disable_eager_activity_execution=True,
     )
 
 

@@ -7,7 +7,7 @@ so the workflow sandbox can import it cheaply.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
@@ -57,11 +57,29 @@ class RefusedPayloadConverter(EncodingPayloadConverter):
 class ProductPayloadConverter(PydanticPayloadConverter):
     """Pydantic JSON, the refusal marker, and the mark that tells the codec a payload is not a
     message (security/sealing.py, ``FOR_READERS``): a result or an activity payload is sealed
-    for readers, a message with its sender's key."""
+    for readers, a message with its sender's key.
+
+    One instance serves the process. temporalio builds a payload converter for every data
+    converter it derives, and it derives two per workflow activation and one per payload of an
+    activity or a child (``DataConverter.__post_init__``, ``with_context``), mostly only to
+    replace it; each would start with an empty cache of pydantic type adapters. The converter
+    keeps no state but that cache (thread-safe: ``functools.lru_cache``), so sharing it changes
+    no result (docs/benchmarks.md, "The sandbox's price").
+    """
+
+    _shared: ClassVar[ProductPayloadConverter | None] = None
+
+    def __new__(cls) -> ProductPayloadConverter:
+        shared = cls.__dict__.get("_shared")
+        if shared is None:
+            shared = super().__new__(cls)
+            PydanticPayloadConverter.__init__(shared)
+            shared._set_converters(*shared.converters.values(), RefusedPayloadConverter())
+            cls._shared = shared
+        return shared
 
     def __init__(self) -> None:
-        super().__init__()
-        self._set_converters(*self.converters.values(), RefusedPayloadConverter())
+        pass  # set up once, in __new__
 
     def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
         payloads = super().to_payloads(values)

@@ -96,7 +96,7 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
             task_queue=QUEUE,
             workflows=[EventHubWorkflow, EventPageWorkflow],
             activities=[fake.deliver],
-            workflow_runner=workflow_runner(),
+            workflow_runner=workflow_runner(strict=True),
         ):
             handle = await client.start_workflow(
                 c.HUB_WORKFLOW_TYPE, c.HubInput(issuer_id="ISS"), id=c.hub_id("ISS"), task_queue=QUEUE

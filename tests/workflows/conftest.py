@@ -261,7 +261,7 @@ async def _fast_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[F
             env.client,
             task_queue=TASK_QUEUE,
             workflows=WORKFLOWS,
-            workflow_runner=workflow_runner(),
+            workflow_runner=workflow_runner(strict=True),
             activities=d1.all(),
         ):
             yield FastEnv(env, client, codec, d1, plain)
