@@ -199,12 +199,6 @@ def build_worker(
     )
 
 
-# A hub is one hot workflow per issuer: while its workflow task waits, every delivery of the
-# issuer waits. With eager activity execution (the server hands the deliveries scheduled by a
-# hub's task straight back to this worker) the bench caught the hub's next task unclaimed on
-# this worker's sticky queue until its schedule-to-start timeout, in 3 of 5 runs (10 s nominal,
-# up to 32 s on the loaded dev server); without it, in none of 2 (docs/benchmarks.md, "Events:
-# the hub's stalled tasks"). A delivery's activity task then goes through matching: a few ms.
 def build_events_worker(client: Client, task_queue: str, events: EventActivities) -> Worker:
     """The hubs and their deliveries on ``EVENTS_TASK_QUEUE`` (events/hub.py)."""
     return Worker(
@@ -215,7 +209,6 @@ def build_events_worker(client: Client, task_queue: str, events: EventActivities
         activities=[events.deliver],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=100,
-        disable_eager_activity_execution=True,
     )
 
 
