@@ -133,10 +133,15 @@ class CardOrders(OrderChanges):
     async def _start(self, prepared: PreparedOrder) -> SubmittedOrder:
         """Start the order; an id already taken is the answer only when its run is this order
         (a retry): anything else there is a foreign start (:class:`ForeignStart`)."""
-        if await self._exists(prepared.workflow_id):
-            await self._ensure_same_order(prepared)
+        # The common case, a new order, costs the visibility read and the start: the order's own
+        # id is read only when one of them says it may be there already.
+        try:
+            await self._refuse_if_card_busy(prepared)  # a retry of the open order is not "busy"
+        except OrderRefused:
+            if not await self._exists(prepared.workflow_id):
+                raise
+            await self._ensure_same_order(prepared)  # a retry of an earlier order of this card
             return SubmittedOrder(prepared.workflow_id, created=False)
-        await self._refuse_if_card_busy(prepared)
         submitted = await self._start_once(api.WORKFLOW_TYPE, prepared, reuse=WorkflowIDReusePolicy.REJECT_DUPLICATE)
         if not submitted.created:  # another start won the race: it must be this order too
             await self._ensure_same_order(prepared)
