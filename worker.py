@@ -32,7 +32,7 @@ from activities.d1_client import D1Client
 from activities.token_provider import AccessTokenProvider
 from contracts.card_order import OPEN_STAGES, open_stage_query, past_due_query
 from d1.program import load_program
-from events.activities import EventActivities, event_activities, events_off
+from events.activities import EventActivities, event_activities, events_off, order_masked_pan
 from events.hub import EventHubWorkflow, EventPageWorkflow
 from observability import names
 from observability.audit import configure_audit_log
@@ -193,7 +193,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=[*activities, *events_acts],
+        activities=[*activities, *events_acts, order_masked_pan],
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_concurrent_activities=200,
     )

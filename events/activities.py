@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
+from contracts import card_order
 from events import contract as c
 from events.catalogue import Event
 from events.coalesce import Coalescer
@@ -144,6 +146,21 @@ class EventActivities:
             return None
         metrics.attempt(issuer_id, target.endpoint_id, f"http_{response.status_code}", None)
         return f"event {event.id}: HTTP {response.status_code}"
+
+
+@activity.defn(name=c.ORDER_MASKED_PAN)
+async def order_masked_pan(order_workflow_id: str) -> str | None:
+    """The masked PAN of a closed order, for the event its activation record raises on its
+    behalf (workflows/activation.py): the order's view, by query (the worker replays the closed
+    order for it; a rare call). None once Temporal no longer keeps the order (past retention)."""
+    handle = activity.client().get_workflow_handle(order_workflow_id)
+    try:
+        view = await handle.query(card_order.VIEW_QUERY, result_type=card_order.OrderView)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return view.ref.masked_pan
 
 
 @activity.defn(name=c.EMIT_EVENTS)

@@ -37,6 +37,8 @@ EVENTS_SENT_QUERY = "events_sent"
 # Activities.
 EMIT_EVENTS = "events.emit"  # local activity of the card workflows: EmitInput -> str (emitted(); "": events off)
 DELIVER_EVENTS = "events.deliver"  # DeliverInput -> DeliverResult
+# Local activity of the activation record: the order's workflow id -> its masked PAN (or None).
+ORDER_MASKED_PAN = "events.order_masked_pan"
 # Events per sealed page (a closed EventPageWorkflow): page n holds sequences n*PAGE_SIZE+1 .. (n+1)*PAGE_SIZE.
 # Fixed: the page of a sequence number is computed, never stored.
 PAGE_SIZE = 500

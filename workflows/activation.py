@@ -15,7 +15,7 @@ order's event for it (events/from_order.py ``activation_events``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.activation import ActivationCheck, ActivationFlag, ActivationRecord
     from contracts.card_order import OrderRef, OrderState, Outcome, TimelineEntry
+    from events import contract as events_api
     from events.from_order import activation_events, activation_subject
     from workflows.events_out import EventsOut
     from workflows.inputs import read_input, start_roles
@@ -137,6 +138,15 @@ class CardActivationWorkflow:
         if subject is not None:
             # The order closed before it could announce the activation: the bank learns of it
             # from here, through the issuer's hub like the order's own events (docs/events.md).
+            # Every event carries the card's masked PAN; the receiver that started this record
+            # never reads the order's data, the worker does (events/activities.py).
+            masked_pan = await workflow.execute_local_activity(
+                events_api.ORDER_MASKED_PAN,
+                subject.workflow_id,
+                result_type=str | None,  # type: ignore[arg-type]
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            subject = subject.model_copy(update={"masked_pan": masked_pan})
             events_out = EventsOut(subject, on=True, end_statuses=())
             events_out.announce(activation_events(subject, record, now=workflow.now()))
             await events_out.drained()

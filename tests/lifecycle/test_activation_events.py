@@ -89,6 +89,7 @@ async def test_an_activation_after_the_order_closed_reaches_the_bank_once(life: 
     assert [e["sequence"] for e in events] == sorted(e["sequence"] for e in events)
     # The order's envelope and data, as if the order had still been open; the same stable id.
     assert activated["workflow_id"] == view.workflow_id and activated["issuer_request_id"] == rid
+    assert view.ref.masked_pan and activated["masked_pan"] == view.ref.masked_pan  # read by the worker
     assert activated["id"] == event_id(view.workflow_id, ACTIVATED, "activation:ACTIVATED")
     assert activated["data"]["activation"] == "ACTIVATED" and "DELIVERED" in activated["data"]["order_stage"]
     record = await record_of(life, card)
