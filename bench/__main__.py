@@ -51,7 +51,7 @@ from bench.intake import intake_phase
 from bench.probe import ProbeListener
 from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage, Usage, start_stack
 from bench.profiling import Profiler
-from bench.stats import latency_summary_ms, ratio
+from bench.stats import latency_summary_ms, ratio, sum_present
 from contracts.card_order import workflow_id as workflow_id_for
 from security.codec import load_codec
 from stack.samples import sample_order
@@ -155,7 +155,7 @@ def cost_breakdown(r: dict[str, Any]) -> dict[str, Any]:
     # CPU s per 1,000 orders is CPU ms per order; the history figures are per order already.
     for key, bo, po in (
         ("temporal_cpu_ms", cpu(b, "temporal"), cpu(p, "temporal")),
-        ("worker_cpu_ms", cpu(b, "worker"), _sum(cpu(p, "worker"), cpu(p, "events_worker"))),
+        ("worker_cpu_ms", cpu(b, "worker"), sum_present(cpu(p, "worker"), cpu(p, "events_worker"))),
         ("receiver_cpu_ms", 0.0, cpu(p, "receiver")),
         ("driver_cpu_ms", cpu(b, "driver"), cpu(p, "driver")),
         ("history_events", b["history"]["events_per_order"], p["history"]["events_per_order"]),
@@ -171,12 +171,6 @@ def cost_breakdown(r: dict[str, Any]) -> dict[str, Any]:
         }
     edge = p.get("edge_cpu_ms_per_order")
     return {"per_order_notifications": per_order, "rows": rows, "edge_cpu_ms_per_order": edge}
-
-
-def _sum(*values: float | None) -> float | None:
-    """The product's workers: the orders' and, where it runs apart, the events'."""
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
 
 
 def _r(v: float | None) -> float | None:

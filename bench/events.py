@@ -35,7 +35,7 @@ from bench import load
 from bench.history import summarise
 from bench.probe import ProbeListener
 from bench.procs import ISSUER_ID, PRODUCT_TASK_QUEUE, BenchStack, Meters, PhaseUsage
-from bench.stats import latency_summary_ms, ratio
+from bench.stats import latency_summary_ms, ratio, sum_present
 from events import contract as ec
 from events.api import WebhookEndpoints
 from stack.servers import LOOPBACK, free_port, wait_http
@@ -202,10 +202,9 @@ def _per_order_ms(usage: PhaseUsage, orders: int) -> dict[str, float]:
     return {name: round(u.cpu_s / orders * 1000, 2) for name, u in usage.processes.items()} if orders else {}
 
 
-def _proc_sum(cpu_ms: dict[str, float], procs: Sequence[str]) -> float | None:
-    """CPU ms per order of these processes together (the orders' and the events' workers)."""
-    present = [cpu_ms[p] for p in procs if p in cpu_ms]
-    return round(sum(present), 2) if present else None
+def _cpu_sum(cpu_ms: dict[str, float], procs: Sequence[str]) -> float | None:
+    total = sum_present(*(cpu_ms.get(p) for p in procs))
+    return None if total is None else round(total, 2)
 
 
 def _sum_usage(usages: Sequence[PhaseUsage]) -> PhaseUsage:
@@ -439,7 +438,7 @@ async def events_phase(
         ("worker_cpu_ms", ("worker", "events_worker")),
         ("consumer_cpu_ms", ("consumer",)),
     ):
-        v_on, v_off = (_proc_sum(side["cpu_ms_per_order"], procs) for side in (on, out["off"]))
+        v_on, v_off = (_cpu_sum(side["cpu_ms_per_order"], procs) for side in (on, out["off"]))
         cost[key] = {
             "on": v_on,
             "off": v_off,

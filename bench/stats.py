@@ -32,3 +32,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return round(a / b, 3)
+
+
+def sum_present(*values: float | None) -> float | None:
+    """The sum of the values that were measured (the orders' worker and, where it runs apart,
+    the events' worker); None when none was."""
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
