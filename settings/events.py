@@ -40,7 +40,8 @@ class EventsSettings(BaseSettings):
     concurrency: int = Field(default=8, ge=1, le=64)
     """Cards delivered in parallel within one attempt (each card's events stay in order)."""
     flush_interval_ms: int = Field(default=20, ge=0, le=1000)
-    """The worker gathers the events of all its orders for this long into one signal to the hub."""
+    """While no signal to the hub is in flight, the worker gathers its orders' events this long into
+    one; while one is, the next gathers until it landed (group commit, events/coalesce.py)."""
     secret_grace: timedelta = timedelta(hours=24)
     """After a secret rotation, the old secret keeps signing this long."""
     delivery_shards: int = Field(default=4, ge=1, le=64)
