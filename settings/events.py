@@ -48,6 +48,11 @@ class EventsSettings(BaseSettings):
     """Delivery loops per endpoint, each for the cards whose id hashes to it: a slow batch for some
     cards does not hold the others' (each card's events stay in one loop, in order). An endpoint
     takes a new value once its loops stand at one cursor."""
+    fast_attempt_s: float = Field(default=5.0, ge=0, le=8)
+    """A delivery loop whose last attempt succeeded posts its next batch from within the hub's
+    workflow task (a local activity) for at most this long; past it, or after a failure, the
+    attempt is an activity of its own. 0: always an activity. At most 8 s: the hub's workflow
+    task (10 s) must not time out while it waits."""
     task_queue: str = ""
     """Task queue of the issuers' event hubs and their deliveries, polled by a worker of its own in
     the worker process (its own pollers and slots: the hubs' tasks do not wait behind the orders').
