@@ -44,10 +44,12 @@ class EventsSettings(BaseSettings):
     one; while one is, the next gathers until it landed (group commit, events/coalesce.py)."""
     secret_grace: timedelta = timedelta(hours=24)
     """After a secret rotation, the old secret keeps signing this long."""
-    delivery_shards: int = Field(default=4, ge=1, le=64)
+    delivery_shards: int = Field(default=2, ge=1, le=64)
     """Delivery loops per endpoint, each for the cards whose id hashes to it: a slow batch for some
     cards does not hold the others' (each card's events stay in one loop, in order). An endpoint
-    takes a new value once its loops stand at one cursor."""
+    takes a new value once its loops stand at one cursor. More loops are more hub history and
+    tasks: 2 gave the lowest lag in the bench (docs/benchmarks.md, "Events: group commit and local
+    attempts")."""
     fast_attempt_s: float = Field(default=5.0, ge=0, le=8)
     """A delivery loop whose last attempt succeeded posts its next batch from within the hub's
     workflow task (a local activity) for at most this long; past it, or after a failure, the

@@ -39,6 +39,8 @@ POLICY = c.DeliveryPolicy(
     failing_after=3,
     batch_size=10,
 )
+# The cards of these tests: they spread over the delivery loops (shard_of, 2 or 4 loops).
+CARDS = ("alpha", "bravo", "charlie")
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Hub:
 def event(n: int) -> Event:
     now = datetime.now(UTC).isoformat()
     return Event(
-        id=f"evt_{n}", type="order.shipped", occurred_at=now, emitted_at=now, issuer_id="ISS", card_id=f"c{n % 3}",
+        id=f"evt_{n}", type="order.shipped", occurred_at=now, emitted_at=now, issuer_id="ISS", card_id=CARDS[n % 3],
         workflow_id=f"card-order:ISS:r{n % 3}",
     )  # fmt: skip
 
@@ -134,7 +136,7 @@ async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(h
     assert (await view(hub)).status == c.EndpointStatus.FAILING  # still retried: hourly by now
     attempts = hub.endpoint.attempts
     # Per delivery loop (one per shard of the cards with events): 7 in the first two hours, then one an hour.
-    loops = len({c.shard_of(f"c{n}", POLICY.shards) for n in range(3)})
+    loops = len({c.shard_of(card, POLICY.shards) for card in CARDS})
     assert loops > 1  # the cards of this test spread over several loops
     assert 45 * loops <= attempts <= 60 * loops, attempts
     await hub.env.sleep(timedelta(days=1, hours=2))
@@ -162,13 +164,13 @@ async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(h
 
 async def test_a_failing_card_holds_only_the_cards_of_its_delivery_loop(hub: Hub) -> None:
     hub.endpoint.up = True
-    hub.endpoint.refused_cards = {"c0"}
+    hub.endpoint.refused_cards = {CARDS[0]}
     await create(hub)
     await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n) for n in range(25)], policy=POLICY))
     await hub.env.sleep(timedelta(minutes=10))
-    held = {f"c{n}" for n in range(3) if c.shard_of(f"c{n}", POLICY.shards) == c.shard_of("c0", POLICY.shards)}
-    assert held != {"c0", "c1", "c2"}  # the cards of this test spread over several loops
-    others = [f"evt_{n}" for n in range(25) if f"c{n % 3}" not in held]
+    held = {card for card in CARDS if c.shard_of(card, POLICY.shards) == c.shard_of(CARDS[0], POLICY.shards)}
+    assert held != set(CARDS)  # the cards of this test spread over several loops
+    others = [f"evt_{n}" for n in range(25) if CARDS[n % 3] not in held]
     assert hub.endpoint.delivered == others  # in order, while c0's loop keeps failing
     v = await view(hub)
     assert v.status == c.EndpointStatus.FAILING and v.backlog == 25  # the cursor is the slowest loop's
@@ -206,7 +208,7 @@ async def test_a_healthy_endpoint_is_posted_from_the_hubs_task_a_failing_one_by_
     await hub.env.sleep(timedelta(seconds=5))
     assert hub.endpoint.delivered == ["evt_0"] and hub.endpoint.local == [True]
     hub.endpoint.up = False
-    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(3)], policy=POLICY))  # card c0 again
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(3)], policy=POLICY))  # the same card
     await hub.env.sleep(timedelta(minutes=4))  # a local attempt, then retries after 1 and 2 minutes
     assert hub.endpoint.local[1:] == [True, False, False], hub.endpoint.local
     hub.endpoint.up = True
