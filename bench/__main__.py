@@ -725,6 +725,7 @@ async def run(a: argparse.Namespace) -> int:
         transport_mode=a.transport,
         worker_bytecode=a.worker_bytecode,
         events_process=not a.events_inline,
+        dynamic_config=a.dynamic_config,
     )
     results: dict[str, Any] = {
         "command": a.command,
@@ -875,6 +876,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     replicas.add_arguments(p, ROOT / "bench" / "results")
     p.add_argument("--db", choices=["file", "memory"], default="file", help="dev server persistence")
+    p.add_argument(
+        "--dynamic-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a dynamic config value for the dev server (repeatable), e.g. matching.numTaskqueueReadPartitions=1",
+    )
     # Outside the work tree on purpose: `make clean` elsewhere must not pull the floor from under a run.
     p.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "d1-bench")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")

@@ -238,9 +238,10 @@ def _seconds(e: Any) -> float:
 
 async def hub_timings(client: Client, since: float) -> dict[str, dict[str, float | int | None]]:
     """Where a delivery's time goes, read from the hub's histories (every run) after ``since``: a
-    signal of events waits for the hub's next workflow task; the hub's tasks take their time;
-    one delivery activity at a time per endpoint posts its batch; then the hub's task that
-    takes its result and schedules the next one."""
+    signal of events waits for the hub's next workflow task; the hub's tasks take their time,
+    with the deliveries they run as local activities (one marker each, ``local_delivery``);
+    a delivery that is an activity (after a failure, or a slow endpoint) posts its batch, then
+    the hub's task that takes its result schedules the next one."""
     from temporalio.api.enums.v1 import EventType as T
 
     waits: dict[str, list[float]] = {
@@ -248,6 +249,7 @@ async def hub_timings(client: Client, since: float) -> dict[str, dict[str, float
         "hub_task": [],
         "delivery_activity": [],
         "delivery_turnaround": [],
+        "local_delivery": [],
     }
     query = f'WorkflowType = "{ec.HUB_WORKFLOW_TYPE}"'
     async for wf in client.list_workflows(query):
@@ -269,6 +271,8 @@ async def hub_timings(client: Client, since: float) -> dict[str, dict[str, float
                 signals, task_started = [], t
             elif e.event_type == T.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and task_started is not None:
                 waits["hub_task"].append(t - task_started)
+            elif e.event_type == T.EVENT_TYPE_MARKER_RECORDED and task_started is not None:
+                waits["local_delivery"].append(t - task_started)  # at most: the task's time
             elif e.event_type == T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 if completed is not None and owed_at_end:
                     waits["delivery_turnaround"].append(t - completed)
@@ -528,10 +532,11 @@ def markdown(r: dict[str, Any]) -> list[str]:
 
         out.append(
             "\nWhere the lag goes (p50 / p99, from the hub's history): a signal of events waits "
-            f"{pair('signal_to_hub_task')} for the hub's next workflow task; a hub task takes {pair('hub_task')}; "
-            f"a delivery activity (one at a time per endpoint, a batch of up to `EVENTS_BATCH_SIZE`) takes "
-            f"{pair('delivery_activity')} ({ht['delivery_activity']['count']} of them); from its end to the "
-            f"next one's scheduling, events waiting: {pair('delivery_turnaround')}."
+            f"{pair('signal_to_hub_task')} for the hub's next workflow task; a hub task takes {pair('hub_task')}, "
+            f"with the {ht['local_delivery']['count']} deliveries it ran as local activities (one batch at a time "
+            f"per delivery loop, up to `EVENTS_BATCH_SIZE`); {ht['delivery_activity']['count']} deliveries were "
+            f"activities (after a failure or a slow attempt): {pair('delivery_activity')}, and from the end of "
+            f"one to the next one's scheduling, events waiting: {pair('delivery_turnaround')}."
         )
     targets = [t for t in r.get("targets", []) if t["name"].startswith("events:")]
     if targets:

@@ -14,7 +14,7 @@ import asyncio
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -241,6 +241,7 @@ async def start_stack(
     transport_mode: Transport = "mtls",
     worker_bytecode: bool = False,
     events_process: bool = True,
+    dynamic_config: Sequence[str] = (),
 ) -> BenchStack:
     """Temporal dev server, emulator, receiver, product worker and baseline worker.
 
@@ -264,7 +265,9 @@ async def start_stack(
     verify = local.verify()
     probe = await ProbeListener.start()
     try:
-        sup.start("temporal", local.dev_server_argv(temporal_bin, persist=db == "file"), local.env("temporal"))
+        extra = [arg for kv in dynamic_config for arg in ("--dynamic-config-value", kv)]
+        argv = local.dev_server_argv(temporal_bin, persist=db == "file", extra=extra)
+        sup.start("temporal", argv, local.env("temporal"))
 
         async def temporal_up() -> bool:
             await Client.connect(local.temporal_address)

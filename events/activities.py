@@ -34,6 +34,7 @@ def delivery_policy(settings: EventsSettings) -> c.DeliveryPolicy:
         failing_after=settings.failing_after,
         batch_size=settings.batch_size,
         shards=settings.delivery_shards,
+        fast_attempt_timeout=timedelta(seconds=settings.fast_attempt_s),
         attempt_timeout=timedelta(seconds=settings.request_timeout_s * (rounds + 1) + 30),
         heartbeat_timeout=timedelta(seconds=settings.request_timeout_s + 10),
     )
@@ -87,6 +88,7 @@ class EventActivities:
         for event in todo:
             cards.setdefault(event.card_id, []).append(event)
         metrics = DeliveryMetrics.current()
+        local = activity.info().is_local
         gate = asyncio.Semaphore(s.concurrency)
         delivered: list[str] = []
         errors: list[str] = []
@@ -95,7 +97,8 @@ class EventActivities:
             for event in card_events:  # a card's next event waits for this one
                 async with gate:
                     error = await self._post(inp.issuer_id, target, event, metrics)
-                activity.heartbeat()
+                if not local:  # a local activity has no heartbeat: the hub's task timeout bounds it
+                    activity.heartbeat()
                 if error is not None:
                     errors.append(error)
                     return

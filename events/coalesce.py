@@ -2,9 +2,16 @@
 
 Every state change of every order would otherwise be one signal to the issuer's hub: a
 history event and a workflow task on the hub each, and the hub is one workflow per issuer.
-The emit activities running in this worker within ``flush_s`` share one signal-with-start
-instead; each returns once that signal is in Temporal's history, so an order's events are
-durable before its workflow task completes (docs/events.md, "Shape and history cost").
+The emit activities running in this worker share one signal-with-start instead; each returns
+once that signal is in Temporal's history, so an order's events are durable before its
+workflow task completes (docs/events.md, "Shape and history cost").
+
+Group commit: one signal per hub is in flight from this worker at a time. Events emitted while
+it is on its way go together in the next one, sent as soon as it landed (after ``flush_s``
+when the worker was idle). So the hub's signal rate follows how fast Temporal takes them, not
+the emit rate: concurrent signals to the one hub workflow contend for its lock, and on a loaded
+server that held the hub's own tasks back for seconds (docs/benchmarks.md, "Events: the hub's
+stalled tasks").
 """
 
 from __future__ import annotations
@@ -27,29 +34,37 @@ class _Pending:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
+@dataclass
+class _Hub:
+    pending: _Pending = field(default_factory=_Pending)
+    sender: asyncio.Task[None] | None = None
+
+
 class Coalescer:
     def __init__(self, flush_s: float, policy: c.DeliveryPolicy) -> None:
         self._flush_s = flush_s
         self._policy = policy
-        self._pending: dict[tuple[str, str], _Pending] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._hubs: dict[tuple[str, str], _Hub] = {}
 
     async def emit(self, client: Client, task_queue: str, issuer_id: str, events: list[Event]) -> None:
         key = (issuer_id, task_queue)
-        pending = self._pending.get(key)
-        if pending is None:
-            pending = self._pending[key] = _Pending()
-            task = asyncio.create_task(self._flush(client, key))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        hub = self._hubs.setdefault(key, _Hub())
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending.events += events
-        pending.waiters.append(waiter)
+        hub.pending.events += events
+        hub.pending.waiters.append(waiter)
+        if hub.sender is None or hub.sender.done():
+            hub.sender = asyncio.create_task(self._send_all(client, key, hub))
         await waiter
 
-    async def _flush(self, client: Client, key: tuple[str, str]) -> None:
+    async def _send_all(self, client: Client, key: tuple[str, str], hub: _Hub) -> None:
         await asyncio.sleep(self._flush_s)
-        pending = self._pending.pop(key)  # what arrives from now on goes in the next signal
+        # No await between the emptiness check and the return: an emit that comes after it
+        # finds this task done and starts the next sender.
+        while hub.pending.events:
+            pending, hub.pending = hub.pending, _Pending()
+            await self._send(client, key, pending)
+
+    async def _send(self, client: Client, key: tuple[str, str], pending: _Pending) -> None:
         issuer_id, task_queue = key
         try:
             for start in range(0, len(pending.events), MAX_EVENTS_PER_SIGNAL):

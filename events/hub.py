@@ -26,6 +26,7 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as AttemptTimedOut
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -51,6 +52,7 @@ M = TypeVar("M", bound=Message)
 # Event ids remembered to drop a batch sent twice (an emit retried after its signal landed).
 RECENT_IDS = 2000
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)  # the delivery loop retries, with its own backoff
+ATTEMPT_FAILED = (ActivityError, ApplicationError, AttemptTimedOut)  # see _cause
 # How old a batch of events may be when the hub reads it. A batch waits in the hub's history
 # while no worker runs the hub; a short window would drop events after an outage, while a
 # replayed batch costs at most a duplicate (events are de-duplicated by id, here and by the
@@ -208,7 +210,7 @@ class EventHubWorkflow:
             seq = event.sequence or 0
             try:
                 await self._attempt(endpoint, seq - 1, seq, [event], [], force=True)
-            except ActivityError as err:
+            except ATTEMPT_FAILED as err:
                 result.failed[endpoint.endpoint_id] = _failure_text(err)
             else:
                 result.delivered_to.append(endpoint.endpoint_id)
@@ -278,6 +280,7 @@ class EventHubWorkflow:
         s = self._s
         shards = len(endpoint.shard_cursors)
         skip = self._skip.setdefault((endpoint.endpoint_id, shard), set())
+        fast = True  # off after a fast attempt ran out of time, until an attempt succeeds
         while True:
             await workflow.wait_condition(
                 lambda: (
@@ -296,9 +299,15 @@ class EventHubWorkflow:
             if len(in_range) == upto - after and not any(endpoint.wants(e.type) for e in in_tail):
                 self._advance(endpoint, shard, upto)  # nothing of its cards it subscribed to: no activity
                 continue
+            local = fast and endpoint.shard_failures[shard] == 0 and s.policy.fast_attempt_timeout > timedelta(0)
             try:
-                result = await self._attempt(endpoint, after, upto, in_tail, sorted(skip), shard=shard)
-            except ActivityError as err:
+                result = await self._attempt(endpoint, after, upto, in_tail, sorted(skip), shard=shard, local=local)
+            except ATTEMPT_FAILED as err:
+                if local and isinstance(_cause(err), AttemptTimedOut):
+                    # A slow endpoint, not a failing one: the same batch at once, as an activity
+                    # that may take the whole attempt's time (what it did deliver is posted again).
+                    fast = False
+                    continue
                 skip.update(_delivered_ids(err))
                 delay = self._failed(endpoint, shard, _failure_text(err))
                 try:
@@ -307,6 +316,7 @@ class EventHubWorkflow:
                     pass
                 continue
             skip.clear()
+            fast = True
             self._advance(endpoint, shard, upto)
             endpoint.delivered += result.delivered
             endpoint.shard_failures[shard] = 0
@@ -333,7 +343,13 @@ class EventHubWorkflow:
         *,
         force: bool = False,
         shard: int | None = None,
+        local: bool = False,
     ) -> c.DeliverResult:
+        """One attempt. ``local``: a local activity, run within this workflow task (its result
+        comes back without a task dispatch, no activity events in the history), bounded by the
+        policy's ``fast_attempt_timeout``; else an activity, heartbeating, for the attempt's whole
+        time. The hub's task stays open while a local attempt runs, so only a loop whose endpoint
+        answered its last attempt runs one (docs/events.md, "Shape and history cost")."""
         now = workflow.now().isoformat()
         target = c.Target(
             endpoint_id=endpoint.endpoint_id,
@@ -341,26 +357,38 @@ class EventHubWorkflow:
             secrets=[s.value for s in endpoint.secrets if not _expired(s, now)],
             event_types=["*"] if force else endpoint.event_types,
         )
+        inp = c.DeliverInput(
+            issuer_id=self._issuer,
+            target=target,
+            after=after,
+            upto=upto,
+            events=events,
+            tail_from=0 if shard is None else self._s.sealed_upto + 1,
+            skip=skip,
+            backlog=self._s.last_sequence - after,
+            shard=shard or 0,
+            shards=1 if shard is None else len(endpoint.shard_cursors),
+        )
+        summary = f"Deliver events {after + 1}..{upto} to {endpoint.endpoint_id}" + (
+            "" if shard is None else f" (cards of shard {shard})"
+        )
+        if local:
+            return await workflow.execute_local_activity(
+                c.DELIVER_EVENTS,
+                inp,
+                result_type=c.DeliverResult,
+                start_to_close_timeout=self._s.policy.fast_attempt_timeout,
+                retry_policy=ONE_ATTEMPT,
+                summary=summary,
+            )
         return await workflow.execute_activity(
             c.DELIVER_EVENTS,
-            c.DeliverInput(
-                issuer_id=self._issuer,
-                target=target,
-                after=after,
-                upto=upto,
-                events=events,
-                tail_from=0 if shard is None else self._s.sealed_upto + 1,
-                skip=skip,
-                backlog=self._s.last_sequence - after,
-                shard=shard or 0,
-                shards=1 if shard is None else len(endpoint.shard_cursors),
-            ),
+            inp,
             result_type=c.DeliverResult,
             start_to_close_timeout=self._s.policy.attempt_timeout,
             heartbeat_timeout=self._s.policy.heartbeat_timeout,
             retry_policy=ONE_ATTEMPT,
-            summary=f"Deliver events {after + 1}..{upto} to {endpoint.endpoint_id}"
-            + ("" if shard is None else f" (cards of shard {shard})"),
+            summary=summary,
         )
 
     def _failed(self, endpoint: c.Endpoint, shard: int, error: str) -> timedelta:
@@ -431,13 +459,19 @@ def _expired(secret: c.Secret, now: str) -> bool:
     return secret.expires_at is not None and datetime.fromisoformat(secret.expires_at) <= datetime.fromisoformat(now)
 
 
-def _failure_text(err: ActivityError) -> str:
-    cause = err.cause
+def _cause(err: Exception) -> BaseException | None:
+    """An activity's failure is an ActivityError around its cause; a local activity's is the
+    cause itself (its ApplicationError, or the TimeoutError of its time running out)."""
+    return err.cause if isinstance(err, ActivityError) else err
+
+
+def _failure_text(err: Exception) -> str:
+    cause = _cause(err)
     return str(cause.message if isinstance(cause, ApplicationError) else (cause or err))
 
 
-def _delivered_ids(err: ActivityError) -> list[str]:
-    cause = err.cause
+def _delivered_ids(err: Exception) -> list[str]:
+    cause = _cause(err)
     if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], list):
         return [str(i) for i in cause.details[0]]
     return []

@@ -40,13 +40,21 @@ class EventsSettings(BaseSettings):
     concurrency: int = Field(default=8, ge=1, le=64)
     """Cards delivered in parallel within one attempt (each card's events stay in order)."""
     flush_interval_ms: int = Field(default=20, ge=0, le=1000)
-    """The worker gathers the events of all its orders for this long into one signal to the hub."""
+    """While no signal to the hub is in flight, the worker gathers its orders' events this long into
+    one; while one is, the next gathers until it landed (group commit, events/coalesce.py)."""
     secret_grace: timedelta = timedelta(hours=24)
     """After a secret rotation, the old secret keeps signing this long."""
-    delivery_shards: int = Field(default=4, ge=1, le=64)
+    delivery_shards: int = Field(default=2, ge=1, le=64)
     """Delivery loops per endpoint, each for the cards whose id hashes to it: a slow batch for some
     cards does not hold the others' (each card's events stay in one loop, in order). An endpoint
-    takes a new value once its loops stand at one cursor."""
+    takes a new value once its loops stand at one cursor. More loops are more hub history and
+    tasks: 2 gave the lowest lag in the bench (docs/benchmarks.md, "Events: group commit and local
+    attempts")."""
+    fast_attempt_s: float = Field(default=5.0, ge=0, le=8)
+    """A delivery loop whose last attempt succeeded posts its next batch from within the hub's
+    workflow task (a local activity) for at most this long; past it, or after a failure, the
+    attempt is an activity of its own. 0: always an activity. At most 8 s: the hub's workflow
+    task (10 s) must not time out while it waits."""
     task_queue: str = ""
     """Task queue of the issuers' event hubs and their deliveries, polled by a worker of its own in
     the worker process (its own pollers and slots: the hubs' tasks do not wait behind the orders').

@@ -39,6 +39,8 @@ POLICY = c.DeliveryPolicy(
     failing_after=3,
     batch_size=10,
 )
+# The cards of these tests: they spread over the delivery loops (shard_of, 2 or 4 loops).
+CARDS = ("alpha", "bravo", "charlie")
 
 
 @dataclass
@@ -48,10 +50,15 @@ class FakeEndpoint:
     delivered: list[str] = field(default_factory=list)
     secrets_seen: list[int] = field(default_factory=list)
     refused_cards: set[str] = field(default_factory=set)  # a batch with one of these fails
+    local: list[bool] = field(default_factory=list)  # per attempt: a local activity (the fast path)?
+    delay_s: float = 0.0  # a slow endpoint
 
     @activity.defn(name=c.DELIVER_EVENTS)
     async def deliver(self, inp: c.DeliverInput) -> c.DeliverResult:
         self.attempts += 1
+        self.local.append(activity.info().is_local)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         self.secrets_seen.append(len(inp.target.secrets))
         if not self.up or any(e.card_id in self.refused_cards for e in inp.events):
             raise ApplicationError("connection refused", [], type="DeliveryFailed", non_retryable=True)
@@ -73,7 +80,7 @@ class Hub:
 def event(n: int) -> Event:
     now = datetime.now(UTC).isoformat()
     return Event(
-        id=f"evt_{n}", type="order.shipped", occurred_at=now, emitted_at=now, issuer_id="ISS", card_id=f"c{n % 3}",
+        id=f"evt_{n}", type="order.shipped", occurred_at=now, emitted_at=now, issuer_id="ISS", card_id=CARDS[n % 3],
         workflow_id=f"card-order:ISS:r{n % 3}",
     )  # fmt: skip
 
@@ -129,7 +136,7 @@ async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(h
     assert (await view(hub)).status == c.EndpointStatus.FAILING  # still retried: hourly by now
     attempts = hub.endpoint.attempts
     # Per delivery loop (one per shard of the cards with events): 7 in the first two hours, then one an hour.
-    loops = len({c.shard_of(f"c{n}", POLICY.shards) for n in range(3)})
+    loops = len({c.shard_of(card, POLICY.shards) for card in CARDS})
     assert loops > 1  # the cards of this test spread over several loops
     assert 45 * loops <= attempts <= 60 * loops, attempts
     await hub.env.sleep(timedelta(days=1, hours=2))
@@ -157,13 +164,13 @@ async def test_failing_for_three_days_then_disabled_then_the_backlog_on_enable(h
 
 async def test_a_failing_card_holds_only_the_cards_of_its_delivery_loop(hub: Hub) -> None:
     hub.endpoint.up = True
-    hub.endpoint.refused_cards = {"c0"}
+    hub.endpoint.refused_cards = {CARDS[0]}
     await create(hub)
     await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n) for n in range(25)], policy=POLICY))
     await hub.env.sleep(timedelta(minutes=10))
-    held = {f"c{n}" for n in range(3) if c.shard_of(f"c{n}", POLICY.shards) == c.shard_of("c0", POLICY.shards)}
-    assert held != {"c0", "c1", "c2"}  # the cards of this test spread over several loops
-    others = [f"evt_{n}" for n in range(25) if f"c{n % 3}" not in held]
+    held = {card for card in CARDS if c.shard_of(card, POLICY.shards) == c.shard_of(CARDS[0], POLICY.shards)}
+    assert held != set(CARDS)  # the cards of this test spread over several loops
+    others = [f"evt_{n}" for n in range(25) if CARDS[n % 3] not in held]
     assert hub.endpoint.delivered == others  # in order, while c0's loop keeps failing
     v = await view(hub)
     assert v.status == c.EndpointStatus.FAILING and v.backlog == 25  # the cursor is the slowest loop's
@@ -177,19 +184,56 @@ async def test_a_failing_card_holds_only_the_cards_of_its_delivery_loop(hub: Hub
 
 
 async def test_the_hub_continues_as_new_long_before_a_replay_is_costly(hub: Hub) -> None:
+    batches = 450
     hub.endpoint.up = True
     await create(hub)
-    for n in range(300):  # ~4 history events per batch: past HISTORY_EVENTS
+    # Per batch ~3 history events (the signal, a share of a workflow task, a delivery's marker): past HISTORY_EVENTS
+    for n in range(batches):
         await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n)], policy=POLICY))
     await hub.env.sleep(timedelta(minutes=1))
     current = await hub.client.get_workflow_handle(hub.handle.id).describe()
     assert current.run_id != hub.handle.result_run_id
     assert (current.history_length or 0) <= HISTORY_EVENTS
-    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(300))  # each once
+    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(batches))  # each once
     for card in range(3):
         assert [i for i in hub.endpoint.delivered if int(i[4:]) % 3 == card] == [
-            f"evt_{n}" for n in range(card, 300, 3)
+            f"evt_{n}" for n in range(card, batches, 3)
         ]
+
+
+async def test_a_healthy_endpoint_is_posted_from_the_hubs_task_a_failing_one_by_activities(hub: Hub) -> None:
+    hub.endpoint.up = True
+    await create(hub)
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(0)], policy=POLICY))
+    await hub.env.sleep(timedelta(seconds=5))
+    assert hub.endpoint.delivered == ["evt_0"] and hub.endpoint.local == [True]
+    hub.endpoint.up = False
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(3)], policy=POLICY))  # the same card
+    await hub.env.sleep(timedelta(minutes=4))  # a local attempt, then retries after 1 and 2 minutes
+    assert hub.endpoint.local[1:] == [True, False, False], hub.endpoint.local
+    hub.endpoint.up = True
+    await hub.env.sleep(timedelta(minutes=5))  # the next retry, an activity, gets through
+    assert hub.endpoint.delivered == ["evt_0", "evt_3"] and hub.endpoint.local[-1] is False
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(6)], policy=POLICY))
+    await hub.env.sleep(timedelta(seconds=5))
+    assert hub.endpoint.delivered[-1] == "evt_6" and hub.endpoint.local[-1] is True  # healthy again: fast
+    assert (await view(hub)).failures == 0
+
+
+async def test_a_slow_endpoint_gets_the_batch_again_from_an_activity_without_counting_a_failure(hub: Hub) -> None:
+    hub.endpoint.up = True
+    hub.endpoint.delay_s = 0.8
+    await create(hub)
+    policy = POLICY.model_copy(update={"fast_attempt_timeout": timedelta(seconds=0.3)})
+    await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(0), event(3)], policy=policy))
+    for _ in range(100):  # real seconds: the attempts' own time runs on the worker's clock
+        v = await view(hub)
+        if v.backlog == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert hub.endpoint.delivered == ["evt_0", "evt_3"]  # once each: the local attempt was cut short
+    assert hub.endpoint.local == [True, False]
+    assert v.status == c.EndpointStatus.ENABLED and v.failures == 0 and v.backlog == 0
 
 
 async def test_a_rotated_secret_stops_signing_after_its_grace(hub: Hub) -> None:
