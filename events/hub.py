@@ -62,7 +62,10 @@ BATCH_MAX_AGE = timedelta(days=7)
 # whose worker lost its cached run (a sticky task timed out under load, a restart) replays its
 # whole history before the next delivery, every signal a sealed batch of events. A replay of
 # 1,600 events took seconds under the bench's load; this keeps it to a fraction of a second,
-# at the cost of one drain (the in-flight deliveries end) per ~1,000 events.
+# at the cost of one drain (the in-flight deliveries end) per ~1,000 events. The bytes are
+# counted from the run's start: the state a run carries (its tail, up to a page of events, and
+# the recent ids) is most of a megabyte on its own, and counting it made the hub continue as new
+# every few seconds (docs/benchmarks.md, "Events: group commit and local attempts").
 HISTORY_EVENTS = 1000
 HISTORY_BYTES = 1_000_000
 
@@ -90,6 +93,7 @@ class EventHubWorkflow:
         self._manage = Gate(self._issuer, Window(MAX_AGE, MAX_AHEAD), self._s.seen_messages)
         self._batches = Gate(self._issuer, Window(BATCH_MAX_AGE, MAX_AHEAD), self._s.seen_batches)
         self._draining = False
+        self._start_bytes = 0  # the history's size when the run started: its carried state
         self._loops: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._skip: dict[tuple[str, int], set[str]] = {}
 
@@ -238,11 +242,12 @@ class EventHubWorkflow:
     @workflow.run
     async def run(self, raw: RawValue) -> None:
         self._input.check(c.HubInput)
+        self._start_bytes = workflow.info().get_current_history_size()
         for endpoint in self._s.endpoints:
             _reshard(endpoint, self._s.policy.shards)
             self._start_loop(endpoint)
         while True:
-            await workflow.wait_condition(lambda: len(self._s.tail) >= c.PAGE_SIZE or _history_long())
+            await workflow.wait_condition(lambda: len(self._s.tail) >= c.PAGE_SIZE or self._history_long())
             if len(self._s.tail) >= c.PAGE_SIZE:
                 await self._seal()
                 continue
@@ -265,6 +270,14 @@ class EventHubWorkflow:
         )
         s.sealed_upto += len(events)
         del s.tail[: len(events)]
+
+    def _history_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= HISTORY_EVENTS
+            or info.get_current_history_size() - self._start_bytes >= HISTORY_BYTES
+        )
 
     # --- delivery, several loops per endpoint (one per shard of the cards)
 
@@ -432,15 +445,6 @@ class EventHubWorkflow:
             backlog=max(0, self._s.last_sequence - e.cursor),
             secrets=sum(1 for s in e.secrets if not _expired(s, now)),
         )
-
-
-def _history_long() -> bool:
-    info = workflow.info()
-    return (
-        info.is_continue_as_new_suggested()
-        or info.get_current_history_length() >= HISTORY_EVENTS
-        or info.get_current_history_size() >= HISTORY_BYTES
-    )
 
 
 def _reshard(endpoint: c.Endpoint, shards: int) -> None:
