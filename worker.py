@@ -119,6 +119,7 @@ PASSTHROUGH_MODULES = (
     "workflows.events_out",
     "events.catalogue",
     "events.contract",
+    "events.delivery_loop",
     "events.from_order",
     "pydantic",
     "pydantic_core",

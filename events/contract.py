@@ -10,7 +10,7 @@ results, queries and activity payloads are plain models, sealed for readers.
 from __future__ import annotations
 
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -162,6 +162,9 @@ class Secret(_Model):
     value: str
     created_at: str
     expires_at: str | None = None
+
+    def expired(self, now: str) -> bool:
+        return self.expires_at is not None and datetime.fromisoformat(self.expires_at) <= datetime.fromisoformat(now)
 
 
 class Endpoint(_Model):

@@ -7,7 +7,8 @@ edge only (events/hub.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +53,7 @@ class FakeEndpoint:
     refused_cards: set[str] = field(default_factory=set)  # a batch with one of these fails
     local: list[bool] = field(default_factory=list)  # per attempt: a local activity (the fast path)?
     delay_s: float = 0.0  # a slow endpoint
+    during: Callable[[], Awaitable[None]] | None = None  # run while an attempt is in flight
 
     @activity.defn(name=c.DELIVER_EVENTS)
     async def deliver(self, inp: c.DeliverInput) -> c.DeliverResult:
@@ -59,6 +61,8 @@ class FakeEndpoint:
         self.local.append(activity.info().is_local)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.during is not None:
+            await self.during()
         self.secrets_seen.append(len(inp.target.secrets))
         if not self.up or any(e.card_id in self.refused_cards for e in inp.events):
             raise ApplicationError("connection refused", [], type="DeliveryFailed", non_retryable=True)
@@ -186,29 +190,40 @@ async def test_a_failing_card_holds_only_the_cards_of_its_delivery_loop(hub: Hub
 async def test_the_hub_continues_as_new_long_before_a_replay_is_costly(hub: Hub) -> None:
     hub.endpoint.up = True
     await create(hub)
+    numbers = itertools.count()
+
+    async def send() -> None:
+        n = next(numbers)
+        await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n)], policy=POLICY))
+
+    # Each delivery brings a new event while it is posted, so whenever the hub drains to continue
+    # as new a delivery is in flight and a signal waits: the server refuses a continue-as-new
+    # sent with that delivery's result (UnhandledCommand) and the run replays. What the run had
+    # posted must not be posted again.
+    hub.endpoint.during = send
     # A batch costs ~3 history events (the signal, a share of a workflow task, a delivery's
     # marker), fewer when the worker folds several signals into one task: send until it has
     # continued as new.
-    batches, first = 0, hub.handle.result_run_id
-    while batches < 1_000:
-        for n in range(batches, batches + 50):
-            await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n)], policy=POLICY))
-        batches += 50
-        if (await hub.client.get_workflow_handle(hub.handle.id).describe()).run_id != hub.handle.result_run_id:
+    first = hub.handle.result_run_id
+    for _ in range(20):
+        for _ in range(50):
+            await send()
+        if (await hub.client.get_workflow_handle(hub.handle.id).describe()).run_id != first:
             break
     # Real time, not the test server's: its time skipping has been seen to stall after a
     # continue-as-new with local activities (everything delivered, the new run idle).
     async with asyncio.timeout(30):
-        while len(set(hub.endpoint.delivered)) < batches:
-            await asyncio.sleep(0.05)
         while (current := await hub.client.get_workflow_handle(hub.handle.id).describe()).run_id == first:
             await asyncio.sleep(0.05)
-    assert current.run_id != hub.handle.result_run_id
+        hub.endpoint.during = None
+        sent = next(numbers)
+        while len(set(hub.endpoint.delivered)) < sent:
+            await asyncio.sleep(0.05)
     assert (current.history_length or 0) <= HISTORY_EVENTS
-    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(batches))  # each once
+    assert sorted(hub.endpoint.delivered) == sorted(f"evt_{n}" for n in range(sent))  # each once
     for card in range(3):
         assert [i for i in hub.endpoint.delivered if int(i[4:]) % 3 == card] == [
-            f"evt_{n}" for n in range(card, batches, 3)
+            f"evt_{n}" for n in range(card, sent, 3)
         ]
 
 
