@@ -20,6 +20,10 @@ from typing import ClassVar, Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+# ``ApplicationError.type`` of an update whose argument was refused (workflows/messages.py
+# ``refused_update``): a caller tells it from the workflow's own answers.
+MESSAGE_REFUSED: Final = "MessageRefused"
+
 # The kinds: one per handler (and per workflow input). A pull & change's kind is its update's
 # name (contracts/card_order.py CHANGE_UPDATES).
 CARD_ORDER_START: Final = "card_order.start"

@@ -19,12 +19,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.messages import MESSAGE_REFUSED
 from events import contract as c
 from events.catalogue import ALL_TYPES
 from events.endpoints import EndpointRefused, check_url
 from events.signing import new_secret
 from settings import EventsSettings
-from workflows.messages import MESSAGE_REFUSED
 
 T = TypeVar("T")
 

@@ -83,7 +83,7 @@ class ProductMetrics:
         self._count(names.NOTIFICATIONS_LATE, issuer_id=issuer_id, seen_by="receiver")
 
     def receiver_error(self, issuer_id: str, kind: str) -> None:
-        """``kind``: ``temporal_unavailable`` (answered 503) or ``bug`` (answered 500)."""
+        """``kind``: ``temporal_unavailable`` or ``message_refused`` (answered 503), ``bug`` (500)."""
         self._count(names.RECEIVER_ERRORS, issuer_id=issuer_id, kind=kind)
 
     def activation(self, issuer_id: str, outcome: str) -> None:

@@ -38,7 +38,8 @@ ORDERS_OPEN = "card_orders_open"  # running without an outcome, label stage
 # --- counters recorded by the receiver.
 NOTIFICATIONS_RECEIVED = "d1_notifications_received"  # label operation
 NOTIFICATIONS_UNKNOWN = "d1_notifications_unknown"  # no order was ever started for it
-RECEIVER_ERRORS = "d1_receiver_errors"  # label kind: temporal_unavailable (503) or bug (500)
+# label kind: temporal_unavailable or message_refused (both answered 503), bug (500)
+RECEIVER_ERRORS = "d1_receiver_errors"
 # D1's Card Activation calls (receiver/activation.py), label outcome: activated,
 # activated_before_delivery, refused_before_delivery, cms_card_unknown, cms_refused, cms_unavailable.
 CARD_ACTIVATIONS = "card_orders_activations"

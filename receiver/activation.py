@@ -78,6 +78,11 @@ def d1_error(reason: str, text: str) -> JSONResponse:
     return JSONResponse({"errorCode": code, "error": text}, status_code=status, headers=headers)
 
 
+class CheckRefused(Exception):
+    """The order refused the receiver's ``check_activation`` message (workflows/messages.py):
+    outside its validity window (the receiver's clock) or sealed with another role's key."""
+
+
 @dataclass(frozen=True)
 class OrderStanding:
     workflow_id: str
@@ -115,6 +120,15 @@ class ActivationService:
         )
         try:
             order, flag, on_order = await self._decide(check)
+        except CheckRefused as err:
+            # Ours to mend, not D1's: D1 retries meanwhile, so the activation is not lost.
+            self.metrics.receiver_error(issuer_id, "message_refused")
+            log.error(
+                "the card's order refused the receiver's activation check, answering 503 so that D1 "
+                "retries (the receiver's clock or its sealing key is wrong): %s",
+                err,
+            )
+            return d1_error("unavailable", "the card's order cannot check this activation right now")
         except Exception as err:
             return self._temporal_problem(issuer_id, err)
         if order is not None and flag != ActivationFlag.ACTIVATED:
@@ -177,7 +191,10 @@ class ActivationService:
         try:
             await handle.execute_update(api.CHECK_UPDATE, check, rpc_timeout=CHECK_RPC_TIMEOUT)
         except WorkflowUpdateFailedError as err:
-            flag = api.decided_flag(err.cause.type if isinstance(err.cause, ApplicationError) else None)
+            failure = err.cause.type if isinstance(err.cause, ApplicationError) else None
+            if failure == messages.MESSAGE_REFUSED:
+                raise CheckRefused(str(err.cause)) from err
+            flag = api.decided_flag(failure)
             if flag is None:
                 raise
             return flag

@@ -31,7 +31,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from contracts.messages import SEEN_MESSAGES, Message
+from contracts.messages import MESSAGE_REFUSED, SEEN_MESSAGES, Message
 from observability import names as metric_names
 from security.payload_refusal import TAMPERED, UNENCRYPTED, UNKNOWN_KEY, WRONG_WORKFLOW, UnauthenticatedPayload
 from security.sealing import EDGE, OPERATOR, RECEIVER, WORKER, role_of, sealer_of
@@ -59,8 +59,6 @@ PAGE_STARTERS = (WORKER,)  # a child of the hub
 
 # The default of a handler's argument: the signal or update came without one.
 MISSING = RawValue(Payload())
-# ``ApplicationError.type`` of an update whose argument was refused.
-MESSAGE_REFUSED = "MessageRefused"
 
 NO_ARGUMENT = "no_argument"
 INVALID = "invalid"

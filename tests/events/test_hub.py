@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.messages import MESSAGE_REFUSED
 from events import contract as c
 from events.catalogue import Event
 from events.hub import HISTORY_BYTES, HISTORY_EVENTS, EventHubWorkflow, EventPageWorkflow
@@ -30,7 +31,6 @@ from tests.support.senders import as_role, as_senders
 from tests.workflows.conftest import IssuedAtServerTime
 from tests.workflows.conftest import test_server as time_skipping_server
 from worker import workflow_runner
-from workflows.messages import MESSAGE_REFUSED
 
 QUEUE = "hub-tests"
 POLICY = c.DeliveryPolicy(

@@ -4,6 +4,7 @@ receiver forwards to a stand-in of the bank's CMS and records the activation on 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -12,9 +13,12 @@ from contracts import activation as activation_api
 from contracts import search_attributes as sa
 from contracts.activation import ActivationFlag, ActivationRecord
 from contracts.card_order import OrderView, Outcome
-from tests.conftest import ISSUER_ID, new_request_id
+from receiver.activation import ActivationService
+from security.sealing import EDGE
+from tests.conftest import ISSUER_ID, TASK_QUEUE, new_request_id
 from tests.lifecycle.conftest import Life
 from tests.support.orders import sample_order
+from tests.support.senders import as_role
 
 pytestmark = pytest.mark.asyncio
 
@@ -143,6 +147,34 @@ async def test_an_activation_before_delivery_is_refused_where_the_program_says_s
     assert view.state.activation is not None
     assert view.state.activation.flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
     assert (await record_of(life, card)).flag == ActivationFlag.REFUSED_BEFORE_DELIVERY
+    await life.orders.cancel(ISSUER_ID, rid, note="test done")
+
+
+async def test_a_check_the_order_refuses_is_answered_retry_later_and_loses_nothing(life: Life) -> None:
+    # A receiver whose check the order refuses: here it seals as the edge, as a receiver with the
+    # wrong key would (or with its clock outside the messages' window). Ours to mend, not D1's:
+    # D1 is told to retry (503) and the bank is not asked; the receiver as deployed then activates.
+    rid = new_request_id("badchk")
+    card = f"slow-{rid}"
+    rule = {"match": {"cardIdPrefix": card}, "stepDelayMs": 1500}
+    assert (await life.emulator("POST", "/_emulator/scenarios", json={"rules": [rule]})).status_code == 200
+    await life.orders.submit(sample_order(rid, card_id=card))
+    await life.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None)
+    misconfigured = ActivationService.from_settings(
+        life.local.receiver_settings(), as_role(life.client, EDGE), TASK_QUEUE
+    )
+    assert misconfigured is not None
+    try:
+        answer = await misconfigured.activate(ISSUER_ID, card)
+    finally:
+        await misconfigured.aclose()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+    assert json.loads(answer.body)["errorCode"] == "SERVICE_UNAVAILABLE"
+    assert not any(c["cardId"] == card for c in life.cms.calls)
+    view = await life.orders.status(ISSUER_ID, rid)
+    assert view.state.activation is None  # nothing recorded: the order refused the message
+    assert (await life.activate(card))["attempts"] == [204]  # D1's retry, through the receiver as deployed
+    assert (ISSUER_ID, card) in life.cms.activated
     await life.orders.cancel(ISSUER_ID, rid, note="test done")
 
 

@@ -27,6 +27,7 @@ from contracts import card_order as api
 from contracts import d1_batch
 from contracts import search_attributes as sa
 from contracts.card_order import PENDING_CHANGE, ChangeRequest, Notification, OrderView, Outcome
+from contracts.messages import MESSAGE_REFUSED
 from d1.notifications import OperationNotification
 from starter.d1_batches import BatchLimits
 from tests.conftest import ISSUER_ID, TASK_QUEUE, Stack, new_request_id, temporal_address
@@ -34,7 +35,6 @@ from tests.support.notifications import operation
 from tests.support.orders import sample_order
 from tests.support.senders import as_role
 from workflows.inputs import INPUT_REFUSED
-from workflows.messages import MESSAGE_REFUSED
 
 NEW_ADDRESS = {
     "firstName": "Mallory",

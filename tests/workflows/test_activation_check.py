@@ -13,10 +13,10 @@ from temporalio.exceptions import ApplicationError
 from contracts import activation as activation_api
 from contracts import search_attributes as sa
 from contracts.activation import ActivationCheck, ActivationFlag
+from contracts.messages import MESSAGE_REFUSED
 from tests.support.senders import as_role
 from tests.workflows.conftest import FastEnv
 from tests.workflows.test_card_order_workflow import notify, ops, start, until
-from workflows.messages import MESSAGE_REFUSED
 
 ISSUER_ID = "TESTISS001"
 

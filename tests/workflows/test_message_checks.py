@@ -16,6 +16,7 @@ from contracts import d1_batch
 from contracts import search_attributes as sa
 from contracts.card_order import BatchMembership, ChangeRequest, Notification, OrderResult, Outcome
 from contracts.d1_batch import SubmissionResult
+from contracts.messages import MESSAGE_REFUSED
 from d1.notifications import OperationNotification
 from security.codec import generate_keys_file, load_codec
 from temporal_client import data_converter
@@ -24,7 +25,6 @@ from tests.support.senders import TEST_OPERATOR, as_role
 from tests.workflows.conftest import ISSUER_ID, TASK_QUEUE, FastEnv, final_view, new_ids
 from tests.workflows.test_card_order_workflow import notify, ops, start, until, view
 from workflows.inputs import INPUT_REFUSED
-from workflows.messages import MESSAGE_REFUSED
 
 
 async def refused_start(client: Client, fast: FastEnv, prefix: str) -> tuple[ApplicationError, Any, str]:
