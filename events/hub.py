@@ -62,7 +62,7 @@ BATCH_MAX_AGE = timedelta(days=7)
 # every few seconds (docs/benchmarks.md, "Events: group commit and local attempts").
 HISTORY_EVENTS = 1000
 HISTORY_BYTES = 1_000_000
-DRAIN_PAUSE = timedelta(milliseconds=10)  # see run: ends the task that drained the loops
+DRAIN_PAUSE = timedelta(milliseconds=10)  # see _next_task
 
 
 @workflow.defn(name=c.PAGE_WORKFLOW_TYPE)
@@ -88,12 +88,14 @@ class EventHubWorkflow:
         self._manage = Gate(self._issuer, Window(MAX_AGE, MAX_AHEAD), self._s.seen_messages)
         self._batches = Gate(self._issuer, Window(BATCH_MAX_AGE, MAX_AHEAD), self._s.seen_batches)
         self._deliveries = Deliveries(self._issuer, self._s)
+        self._signals = 0  # signals taken by this run (see _next_task)
         self._start_bytes = 0  # the history's size when the run started: its carried state
 
     # --- the signal: events from the card workflows (through the worker's emit activity)
 
     @workflow.signal(name=c.EVENTS_SIGNAL)
     def on_events(self, raw: RawValue = MISSING) -> None:
+        self._signals += 1
         # Before ``run`` has checked the input (signal-with-start), a refused input takes nothing.
         if self._input.value is None:
             return
@@ -248,11 +250,21 @@ class EventHubWorkflow:
             await self._drained()
             # The loops' last local attempts are markers in this task's completion. A
             # continue-as-new in that same completion is refused when a signal arrived meanwhile
-            # (UnhandledCommand), and the replay that follows posts those attempts again. A timer
-            # completes this task, markers included, before the continue-as-new is sent.
-            await workflow.sleep(DRAIN_PAUSE)
+            # (UnhandledCommand), and the replay that follows posts those attempts again. This
+            # task completes first, markers included.
+            await self._next_task()
             await self._drained()
             workflow.continue_as_new(c.HubInput(**stamp(), issuer_id=self._issuer, state=self._s))
+
+    async def _next_task(self) -> None:
+        """Until a later workflow task: the next signal, or a short timer when none comes. Not
+        the timer alone: under load, when signals come every few hundred milliseconds, the dev
+        server's timers fired 2 to 3 s late, and the deliveries wait for the continue-as-new."""
+        signals = self._signals
+        try:
+            await workflow.wait_condition(lambda: self._signals > signals, timeout=DRAIN_PAUSE)
+        except TimeoutError:
+            pass
 
     async def _drained(self) -> None:
         await workflow.wait_condition(lambda: self._deliveries.stopped() and workflow.all_handlers_finished())

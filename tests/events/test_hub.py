@@ -190,11 +190,12 @@ async def test_a_failing_card_holds_only_the_cards_of_its_delivery_loop(hub: Hub
 async def test_the_hub_continues_as_new_long_before_a_replay_is_costly(hub: Hub) -> None:
     hub.endpoint.up = True
     await create(hub)
-    numbers = itertools.count()
+    numbers, one_at_a_time = itertools.count(), asyncio.Lock()
 
     async def send() -> None:
-        n = next(numbers)
-        await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n)], policy=POLICY))
+        async with one_at_a_time:  # the hub gets the events in the order of their numbers
+            n = next(numbers)
+            await hub.handle.signal(c.EVENTS_SIGNAL, c.EventBatch(events=[event(n)], policy=POLICY))
 
     # Each delivery brings a new event while it is posted, so whenever the hub drains to continue
     # as new a delivery is in flight and a signal waits: the server refuses a continue-as-new
