@@ -52,6 +52,17 @@ async def until(predicate: Any, timeout: float = 60) -> None:
             await asyncio.sleep(0.05)
 
 
+async def order_in_production(life: Life, prefix: str) -> tuple[str, str]:
+    """An order that stays in production a while (each of D1's steps 1.5 s): its request id and card."""
+    rid = new_request_id(prefix)
+    card = f"slow-{rid}"
+    rule = {"match": {"cardIdPrefix": card}, "stepDelayMs": 1500}
+    assert (await life.emulator("POST", "/_emulator/scenarios", json={"rules": [rule]})).status_code == 200
+    await life.orders.submit(sample_order(rid, card_id=card))
+    await life.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None)
+    return rid, card
+
+
 async def test_an_activation_after_delivery_reaches_the_bank_and_is_recorded(life: Life) -> None:
     rid = new_request_id("act")
     card = f"emu-activated-{rid}"
@@ -133,12 +144,7 @@ async def test_an_activation_before_delivery_is_flagged_on_the_order(life: Life)
 
 
 async def test_an_activation_before_delivery_is_refused_where_the_program_says_so(life: Life) -> None:
-    rid = new_request_id("refuse")
-    card = f"slow-{rid}"
-    rule = {"match": {"cardIdPrefix": card}, "stepDelayMs": 1500}
-    assert (await life.emulator("POST", "/_emulator/scenarios", json={"rules": [rule]})).status_code == 200
-    await life.orders.submit(sample_order(rid, card_id=card))
-    await life.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None)
+    rid, card = await order_in_production(life, "refuse")
     with life.lifecycle(refuseActivationBeforeDelivery=True):
         answer = await life.activate(card)
     assert answer["attempts"] == [403] and answer["answer"]["errorCode"] == "CARD_NOT_DELIVERED"
@@ -154,12 +160,7 @@ async def test_a_check_the_order_refuses_is_answered_retry_later_and_loses_nothi
     # A receiver whose check the order refuses: here it seals as the edge, as a receiver with the
     # wrong key would (or with its clock outside the messages' window). Ours to mend, not D1's:
     # D1 is told to retry (503) and the bank is not asked; the receiver as deployed then activates.
-    rid = new_request_id("badchk")
-    card = f"slow-{rid}"
-    rule = {"match": {"cardIdPrefix": card}, "stepDelayMs": 1500}
-    assert (await life.emulator("POST", "/_emulator/scenarios", json={"rules": [rule]})).status_code == 200
-    await life.orders.submit(sample_order(rid, card_id=card))
-    await life.orders.wait_for(ISSUER_ID, rid, lambda v: v.state.production_status is not None)
+    rid, card = await order_in_production(life, "badchk")
     misconfigured = ActivationService.from_settings(
         life.local.receiver_settings(), as_role(life.client, EDGE), TASK_QUEUE
     )
