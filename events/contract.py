@@ -71,11 +71,11 @@ class DeliveryPolicy(_Model):
     batch_size: int = 100
     # Delivery loops per endpoint, each for the cards that hash to it (shard_of): a slow batch
     # for some cards does not hold the others. Fixed per endpoint while it has a backlog split
-    # between its loops (events/hub.py).
+    # between its loops (events/delivery_loop.py, reshard).
     shards: int = 2
     attempt_timeout: timedelta = timedelta(minutes=5)
     # A healthy loop's attempt runs as a local activity within the hub's workflow task, for at
-    # most this long; zero: always an activity (events/hub.py, _attempt).
+    # most this long; zero: always an activity (events/delivery_loop.py, Deliveries.attempt).
     fast_attempt_timeout: timedelta = timedelta(seconds=5)
     # The delivery activity heartbeats after each request: a worker that died mid-attempt is
     # noticed this fast, not at the end of the attempt's timeout.

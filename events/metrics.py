@@ -1,6 +1,6 @@
 """Prometheus metrics of webhook delivery (observability/metrics.py conventions: Temporal's meter,
 ``_total`` appended to counters on ``/metrics``). The hub sets two gauges itself, replay-safe:
-``webhook_backlog_events`` and ``webhook_endpoint_failing`` (events/hub.py)."""
+``webhook_backlog_events`` and ``webhook_endpoint_failing`` (events/delivery_loop.py, ``Deliveries.gauges``)."""
 
 from __future__ import annotations
 

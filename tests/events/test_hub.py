@@ -2,7 +2,7 @@
 that keeps failing is marked failing, retried with backoff, disabled after the retry window
 with its backlog kept, and delivered in full once enabled; a rotated secret stops signing
 after its grace period; events come from the worker only and endpoints are managed by the
-edge only (events/hub.py)."""
+edge only (events/hub.py, its delivery loops in events/delivery_loop.py)."""
 
 from __future__ import annotations
 
